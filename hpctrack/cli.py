@@ -1,0 +1,248 @@
+"""The ``hpctrack`` command line: each command parses, makes one library call, renders.
+
+Errors from hpctrack become ``Error: <one line>`` and exit code 1; usage errors
+exit 2. ``--debug`` (or ``HPCTRACK_DEBUG=1``) shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+import click
+
+from ._types import JobState, state_summary
+from .errors import HpctrackError
+
+__all__ = ["main", "cli"]
+
+_DEBUG = {"on": False}
+
+
+def _fail(message: str) -> "None":
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HpctrackError as err:
+            if _DEBUG["on"]:
+                raise
+            _fail(str(err))
+
+    return wrapper
+
+
+root_option = click.option(
+    "--root", envvar="HPCTRACK_ROOT", default=None, metavar="DIR",
+    help="Storage root (default: $HPCTRACK_ROOT, `root:` in ~/.config/hpctrack/config.yaml, ~/.local/share/hpctrack).",
+)
+
+
+def _fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _fmt_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return f"{value:.4g}"
+    return str(value)
+
+
+_STATE_STYLE = {
+    JobState.COMPLETED: "green", JobState.RUNNING: "cyan", JobState.PENDING: "dim",
+    JobState.FAILED: "red", JobState.CANCELLED: "yellow", JobState.TIMEOUT: "red",
+    JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red", JobState.PREEMPTED: "yellow",
+}
+
+
+def _print_wide(renderable: Any) -> None:
+    """Print a table at its natural width: cells are never cut to fit a narrow terminal or pipe."""
+    from rich.console import Console
+
+    console = Console()
+    needed = console.measure(renderable, options=console.options.update_width(100_000)).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(renderable)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hpctrack")
+@click.option("--debug", is_flag=True, envvar="HPCTRACK_DEBUG", help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Experiment tracking for HPC clusters: launch Hydra sweeps, watch them, tabulate results."""
+    _DEBUG["on"] = debug
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+@click.option("--backend", default="local", show_default=True, help="Where jobs run: local.")
+@click.option("--parallel", "-j", type=int, default=None, help="Most jobs running at once (local; default: CPU cores).")
+@click.option("--detach", is_flag=True, help="Return at once; the jobs carry on in the background.")
+@click.option("--name", default=None, help="Name the sweep, to address it by name later.")
+@click.option("--store", default="hdf5", show_default=True, help="Run store backend.")
+@click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
+@root_option
+@_handle_errors
+def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], detach: bool,
+           name: Optional[str], store: str, no_progress: bool, root: Optional[str]) -> None:
+    """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
+
+    Options go before SCRIPT; everything after SCRIPT is a Hydra override.
+    """
+    from .launch.script import launch_script
+
+    manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
+                             name=name, root=root, store=store, progress=not no_progress,
+                             command=["hpctrack", *sys.argv[1:]])
+    ref = manifest.name or manifest.id
+    if detach:
+        click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "
+                   f"(watch: hpctrack status {ref})")
+        return
+    from .status import job_statuses
+
+    states = [s.state for s in job_statuses(manifest)]
+    click.echo(f"sweep {manifest.id}: {state_summary(states)}  (results: hpctrack table {ref})")
+    if any(s != JobState.COMPLETED for s in states):
+        sys.exit(1)
+
+
+@cli.command("ls")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@root_option
+@_handle_errors
+def ls_command(fmt: str, root: Optional[str]) -> None:
+    """The sweeps under the root, newest first."""
+    from .config import resolve_root
+    from .sweep import list_sweeps
+
+    rows = []
+    for sweep in list_sweeps(root):
+        m = sweep.manifest
+        rows.append({
+            "name": m.name, "id": m.id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
+            "backend": m.backend, "script": os.path.basename(m.script) if m.script else "",
+            "jobs": state_summary(j.state for j in m.jobs), "path": str(m.path),
+        })
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no sweeps under {resolve_root(root)}")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "id", "created", "backend", "script", "jobs"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(row[c] or "" for c in ("name", "id", "created", "backend", "script", "jobs")))
+    _print_wide(table)
+
+
+@cli.command()
+@click.argument("sweep", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@root_option
+@_handle_errors
+def status(sweep: str, fmt: str, root: Optional[str]) -> None:
+    """Every job of SWEEP (default: latest) with state, progress, runtime and error."""
+    from .sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    manifest = sw.manifest
+    statuses = sw.status()
+    summary = state_summary(s.state for s in statuses)
+    if fmt == "json":
+        click.echo(json.dumps({"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
+                               "summary": summary, "jobs": [s.to_json() for s in statuses]}, indent=1))
+        return
+    from rich.table import Table
+
+    title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
+    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    for column in ("job", "state", "overrides", "step", "runtime", "job id", "error"):
+        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
+    for s in statuses:
+        table.add_row(str(s.index), f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}", " ".join(s.overrides),
+                      "" if s.last_step is None else str(s.last_step), _fmt_duration(s.runtime_s),
+                      s.job_id or "", s.error or "")
+    _print_wide(table)
+    click.echo(summary)
+
+
+@cli.command()
+@click.argument("sweep", default="latest")
+@click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]",
+              help="Metric column(s): KEY (last, min, max) or KEY:last|min|max|count|last_step. Repeatable.")
+@click.option("--all-params", is_flag=True, help="Every config key, not only the swept ones.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+              default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of the terminal.")
+@root_option
+@_handle_errors
+def table(sweep: str, metrics: Sequence[str], all_params: bool, fmt: str, output: Optional[str],
+          root: Optional[str]) -> None:
+    """One row per run of SWEEP (default: latest): swept params, state, runtime, metrics, summary."""
+    from .aggregate import export_table
+    from .sweep import load_sweep
+
+    frame = load_sweep(sweep, root=root).table(metrics=list(metrics) or None, all_params=all_params)
+    if fmt == "table" and output is None:
+        _print_frame(frame)
+        return
+    text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
+    if text is not None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {len(frame)} rows to {output}", err=True)
+
+
+def _print_frame(frame: Any) -> None:
+    from rich.table import Table
+
+    grid = Table(box=None, header_style="bold")
+    for column in frame.columns:
+        grid.add_column(str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left")
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row):
+            if column == "runtime_s":
+                cells.append(_fmt_duration(value if value == value else None) if value is not None else "")
+            elif column == "state":
+                cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}")
+            else:
+                cells.append(_fmt_value(value))
+        grid.add_row(*cells)
+    _print_wide(grid)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point of the ``hpctrack`` console script."""
+    cli.main(args=argv, prog_name="hpctrack")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

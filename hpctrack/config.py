@@ -1,0 +1,110 @@
+"""Launcher configuration schemas and storage-root resolution.
+
+The dataclasses here are plain (no Hydra import) so ``import hpctrack`` stays
+light; ``hydra_plugins.hpctrack_launcher`` registers them in Hydra's
+ConfigStore as ``hydra/launcher=hpctrack_local``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConfigError
+
+__all__ = [
+    "BaseLauncherConf",
+    "LocalLauncherConf",
+    "ROOT_ENV",
+    "default_root",
+    "resolve_root",
+    "ensure_writable_root",
+    "user_config_path",
+]
+
+#: Environment variable that sets the storage root.
+ROOT_ENV = "HPCTRACK_ROOT"
+
+
+@dataclass
+class BaseLauncherConf:
+    """Fields every hpctrack launcher shares."""
+
+    # storage root; None -> $HPCTRACK_ROOT, then `root:` in the user config file, then the default
+    root: Optional[str] = None
+    # sweep name, so `hpctrack status NAME` finds it (newest sweep of that name wins)
+    name: Optional[str] = None
+    # run store backend for every run of the sweep
+    store: str = "hdf5"
+    # return as soon as the jobs are handed over; they carry on without this process
+    detach: bool = False
+    # show a live progress bar while waiting for the jobs
+    progress: bool = True
+    # sweep id chosen by the caller (`hpctrack launch` assigns it up front); None -> new id
+    sweep_id: Optional[str] = None
+
+
+@dataclass
+class LocalLauncherConf(BaseLauncherConf):
+    """Run the sweep's jobs as local processes through submitit's LocalExecutor."""
+
+    _target_: str = "hydra_plugins.hpctrack_launcher.launcher.LocalLauncher"
+    # most jobs running at once; None -> number of CPU cores
+    parallel: Optional[int] = None
+    # wall-clock limit per job in minutes; None -> no limit
+    timeout_min: Optional[float] = None
+
+
+def user_config_path() -> Path:
+    """``$XDG_CONFIG_HOME/hpctrack/config.yaml`` (``~/.config/hpctrack/config.yaml``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "hpctrack" / "config.yaml"
+
+
+def default_root() -> Path:
+    """``$XDG_DATA_HOME/hpctrack`` (``~/.local/share/hpctrack``): a per-user default for laptops."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "hpctrack"
+
+
+def _root_from_user_config() -> Optional[str]:
+    path = user_config_path()
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    try:
+        conf = OmegaConf.load(path)
+    except Exception as err:  # a broken user config must name itself
+        raise ConfigError(f"cannot read {path}: {err}; fix or remove it") from err
+    root = conf.get("root") if hasattr(conf, "get") else None
+    return str(root) if root else None
+
+
+def resolve_root(root: Optional[str] = None) -> Path:
+    """The storage root: ``root`` > ``$HPCTRACK_ROOT`` > user config file > :func:`default_root`."""
+    chosen = root or os.environ.get(ROOT_ENV) or _root_from_user_config()
+    path = Path(os.path.expandvars(os.path.expanduser(chosen))) if chosen else default_root()
+    return path.absolute()
+
+
+def ensure_writable_root(root: Path) -> Path:
+    """Create ``root`` if needed and prove it writable, or raise a one-line :class:`ConfigError`."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuid.uuid4().hex}"
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ConfigError(
+            f"cannot write to the hpctrack root {root} ({reason}); "
+            f"pass --root or set {ROOT_ENV} to a writable directory"
+        ) from err
+    return root
+
+

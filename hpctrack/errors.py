@@ -1,0 +1,55 @@
+"""The exception tree of hpctrack.
+
+Every error a user can cause derives from :class:`HpctrackError`, mixed with the
+builtin a caller would naturally catch. The CLI prints ``str(exc)`` on one line
+and exits 1, so messages say what went wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HpctrackError",
+    "ConfigError",
+    "SubmissionError",
+    "StoreError",
+    "LockTimeout",
+    "RunNotFoundError",
+    "SweepNotFoundError",
+    "FormatVersionError",
+]
+
+
+class HpctrackError(Exception):
+    """Base class. The CLI prints ``str(exc)`` on one line and exits 1."""
+
+
+class ConfigError(HpctrackError, ValueError):
+    """Bad user input: unknown key, malformed sweep, missing script, unwritable root."""
+
+
+class SubmissionError(HpctrackError, RuntimeError):
+    """The backend refused the jobs; ``reason`` holds the scheduler's own words."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class StoreError(HpctrackError, OSError):
+    """A run store or manifest could not be read or written."""
+
+
+class LockTimeout(StoreError, TimeoutError):
+    """A lock was not acquired in time; the message names the lock and its holder."""
+
+
+class RunNotFoundError(StoreError, FileNotFoundError):
+    """No run at the given address."""
+
+
+class SweepNotFoundError(HpctrackError, LookupError):
+    """No sweep matches the given id, name, path or ``latest``."""
+
+
+class FormatVersionError(StoreError):
+    """A file was written by a newer hpctrack than the one reading it."""

@@ -1,0 +1,123 @@
+"""Submitting sweeps: one mechanism behind ``hpctrack launch`` and the Hydra launcher plugin.
+
+:func:`submit_sweep` takes the already-expanded jobs (lists of overrides) and a
+picklable job function, writes the sweep's manifest, and hands the jobs to a
+backend. It knows nothing of Hydra's ``JobReturn``: it returns once the jobs are
+handed over, and waiting is a separate, optional step (:func:`wait_for_sweep`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+
+from ..config import ensure_writable_root, resolve_root
+from ..errors import ConfigError
+from ..locking import atomic_write
+from ..manifest import JobRecord, Manifest, create_sweep, load_manifest, new_sweep_id
+from ..store import store_class
+from ._entrypoint import JOB_FN_FILE
+from .base import Backend
+from .local import LocalBackend, wait_for_sweep
+
+__all__ = ["SweepRequest", "submit_sweep", "get_backend", "wait_for_sweep", "swept_keys", "BACKENDS"]
+
+#: Backends by name, as in ``--backend`` and ``hydra/launcher=hpctrack_<name>``.
+BACKENDS: Dict[str, Type[Backend]] = {"local": LocalBackend}
+
+
+@dataclass
+class SweepRequest:
+    """What to launch: the expanded jobs and where and how to run them."""
+
+    jobs: List[List[str]]  # per-job overrides, in launch order
+    backend: str = "local"
+    backend_options: Dict[str, Any] = field(default_factory=dict)  # e.g. {"parallel": 2}
+    store: str = "hdf5"
+    root: Optional[str] = None
+    sweep_id: Optional[str] = None
+    name: Optional[str] = None
+    script: Optional[str] = None
+    command: List[str] = field(default_factory=list)
+    cwd: str = field(default_factory=os.getcwd)
+    overrides: List[str] = field(default_factory=list)  # as typed, with sweep syntax
+    launcher: Dict[str, Any] = field(default_factory=dict)  # launcher config, recorded as is
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """The backend called ``name`` configured with ``options``."""
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
+    return cls(**options)
+
+
+def _split(override: str) -> "tuple[str, str]":
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def swept_keys(jobs: Sequence[Sequence[str]]) -> List[str]:
+    """Override keys whose value differs between jobs, in first-seen order."""
+    values: Dict[str, set] = {}
+    for overrides in jobs:
+        for override in overrides:
+            key, value = _split(override)
+            values.setdefault(key, set()).add(value)
+    if len(jobs) > 1:
+        # A key missing from some jobs varies too (e.g. `+extra=1` in only part of a sweep).
+        for key in values:
+            if any(key not in {_split(o)[0] for o in overrides} for overrides in jobs):
+                values[key].add(None)
+    return [key for key, seen in values.items() if len(seen) > 1]
+
+
+def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifest:
+    """Write the sweep's manifest and job function, then submit every job.
+
+    Parameters
+    ----------
+    request:
+        The expanded jobs and launch options.
+    job_fn:
+        Picklable callable run in each job as ``job_fn(index)`` after the job's
+        run has been opened (``hpctrack.start_run`` returns that run).
+
+    Returns
+    -------
+    Manifest
+        As recorded once the backend accepted the jobs (local: the runner started).
+    """
+    if not request.jobs:
+        raise ConfigError("the sweep has no jobs; check the overrides")
+    store_class(request.store)  # validate before anything is written
+    backend = get_backend(request.backend, **request.backend_options)
+    root = ensure_writable_root(resolve_root(request.root))
+    manifest = Manifest(
+        id=request.sweep_id or new_sweep_id(),
+        created=time.time(),
+        backend=backend.name,
+        store=request.store,
+        script=request.script,
+        name=request.name,
+        command=list(request.command),
+        cwd=request.cwd,
+        overrides=list(request.overrides),
+        swept_keys=swept_keys(request.jobs),
+        launcher=dict(request.launcher),
+        jobs=[JobRecord(index=i, overrides=list(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)],
+    )
+    import cloudpickle
+
+    payload = cloudpickle.dumps(job_fn)
+    manifest = create_sweep(root, manifest)
+    atomic_write(manifest.path / JOB_FN_FILE, payload)
+    backend.submit(manifest, [job.index for job in manifest.jobs])
+    return load_manifest(manifest.path)
+
+

@@ -1,0 +1,130 @@
+"""The local job runner: ``python -m hpctrack.launch._local_runner SWEEP_DIR``.
+
+Starts the sweep's pending jobs through submitit's LocalExecutor, at most
+``--parallel`` at once, and records each job's id, log files and final state in
+the manifest. SIGTERM or SIGINT cancels: running jobs are stopped, pending
+ones are never started, and both are recorded as CANCELLED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .._types import JobState
+from ..manifest import Manifest, load_manifest, update_manifest
+from ._entrypoint import run_job
+
+# submitit's local controller kills a job after timeout_min (default 2 min); "no limit" is a year.
+NO_LIMIT_MIN = 60 * 24 * 365
+LOG_DIR = "logs"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _outcome(job: Any) -> "tuple[JobState, Optional[str]]":
+    """Final state and one error line of a finished submitit LocalJob."""
+    import submitit
+
+    try:
+        job.results()
+    except submitit.core.utils.FailedJobError as err:
+        return JobState.FAILED, _last_line(str(err)) or "job raised an exception"
+    except submitit.core.utils.UncompletedJobError:
+        code = job._process.returncode if job._process is not None else None
+        how = f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}" if code else "unknown cause"
+        return JobState.FAILED, f"job process ended without a result ({how}); see its log files"
+    except Exception as err:  # an unreadable result pickle is still a failed job
+        return JobState.FAILED, f"{type(err).__name__}: {err}"
+    return JobState.COMPLETED, None
+
+
+class Runner:
+    def __init__(self, sweep_dir: Path, parallel: int, jobs: List[int], timeout_min: float) -> None:
+        self.sweep_dir = sweep_dir
+        self.parallel = max(1, parallel)
+        self.pending = list(jobs)
+        self.timeout_min = timeout_min
+        self.running: Dict[int, Any] = {}
+        self.stopping = False
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def _start(self, index: int) -> None:
+        import submitit
+
+        manifest = load_manifest(self.sweep_dir)
+        executor = submitit.LocalExecutor(folder=manifest.run_path(index) / LOG_DIR)
+        executor.update_parameters(timeout_min=self.timeout_min)
+        job = executor.submit(run_job, str(self.sweep_dir), index)
+        self.running[index] = job
+
+        def change(m: Manifest) -> None:
+            rec = m.jobs[index]
+            rec.state, rec.job_id, rec.submitted = JobState.RUNNING, str(job.job_id), time.time()
+            rec.stdout, rec.stderr = str(job.paths.stdout), str(job.paths.stderr)
+            rec.ended = rec.exit_code = rec.error = None
+
+        update_manifest(self.sweep_dir, change)
+
+    def _finish(self, index: int, state: JobState, error: Optional[str]) -> None:
+        def change(m: Manifest) -> None:
+            rec = m.jobs[index]
+            rec.state, rec.ended, rec.error = state, time.time(), error
+
+        update_manifest(self.sweep_dir, change)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        while self.pending or self.running:
+            if self.stopping:
+                self._cancel_all()
+                break
+            while self.pending and len(self.running) < self.parallel:
+                self._start(self.pending.pop(0))
+            for index, job in list(self.running.items()):
+                if job.done():
+                    del self.running[index]
+                    self._finish(index, *_outcome(job))
+            time.sleep(0.1)
+        return 0
+
+    def _cancel_all(self) -> None:
+        for job in self.running.values():
+            job.cancel()
+        deadline = time.time() + 10
+        while any(not j.done() for j in self.running.values()) and time.time() < deadline:
+            time.sleep(0.1)
+        for index, job in self.running.items():
+            state, error = _outcome(job)
+            # A job that finished before the cancel reached it keeps its real outcome.
+            self._finish(index, state if state == JobState.COMPLETED else JobState.CANCELLED,
+                         None if state == JobState.COMPLETED else "cancelled")
+        for index in self.pending:
+            self._finish(index, JobState.CANCELLED, "cancelled before it started")
+        self.running.clear()
+        self.pending.clear()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="hpctrack-local-runner")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--jobs", default="")
+    parser.add_argument("--timeout-min", type=float, default=NO_LIMIT_MIN)
+    args = parser.parse_args(argv)
+    jobs = [int(i) for i in args.jobs.split(",") if i]
+    return Runner(args.sweep_dir, args.parallel, jobs, args.timeout_min).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

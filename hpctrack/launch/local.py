@@ -1,0 +1,124 @@
+"""Local backend: the sweep's jobs run as processes on this machine.
+
+A detached job runner (``python -m hpctrack.launch._local_runner``) starts each
+job through submitit's LocalExecutor, at most ``parallel`` at a time, and
+records job ids and final states in the manifest. Because the runner is its own
+session, the launching shell may exit (``--detach``) and the jobs carry on;
+when the launch waits, it only watches the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+from .._types import JobState
+from ..manifest import Manifest, load_manifest, update_manifest
+from .base import Backend
+
+__all__ = ["LocalBackend", "RUNNER_LOG", "pid_alive", "runner_alive"]
+
+RUNNER_LOG = "runner.log"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` is a live (not zombie) process on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def runner_alive(manifest: Manifest) -> Optional[bool]:
+    """Whether the sweep's local runner still runs; None when that can't be known from here."""
+    runner = manifest.runner
+    if not runner or "pid" not in runner:
+        return None
+    if runner.get("host") != socket.gethostname():
+        return None
+    return pid_alive(int(runner["pid"]))
+
+
+class LocalBackend(Backend):
+    """Run jobs as local processes, ``parallel`` at a time (default: CPU count)."""
+
+    name = "local"
+
+    def __init__(self, *, parallel: Optional[int] = None, timeout_min: Optional[float] = None) -> None:
+        self.parallel = parallel or os.cpu_count() or 1
+        self.timeout_min = timeout_min
+
+    def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
+        cmd = [sys.executable, "-m", "hpctrack.launch._local_runner", str(manifest.path),
+               "--parallel", str(self.parallel), "--jobs", ",".join(str(i) for i in indices)]
+        if self.timeout_min:
+            cmd += ["--timeout-min", str(self.timeout_min)]
+        with open(manifest.path / RUNNER_LOG, "ab") as log:
+            # Own session: Ctrl-C in the launching terminal must not reach the jobs
+            # directly; a waiting launch forwards it as a clean cancel instead.
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, cwd=manifest.cwd or None)
+
+        def record(m: Manifest) -> None:
+            m.runner = {"host": socket.gethostname(), "pid": proc.pid, "started": time.time()}
+
+        update_manifest(manifest.path, record)
+        self._proc = proc
+
+    def states(self, manifest: Manifest) -> Dict[int, JobState]:
+        return {job.index: job.state for job in manifest.jobs}
+
+    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
+        alive = runner_alive(manifest)
+        if alive and indices is None:
+            os.kill(int(manifest.runner["pid"]), signal.SIGTERM)
+            return
+        wanted = set(indices) if indices is not None else None
+        for job in manifest.jobs:
+            if (wanted is None or job.index in wanted) and job.state == JobState.RUNNING and job.job_id:
+                try:  # the job id is its submitit controller's pid; SIGINT makes it stop its tasks
+                    os.kill(int(job.job_id), signal.SIGINT)
+                except (ProcessLookupError, PermissionError, ValueError):
+                    pass
+
+
+def wait_for_sweep(
+    sweep_dir: Path,
+    *,
+    poll_s: float = 0.5,
+    on_update: Optional[Callable[[Manifest], None]] = None,
+) -> Manifest:
+    """Block until every job of a local sweep has ended (or its runner is gone).
+
+    ``on_update`` is called with the manifest after each poll (progress display).
+    A KeyboardInterrupt cancels the sweep's jobs, waits for the runner to record
+    it, and is re-raised.
+    """
+    try:
+        while True:
+            manifest = load_manifest(sweep_dir)
+            if on_update is not None:
+                on_update(manifest)
+            if all(j.state.is_final for j in manifest.jobs) or runner_alive(manifest) is False:
+                return manifest
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        manifest = load_manifest(sweep_dir)
+        LocalBackend().cancel(manifest)
+        deadline = time.time() + 30
+        while runner_alive(load_manifest(sweep_dir)) and time.time() < deadline:
+            time.sleep(0.2)
+        raise

@@ -1,0 +1,188 @@
+"""``hpctrack launch SCRIPT OVERRIDES...``: run a Hydra script's sweep through hpctrack's launcher.
+
+The script runs in this process exactly as ``python SCRIPT --multirun
+hydra/launcher=hpctrack_<backend> OVERRIDES...`` would, so sweep expansion is
+Hydra's own (parser, sweeper, config composition) and submission is the
+launcher plugin's. Hydra's errors are caught here and turned into one line
+before any job starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import runpy
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+from ..config import ensure_writable_root, resolve_root
+from ..errors import ConfigError, HpctrackError
+from ..manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
+from ..store import store_class
+
+__all__ = ["launch_script"]
+
+_BACKENDS = ("local",)
+
+
+def _quote(value: str) -> str:
+    """A Hydra override value that stays one string whatever it contains."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check_overrides(overrides: List[str]) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except OverrideParseException as err:
+            reason = " ".join(str(err).split("\n")[1:2]).strip() or str(err).splitlines()[0]
+            raise ConfigError(f"malformed override {override!r}: {reason}") from None
+
+
+def _one_line(err: BaseException, script: Path) -> str:
+    """Hydra's multi-line errors as one line that says what to fix."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    if isinstance(err, MissingConfigException):
+        return f"{script}: {first}"
+    if isinstance(err, ConfigCompositionException):
+        cause = err.__cause__
+        key = getattr(cause, "full_key", None)
+        if key and "not in struct" in str(cause):
+            hint = _did_you_mean(cause, key)
+            return f"unknown config key {key!r} for {script.name}{hint}; to add a new key write +{key}=VALUE"
+        detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+        return f"{first}{detail}"
+    if isinstance(err, OverrideParseException):
+        return " ".join(line.strip() for line in text.splitlines()[:2])
+    return f"{type(err).__name__}: {first}"
+
+
+def _did_you_mean(cause: BaseException, key: str) -> str:
+    import difflib
+
+    parent = getattr(cause, "parent_node", None)
+    try:
+        siblings = [str(k) for k in parent.keys()] if parent is not None else []
+    except Exception:
+        return ""
+    prefix, _, leaf = key.rpartition(".")
+    close = difflib.get_close_matches(leaf, siblings, n=1)
+    if not close:
+        return ""
+    return f" (did you mean {'.'.join(filter(None, [prefix, close[0]]))!r}?)"
+
+
+@contextlib.contextmanager
+def _as_script(script: Path, argv: List[str], command: List[str]) -> Iterator[None]:
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_env = {k: os.environ.get(k) for k in ("HYDRA_FULL_ERROR", "HPCTRACK_COMMAND")}
+    sys.argv = [str(script), *argv]
+    sys.path.insert(0, str(script.parent))
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us as exceptions
+    os.environ["HPCTRACK_COMMAND"] = json.dumps(command)
+    try:
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+
+
+def launch_script(
+    script: str,
+    overrides: List[str],
+    *,
+    backend: str = "local",
+    parallel: Optional[int] = None,
+    detach: bool = False,
+    name: Optional[str] = None,
+    root: Optional[str] = None,
+    store: str = "hdf5",
+    progress: bool = True,
+    command: Optional[List[str]] = None,
+) -> Manifest:
+    """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
+
+    Every check (script, root, store, backend, override syntax, config keys of
+    every job) happens before any job starts. Waits for the jobs unless
+    ``detach``; a failed job does not raise here, it is recorded in the sweep.
+
+    Returns
+    -------
+    Manifest
+        The sweep as recorded after submission (or after the jobs ended).
+
+    Raises
+    ------
+    ConfigError
+        Bad input, with a one-line message; nothing was launched.
+    """
+    path = Path(script)
+    if not path.is_file():
+        raise ConfigError(f"script not found: {script}")
+    if backend not in _BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(_BACKENDS)}")
+    if parallel is not None and parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {parallel}")
+    store_class(store)
+    root_path = ensure_writable_root(resolve_root(root))
+    _check_overrides(overrides)
+    path = path.absolute()
+    sweep_id = new_sweep_id()
+    sweep_dir = root_path / SWEEPS_DIR / sweep_id
+    hydra_args = [
+        "--multirun",
+        f"hydra/launcher=hpctrack_{backend}",
+        f"hydra.launcher.sweep_id={sweep_id}",
+        f"hydra.launcher.root={_quote(str(root_path))}",
+        f"hydra.launcher.store={store}",
+        f"hydra.launcher.detach={str(detach).lower()}",
+        f"hydra.launcher.progress={str(progress).lower()}",
+        f"hydra.sweep.dir={_quote(str(sweep_dir / 'hydra'))}",
+    ]
+    if parallel is not None:
+        hydra_args.append(f"hydra.launcher.parallel={parallel}")
+    if name:
+        hydra_args.append(f"hydra.launcher.name={_quote(name)}")
+    with _as_script(path, [*hydra_args, *overrides], command or ["hpctrack", "launch", script, *overrides]):
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except BaseException as err:
+            if (sweep_dir / MANIFEST_FILE).exists():
+                # Jobs were submitted; Hydra re-raises a failed job's error, which the sweep records.
+                if isinstance(err, KeyboardInterrupt):
+                    raise
+                return load_manifest(sweep_dir)
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+            if isinstance(err, HpctrackError):
+                raise
+            if isinstance(err, SystemExit):
+                if err.code in (None, 0):
+                    raise ConfigError(f"{script} exited before launching a sweep") from None
+                raise ConfigError(f"{script} rejected its command line (exit code {err.code}); see the message above") from None
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise ConfigError(_one_line(err, path)) from err
+    if not (sweep_dir / MANIFEST_FILE).exists():
+        shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise ConfigError(
+            f"{script} ran but launched no sweep: its entry point must be decorated with "
+            "@hydra.main and called under `if __name__ == \"__main__\":`"
+        )
+    return load_manifest(sweep_dir)

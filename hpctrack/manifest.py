@@ -1,0 +1,221 @@
+"""The sweep manifest: what was launched, how, and where each job's run lives.
+
+One ``sweep.json`` per sweep directory, replaced atomically (write a unique
+temporary file, then ``os.replace``) while holding ``sweep.json.lock``, so a
+reader never sees half a manifest and two writers never lose each other's
+update. Sweeps live in ``ROOT/sweeps/<id>/``; ids start with the creation time
+so they sort oldest to newest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from ._types import JobState
+from .errors import ConfigError, FormatVersionError, StoreError, SweepNotFoundError
+from .locking import atomic_write, lock
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "SWEEPS_DIR",
+    "JobRecord",
+    "Manifest",
+    "new_sweep_id",
+    "create_sweep",
+    "load_manifest",
+    "update_manifest",
+    "find_sweep",
+    "iter_sweep_dirs",
+]
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "sweep.json"
+SWEEPS_DIR = "sweeps"
+RUNS_DIR = "runs"
+
+
+@dataclass
+class JobRecord:
+    """One job of a sweep: its overrides, its run directory and what the backend knows."""
+
+    index: int
+    overrides: List[str]
+    run_dir: str  # relative to the sweep directory
+    state: JobState = JobState.PENDING
+    job_id: Optional[str] = None
+    submitted: Optional[float] = None  # epoch seconds
+    ended: Optional[float] = None
+    exit_code: Optional[int] = None
+    error: Optional[str] = None  # one line, for a job that ended without recording it itself
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["state"] = self.state.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "JobRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = JobState(values.get("state", "PENDING"))
+        return cls(**values)
+
+
+@dataclass
+class Manifest:
+    """Everything hpctrack knows about one sweep, as stored in ``sweep.json``."""
+
+    id: str
+    created: float  # epoch seconds
+    backend: str
+    store: str
+    script: Optional[str] = None
+    name: Optional[str] = None
+    command: List[str] = field(default_factory=list)
+    cwd: str = ""
+    overrides: List[str] = field(default_factory=list)  # as typed, sweep syntax included
+    swept_keys: List[str] = field(default_factory=list)  # keys whose value differs between jobs
+    launcher: Dict[str, Any] = field(default_factory=dict)  # the launcher config used
+    runner: Dict[str, Any] = field(default_factory=dict)  # host/pid of the local job runner
+    jobs: List[JobRecord] = field(default_factory=list)
+    format_version: int = FORMAT_VERSION
+    path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored
+
+    def run_path(self, index: int) -> Path:
+        return self.path / self.jobs[index].run_dir
+
+    def to_json(self) -> Dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+        out["jobs"] = [j.to_json() for j in self.jobs]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any], path: Path) -> "Manifest":
+        version = int(data.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{path / MANIFEST_FILE} has format_version {version}, newer than this hpctrack "
+                f"reads ({FORMAT_VERSION}); upgrade with `pip install -U hpctrack`"
+            )
+        known = {f.name for f in dataclasses.fields(cls)} - {"path", "jobs"}
+        values = {k: v for k, v in data.items() if k in known}
+        jobs = [JobRecord.from_json(j) for j in data.get("jobs", [])]
+        return cls(**values, jobs=jobs, path=path)
+
+
+def new_sweep_id(now: Optional[float] = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxx``: local creation time plus 4 random hex digits."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def _write(manifest: Manifest) -> None:
+    atomic_write(manifest.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=1))
+
+
+def create_sweep(root: Path, manifest: Manifest) -> Manifest:
+    """Create the sweep directory for ``manifest.id`` under ``root`` and write its manifest.
+
+    The directory may already exist (Hydra writes ``hydra/multirun.yaml`` into
+    it first) but must not hold a manifest yet.
+    """
+    sweep_dir = Path(root) / SWEEPS_DIR / manifest.id
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    manifest.path = sweep_dir
+    with lock(sweep_dir / f"{MANIFEST_FILE}.lock"):
+        if (sweep_dir / MANIFEST_FILE).exists():
+            raise ConfigError(f"sweep {manifest.id} already exists under {root}; choose another id")
+        for job in manifest.jobs:
+            (sweep_dir / job.run_dir).mkdir(parents=True, exist_ok=True)
+        _write(manifest)
+    return manifest
+
+
+def load_manifest(sweep_dir: Path) -> Manifest:
+    """Read ``sweep_dir/sweep.json`` (no lock needed: it is only ever replaced atomically)."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SweepNotFoundError(f"no sweep manifest at {path}") from None
+    except (OSError, ValueError) as err:
+        raise StoreError(f"cannot read sweep manifest {path}: {err}") from err
+    return Manifest.from_json(data, sweep_dir)
+
+
+def update_manifest(sweep_dir: Path, change: Callable[[Manifest], None]) -> Manifest:
+    """Read, ``change`` in place, and atomically rewrite the manifest under its lock."""
+    sweep_dir = Path(sweep_dir)
+    with lock(sweep_dir / f"{MANIFEST_FILE}.lock"):
+        manifest = load_manifest(sweep_dir)
+        change(manifest)
+        _write(manifest)
+    return manifest
+
+
+def iter_sweep_dirs(root: Path) -> Iterator[Path]:
+    """Sweep directories under ``root`` that hold a manifest, newest first."""
+    base = Path(root) / SWEEPS_DIR
+    try:
+        names = sorted(os.listdir(base), reverse=True)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if (base / name / MANIFEST_FILE).is_file():
+            yield base / name
+
+
+def _newest(root: Path) -> Optional[Path]:
+    # Ids share a one-second timestamp prefix at most; break such ties by creation time.
+    candidates: List[Path] = []
+    for path in iter_sweep_dirs(root):
+        if candidates and path.name[:15] != candidates[0].name[:15]:
+            break
+        candidates.append(path)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: load_manifest(p).created)
+
+
+def find_sweep(root: Path, ref: str) -> Path:
+    """Resolve ``ref`` to a sweep directory.
+
+    ``ref`` is ``latest``, a sweep id (or a unique prefix of one), a sweep name
+    (the newest sweep of that name) or a path to a sweep directory.
+    """
+    root = Path(root)
+    candidate = Path(os.path.expanduser(ref))
+    if (candidate / MANIFEST_FILE).is_file():
+        return candidate.absolute()
+    if ref == "latest":
+        newest = _newest(root)
+        if newest is None:
+            raise SweepNotFoundError(
+                f"no sweep under {root} (launch one, or pass --root / set HPCTRACK_ROOT)"
+            )
+        return newest
+    by_id = root / SWEEPS_DIR / ref
+    if (by_id / MANIFEST_FILE).is_file():
+        return by_id
+    dirs = list(iter_sweep_dirs(root))
+    prefixed = [d for d in dirs if d.name.startswith(ref)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    for d in dirs:
+        if load_manifest(d).name == ref:
+            return d
+    hint = f"; {len(prefixed)} ids start with it" if prefixed else ""
+    raise SweepNotFoundError(
+        f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
+    )

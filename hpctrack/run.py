@@ -1,0 +1,565 @@
+"""The run-side API: ``start_run(cfg)`` and the :class:`Run` a training script logs to.
+
+``Run.log`` only appends to an in-memory buffer (microseconds). The buffer is
+written to the run's store in one update when it holds ``flush_max_points``
+points, every ``flush_interval_s`` seconds from a background thread (which also
+refreshes the heartbeat), when the run ends, at interpreter exit, and on
+SIGTERM/SIGUSR1/SIGUSR2 before the previous handler of that signal runs.
+
+"The current run" is one module-level variable, set while a run is active in
+this process and cleared when it ends: under a launcher the job entry point
+opens the run before the task starts, and ``start_run`` returns that run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import operator
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+
+from ._types import JobState, RunStatus
+from .errors import ConfigError, HpctrackError
+from .store import MetricBatch, Store, open_store
+
+__all__ = ["Run", "start_run", "current_run", "flatten_config"]
+
+#: Environment knobs for the flush policy (seconds, points).
+FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
+FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
+DEFAULT_FLUSH_INTERVAL_S = 10.0
+DEFAULT_FLUSH_MAX_POINTS = 10_000
+ARTIFACTS_DIR = "artifacts"
+
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
+
+_current: Optional["Run"] = None
+
+
+def current_run() -> Optional["Run"]:
+    """The run active in this process, or None."""
+    return _current
+
+
+class _TrackedDict(dict):  # type: ignore[type-arg]
+    """A dict that remembers which keys were set since the last flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirty: set = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be strings, got {type(key).__name__}")
+        super().__setitem__(key, _jsonable(value))
+        self._dirty.add(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def take_dirty(self) -> Dict[str, Any]:
+        dirty, self._dirty = self._dirty, set()
+        return {k: self[k] for k in dirty if k in self}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types from numpy/torch scalars, tuples, paths and mappings."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return str(value)
+
+
+def flatten_config(cfg: Any) -> Dict[str, Any]:
+    """The resolved config as ``{"optimizer.lr": 0.1, ...}``; lists stay whole values."""
+    if cfg is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"start_run(cfg): cfg must be a mapping or DictConfig, got {type(cfg).__name__}")
+    out: Dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping) and value:
+                walk(value, name + ".")
+            else:
+                out[name] = _jsonable(value)
+
+    walk(cfg, "")
+    return out
+
+
+def _error_record(error: Union[BaseException, str]) -> Dict[str, str]:
+    if isinstance(error, BaseException):
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        message = str(error) or type(error).__name__
+        return {"type": type(error).__name__, "message": message, "traceback": tb}
+    return {"type": "", "message": error, "traceback": ""}
+
+
+def _status_for(exc: Optional[BaseException]) -> RunStatus:
+    if exc is None:
+        return RunStatus.COMPLETED
+    if isinstance(exc, SystemExit):
+        return RunStatus.COMPLETED if exc.code in (None, 0) else RunStatus.FAILED
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.INTERRUPTED
+    return RunStatus.FAILED
+
+
+class _Flusher(threading.Thread):
+    """Flushes the buffer and refreshes the heartbeat every ``interval_s`` seconds."""
+
+    def __init__(self, run: "Run", interval_s: float) -> None:
+        super().__init__(name="hpctrack-flush", daemon=True)
+        self._run = run
+        self._interval_s = interval_s
+        self._stop_event = threading.Event()
+        self._warned = False
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval_s):
+            try:
+                self._run.flush()
+            except Exception as err:  # a slow filesystem must not kill training
+                if not self._warned:
+                    print(f"hpctrack: flush failed, will retry: {err}", file=sys.stderr)
+                    self._warned = True
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self is not threading.current_thread():
+            self.join(timeout=60)
+
+
+class Run:
+    """One tracked run: params, step-wise metrics, summary, tags, artifacts, status.
+
+    Do not construct directly; use :func:`start_run`. Use it as a context
+    manager: leaving the block records the run as completed, or as failed with
+    the traceback when an exception escapes.
+
+    Attributes
+    ----------
+    summary:
+        Final values (``run.summary["test/acc"] = 0.97``), written at the next flush.
+    tags:
+        Free-form labels (``run.tags["stage"] = "baseline"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        run_dir: Path,
+        store: Store,
+        flush_interval_s: Optional[float] = None,
+        flush_max_points: Optional[int] = None,
+    ) -> None:
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self.summary = _TrackedDict()
+        self.tags = _TrackedDict()
+        self._store = store
+        self._interval_s = float(
+            flush_interval_s if flush_interval_s is not None
+            else os.environ.get(FLUSH_INTERVAL_ENV, DEFAULT_FLUSH_INTERVAL_S)
+        )
+        self._max_points = int(
+            flush_max_points if flush_max_points is not None
+            else os.environ.get(FLUSH_MAX_POINTS_ENV, DEFAULT_FLUSH_MAX_POINTS)
+        )
+        self._batch = MetricBatch()
+        self._n_buffered = 0
+        self._buffer_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._writer: Optional[int] = None  # thread ident inside _write
+        self._pending_signal: Optional[int] = None
+        self._next_step = 0
+        self._last_step = -1
+        self._start_time = time.time()
+        self._params_recorded = False
+        self._artifacts: Dict[str, Dict[str, Any]] = {}
+        self._finished = False
+        self._on_finish: List[Callable[[RunStatus, Optional[str]], None]] = []
+        self._previous_handlers: Dict[int, Any] = {}
+        self._flusher = _Flusher(self, self._interval_s)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _begin(self, info: Mapping[str, Any]) -> "Run":
+        global _current
+        self._store.write(
+            sections={
+                "status": {
+                    "state": RunStatus.RUNNING.value,
+                    "start_time": self._start_time,
+                    "heartbeat": self._start_time,
+                    "last_step": -1,
+                },
+                "info": {**_host_info(), **info},
+            }
+        )
+        _current = self
+        self._flusher.start()
+        self._install_signal_handlers()
+        atexit.register(self._at_exit)
+        return self
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        self.finish(_status_for(exc), error=exc if _status_for(exc) != RunStatus.COMPLETED else None)
+        return False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None) -> None:
+        """Flush everything and record how the run ended. Later calls do nothing."""
+        global _current
+        if self._finished:
+            return
+        self._finished = True
+        self._flusher.stop()
+        end = time.time()
+        final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": end - self._start_time}
+        error_line: Optional[str] = None
+        if error is not None:
+            record = _error_record(error)
+            final["error"] = record
+            error_line = f"{record['type']}: {record['message']}" if record["type"] else record["message"]
+        try:
+            self._write(final)
+        finally:
+            self._restore_signal_handlers()
+            atexit.unregister(self._at_exit)
+            if _current is self:
+                _current = None
+            for callback in self._on_finish:
+                callback(status, error_line)
+
+    def _at_exit(self) -> None:
+        # The interpreter is exiting and the script never ended the run: it ran to its end.
+        self.finish(RunStatus.COMPLETED)
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def log(self, values: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Buffer one point per metric at ``step`` (default: the previous step + 1).
+
+        Values must be numbers (Python, numpy or 0-d tensor scalars); NaN is kept.
+        Nothing touches the disk here unless the buffer reached its size limit.
+        """
+        if self._finished:
+            raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
+        step = self._next_step if step is None else operator.index(step)
+        now = time.time()
+        with self._buffer_lock:
+            add = self._batch.add
+            for key, value in values.items():
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"run.log: value of {key!r} must be a number, got {type(value).__name__}"
+                    ) from None
+                if not isinstance(key, str) or not key:
+                    raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
+                add(key, step, number, now)
+            self._n_buffered += len(values)
+            full = self._n_buffered >= self._max_points
+        self._next_step = step + 1
+        if step > self._last_step:
+            self._last_step = step
+        if full:
+            self.flush()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record extra params (merged into the flattened config)."""
+        self._store.write(sections={"params": flatten_config(dict(params))})
+
+    def log_artifact(self, path: Union[str, os.PathLike], name: Optional[str] = None) -> Path:
+        """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
+        source = Path(path)
+        if not source.exists():
+            raise FileNotFoundError(f"log_artifact: {source} does not exist")
+        name = name or source.name
+        target = self.run_dir / ARTIFACTS_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+            entry: Dict[str, Any] = {"kind": "dir", "size": sum(p.stat().st_size for p in target.rglob("*") if p.is_file())}
+        else:
+            shutil.copy2(source, target)
+            entry = {"kind": "file", "size": target.stat().st_size, "sha256": _sha256(target)}
+        self._artifacts[name] = {"path": f"{ARTIFACTS_DIR}/{name}", **entry}
+        self._store.write(sections={"info": {"artifacts": self._artifacts}})
+        return target
+
+    def flush(self) -> None:
+        """Write buffered points, summary and tags now, and refresh the heartbeat."""
+        self._write(None)
+
+    def _write(self, final_status: Optional[Dict[str, Any]]) -> None:
+        with self._write_lock:
+            self._writer = threading.get_ident()
+            try:
+                with self._buffer_lock:
+                    batch, self._batch = self._batch, MetricBatch()
+                    self._n_buffered = 0
+                sections: Dict[str, Any] = {
+                    "status": {"heartbeat": time.time(), "last_step": self._last_step, **(final_status or {})}
+                }
+                summary = self.summary.take_dirty()
+                if summary:
+                    sections["summary"] = summary
+                tags = self.tags.take_dirty()
+                if tags:
+                    sections["tags"] = tags
+                try:
+                    self._store.write(metrics=batch if batch else None, sections=sections)
+                except BaseException:
+                    self._requeue(batch, summary, tags)
+                    raise
+            finally:
+                self._writer = None
+        pending, self._pending_signal = self._pending_signal, None
+        if pending is not None:
+            self._handle_signal(pending, None)
+
+    def _requeue(self, batch: MetricBatch, summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
+        # A failed write keeps its points, ahead of anything logged meanwhile.
+        with self._buffer_lock:
+            newer, self._batch = self._batch, batch
+            for key, (steps, values, times) in newer.points.items():
+                for s, v, t in zip(steps, values, times):
+                    batch.add(key, s, v, t)
+            self._n_buffered = len(batch)
+        self.summary._dirty.update(summary)
+        self.tags._dirty.update(tags)
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _SIGNALS:
+            try:
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+            except (OSError, ValueError):
+                pass
+
+    def _restore_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, handler in self._previous_handlers.items():
+            try:
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._writer == threading.get_ident():
+            # Interrupted our own write: finish it first, then handle the signal.
+            self._pending_signal = signum
+            return
+        self._handle_signal(signum, frame)
+
+    def _handle_signal(self, signum: int, frame: Any) -> None:
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        try:
+            self.flush()
+        except Exception:
+            pass
+        if callable(previous):
+            previous(signum, frame)
+            return
+        if previous == signal.SIG_IGN:
+            return
+        # The default action ends the process: record how, then die of the same signal.
+        name = signal.Signals(signum).name
+        self.finish(RunStatus.INTERRUPTED, error=f"terminated by {name}")
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _host_info() -> Dict[str, Any]:
+    from . import __version__
+
+    env_ids = {
+        key: os.environ[key]
+        for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID")
+        if key in os.environ
+    }
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "argv": list(sys.argv),
+        "cwd": os.getcwd(),
+        "hpctrack_version": __version__,
+        **({"job_env": env_ids} if env_ids else {}),
+    }
+
+
+def _hydra_overrides() -> Optional[List[str]]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # not under Hydra, or Hydra not configured in this process
+        return None
+
+
+def open_job_run(sweep_dir: Path, index: int) -> Run:
+    """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point)."""
+    from .manifest import load_manifest
+
+    manifest = load_manifest(sweep_dir)
+    job = manifest.jobs[index]
+    run_dir = manifest.run_path(index)
+    run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=open_store(run_dir, manifest.store))
+    return run._begin(
+        {"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index, "overrides": job.overrides}
+    )
+
+
+def start_run(
+    cfg: Any = None,
+    *,
+    name: Optional[str] = None,
+    tags: Optional[Mapping[str, Any]] = None,
+    root: Optional[str] = None,
+    store: str = "hdf5",
+) -> Run:
+    """Start tracking: record ``cfg`` (resolved, flattened) as params and return the run.
+
+    Under an hpctrack launcher this returns the job's run, already opened by
+    the job entry point. Run plainly (``python train.py``), it creates a
+    one-run sweep under the storage root.
+
+    Parameters
+    ----------
+    cfg:
+        The Hydra config (``DictConfig``) or any mapping; None records no params.
+    name:
+        Sweep name for a plain run (ignored under a launcher, which names the sweep).
+    tags:
+        Initial tags.
+    root:
+        Storage root for a plain run; see :func:`hpctrack.config.resolve_root`.
+    store:
+        Store backend for a plain run.
+    """
+    run = _current if _current is not None and not _current.finished else None
+    if run is None:
+        run = _start_direct_run(name=name, root=root, store=store)
+    if not run._params_recorded:
+        params = flatten_config(cfg)
+        overrides = _hydra_overrides()
+        run._store.write(
+            sections={"params": params, **({"info": {"overrides": overrides}} if overrides is not None else {})}
+        )
+        run._params_recorded = True
+    if tags:
+        run.tags.update(tags)
+    return run
+
+
+def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -> Run:
+    """A plain ``python train.py``: a sweep of one job, recorded as it runs."""
+    from .config import ensure_writable_root, resolve_root
+    from .manifest import JobRecord, Manifest, create_sweep, new_sweep_id, update_manifest
+    from .store import store_class
+
+    store_class(store)  # fail on an unknown store before writing anything
+    root_path = ensure_writable_root(resolve_root(root))
+    overrides = _hydra_overrides() or []
+    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    manifest = create_sweep(
+        root_path,
+        Manifest(
+            id=new_sweep_id(),
+            created=time.time(),
+            backend="direct",
+            store=store,
+            script=script,
+            name=name,
+            command=[sys.executable, *sys.argv],
+            cwd=os.getcwd(),
+            overrides=overrides,
+            jobs=[
+                JobRecord(
+                    index=0, overrides=overrides, run_dir="runs/0", state=JobState.RUNNING,
+                    job_id=str(os.getpid()), submitted=time.time(),
+                )
+            ],
+        ),
+    )
+    run = Run(run_id=f"{manifest.id}/0", run_dir=manifest.run_path(0), store=open_store(manifest.run_path(0), store))
+
+    def record_end(status: RunStatus, error_line: Optional[str]) -> None:
+        state = {RunStatus.COMPLETED: JobState.COMPLETED, RunStatus.INTERRUPTED: JobState.CANCELLED}.get(
+            status, JobState.FAILED
+        )
+
+        def change(m: Manifest) -> None:
+            m.jobs[0].state, m.jobs[0].ended, m.jobs[0].error = state, time.time(), error_line
+
+        update_manifest(manifest.path, change)
+
+    run._on_finish.append(record_end)
+    previous_hook = sys.excepthook
+
+    def excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        run.finish(_status_for(exc), error=exc)
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides})

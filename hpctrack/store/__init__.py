@@ -1,0 +1,43 @@
+"""Run stores: one file per run behind the :class:`Store` interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Type
+
+from ..errors import ConfigError
+from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
+from ._hdf5 import HDF5Store
+
+__all__ = [
+    "Store",
+    "HDF5Store",
+    "MetricBatch",
+    "MetricHistory",
+    "MetricStats",
+    "RunRecord",
+    "Section",
+    "SECTIONS",
+    "BACKENDS",
+    "open_store",
+    "store_class",
+]
+
+#: Store backends by the name used in configs and manifests.
+BACKENDS: Dict[str, Type[Store]] = {HDF5Store.name: HDF5Store}
+
+
+def store_class(name: str) -> Type[Store]:
+    """The store backend called ``name`` (``hdf5``)."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown store {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
+        ) from None
+
+
+def open_store(run_dir: Path, name: str) -> Store:
+    """The store of the run in ``run_dir`` for backend ``name`` (need not exist yet)."""
+    cls = store_class(name)
+    return cls(Path(run_dir) / f"run{cls.suffix}")

@@ -1,0 +1,153 @@
+"""Hydra ``Launcher`` adapters over :func:`hpctrack.launch.submit_sweep`.
+
+Hydra's launcher contract is synchronous: ``launch`` returns one ``JobReturn``
+per job. The local launcher honours it by waiting (with a progress bar) and
+returning each job's real outcome, so a failed job raises in Hydra as usual.
+With ``detach: true`` it returns as soon as the jobs are handed over, with
+placeholder ``JobReturn``s (status COMPLETED, return value None): the real
+outcomes are in the sweep's manifest and runs (``hpctrack status``). Hydra
+upstream declined asynchronous launchers (hydra#2171); this is the documented
+workaround.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Optional, Sequence
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+#: Set by ``hpctrack launch`` so the manifest records the command the user typed.
+COMMAND_ENV = "HPCTRACK_COMMAND"
+
+
+class HydraJob:
+    """Picklable job function: compose job ``index``'s config and run the task in it."""
+
+    def __init__(self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
+                 job_overrides: List[List[str]], initial_job_idx: int) -> None:
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.config = config
+        self.job_overrides = job_overrides
+        self.initial_job_idx = initial_job_idx
+        # Hydra keeps the task name and other runtime facts in process-wide singletons;
+        # the job process needs this process's copy to compose the same config.
+        from hydra.core.singleton import Singleton
+
+        self.singleton_state = Singleton.get_state()
+
+    def __call__(self, index: int) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import run_job, setup_globals
+
+        from hpctrack.run import current_run
+
+        Singleton.set_state(self.singleton_state)
+        setup_globals()
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
+        run = current_run()
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.num = self.initial_job_idx + index
+            sweep_config.hydra.job.id = run.run_id if run is not None else str(index)
+            if run is not None:
+                # Hydra's own outputs (.hydra/, the job log) land in the run's directory.
+                sweep_config.hydra.sweep.dir = str(run.run_dir)
+                sweep_config.hydra.sweep.subdir = "."
+        HydraConfig.instance().set_config(sweep_config)
+        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        if ret.status == JobStatus.FAILED:
+            raise ret._return_value
+        return ret._return_value
+
+
+class JobFailedError(RuntimeError):
+    """A job of the sweep failed; its traceback is in the run and its log files."""
+
+
+class BaseHpctrackLauncher(Launcher):
+    """Launches the sweep through hpctrack; subclasses pick the backend."""
+
+    _BACKEND: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def _backend_options(self) -> Dict[str, Any]:
+        return {}
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hpctrack.launch import SweepRequest, submit_sweep
+
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        jobs = [list(o) for o in job_overrides]
+        command = json.loads(os.environ[COMMAND_ENV]) if COMMAND_ENV in os.environ else [sys.executable, *sys.argv]
+        launcher_conf = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
+        request = SweepRequest(
+            jobs=jobs,
+            backend=self._BACKEND,
+            backend_options=self._backend_options(),
+            store=self.params.get("store", "hdf5"),
+            root=self.params.get("root"),
+            sweep_id=self.params.get("sweep_id"),
+            name=self.params.get("name"),
+            script=os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None,
+            command=command,
+            overrides=list(self.config.hydra.overrides.task),
+            launcher=launcher_conf if isinstance(launcher_conf, dict) else {},
+        )
+        job_fn = HydraJob(self.hydra_context, self.task_function, self.config, jobs, initial_job_idx)
+        manifest = submit_sweep(request, job_fn)
+        log.info(f"hpctrack: sweep {manifest.id} ({len(jobs)} jobs, {self._BACKEND}) in {manifest.path}")
+        if self.params.get("detach"):
+            return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in jobs]
+        return self._wait(manifest.path, jobs)
+
+    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
+        raise NotImplementedError
+
+
+class LocalLauncher(BaseHpctrackLauncher):
+    """``hydra/launcher=hpctrack_local``: jobs run on this machine, ``parallel`` at a time."""
+
+    _BACKEND = "local"
+
+    def _backend_options(self) -> Dict[str, Any]:
+        return {"parallel": self.params.get("parallel"), "timeout_min": self.params.get("timeout_min")}
+
+    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
+        import submitit
+
+        from hpctrack._types import JobState
+        from hpctrack.launch.progress import wait_with_progress
+
+        manifest = wait_with_progress(sweep_dir, show=bool(self.params.get("progress", True)))
+        returns = []
+        for job, overrides in zip(manifest.jobs, jobs):
+            if job.state == JobState.COMPLETED and job.job_id:
+                folder = manifest.run_path(job.index) / "logs"
+                value = submitit.local.local.LocalJob(folder=folder, job_id=job.job_id).results()[0]
+                returns.append(JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value))
+            else:
+                error = JobFailedError(f"job {job.index} {job.state.value}: {job.error or 'see hpctrack status'}")
+                returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error))
+        return returns
