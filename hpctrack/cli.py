@@ -112,9 +112,13 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
     """
     from .launch.script import launch_script
 
-    manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
-                             name=name, root=root, store=store, progress=not no_progress,
-                             command=["hpctrack", *sys.argv[1:]])
+    try:
+        manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
+                                 name=name, root=root, store=store, progress=not no_progress,
+                                 command=["hpctrack", *sys.argv[1:]])
+    except KeyboardInterrupt:
+        click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
+        sys.exit(130)
     ref = manifest.name or manifest.id
     if detach:
         click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "

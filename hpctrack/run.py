@@ -554,12 +554,17 @@ def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -
 
         update_manifest(manifest.path, change)
 
-    run._on_finish.append(record_end)
     previous_hook = sys.excepthook
 
     def excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        # An exception that ends a script which never closed its run fails that run.
         run.finish(_status_for(exc), error=exc)
         previous_hook(exc_type, exc, tb)
 
+    def restore_hook(status: RunStatus, error_line: Optional[str]) -> None:
+        if sys.excepthook is excepthook:
+            sys.excepthook = previous_hook
+
+    run._on_finish += [record_end, restore_hook]
     sys.excepthook = excepthook
     return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides})

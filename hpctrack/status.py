@@ -86,7 +86,9 @@ def _process_gone(info: Dict[str, Any]) -> bool:
 def _reconcile(manifest: Manifest, job: JobRecord, record: Optional[RunRecord],
                runner_alive: Optional[bool]) -> "tuple[JobState, Optional[str]]":
     if job.state.is_final:
-        return job.state, job.error
+        # The run's own traceback beats the backend's summary of it.
+        own = _error_line(record.status) if record is not None else None
+        return job.state, own or job.error
     if record is not None:
         state = record.status.get("state")
         if state in _RUN_TO_JOB:

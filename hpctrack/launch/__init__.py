@@ -94,7 +94,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         As recorded once the backend accepted the jobs (local: the runner started).
     """
     if not request.jobs:
-        raise ConfigError("the sweep has no jobs; check the overrides")
+        raise ConfigError("the sweep has no jobs: an override matched nothing (glob() selects config group options)")
     store_class(request.store)  # validate before anything is written
     backend = get_backend(request.backend, **request.backend_options)
     root = ensure_writable_root(resolve_root(request.root))

@@ -33,14 +33,14 @@ def _outcome(job: Any) -> "tuple[JobState, Optional[str]]":
     """Final state and one error line of a finished submitit LocalJob."""
     import submitit
 
+    if not job.paths.result_pickle.exists():
+        # Local disk has no attribute-cache lag: no result now means none is coming
+        # (submitit's results() would poll for 15 s first).
+        return JobState.FAILED, f"job process ended without a result (killed?); see {job.paths.stderr}"
     try:
         job.results()
     except submitit.core.utils.FailedJobError as err:
         return JobState.FAILED, _last_line(str(err)) or "job raised an exception"
-    except submitit.core.utils.UncompletedJobError:
-        code = job._process.returncode if job._process is not None else None
-        how = f"exit code {code}" if code is not None and code >= 0 else f"signal {-code}" if code else "unknown cause"
-        return JobState.FAILED, f"job process ended without a result ({how}); see its log files"
     except Exception as err:  # an unreadable result pickle is still a failed job
         return JobState.FAILED, f"{type(err).__name__}: {err}"
     return JobState.COMPLETED, None

@@ -33,17 +33,41 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _check_overrides(overrides: List[str]) -> None:
+#: Hydra's own command-line flags that take a value; they pass through unparsed.
+_HYDRA_VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
+
+
+def _check_overrides(args: List[str]) -> None:
+    """Parse every override with Hydra's grammar, naming the first malformed one."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+    from hydra.errors import HydraException
 
     parser = OverridesParser.create()
-    for override in overrides:
+    skip_next = False
+    for arg in args:
+        if skip_next or arg.startswith("-"):
+            skip_next = arg in _HYDRA_VALUE_FLAGS
+            continue
         try:
-            parser.parse_override(override)
-        except OverrideParseException as err:
-            reason = " ".join(str(err).split("\n")[1:2]).strip() or str(err).splitlines()[0]
-            raise ConfigError(f"malformed override {override!r}: {reason}") from None
+            parser.parse_override(arg)
+        except HydraException as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(err).__name__
+            raise ConfigError(f"malformed override {arg!r}: {reason}") from None
+
+
+def _split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
+    """Hydra's own flags (``--config-name X``...) apart from the overrides, both in order."""
+    flags: List[str] = []
+    plain: List[str] = []
+    take_value = False
+    for arg in args:
+        if take_value or arg.startswith("-"):
+            flags.append(arg)
+            take_value = arg in _HYDRA_VALUE_FLAGS
+        else:
+            plain.append(arg)
+    return flags, plain
 
 
 def _one_line(err: BaseException, script: Path) -> str:
@@ -160,7 +184,8 @@ def launch_script(
         hydra_args.append(f"hydra.launcher.parallel={parallel}")
     if name:
         hydra_args.append(f"hydra.launcher.name={_quote(name)}")
-    with _as_script(path, [*hydra_args, *overrides], command or ["hpctrack", "launch", script, *overrides]):
+    flags, plain = _split_flags(overrides)
+    with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:
             runpy.run_path(str(path), run_name="__main__")
         except BaseException as err:

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import CodeType, FunctionType
 from typing import Any, ClassVar, Dict, List, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -45,6 +46,7 @@ class HydraJob:
         from hydra.core.singleton import Singleton
 
         self.singleton_state = Singleton.get_state()
+        self.script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
 
     def __call__(self, index: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -55,6 +57,8 @@ class HydraJob:
 
         Singleton.set_state(self.singleton_state)
         setup_globals()
+        if self.script:
+            _restore_filenames(self.task_function, self.script)
         sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
         run = current_run()
         with open_dict(sweep_config):
@@ -70,6 +74,27 @@ class HydraJob:
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
+
+
+def _restore_filenames(task_function: Any, filename: str) -> None:
+    """Point the script's unpickled functions back at the script, for readable tracebacks.
+
+    cloudpickle pickles a ``__main__`` script's functions by value and renames
+    their code's file to ``<dynamic-code>``, which leaves tracebacks without
+    file names or source lines.
+    """
+
+    def fix(code: CodeType) -> CodeType:
+        consts = tuple(fix(c) if isinstance(c, CodeType) else c for c in code.co_consts)
+        return code.replace(co_filename=filename, co_consts=consts)
+
+    candidates = [task_function, *getattr(task_function, "__globals__", {}).values()]
+    for obj in list(candidates):
+        if isinstance(obj, type) and obj.__module__ == "__main__":
+            candidates.extend(vars(obj).values())
+    for obj in candidates:
+        if isinstance(obj, FunctionType) and obj.__code__.co_filename == "<dynamic-code>":
+            obj.__code__ = fix(obj.__code__)
 
 
 class JobFailedError(RuntimeError):

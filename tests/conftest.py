@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own storage root and config home."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "digits" / "train.py"
+SCRIPTS = Path(__file__).resolve().parent / "e2e" / "scripts"
+
+
+@pytest.fixture
+def hpctrack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh storage root in HPCTRACK_ROOT, and no user config file."""
+    root = tmp_path / "root"
+    monkeypatch.setenv("HPCTRACK_ROOT", str(root))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "0.5")
+    return root
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, check: bool = False) -> subprocess.CompletedProcess:
+    """``python -m hpctrack ARGS`` as a real subprocess, the way a user runs it."""
+    proc = subprocess.run([sys.executable, "-m", "hpctrack", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hpctrack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def error_lines(stderr: str) -> List[str]:
+    return [line for line in stderr.splitlines() if line.startswith("Error:")]
