@@ -93,7 +93,7 @@ def cli(debug: bool) -> None:
     _DEBUG["on"] = debug
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 @click.option("--backend", default="local", show_default=True, help="Where jobs run: local.")
@@ -108,7 +108,8 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
            name: Optional[str], store: str, no_progress: bool, root: Optional[str]) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
-    Options go before SCRIPT; everything after SCRIPT is a Hydra override.
+    hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
+    overrides and Hydra's own flags (e.g. --config-name) alike.
     """
     from .launch.script import launch_script
 

@@ -325,7 +325,8 @@ class Run:
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
-            entry: Dict[str, Any] = {"kind": "dir", "size": sum(p.stat().st_size for p in target.rglob("*") if p.is_file())}
+            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+            entry: Dict[str, Any] = {"kind": "dir", "size": size}
         else:
             shutil.copy2(source, target)
             entry = {"kind": "file", "size": target.stat().st_size, "sha256": _sha256(target)}

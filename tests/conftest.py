@@ -25,7 +25,8 @@ def hpctrack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240, check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240,
+            check: bool = False) -> subprocess.CompletedProcess:
     """``python -m hpctrack ARGS`` as a real subprocess, the way a user runs it."""
     proc = subprocess.run([sys.executable, "-m", "hpctrack", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ))

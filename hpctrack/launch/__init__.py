@@ -9,10 +9,8 @@ handed over, and waiting is a separate, optional step (:func:`wait_for_sweep`).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
 from ..config import ensure_writable_root, resolve_root

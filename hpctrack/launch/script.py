@@ -200,7 +200,9 @@ def launch_script(
             if isinstance(err, SystemExit):
                 if err.code in (None, 0):
                     raise ConfigError(f"{script} exited before launching a sweep") from None
-                raise ConfigError(f"{script} rejected its command line (exit code {err.code}); see the message above") from None
+                raise ConfigError(
+                    f"{script} rejected its command line (exit code {err.code}); see the message above"
+                ) from None
             if isinstance(err, KeyboardInterrupt):
                 raise
             raise ConfigError(_one_line(err, path)) from err

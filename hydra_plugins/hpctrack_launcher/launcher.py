@@ -12,6 +12,7 @@ workaround.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -142,13 +143,15 @@ class BaseHpctrackLauncher(Launcher):
         )
         job_fn = HydraJob(self.hydra_context, self.task_function, self.config, jobs, initial_job_idx)
         manifest = submit_sweep(request, job_fn)
-        log.info(f"hpctrack: sweep {manifest.id} ({len(jobs)} jobs, {self._BACKEND}) in {manifest.path}")
+        log.info(f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+                 f"{self._BACKEND}) in {manifest.path}")
         if self.params.get("detach"):
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in jobs]
         return self._wait(manifest.path, jobs)
 
+    @abc.abstractmethod
     def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
-        raise NotImplementedError
+        """Wait for the sweep's jobs and return their outcomes as Hydra expects."""
 
 
 class LocalLauncher(BaseHpctrackLauncher):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -47,8 +46,8 @@ def _status(ref: str = "latest") -> dict:
 
 
 def test_example_sweep_2x3_end_to_end(hpctrack_root, tmp_path):
-    proc = run_cli("launch", "--parallel", "2", "--name", "digits", str(EXAMPLE),
-                   "optimizer.lr=0.01,0.1", "seed=0,1,2", cwd=tmp_path)
+    proc = run_cli("launch", "--parallel", "2", str(EXAMPLE), "optimizer.lr=0.01,0.1", "seed=0,1,2",
+                   "--name", "digits", cwd=tmp_path)  # options may follow the overrides
     assert proc.returncode == 0, proc.stderr
     assert "6 jobs: 6 COMPLETED" in proc.stdout
 

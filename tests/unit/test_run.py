@@ -61,7 +61,7 @@ def test_exception_marks_run_failed_with_traceback(hpctrack_root):
     with pytest.raises(ZeroDivisionError):
         with hpctrack.start_run({"a": 1}) as run:
             run.log({"loss": 1.0})
-            1 / 0
+            run.log({"ratio": 1 / 0})
     record = hpctrack.load_sweep("latest").run(0)
     assert record.status["state"] == "failed"
     assert record.status["error"]["type"] == "ZeroDivisionError"
