@@ -100,10 +100,11 @@ def sweep_table(manifest: Manifest, *, metrics: Optional[Sequence[str]] = None,
         for st in statuses:
             if st.record is not None:
                 param_keys.update(dict.fromkeys(st.record.params))
-    summary_keys: Dict[str, None] = {}
+    summary_set = set()
     for st in statuses:
         if st.record is not None:
-            summary_keys.update(dict.fromkeys(st.record.summary))
+            summary_set.update(st.record.summary)
+    summary_keys = dict.fromkeys(sorted(summary_set))
     rows = []
     for st in statuses:
         record = st.record

@@ -96,16 +96,22 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-@click.option("--backend", default="local", show_default=True, help="Where jobs run: local.")
-@click.option("--parallel", "-j", type=int, default=None, help="Most jobs running at once (local; default: CPU cores).")
+@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+              help="Where jobs run.")
+@click.option("--parallel", "-j", type=int, default=None,
+              help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).")
+@click.option("--partition", default=None, help="SLURM partition (hydra.launcher.partition).")
+@click.option("--time", "time_limit", default=None, metavar="TIME",
+              help="SLURM time limit, e.g. 30, 04:00:00, 1-00:00:00 (hydra.launcher.time).")
 @click.option("--detach", is_flag=True, help="Return at once; the jobs carry on in the background.")
 @click.option("--name", default=None, help="Name the sweep, to address it by name later.")
 @click.option("--store", default="hdf5", show_default=True, help="Run store backend.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
 @root_option
 @_handle_errors
-def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], detach: bool,
-           name: Optional[str], store: str, no_progress: bool, root: Optional[str]) -> None:
+def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], partition: Optional[str],
+           time_limit: Optional[str], detach: bool, name: Optional[str], store: str, no_progress: bool,
+           root: Optional[str]) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
@@ -116,11 +122,17 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
     try:
         manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
                                  name=name, root=root, store=store, progress=not no_progress,
-                                 command=["hpctrack", *sys.argv[1:]])
+                                 command=["hpctrack", *sys.argv[1:]],
+                                 slurm={"partition": partition, "time": time_limit})
     except KeyboardInterrupt:
         click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
     ref = manifest.name or manifest.id
+    if manifest.backend == "slurm":
+        arrays = sorted({j.job_id.split("_", 1)[0] for j in manifest.jobs if j.job_id})
+        click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as SLURM job array "
+                   f"{', '.join(arrays)} (watch: hpctrack status {ref} --watch)")
+        return
     if detach:
         click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "
                    f"(watch: hpctrack status {ref})")
@@ -169,32 +181,90 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
 @cli.command()
 @click.argument("sweep", default="latest")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--watch", "-w", is_flag=True, help="Refresh in place until every job has ended.")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between refreshes (--watch).")
 @root_option
 @_handle_errors
-def status(sweep: str, fmt: str, root: Optional[str]) -> None:
+def status(sweep: str, fmt: str, watch: bool, interval: float, root: Optional[str]) -> None:
     """Every job of SWEEP (default: latest) with state, progress, runtime and error."""
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    manifest = sw.manifest
-    statuses = sw.status()
-    summary = state_summary(s.state for s in statuses)
     if fmt == "json":
+        manifest = sw.manifest
+        st = sw.sweep_status()
         click.echo(json.dumps({"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
-                               "summary": summary, "jobs": [s.to_json() for s in statuses]}, indent=1))
+                               "backend": manifest.backend, "note": st.note,
+                               "summary": state_summary(s.state for s in st.jobs),
+                               "jobs": [s.to_json() for s in st.jobs]}, indent=1))
         return
-    from rich.table import Table
+    if not watch:
+        _print_wide(_status_view(sw)[0])
+        return
+    from rich.console import Console
+    from rich.live import Live
 
+    with Live(console=Console(), auto_refresh=False) as live:
+        while True:
+            view, done = _status_view(sw)
+            live.update(view, refresh=True)
+            if done:
+                break
+            time.sleep(interval)
+
+
+def _status_view(sw: Any) -> "tuple[Any, bool]":
+    """The status table of a sweep as a rich renderable, and whether every job has ended."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    manifest = sw.manifest
+    st = sw.sweep_status()
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
     table = Table(title=title, title_justify="left", box=None, header_style="bold")
-    for column in ("job", "state", "overrides", "step", "runtime", "job id", "error"):
-        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
-    for s in statuses:
-        table.add_row(str(s.index), f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}", " ".join(s.overrides),
+    for column in ("job", "state", "overrides", "step", "runtime", "job id", "node", "error"):
+        table.add_column(column, no_wrap=column != "error")
+    for s in st.jobs:
+        state = f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}" + (" [red](hung?)" if s.possibly_hung else "")
+        table.add_row(str(s.index), state, " ".join(s.overrides),
                       "" if s.last_step is None else str(s.last_step), _fmt_duration(s.runtime_s),
-                      s.job_id or "", s.error or "")
-    _print_wide(table)
-    click.echo(summary)
+                      s.job_id or "", s.node or "", s.error or "")
+    parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
+    if st.note:
+        parts.append(Text(f"note: {st.note}", style="yellow"))
+    return Group(*parts), all(s.state.is_final for s in st.jobs)
+
+
+@cli.command()
+@click.argument("sweep", default="latest")
+@click.option("--state", "states", multiple=True, metavar="STATE",
+              type=click.Choice([s.value for s in JobState if not s.is_final], case_sensitive=False),
+              help="Only jobs in this state (PENDING or RUNNING). Repeatable.")
+@click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
+@root_option
+@_handle_errors
+def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Optional[str]) -> None:
+    """Cancel the jobs of SWEEP that have not ended (default: all of them)."""
+    from .sweep import load_sweep
+
+    indices = _parse_jobs(job_list)
+    cancelled = load_sweep(sweep, root=root).cancel(states=[JobState(s.upper()) for s in states] or None,
+                                                   jobs=indices)
+    if not cancelled:
+        click.echo("nothing to cancel")
+    else:
+        click.echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
+                   + ",".join(str(i) for i in cancelled))
+
+
+def _parse_jobs(text: Optional[str]) -> Optional[List[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated job indices like 3,7, got {text!r}") from None
 
 
 @cli.command()

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
 
 __all__ = [
     "BaseLauncherConf",
     "LocalLauncherConf",
+    "SlurmLauncherConf",
     "ROOT_ENV",
     "default_root",
     "resolve_root",
@@ -56,6 +57,44 @@ class LocalLauncherConf(BaseLauncherConf):
     parallel: Optional[int] = None
     # wall-clock limit per job in minutes; None -> no limit
     timeout_min: Optional[float] = None
+
+
+@dataclass
+class SlurmLauncherConf(BaseLauncherConf):
+    """Submit the sweep to SLURM as one job array; returns once the array is queued."""
+
+    _target_: str = "hydra_plugins.hpctrack_launcher.launcher.SlurmLauncher"
+    # partition (queue); None -> the cluster's default
+    partition: Optional[str] = None
+    # time limit in minutes (sbatch --time); see `time` for SLURM's own format
+    timeout_min: int = 60
+    # time limit in SLURM's format ("04:00:00", "1-12:00:00"); wins over timeout_min
+    time: Optional[str] = None
+    nodes: int = 1
+    tasks_per_node: int = 1
+    cpus_per_task: Optional[int] = None
+    # memory per node in GB (sbatch --mem)
+    mem_gb: Optional[float] = None
+    # GPUs per node (sbatch --gpus-per-node)
+    gpus_per_node: Optional[int] = None
+    # generic resources, e.g. "gpu:a100:2" (sbatch --gres)
+    gres: Optional[str] = None
+    constraint: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    exclusive: bool = False
+    # most array tasks running at once (sbatch --array=...%N)
+    array_parallelism: int = 256
+    # runs of the sweep per array task, for many short runs
+    runs_per_task: int = 1
+    # packed runs: "serial" (one after the other) or "parallel" (side by side on the allocation)
+    pack: str = "serial"
+    # seconds before the time limit that SLURM signals the job (USR2)
+    signal_delay_s: int = 120
+    # shell lines run before the job, e.g. ["module load cuda", "source .venv/bin/activate"]
+    setup: List[str] = field(default_factory=list)
+    # any other sbatch option, e.g. {"mail-type": "END"}
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
 
 
 def user_config_path() -> Path:

@@ -55,6 +55,7 @@ class JobRecord:
     ended: Optional[float] = None
     exit_code: Optional[int] = None
     error: Optional[str] = None  # one line, for a job that ended without recording it itself
+    cancelled: Optional[float] = None  # when a cancel was asked for
     stdout: Optional[str] = None
     stderr: Optional[str] = None
 
@@ -87,6 +88,7 @@ class Manifest:
     swept_keys: List[str] = field(default_factory=list)  # keys whose value differs between jobs
     launcher: Dict[str, Any] = field(default_factory=dict)  # the launcher config used
     runner: Dict[str, Any] = field(default_factory=dict)  # host/pid of the local job runner
+    submission_error: Optional[str] = None  # the backend refused the sweep; what it said
     jobs: List[JobRecord] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored

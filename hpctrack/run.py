@@ -229,6 +229,7 @@ class Run:
                     "state": RunStatus.RUNNING.value,
                     "start_time": self._start_time,
                     "heartbeat": self._start_time,
+                    "heartbeat_interval_s": self._interval_s,
                     "last_step": -1,
                 },
                 "info": {**_host_info(), **info},
@@ -458,7 +459,7 @@ def _hydra_overrides() -> Optional[List[str]]:
         return None
 
 
-def open_job_run(sweep_dir: Path, index: int) -> Run:
+def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None) -> Run:
     """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point)."""
     from .manifest import load_manifest
 
@@ -466,9 +467,8 @@ def open_job_run(sweep_dir: Path, index: int) -> Run:
     job = manifest.jobs[index]
     run_dir = manifest.run_path(index)
     run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=open_store(run_dir, manifest.store))
-    return run._begin(
-        {"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index, "overrides": job.overrides}
-    )
+    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index,
+                       "overrides": job.overrides, **(extra_info or {})})
 
 
 def start_run(

@@ -1,9 +1,10 @@
-"""Job state of a sweep: the backend's record merged with each run's own record.
+"""Job state of a sweep: the backend's view merged with each run's own record.
 
 The run's record (state, heartbeat, last step, error) is the authority on what
-happened inside the job; the manifest says what the backend did with it. A
-job that ended without recording its end (killed, or its launcher died) is
-reconciled here from what can be checked: whether its process still lives.
+happened inside the job; the backend (the local runner's manifest entries, or
+one ``sacct`` call for a SLURM sweep) says what happened to the job from the
+outside: queued, killed at its time limit, cancelled. A job that ended without
+recording its end is reconciled here from what can be checked.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._types import JobState, RunStatus
 from .errors import RunNotFoundError, StoreError
-from .manifest import JobRecord, Manifest
+from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
 
-__all__ = ["JobStatus", "job_statuses", "read_run"]
+__all__ = ["JobStatus", "SweepStatus", "job_statuses", "sweep_status", "read_run", "HUNG_AFTER_INTERVALS"]
 
 _RUN_TO_JOB = {
     RunStatus.COMPLETED.value: JobState.COMPLETED,
     RunStatus.FAILED.value: JobState.FAILED,
     RunStatus.INTERRUPTED.value: JobState.CANCELLED,
 }
+#: A running job whose heartbeat is older than this many flush intervals (+30 s) may be hung.
+HUNG_AFTER_INTERVALS = 3
 
 
 @dataclass
@@ -41,6 +44,8 @@ class JobStatus:
     start_time: Optional[float] = None
     runtime_s: Optional[float] = None
     heartbeat_age_s: Optional[float] = None
+    possibly_hung: bool = False
+    node: Optional[str] = None
     error: Optional[str] = None
     record: Optional[RunRecord] = field(default=None, repr=False)
 
@@ -53,12 +58,22 @@ class JobStatus:
             "last_step": self.last_step,
             "runtime_s": self.runtime_s,
             "heartbeat_age_s": self.heartbeat_age_s,
+            "possibly_hung": self.possibly_hung,
+            "node": self.node,
             "error": self.error,
             "run_dir": str(self.run_dir),
         }
 
 
-def read_run(manifest: Manifest, index: int) -> "tuple[Optional[RunRecord], Optional[str]]":
+@dataclass
+class SweepStatus:
+    """Every job's status plus a note when the backend's view was degraded."""
+
+    jobs: List[JobStatus]
+    note: Optional[str] = None
+
+
+def read_run(manifest: Manifest, index: int) -> Tuple[Optional[RunRecord], Optional[str]]:
     """The run record of job ``index`` (None before it starts), and a read error, if any."""
     try:
         return open_store(manifest.run_path(index), manifest.store).read(), None
@@ -83,47 +98,96 @@ def _process_gone(info: Dict[str, Any]) -> bool:
     return info.get("host") == socket.gethostname() and "pid" in info and not pid_alive(int(info["pid"]))
 
 
-def _reconcile(manifest: Manifest, job: JobRecord, record: Optional[RunRecord],
-               runner_alive: Optional[bool]) -> "tuple[JobState, Optional[str]]":
-    if job.state.is_final:
-        # The run's own traceback beats the backend's summary of it.
-        own = _error_line(record.status) if record is not None else None
-        return job.state, own or job.error
+def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
+               packed: bool) -> Tuple[JobState, Optional[str]]:
+    """Merge the backend's view (``info``: a JobInfo or None) with the run's own record."""
+    run_state = record.status.get("state") if record is not None else None
+    own_error = _error_line(record.status) if record is not None else None
+    backend_state = info.state if info is not None else None
+    if backend_state is not None and backend_state.is_final:
+        # What happened inside the job beats a task-level COMPLETED/FAILED (packed runs).
+        if backend_state in (JobState.COMPLETED, JobState.FAILED) and run_state in ("completed", "failed"):
+            return _RUN_TO_JOB[run_state], own_error
+        return backend_state, own_error or (info.reason if backend_state != JobState.COMPLETED else None) or job.error
+    if run_state in _RUN_TO_JOB:
+        return _RUN_TO_JOB[run_state], own_error
     if record is not None:
-        state = record.status.get("state")
-        if state in _RUN_TO_JOB:
-            return _RUN_TO_JOB[state], _error_line(record.status)
-        if _process_gone(record.info):
-            return JobState.FAILED, f"process {record.info['pid']} ended without recording a result (killed?)"
+        if _process_gone(record.info) or (info is not None and info.ended):
+            return JobState.FAILED, "the job ended without recording a result (killed?)"
         return JobState.RUNNING, None
-    if runner_alive is False:
-        if job.state == JobState.PENDING:
-            return JobState.CANCELLED, "the job runner stopped before this job started"
+    if info is not None and info.ended:
         return JobState.FAILED, "the job ended before its run started; see its log files"
+    if backend_state == JobState.RUNNING and packed:
+        return JobState.PENDING, "waiting for its turn in a packed array task"
+    if backend_state is not None:
+        return backend_state, info.reason if backend_state == JobState.PENDING else None
     return job.state, job.error
 
 
-def job_statuses(manifest: Manifest, *, now: Optional[float] = None) -> List[JobStatus]:
-    """Every job of the sweep with its merged state, progress, runtime and error line."""
-    from .launch.local import runner_alive as local_runner_alive
+def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bool = True) -> SweepStatus:
+    """Every job of the sweep with its merged state, progress, runtime and error line.
+
+    The backend is asked once for the whole sweep. With ``persist``, final
+    states learned from a scheduler are written back to the manifest, so they
+    survive the scheduler forgetting the job.
+    """
+    from .launch import get_backend
 
     now = time.time() if now is None else now
-    runner = local_runner_alive(manifest) if manifest.backend == "local" else None
+    note: Optional[str] = None
+    infos: Dict[int, Any] = {}
+    if manifest.backend != "direct" and not manifest.submission_error:
+        infos, note = get_backend(manifest.backend).query(manifest)
+    elif manifest.submission_error:
+        note = f"nothing was submitted: {manifest.submission_error}"
+    packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     out = []
     for job in manifest.jobs:
         record, read_error = read_run(manifest, job.index)
-        state, error = _reconcile(manifest, job, record, runner)
+        info = infos.get(job.index)
+        state, error = _reconcile(job, info, record, packed)
         status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides,
-                           run_dir=manifest.run_path(job.index), error=error or read_error, record=record)
+                           run_dir=manifest.run_path(job.index), error=error or read_error, record=record,
+                           node=getattr(info, "node", None))
         if record is not None:
             st = record.status
             last = st.get("last_step", -1)
             status.last_step = last if last is not None and last >= 0 else None
             status.start_time = st.get("start_time")
             if status.start_time is not None:
-                end = st.get("end_time") or (job.ended if state.is_final else None) or now
-                status.runtime_s = max(0.0, end - status.start_time)
+                end = st.get("end_time") or (job.ended if state.is_final else None) or (
+                    st.get("heartbeat") if state.is_final else now)
+                status.runtime_s = max(0.0, (end or now) - status.start_time)
             if state == JobState.RUNNING and st.get("heartbeat"):
                 status.heartbeat_age_s = max(0.0, now - st["heartbeat"])
+                interval = float(st.get("heartbeat_interval_s") or 10.0)
+                if status.heartbeat_age_s > HUNG_AFTER_INTERVALS * interval + 30:
+                    status.possibly_hung = True
+                    status.error = f"no heartbeat for {status.heartbeat_age_s:.0f} s: possibly hung"
         out.append(status)
-    return out
+    if persist and manifest.backend == "slurm":
+        _persist_final(manifest, out)
+    return SweepStatus(jobs=out, note=note)
+
+
+def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:
+    learned = {s.index: s for s in statuses
+               if s.state.is_final and manifest.jobs[s.index].state != s.state and manifest.jobs[s.index].job_id}
+    if not learned:
+        return
+
+    def change(m: Manifest) -> None:
+        for index, s in learned.items():
+            rec = m.jobs[index]
+            if rec.job_id == manifest.jobs[index].job_id:  # not resubmitted meanwhile
+                rec.state, rec.error, rec.ended = s.state, s.error, rec.ended or time.time()
+
+    try:
+        update_manifest(manifest.path, change)
+    except StoreError:
+        pass  # a read-only view of someone else's sweep still works
+
+
+def job_statuses(manifest: Manifest, *, now: Optional[float] = None) -> List[JobStatus]:
+    """Every job of the sweep with its merged state; see :func:`sweep_status`."""
+    return sweep_status(manifest, now=now).jobs

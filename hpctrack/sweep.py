@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
 
 from .config import resolve_root
 from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
-from .status import JobStatus, job_statuses
+from ._types import JobState
+from .errors import ConfigError
+from .status import JobStatus, SweepStatus, sweep_status
 from .store import MetricHistory, RunRecord, open_store
 
 if TYPE_CHECKING:
@@ -42,7 +44,34 @@ class Sweep:
 
     def status(self) -> List[JobStatus]:
         """Every job with its merged state, last step, runtime and error line."""
-        return job_statuses(self.manifest)
+        return self.sweep_status().jobs
+
+    def sweep_status(self) -> SweepStatus:
+        """:meth:`status` plus a note when the scheduler's view was degraded (one query per call)."""
+        return sweep_status(self.manifest)
+
+    def cancel(self, *, states: Optional[Sequence[JobState]] = None,
+               jobs: Optional[Sequence[int]] = None) -> List[int]:
+        """Cancel the jobs that have not ended, optionally only those in ``states`` or ``jobs``.
+
+        Returns the indices of the jobs asked to stop.
+        """
+        manifest = self.manifest
+        if jobs is not None:
+            unknown = sorted(set(jobs) - {j.index for j in manifest.jobs})
+            if unknown:
+                raise ConfigError(f"sweep {manifest.id} has no job {unknown[0]} (jobs are 0-{len(manifest.jobs) - 1})")
+        wanted = [s.index for s in self.status() if not s.state.is_final
+                  and (states is None or s.state in states) and (jobs is None or s.index in jobs)]
+        if not wanted:
+            return []
+        if manifest.backend == "direct":
+            _stop_direct_run(self.run(0).info)
+        else:
+            from .launch import get_backend
+
+            get_backend(manifest.backend).cancel(manifest, wanted)
+        return wanted
 
     def table(self, *, metrics: Optional[Sequence[str]] = None, all_params: bool = False) -> "pd.DataFrame":
         """One row per run; see :func:`hpctrack.aggregate.sweep_table`."""
@@ -87,3 +116,16 @@ def list_sweeps(root: Optional[str] = None) -> Iterator[Sweep]:
     """Every sweep under the root, newest first."""
     for path in iter_sweep_dirs(resolve_root(root)):
         yield Sweep(path)
+
+
+def _stop_direct_run(info: dict) -> None:
+    import os
+    import signal
+    import socket
+
+    if info.get("host") != socket.gethostname():
+        raise ConfigError(f"this run is a plain script on {info.get('host')}; stop it there (pid {info.get('pid')})")
+    try:
+        os.kill(int(info["pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        pass

@@ -21,11 +21,12 @@ from ..store import store_class
 from ._entrypoint import JOB_FN_FILE
 from .base import Backend
 from .local import LocalBackend, wait_for_sweep
+from .slurm import SlurmBackend
 
 __all__ = ["SweepRequest", "submit_sweep", "get_backend", "wait_for_sweep", "swept_keys", "BACKENDS"]
 
 #: Backends by name, as in ``--backend`` and ``hydra/launcher=hpctrack_<name>``.
-BACKENDS: Dict[str, Type[Backend]] = {"local": LocalBackend}
+BACKENDS: Dict[str, Type[Backend]] = {"local": LocalBackend, "slurm": SlurmBackend}
 
 
 @dataclass

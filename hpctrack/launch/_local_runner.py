@@ -62,6 +62,8 @@ class Runner:
         import submitit
 
         manifest = load_manifest(self.sweep_dir)
+        if manifest.jobs[index].state != JobState.PENDING:  # cancelled while it waited
+            return
         executor = submitit.LocalExecutor(folder=manifest.run_path(index) / LOG_DIR)
         executor.update_parameters(timeout_min=self.timeout_min)
         job = executor.submit(run_job, str(self.sweep_dir), index)
@@ -78,7 +80,11 @@ class Runner:
     def _finish(self, index: int, state: JobState, error: Optional[str]) -> None:
         def change(m: Manifest) -> None:
             rec = m.jobs[index]
-            rec.state, rec.ended, rec.error = state, time.time(), error
+            if rec.cancelled is not None and state != JobState.COMPLETED:
+                state_, error_ = JobState.CANCELLED, "cancelled"
+            else:
+                state_, error_ = state, error
+            rec.state, rec.ended, rec.error = state_, time.time(), error_
 
         update_manifest(self.sweep_dir, change)
 

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 from .._types import JobState
 from ..manifest import Manifest
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "JobInfo"]
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the backend knows about one job right now."""
+
+    state: Optional[JobState]  # None: the job has ended but the backend can't say how
+    node: Optional[str] = None
+    reason: Optional[str] = None  # e.g. SLURM's pending reason
+    exit_code: Optional[str] = None
+    scheduler_state: Optional[str] = None  # the scheduler's own word (REQUEUED, COMPLETING, ...)
+    ended: bool = False
 
 
 class Backend(abc.ABC):
     """Runs the jobs of a sweep whose manifest and job function are already on disk.
 
     ``submit`` returns as soon as the jobs are handed over: it never waits for
-    them to run. Job ids and states are recorded in the manifest.
+    them to run. Job ids are recorded in the manifest.
     """
 
     name: ClassVar[str]
@@ -25,9 +38,13 @@ class Backend(abc.ABC):
         """Start (or queue) the jobs ``indices`` of ``manifest``; return at once."""
 
     @abc.abstractmethod
-    def states(self, manifest: Manifest) -> Dict[int, JobState]:
-        """The backend's view of every job's state, from one query for the whole sweep."""
+    def query(self, manifest: Manifest) -> Tuple[Dict[int, JobInfo], Optional[str]]:
+        """The backend's view of the sweep's jobs, from one query for the whole sweep.
+
+        Returns the jobs it knows about by index, and a note for the user when
+        the view is degraded (e.g. SLURM accounting unavailable), else None.
+        """
 
     @abc.abstractmethod
     def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
-        """Cancel the given jobs (default: every job that has not ended)."""
+        """Cancel the given jobs (default: every job of the sweep that has not ended)."""

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from .._types import JobState
 from ..manifest import Manifest, load_manifest, update_manifest
-from .base import Backend
+from .base import Backend, JobInfo
 
 __all__ = ["LocalBackend", "RUNNER_LOG", "pid_alive", "runner_alive"]
 
@@ -78,17 +78,38 @@ class LocalBackend(Backend):
         update_manifest(manifest.path, record)
         self._proc = proc
 
-    def states(self, manifest: Manifest) -> Dict[int, JobState]:
-        return {job.index: job.state for job in manifest.jobs}
+    def query(self, manifest: Manifest) -> Tuple[Dict[int, JobInfo], Optional[str]]:
+        # The runner records every state change in the manifest; a runner that died
+        # (reboot, kill -9) can no longer end its jobs, which status reconciles.
+        alive = runner_alive(manifest)
+        infos = {}
+        for job in manifest.jobs:
+            if alive is False and job.state == JobState.PENDING:
+                infos[job.index] = JobInfo(state=JobState.CANCELLED, reason="the job runner stopped before it started")
+            elif alive is False and job.state == JobState.RUNNING:
+                infos[job.index] = JobInfo(state=None, ended=True)
+            else:
+                infos[job.index] = JobInfo(state=job.state, reason=job.error)
+        return infos, None
 
     def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
-        alive = runner_alive(manifest)
-        if alive and indices is None:
-            os.kill(int(manifest.runner["pid"]), signal.SIGTERM)
+        everything = indices is None or set(indices) >= {j.index for j in manifest.jobs if not j.state.is_final}
+        if everything and runner_alive(manifest):
+            os.kill(int(manifest.runner["pid"]), signal.SIGTERM)  # the runner stops all and records it
             return
-        wanted = set(indices) if indices is not None else None
+        wanted = set(indices) if indices is not None else {j.index for j in manifest.jobs}
+        now = time.time()
+
+        def mark(m: Manifest) -> None:
+            for job in m.jobs:
+                if job.index in wanted and not job.state.is_final:
+                    job.cancelled = now  # the runner skips it, or records its end as CANCELLED
+                    if job.state == JobState.PENDING:
+                        job.state, job.ended, job.error = JobState.CANCELLED, now, "cancelled before it started"
+
+        manifest = update_manifest(manifest.path, mark)
         for job in manifest.jobs:
-            if (wanted is None or job.index in wanted) and job.state == JobState.RUNNING and job.job_id:
+            if job.index in wanted and job.state == JobState.RUNNING and job.job_id:
                 try:  # the job id is its submitit controller's pid; SIGINT makes it stop its tasks
                     os.kill(int(job.job_id), signal.SIGINT)
                 except (ProcessLookupError, PermissionError, ValueError):

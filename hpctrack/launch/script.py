@@ -16,7 +16,7 @@ import runpy
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from ..config import ensure_writable_root, resolve_root
 from ..errors import ConfigError, HpctrackError
@@ -25,7 +25,7 @@ from ..store import store_class
 
 __all__ = ["launch_script"]
 
-_BACKENDS = ("local",)
+_BACKENDS = ("local", "slurm")
 
 
 def _quote(value: str) -> str:
@@ -140,12 +140,15 @@ def launch_script(
     store: str = "hdf5",
     progress: bool = True,
     command: Optional[List[str]] = None,
+    slurm: Optional[Dict[str, Optional[str]]] = None,
 ) -> Manifest:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
     Every check (script, root, store, backend, override syntax, config keys of
-    every job) happens before any job starts. Waits for the jobs unless
-    ``detach``; a failed job does not raise here, it is recorded in the sweep.
+    every job) happens before any job starts. A local launch waits for the jobs
+    unless ``detach``; a SLURM launch returns once the array is queued. A failed
+    job does not raise here: it is recorded in the sweep. ``slurm`` holds
+    SLURM launcher settings given as options (``partition``, ``time``).
 
     Returns
     -------
@@ -181,7 +184,13 @@ def launch_script(
         f"hydra.sweep.dir={_quote(str(sweep_dir / 'hydra'))}",
     ]
     if parallel is not None:
-        hydra_args.append(f"hydra.launcher.parallel={parallel}")
+        key = "array_parallelism" if backend == "slurm" else "parallel"
+        hydra_args.append(f"hydra.launcher.{key}={parallel}")
+    for key, value in (slurm or {}).items():
+        if value is not None:
+            if backend != "slurm":
+                raise ConfigError(f"--{key} is a SLURM option; add --backend slurm")
+            hydra_args.append(f"hydra.launcher.{key}={_quote(str(value))}")
     if name:
         hydra_args.append(f"hydra.launcher.name={_quote(name)}")
     flags, plain = _split_flags(overrides)
@@ -190,8 +199,9 @@ def launch_script(
             runpy.run_path(str(path), run_name="__main__")
         except BaseException as err:
             if (sweep_dir / MANIFEST_FILE).exists():
-                # Jobs were submitted; Hydra re-raises a failed job's error, which the sweep records.
-                if isinstance(err, KeyboardInterrupt):
+                # The sweep exists: either the backend refused it (the manifest records that,
+                # so it stays) or Hydra re-raised a failed job's error, which the sweep records.
+                if isinstance(err, (KeyboardInterrupt, HpctrackError)):
                     raise
                 return load_manifest(sweep_dir)
             shutil.rmtree(sweep_dir, ignore_errors=True)

@@ -146,6 +146,7 @@ class BaseHpctrackLauncher(Launcher):
         log.info(f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
                  f"{self._BACKEND}) in {manifest.path}")
         if self.params.get("detach"):
+            # Placeholders: Hydra's launcher contract is synchronous, hpctrack's is not (see module docs).
             return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in jobs]
         return self._wait(manifest.path, jobs)
 
@@ -179,3 +180,26 @@ class LocalLauncher(BaseHpctrackLauncher):
                 error = JobFailedError(f"job {job.index} {job.state.value}: {job.error or 'see hpctrack status'}")
                 returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error))
         return returns
+
+
+class SlurmLauncher(BaseHpctrackLauncher):
+    """``hydra/launcher=hpctrack_slurm``: the sweep becomes one SLURM job array.
+
+    Returns as soon as ``sbatch`` accepted the array, with placeholder
+    ``JobReturn``s: waiting for a cluster queue in the foreground is what this
+    launcher exists to avoid. Outcomes are in the sweep (``hpctrack status``).
+    """
+
+    _BACKEND = "slurm"
+    _NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id")
+
+    def _backend_options(self) -> Dict[str, Any]:
+        options = {k: v for k, v in self.params.items() if k not in self._NOT_BACKEND_OPTIONS}
+        return {k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v) for k, v in options.items()}
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        self.params["detach"] = True
+        return super().launch(job_overrides, initial_job_idx)
+
+    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
+        raise AssertionError("a SLURM launch never waits")  # launch() always detaches

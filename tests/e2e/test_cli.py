@@ -73,7 +73,7 @@ def test_example_sweep_2x3_end_to_end(hpctrack_root, tmp_path):
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
     markdown = run_cli("table", "latest", "--format", "markdown", "--metric", "val/acc:max", check=True).stdout
     assert [c.strip() for c in markdown.splitlines()[0].split("|")[1:-1]] == [
-        "job", "optimizer.lr", "seed", "state", "runtime_s", "val/acc:max", "test/loss", "test/acc"]
+        "job", "optimizer.lr", "seed", "state", "runtime_s", "val/acc:max", "test/acc", "test/loss"]
     terminal = run_cli("table", check=True).stdout
     assert "COMPLETED" in terminal and "val/acc:last" in terminal
     listing = run_cli("ls", check=True).stdout
@@ -145,7 +145,7 @@ def test_plain_script_run_is_a_one_run_sweep(hpctrack_root, tmp_path):
 
 def test_detach_then_watch_a_running_sweep(hpctrack_root):
     t0 = time.time()
-    proc = run_cli("launch", "--detach", "--name", "bg", str(SLEEPY), "x=1,2", "steps=30", "sleep_s=0.2")
+    proc = run_cli("launch", "--detach", "--name", "bg", str(SLEEPY), "x=1,2", "steps=30", "sleep_s=0.4")
     assert proc.returncode == 0, proc.stderr
     assert "launched in the background" in proc.stdout
     seen_running = False
@@ -153,7 +153,8 @@ def test_detach_then_watch_a_running_sweep(hpctrack_root):
     while time.time() < deadline:
         status = _status("bg")
         states = {j["state"] for j in status["jobs"]}
-        if "RUNNING" in states and any(j["last_step"] for j in status["jobs"]):
+        # Early in the jobs (12 s each), so they are still running when the table is read.
+        if not seen_running and "RUNNING" in states and any(0 < (j["last_step"] or 0) < 10 for j in status["jobs"]):
             rows = json.loads(run_cli("table", "bg", "--format", "json", check=True).stdout)
             assert len(rows) == 2 and "RUNNING" in {r["state"] for r in rows}  # partial results
             seen_running = True

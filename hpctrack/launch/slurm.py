@@ -1,0 +1,303 @@
+"""SLURM backend: a sweep becomes ONE job array, submitted through submitit.
+
+``submit`` returns as soon as ``sbatch`` accepted the array; nothing polls in
+the foreground. A sweep larger than the cluster's ``MaxArraySize`` becomes
+several arrays. With ``runs_per_task: K`` each array task runs K jobs of the
+sweep (one after the other, or side by side), each still its own run.
+
+``states`` asks SLURM about the whole sweep in one ``sacct`` call (falling back
+to one ``squeue`` call when accounting is unavailable), never one call per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .._types import JobState
+from ..errors import ConfigError, SubmissionError
+from ..manifest import Manifest, update_manifest
+from .base import Backend, JobInfo
+
+__all__ = ["SlurmBackend", "SLURM_STATES", "parse_sacct", "parse_squeue", "max_array_size", "parse_time_min"]
+
+LOG_DIR = "logs"
+
+#: SLURM's job states (first word of sacct's State) in hpctrack's vocabulary.
+SLURM_STATES: Dict[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "CONFIGURING": JobState.RUNNING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SUSPENDED": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "TIMEOUT": JobState.TIMEOUT,
+    "DEADLINE": JobState.TIMEOUT,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+    "PREEMPTED": JobState.PREEMPTED,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "BOOT_FAIL": JobState.NODE_FAIL,
+}
+
+_TIME_RE = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+
+
+def parse_time_min(text: str) -> int:
+    """Minutes (rounded up) of a SLURM time string: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
+    m = _TIME_RE.match(str(text).strip())
+    if not m:
+        raise ConfigError(f"bad time {text!r}: use MM, HH:MM:SS or D-HH:MM:SS (SLURM's --time format)")
+    d, a, b, c = (int(g) if g is not None else None for g in m.group("d", "a", "b", "c"))
+    if d is not None:  # D-HH[:MM[:SS]]
+        seconds = d * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+    elif c is not None:  # HH:MM:SS
+        seconds = a * 3600 + b * 60 + c
+    elif b is not None:  # MM:SS
+        seconds = a * 60 + b
+    else:  # MM
+        seconds = a * 60
+    return max(1, -(-seconds // 60))
+
+
+def _run(cmd: List[str], timeout_s: float = 60) -> Tuple[int, str, str]:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError:
+        return 127, "", f"{cmd[0]}: command not found"
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{cmd[0]} timed out after {timeout_s:g} s"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def max_array_size() -> int:
+    """The cluster's ``MaxArraySize`` (``scontrol show config``); 1001, SLURM's default, if unreadable."""
+    code, out, _ = _run(["scontrol", "show", "config"])
+    if code == 0:
+        m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+        if m:
+            return int(m.group(1))
+    return 1001
+
+
+def _expand_task_ids(spec: str) -> List[str]:
+    """``3,5-7%2`` -> ``["3", "5", "6", "7"]``."""
+    spec = spec.split("%", 1)[0]
+    out: List[str] = []
+    for part in spec.split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(str(i) for i in range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(part)
+    return out
+
+
+def _expand_job_id(job_id: str) -> List[str]:
+    """``123_[4-6%2]`` -> ``["123_4", "123_5", "123_6"]``; other ids unchanged."""
+    m = re.match(r"^(\d+)_\[(.+)\]$", job_id)
+    if m:
+        return [f"{m.group(1)}_{t}" for t in _expand_task_ids(m.group(2))]
+    return [job_id]
+
+
+def parse_sacct(text: str) -> Dict[str, JobInfo]:
+    """Rows of ``sacct -X -P -n -o JobID,State,ExitCode,NodeList,Reason`` by job id."""
+    out: Dict[str, JobInfo] = {}
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) < 2 or not fields[0]:
+            continue
+        job_id, raw_state = fields[0], fields[1]
+        word = raw_state.split()[0] if raw_state.strip() else ""
+        state = SLURM_STATES.get(word)
+        if state is None:
+            continue
+        exit_code = fields[2] if len(fields) > 2 else ""
+        node = fields[3] if len(fields) > 3 and fields[3] not in ("", "None assigned") else None
+        reason = fields[4] if len(fields) > 4 and fields[4] not in ("", "None") else None
+        for jid in _expand_job_id(job_id):
+            out[jid] = JobInfo(state=state, node=node, reason=reason, exit_code=exit_code or None,
+                               scheduler_state=word)
+    return out
+
+
+def parse_squeue(text: str) -> Dict[str, JobInfo]:
+    """Rows of ``squeue -h -r -o %i|%T|%N|%r`` by job id."""
+    out: Dict[str, JobInfo] = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 2:
+            continue
+        state = SLURM_STATES.get(fields[1].strip())
+        if state is None:
+            continue
+        node = fields[2] if len(fields) > 2 and fields[2] else None
+        reason = fields[3] if len(fields) > 3 and fields[3] not in ("", "None") else None
+        for jid in _expand_job_id(fields[0].strip()):
+            out[jid] = JobInfo(state=state, node=node, reason=reason, scheduler_state=fields[1].strip())
+    return out
+
+
+def _sbatch_reason(err: BaseException) -> str:
+    text = str(err)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln.split("error:", 1)[1].strip() for ln in lines if "error:" in ln]
+    return "; ".join(dict.fromkeys(errors)) or (lines[-1] if lines else type(err).__name__)
+
+
+@dataclass
+class _Resources:
+    """The launcher config's resource fields, checked and turned into submitit's sbatch parameters."""
+
+    options: Dict[str, Any]
+
+    def sbatch_parameters(self, job_name: str) -> Dict[str, Any]:
+        o = self.options
+        time_min = parse_time_min(o["time"]) if o.get("time") else int(o.get("timeout_min") or 60)
+        params: Dict[str, Any] = {
+            "job_name": job_name,
+            "time": time_min,
+            "nodes": int(o.get("nodes") or 1),
+            "ntasks_per_node": int(o.get("tasks_per_node") or 1),
+            "array_parallelism": int(o.get("array_parallelism") or 256),
+            "signal_delay_s": int(o.get("signal_delay_s") or 120),
+            "wckey": "hpctrack",
+        }
+        for key in ("partition", "cpus_per_task", "constraint", "account", "qos", "gres", "comment", "exclude"):
+            if o.get(key) is not None:
+                params[key] = o[key]
+        if o.get("mem_gb") is not None:
+            params["mem"] = f"{int(float(o['mem_gb']) * 1024)}M"
+        if o.get("gpus_per_node"):
+            params["gpus_per_node"] = int(o["gpus_per_node"])
+        if o.get("exclusive"):
+            params["exclusive"] = True
+        if o.get("setup"):
+            params["setup"] = list(o["setup"])
+        if o.get("additional_parameters"):
+            params["additional_parameters"] = dict(o["additional_parameters"])
+        return params
+
+
+class SlurmBackend(Backend):
+    """Submit a sweep to SLURM as one job array (several when it exceeds ``MaxArraySize``)."""
+
+    name = "slurm"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        k = int(options.get("runs_per_task") or 1)
+        if k < 1:
+            raise ConfigError(f"runs_per_task must be at least 1, got {k}")
+        self.runs_per_task = k
+        pack = options.get("pack") or "serial"
+        if pack not in ("serial", "parallel"):
+            raise ConfigError(f"pack must be 'serial' or 'parallel', got {pack!r}")
+        self.pack = pack
+        if int(options.get("array_parallelism") or 256) < 1:
+            raise ConfigError("array_parallelism must be at least 1")
+        if options.get("time"):
+            parse_time_min(str(options["time"]))
+
+    def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
+        import submitit
+
+        from ._entrypoint import run_task
+
+        tasks = [list(indices[i:i + self.runs_per_task]) for i in range(0, len(indices), self.runs_per_task)]
+        limit = max_array_size()
+        chunks = [tasks[i:i + limit] for i in range(0, len(tasks), limit)]
+        job_name = f"hpctrack-{manifest.name or manifest.id}"
+        params = _Resources(self.options).sbatch_parameters(job_name)
+        submitted: Dict[int, Tuple[str, str, str]] = {}
+        try:
+            for chunk in chunks:
+                executor = submitit.SlurmExecutor(folder=manifest.path / LOG_DIR / "%j",
+                                                  max_num_timeout=int(self.options.get("max_num_timeout") or 0))
+                try:
+                    executor.update_parameters(**params)
+                except ValueError as err:
+                    raise ConfigError(f"bad SLURM resources: {str(err).splitlines()[0]}") from err
+                with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr
+                    jobs = executor.map_array(run_task, [str(manifest.path)] * len(chunk), chunk,
+                                              [self.pack] * len(chunk))
+                for job, task in zip(jobs, chunk):
+                    for index in task:
+                        submitted[index] = (str(job.job_id), str(job.paths.stdout), str(job.paths.stderr))
+        except ConfigError:
+            raise
+        except Exception as err:
+            reason = _sbatch_reason(err)
+            self._record(manifest, submitted, error=f"sbatch refused the sweep: {reason}")
+            raise SubmissionError(f"sbatch refused the sweep: {reason}"
+                                  + (f" ({len(submitted)} jobs had been queued)" if submitted else
+                                     " (nothing was submitted)"), reason=reason) from err
+        self._record(manifest, submitted, error=None)
+
+    @staticmethod
+    def _record(manifest: Manifest, submitted: Dict[int, Tuple[str, str, str]], error: Optional[str]) -> None:
+        now = time.time()
+
+        def change(m: Manifest) -> None:
+            for job in m.jobs:
+                if job.index in submitted:
+                    job.job_id, job.stdout, job.stderr = submitted[job.index]
+                    job.submitted, job.state = now, JobState.PENDING
+                elif error is not None and job.job_id is None:
+                    job.state, job.error = JobState.CANCELLED, f"never submitted: {error}"
+            if error is not None:
+                m.submission_error = error
+
+        update_manifest(manifest.path, change)
+
+    def _ids(self, manifest: Manifest) -> List[str]:
+        return sorted({j.job_id.split("_", 1)[0] for j in manifest.jobs if j.job_id})
+
+    def query(self, manifest: Manifest) -> Tuple[Dict[int, JobInfo], Optional[str]]:
+        ids = self._ids(manifest)
+        if not ids:
+            return {}, None
+        code, out, err = _run(["sacct", "-X", "-P", "-n", "-j", ",".join(ids),
+                               "-o", "JobID,State,ExitCode,NodeList,Reason"])
+        note = None
+        if code == 0:
+            rows = parse_sacct(out)
+        else:
+            reason = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+            code, out, err2 = _run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%N|%r"])
+            if code != 0:
+                note = (f"sacct unavailable ({reason}) and squeue failed "
+                        f"({(err2.strip().splitlines() or ['?'])[-1]}); states from the runs' own records")
+                return {}, note
+            rows = parse_squeue(out)
+            note = f"sacct unavailable ({reason}); states from squeue and the runs' own records"
+            # squeue only lists jobs that have not ended: mark the rest as ended, state unknown.
+            for job in manifest.jobs:
+                if job.job_id and job.job_id not in rows:
+                    rows[job.job_id] = JobInfo(state=None, ended=True)
+        return {j.index: rows[j.job_id] for j in manifest.jobs if j.job_id in rows}, note
+
+    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
+        wanted = set(indices) if indices is not None else None
+        ids = sorted({j.job_id for j in manifest.jobs if j.job_id and (wanted is None or j.index in wanted)})
+        if not ids:
+            return
+        code, _, err = _run(["scancel", *ids])
+        if code != 0:
+            raise SubmissionError(f"scancel failed: {err.strip() or f'exit code {code}'}", reason=err.strip())
