@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,36 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240,
 
 def error_lines(stderr: str) -> List[str]:
     return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+# -- the real SLURM test cluster from slurm/ ------------------------------------------------
+
+def _cluster_problem() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "sinfo not found"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out"
+    if proc.returncode != 0:
+        return (proc.stderr.strip().splitlines() or [f"sinfo exit code {proc.returncode}"])[-1]
+    states = set(proc.stdout.split())
+    if not states & {"idle", "mixed", "allocated"}:
+        return f"no usable node (states: {', '.join(sorted(states)) or 'none'})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    problem = _cluster_problem()
+    if problem:
+        message = f"SLURM test cluster is not up ({problem}); start it with `bash slurm/up.sh` as root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def slurm_root(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) -> str:
+    """One storage root for the SLURM tests (jobs on the node write there)."""
+    return str(tmp_path_factory.mktemp("slurm-root"))

@@ -96,6 +96,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         raise ConfigError("the sweep has no jobs: an override matched nothing (glob() selects config group options)")
     store_class(request.store)  # validate before anything is written
     backend = get_backend(request.backend, **request.backend_options)
+    backend.preflight()
     root = ensure_writable_root(resolve_root(request.root))
     manifest = Manifest(
         id=request.sweep_id or new_sweep_id(),

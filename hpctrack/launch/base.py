@@ -33,6 +33,9 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
 
+    def preflight(self) -> None:
+        """Raise ConfigError when this backend can't submit from here; called before anything is written."""
+
     @abc.abstractmethod
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         """Start (or queue) the jobs ``indices`` of ``manifest``; return at once."""

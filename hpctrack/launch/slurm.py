@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -214,6 +215,11 @@ class SlurmBackend(Backend):
             raise ConfigError("array_parallelism must be at least 1")
         if options.get("time"):
             parse_time_min(str(options["time"]))
+
+    def preflight(self) -> None:
+        if shutil.which("sbatch") is None:
+            raise ConfigError("sbatch not found on PATH: --backend slurm runs where SLURM's commands are "
+                              "(a login node), or use --backend local")
 
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         import submitit
