@@ -20,7 +20,7 @@ def test_hydra_discovers_the_launcher_plugin():
     from hydra.plugins.launcher import Launcher
 
     names = {p.__name__ for p in Plugins.instance().discover(Launcher)}
-    assert "LocalLauncher" in names
+    assert {"LocalLauncher", "SlurmLauncher"} <= names
 
 
 def test_launcher_config_is_registered():
@@ -28,4 +28,4 @@ def test_launcher_config_is_registered():
 
     import hydra_plugins.hpctrack_launcher  # noqa: F401
 
-    assert "hpctrack_local.yaml" in ConfigStore.instance().list("hydra/launcher")
+    assert {"hpctrack_local.yaml", "hpctrack_slurm.yaml"} <= set(ConfigStore.instance().list("hydra/launcher"))

@@ -219,3 +219,26 @@ def test_uncaught_exception_without_with_block_fails_the_run(hpctrack_root, tmp_
     assert proc.returncode == 1
     record = hpctrack.load_sweep("latest").run(0)
     assert record.status["state"] == "failed" and record.status["error"]["type"] == "KeyError"
+
+
+def test_running_job_with_a_stale_heartbeat_is_flagged_possibly_hung(hpctrack_root, tmp_path):
+    from hpctrack.status import sweep_status
+
+    script = _script(tmp_path, """
+        import time, hpctrack
+        run = hpctrack.start_run({})
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        manifest = hpctrack.load_sweep("latest").manifest
+        fresh = sweep_status(manifest).jobs[0]
+        assert fresh.state == JobState.RUNNING and not fresh.possibly_hung
+        later = sweep_status(manifest, now=time.time() + 600).jobs[0]  # as seen 10 minutes on
+        assert later.state == JobState.RUNNING and later.possibly_hung
+        assert later.error.startswith("no heartbeat for") and later.error.endswith("possibly hung")
+    finally:
+        proc.kill()
+        proc.wait()
