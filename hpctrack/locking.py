@@ -1,50 +1,88 @@
 """Short critical sections on shared files, and atomic whole-file writes.
 
-Locks are ``filelock.FileLock`` (``flock``): the kernel releases them when the
-holder dies, even by SIGKILL, so a crashed writer never leaves a stale lock on a
-local or NFSv4 filesystem. The holder writes its host, pid and time into the
-lock file so a timeout can name who holds it. Locks are held for one short
-update, never for the life of a run.
+Lock type: ``filelock.SoftFileLease``, an *existence* lock. The lock file is
+created with ``O_CREAT | O_EXCL`` and deleted on release. Exclusive creation
+is coherent across the nodes of NFS (v3 and later), Lustre and GPFS, unlike
+``flock``, which failed to exclude processes on different nodes of a GPFS
+mount (filelock#389) and is node-local on Lustre mounted without ``-o flock``.
+
+A soft lock survives its holder's death, so the lock file records who holds
+it: host, pid (with the process start time), the SLURM or local job id, and a
+heartbeat that the holder refreshes from a thread while it holds the lock.
+A contender breaks a lock only when its holder is provably gone (same host,
+pid dead) or when its heartbeat is older than the TTL (``HPCTRACK_LOCK_TTL_S``,
+default 60 s): a node that died cannot be probed, so only the TTL frees its
+locks. Every process that contends for a lock must use the same TTL. Locks are
+held for one short update, never for the life of a run, and a wait is bounded
+and ends in :class:`LockTimeout`, which names the lock and its holder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
-from .errors import LockTimeout
+from .errors import LockTimeout, StoreError
 
-__all__ = ["lock", "atomic_write", "DEFAULT_LOCK_TIMEOUT_S"]
+__all__ = ["lock", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S", "DEFAULT_LOCK_TTL_S"]
 
 #: Bounded wait for one short update; long enough for a slow shared filesystem.
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+#: A lock whose heartbeat is older than this is free (its holder's node is presumed dead).
+DEFAULT_LOCK_TTL_S = 60.0
+LOCK_TTL_ENV = "HPCTRACK_LOCK_TTL_S"
 
 PathLike = Union[str, "os.PathLike[str]"]
+_lease_class: Any = None
 
 
-def _holder_text() -> str:
-    return json.dumps(
-        {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
-            "time": time.time(),
-        }
-    )
+def lock_ttl_s() -> float:
+    """The lock TTL in seconds: ``$HPCTRACK_LOCK_TTL_S`` or :data:`DEFAULT_LOCK_TTL_S`."""
+    return float(os.environ.get(LOCK_TTL_ENV) or DEFAULT_LOCK_TTL_S)
 
 
-def _read_holder(path: Path) -> str:
+def _job_id() -> Optional[str]:
+    for key in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
+        if key in os.environ:
+            task = os.environ.get("SLURM_ARRAY_TASK_ID") if key == "SLURM_ARRAY_JOB_ID" else None
+            return f"{os.environ[key]}_{task}" if task else os.environ[key]
+    return None
+
+
+def _lease() -> Any:
+    """``SoftFileLease`` whose marker also names the holder's job (unknown keys are ignored by readers)."""
+    global _lease_class
+    if _lease_class is None:
+        import filelock
+
+        class _JobLease(filelock.SoftFileLease):
+            def _write_lock_info(self, fd: int) -> None:
+                super()._write_lock_info(fd)
+                job = _job_id()
+                if job:
+                    os.write(fd, f"job={job}\n".encode())
+
+        _lease_class = _JobLease
+    return _lease_class
+
+
+def describe_holder(path: PathLike) -> str:
+    """Who holds the lock ``path``, from its marker: host, pid, job and heartbeat age."""
+    lock_path = Path(path)
     try:
-        text = path.read_text().strip()
+        text = lock_path.read_text()
+        age = time.time() - lock_path.stat().st_mtime
     except OSError:
-        return "unknown holder"
-    return f"held by {text}" if text else "unknown holder"
+        return "no holder any more"
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    if "pid" not in fields:
+        return "an unreadable holder record"
+    job = f", job {fields['job']}" if "job" in fields else ""
+    return f"held by pid {fields['pid']} on {fields.get('host', '?')}{job}, heartbeat {age:.0f} s ago"
 
 
 @contextlib.contextmanager
@@ -54,30 +92,28 @@ def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[
     Raises
     ------
     LockTimeout
-        Not acquired within ``timeout_s``; the message names the lock and the
-        holder recorded in it.
+        Not acquired within ``timeout_s``; the message names the lock and its holder.
+    StoreError
+        The lock is held under a different TTL (``HPCTRACK_LOCK_TTL_S`` differs between processes).
     """
     import filelock
 
-    lock_path = Path(path)
-    flock = filelock.FileLock(str(lock_path), timeout=timeout_s, thread_local=False)
+    ttl = lock_ttl_s()
+    lease = _lease()(str(path), lease_duration=ttl, timeout=timeout_s, thread_local=False)
     try:
-        flock.acquire()
+        lease.acquire()
     except filelock.Timeout as err:
         raise LockTimeout(
-            f"could not lock {lock_path} within {timeout_s:g} s ({_read_holder(lock_path)}); "
-            "if that process is gone, delete the lock file"
+            f"could not lock {path} within {timeout_s:g} s ({describe_holder(path)}); it frees itself when "
+            f"that process ends or after {ttl:g} s without a heartbeat"
         ) from err
+    except filelock.LeaseSettingsMismatch as err:
+        raise StoreError(f"lock {path} is held under another TTL: every process must use the same "
+                         f"{LOCK_TTL_ENV} ({err})") from err
     try:
-        with contextlib.suppress(OSError):
-            with open(lock_path, "w") as fh:
-                fh.write(_holder_text())
         yield
     finally:
-        with contextlib.suppress(OSError):
-            with open(lock_path, "w"):
-                pass
-        flock.release()
+        lease.release()
 
 
 def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
