@@ -203,7 +203,7 @@ class Run:
             flush_max_points if flush_max_points is not None
             else os.environ.get(FLUSH_MAX_POINTS_ENV, DEFAULT_FLUSH_MAX_POINTS)
         )
-        self._batch = MetricBatch()
+        self._rows: List[Any] = []  # (step, wall time, [(key, value), ...]) per log call
         self._n_buffered = 0
         self._buffer_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -285,26 +285,25 @@ class Run:
     def log(self, values: Mapping[str, Any], step: Optional[int] = None) -> None:
         """Buffer one point per metric at ``step`` (default: the previous step + 1).
 
-        Values must be numbers (Python, numpy or 0-d tensor scalars); NaN is kept.
-        Nothing touches the disk here unless the buffer reached its size limit.
+        Values must be numbers: Python, numpy or 0-d tensor scalars; NaN and
+        infinities are kept. A call with any bad key or value raises TypeError
+        and buffers nothing. Nothing touches the disk here unless the buffer
+        reached its size limit.
         """
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
         step = self._next_step if step is None else operator.index(step)
+        items = []
+        for key, value in values.items():
+            kind = type(value)
+            number = float(value) if kind is float or kind is int else _as_number(key, value)
+            if type(key) is not str or not key:
+                raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
+            items.append((key, number))
         now = time.time()
         with self._buffer_lock:
-            add = self._batch.add
-            for key, value in values.items():
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    raise TypeError(
-                        f"run.log: value of {key!r} must be a number, got {type(value).__name__}"
-                    ) from None
-                if not isinstance(key, str) or not key:
-                    raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-                add(key, step, number, now)
-            self._n_buffered += len(values)
+            self._rows.append((step, now, items))
+            self._n_buffered += len(items)
             full = self._n_buffered >= self._max_points
         self._next_step = step + 1
         if step > self._last_step:
@@ -322,6 +321,9 @@ class Run:
         if not source.exists():
             raise FileNotFoundError(f"log_artifact: {source} does not exist")
         name = name or source.name
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise ValueError(f"log_artifact: name {name!r} must be a relative path inside the run's artifacts/")
         target = self.run_dir / ARTIFACTS_DIR / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
@@ -344,8 +346,9 @@ class Run:
             self._writer = threading.get_ident()
             try:
                 with self._buffer_lock:
-                    batch, self._batch = self._batch, MetricBatch()
+                    rows, self._rows = self._rows, []
                     self._n_buffered = 0
+                batch = _batch_of(rows)
                 sections: Dict[str, Any] = {
                     "status": {"heartbeat": time.time(), "last_step": self._last_step, **(final_status or {})}
                 }
@@ -358,7 +361,7 @@ class Run:
                 try:
                     self._store.write(metrics=batch if batch else None, sections=sections)
                 except BaseException:
-                    self._requeue(batch, summary, tags)
+                    self._requeue(rows, summary, tags)
                     raise
             finally:
                 self._writer = None
@@ -366,14 +369,11 @@ class Run:
         if pending is not None:
             self._handle_signal(pending, None)
 
-    def _requeue(self, batch: MetricBatch, summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
+    def _requeue(self, rows: List[Any], summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
         # A failed write keeps its points, ahead of anything logged meanwhile.
         with self._buffer_lock:
-            newer, self._batch = self._batch, batch
-            for key, (steps, values, times) in newer.points.items():
-                for s, v, t in zip(steps, values, times):
-                    batch.add(key, s, v, t)
-            self._n_buffered = len(batch)
+            self._rows[:0] = rows
+            self._n_buffered = sum(len(items) for _, _, items in self._rows)
         self.summary._dirty.update(summary)
         self.tags._dirty.update(tags)
 
@@ -421,6 +421,25 @@ class Run:
         self.finish(RunStatus.INTERRUPTED, error=f"terminated by {name}")
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+
+
+def _as_number(key: str, value: Any) -> float:
+    """``value`` as a float, or TypeError naming the metric; strings are not numbers here."""
+    if not isinstance(value, (str, bytes)) and value is not None:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"run.log: value of {key!r} must be a number, got {type(value).__name__}")
+
+
+def _batch_of(rows: List[Any]) -> MetricBatch:
+    batch = MetricBatch()
+    add = batch.add
+    for step, when, items in rows:
+        for key, value in items:
+            add(key, step, value, when)
+    return batch
 
 
 def _sha256(path: Path) -> str:

@@ -242,3 +242,27 @@ def test_running_job_with_a_stale_heartbeat_is_flagged_possibly_hung(hpctrack_ro
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/tmp/abs.txt", "a/../../b.txt", ""])
+def test_artifact_names_cannot_leave_the_run_directory(hpctrack_root, tmp_path, name):
+    source = tmp_path / "f.txt"
+    source.write_text("x")
+    with hpctrack.start_run({}) as run:
+        with pytest.raises(ValueError, match="inside the run's artifacts"):
+            run.log_artifact(source, name=name or ".")
+        nested = run.log_artifact(source, name="sub/dir/f.txt")
+    assert nested == run.run_dir / "artifacts" / "sub" / "dir" / "f.txt" and nested.read_text() == "x"
+    assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("value", [[1.0, 2.0], {"a": 1}, None, "1.5", object()])
+def test_non_scalar_values_are_refused_without_touching_the_store(hpctrack_root, value):
+    import numpy as np
+
+    with hpctrack.start_run({}) as run:
+        run.log({"ok": 1.0}, step=0)
+        with pytest.raises(TypeError, match="must be a number"):
+            run.log({"ok": 2.0, "bad": value if value is not object else np.zeros(3)}, step=1)
+    record = hpctrack.load_sweep("latest").run(0)
+    assert record.metrics["ok"].count == 1 and "bad" not in record.metrics
