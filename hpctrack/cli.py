@@ -258,6 +258,32 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
                    + ",".join(str(i) for i in cancelled))
 
 
+@cli.command()
+@click.argument("sweeps", nargs=-1)
+@click.option("--all", "all_sweeps", is_flag=True, help="Every sweep under the root.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@root_option
+@_handle_errors
+def gc(sweeps: Sequence[str], all_sweeps: bool, dry_run: bool, root: Optional[str]) -> None:
+    """Remove submitit's per-job pickles and scripts of ended jobs (never logs or run data)."""
+    from .gc import GcReport, collect_sweep
+    from .sweep import list_sweeps, load_sweep
+
+    if not sweeps and not all_sweeps:
+        raise click.UsageError("name the sweeps to clean, or pass --all")
+    targets = list(list_sweeps(root)) if all_sweeps else [load_sweep(ref, root=root) for ref in sweeps]
+    total = GcReport()
+    for sw in targets:
+        total.add(collect_sweep(sw.manifest, dry_run=dry_run))
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(total.files)} files ({total.bytes / 1024:.1f} KiB) from {len(targets)} "
+               f"sweep{'s' if len(targets) != 1 else ''}"
+               + (f"; {total.skipped_jobs} jobs still pending or running were left alone" if total.skipped_jobs else ""))
+    if dry_run:
+        for path in total.files:
+            click.echo(f"  {path}")
+
+
 def _parse_jobs(text: Optional[str]) -> Optional[List[int]]:
     if text is None:
         return None
