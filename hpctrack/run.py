@@ -203,7 +203,8 @@ class Run:
             flush_max_points if flush_max_points is not None
             else os.environ.get(FLUSH_MAX_POINTS_ENV, DEFAULT_FLUSH_MAX_POINTS)
         )
-        self._rows: List[Any] = []  # (step, wall time, [(key, value), ...]) per log call
+        self._rows: List[Any] = []  # (step, wall time, keys, values) per log call
+        self._valid_keys: set = set()  # key tuples already checked (a loop logs the same keys each step)
         self._n_buffered = 0
         self._buffer_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -293,17 +294,17 @@ class Run:
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
         step = self._next_step if step is None else operator.index(step)
-        items = []
-        for key, value in values.items():
-            kind = type(value)
-            number = float(value) if kind is float or kind is int else _as_number(key, value)
-            if type(key) is not str or not key:
-                raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-            items.append((key, number))
+        keys = tuple(values)
+        if keys not in self._valid_keys:
+            for key in keys:
+                if type(key) is not str or not key:
+                    raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
+            self._valid_keys.add(keys)
+        row = [v if type(v) is float else _as_number(k, v) for k, v in values.items()]
         now = time.time()
         with self._buffer_lock:
-            self._rows.append((step, now, items))
-            self._n_buffered += len(items)
+            self._rows.append((step, now, keys, row))
+            self._n_buffered += len(row)
             full = self._n_buffered >= self._max_points
         self._next_step = step + 1
         if step > self._last_step:
@@ -373,7 +374,7 @@ class Run:
         # A failed write keeps its points, ahead of anything logged meanwhile.
         with self._buffer_lock:
             self._rows[:0] = rows
-            self._n_buffered = sum(len(items) for _, _, items in self._rows)
+            self._n_buffered = sum(len(row) for _, _, _, row in self._rows)
         self.summary._dirty.update(summary)
         self.tags._dirty.update(tags)
 
@@ -434,11 +435,30 @@ def _as_number(key: str, value: Any) -> float:
 
 
 def _batch_of(rows: List[Any]) -> MetricBatch:
+    """Columns per metric from buffered log calls, vectorised over calls that logged the same keys."""
+    import numpy as np
+
+    groups: Dict[tuple, List[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row[2], []).append(i)
+    parts: Dict[str, List[Any]] = {}
+    for keys, members in groups.items():
+        group = [rows[i] for i in members]
+        calls = np.asarray(members, dtype=np.int64)
+        steps = np.fromiter((r[0] for r in group), dtype=np.int64, count=len(group))
+        times = np.fromiter((r[1] for r in group), dtype=np.float64, count=len(group))
+        values = np.array([r[3] for r in group], dtype=np.float64).reshape(len(group), len(keys))
+        for j, key in enumerate(keys):
+            parts.setdefault(key, []).append((steps, values[:, j], times, calls))
     batch = MetricBatch()
-    add = batch.add
-    for step, when, items in rows:
-        for key, value in items:
-            add(key, step, value, when)
+    for key, chunks in parts.items():
+        if len(chunks) == 1:
+            steps, values, times, _ = chunks[0]
+            batch.points[key] = (steps, np.ascontiguousarray(values), times)
+        else:
+            # Calls with different key sets interleave: put this key's points back in call order.
+            order = np.argsort(np.concatenate([c[3] for c in chunks]), kind="stable")
+            batch.points[key] = tuple(np.concatenate([c[i] for c in chunks])[order] for i in range(3))
     return batch
 
 

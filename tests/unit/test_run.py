@@ -266,3 +266,21 @@ def test_non_scalar_values_are_refused_without_touching_the_store(hpctrack_root,
             run.log({"ok": 2.0, "bad": value if value is not object else np.zeros(3)}, step=1)
     record = hpctrack.load_sweep("latest").run(0)
     assert record.metrics["ok"].count == 1 and "bad" not in record.metrics
+
+
+def test_interleaved_key_sets_keep_call_order(hpctrack_root):
+    with hpctrack.start_run({}) as run:
+        for i in range(50):
+            run.log({"a": i, "b": -i}, step=i) if i % 3 else run.log({"a": i}, step=i)
+            if i % 7 == 0:
+                run.log({"b": 100 + i, "c": i}, step=i)
+    sweep = hpctrack.load_sweep("latest")
+    a, b = sweep.history("a"), sweep.history("b")
+    assert a["step"].tolist() == list(range(50)) and a["value"].tolist() == [float(i) for i in range(50)]
+    expected_b = []
+    for i in range(50):
+        if i % 3:
+            expected_b.append(-i)
+        if i % 7 == 0:
+            expected_b.append(100 + i)
+    assert b["value"].tolist() == expected_b
