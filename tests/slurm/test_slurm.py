@@ -70,6 +70,12 @@ def test_failed_job_shows_failed_with_its_error_line(slurm_root):
     assert jobs["fail_at=null"]["state"] == "COMPLETED"
     human = run_cli("status", "fails", "--root", slurm_root, check=True).stdout
     assert "failing on purpose at step 1" in human and "1 COMPLETED, 1 FAILED" in human
+    # gc removes submitit's pickles and the array's sbatch script, keeps the logs
+    sweep_dir = Path(status_json(slurm_root, "fails")["path"])
+    assert run_cli("gc", "fails", "--root", slurm_root, check=True).stdout.startswith("removed 5 files")
+    left = sorted(p.name for p in (sweep_dir / "logs").rglob("*") if p.is_file())
+    assert left and all(name.endswith(("_log.out", "_log.err")) for name in left)
+    assert status_json(slurm_root, "fails")["summary"] == "2 jobs: 1 COMPLETED, 1 FAILED"
 
 
 def test_cancel_pending_then_all(slurm_root):
