@@ -1,4 +1,4 @@
-"""Run stores: one file per run behind the :class:`Store` interface."""
+"""Run stores: one store per run behind the :class:`Store` interface (``hdf5`` or ``zarr``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Dict, Type
 from ..errors import ConfigError
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from ._hdf5 import HDF5Store
+from ._zarr import ZarrStore
 
 __all__ = [
     "Store",
     "HDF5Store",
+    "ZarrStore",
     "MetricBatch",
     "MetricHistory",
     "MetricStats",
@@ -24,11 +26,11 @@ __all__ = [
 ]
 
 #: Store backends by the name used in configs and manifests.
-BACKENDS: Dict[str, Type[Store]] = {HDF5Store.name: HDF5Store}
+BACKENDS: Dict[str, Type[Store]] = {HDF5Store.name: HDF5Store, ZarrStore.name: ZarrStore}
 
 
 def store_class(name: str) -> Type[Store]:
-    """The store backend called ``name`` (``hdf5``)."""
+    """The store backend called ``name`` (``hdf5`` or ``zarr``)."""
     try:
         return BACKENDS[name]
     except KeyError:

@@ -1,57 +1,68 @@
-"""HDF5 run store: one ``run.h5`` per run, layout ``format_version`` 1.
+"""HDF5 run store: two complete copies behind a symlink, layout ``format_version`` 2.
 
-Concurrency
------------
-One writer (the run) and any number of readers (``status``, ``table``), possibly
-on other nodes of a shared filesystem. The file is never held open between
-updates:
+``run.h5`` is a symlink naming the current copy ``run.<gen>.h5``; a second
+complete copy, the spare, sits beside it. The writer never modifies the file
+``run.h5`` names, so a reader always finds a complete, closed file there, and
+plain h5py users simply open ``run.h5``.
 
-* ``write()`` takes the run lock ``run.h5.lock`` (``hpctrack.locking.lock``,
-  i.e. ``flock``), opens the file, appends one buffered batch, closes it, and
-  only then releases the lock. Closing flushes all HDF5 metadata, so whenever
-  the lock is free the file on disk is complete and self-consistent.
-* ``read()`` / ``read_history()`` take the same lock with a short timeout
-  (:data:`READ_LOCK_TIMEOUT_S`), open read-only, read, close.
+``write()`` holds the run lock ``run.h5.lock`` for the update only: it applies
+the update to the spare (open, append, close), renames it to generation
+``gen + 1`` and fsyncs it, commits by pointing ``run.h5`` at it (temporary
+symlink, ``os.replace``), then applies the same update to the old copy, now
+the spare. A SIGKILL anywhere tears at most the spare, which nothing reads; a
+writer resynchronises it from the current copy (copy to a temporary name,
+``os.replace``) before its first update and after any update that did not
+finish. The fsync keeps a node failure from committing a copy whose last pages
+never reached the servers.
 
-Files are always opened with ``locking=False``. HDF5's own file locking fails
-on Lustre/GPFS mounts without ``flock`` support, and with h5py 3.16 / HDF5 2.0 a
-file open for writing makes every other process's open fail, even read-only;
-our lock serialises access instead. SWMR is not used: it forbids creating
-datasets after the switch to SWMR mode, and metric keys appear whenever the
-run first logs them.
+Readers take no lock: they resolve the symlink, read that copy, and check the
+symlink still names it, else retry. Generations only grow, so an unchanged
+name proves no commit happened during the read, hence nobody modified the
+copy. (Fixed names a/b would not: two commits during one read flip the link
+away and back while the copy is rewritten in place.)
 
-Crashes: a writer killed between updates leaves a complete file, and the
-kernel drops its ``flock``. HDF5 has no journal: a SIGKILL that lands while
-``close()`` writes metadata can leave the file unreadable (seen as "bad heap
-index" in a section). The window is milliseconds per update, wider on a slow
-filesystem. An exception inside an update still closes the file cleanly; each
-metric's ``count`` attribute is its commit mark, so rows past it are never
-returned and the next append overwrites them. See ``docs/store-format.md``.
+HDF5's own file locking is off (``locking=False``): it fails on Lustre/GPFS
+mounts without lock support. Copies are written with ``libver=("v110",
+"v110")``: checksummed metadata, and HDF5 refuses to open a file a killed
+process left open for writing instead of reading garbage. See
+``docs/store-format.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
+import re
+import shutil
 import time
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
+from .base import check_key, one_line, prepare_sections
 
 if TYPE_CHECKING:
     import h5py
     import numpy as np
 
-__all__ = ["HDF5Store", "READ_LOCK_TIMEOUT_S", "CHUNK_ROWS"]
+__all__ = ["HDF5Store", "CHUNK_ROWS", "READ_ATTEMPTS"]
 
-#: Readers wait this long for a writer's update (milliseconds normally) before giving up.
-READ_LOCK_TIMEOUT_S = 10.0
 #: Rows per chunk of a metric dataset: 24 KiB, small enough for short runs,
 #: large enough that long histories are not millions of chunks.
 CHUNK_ROWS = 1024
+#: A reader retries this often when a commit lands during its read (each read
+#: takes milliseconds and a run commits every few seconds, so 2 tries is usual).
+READ_ATTEMPTS = 50
+#: Low and high HDF5 format bounds: readable by HDF5 >= 1.10, checksummed metadata.
+LIBVER = ("v110", "v110")
+
+T = TypeVar("T")
+_Sig = Tuple[int, int, int]
 
 
 def _metric_dtype() -> "np.dtype":
@@ -62,39 +73,40 @@ def _metric_dtype() -> "np.dtype":
 
 def _dataset_name(key: str) -> str:
     """HDF5 link name of metric ``key``: "train/loss" is one dataset, not a group."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"metric key must be a non-empty string, got {key!r}")
-    name = key.replace("%", "%25").replace("/", "%2F")
+    name = check_key(key).replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
     # HDF5 refuses "." as a link name (it means "this group").
     return "%2E" if name == "." else name
 
 
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):  # np.int64, np.float32, np.bool_ ... -> Python
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+def _key_of(name: str) -> str:
+    """Inverse of :func:`_dataset_name`: every literal "%" was escaped, so one pass is exact."""
+    return re.sub(r"%(25|2F|00|2E)", lambda m: chr(int(m.group(1), 16)), name)
 
 
 def _stats(attrs: "h5py.AttributeManager") -> MetricStats:
-    return MetricStats(
-        count=int(attrs["count"]),
-        last=float(attrs["last"]),
-        last_step=int(attrs["last_step"]),
-        min=float(attrs["min"]),
-        max=float(attrs["max"]),
-    )
+    return MetricStats(count=int(attrs["count"]), last=float(attrs["last"]), last_step=int(attrs["last_step"]),
+                       min=float(attrs["min"]), max=float(attrs["max"]))  # fmt: skip
+
+
+def _sig(path: Path) -> _Sig:
+    """Identity and last change of a copy: whoever else touched it changes one of them."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some filesystems cannot fsync a directory: renames are synchronous there
+        if not (path.is_dir() and err.errno in (errno.EINVAL, errno.ENOTSUP)):
+            raise
+    finally:
+        os.close(fd)
 
 
 class HDF5Store(Store):
-    """Run store in one HDF5 file, safe for one writer and many readers.
+    """Run store in HDF5 files, safe for one writer and lock-free readers.
 
     Sections are JSON objects in scalar string datasets ``/sections/<name>``;
     each metric is a resizable compound dataset ``/metrics/<escaped key>``
@@ -104,18 +116,33 @@ class HDF5Store(Store):
     Parameters
     ----------
     path:
-        The ``run.h5`` file. Its directory must exist; the file is created by
-        the first :meth:`write`. The lock is ``<path>.lock`` beside it.
+        ``run.h5``, the symlink naming the current copy. Its directory must
+        exist; the first :meth:`write` creates the files. The lock is
+        ``<path>.lock`` beside it.
     """
 
     name = "hdf5"
     suffix = ".h5"
-    format_version = 1
+    format_version = 2
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        # What this writer left after its last complete update: (current
+        # generation, signature of the current copy, spare path, its
+        # signature). None forces a resync before the next update.
+        self._synced: Optional[Tuple[int, _Sig, Path, _Sig]] = None
+        self._copy_re = re.compile(rf"^{re.escape(self.path.stem)}\.(\d+){re.escape(self.path.suffix)}$")
 
     @property
     def lock_path(self) -> Path:
         """The run lock, ``run.h5.lock`` beside ``run.h5``."""
         return self.path.with_name(self.path.name + ".lock")
+
+    def _copy(self, gen: int) -> Path:
+        return self.path.with_name(f"{self.path.stem}.{gen}{self.path.suffix}")
+
+    def _tmp(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
 
     # -- writing -----------------------------------------------------------
 
@@ -128,17 +155,7 @@ class HDF5Store(Store):
         import h5py
         import numpy as np
 
-        # Validate and convert everything before opening the file: an error
-        # half-way through the update would leave half of it on disk.
-        updates: Dict[str, Dict[str, Any]] = {}
-        for name, values in (sections or {}).items():
-            if name not in SECTIONS:
-                raise ValueError(f"unknown section {name!r}; choose one of: {', '.join(SECTIONS)}")
-            try:
-                # Round trip: numpy scalars become Python values, and a bad value fails here.
-                updates[name] = json.loads(json.dumps(dict(values), default=_json_default))
-            except (TypeError, ValueError) as err:
-                raise TypeError(f"section {name!r} of {self.path}: {err}") from err
+        updates = prepare_sections(self.path, sections)
         rows: Dict[str, Tuple[str, "np.ndarray"]] = {}
         for key, (steps, values, times) in (metrics.points if metrics else {}).items():
             if len(steps):
@@ -148,8 +165,38 @@ class HDF5Store(Store):
         # filelock would silently create a missing directory; a run dir must already exist.
         if not self.path.parent.is_dir():
             raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+            try:
+                gen = self._current_gen()
+                if gen is None:
+                    gen = self._create()
+                elif self._synced is None:  # refuse a newer store before touching anything
+                    with h5py.File(self._copy(gen), "r", locking=False) as f:
+                        self._check_version(f)
+                spare = self._spare(gen)
+                self._synced = None  # the copies differ until both got the update
+                self._apply(spare, updates, rows)
+                new = self._copy(gen + 1)
+                os.replace(spare, new)
+                _fsync(new)
+                self._point_to(new)  # the commit
+            except (StoreError, FormatVersionError):
+                raise
+            except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON
+                raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
+            old = self._copy(gen)
+            # The update is committed: a failure from here on only leaves the
+            # spare behind, and the next update resynchronises it.
+            with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
+                self._apply(old, updates, rows)
+                self._synced = (gen + 1, _sig(new), old, _sig(old))
 
-        with self._session("a") as f:
+    def _apply(self, path: Path, updates: Dict[str, Dict[str, Any]], rows: Dict[str, Tuple[str, "np.ndarray"]]) -> None:
+        """Open-append-close one copy; closing writes out all of HDF5's cached metadata."""
+        import h5py
+
+        with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
+            self._check_version(f)
             group = f.require_group("metrics")
             for key, (dname, arr) in rows.items():
                 ds = group.get(dname)
@@ -157,12 +204,12 @@ class HDF5Store(Store):
                     ds = group.create_dataset(
                         dname, shape=(0,), maxshape=(None,), chunks=(CHUNK_ROWS,), dtype=arr.dtype
                     )
-                    ds.attrs["key"] = key
+                    if "\0" not in key:  # for plain readers; HDF5 strings cannot hold NUL
+                        ds.attrs["key"] = key
                     old = MetricStats.empty()
                 else:
                     old = _stats(ds.attrs)
-                # Append at `count`, not at the dataset's length: rows past the
-                # commit mark (an update interrupted by an exception) are overwritten.
+                # Append at `count`: rows past it (an update that raised) are overwritten.
                 ds.resize((old.count + len(arr),))
                 ds[old.count :] = arr
                 new = old.merged(arr["step"].tolist(), arr["value"].tolist())
@@ -176,80 +223,165 @@ class HDF5Store(Store):
                 else:
                     merged = json.loads(ds.asstr()[()])
                     merged.update(update)
-                    # In place; HDF5 reuses the global-heap space, so the file does not grow.
-                    ds[()] = json.dumps(merged)
+                    ds[()] = json.dumps(merged)  # in place: HDF5 reuses the heap space
+
+    def _current_gen(self) -> Optional[int]:
+        """Generation ``run.h5`` names; None before the first write; migrates format 1."""
+        try:
+            target = os.readlink(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+            return self._create(v1=True)
+        match = self._copy_re.match(target)
+        if match is None:
+            raise StoreError(f"{self.path} names {target!r}, not a copy {self._copy(0).name}-like")
+        return int(match.group(1))
+
+    def _create(self, v1: bool = False) -> int:
+        """Copy 0 and ``run.h5`` naming it: a new, empty store, or one migrated from format 1.
+
+        Format 1 kept one plain ``run.h5`` with the same layout inside: it
+        becomes copy 0, and the symlink replaces it atomically.
+        """
+        import h5py
+
+        self._remove_leftovers(keep=None)  # of a creation or migration that was killed
+        tmp = self._tmp()
+        if v1:
+            shutil.copyfile(self.path, tmp)
+        with h5py.File(tmp, "a" if v1 else "w", locking=False, libver=None if v1 else LIBVER) as f:
+            if v1:
+                self._check_version(f)
+            else:
+                f.attrs["created"] = time.time()
+            f.attrs["format_version"] = self.format_version
+        first = self._copy(0)
+        os.replace(tmp, first)
+        _fsync(first)
+        self._point_to(first)
+        return 0
+
+    def _spare(self, gen: int) -> Path:
+        """The non-current copy, as complete as the current one; resynchronised when in doubt."""
+        current = self._copy(gen)
+        if self._synced is not None:
+            synced_gen, cur_sig, spare, spare_sig = self._synced
+            with contextlib.suppress(OSError):
+                if synced_gen == gen and _sig(current) == cur_sig and _sig(spare) == spare_sig:
+                    return spare
+        # First update of this writer, or the last one did not finish, or
+        # another process wrote since: start again from the current copy.
+        self._remove_leftovers(keep=current)
+        spare = self._copy(gen + 1)
+        tmp = self._tmp()
+        shutil.copyfile(current, tmp)
+        os.replace(tmp, spare)
+        return spare
+
+    def _remove_leftovers(self, keep: Optional[Path]) -> None:
+        """Copies other than ``keep`` and temporary files killed writers left behind."""
+        tmp_prefix = f".{self.path.name}."
+        for entry in os.scandir(self.path.parent):
+            if (self._copy_re.match(entry.name) or entry.name.startswith(tmp_prefix)) and (
+                keep is None or entry.name != keep.name
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+    def _point_to(self, copy: Path) -> None:
+        tmp = self._tmp()
+        os.symlink(copy.name, tmp)  # relative: the run directory can be moved
+        os.replace(tmp, self.path)
+        _fsync(self.path.parent)  # the link must be durable before the old copy changes
 
     # -- reading -----------------------------------------------------------
 
     def read(self) -> RunRecord:
-        self._require_exists()
-        with self._session("r") as f:
-            version = int(f.attrs["format_version"])
-            secs = {}
+        def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Dict[str, MetricStats]]:
+            secs: Dict[str, Any] = {}
             for name in SECTIONS:
                 ds = f.get(f"sections/{name}")
                 secs[name] = {} if ds is None else json.loads(ds.asstr()[()])
-            stats = {str(ds.attrs["key"]): _stats(ds.attrs) for ds in f.get("metrics", {}).values()}
+            stats = {_key_of(name): _stats(ds.attrs) for name, ds in f.get("metrics", {}).items()}
+            return int(f.attrs["format_version"]), secs, stats
+
+        version, secs, stats = self._read(read_file)
         return RunRecord(path=self.path, format_version=version, metrics=stats, **secs)
 
     def read_history(self, key: str) -> MetricHistory:
         import numpy as np
 
         name = _dataset_name(key)
-        self._require_exists()
-        with self._session("r") as f:
+
+        def read_file(f: "h5py.File") -> Optional["np.ndarray"]:
             ds = f.get(f"metrics/{name}")
-            data = None if ds is None else ds[: int(ds.attrs["count"])]  # never past the commit mark
+            return None if ds is None else ds[: int(ds.attrs["count"])]  # never past the commit mark
+
+        data = self._read(read_file)
         if data is None:
             raise KeyError(f"metric {key!r} was never logged in {self.path}")
-        return MetricHistory(
-            key=key,
-            step=np.ascontiguousarray(data["step"]),
-            value=np.ascontiguousarray(data["value"]),
-            time=np.ascontiguousarray(data["time"]),
-        )
+        return MetricHistory(key=key, **{col: np.ascontiguousarray(data[col]) for col in ("step", "value", "time")})
 
-    def _require_exists(self) -> None:
-        # Checked before locking: the lock would create files for a run that does not exist.
-        if not self.path.exists():
-            raise RunNotFoundError(f"no run store at {self.path}: the run has not started")
-
-    # -- helpers -----------------------------------------------------------
-
-    def _open(self, mode: str) -> "h5py.File":
+    def _read(self, read_file: Callable[["h5py.File"], T]) -> T:
+        """``read_file`` applied to the current copy, retried until no commit overlapped it."""
         import h5py
 
-        try:
-            return h5py.File(self.path, mode, locking=False)
-        except FileNotFoundError as err:  # removed between our check and the open
-            raise RunNotFoundError(f"no run store at {self.path}: the run has not started") from err
-        except OSError as err:
-            raise StoreError(f"cannot open run store {self.path}: {_one_line(err)}") from err
-
-    @contextlib.contextmanager
-    def _session(self, mode: str) -> Iterator["h5py.File"]:
-        """Lock, open, check the version, yield, close, unlock; h5py errors become StoreError."""
-        timeout = READ_LOCK_TIMEOUT_S if mode == "r" else DEFAULT_LOCK_TIMEOUT_S
-        with lock(self.lock_path, timeout):
-            f = self._open(mode)
+        err: Optional[BaseException] = None
+        failures = 0
+        for _ in range(READ_ATTEMPTS):
             try:
-                with f:  # closing flushes all metadata, before the lock is released
-                    if mode != "r" and len(f) == 0 and "format_version" not in f.attrs:
-                        f.attrs["format_version"] = self.format_version
-                        f.attrs["created"] = time.time()
+                target = os.readlink(self.path)
+            except FileNotFoundError:
+                raise RunNotFoundError(f"no run store at {self.path}: the run has not started") from None
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:  # a plain file: format version 1
+                    return self._read_v1(read_file)
+                raise StoreError(f"cannot read run store {self.path}: {one_line(exc)}") from exc
+            err = None
+            try:
+                with h5py.File(self.path.parent / target, "r", locking=False) as f:
                     self._check_version(f)
-                    yield f
+                    result = read_file(f)
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:  # also a copy renamed away
+                err = exc
+            try:
+                unchanged = os.readlink(self.path) == target
+            except OSError:
+                unchanged = False
+            if unchanged:  # no commit during the read: nobody touched that copy
+                if err is None:
+                    return result
+                failures += 1
+                if isinstance(err, StoreError) or failures >= 3:
+                    break  # a stable copy that fails: corrupt or newer, not torn
+                time.sleep(0.01)  # a network filesystem may still be catching up
+        if isinstance(err, StoreError):
+            raise err
+        reason = one_line(err) if err else "a commit landed during every read attempt"
+        raise StoreError(f"cannot read run store {self.path}: {reason}") from err
+
+    def _read_v1(self, read_file: Callable[["h5py.File"], T]) -> T:
+        """Format 1: its writer updates ``run.h5`` in place, so read under its lock."""
+        import h5py
+
+        with lock(self.lock_path, 10.0):  # as format 1 readers did
+            try:
+                with h5py.File(self.path, "r", locking=False) as f:
+                    self._check_version(f)
+                    return read_file(f)
             except StoreError:
                 raise
-            except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON
-                verb = "read" if mode == "r" else "write"
-                raise StoreError(f"cannot {verb} run store {self.path}: {_one_line(err)}") from err
+            except (OSError, RuntimeError, ValueError, KeyError) as err:
+                raise StoreError(f"cannot read run store {self.path}: {one_line(err)}") from err
 
     def _check_version(self, f: "h5py.File") -> None:
         version = f.attrs.get("format_version")
         if version is None:
             raise StoreError(f"{self.path} is not an hpctrack run store (no format_version attribute)")
-        # Older versions would be migrated here; version 1 is the first.
+        # Version 1 has the same layout inside one file; it is read as is.
         if int(version) > self.format_version:
             raise FormatVersionError(
                 f"{self.path} has format_version {int(version)} but this hpctrack reads up to "

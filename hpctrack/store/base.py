@@ -3,12 +3,14 @@
 A store is one file (or directory) per run with exactly one writer process, the
 run itself. Readers (``status``, ``table``) are other processes that may read
 while the run is still writing. Each backend documents how it keeps readers from
-seeing a half-written update; see ``docs/store-format.md``.
+seeing a half-written update without taking the writer's lock, and how a writer
+killed at any instruction leaves a readable store; see ``docs/store-format.md``.
 """
 
 from __future__ import annotations
 
 import abc
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,9 +129,10 @@ class Store(abc.ABC):
     """Persistent record of one run.
 
     One writer process per run (the run itself); any number of reader
-    processes. Implementations guard every update and every read with the
-    run's lock (``hpctrack.locking``) so a reader never sees half of an update,
-    and never rely on the file format's own locking.
+    processes. Implementations hold the run's lock (``hpctrack.locking``) for
+    the duration of each update only; readers never take it, yet see every
+    update completely or not at all. Neither relies on the file format's own
+    locking. A writer killed at any point loses at most the update in flight.
 
     Parameters
     ----------
@@ -157,8 +160,8 @@ class Store(abc.ABC):
         """Apply one update: append metric points and merge keys into sections.
 
         Creates the store on first use. The whole update is one critical
-        section under the run lock: readers see all of it or none of it.
-        Values in ``sections`` must be JSON-serialisable.
+        section under the run lock and one atomic commit: readers see all of
+        it or none of it. Values in ``sections`` must be JSON-serialisable.
         """
 
     @abc.abstractmethod
@@ -185,3 +188,49 @@ class Store(abc.ABC):
 
     def exists(self) -> bool:
         return self.path.exists()
+
+
+# -- helpers shared by the backends ----------------------------------------------
+
+
+def check_key(key: Any) -> str:
+    """``key`` if it is a valid metric key: any non-empty string (keys are data, never paths)."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"metric key must be a non-empty string, got {key!r}")
+    return key
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars and arrays become Python values."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):  # np.int64, np.float32, np.bool_ ... -> Python
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
+
+
+def prepare_sections(
+    path: Path, sections: Optional[Mapping[Section, Mapping[str, Any]]]
+) -> Dict[str, Dict[str, Any]]:
+    """Validate section updates and round-trip them through JSON.
+
+    Done before a store is touched: an error half-way through an update would
+    leave half of it on disk. The round trip turns numpy scalars into Python
+    values and makes a bad value fail here, naming the section.
+    """
+    updates: Dict[str, Dict[str, Any]] = {}
+    for name, values in (sections or {}).items():
+        if name not in SECTIONS:
+            raise ValueError(f"unknown section {name!r}; choose one of: {', '.join(SECTIONS)}")
+        try:
+            updates[name] = json.loads(json.dumps(dict(values), default=json_default))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"section {name!r} of {path}: {err}") from err
+    return updates
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line, for messages the CLI prints on one line."""
+    return " ".join(str(err).split()) or type(err).__name__

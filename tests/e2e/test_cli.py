@@ -186,3 +186,25 @@ def test_ctrl_c_cancels_a_waiting_launch(hpctrack_root):
     assert proc.returncode != 0
     status = _status("intr")
     assert [j["state"] for j in status["jobs"]] == ["CANCELLED"] * 3, status
+
+
+def test_both_stores_give_identical_tables(hpctrack_root):
+    from hpctrack.store import BACKENDS
+
+    assert {"hdf5", "zarr"} <= set(BACKENDS)
+    tables = {}
+    for store in ("hdf5", "zarr"):
+        proc = run_cli("launch", "--store", store, "--name", f"with-{store}", str(SLEEPY), "x=1,2,3", "steps=5",
+                       "fail_at=null,3")
+        assert proc.returncode == 1 and "3 COMPLETED, 3 FAILED" in proc.stdout, proc.stderr
+        rows = json.loads(run_cli("table", f"with-{store}", "--format", "json", "--all-params", check=True).stdout)
+        for row in rows:
+            row.pop("runtime_s")
+        tables[store] = rows
+        status = _status(f"with-{store}")
+        assert [j["error"] for j in status["jobs"] if j["state"] == "FAILED"] == [
+            "RuntimeError: failing on purpose at step 3"] * 3
+    assert tables["hdf5"] == tables["zarr"]
+    assert len(tables["zarr"]) == 6
+    assert sorted((r["state"], r["loss:last"]) for r in tables["zarr"]) == (
+        [("COMPLETED", 1 / 5)] * 3 + [("FAILED", 1 / 3)] * 3)

@@ -1,0 +1,334 @@
+"""Zarr v3 run store: one long table and a commit record, ``format_version`` 1.
+
+Layout
+------
+``run.zarr/`` is a Zarr v3 group holding four 1-D arrays of equal length, one
+row per logged point: ``key`` (int32, index into the record's key list),
+``step`` (int64), ``value`` (float64), ``time`` (float64). A long table, not an
+array per metric, so the number of files does not grow with the number of
+keys, and keys are data, never file names. Rows are in chunks of
+:data:`CHUNK_ROWS` inside shards of :data:`SHARD_ROWS`: a run below 256 Ki
+points is one shard file per column.
+
+The root group's attributes are the commit record: ``format_version``,
+``created``, ``sections``, ``keys``, ``count`` (committed rows) and ``stats``.
+Rows past ``count`` do not exist for readers.
+
+Writing
+-------
+``write()`` holds the run lock ``run.zarr.lock`` for the update only. It
+grows the arrays if needed (in whole shards), writes the new rows at
+``count``, and only then replaces the root ``zarr.json`` with the new record:
+one atomic file replace is the commit. Every file zarr writes goes through
+``hpctrack.locking.atomic_write`` (temporary file, fsync, ``os.replace``)
+instead of zarr's ``LocalStore`` writer, which also replaces files by rename
+but without fsync. A SIGKILL anywhere therefore leaves either the old record,
+which only covers complete rows, or the new one; rows a killed update wrote
+past ``count`` are overwritten by the next append. Zarr's ``Array.append`` is
+not used: it writes the new shape before the data, so a kill between the two
+reads back a zero-filled tail.
+
+Reading
+-------
+Readers take no lock. They read the record once, then rows ``[0, count)``,
+through a store that reads each file whole, once per read: zarr reads a
+shard's index and its chunks with separate opens, and the writer may replace
+the shard in between. Committed rows never change, so any version of a shard
+at least as new as the record holds them. See ``docs/store-format.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+
+from ..errors import FormatVersionError, RunNotFoundError, StoreError
+from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
+from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
+from .base import check_key, one_line, prepare_sections
+
+if TYPE_CHECKING:
+    import numpy as np
+    import zarr
+
+__all__ = ["ZarrStore", "CHUNK_ROWS", "SHARD_ROWS", "COLUMNS"]
+
+#: Rows per compressed chunk inside a shard (128 KiB of float64): the unit a
+#: flush re-encodes and a reader decodes. Zarr's per-chunk overhead dominates
+#: reads below this (4096 rows made ``read_history`` 3 times slower), and
+#: re-encoding one such chunk per column per flush costs well under 1 ms.
+CHUNK_ROWS = 16 * 1024
+#: Rows per shard file, i.e. one file per column per 256 Ki points. A flush
+#: rewrites the whole current shard (files are only ever replaced whole), so
+#: this trades files per run against bytes per flush: at most 7 MiB
+#: uncompressed for four full columns, typically 2-3 MiB; 1 Mi rows would be
+#: 4 times that on every flush of a long run.
+SHARD_ROWS = 256 * 1024
+#: Column name, dtype, fill value. Padding rows read as key -1: no metric.
+COLUMNS: Tuple[Tuple[str, str, Any], ...] = (
+    ("key", "int32", -1),
+    ("step", "int64", 0),
+    ("value", "float64", 0.0),
+    ("time", "float64", 0.0),
+)
+#: Readers retry a read that raised this often (a network filesystem's stale handle).
+READ_ATTEMPTS = 3
+
+
+@functools.lru_cache(maxsize=None)
+def _store_class() -> type:
+    """A zarr ``LocalStore`` that reads every file once and writes files durably."""
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.storage import LocalStore
+
+    class SnapshotStore(LocalStore):  # type: ignore[misc]
+        def __init__(self, root: Path, *, read_only: bool = False) -> None:
+            super().__init__(root, read_only=read_only)
+            self.files: Dict[str, Optional[bytes]] = {}
+
+        def _load(self, key: str) -> Optional[bytes]:
+            # Inline, not in a thread: two concurrent first reads of one key
+            # could otherwise see two versions of the file.
+            if key not in self.files:
+                try:
+                    self.files[key] = (self.root / key).read_bytes()
+                except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                    self.files[key] = None
+            return self.files[key]
+
+        def get_sync(self, key: str, *, prototype: Any = None, byte_range: Any = None) -> Any:
+            data = self._load(key)
+            if data is None:
+                return None
+            if isinstance(byte_range, RangeByteRequest):
+                data = data[byte_range.start : byte_range.end]
+            elif isinstance(byte_range, OffsetByteRequest):
+                data = data[byte_range.offset :]
+            elif isinstance(byte_range, SuffixByteRequest):
+                data = data[max(0, len(data) - byte_range.suffix) :]
+            return (prototype or default_buffer_prototype()).buffer.from_bytes(data)
+
+        async def get(self, key: str, prototype: Any = None, byte_range: Any = None) -> Any:
+            return self.get_sync(key, prototype=prototype, byte_range=byte_range)
+
+        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> List[Any]:
+            return [self.get_sync(k, prototype=prototype, byte_range=r) for k, r in key_ranges]
+
+        def set_sync(self, key: str, value: Any) -> None:
+            self._check_writable()
+            path = self.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = value.to_bytes()
+            atomic_write(path, data)  # temporary file, fsync, os.replace
+            self.files[key] = data
+
+        async def set(self, key: str, value: Any) -> None:
+            self.set_sync(key, value)
+
+        async def delete(self, key: str) -> None:
+            self.files.pop(key, None)
+            await super().delete(key)
+
+        async def delete_dir(self, prefix: str) -> None:
+            self.files.clear()
+            await super().delete_dir(prefix)
+
+    return SnapshotStore
+
+
+def _record_stats(stats: Dict[str, Any]) -> MetricStats:
+    return MetricStats(count=int(stats["count"]), last=float(stats["last"]), last_step=int(stats["last_step"]),
+                       min=float(stats["min"]), max=float(stats["max"]))  # fmt: skip
+
+
+class ZarrStore(Store):
+    """Run store in a Zarr v3 directory, safe for one writer and lock-free readers.
+
+    Parameters
+    ----------
+    path:
+        The ``run.zarr`` directory. Its parent must exist; the first
+        :meth:`write` creates it. The lock is ``run.zarr.lock`` beside it.
+    """
+
+    name = "zarr"
+    suffix = ".zarr"
+    format_version = 1
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._tidy = False  # leftovers of killed writers removed, once per writer
+
+    @property
+    def lock_path(self) -> Path:
+        """The run lock, ``run.zarr.lock`` beside ``run.zarr``."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- writing -----------------------------------------------------------
+
+    def write(
+        self,
+        *,
+        metrics: Optional[MetricBatch] = None,
+        sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
+    ) -> None:
+        updates = prepare_sections(self.path, sections)
+        points = [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
+        if not self.path.parent.is_dir():
+            raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+            try:
+                self._write_locked(updates, points)
+            except (StoreError, FormatVersionError):
+                raise
+            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+                self._tidy = False
+                raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
+
+    def _write_locked(self, updates: Dict[str, Dict[str, Any]], points: List[Tuple[str, Any]]) -> None:
+        import numpy as np
+
+        store = _store_class()(self.path)
+        record = self._record(store)
+        if record is None:
+            # Nothing was ever committed: whatever is there is from a killed first write.
+            self._tidy_up(everything=True)
+            record = {"format_version": self.format_version, "created": time.time(), "sections": {},
+                      "keys": [], "count": 0, "stats": {}}  # fmt: skip
+            self._commit(record)  # an empty store, before the arrays zarr would give a parent group
+        elif not self._tidy:
+            self._tidy_up(everything=False)
+        self._tidy = True
+        arrays = [self._column(store, *col) for col in COLUMNS]
+
+        start = int(record["count"])
+        keys: List[str] = record["keys"]
+        index = {k: i for i, k in enumerate(keys)}
+        parts: List[Tuple["np.ndarray", ...]] = []
+        for key, (steps, values, times) in points:
+            if key not in index:
+                index[key] = len(keys)
+                keys.append(key)
+            step, value = np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+            parts.append((np.full(len(step), index[key], dtype=np.int32), step, value, np.asarray(times, np.float64)))
+            old = record["stats"].get(key)
+            new = (MetricStats.empty() if old is None else _record_stats(old)).merged(step.tolist(), value.tolist())
+            record["stats"][key] = {a: getattr(new, a) for a in ("count", "last", "last_step", "min", "max")}
+        if parts:
+            end = start + sum(len(p[0]) for p in parts)
+            for i, arr in enumerate(arrays):
+                if arr.shape[0] < end:  # grow in whole shards: the shape changes rarely
+                    arr.resize((math.ceil(end / SHARD_ROWS) * SHARD_ROWS,))
+                # Rows past `count` from a killed update are overwritten.
+                arr[start:end] = np.concatenate([p[i] for p in parts])
+            record["count"] = end
+        for name, update in updates.items():
+            record["sections"].setdefault(name, {}).update(update)
+        self._commit(record)  # last: rows first, then the record that covers them
+
+    def _commit(self, record: Dict[str, Any]) -> None:
+        """Replace the root group's ``zarr.json``: one atomic, fsynced file replace.
+
+        Written here rather than through ``zarr.Group.update_attributes``: the
+        same file, but compact JSON (half the size of zarr's indented form,
+        which matters with thousands of keys) and no second parse of the old one.
+        """
+        self.path.mkdir(exist_ok=True)
+        meta = {"zarr_format": 3, "node_type": "group", "attributes": record}
+        # allow_nan: NaN and +-Infinity literals, as zarr writes them and Python's json reads them.
+        atomic_write(self.path / "zarr.json", json.dumps(meta, allow_nan=True, separators=(",", ":")))
+
+    def _column(self, store: Any, name: str, dtype: str, fill: Any) -> "zarr.Array":
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        try:
+            return zarr.open_array(store=store, path=name, mode="r+", zarr_format=3)
+        except FileNotFoundError:  # first write, or the one that created the store was killed
+            return zarr.create_array(
+                store, name=name, shape=(0,), dtype=dtype, fill_value=fill, chunks=(CHUNK_ROWS,), shards=(SHARD_ROWS,),
+                compressors=ZstdCodec(level=3, checksum=True), dimension_names=("row",),
+                chunk_key_encoding={"name": "default", "separator": "."}, overwrite=True,
+                config={"write_empty_chunks": False},
+            )  # fmt: skip
+
+    def _tidy_up(self, everything: bool) -> None:
+        """Remove temporary files of killed writers (or, before the first commit, everything)."""
+        if not self.path.is_dir():
+            return
+        names = {c[0] for c in COLUMNS}
+        for root, dirs, files in os.walk(self.path):
+            rel = Path(root).relative_to(self.path)
+            for fname in files:
+                keep = fname == "zarr.json" or (rel.name in names and fname.startswith("c.") and fname[2:].isdigit())
+                if everything or not keep:
+                    os.unlink(os.path.join(root, fname))
+
+    # -- reading -----------------------------------------------------------
+
+    def read(self) -> RunRecord:
+        record = self._read_record()
+        secs = {name: dict(record["sections"].get(name, {})) for name in SECTIONS}
+        stats = {key: _record_stats(s) for key, s in record["stats"].items()}
+        return RunRecord(path=self.path, format_version=int(record["format_version"]), metrics=stats, **secs)
+
+    def read_history(self, key: str) -> MetricHistory:
+        import numpy as np
+        import zarr
+
+        check_key(key)
+        for attempt in range(READ_ATTEMPTS):
+            store = _store_class()(self.path, read_only=True)
+            record = self._read_record(store)
+            if key not in record["stats"]:
+                raise KeyError(f"metric {key!r} was never logged in {self.path}")
+            count, index = int(record["count"]), record["keys"].index(key)
+            try:
+                cols = [np.asarray(zarr.open_array(store=store, path=c[0], mode="r", zarr_format=3)[:count])
+                        for c in COLUMNS]  # fmt: skip
+            except (OSError, RuntimeError, ValueError, KeyError) as err:
+                if attempt + 1 < READ_ATTEMPTS:
+                    time.sleep(0.01)
+                    continue
+                raise StoreError(f"cannot read run store {self.path}: {one_line(err)}") from err
+            mask = cols[0] == index
+            # Cross-check against the record: a missing or zero-filled shard shows up here.
+            if int(mask.sum()) != int(record["stats"][key]["count"]):
+                raise StoreError(f"run store {self.path} is inconsistent: {key!r} has "
+                                 f"{int(mask.sum())} rows, its record says {record['stats'][key]['count']}")  # fmt: skip
+            return MetricHistory(key=key, **{c[0]: np.ascontiguousarray(a[mask]) for c, a in zip(COLUMNS[1:], cols[1:])})
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_record(self, store: Any = None) -> Dict[str, Any]:
+        if not (self.path / "zarr.json").is_file():
+            raise RunNotFoundError(f"no run store at {self.path}: the run has not started")
+        record = self._record(store or _store_class()(self.path, read_only=True))
+        if record is None:  # removed between the check and the read
+            raise RunNotFoundError(f"no run store at {self.path}: the run has not started")
+        return record
+
+    def _record(self, store: Any) -> Optional[Dict[str, Any]]:
+        """The commit record from the root ``zarr.json``, read once; None if there is none."""
+        raw = store.get_sync("zarr.json")
+        if raw is None:
+            return None
+        try:
+            meta = json.loads(raw.to_bytes())
+            record = meta["attributes"]
+            version = record.get("format_version")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise StoreError(f"cannot read run store {self.path}: zarr.json: {one_line(err)}") from err
+        if version is None or meta.get("zarr_format") != 3:
+            raise StoreError(f"{self.path} is not an hpctrack run store (no format_version attribute)")
+        if int(version) > self.format_version:
+            raise FormatVersionError(
+                f"{self.path} has format_version {int(version)} but this hpctrack reads up to "
+                f"{self.format_version}; upgrade hpctrack: pip install -U hpctrack"
+            )
+        return record  # type: ignore[no-any-return]
