@@ -37,8 +37,8 @@ __all__ = ["Run", "start_run", "current_run", "flatten_config"]
 #: Environment knobs for the flush policy (seconds, points).
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
 FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
-DEFAULT_FLUSH_INTERVAL_S = 10.0
-DEFAULT_FLUSH_MAX_POINTS = 10_000
+DEFAULT_FLUSH_INTERVAL_S = 5.0
+DEFAULT_FLUSH_MAX_POINTS = 100_000
 ARTIFACTS_DIR = "artifacts"
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
