@@ -115,6 +115,24 @@ class Manifest:
         return cls(**values, jobs=jobs, path=path)
 
 
+class SweepExistsError(ConfigError):
+    """A sweep with that id is already under the root."""
+
+
+def create_new_sweep(root: Path, manifest: Manifest, attempts: int = 50) -> Manifest:
+    """:func:`create_sweep` under a fresh id, drawing again when another sweep took the same id.
+
+    Many runs started in the same second (64 plain scripts at once) can draw the same
+    4 random hex digits.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return create_sweep(root, manifest)
+        except SweepExistsError:
+            manifest.id = new_sweep_id()
+    return create_sweep(root, manifest)
+
+
 def new_sweep_id(now: Optional[float] = None) -> str:
     """``YYYYmmdd-HHMMSS-xxxx``: local creation time plus 4 random hex digits."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
@@ -136,7 +154,7 @@ def create_sweep(root: Path, manifest: Manifest) -> Manifest:
     manifest.path = sweep_dir
     with lock(sweep_dir / f"{MANIFEST_FILE}.lock"):
         if (sweep_dir / MANIFEST_FILE).exists():
-            raise ConfigError(f"sweep {manifest.id} already exists under {root}; choose another id")
+            raise SweepExistsError(f"sweep {manifest.id} already exists under {root}; choose another id")
         for job in manifest.jobs:
             (sweep_dir / job.run_dir).mkdir(parents=True, exist_ok=True)
         _write(manifest)

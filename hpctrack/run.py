@@ -555,14 +555,14 @@ def start_run(
 def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -> Run:
     """A plain ``python train.py``: a sweep of one job, recorded as it runs."""
     from .config import ensure_writable_root, resolve_root
-    from .manifest import JobRecord, Manifest, create_sweep, new_sweep_id, update_manifest
+    from .manifest import JobRecord, Manifest, create_new_sweep, new_sweep_id, update_manifest
     from .store import store_class
 
     store_class(store)  # fail on an unknown store before writing anything
     root_path = ensure_writable_root(resolve_root(root))
     overrides = _hydra_overrides() or []
     script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    manifest = create_sweep(
+    manifest = create_new_sweep(
         root_path,
         Manifest(
             id=new_sweep_id(),

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 from ..config import ensure_writable_root, resolve_root
 from ..errors import ConfigError
 from ..locking import atomic_write
-from ..manifest import JobRecord, Manifest, create_sweep, load_manifest, new_sweep_id
+from ..manifest import JobRecord, Manifest, create_new_sweep, create_sweep, load_manifest, new_sweep_id
 from ..store import store_class
 from ._entrypoint import JOB_FN_FILE
 from .base import Backend
@@ -115,7 +115,8 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     import cloudpickle
 
     payload = cloudpickle.dumps(job_fn)
-    manifest = create_sweep(root, manifest)
+    # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
+    manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)
     atomic_write(manifest.path / JOB_FN_FILE, payload)
     backend.submit(manifest, [job.index for job in manifest.jobs])
     return load_manifest(manifest.path)

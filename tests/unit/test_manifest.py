@@ -97,3 +97,14 @@ def test_concurrent_updates_from_processes_lose_nothing(tmp_path):
     assert load_manifest(m.path).launcher["count"] == 100
     leftovers = [p.name for p in m.path.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_drawn_id_that_clashes_is_drawn_again(tmp_path, monkeypatch):
+    from hpctrack import manifest as manifest_module
+
+    taken = _make(tmp_path, "20260101-000000-aaaa")
+    ids = iter(["20260101-000000-aaaa", "20260101-000000-bbbb"])
+    monkeypatch.setattr(manifest_module, "new_sweep_id", lambda now=None: next(ids))
+    fresh = manifest_module.create_new_sweep(tmp_path, Manifest(
+        id=manifest_module.new_sweep_id(), created=time.time(), backend="direct", store="hdf5"))
+    assert fresh.id == "20260101-000000-bbbb" and load_manifest(taken.path).id == taken.id
