@@ -76,7 +76,6 @@ class LocalBackend(Backend):
             m.runner = {"host": socket.gethostname(), "pid": proc.pid, "started": time.time()}
 
         update_manifest(manifest.path, record)
-        self._proc = proc
 
     def query(self, manifest: Manifest) -> Tuple[Dict[int, JobInfo], Optional[str]]:
         # The runner records every state change in the manifest; a runner that died
