@@ -1,10 +1,12 @@
 """The run-side API: ``start_run(cfg)`` and the :class:`Run` a training script logs to.
 
-``Run.log`` only appends to an in-memory buffer (microseconds). The buffer is
-written to the run's store in one update when it holds ``flush_max_points``
-points, every ``flush_interval_s`` seconds from a background thread (which also
-refreshes the heartbeat), when the run ends, at interpreter exit, and on
-SIGTERM/SIGUSR1/SIGUSR2 before the previous handler of that signal runs.
+``Run.log`` only appends to an in-memory buffer (about a microsecond). A
+background thread writes the buffer to the run's store in one update every
+``flush_interval_s`` seconds (refreshing the heartbeat) and as soon as it holds
+``flush_max_points`` points, while logging goes on into a fresh buffer; ``log``
+itself writes only when the buffer reaches twice that size. The buffer is also
+written when the run ends, at interpreter exit, and on SIGTERM/SIGUSR1/SIGUSR2
+before the previous handler of that signal runs.
 
 "The current run" is one module-level variable, set while a run is active in
 this process and cleared when it ends: under a launcher the job entry point
@@ -25,8 +27,9 @@ import sys
 import threading
 import time
 import traceback
+from array import array
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._types import JobState, RunStatus
 from .errors import ConfigError, HpctrackError
@@ -142,17 +145,27 @@ def _status_for(exc: Optional[BaseException]) -> RunStatus:
 
 
 class _Flusher(threading.Thread):
-    """Flushes the buffer and refreshes the heartbeat every ``interval_s`` seconds."""
+    """Flushes the buffer and refreshes the heartbeat every ``interval_s`` seconds, or when kicked.
+
+    ``Run.log`` kicks it when the buffer is full, so the training loop goes on
+    logging into a fresh buffer while the full one is written (an fsync on a
+    busy parallel filesystem can take a long time).
+    """
 
     def __init__(self, run: "Run", interval_s: float) -> None:
         super().__init__(name="hpctrack-flush", daemon=True)
         self._run = run
         self._interval_s = interval_s
-        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = False
         self._warned = False
 
     def run(self) -> None:
-        while not self._stop_event.wait(self._interval_s):
+        while True:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()  # before flushing: a kick from now on means another flush
+            if self._stopping:
+                return
             try:
                 self._run.flush()
             except Exception as err:  # a slow filesystem must not kill training
@@ -160,9 +173,14 @@ class _Flusher(threading.Thread):
                     print(f"hpctrack: flush failed, will retry: {err}", file=sys.stderr)
                     self._warned = True
 
+    def kick(self) -> None:
+        """Flush now, in this thread."""
+        self._wake.set()
+
     def stop(self) -> None:
-        self._stop_event.set()
-        if self is not threading.current_thread():
+        self._stopping = True
+        self._wake.set()
+        if self is not threading.current_thread() and self.is_alive():
             self.join(timeout=60)
 
 
@@ -203,9 +221,8 @@ class Run:
             flush_max_points if flush_max_points is not None
             else os.environ.get(FLUSH_MAX_POINTS_ENV, DEFAULT_FLUSH_MAX_POINTS)
         )
-        self._rows: List[Any] = []  # (step, wall time, keys, values) per log call
-        self._valid_keys: set = set()  # key tuples already checked (a loop logs the same keys each step)
-        self._n_buffered = 0
+        self._buffer = _Buffer()
+        self._flush_requested = False  # the flusher was kicked for a full buffer
         self._buffer_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer: Optional[int] = None  # thread ident inside _write
@@ -288,29 +305,24 @@ class Run:
 
         Values must be numbers: Python, numpy or 0-d tensor scalars; NaN and
         infinities are kept. A call with any bad key or value raises TypeError
-        and buffers nothing. Nothing touches the disk here unless the buffer
-        reached its size limit.
+        and buffers nothing. Nothing touches the disk here: a full buffer is
+        written by the background thread, unless it reached twice its size
+        limit (the disk is not keeping up), when this call writes it.
         """
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
         step = self._next_step if step is None else operator.index(step)
-        keys = tuple(values)
-        if keys not in self._valid_keys:
-            for key in keys:
-                if type(key) is not str or not key:
-                    raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-            self._valid_keys.add(keys)
-        row = [v if type(v) is float else _as_number(k, v) for k, v in values.items()]
-        now = time.time()
         with self._buffer_lock:
-            self._rows.append((step, now, keys, row))
-            self._n_buffered += len(row)
-            full = self._n_buffered >= self._max_points
+            held = self._buffer.add(step, time.time(), values)
         self._next_step = step + 1
         if step > self._last_step:
             self._last_step = step
-        if full:
-            self.flush()
+        if held >= self._max_points:
+            if held >= 2 * self._max_points:
+                self.flush()  # the background flush is not keeping up (or failing): wait for this one
+            elif not self._flush_requested:
+                self._flush_requested = True
+                self._flusher.kick()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record extra params (merged into the flattened config)."""
@@ -347,9 +359,9 @@ class Run:
             self._writer = threading.get_ident()
             try:
                 with self._buffer_lock:
-                    rows, self._rows = self._rows, []
-                    self._n_buffered = 0
-                batch = _batch_of(rows)
+                    taken, self._buffer = self._buffer, self._buffer.empty_like()
+                    self._flush_requested = False
+                batch = taken.batch()
                 sections: Dict[str, Any] = {
                     "status": {"heartbeat": time.time(), "last_step": self._last_step, **(final_status or {})}
                 }
@@ -362,7 +374,7 @@ class Run:
                 try:
                     self._store.write(metrics=batch if batch else None, sections=sections)
                 except BaseException:
-                    self._requeue(rows, summary, tags)
+                    self._requeue(taken, summary, tags)
                     raise
             finally:
                 self._writer = None
@@ -370,11 +382,11 @@ class Run:
         if pending is not None:
             self._handle_signal(pending, None)
 
-    def _requeue(self, rows: List[Any], summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
+    def _requeue(self, taken: "_Buffer", summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
         # A failed write keeps its points, ahead of anything logged meanwhile.
         with self._buffer_lock:
-            self._rows[:0] = rows
-            self._n_buffered = sum(len(row) for _, _, _, row in self._rows)
+            taken.extend(self._buffer)
+            self._buffer = taken
         self.summary._dirty.update(summary)
         self.tags._dirty.update(tags)
 
@@ -434,32 +446,125 @@ def _as_number(key: str, value: Any) -> float:
     raise TypeError(f"run.log: value of {key!r} must be a number, got {type(value).__name__}")
 
 
-def _batch_of(rows: List[Any]) -> MetricBatch:
-    """Columns per metric from buffered log calls, vectorised over calls that logged the same keys."""
-    import numpy as np
+class _Group:
+    """Buffered calls that logged the same keys: flat typed arrays, no Python object per point."""
 
-    groups: Dict[tuple, List[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row[2], []).append(i)
-    parts: Dict[str, List[Any]] = {}
-    for keys, members in groups.items():
-        group = [rows[i] for i in members]
-        calls = np.asarray(members, dtype=np.int64)
-        steps = np.fromiter((r[0] for r in group), dtype=np.int64, count=len(group))
-        times = np.fromiter((r[1] for r in group), dtype=np.float64, count=len(group))
-        values = np.array([r[3] for r in group], dtype=np.float64).reshape(len(group), len(keys))
-        for j, key in enumerate(keys):
-            parts.setdefault(key, []).append((steps, values[:, j], times, calls))
-    batch = MetricBatch()
-    for key, chunks in parts.items():
-        if len(chunks) == 1:
-            steps, values, times, _ = chunks[0]
-            batch.points[key] = (steps, np.ascontiguousarray(values), times)
-        else:
-            # Calls with different key sets interleave: put this key's points back in call order.
-            order = np.argsort(np.concatenate([c[3] for c in chunks]), kind="stable")
-            batch.points[key] = tuple(np.concatenate([c[i] for c in chunks])[order] for i in range(3))
-    return batch
+    __slots__ = ("keys", "steps", "times", "values")
+
+    def __init__(self, keys: Tuple[str, ...]) -> None:
+        self.keys = keys
+        self.steps = array("q")
+        self.times = array("d")
+        self.values = array("d")  # len(keys) values per call, row-major
+
+
+class _Buffer:
+    """Points logged since the last flush.
+
+    Why flat ``array.array`` columns: a training loop logs the same few keys
+    millions of times, and a Python tuple or list per call made the cyclic
+    garbage collector walk the whole buffer over and over. Calls with other
+    keys go to another group; ``switches`` records where the calls changed
+    group, which is enough to put every key's points back in call order.
+    """
+
+    def __init__(self, valid_keys: Optional[set] = None) -> None:
+        self.groups: Dict[Tuple[str, ...], _Group] = {}
+        self.switches: List[Tuple[_Group, int]] = []  # (group, its row where a run of its calls began)
+        self.n_points = 0
+        self._last: Optional[_Group] = None
+        self._valid_keys = valid_keys if valid_keys is not None else set()  # survives flushes
+
+    def empty_like(self) -> "_Buffer":
+        return _Buffer(self._valid_keys)
+
+    def add(self, step: int, now: float, values: Mapping[str, Any]) -> int:
+        """Buffer one ``log`` call, all of it or (raising TypeError/OverflowError) none; returns the points held."""
+        keys = tuple(values)
+        group = self._last
+        if group is None or group.keys != keys:
+            group = self._switch_to(keys)
+        column = group.values
+        n = len(column)
+        try:
+            column.extend(values.values())  # C loop; any float()-able number, strings refused
+        except (TypeError, ValueError, OverflowError):
+            del column[n:]
+            for key, value in values.items():  # name the bad value
+                _as_number(key, value)
+            raise
+        try:
+            group.steps.append(step)
+        except OverflowError:
+            del column[n:]
+            raise OverflowError(f"run.log: step {step} does not fit in 64 bits") from None
+        group.times.append(now)
+        self.n_points += len(keys)
+        return self.n_points
+
+    def _switch_to(self, keys: Tuple[str, ...]) -> _Group:
+        group = self.groups.get(keys)
+        if group is None:
+            if keys not in self._valid_keys:
+                for key in keys:
+                    if type(key) is not str or not key:
+                        raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
+                self._valid_keys.add(keys)
+            group = self.groups[keys] = _Group(keys)
+        self.switches.append((group, len(group.steps)))
+        self._last = group
+        return group
+
+    def extend(self, later: "_Buffer") -> None:
+        """Append the calls of ``later`` (logged after this buffer's)."""
+        base: Dict[Tuple[str, ...], int] = {}
+        for keys in later.groups:
+            mine = self.groups.setdefault(keys, _Group(keys))
+            base[keys] = len(mine.steps)
+        for theirs, start in later.switches:
+            self.switches.append((self.groups[theirs.keys], base[theirs.keys] + start))
+        for keys, theirs in later.groups.items():
+            mine = self.groups[keys]
+            mine.steps.extend(theirs.steps)
+            mine.times.extend(theirs.times)
+            mine.values.extend(theirs.values)
+        self.n_points += later.n_points
+        self._last = None  # the next call records a switch: correct whichever group it is
+
+    def batch(self) -> MetricBatch:
+        """Columns per metric, each in call order."""
+        import numpy as np
+
+        batch = MetricBatch()
+        groups = [g for g in self.groups.values() if len(g.steps)]
+        if len(groups) == 1:  # the usual case: every call logged the same keys
+            group = groups[0]
+            steps = np.frombuffer(group.steps, dtype=np.int64).copy()
+            times = np.frombuffer(group.times, dtype=np.float64).copy()
+            values = np.frombuffer(group.values, dtype=np.float64).reshape(len(steps), len(group.keys))
+            for j, key in enumerate(group.keys):
+                batch.points[key] = (steps, np.ascontiguousarray(values[:, j]), times)
+            return batch
+        # Several key sets: each key's points are the rows of its groups, in the order of the runs of calls.
+        runs: List[Tuple[_Group, int, int]] = []
+        next_start: Dict[int, int] = {}  # id(group) -> where its next run of calls begins
+        for group, start in reversed(self.switches):
+            runs.append((group, start, next_start.get(id(group), len(group.steps))))
+            next_start[id(group)] = start
+        slices: Dict[str, List[Tuple[_Group, int, int, int]]] = {}
+        for group, start, end in reversed(runs):
+            if end > start:
+                for j, key in enumerate(group.keys):
+                    slices.setdefault(key, []).append((group, j, start, end))
+        for key, parts in slices.items():
+            cols: List[List[Any]] = [[], [], []]
+            for group, j, start, end in parts:
+                width = len(group.keys)
+                cols[0].append(np.frombuffer(group.steps, dtype=np.int64)[start:end])
+                cols[1].append(np.frombuffer(group.values, dtype=np.float64).reshape(-1, width)[start:end, j])
+                cols[2].append(np.frombuffer(group.times, dtype=np.float64)[start:end])
+            batch.points[key] = tuple(np.concatenate(c) for c in cols)  # type: ignore[assignment]
+        return batch
 
 
 def _sha256(path: Path) -> str:

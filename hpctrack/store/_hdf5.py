@@ -1,4 +1,4 @@
-"""HDF5 run store: two complete copies behind a symlink, layout ``format_version`` 2.
+"""HDF5 run store: two complete copies behind a symlink, layout ``format_version`` 3.
 
 ``run.h5`` is a symlink naming the current copy ``run.<gen>.h5``; a second
 complete copy, the spare, sits beside it. The writer never modifies the file
@@ -83,9 +83,38 @@ def _key_of(name: str) -> str:
     return re.sub(r"%(25|2F|00|2E)", lambda m: chr(int(m.group(1), 16)), name)
 
 
-def _stats(attrs: "h5py.AttributeManager") -> MetricStats:
+_STAT_FIELDS = ("count", "last", "last_step", "min", "max")
+
+
+def _stats_from_attrs(attrs: "h5py.AttributeManager") -> MetricStats:
+    """Formats 1 and 2 kept each metric's stats in its dataset's attributes."""
     return MetricStats(count=int(attrs["count"]), last=float(attrs["last"]), last_step=int(attrs["last_step"]),
                        min=float(attrs["min"]), max=float(attrs["max"]))  # fmt: skip
+
+
+def _read_stats(f: "h5py.File") -> Dict[str, MetricStats]:
+    """Every metric's stats: one JSON dataset ``/stats`` (format 3), else the older attributes."""
+    ds = f.get("stats")
+    if ds is not None:
+        return {
+            key: MetricStats(count=int(v["count"]), last=float(v["last"]), last_step=int(v["last_step"]),
+                             min=float(v["min"]), max=float(v["max"]))  # fmt: skip
+            for key, v in json.loads(ds.asstr()[()]).items()
+        }
+    return {_key_of(name): _stats_from_attrs(d.attrs) for name, d in f.get("metrics", {}).items()}
+
+
+def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats]) -> None:
+    import h5py
+
+    # One small JSON string instead of five attributes per metric: a flush of
+    # four metrics wrote 40 attributes (2 ms), and read() opened every dataset.
+    text = json.dumps({k: {a: getattr(v, a) for a in _STAT_FIELDS} for k, v in stats.items()}, allow_nan=True)
+    ds = f.get("stats")
+    if ds is None:
+        f.create_dataset("stats", data=text, dtype=h5py.string_dtype("utf-8"))
+    else:
+        ds[()] = text
 
 
 def _sig(path: Path) -> _Sig:
@@ -123,7 +152,7 @@ class HDF5Store(Store):
 
     name = "hdf5"
     suffix = ".h5"
-    format_version = 2
+    format_version = 3
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -198,6 +227,7 @@ class HDF5Store(Store):
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)
             group = f.require_group("metrics")
+            stats = _read_stats(f)
             for key, (dname, arr) in rows.items():
                 ds = group.get(dname)
                 if ds is None:
@@ -206,15 +236,15 @@ class HDF5Store(Store):
                     )
                     if "\0" not in key:  # for plain readers; HDF5 strings cannot hold NUL
                         ds.attrs["key"] = key
-                    old = MetricStats.empty()
-                else:
-                    old = _stats(ds.attrs)
+                old = stats.get(key, MetricStats.empty())
                 # Append at `count`: rows past it (an update that raised) are overwritten.
                 ds.resize((old.count + len(arr),))
                 ds[old.count :] = arr
-                new = old.merged(arr["step"].tolist(), arr["value"].tolist())
-                for attr in ("count", "last", "last_step", "min", "max"):
-                    ds.attrs[attr] = getattr(new, attr)
+                stats[key] = old.merged(arr["step"], arr["value"])
+            if rows or "stats" not in f:
+                _write_stats(f, stats)
+            if int(f.attrs["format_version"]) < self.format_version:
+                f.attrs["format_version"] = self.format_version  # format 2 migrated: stats moved to /stats
             secs = f.require_group("sections")
             for name, update in updates.items():
                 ds = secs.get(name)
@@ -305,8 +335,7 @@ class HDF5Store(Store):
             for name in SECTIONS:
                 ds = f.get(f"sections/{name}")
                 secs[name] = {} if ds is None else json.loads(ds.asstr()[()])
-            stats = {_key_of(name): _stats(ds.attrs) for name, ds in f.get("metrics", {}).items()}
-            return int(f.attrs["format_version"]), secs, stats
+            return int(f.attrs["format_version"]), secs, _read_stats(f)
 
         version, secs, stats = self._read(read_file)
         return RunRecord(path=self.path, format_version=version, metrics=stats, **secs)
@@ -318,7 +347,10 @@ class HDF5Store(Store):
 
         def read_file(f: "h5py.File") -> Optional["np.ndarray"]:
             ds = f.get(f"metrics/{name}")
-            return None if ds is None else ds[: int(ds.attrs["count"])]  # never past the commit mark
+            if ds is None:
+                return None
+            stats = _read_stats(f).get(key)
+            return ds[: stats.count if stats else 0]  # never past the commit mark
 
         data = self._read(read_file)
         if data is None:
@@ -381,7 +413,7 @@ class HDF5Store(Store):
         version = f.attrs.get("format_version")
         if version is None:
             raise StoreError(f"{self.path} is not an hpctrack run store (no format_version attribute)")
-        # Version 1 has the same layout inside one file; it is read as is.
+        # Versions 1 and 2 have the same layout inside, with stats in attributes; read as is.
         if int(version) > self.format_version:
             raise FormatVersionError(
                 f"{self.path} has format_version {int(version)} but this hpctrack reads up to "

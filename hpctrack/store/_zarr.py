@@ -83,6 +83,8 @@ READ_ATTEMPTS = 3
 @functools.lru_cache(maxsize=None)
 def _store_class() -> type:
     """A zarr ``LocalStore`` that reads every file once and writes files durably."""
+    import asyncio
+
     from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
@@ -129,7 +131,8 @@ def _store_class() -> type:
             self.files[key] = data
 
         async def set(self, key: str, value: Any) -> None:
-            self.set_sync(key, value)
+            # In a thread: the columns' shard files are written and fsynced side by side.
+            await asyncio.to_thread(self.set_sync, key, value)
 
         async def delete(self, key: str) -> None:
             self.files.pop(key, None)
@@ -145,6 +148,27 @@ def _store_class() -> type:
 def _record_stats(stats: Dict[str, Any]) -> MetricStats:
     return MetricStats(count=int(stats["count"]), last=float(stats["last"]), last_step=int(stats["last_step"]),
                        min=float(stats["min"]), max=float(stats["max"]))  # fmt: skip
+
+
+def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List["np.ndarray"]) -> None:
+    """Write rows ``start:end`` of every column at once.
+
+    The columns are written concurrently on zarr's own event loop, so their
+    shards are encoded in parallel (one after the other took 1.5x as long).
+    """
+    import asyncio
+
+    from zarr.core.sync import sync  # what zarr's synchronous API itself runs on
+
+    async def write_all() -> None:
+        async def one(arr: "zarr.Array", data: "np.ndarray") -> None:
+            if arr.shape[0] < end:  # grow in whole shards: the shape changes rarely
+                await arr._async_array.resize((math.ceil(end / SHARD_ROWS) * SHARD_ROWS,))
+            await arr._async_array.setitem(slice(start, end), data)
+
+        await asyncio.gather(*(one(arr, data) for arr, data in zip(arrays, columns)))
+
+    sync(write_all())
 
 
 class ZarrStore(Store):
@@ -164,6 +188,9 @@ class ZarrStore(Store):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._tidy = False  # leftovers of killed writers removed, once per writer
+        # The column arrays and the row count this writer committed last: reused
+        # while the store still holds exactly that count (nobody else wrote).
+        self._arrays: Optional[Tuple[int, List["zarr.Array"]]] = None
 
     @property
     def lock_path(self) -> Path:
@@ -189,6 +216,7 @@ class ZarrStore(Store):
                 raise
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
                 self._tidy = False
+                self._arrays = None
                 raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
 
     def _write_locked(self, updates: Dict[str, Dict[str, Any]], points: List[Tuple[str, Any]]) -> None:
@@ -205,9 +233,12 @@ class ZarrStore(Store):
         elif not self._tidy:
             self._tidy_up(everything=False)
         self._tidy = True
-        arrays = [self._column(store, *col) for col in COLUMNS]
-
         start = int(record["count"])
+        if self._arrays is not None and self._arrays[0] == start:
+            arrays = self._arrays[1]
+        else:
+            arrays = [self._column(store, *col) for col in COLUMNS]
+        self._arrays = None
         keys: List[str] = record["keys"]
         index = {k: i for i, k in enumerate(keys)}
         parts: List[Tuple["np.ndarray", ...]] = []
@@ -218,19 +249,18 @@ class ZarrStore(Store):
             step, value = np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
             parts.append((np.full(len(step), index[key], dtype=np.int32), step, value, np.asarray(times, np.float64)))
             old = record["stats"].get(key)
-            new = (MetricStats.empty() if old is None else _record_stats(old)).merged(step.tolist(), value.tolist())
+            new = (MetricStats.empty() if old is None else _record_stats(old)).merged(step, value)
             record["stats"][key] = {a: getattr(new, a) for a in ("count", "last", "last_step", "min", "max")}
         if parts:
             end = start + sum(len(p[0]) for p in parts)
-            for i, arr in enumerate(arrays):
-                if arr.shape[0] < end:  # grow in whole shards: the shape changes rarely
-                    arr.resize((math.ceil(end / SHARD_ROWS) * SHARD_ROWS,))
-                # Rows past `count` from a killed update are overwritten.
-                arr[start:end] = np.concatenate([p[i] for p in parts])
+            # Rows past `count` from a killed update are overwritten.
+            _write_rows(arrays, start, end, [np.concatenate([p[i] for p in parts]) for i in range(len(COLUMNS))])
             record["count"] = end
         for name, update in updates.items():
             record["sections"].setdefault(name, {}).update(update)
         self._commit(record)  # last: rows first, then the record that covers them
+        arrays[0].store.files.clear()  # the snapshot served this update; keep memory flat
+        self._arrays = (int(record["count"]), arrays)
 
     def _commit(self, record: Dict[str, Any]) -> None:
         """Replace the root group's ``zarr.json``: one atomic, fsynced file replace.
@@ -253,7 +283,7 @@ class ZarrStore(Store):
         except FileNotFoundError:  # first write, or the one that created the store was killed
             return zarr.create_array(
                 store, name=name, shape=(0,), dtype=dtype, fill_value=fill, chunks=(CHUNK_ROWS,), shards=(SHARD_ROWS,),
-                compressors=ZstdCodec(level=3, checksum=True), dimension_names=("row",),
+                compressors=ZstdCodec(level=1, checksum=True), dimension_names=("row",),
                 chunk_key_encoding={"name": "default", "separator": "."}, overwrite=True,
                 config={"write_empty_chunks": False},
             )  # fmt: skip

@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,15 +72,18 @@ class MetricStats:
     min: float
     max: float
 
-    def merged(self, steps: List[int], values: List[float]) -> "MetricStats":
+    def merged(self, steps: "Sequence[int] | np.ndarray", values: "Sequence[float] | np.ndarray") -> "MetricStats":
         """Stats after appending ``steps``/``values`` (non-empty) to this metric."""
-        finite = [v for v in values if not math.isnan(v)]
-        lo = min(finite) if finite else math.nan
-        hi = max(finite) if finite else math.nan
+        import numpy as np
+
+        vals = np.asarray(values, dtype=np.float64)
+        finite = vals[~np.isnan(vals)]  # inf counts: it is a value, NaN is not
+        lo = float(finite.min()) if finite.size else math.nan
+        hi = float(finite.max()) if finite.size else math.nan
         return MetricStats(
-            count=self.count + len(values),
-            last=values[-1],
-            last_step=steps[-1],
+            count=self.count + len(vals),
+            last=float(vals[-1]),
+            last_step=int(steps[-1]),
             min=_nan_op(min, self.min, lo),
             max=_nan_op(max, self.max, hi),
         )

@@ -91,6 +91,13 @@ def test_log_accepts_numpy_scalars(hpctrack_root):
     assert record.metrics["c"].last_step == 4 and record.summary["s"] == 2.5
 
 
+def _wait_for(predicate, timeout_s=10.0):
+    deadline = time.time() + timeout_s
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def test_log_is_buffered_until_size_or_interval(hpctrack_root, monkeypatch):
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "3600")
     with hpctrack.start_run({}, store="hdf5") as run:
@@ -99,11 +106,42 @@ def test_log_is_buffered_until_size_or_interval(hpctrack_root, monkeypatch):
         for i in range(4):
             run.log({"x": i})
         assert "x" not in store.read().metrics  # still in memory
-        run.log({"x": 4})  # 5th point reaches the size limit
+        run.log({"x": 4})  # 5th point reaches the size limit: the background thread writes it
+        _wait_for(lambda: "x" in store.read().metrics)
         assert store.read().metrics["x"].count == 5
         run.log({"x": 5})
+        time.sleep(0.2)
         assert store.read().metrics["x"].count == 5
     assert store.read().metrics["x"].count == 6
+
+
+def test_log_waits_when_the_background_flush_falls_behind(hpctrack_root, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "3600")
+    with hpctrack.start_run({}, store="hdf5") as run:
+        run._max_points = 5
+        real_write, release, blocked = run._store.write, threading.Event(), threading.Event()
+
+        def slow_write(**kwargs):
+            if threading.current_thread().name == "hpctrack-flush":
+                blocked.set()
+                release.wait(30)  # a filesystem that stalls
+            return real_write(**kwargs)
+
+        run._store.write = slow_write
+        for i in range(5):
+            run.log({"x": i})
+        assert blocked.wait(10)  # the background flush took the 5 points and is stuck
+        logger = threading.Thread(target=lambda: [run.log({"x": i}) for i in range(5, 20)])
+        logger.start()
+        logger.join(1.0)
+        assert logger.is_alive()  # 10 more points buffered: log waits instead of growing without bound
+        release.set()
+        logger.join(30)
+        assert not logger.is_alive()
+    assert run._store.read().metrics["x"].count == 20
+    assert run._store.read_history("x").step.tolist() == list(range(20))
 
 
 def test_background_flush_and_heartbeat(hpctrack_root, monkeypatch):
@@ -284,3 +322,33 @@ def test_interleaved_key_sets_keep_call_order(hpctrack_root):
         if i % 7 == 0:
             expected_b.append(100 + i)
     assert b["value"].tolist() == expected_b
+
+
+def test_points_of_a_failed_flush_stay_ahead_of_later_ones(hpctrack_root):
+    with hpctrack.start_run({}) as run:
+        real_write, failures = run._store.write, []
+
+        def flaky_write(**kwargs):
+            if kwargs.get("metrics") and not failures:
+                failures.append(1)
+                raise OSError("disk full")
+            return real_write(**kwargs)
+
+        run._store.write = flaky_write
+        for i in range(10):
+            run.log({"a": i, "b": -i} if i % 2 else {"a": i}, step=i)
+        with pytest.raises(OSError, match="disk full"):
+            run.flush()
+        for i in range(10, 20):
+            run.log({"b": -i} if i % 3 else {"a": i, "b": -i}, step=i)
+    sweep = hpctrack.load_sweep("latest")
+    assert sweep.history("a")["step"].tolist() == list(range(10)) + [12, 15, 18]
+    assert sweep.history("b")["step"].tolist() == [1, 3, 5, 7, 9] + list(range(10, 20))
+
+
+def test_a_step_beyond_64_bits_is_refused_whole(hpctrack_root):
+    with hpctrack.start_run({}) as run:
+        with pytest.raises(OverflowError, match="64 bits"):
+            run.log({"a": 1.0}, step=2**63)
+        run.log({"a": 2.0}, step=1)
+    assert hpctrack.load_sweep("latest").history("a")["value"].tolist() == [2.0]

@@ -346,7 +346,7 @@ def test_plain_h5py_reads_the_documented_layout(tmp_path: Path) -> None:
     st.write(metrics=batch("train/loss", [2], [0.25]), sections={"params": {"b": 2}})
     assert os.path.islink(st.path) and re.fullmatch(r"run\.\d+\.h5", os.readlink(st.path))
     with h5py.File(tmp_path / "run.h5", "r", locking=False) as f:
-        assert int(f.attrs["format_version"]) == 2
+        assert int(f.attrs["format_version"]) == 3
         assert abs(float(f.attrs["created"]) - time.time()) < 60
         sec = f["sections/params"]
         assert sec.shape == () and h5py.check_string_dtype(sec.dtype).encoding == "utf-8"
@@ -355,9 +355,10 @@ def test_plain_h5py_reads_the_documented_layout(tmp_path: Path) -> None:
         assert ds.attrs["key"] == "train/loss"
         assert ds.dtype == np.dtype([("step", "<i8"), ("value", "<f8"), ("time", "<f8")])
         assert ds.maxshape == (None,) and ds.chunks == (1024,)
-        count = int(ds.attrs["count"])
-        assert count == 3 and ds["value"][:count].tolist() == [1.0, 0.5, 0.25]
-        assert {"count", "last", "last_step", "min", "max"} <= set(ds.attrs)
+        stats = json.loads(f["stats"].asstr()[()])
+        assert stats == {"train/loss": {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0}}
+        count = stats["train/loss"]["count"]
+        assert ds["value"][:count].tolist() == [1.0, 0.5, 0.25]
 
 
 def test_plain_zarr_reads_the_documented_layout(tmp_path: Path) -> None:
@@ -382,24 +383,44 @@ def test_plain_zarr_reads_the_documented_layout(tmp_path: Path) -> None:
     assert group["key"].shape[0] >= n and group["key"][n:].tolist() == [-1] * (group["key"].shape[0] - n)
 
 
+def _old_hdf5_layout(f: "h5py.File", version: int) -> None:
+    """Formats 1 and 2: the same groups, with each metric's stats in its dataset's attributes."""
+    f.attrs["format_version"] = version
+    f.attrs["created"] = 1.0
+    f.create_dataset("sections/params", data=json.dumps({"a": 1}), dtype=h5py.string_dtype("utf-8"))
+    ds = f.create_dataset("metrics/m", data=np.zeros(3, dtype=[("step", "<i8"), ("value", "<f8"), ("time", "<f8")]),
+                          maxshape=(None,), chunks=(1024,))  # fmt: skip
+    ds["step"] = [0, 1, 99]  # the third row is past `count`: an update that raised
+    for attr, v in {"key": "m", "count": 2, "last": 0.0, "last_step": 1, "min": 0.0, "max": 0.0}.items():
+        ds.attrs[attr] = v
+
+
 def test_hdf5_v1_store_is_read_then_migrated(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
-    with h5py.File(path, "w", locking=False) as f:  # format 1: one plain file, same layout
-        f.attrs["format_version"] = 1
-        f.attrs["created"] = 1.0
-        f.create_dataset("sections/params", data=json.dumps({"a": 1}), dtype=h5py.string_dtype("utf-8"))
-        ds = f.create_dataset("metrics/m", data=np.zeros(2, dtype=[("step", "<i8"), ("value", "<f8"), ("time", "<f8")]),
-                              maxshape=(None,), chunks=(1024,))  # fmt: skip
-        ds["step"] = [0, 1]
-        for attr, v in {"key": "m", "count": 2, "last": 0.0, "last_step": 1, "min": 0.0, "max": 0.0}.items():
-            ds.attrs[attr] = v
+    with h5py.File(path, "w", locking=False) as f:  # format 1: one plain file
+        _old_hdf5_layout(f, 1)
     st = HDF5Store(path)
     rec = st.read()
     assert rec.format_version == 1 and rec.params == {"a": 1} and rec.metrics["m"].count == 2
+    assert st.read_history("m").step.tolist() == [0, 1]
     st.write(metrics=batch("m", [2], [5.0]), sections={"params": {"b": 2}})
     assert os.path.islink(path)
     rec = st.read()
-    assert rec.format_version == 2 and rec.params == {"a": 1, "b": 2} and rec.metrics["m"].max == 5.0
+    assert rec.format_version == 3 and rec.params == {"a": 1, "b": 2} and rec.metrics["m"].max == 5.0
+    assert st.read_history("m").step.tolist() == [0, 1, 2]
+
+
+def test_hdf5_v2_store_is_read_then_migrated(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "run.0.h5", "w", locking=False) as f:  # format 2: copies behind a symlink
+        _old_hdf5_layout(f, 2)
+    os.symlink("run.0.h5", tmp_path / "run.h5")
+    st = HDF5Store(tmp_path / "run.h5")
+    assert st.read().format_version == 2 and st.read().metrics["m"].count == 2
+    assert st.read_history("m").step.tolist() == [0, 1]
+    st.write(sections={"tags": {"t": 1}})  # no metrics: the stats still move to /stats
+    st.write(metrics=batch("m", [2], [-1.0]))
+    rec = st.read()
+    assert rec.format_version == 3 and rec.metrics["m"].count == 3 and rec.metrics["m"].min == -1.0
     assert st.read_history("m").step.tolist() == [0, 1, 2]
 
 
