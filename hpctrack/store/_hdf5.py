@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple,
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
-from .base import check_key, one_line, prepare_sections
+from .base import check_key, history_of, one_line, prepare_sections, resolved_stats
 
 if TYPE_CHECKING:
     import h5py
@@ -83,33 +83,29 @@ def _key_of(name: str) -> str:
     return re.sub(r"%(25|2F|00|2E)", lambda m: chr(int(m.group(1), 16)), name)
 
 
-_STAT_FIELDS = ("count", "last", "last_step", "min", "max")
-
-
 def _stats_from_attrs(attrs: "h5py.AttributeManager") -> MetricStats:
     """Formats 1 and 2 kept each metric's stats in its dataset's attributes."""
     return MetricStats(count=int(attrs["count"]), last=float(attrs["last"]), last_step=int(attrs["last_step"]),
                        min=float(attrs["min"]), max=float(attrs["max"]))  # fmt: skip
 
 
-def _read_stats(f: "h5py.File") -> Dict[str, MetricStats]:
-    """Every metric's stats: one JSON dataset ``/stats`` (format 3), else the older attributes."""
+def _read_stats(f: "h5py.File") -> Tuple[Dict[str, MetricStats], Dict[int, int]]:
+    """Every metric's stats and the run's restarts: ``/stats`` (format 3), else the older attributes."""
     ds = f.get("stats")
     if ds is not None:
-        return {
-            key: MetricStats(count=int(v["count"]), last=float(v["last"]), last_step=int(v["last_step"]),
-                             min=float(v["min"]), max=float(v["max"]))  # fmt: skip
-            for key, v in json.loads(ds.asstr()[()]).items()
-        }
-    return {_key_of(name): _stats_from_attrs(d.attrs) for name, d in f.get("metrics", {}).items()}
+        data = json.loads(ds.asstr()[()])
+        stats = {key: MetricStats.from_json(v) for key, v in data["metrics"].items()}
+        return stats, {int(a): int(k) for a, k in data.get("restarts", {}).items()}
+    return {_key_of(name): _stats_from_attrs(d.attrs) for name, d in f.get("metrics", {}).items()}, {}
 
 
-def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats]) -> None:
+def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Mapping[int, int]) -> None:
     import h5py
 
     # One small JSON string instead of five attributes per metric: a flush of
     # four metrics wrote 40 attributes (2 ms), and read() opened every dataset.
-    text = json.dumps({k: {a: getattr(v, a) for a in _STAT_FIELDS} for k, v in stats.items()}, allow_nan=True)
+    text = json.dumps({"metrics": {k: v.to_json() for k, v in stats.items()},
+                       "restarts": {str(a): k for a, k in sorted(restarts.items())}}, allow_nan=True)  # fmt: skip
     ds = f.get("stats")
     if ds is None:
         f.create_dataset("stats", data=text, dtype=h5py.string_dtype("utf-8"))
@@ -180,11 +176,13 @@ class HDF5Store(Store):
         *,
         metrics: Optional[MetricBatch] = None,
         sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
+        restart: Optional[Tuple[int, int]] = None,
     ) -> None:
         import h5py
         import numpy as np
 
         updates = prepare_sections(self.path, sections)
+        attempt = metrics.attempt if metrics else 1
         rows: Dict[str, Tuple[str, "np.ndarray"]] = {}
         for key, (steps, values, times) in (metrics.points if metrics else {}).items():
             if len(steps):
@@ -204,7 +202,7 @@ class HDF5Store(Store):
                         self._check_version(f)
                 spare = self._spare(gen)
                 self._synced = None  # the copies differ until both got the update
-                self._apply(spare, updates, rows)
+                self._apply(spare, updates, rows, attempt, restart)
                 new = self._copy(gen + 1)
                 os.replace(spare, new)
                 _fsync(new)
@@ -217,17 +215,29 @@ class HDF5Store(Store):
             # The update is committed: a failure from here on only leaves the
             # spare behind, and the next update resynchronises it.
             with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
-                self._apply(old, updates, rows)
+                self._apply(old, updates, rows, attempt, restart)
                 self._synced = (gen + 1, _sig(new), old, _sig(old))
 
-    def _apply(self, path: Path, updates: Dict[str, Dict[str, Any]], rows: Dict[str, Tuple[str, "np.ndarray"]]) -> None:
+    def _apply(
+        self,
+        path: Path,
+        updates: Dict[str, Dict[str, Any]],
+        rows: Dict[str, Tuple[str, "np.ndarray"]],
+        attempt: int,
+        restart: Optional[Tuple[int, int]],
+    ) -> None:
         """Open-append-close one copy; closing writes out all of HDF5's cached metadata."""
         import h5py
 
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)
             group = f.require_group("metrics")
-            stats = _read_stats(f)
+            stats, restarts = _read_stats(f)
+            if restart is not None and restarts.get(restart[0]) != restart[1]:
+                restarts[restart[0]] = restart[1]
+                for key, old in stats.items():  # what is superseded changed: recompute from every row
+                    data = group[_dataset_name(key)][: old.stored_rows]
+                    stats[key] = resolved_stats(data["step"], data["value"], old.segments, restarts)
             for key, (dname, arr) in rows.items():
                 ds = group.get(dname)
                 if ds is None:
@@ -237,12 +247,12 @@ class HDF5Store(Store):
                     if "\0" not in key:  # for plain readers; HDF5 strings cannot hold NUL
                         ds.attrs["key"] = key
                 old = stats.get(key, MetricStats.empty())
-                # Append at `count`: rows past it (an update that raised) are overwritten.
-                ds.resize((old.count + len(arr),))
-                ds[old.count :] = arr
-                stats[key] = old.merged(arr["step"], arr["value"])
-            if rows or "stats" not in f:
-                _write_stats(f, stats)
+                # Append at `rows`: rows past it (an update that raised) are overwritten.
+                ds.resize((old.stored_rows + len(arr),))
+                ds[old.stored_rows :] = arr
+                stats[key] = old.merged(arr["step"], arr["value"], attempt)
+            if rows or restart is not None or "stats" not in f:
+                _write_stats(f, stats, restarts)
             if int(f.attrs["format_version"]) < self.format_version:
                 f.attrs["format_version"] = self.format_version  # format 2 migrated: stats moved to /stats
             secs = f.require_group("sections")
@@ -337,25 +347,25 @@ class HDF5Store(Store):
                 secs[name] = {} if ds is None else json.loads(ds.asstr()[()])
             return int(f.attrs["format_version"]), secs, _read_stats(f)
 
-        version, secs, stats = self._read(read_file)
-        return RunRecord(path=self.path, format_version=version, metrics=stats, **secs)
+        version, secs, (stats, restarts) = self._read(read_file)
+        return RunRecord(path=self.path, format_version=version, metrics=stats, restarts=restarts, **secs)
 
-    def read_history(self, key: str) -> MetricHistory:
-        import numpy as np
-
+    def read_history(self, key: str, *, raw: bool = False) -> MetricHistory:
         name = _dataset_name(key)
 
-        def read_file(f: "h5py.File") -> Optional["np.ndarray"]:
+        def read_file(f: "h5py.File") -> Optional[MetricHistory]:
             ds = f.get(f"metrics/{name}")
             if ds is None:
                 return None
-            stats = _read_stats(f).get(key)
-            return ds[: stats.count if stats else 0]  # never past the commit mark
+            stats, restarts = _read_stats(f)
+            st = stats.get(key, MetricStats.empty())
+            data = ds[: st.stored_rows]  # never past the commit mark
+            return history_of(key, {c: data[c] for c in ("step", "value", "time")}, st, restarts, raw)
 
-        data = self._read(read_file)
-        if data is None:
+        history = self._read(read_file)
+        if history is None:
             raise KeyError(f"metric {key!r} was never logged in {self.path}")
-        return MetricHistory(key=key, **{col: np.ascontiguousarray(data[col]) for col in ("step", "value", "time")})
+        return history
 
     def _read(self, read_file: Callable[["h5py.File"], T]) -> T:
         """``read_file`` applied to the current copy, retried until no commit overlapped it."""

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
+from .base import history_of, resolved_stats
 from .base import check_key, one_line, prepare_sections
 
 if TYPE_CHECKING:
@@ -146,8 +147,7 @@ def _store_class() -> type:
 
 
 def _record_stats(stats: Dict[str, Any]) -> MetricStats:
-    return MetricStats(count=int(stats["count"]), last=float(stats["last"]), last_step=int(stats["last_step"]),
-                       min=float(stats["min"]), max=float(stats["max"]))  # fmt: skip
+    return MetricStats.from_json(stats)
 
 
 def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List["np.ndarray"]) -> None:
@@ -183,7 +183,7 @@ class ZarrStore(Store):
 
     name = "zarr"
     suffix = ".zarr"
-    format_version = 1
+    format_version = 2
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -204,14 +204,16 @@ class ZarrStore(Store):
         *,
         metrics: Optional[MetricBatch] = None,
         sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
+        restart: Optional[Tuple[int, int]] = None,
     ) -> None:
         updates = prepare_sections(self.path, sections)
+        attempt = metrics.attempt if metrics else 1
         points = [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
         if not self.path.parent.is_dir():
             raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
         with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
             try:
-                self._write_locked(updates, points)
+                self._write_locked(updates, points, attempt, restart)
             except (StoreError, FormatVersionError):
                 raise
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
@@ -219,7 +221,13 @@ class ZarrStore(Store):
                 self._arrays = None
                 raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
 
-    def _write_locked(self, updates: Dict[str, Dict[str, Any]], points: List[Tuple[str, Any]]) -> None:
+    def _write_locked(
+        self,
+        updates: Dict[str, Dict[str, Any]],
+        points: List[Tuple[str, Any]],
+        attempt: int,
+        restart: Optional[Tuple[int, int]],
+    ) -> None:
         import numpy as np
 
         store = _store_class()(self.path)
@@ -239,6 +247,11 @@ class ZarrStore(Store):
         else:
             arrays = [self._column(store, *col) for col in COLUMNS]
         self._arrays = None
+        restarts = record.setdefault("restarts", {})
+        if restart is not None and restarts.get(str(restart[0])) != restart[1]:
+            restarts[str(restart[0])] = restart[1]
+            self._restat(record, arrays, start)
+
         keys: List[str] = record["keys"]
         index = {k: i for i, k in enumerate(keys)}
         parts: List[Tuple["np.ndarray", ...]] = []
@@ -249,8 +262,8 @@ class ZarrStore(Store):
             step, value = np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
             parts.append((np.full(len(step), index[key], dtype=np.int32), step, value, np.asarray(times, np.float64)))
             old = record["stats"].get(key)
-            new = (MetricStats.empty() if old is None else _record_stats(old)).merged(step, value)
-            record["stats"][key] = {a: getattr(new, a) for a in ("count", "last", "last_step", "min", "max")}
+            new = (MetricStats.empty() if old is None else _record_stats(old)).merged(step, value, attempt)
+            record["stats"][key] = new.to_json()
         if parts:
             end = start + sum(len(p[0]) for p in parts)
             # Rows past `count` from a killed update are overwritten.
@@ -258,9 +271,23 @@ class ZarrStore(Store):
             record["count"] = end
         for name, update in updates.items():
             record["sections"].setdefault(name, {}).update(update)
+        record["format_version"] = self.format_version  # a format 1 store is format 2 from its next update
         self._commit(record)  # last: rows first, then the record that covers them
         arrays[0].store.files.clear()  # the snapshot served this update; keep memory flat
         self._arrays = (int(record["count"]), arrays)
+
+    def _restat(self, record: Dict[str, Any], arrays: List["zarr.Array"], count: int) -> None:
+        """Recompute every key's stats from all its rows: a restart changed what is superseded."""
+        import numpy as np
+
+        if not count:
+            return
+        key_col, step_col, value_col = (np.asarray(arrays[i][:count]) for i in range(3))
+        restarts = {int(a): int(k) for a, k in record["restarts"].items()}
+        for i, key in enumerate(record["keys"]):
+            old = _record_stats(record["stats"][key])
+            mask = key_col == i
+            record["stats"][key] = resolved_stats(step_col[mask], value_col[mask], old.segments, restarts).to_json()
 
     def _commit(self, record: Dict[str, Any]) -> None:
         """Replace the root group's ``zarr.json``: one atomic, fsynced file replace.
@@ -306,9 +333,11 @@ class ZarrStore(Store):
         record = self._read_record()
         secs = {name: dict(record["sections"].get(name, {})) for name in SECTIONS}
         stats = {key: _record_stats(s) for key, s in record["stats"].items()}
-        return RunRecord(path=self.path, format_version=int(record["format_version"]), metrics=stats, **secs)
+        restarts = {int(a): int(k) for a, k in record.get("restarts", {}).items()}
+        return RunRecord(path=self.path, format_version=int(record["format_version"]), metrics=stats,
+                         restarts=restarts, **secs)  # fmt: skip
 
-    def read_history(self, key: str) -> MetricHistory:
+    def read_history(self, key: str, *, raw: bool = False) -> MetricHistory:
         import numpy as np
         import zarr
 
@@ -328,11 +357,14 @@ class ZarrStore(Store):
                     continue
                 raise StoreError(f"cannot read run store {self.path}: {one_line(err)}") from err
             mask = cols[0] == index
+            stats = _record_stats(record["stats"][key])
             # Cross-check against the record: a missing or zero-filled shard shows up here.
-            if int(mask.sum()) != int(record["stats"][key]["count"]):
+            if int(mask.sum()) != stats.stored_rows:
                 raise StoreError(f"run store {self.path} is inconsistent: {key!r} has "
-                                 f"{int(mask.sum())} rows, its record says {record['stats'][key]['count']}")  # fmt: skip
-            return MetricHistory(key=key, **{c[0]: np.ascontiguousarray(a[mask]) for c, a in zip(COLUMNS[1:], cols[1:])})
+                                 f"{int(mask.sum())} rows, its record says {stats.stored_rows}")  # fmt: skip
+            restarts = {int(a): int(k) for a, k in record.get("restarts", {}).items()}
+            data = {c[0]: a[mask] for c, a in zip(COLUMNS[1:], cols[1:])}
+            return history_of(key, data, stats, restarts, raw)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_record(self, store: Any = None) -> Dict[str, Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "MetricStats",
     "MetricHistory",
     "RunRecord",
+    "Segments",
     "Store",
 ]
 
@@ -39,10 +40,12 @@ class MetricBatch:
     """Metric points buffered by ``Run.log`` and written in one store update.
 
     ``points[key]`` holds three equally long lists: steps, values, wall times
-    (seconds since the epoch).
+    (seconds since the epoch). ``attempt`` is the run attempt (1, then 2, ...
+    after each requeue) that logged them.
     """
 
     points: Dict[str, Tuple[List[int], List[float], List[float]]] = field(default_factory=dict)
+    attempt: int = 1
 
     def add(self, key: str, step: int, value: float, time_s: float) -> None:
         cols = self.points.get(key)
@@ -59,11 +62,20 @@ class MetricBatch:
         return bool(self.points)
 
 
+#: ``(attempt, first row)`` pairs: rows from ``first row`` on were logged by ``attempt``.
+Segments = Tuple[Tuple[int, int], ...]
+
+
 @dataclass(frozen=True)
 class MetricStats:
-    """Running statistics of one metric, kept up to date on every append.
+    """Statistics of one metric's resolved history, kept up to date on every append.
 
-    ``min``/``max`` ignore NaN; they are NaN when every value was NaN.
+    The resolved history is what a run logged once restarts are accounted
+    for: when attempt ``a`` restarted at step ``k``, the points earlier
+    attempts logged at steps ``>= k`` are superseded. ``count``, ``last``,
+    ``min`` and ``max`` describe the resolved history; ``rows`` counts every
+    stored point, superseded ones included. ``min``/``max`` ignore NaN; they
+    are NaN when every value was NaN.
     """
 
     count: int
@@ -71,26 +83,56 @@ class MetricStats:
     last_step: int
     min: float
     max: float
+    # Bookkeeping of the stored rows, not compared: equal stats are equal histories.
+    rows: int = field(default=-1, compare=False)  # -1: same as count (no point was ever superseded)
+    segments: Segments = field(default=((1, 0),), compare=False)
 
-    def merged(self, steps: "Sequence[int] | np.ndarray", values: "Sequence[float] | np.ndarray") -> "MetricStats":
-        """Stats after appending ``steps``/``values`` (non-empty) to this metric."""
+    @property
+    def stored_rows(self) -> int:
+        return self.count if self.rows < 0 else self.rows
+
+    def merged(
+        self, steps: "Sequence[int] | np.ndarray", values: "Sequence[float] | np.ndarray", attempt: int = 1
+    ) -> "MetricStats":
+        """Stats after appending ``steps``/``values`` (non-empty) of ``attempt``, the latest one."""
         import numpy as np
 
         vals = np.asarray(values, dtype=np.float64)
         finite = vals[~np.isnan(vals)]  # inf counts: it is a value, NaN is not
         lo = float(finite.min()) if finite.size else math.nan
         hi = float(finite.max()) if finite.size else math.nan
+        rows = self.stored_rows
+        segments = self.segments if self.segments[-1][0] == attempt else self.segments + ((attempt, rows),)
         return MetricStats(
             count=self.count + len(vals),
             last=float(vals[-1]),
             last_step=int(steps[-1]),
             min=_nan_op(min, self.min, lo),
             max=_nan_op(max, self.max, hi),
+            rows=rows + len(vals),
+            segments=segments,
         )
 
     @staticmethod
     def empty() -> "MetricStats":
-        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan)
+        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=0)
+
+    def to_json(self) -> Dict[str, Any]:
+        """As stored: ``count``, ``last``, ``last_step``, ``min``, ``max``, ``rows``, ``segments``."""
+        out: Dict[str, Any] = {a: getattr(self, a) for a in ("count", "last", "last_step", "min", "max")}
+        out["rows"] = self.stored_rows
+        out["segments"] = [list(seg) for seg in self.segments]
+        return out
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> "MetricStats":
+        """Inverse of :meth:`to_json`; older stores without ``rows``/``segments`` had one attempt."""
+        count = int(data["count"])
+        return MetricStats(
+            count=count, last=float(data["last"]), last_step=int(data["last_step"]),
+            min=float(data["min"]), max=float(data["max"]), rows=int(data.get("rows", count)),
+            segments=tuple((int(a), int(r)) for a, r in data.get("segments", [[1, 0]])),
+        )  # fmt: skip
 
 
 def _nan_op(op: Any, a: float, b: float) -> float:
@@ -101,17 +143,84 @@ def _nan_op(op: Any, a: float, b: float) -> float:
     return float(op(a, b))
 
 
+def row_attempts(segments: Segments, rows: int) -> "np.ndarray":
+    """The attempt of each of ``rows`` stored rows."""
+    import numpy as np
+
+    out = np.empty(rows, dtype=np.int32)
+    bounds = [first for _, first in segments[1:]] + [rows]
+    for (attempt, first), end in zip(segments, bounds):
+        out[first:end] = attempt
+    return out
+
+
+def superseded(steps: "np.ndarray", attempts: "np.ndarray", restarts: Mapping[int, int]) -> "np.ndarray":
+    """Which rows later attempts superseded.
+
+    ``restarts[a] = k``: attempt ``a`` restarted at step ``k``, so every point
+    an earlier attempt logged at a step ``>= k`` is replaced by attempt ``a``'s.
+    """
+    import numpy as np
+
+    out = np.zeros(len(steps), dtype=bool)
+    if not restarts or not len(steps):
+        return out
+    for attempt in np.unique(attempts):
+        later = [k for a, k in restarts.items() if a > attempt]
+        if later:
+            out |= (attempts == attempt) & (steps >= min(later))
+    return out
+
+
+def resolved_stats(
+    steps: "np.ndarray", values: "np.ndarray", segments: Segments, restarts: Mapping[int, int]
+) -> MetricStats:
+    """Stats of a metric recomputed from all its stored rows (after a restart changed what is superseded)."""
+    import numpy as np
+
+    rows = len(steps)
+    keep = ~superseded(steps, row_attempts(segments, rows), restarts)
+    kept_steps, kept = steps[keep], np.asarray(values, dtype=np.float64)[keep]
+    if not len(kept):
+        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=rows,
+                           segments=segments)  # fmt: skip
+    base = MetricStats.empty().merged(kept_steps, kept)
+    return MetricStats(count=base.count, last=base.last, last_step=base.last_step, min=base.min, max=base.max,
+                       rows=rows, segments=segments)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class MetricHistory:
-    """Every point of one metric, in the order they were logged."""
+    """The points of one metric, in the order they were logged.
+
+    By default the resolved history (points superseded by a restart left
+    out); ``attempt`` says which run attempt logged each point.
+    """
 
     key: str
     step: "np.ndarray"
     value: "np.ndarray"
     time: "np.ndarray"
+    attempt: Optional["np.ndarray"] = None
 
     def __len__(self) -> int:
         return len(self.step)
+
+
+def history_of(
+    key: str, data: Mapping[str, "np.ndarray"], stats: MetricStats, restarts: Mapping[int, int], raw: bool
+) -> MetricHistory:
+    """A :class:`MetricHistory` from a metric's stored rows (``step``, ``value``, ``time`` columns)."""
+    import numpy as np
+
+    attempts = row_attempts(stats.segments, len(data["step"]))
+    cols = {c: np.ascontiguousarray(data[c]) for c in ("step", "value", "time")}
+    if not raw:
+        keep = ~superseded(cols["step"], attempts, restarts)
+        if not keep.all():
+            cols = {c: np.ascontiguousarray(a[keep]) for c, a in cols.items()}
+            attempts = attempts[keep]
+    return MetricHistory(key=key, attempt=attempts, **cols)
 
 
 @dataclass(frozen=True)
@@ -126,6 +235,7 @@ class RunRecord:
     status: Dict[str, Any]
     info: Dict[str, Any]
     metrics: Dict[str, MetricStats]
+    restarts: Dict[int, int] = field(default_factory=dict)  # attempt -> step it restarted at
 
 
 class Store(abc.ABC):
@@ -159,12 +269,17 @@ class Store(abc.ABC):
         *,
         metrics: Optional[MetricBatch] = None,
         sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
+        restart: Optional[Tuple[int, int]] = None,
     ) -> None:
         """Apply one update: append metric points and merge keys into sections.
 
         Creates the store on first use. The whole update is one critical
         section under the run lock and one atomic commit: readers see all of
         it or none of it. Values in ``sections`` must be JSON-serialisable.
+
+        ``restart=(attempt, step)`` records that ``attempt`` restarted the run
+        at ``step``: points earlier attempts logged at ``step`` or later are
+        superseded (kept, but left out of stats and resolved histories).
         """
 
     @abc.abstractmethod
@@ -180,8 +295,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def read_history(self, key: str) -> MetricHistory:
-        """Every logged point of metric ``key``.
+    def read_history(self, key: str, *, raw: bool = False) -> MetricHistory:
+        """The resolved history of metric ``key`` (``raw=True``: every stored point, superseded ones too).
 
         Raises
         ------

@@ -262,7 +262,7 @@ def test_exception_mid_update_is_invisible(store: Store, monkeypatch: pytest.Mon
 
     store.write(metrics=batch("m", [0, 1], [0.0, 1.0]))
 
-    def boom(self: MetricStats, steps: List[int], values: List[float]) -> MetricStats:
+    def boom(self: MetricStats, steps: List[int], values: List[float], attempt: int = 1) -> MetricStats:
         raise Boom  # in the middle of the update, before it is committed
 
     with monkeypatch.context() as mp:
@@ -356,9 +356,11 @@ def test_plain_h5py_reads_the_documented_layout(tmp_path: Path) -> None:
         assert ds.dtype == np.dtype([("step", "<i8"), ("value", "<f8"), ("time", "<f8")])
         assert ds.maxshape == (None,) and ds.chunks == (1024,)
         stats = json.loads(f["stats"].asstr()[()])
-        assert stats == {"train/loss": {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0}}
-        count = stats["train/loss"]["count"]
-        assert ds["value"][:count].tolist() == [1.0, 0.5, 0.25]
+        assert stats == {"metrics": {"train/loss": {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0,
+                                                    "rows": 3, "segments": [[1, 0]]}},
+                         "restarts": {}}  # fmt: skip
+        rows = stats["metrics"]["train/loss"]["rows"]
+        assert ds["value"][:rows].tolist() == [1.0, 0.5, 0.25]
 
 
 def test_plain_zarr_reads_the_documented_layout(tmp_path: Path) -> None:
@@ -369,10 +371,11 @@ def test_plain_zarr_reads_the_documented_layout(tmp_path: Path) -> None:
     st.write(metrics=b, sections={"params": {"b": 2}})
     group = zarr.open_group(tmp_path / "run.zarr", mode="r")
     attrs = group.attrs.asdict()
-    assert attrs["format_version"] == 1 and abs(attrs["created"] - time.time()) < 60
+    assert attrs["format_version"] == 2 and abs(attrs["created"] - time.time()) < 60
     assert attrs["sections"] == {"params": {"a": 1, "b": 2}}
     assert attrs["keys"] == ["train/loss", "acc"] and attrs["count"] == 4
-    assert attrs["stats"]["train/loss"] == {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0}
+    assert attrs["stats"]["train/loss"] == {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0,
+                                            "rows": 3, "segments": [[1, 0]]}  # fmt: skip
     n = attrs["count"]
     key = group["key"][:n]
     assert group["key"].dtype == np.int32 and group["step"].dtype == np.int64
@@ -723,3 +726,40 @@ def test_writers_killed_at_random_moments_never_corrupt_the_store(tmp_path: Path
     for i in range(CHAINS):  # killed writers left no garbage behind the last writer
         st = open_store(tmp_path / f"run{i}", backend)
         assert len(files_of(st)) == (3 if backend == "hdf5" else 14)
+
+
+def _attempt_batch(key: str, steps: List[int], values: List[float], attempt: int) -> MetricBatch:
+    b = batch(key, steps, values)
+    b.attempt = attempt
+    return b
+
+
+def test_a_restart_supersedes_the_earlier_attempts_later_steps(store: Store) -> None:
+    # Attempt 1 logs steps 0-5 of "loss" and 0, 3 of "val"; it checkpointed after step 2 and died.
+    store.write(metrics=_attempt_batch("loss", [0, 1, 2, 3, 4, 5], [5.0, 4.0, 3.0, 9.0, 9.0, 9.0], 1))
+    store.write(metrics=_attempt_batch("val", [0, 3], [0.5, 0.9], 1))
+    # Attempt 2 restarts at step 3 and logs 3-4; then attempt 3 restarts at 4 and logs 4-6.
+    store.write(metrics=_attempt_batch("loss", [3, 4], [2.0, 8.0], 2), restart=(2, 3))
+    rec = store.read()
+    assert rec.restarts == {2: 3}
+    assert rec.metrics["loss"] == MetricStats(count=5, last=8.0, last_step=4, min=2.0, max=8.0)
+    assert rec.metrics["val"] == MetricStats(count=1, last=0.5, last_step=0, min=0.5, max=0.5)  # step 3 superseded
+    store.write(metrics=_attempt_batch("loss", [4, 5, 6], [1.5, 1.0, 0.5], 3), restart=(3, 4))
+    loss = store.read_history("loss")
+    assert loss.step.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert loss.value.tolist() == [5.0, 4.0, 3.0, 2.0, 1.5, 1.0, 0.5]
+    assert loss.attempt.tolist() == [1, 1, 1, 2, 3, 3, 3]
+    raw = store.read_history("loss", raw=True)
+    assert raw.step.tolist() == [0, 1, 2, 3, 4, 5, 3, 4, 4, 5, 6]  # the superseded points stay inspectable
+    assert raw.attempt.tolist() == [1] * 6 + [2, 2] + [3] * 3
+    rec = store.read()
+    assert rec.metrics["loss"] == MetricStats(count=7, last=0.5, last_step=6, min=0.5, max=5.0)
+    assert rec.metrics["loss"].rows == 11 and rec.restarts == {2: 3, 3: 4}
+    assert store.read_history("val").step.tolist() == [0]
+
+
+def test_a_restart_from_scratch_supersedes_everything(store: Store) -> None:
+    store.write(metrics=_attempt_batch("loss", [0, 1], [1.0, 2.0], 1))
+    store.write(metrics=_attempt_batch("loss", [0], [7.0], 2), restart=(2, 0))
+    assert store.read_history("loss").value.tolist() == [7.0]
+    assert store.read().metrics["loss"].count == 1
