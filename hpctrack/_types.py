@@ -38,6 +38,7 @@ class RunStatus(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # ended by a signal or Ctrl-C before finishing
+    REQUEUED = "requeued"  # this attempt stopped for a requeue; the next one continues the run
 
     def __str__(self) -> str:
         return self.value

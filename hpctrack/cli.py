@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
@@ -191,11 +191,14 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, root: Optional[st
 
     sw = load_sweep(sweep, root=root)
     if fmt == "json":
+        from .requeue import incomplete_jobs
+
         manifest = sw.manifest
         st = sw.sweep_status()
         click.echo(json.dumps({"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
                                "backend": manifest.backend, "note": st.note,
                                "summary": state_summary(s.state for s in st.jobs),
+                               "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, st.jobs).items()},
                                "jobs": [s.to_json() for s in st.jobs]}, indent=1))
         return
     if not watch:
@@ -231,6 +234,13 @@ def _status_view(sw: Any) -> "tuple[Any, bool]":
                       "" if s.last_step is None else str(s.last_step), _fmt_duration(s.runtime_s),
                       s.job_id or "", s.node or "", s.error or "")
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
+    from .requeue import incomplete_jobs
+
+    gap = incomplete_jobs(manifest, st.jobs)
+    if gap:
+        listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
+        parts.append(Text(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
+                          f"`hpctrack resume {manifest.name or manifest.id}` submits them", style="yellow"))
     if st.note:
         parts.append(Text(f"note: {st.note}", style="yellow"))
     return Group(*parts), all(s.state.is_final for s in st.jobs)
@@ -256,6 +266,102 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
     else:
         click.echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
                    + ",".join(str(i) for i in cancelled))
+
+
+_RESOURCE_OPTIONS = [
+    click.option("--time", "time_limit", default=None, metavar="TIME",
+                 help="New SLURM time limit for the resubmitted jobs (04:00:00, 1-12:00:00)."),
+    click.option("--partition", default=None, help="New SLURM partition."),
+    click.option("--mem-gb", type=float, default=None, help="New memory per node in GB."),
+    click.option("--cpus-per-task", type=int, default=None, help="New CPUs per task."),
+    click.option("--gpus-per-node", type=int, default=None, help="New GPUs per node."),
+    click.option("--parallel", "-j", type=int, default=None, help="Local sweeps: jobs at once."),
+    click.option("--detach", is_flag=True, help="Local sweeps: return at once, the jobs run in the background."),
+    click.option("--dry-run", is_flag=True, help="Only list what would be submitted."),
+]
+
+
+def _resource_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_RESOURCE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: bool) -> None:
+    for index, why in sorted(plan.skipped.items()):
+        click.echo(f"job {index} skipped: {why}")
+    if not plan.selected:
+        click.echo(f"nothing to {verb}")
+        return
+    listing = ", ".join(f"{i} ({plan.reasons.get(i, '?')})" for i in plan.selected)
+    changes = "".join(f" {k}={v}" for k, v in plan.resources.items())
+    if dry_run:
+        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}"
+                   + (f" with{changes}" if changes else ""))
+        return
+    manifest = sw.manifest
+    click.echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
+               f"{listing}" + (f" with{changes}" if changes else ""))
+    if manifest.backend == "local" and not detach:
+        from .launch.progress import wait_with_progress
+
+        try:
+            wait_with_progress(manifest.path, show=sys.stderr.isatty())
+        except KeyboardInterrupt:
+            click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status`)", err=True)
+            sys.exit(130)
+        states = [s.state for s in sw.status() if s.index in plan.selected]
+        click.echo(f"sweep {manifest.id}: {state_summary(states)} of the resubmitted jobs")
+        if any(s != JobState.COMPLETED for s in states):
+            sys.exit(1)
+
+
+def _resources(**options: Any) -> Dict[str, Any]:
+    names = {"time_limit": "time"}
+    return {names.get(k, k): v for k, v in options.items() if v is not None}
+
+
+@cli.command()
+@click.argument("sweep", default="latest")
+@click.option("--state", "states", multiple=True, metavar="STATE",
+              type=click.Choice([s.value for s in JobState if s.is_final], case_sensitive=False),
+              help="Only jobs in this state (default: FAILED, TIMEOUT, PREEMPTED, NODE_FAIL, OUT_OF_MEMORY, "
+                   "CANCELLED). Repeatable.")
+@click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
+@_resource_options
+@root_option
+@_handle_errors
+def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool,
+            root: Optional[str], **resources: Any) -> None:
+    """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
+
+    Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
+    still pending or running are never requeued.
+    """
+    from .sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=_parse_jobs(job_list),
+                      resources=_resources(**resources), dry_run=dry_run)
+    _report_resubmission(sw, plan, "requeue", dry_run, detach)
+
+
+@cli.command()
+@click.argument("sweep", default="latest")
+@_resource_options
+@root_option
+@_handle_errors
+def resume(sweep: str, dry_run: bool, detach: bool, root: Optional[str], **resources: Any) -> None:
+    """Submit every job of SWEEP without a completed run that is not queued or running.
+
+    For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
+    for whatever failed: completed jobs are never submitted again, and no run is renumbered.
+    """
+    from .sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run)
+    _report_resubmission(sw, plan, "resume", dry_run, detach)
 
 
 @cli.command()

@@ -89,8 +89,11 @@ class SlurmLauncherConf(BaseLauncherConf):
     runs_per_task: int = 1
     # packed runs: "serial" (one after the other) or "parallel" (side by side on the allocation)
     pack: str = "serial"
-    # seconds before the time limit that SLURM signals the job (USR2)
+    # seconds before the time limit that SLURM signals the job (USR2): it flushes, calls the
+    # run's on_requeue hooks and requeues itself (see max_requeues)
     signal_delay_s: int = 120
+    # automatic requeues per job on a time limit or preemption; 0: let the job end (TIMEOUT)
+    max_requeues: int = 3
     # shell lines run before the job, e.g. ["module load cuda", "source .venv/bin/activate"]
     setup: List[str] = field(default_factory=list)
     # any other sbatch option, e.g. {"mail-type": "END"}

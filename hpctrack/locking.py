@@ -135,3 +135,17 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Make a rename inside directory ``path`` durable (where the filesystem allows fsync on a directory)."""
+    import errno
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some filesystems cannot fsync a directory: renames are synchronous there
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)

@@ -58,6 +58,22 @@ class JobRecord:
     cancelled: Optional[float] = None  # when a cancel was asked for
     stdout: Optional[str] = None
     stderr: Optional[str] = None
+    # earlier submissions of this job (requeue, resume), oldest first: job_id, submitted, state, ended, error
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    resources: Dict[str, Any] = field(default_factory=dict)  # launcher options changed by a requeue
+
+    @property
+    def last_state(self) -> Optional[str]:
+        """How the previous submission ended, when the job was resubmitted."""
+        return self.history[-1].get("state") if self.history else None
+
+    def resubmit(self, state: Optional[JobState], error: Optional[str], now: float) -> None:
+        """Move the current submission into ``history`` and make the job pending again."""
+        self.history.append({"job_id": self.job_id, "submitted": self.submitted, "ended": self.ended,
+                             "state": state.value if state else None, "error": error})  # fmt: skip
+        self.state, self.job_id, self.submitted = JobState.PENDING, None, now
+        self.ended = self.exit_code = self.error = self.cancelled = None
+        self.stdout = self.stderr = None
 
     def to_json(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -16,9 +16,12 @@ opens the run before the task starts, and ``start_run`` returns that run.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
+import json
 import operator
 import os
+import pickle
 import platform
 import shutil
 import signal
@@ -28,14 +31,15 @@ import threading
 import time
 import traceback
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._types import JobState, RunStatus
 from .errors import ConfigError, HpctrackError
 from .store import MetricBatch, Store, open_store
 
-__all__ = ["Run", "start_run", "current_run", "flatten_config"]
+__all__ = ["Run", "Checkpoint", "start_run", "current_run", "flatten_config"]
 
 #: Environment knobs for the flush policy (seconds, points).
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
@@ -43,6 +47,12 @@ FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_FLUSH_MAX_POINTS = 100_000
 ARTIFACTS_DIR = "artifacts"
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_STATE = "state.pkl"
+CHECKPOINT_META = "checkpoint.json"
+#: How many checkpoints ``save_checkpoint`` keeps per run.
+CHECKPOINT_KEEP_ENV = "HPCTRACK_CHECKPOINT_KEEP"
+DEFAULT_CHECKPOINT_KEEP = 2
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
@@ -230,6 +240,15 @@ class Run:
         self._next_step = 0
         self._last_step = -1
         self._start_time = time.time()
+        self.attempt = 1  # 2, 3, ... when a requeue or resume reopens the run
+        self._attempts: List[Dict[str, Any]] = []  # every attempt's record, this one last
+        self._first_start = self._start_time  # the first attempt's start
+        self._restart_step: Optional[int] = None  # set by restoring a checkpoint
+        self._restart_recorded = False
+        self._checkpoints = Checkpoints(self.run_dir / CHECKPOINTS_DIR)
+        self._checkpoint_info: Optional[Dict[str, Any]] = None  # last saved, for the next flush
+        self._on_requeue: List[Callable[[], None]] = []
+        self._requeued = False
         self._params_recorded = False
         self._artifacts: Dict[str, Dict[str, Any]] = {}
         self._finished = False
@@ -239,16 +258,38 @@ class Run:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _begin(self, info: Mapping[str, Any]) -> "Run":
+    def _begin(self, info: Mapping[str, Any], previous: Optional[Mapping[str, Any]] = None) -> "Run":
+        """Record the start of this attempt; ``previous`` is the run's status when it is reopened."""
         global _current
+        attempt_record = {"attempt": 1, "start": self._start_time, "host": socket.gethostname(), "pid": os.getpid()}
+        job_id = _job_id_from_env()
+        if job_id:
+            attempt_record["job_id"] = job_id
+        if previous:
+            self._attempts = [dict(a) for a in previous.get("attempts") or []] or [
+                {"attempt": 1, "start": previous.get("start_time")}  # a run from before attempts were recorded
+            ]
+            last = self._attempts[-1]
+            if last.get("end") is None:  # it never recorded its end: killed, cancelled, node failure
+                last["end"] = previous.get("heartbeat") or last.get("start")
+                last["outcome"] = previous.get("lost_as") or "ended without recording its end (killed?)"
+            self.attempt = int(last.get("attempt", len(self._attempts))) + 1
+            self._first_start = float(previous.get("start_time") or self._start_time)
+            attempt_record["attempt"] = self.attempt
+        self._attempts.append(attempt_record)
         self._store.write(
             sections={
                 "status": {
                     "state": RunStatus.RUNNING.value,
-                    "start_time": self._start_time,
+                    "start_time": self._first_start,
+                    "attempt_start": self._start_time,
                     "heartbeat": self._start_time,
                     "heartbeat_interval_s": self._interval_s,
-                    "last_step": -1,
+                    "last_step": self._last_step,
+                    "attempt": self.attempt,
+                    "attempts": self._attempts,
+                    "end_time": None,
+                    "error": None,
                 },
                 "info": {**_host_info(), **info},
             }
@@ -278,12 +319,20 @@ class Run:
         self._finished = True
         self._flusher.stop()
         end = time.time()
-        final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": end - self._start_time}
+        if self._requeued:  # the attempt was closed for a requeue; the exit that follows is not an outcome
+            status, error = RunStatus.REQUEUED, None
+        else:
+            self._attempts[-1].update(end=end, outcome=status.value)
+        runtime = sum(float(a["end"]) - float(a["start"]) for a in self._attempts
+                      if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
+        final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": runtime,
+                                 "attempts": self._attempts}  # fmt: skip
         error_line: Optional[str] = None
         if error is not None:
             record = _error_record(error)
             final["error"] = record
             error_line = f"{record['type']}: {record['message']}" if record["type"] else record["message"]
+            self._attempts[-1]["error"] = error_line
         try:
             self._write(final)
         finally:
@@ -362,9 +411,21 @@ class Run:
                     taken, self._buffer = self._buffer, self._buffer.empty_like()
                     self._flush_requested = False
                 batch = taken.batch()
-                sections: Dict[str, Any] = {
-                    "status": {"heartbeat": time.time(), "last_step": self._last_step, **(final_status or {})}
-                }
+                batch.attempt = self.attempt
+                restart = None
+                if batch and self.attempt > 1 and not self._restart_recorded:
+                    # This attempt's first points: it restarted at its checkpoint's next step, or
+                    # wherever it began logging; earlier attempts' points from there on are superseded.
+                    first = min(int(cols[0].min()) for cols in batch.points.values())
+                    restart = (self.attempt, min(first, self._restart_step) if self._restart_step is not None
+                               else first)  # fmt: skip
+                    self._attempts[-1]["restart_step"] = restart[1]
+                status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step}
+                if restart is not None:
+                    status_update["attempts"] = self._attempts
+                if self._checkpoint_info is not None:
+                    status_update["checkpoint"] = self._checkpoint_info
+                sections: Dict[str, Any] = {"status": {**status_update, **(final_status or {})}}
                 summary = self.summary.take_dirty()
                 if summary:
                     sections["summary"] = summary
@@ -372,10 +433,12 @@ class Run:
                 if tags:
                     sections["tags"] = tags
                 try:
-                    self._store.write(metrics=batch if batch else None, sections=sections)
+                    self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)
                 except BaseException:
                     self._requeue(taken, summary, tags)
                     raise
+                if restart is not None:
+                    self._restart_recorded = True
             finally:
                 self._writer = None
         pending, self._pending_signal = self._pending_signal, None
@@ -389,6 +452,97 @@ class Run:
             self._buffer = taken
         self.summary._dirty.update(summary)
         self.tags._dirty.update(tags)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save_checkpoint(
+        self,
+        state: Any = None,
+        *,
+        step: Optional[int] = None,
+        files: Sequence[Union[str, os.PathLike]] = (),
+        keep: Optional[int] = None,
+    ) -> Path:
+        """Save a checkpoint atomically and keep only the newest ``keep``; returns its directory.
+
+        ``state`` is any picklable object (e.g. ``{"epoch": e, "model": model.state_dict()}``);
+        ``files`` are copied in (files your framework wrote). ``step`` defaults to the last
+        logged step: a restart from this checkpoint continues at ``step + 1`` and supersedes
+        what a killed attempt logged after it. Metrics logged so far are flushed first, so a
+        restart never finds a checkpoint newer than the metrics on disk.
+        """
+        with self.checkpoint(step=step, keep=keep, state=state) as directory:
+            for item in files:
+                source = Path(item)
+                if source.is_dir():
+                    shutil.copytree(source, directory / source.name)
+                else:
+                    shutil.copy2(source, directory / source.name)
+        return self._checkpoints.latest().path  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def checkpoint(
+        self, *, step: Optional[int] = None, keep: Optional[int] = None, state: Any = None
+    ) -> Iterator[Path]:
+        """A fresh directory to write a checkpoint's files into, committed when the block ends.
+
+        ``with run.checkpoint() as d: torch.save(model.state_dict(), d / "model.pt")``.
+        An exception in the block discards the directory; the previous checkpoint stays.
+        """
+        if self._finished:
+            raise HpctrackError(f"run {self.run_id} has ended; checkpoint inside the `with start_run(...)` block")
+        step = self._last_step if step is None else operator.index(step)
+        self.flush()  # the metrics a restart from this checkpoint relies on are on disk first
+        with self._checkpoints.writing(step=step, attempt=self.attempt, state=state,
+                                       keep=keep if keep is not None else self.checkpoint_keep) as directory:
+            yield directory
+        latest = self._checkpoints.latest()
+        if latest is not None:
+            self._checkpoint_info = latest.describe()
+
+    def latest_checkpoint(self) -> Optional["Checkpoint"]:
+        """The newest checkpoint of this run (from any attempt), or None; marks this attempt as restored from it."""
+        latest = self._checkpoints.latest()
+        if latest is not None and self._restart_step is None:
+            self._restart_step = latest.step + 1
+            self._next_step = latest.step + 1
+            self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
+            self._attempts[-1]["restored_from"] = latest.describe()
+        return latest
+
+    def restore_checkpoint(self) -> Any:
+        """The state object of the newest checkpoint: None on a fresh start, else what was saved.
+
+        Logging then continues at the checkpoint's step + 1 (when ``step`` is omitted), and
+        points an earlier attempt logged after that step are superseded by this attempt's.
+        """
+        latest = self.latest_checkpoint()
+        return None if latest is None else latest.load()
+
+    @property
+    def checkpoint_keep(self) -> int:
+        """How many checkpoints :meth:`save_checkpoint` keeps (``HPCTRACK_CHECKPOINT_KEEP``, default 2)."""
+        return max(1, int(os.environ.get(CHECKPOINT_KEEP_ENV, DEFAULT_CHECKPOINT_KEEP)))
+
+    def on_requeue(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` when SLURM signals the time limit or preemption, before the job requeues.
+
+        Typically ``run.on_requeue(lambda: run.save_checkpoint(state))`` for a job that
+        checkpoints rarely. Metrics are flushed after ``fn`` either way.
+        """
+        self._on_requeue.append(fn)
+
+    def _prepare_requeue(self, reason: str) -> None:
+        """The job is about to requeue itself: save what can be saved and close this attempt."""
+        for fn in self._on_requeue:
+            try:
+                fn()
+            except Exception as err:  # the requeue must still happen; the previous checkpoint is used
+                print(f"hpctrack: on_requeue callback failed: {type(err).__name__}: {err}", file=sys.stderr)
+        now = time.time()
+        self._attempts[-1].update(end=now, outcome=f"requeued: {reason}")
+        self._requeued = True
+        self._write({"state": RunStatus.REQUEUED.value, "attempts": self._attempts})
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -567,6 +721,106 @@ class _Buffer:
         return batch
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved checkpoint: a directory ``checkpoints/<seq>/`` of the run."""
+
+    path: Path
+    seq: int
+    step: int
+    attempt: int
+    time: float
+    has_state: bool
+
+    def load(self) -> Any:
+        """The saved state object (None when the checkpoint holds files only)."""
+        if not self.has_state:
+            return None
+        with open(self.path / CHECKPOINT_STATE, "rb") as fh:
+            return pickle.load(fh)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
+                "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
+
+
+class Checkpoints:
+    """The checkpoints of one run: numbered directories, each written under a temporary name and renamed.
+
+    A directory only ever appears under its final name complete (``os.rename``
+    of a directory is atomic), so the newest numbered one is always whole,
+    whatever instant the writer was killed at.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def all(self) -> List[Checkpoint]:
+        if not self.directory.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(self.directory):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(os.path.join(entry.path, CHECKPOINT_META)) as fh:
+                    meta = json.load(fh)
+            except (OSError, ValueError):
+                continue  # not a checkpoint (a user's stray directory): ignored
+            out.append(Checkpoint(path=Path(entry.path), seq=int(entry.name), step=int(meta["step"]),
+                                  attempt=int(meta.get("attempt", 1)), time=float(meta.get("time", 0.0)),
+                                  has_state=bool(meta.get("state"))))  # fmt: skip
+        return sorted(out, key=lambda c: c.seq)
+
+    def latest(self) -> Optional[Checkpoint]:
+        found = self.all()
+        return found[-1] if found else None
+
+    @contextlib.contextmanager
+    def writing(self, *, step: int, attempt: int, state: Any, keep: int) -> Iterator[Path]:
+        import uuid
+
+        from .locking import fsync_dir
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for entry in os.scandir(self.directory):  # left by a writer killed mid-checkpoint
+            if entry.name.startswith(".tmp-"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        latest = self.latest()
+        seq = latest.seq + 1 if latest else 1
+        tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            if state is not None:
+                with open(tmp / CHECKPOINT_STATE, "wb") as fh:
+                    pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            yield tmp
+            meta = {"step": step, "attempt": attempt, "time": time.time(), "state": state is not None}
+            with open(tmp / CHECKPOINT_META, "w") as fh:
+                json.dump(meta, fh)
+            for root, _, names in os.walk(tmp):  # every byte on disk before the name appears
+                for name in names:
+                    fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            os.rename(tmp, self.directory / f"{seq:06d}")
+            fsync_dir(self.directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in self.all()[:-keep]:
+            shutil.rmtree(old.path, ignore_errors=True)
+
+
+def _job_id_from_env() -> Optional[str]:
+    if "SLURM_JOB_ID" in os.environ:
+        array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+        return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
+    return os.environ.get("SUBMITIT_LOCAL_JOB_ID")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -607,12 +861,24 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
     """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point)."""
     from .manifest import load_manifest
 
+    from .errors import RunNotFoundError
+
     manifest = load_manifest(sweep_dir)
     job = manifest.jobs[index]
     run_dir = manifest.run_path(index)
-    run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=open_store(run_dir, manifest.store))
+    store = open_store(run_dir, manifest.store)
+    run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=store)
+    previous: Optional[Dict[str, Any]] = None
+    try:
+        previous = dict(store.read().status)  # a requeue or resume: the same run, one attempt more
+    except RunNotFoundError:
+        pass
+    if previous is not None and previous.get("state") == RunStatus.RUNNING.value:
+        # The last attempt never recorded its end: say how the scheduler saw it end, if it knows.
+        ended = job.last_state
+        previous["lost_as"] = f"{ended}: ended without recording its end" if ended else None
     return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index,
-                       "overrides": job.overrides, **(extra_info or {})})
+                       "overrides": job.overrides, **(extra_info or {})}, previous)
 
 
 def start_run(

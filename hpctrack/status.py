@@ -101,9 +101,19 @@ def _process_gone(info: Dict[str, Any]) -> bool:
 def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
                packed: bool) -> Tuple[JobState, Optional[str]]:
     """Merge the backend's view (``info``: a JobInfo or None) with the run's own record."""
+    if record is not None and job.submitted is not None:
+        attempt_start = record.status.get("attempt_start", record.status.get("start_time"))
+        if attempt_start is not None and float(attempt_start) < job.submitted:
+            # The record is of an earlier submission (the job was requeued since): it says
+            # nothing about the current one, which has not started yet.
+            record = None
     run_state = record.status.get("state") if record is not None else None
     own_error = _error_line(record.status) if record is not None else None
     backend_state = info.state if info is not None else None
+    if run_state == RunStatus.REQUEUED.value and not (backend_state is not None and backend_state.is_final):
+        if backend_state == JobState.RUNNING:
+            return JobState.RUNNING, None  # the next attempt is starting
+        return backend_state or JobState.PENDING, "requeued: waiting for its next attempt"
     if backend_state is not None and backend_state.is_final:
         # What happened inside the job beats a task-level COMPLETED/FAILED (packed runs).
         if backend_state in (JobState.COMPLETED, JobState.FAILED) and run_state in ("completed", "failed"):
@@ -136,10 +146,10 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
     now = time.time() if now is None else now
     note: Optional[str] = None
     infos: Dict[int, Any] = {}
-    if manifest.backend != "direct" and not manifest.submission_error:
+    if manifest.backend != "direct" and (not manifest.submission_error or any(j.job_id for j in manifest.jobs)):
         infos, note = get_backend(manifest.backend).query(manifest)
-    elif manifest.submission_error:
-        note = f"nothing was submitted: {manifest.submission_error}"
+    if manifest.submission_error:
+        note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     out = []
     for job in manifest.jobs:
@@ -154,10 +164,15 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
             last = st.get("last_step", -1)
             status.last_step = last if last is not None and last >= 0 else None
             status.start_time = st.get("start_time")
-            if status.start_time is not None:
+            if st.get("end_time") and st.get("runtime_s") is not None and state.is_final:
+                status.runtime_s = float(st["runtime_s"])  # the attempts' own time, not the queue between
+            elif status.start_time is not None:
+                start = st.get("attempt_start") or status.start_time
+                earlier = sum(float(a["end"]) - float(a["start"]) for a in (st.get("attempts") or [])[:-1]
+                              if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
                 end = st.get("end_time") or (job.ended if state.is_final else None) or (
                     st.get("heartbeat") if state.is_final else now)
-                status.runtime_s = max(0.0, (end or now) - status.start_time)
+                status.runtime_s = earlier + max(0.0, (end or now) - start)
             if state == JobState.RUNNING and st.get("heartbeat"):
                 status.heartbeat_age_s = max(0.0, now - st["heartbeat"])
                 interval = float(st.get("heartbeat_interval_s") or 10.0)

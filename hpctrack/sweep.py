@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .config import resolve_root
 from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
@@ -14,6 +14,8 @@ from .store import MetricHistory, RunRecord, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .requeue import RequeuePlan
 
 __all__ = ["Sweep", "load_sweep", "list_sweeps"]
 
@@ -73,6 +75,36 @@ class Sweep:
             get_backend(manifest.backend).cancel(manifest, wanted)
         return wanted
 
+    def requeue(
+        self,
+        *,
+        states: Optional[Sequence[JobState]] = None,
+        jobs: Optional[Sequence[int]] = None,
+        resources: Optional[Mapping[str, Any]] = None,
+        dry_run: bool = False,
+    ) -> "RequeuePlan":
+        """Submit failed, timed-out, preempted or cancelled jobs again, into their runs.
+
+        See :func:`hpctrack.requeue.requeue_sweep`; ``resources`` changes launcher
+        options such as ``{"time": "04:00:00"}`` for the resubmitted jobs.
+        """
+        from .requeue import requeue_sweep
+
+        return requeue_sweep(self.manifest, states=states, jobs=jobs, resources=resources, dry_run=dry_run)
+
+    def resume(self, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False) -> "RequeuePlan":
+        """Submit every job without a completed run that is not queued or running (never submitted ones too)."""
+        from .requeue import resume_sweep
+
+        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run)
+
+    def incomplete(self) -> Dict[int, str]:
+        """Jobs of the sweep's grid without a completed run and nothing queued for them: index -> why."""
+        from .requeue import incomplete_jobs
+
+        manifest = self.manifest
+        return incomplete_jobs(manifest, sweep_status(manifest).jobs)
+
     def table(self, *, metrics: Optional[Sequence[str]] = None, all_params: bool = False) -> "pd.DataFrame":
         """One row per run; see :func:`hpctrack.aggregate.sweep_table`."""
         from .aggregate import sweep_table
@@ -85,7 +117,11 @@ class Sweep:
         return open_store(manifest.run_path(index), manifest.store).read()
 
     def history(self, key: str) -> "pd.DataFrame":
-        """Metric ``key`` of every run that logged it, long format: job, step, value, time."""
+        """Metric ``key`` of every run that logged it, long format: job, step, value, time, attempt.
+
+        Each run's resolved history: after a restart, the points the new attempt
+        replaced are left out (``open_store(...).read_history(key, raw=True)`` has them).
+        """
         import pandas as pd
 
         manifest = self.manifest
@@ -95,9 +131,10 @@ class Sweep:
                 h: MetricHistory = open_store(manifest.run_path(job.index), manifest.store).read_history(key)
             except (KeyError, FileNotFoundError):
                 continue
-            frames.append(pd.DataFrame({"job": job.index, "step": h.step, "value": h.value, "time": h.time}))
+            frames.append(pd.DataFrame({"job": job.index, "step": h.step, "value": h.value, "time": h.time,
+                                        "attempt": h.attempt}))  # fmt: skip
         if not frames:
-            return pd.DataFrame(columns=["job", "step", "value", "time"])
+            return pd.DataFrame(columns=["job", "step", "value", "time", "attempt"])
         return pd.concat(frames, ignore_index=True)
 
 

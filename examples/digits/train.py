@@ -5,6 +5,7 @@ Run a sweep:   hpctrack launch examples/digits/train.py 'optimizer.lr=0.01,0.1' 
 """
 
 import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -67,7 +68,16 @@ def main(cfg):
         state = model.init_optimizer_state(params)
         opt = cfg.optimizer
 
-        for epoch in range(cfg.epochs):
+        # After a requeue (time limit, preemption) or `hpctrack resume`, continue from the
+        # last epoch saved: weights, optimizer state and the RNG, so the numbers are the
+        # same as in an uninterrupted run.
+        saved = run.restore_checkpoint()
+        start = 0
+        if saved is not None:
+            params, state, start = saved["params"], saved["optimizer"], saved["epoch"] + 1
+            rng.bit_generator.state = saved["rng"]
+
+        for epoch in range(start, cfg.epochs):
             train_loss = model.train_epoch(
                 params, state, X_tr, y_tr, rng,
                 batch_size=cfg.batch_size,
@@ -80,6 +90,10 @@ def main(cfg):
             val_loss, val_acc = model.evaluate(params, X_val, y_val)
             run.log({"train/loss": train_loss, "val/loss": val_loss, "val/acc": val_acc},
                     step=epoch)
+            run.save_checkpoint({"epoch": epoch, "params": params, "optimizer": state,
+                                 "rng": rng.bit_generator.state})
+            if cfg.get("epoch_sleep_s"):  # for trying requeues: make an epoch take this long
+                time.sleep(cfg.epoch_sleep_s)
 
         with tempfile.TemporaryDirectory() as tmp:
             path = model.save_model(Path(tmp) / "model.npz", params)

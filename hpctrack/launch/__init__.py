@@ -23,7 +23,8 @@ from .base import Backend
 from .local import LocalBackend, wait_for_sweep
 from .slurm import SlurmBackend
 
-__all__ = ["SweepRequest", "submit_sweep", "get_backend", "wait_for_sweep", "swept_keys", "BACKENDS"]
+__all__ = ["SweepRequest", "submit_sweep", "get_backend", "backend_options", "wait_for_sweep", "swept_keys",
+           "BACKENDS"]  # fmt: skip
 
 #: Backends by name, as in ``--backend`` and ``hydra/launcher=hpctrack_<name>``.
 BACKENDS: Dict[str, Type[Backend]] = {"local": LocalBackend, "slurm": SlurmBackend}
@@ -54,6 +55,17 @@ def get_backend(name: str, **options: Any) -> Backend:
     except KeyError:
         raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
     return cls(**options)
+
+
+#: Launcher config keys that are not options of the backend itself.
+NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id")
+
+
+def backend_options(backend: str, launcher: Dict[str, Any]) -> Dict[str, Any]:
+    """The options of ``backend`` in a launcher config (as recorded in a manifest)."""
+    if backend == "local":
+        return {k: launcher.get(k) for k in ("parallel", "timeout_min")}
+    return {k: v for k, v in launcher.items() if k not in NOT_BACKEND_OPTIONS}
 
 
 def _split(override: str) -> "tuple[str, str]":

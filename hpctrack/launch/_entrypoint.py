@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 JOB_FN_FILE = "job.pkl"
+DEFAULT_MAX_REQUEUES = 3
 
 #: SLURM's view of the job, recorded in the run's info as its SLURM identity.
 _SLURM_ENV = {
@@ -53,10 +54,47 @@ def _slurm_identity(manifest: Any) -> Optional[Dict[str, Any]]:
     return ident
 
 
+def max_requeues(launcher: Dict[str, Any]) -> int:
+    """Automatic requeues allowed per job (``max_requeues`` of the SLURM launcher config)."""
+    value = launcher.get("max_requeues")
+    return DEFAULT_MAX_REQUEUES if value is None else int(value)
+
+
 def _on_time_limit_signal(signum: int, frame: Any) -> None:
     # SLURM warns (--signal) that the time limit is near. Without checkpointing the
     # job runs on until SLURM ends it, so it is recorded as TIMEOUT, not as a failure.
     print("hpctrack: SLURM signalled that the time limit is near", file=sys.stderr, flush=True)
+
+
+class SlurmTask:
+    """What each SLURM array task runs: :func:`run_task`, and submitit's checkpoint hook.
+
+    submitit calls :meth:`checkpoint` when SLURM signals (``--signal``) that the
+    time limit is near or that the job is preempted; returning a submission
+    makes submitit requeue the job (``scontrol requeue``), which then runs the
+    same task again: each of its runs reopens as a new attempt and restores
+    its latest checkpoint. After ``max_requeues`` requeues, :func:`run_job` no
+    longer lets the signal reach submitit, and the job ends at its time limit.
+    """
+
+    def __init__(self, max_requeues: int) -> None:
+        self.max_requeues = max_requeues
+
+    def __call__(self, sweep_dir: str, indices: List[int], pack: str = "serial") -> List[Any]:
+        return run_task(sweep_dir, indices, pack)
+
+    def checkpoint(self, sweep_dir: str, indices: List[int], pack: str = "serial") -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        from ..run import current_run
+
+        run = current_run()
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if run is not None:
+            run._prepare_requeue("time limit or preemption signalled by SLURM")
+        print(f"hpctrack: requeueing this job (requeue {restarts + 1} of at most {self.max_requeues})",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return DelayedSubmission(self, sweep_dir, indices, pack)
 
 
 def run_job(sweep_dir: str, index: int) -> Any:
@@ -73,7 +111,10 @@ def run_job(sweep_dir: str, index: int) -> Any:
         if script_dir not in sys.path:
             sys.path.insert(0, script_dir)
     slurm = _slurm_identity(manifest)
-    if slurm is not None and hasattr(signal, "SIGUSR2"):
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    if slurm is not None and hasattr(signal, "SIGUSR2") and restarts >= max_requeues(manifest.launcher):
+        # No requeue left: the job runs on into its time limit and ends as TIMEOUT (requeue it
+        # with more time), instead of submitit failing it at the signal.
         signal.signal(signal.SIGUSR2, _on_time_limit_signal)
     run = open_job_run(Path(sweep_dir), index, {"slurm": slurm} if slurm else None)
     try:
@@ -83,6 +124,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
             job_fn = cloudpickle.load(fh)
         result = job_fn(index)
     except BaseException as exc:
+        # After a requeue was prepared, submitit's exit is not a failure: finish keeps "requeued".
         run.finish(_status_for(exc), error=exc)
         raise
     run.finish(RunStatus.COMPLETED)
@@ -97,6 +139,12 @@ def run_task(sweep_dir: str, indices: List[int], pack: str = "serial") -> List[A
     visible GPUs) between them. Each job is its own run either way. Raises
     when any job failed, after all of them ran.
     """
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        # SLURM requeued this task: its runs that already completed stay as they are.
+        done = [i for i in indices if _run_completed(sweep_dir, i)]
+        indices = [i for i in indices if i not in done]
+        if not indices:
+            return [None] * len(done)
     if len(indices) == 1:
         return [run_job(sweep_dir, indices[0])]
     if pack == "parallel":
@@ -111,6 +159,18 @@ def run_task(sweep_dir: str, indices: List[int], pack: str = "serial") -> List[A
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + "; ".join(failures))
     return results
+
+
+def _run_completed(sweep_dir: str, index: int) -> bool:
+    from ..errors import HpctrackError
+    from ..manifest import load_manifest
+    from ..store import open_store
+
+    manifest = load_manifest(Path(sweep_dir))
+    try:
+        return open_store(manifest.run_path(index), manifest.store).read().status.get("state") == "completed"
+    except HpctrackError:
+        return False
 
 
 def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:

@@ -9,6 +9,7 @@ when the launch waits, it only watches the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .._types import JobState
 from ..manifest import Manifest, load_manifest, update_manifest
@@ -42,14 +43,23 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def runner_alive(manifest: Manifest) -> Optional[bool]:
-    """Whether the sweep's local runner still runs; None when that can't be known from here."""
+def _runners(manifest: Manifest) -> List[Dict[str, Any]]:
     runner = manifest.runner
     if not runner or "pid" not in runner:
+        return []
+    return [runner, *runner.get("previous", [])]
+
+
+def runner_alive(manifest: Manifest) -> Optional[bool]:
+    """Whether a local runner of the sweep still runs; None when that can't be known from here.
+
+    A requeue or resume starts another runner while earlier ones may still be
+    running their jobs: any of them alive counts.
+    """
+    runners = _runners(manifest)
+    if not runners or any(r.get("host") != socket.gethostname() for r in runners):
         return None
-    if runner.get("host") != socket.gethostname():
-        return None
-    return pid_alive(int(runner["pid"]))
+    return any(pid_alive(int(r["pid"])) for r in runners)
 
 
 class LocalBackend(Backend):
@@ -73,7 +83,10 @@ class LocalBackend(Backend):
                                     start_new_session=True, cwd=manifest.cwd or None)
 
         def record(m: Manifest) -> None:
-            m.runner = {"host": socket.gethostname(), "pid": proc.pid, "started": time.time()}
+            earlier = [{k: r[k] for k in ("host", "pid", "started") if k in r} for r in _runners(m)]
+            alive = [r for r in earlier if r.get("host") != socket.gethostname() or pid_alive(int(r["pid"]))]
+            m.runner = {"host": socket.gethostname(), "pid": proc.pid, "started": time.time(),
+                        **({"previous": alive} if alive else {})}  # fmt: skip
 
         update_manifest(manifest.path, record)
 
@@ -94,7 +107,9 @@ class LocalBackend(Backend):
     def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
         everything = indices is None or set(indices) >= {j.index for j in manifest.jobs if not j.state.is_final}
         if everything and runner_alive(manifest):
-            os.kill(int(manifest.runner["pid"]), signal.SIGTERM)  # the runner stops all and records it
+            for runner in _runners(manifest):  # each runner stops all its jobs and records it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(runner["pid"]), signal.SIGTERM)
             return
         wanted = set(indices) if indices is not None else {j.index for j in manifest.jobs}
         now = time.time()

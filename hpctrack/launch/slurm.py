@@ -224,7 +224,7 @@ class SlurmBackend(Backend):
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         import submitit
 
-        from ._entrypoint import run_task
+        from ._entrypoint import SlurmTask, max_requeues
 
         tasks = [list(indices[i:i + self.runs_per_task]) for i in range(0, len(indices), self.runs_per_task)]
         limit = max_array_size()
@@ -234,14 +234,17 @@ class SlurmBackend(Backend):
         submitted: Dict[int, Tuple[str, str, str]] = {}
         try:
             for chunk in chunks:
+                # submitit requeues a task on SLURM's signal at most max_num_timeout times
+                # for a time limit; SlurmTask.checkpoint counts preemptions too.
                 executor = submitit.SlurmExecutor(folder=manifest.path / LOG_DIR / "%j",
-                                                  max_num_timeout=int(self.options.get("max_num_timeout") or 0))
+                                                  max_num_timeout=max_requeues(self.options))
                 try:
                     executor.update_parameters(**params)
                 except ValueError as err:
                     raise ConfigError(f"bad SLURM resources: {str(err).splitlines()[0]}") from err
                 with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr
-                    jobs = executor.map_array(run_task, [str(manifest.path)] * len(chunk), chunk,
+                    jobs = executor.map_array(SlurmTask(max_requeues(self.options)),
+                                              [str(manifest.path)] * len(chunk), chunk,
                                               [self.pack] * len(chunk))
                 for job, task in zip(jobs, chunk):
                     for index in task:

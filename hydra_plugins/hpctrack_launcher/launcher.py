@@ -161,7 +161,9 @@ class LocalLauncher(BaseHpctrackLauncher):
     _BACKEND = "local"
 
     def _backend_options(self) -> Dict[str, Any]:
-        return {"parallel": self.params.get("parallel"), "timeout_min": self.params.get("timeout_min")}
+        from hpctrack.launch import backend_options
+
+        return backend_options(self._BACKEND, dict(self.params))
 
     def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
         import submitit
@@ -191,10 +193,11 @@ class SlurmLauncher(BaseHpctrackLauncher):
     """
 
     _BACKEND = "slurm"
-    _NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id")
 
     def _backend_options(self) -> Dict[str, Any]:
-        options = {k: v for k, v in self.params.items() if k not in self._NOT_BACKEND_OPTIONS}
+        from hpctrack.launch import backend_options
+
+        options = backend_options(self._BACKEND, dict(self.params))
         return {k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v) for k, v in options.items()}
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

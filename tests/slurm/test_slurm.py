@@ -24,8 +24,12 @@ def launch(root: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def timeout_sweep(slurm_root: str) -> str:
-    """Submitted first: SLURM checks time limits every 30 s, so this one takes 60-90 s."""
-    proc = launch(slurm_root, "--name", "too-long", "--time", "1", "steps=100000", "sleep_s=0.5")
+    """Submitted first: SLURM checks time limits every 30 s, so this one takes 60-90 s.
+
+    Automatic requeue off (``max_requeues=0``): the job runs into its limit and ends as TIMEOUT.
+    """
+    proc = launch(slurm_root, "--name", "too-long", "--time", "1", "steps=100000", "sleep_s=0.5",
+                  "hydra.launcher.max_requeues=0")
     assert proc.returncode == 0, proc.stderr
     return "too-long"
 
@@ -102,7 +106,7 @@ def test_bad_partition_is_one_clear_line_and_nothing_is_submitted(slurm_root):
     assert errors[0].endswith("(nothing was submitted)")
     assert "Traceback" not in proc.stderr
     status = status_json(slurm_root, "badpart")
-    assert status["note"].startswith("nothing was submitted")
+    assert status["note"].startswith("submission failed: sbatch refused")
     assert all(j["state"] == "CANCELLED" and j["job_id"] is None for j in status["jobs"])
 
 

@@ -1,0 +1,205 @@
+"""Requeue and resume: submit jobs of an existing sweep again, into the same runs.
+
+A resubmitted job reopens its run as a new attempt (``Run.attempt``): the run
+restores its latest checkpoint, and the points the earlier attempt logged after
+it are superseded by the new attempt's, so every history stays one value per
+step. Nothing here creates a run directory or renumbers a job.
+
+Two calls racing for the same jobs submit each job once: the jobs are claimed
+under the manifest lock (their submission is checked unchanged since the status
+was read, then marked pending), and only then submitted, outside the lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from ._types import JobState
+from .errors import ConfigError
+from .manifest import Manifest, load_manifest, update_manifest
+from .status import JobStatus, sweep_status
+
+__all__ = ["DEFAULT_REQUEUE_STATES", "RequeuePlan", "requeue_sweep", "resume_sweep", "incomplete_jobs"]
+
+#: What ``hpctrack requeue`` selects without ``--state``.
+DEFAULT_REQUEUE_STATES = (
+    JobState.FAILED,
+    JobState.TIMEOUT,
+    JobState.PREEMPTED,
+    JobState.NODE_FAIL,
+    JobState.OUT_OF_MEMORY,
+    JobState.CANCELLED,
+)
+#: Launcher options a requeue may change (``hpctrack requeue --time ...``).
+RESOURCE_OPTIONS = ("time", "timeout_min", "partition", "mem_gb", "cpus_per_task", "gpus_per_node", "gres",
+                    "constraint", "account", "qos", "parallel")  # fmt: skip
+
+
+@dataclass
+class RequeuePlan:
+    """What a requeue or resume selected, and what it did."""
+
+    sweep_id: str
+    selected: List[int] = field(default_factory=list)  # jobs to submit (claimed, unless a dry run)
+    reasons: Dict[int, str] = field(default_factory=dict)  # selected job -> why (its state)
+    skipped: Dict[int, str] = field(default_factory=dict)  # asked-for jobs left alone -> why
+    submitted: bool = False
+    resources: Dict[str, Any] = field(default_factory=dict)
+
+
+def _never_submitted(manifest: Manifest, status: JobStatus) -> bool:
+    job = manifest.jobs[status.index]
+    # A local runner's queue holds pending jobs without ids; a SLURM job without an id never reached sbatch.
+    return status.state == JobState.PENDING and job.job_id is None and manifest.backend == "slurm"
+
+
+def incomplete_jobs(manifest: Manifest, statuses: Sequence[JobStatus]) -> Dict[int, str]:
+    """Jobs of the sweep's grid with no completed run that nothing is running or queued for.
+
+    Returns job index -> why (``FAILED``, ``CANCELLED``, ``never submitted`` ...).
+    """
+    out: Dict[int, str] = {}
+    for status in statuses:
+        if status.state.is_final and status.state != JobState.COMPLETED:
+            out[status.index] = status.state.value
+        elif _never_submitted(manifest, status):
+            out[status.index] = "never submitted"
+    return out
+
+
+def _backend_options(manifest: Manifest, resources: Mapping[str, Any]) -> Dict[str, Any]:
+    from .launch import backend_options
+
+    return {**backend_options(manifest.backend, manifest.launcher), **resources}
+
+
+def _check(manifest: Manifest, resources: Mapping[str, Any]) -> None:
+    if manifest.backend == "direct":
+        raise ConfigError(f"sweep {manifest.id} is a plain script run (python train.py), not a launched sweep: "
+                          "run the script again")  # fmt: skip
+    unknown = sorted(set(resources) - set(RESOURCE_OPTIONS))
+    if unknown:
+        raise ConfigError(f"cannot change {', '.join(unknown)} on requeue; changeable: {', '.join(RESOURCE_OPTIONS)}")
+    if manifest.backend == "local" and set(resources) - {"parallel", "timeout_min"}:
+        raise ConfigError("--time, --partition and other SLURM resources apply to SLURM sweeps only")
+    if resources.get("time"):
+        from .launch.slurm import parse_time_min
+
+        parse_time_min(str(resources["time"]))
+
+
+def requeue_sweep(
+    manifest: Manifest,
+    *,
+    states: Optional[Sequence[JobState]] = None,
+    jobs: Optional[Sequence[int]] = None,
+    resources: Optional[Mapping[str, Any]] = None,
+    dry_run: bool = False,
+    include_unsubmitted: bool = False,
+) -> RequeuePlan:
+    """Submit the selected jobs of the sweep again, as one array (SLURM) or one runner (local).
+
+    Parameters
+    ----------
+    states:
+        Select jobs in these states (default :data:`DEFAULT_REQUEUE_STATES`).
+    jobs:
+        Only these job indices (still filtered by state; a job that is pending,
+        running or completed is skipped with the reason).
+    resources:
+        Launcher options to change for the resubmitted jobs, e.g. ``{"time": "04:00:00"}``.
+    dry_run:
+        Select and report, submit nothing.
+    include_unsubmitted:
+        Also select jobs that were never submitted (what :func:`resume_sweep` adds).
+    """
+    resources = {k: v for k, v in (resources or {}).items() if v is not None}
+    _check(manifest, resources)
+    wanted_states = set(states or DEFAULT_REQUEUE_STATES)
+    if jobs is not None:
+        bad = sorted(set(jobs) - {j.index for j in manifest.jobs})
+        if bad:
+            raise ConfigError(f"sweep {manifest.id} has jobs 0-{len(manifest.jobs) - 1}; no job {bad[0]}")
+    statuses = sweep_status(manifest).jobs
+    plan = RequeuePlan(sweep_id=manifest.id, resources=dict(resources))
+    for status in statuses:
+        if jobs is not None and status.index not in jobs:
+            continue
+        if include_unsubmitted and _never_submitted(manifest, status):
+            plan.selected.append(status.index)
+            plan.reasons[status.index] = "never submitted"
+        elif not status.state.is_final:
+            if jobs is not None:
+                plan.skipped[status.index] = f"{status.state.value}: still queued or running"
+        elif status.state in wanted_states:
+            plan.selected.append(status.index)
+            plan.reasons[status.index] = status.state.value
+        elif jobs is not None:
+            plan.skipped[status.index] = (f"{status.state.value}: not selected (add --state {status.state.value} "
+                                          "to requeue it)")  # fmt: skip
+    if dry_run or not plan.selected:
+        return plan
+    snapshot = {s.index: (manifest.jobs[s.index].job_id, manifest.jobs[s.index].submitted) for s in statuses}
+    by_index = {s.index: s for s in statuses}
+    claimed: List[int] = []
+
+    def claim(m: Manifest) -> None:
+        now = time.time()
+        m.submission_error = None  # a refused launch being resumed: its jobs are about to be submitted
+        for index in plan.selected:
+            job = m.jobs[index]
+            if (job.job_id, job.submitted) != snapshot[index]:
+                continue  # someone else resubmitted it since we looked
+            job.resubmit(by_index[index].state, by_index[index].error, now)
+            job.resources = {**job.resources, **resources}
+            claimed.append(index)
+
+    update_manifest(manifest.path, claim)
+    for index in plan.selected:
+        if index not in claimed:
+            plan.skipped[index] = "requeued meanwhile by another call"
+    plan.selected = claimed
+    if not claimed:
+        return plan
+    from .launch import get_backend
+
+    fresh = load_manifest(manifest.path)
+    backend = get_backend(fresh.backend, **_backend_options(fresh, resources))
+    try:
+        backend.preflight()
+        backend.submit(fresh, claimed)
+    except BaseException as err:
+        _release(manifest, claimed, err)
+        raise
+    plan.submitted = True
+    return plan
+
+
+def _release(manifest: Manifest, claimed: Sequence[int], err: BaseException) -> None:
+    """A submission that failed: the claimed jobs go back to how they had ended."""
+
+    def release(m: Manifest) -> None:
+        for index in claimed:
+            job = m.jobs[index]
+            if job.job_id is None and job.history:
+                last = job.history.pop()
+                job.job_id, job.submitted, job.ended = last["job_id"], last["submitted"], last["ended"]
+                job.state = JobState(last["state"]) if last.get("state") else JobState.FAILED
+                job.error = last.get("error")
+
+    update_manifest(manifest.path, release)
+
+
+def resume_sweep(
+    manifest: Manifest, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False
+) -> RequeuePlan:
+    """Submit the sweep's gap: every job without a completed run that is not queued or running.
+
+    That is the jobs that failed, were cancelled (e.g. a local sweep stopped with
+    Ctrl-C), timed out or were lost, plus those never submitted. Completed jobs
+    are never submitted again.
+    """
+    return requeue_sweep(manifest, states=[s for s in JobState if s.is_final and s != JobState.COMPLETED],
+                         resources=resources, dry_run=dry_run, include_unsubmitted=True)  # fmt: skip
