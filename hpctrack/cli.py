@@ -226,13 +226,13 @@ def _status_view(sw: Any) -> "tuple[Any, bool]":
     st = sw.sweep_status()
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
     table = Table(title=title, title_justify="left", box=None, header_style="bold")
-    for column in ("job", "state", "overrides", "step", "runtime", "job id", "node", "error"):
+    for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error"):
         table.add_column(column, no_wrap=column != "error")
     for s in st.jobs:
         state = f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}" + (" [red](hung?)" if s.possibly_hung else "")
         table.add_row(str(s.index), state, " ".join(s.overrides),
-                      "" if s.last_step is None else str(s.last_step), _fmt_duration(s.runtime_s),
-                      s.job_id or "", s.node or "", s.error or "")
+                      "" if s.last_step is None else str(s.last_step), "" if s.attempt is None else str(s.attempt),
+                      _fmt_duration(s.runtime_s), s.job_id or "", s.node or "", s.error or "")
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
     from .requeue import incomplete_jobs
 

@@ -45,6 +45,7 @@ class JobStatus:
     runtime_s: Optional[float] = None
     heartbeat_age_s: Optional[float] = None
     possibly_hung: bool = False
+    attempt: Optional[int] = None  # the run's attempt (2, 3, ... after requeues)
     node: Optional[str] = None
     error: Optional[str] = None
     record: Optional[RunRecord] = field(default=None, repr=False)
@@ -59,6 +60,7 @@ class JobStatus:
             "runtime_s": self.runtime_s,
             "heartbeat_age_s": self.heartbeat_age_s,
             "possibly_hung": self.possibly_hung,
+            "attempt": self.attempt,
             "node": self.node,
             "error": self.error,
             "run_dir": str(self.run_dir),
@@ -161,6 +163,7 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
                            node=getattr(info, "node", None))
         if record is not None:
             st = record.status
+            status.attempt = int(st.get("attempt", 1))
             last = st.get("last_step", -1)
             status.last_step = last if last is not None and last >= 0 else None
             status.start_time = st.get("start_time")

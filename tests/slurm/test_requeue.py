@@ -27,6 +27,7 @@ def _requeue(root: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.timeout(600)  # requeues wait for SLURM's 30-second time-limit checks
 def test_timeout_cancel_and_failure_all_end_completed(slurm_root, tmp_path):
     flag = tmp_path / "fail-2"
     flag.write_text("job 2 fails while this file exists")

@@ -108,6 +108,15 @@ def test_bad_partition_is_one_clear_line_and_nothing_is_submitted(slurm_root):
     status = status_json(slurm_root, "badpart")
     assert status["note"].startswith("submission failed: sbatch refused")
     assert all(j["state"] == "CANCELLED" and j["job_id"] is None for j in status["jobs"])
+    assert status["incomplete"] == {"0": "CANCELLED", "1": "CANCELLED"}
+
+    # The refused launch is resumed with a partition that exists: the same two runs, as one array.
+    out = run_cli("resume", "badpart", "--partition", "debug", "--root", slurm_root, check=True).stdout
+    assert "resumed 2 jobs of sweep" in out and "partition=debug" in out
+    status = wait_final(slurm_root, "badpart")
+    assert [j["state"] for j in status["jobs"]] == ["COMPLETED", "COMPLETED"] and status["incomplete"] == {}
+    assert len({j["job_id"].split("_")[0] for j in status["jobs"]}) == 1
+    assert "nothing to resume" in run_cli("resume", "badpart", "--root", slurm_root, check=True).stdout
 
 
 def test_bad_time_format_is_refused_before_submission(slurm_root):
