@@ -9,33 +9,91 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, HpctrackError
 from .manifest import Manifest
 from .status import JobStatus, job_statuses
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["METRIC_STATS", "DEFAULT_STATS", "sweep_table", "parse_metric", "export_table", "FORMATS"]
+__all__ = ["METRIC_STATS", "DEFAULT_STATS", "AGGREGATIONS", "DEFAULT_AGGREGATIONS", "DEFAULT_SEED_KEYS",
+           "MetricSelector", "parse_selector", "parse_metric", "sweep_table", "group_table", "lower_is_better",
+           "t_critical_975", "export_table", "FORMATS"]  # fmt: skip
 
-#: Per-metric statistics a column can show, read from the run's running stats.
-METRIC_STATS = ("last", "min", "max", "count", "last_step")
+#: Per-metric statistics a column can show, read from the run's running stats (``at=STEP`` reads the history).
+METRIC_STATS = ("last", "min", "max", "mean", "argmin", "argmax", "count", "last_step")
 DEFAULT_STATS = ("last", "min", "max")
 FORMATS = ("csv", "json", "parquet", "markdown")
+#: Aggregations over the runs of a group (``--agg``).
+AGGREGATIONS = ("mean", "std", "sem", "min", "max", "count", "ci95")
+DEFAULT_AGGREGATIONS = ("mean", "std", "count")
+#: Swept keys left out of the default group-by: they are repetitions, not settings.
+DEFAULT_SEED_KEYS = ("seed",)
+#: Metric names that read "lower is better" (for marking the best group and the default sort).
+_LOWER_IS_BETTER = ("loss", "err", "error", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer", "regret")
+# Two-sided 95 % critical values of Student's t for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)  # fmt: skip
+
+
+def t_critical_975(df: int) -> float:
+    """The 97.5th percentile of Student's t with ``df`` degrees of freedom (table, then 1.96 + 2.4/df)."""
+    if df < 1:
+        return math.nan
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+
+
+@dataclass(frozen=True)
+class MetricSelector:
+    """``val/acc:max`` -> key ``val/acc``, stat ``max``; ``loss:at=100`` -> stat ``at``, step 100."""
+
+    key: str
+    stat: Optional[str]  # None: the default stats (last, min, max), or the summary value
+    at: Optional[int] = None
+
+    @property
+    def column(self) -> str:
+        if self.stat == "at":
+            return f"{self.key}:at={self.at}"
+        return f"{self.key}:{self.stat}" if self.stat and self.stat != "summary" else self.key
+
+
+def parse_selector(selector: str) -> MetricSelector:
+    """``KEY``, ``KEY:STAT`` (STAT in :data:`METRIC_STATS`) or ``KEY:at=STEP``."""
+    key, sep, stat = selector.rpartition(":")
+    if not sep:
+        return MetricSelector(selector, None)
+    if not key:
+        raise ConfigError(f"metric selector {selector!r} has no metric name; write KEY or KEY:STAT")
+    if stat.startswith("at="):
+        try:
+            return MetricSelector(key, "at", int(stat[3:]))
+        except ValueError:
+            raise ConfigError(f"bad step in {selector!r}: write KEY:at=STEP with an integer STEP") from None
+    if stat not in METRIC_STATS:
+        raise ConfigError(f"unknown metric statistic {stat!r} in {selector!r}; use one of: "
+                          f"{', '.join(METRIC_STATS)}, at=STEP")  # fmt: skip
+    return MetricSelector(key, stat)
 
 
 def parse_metric(selector: str) -> Tuple[str, Optional[str]]:
     """``"val/acc:max"`` -> ``("val/acc", "max")``; ``"val/acc"`` -> ``("val/acc", None)``."""
-    key, sep, stat = selector.rpartition(":")
-    if not sep:
-        return selector, None
-    if stat not in METRIC_STATS:
-        raise ConfigError(f"unknown metric statistic {stat!r} in {selector!r}; use one of: {', '.join(METRIC_STATS)}")
-    if not key:
-        raise ConfigError(f"metric selector {selector!r} has no metric name; write KEY or KEY:STAT")
-    return key, stat
+    sel = parse_selector(selector)
+    return sel.key, sel.stat
+
+
+def lower_is_better(column: str) -> bool:
+    """Whether smaller values of a table column are better (losses, errors), by its metric name."""
+    key, _, stat = column.partition(":")
+    if stat in ("count", "last_step", "argmin", "argmax"):
+        return False
+    name = key.lower()
+    return any(word in name for word in _LOWER_IS_BETTER)
 
 
 def _typed(text: str) -> Any:
@@ -61,53 +119,133 @@ def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _columns(statuses: List[JobStatus], selectors: Optional[Sequence[str]]) -> List[Tuple[str, str]]:
+def _columns(statuses: List[JobStatus], selectors: Optional[Sequence[str]]) -> List[MetricSelector]:
     logged: Dict[str, None] = {}
+    summary: Dict[str, None] = {}
     for st in statuses:
         if st.record is not None:
             logged.update(dict.fromkeys(sorted(st.record.metrics)))
+            summary.update(dict.fromkeys(st.record.summary))
     if not selectors:
-        return [(key, stat) for key in logged for stat in DEFAULT_STATS]
-    columns = []
-    for selector in selectors:
-        key, stat = parse_metric(selector)
-        if logged and key not in logged:
-            raise ConfigError(f"no run of this sweep logged metric {key!r}; logged: {', '.join(logged)}")
-        columns.extend((key, s) for s in ((stat,) if stat else DEFAULT_STATS))
+        return [MetricSelector(key, stat) for key in logged for stat in DEFAULT_STATS]
+    columns: List[MetricSelector] = []
+    for text in selectors:
+        sel = parse_selector(text)
+        if sel.stat is None and sel.key in summary and sel.key not in logged:
+            columns.append(MetricSelector(sel.key, "summary"))
+            continue
+        if logged and sel.key not in logged:
+            known = list(logged) + [k for k in summary if k not in logged]
+            raise ConfigError(f"no run of this sweep logged metric {sel.key!r}; logged: {', '.join(known)}")
+        if sel.stat is None:
+            columns.extend(MetricSelector(sel.key, s) for s in DEFAULT_STATS)
+        else:
+            columns.append(sel)
     return columns
 
 
-def sweep_table(manifest: Manifest, *, metrics: Optional[Sequence[str]] = None,
-                all_params: bool = False) -> "pd.DataFrame":
-    """One row per run: job, swept params, state, runtime, metric stats, summary values.
+def _value(manifest: Manifest, st: JobStatus, sel: MetricSelector) -> Any:
+    record = st.record
+    if record is None:
+        return math.nan
+    if sel.stat == "summary":
+        return record.summary.get(sel.key)
+    stats = record.metrics.get(sel.key)
+    if stats is None:
+        return math.nan
+    if sel.stat in ("last", "min", "max", "count", "last_step"):
+        return getattr(stats, sel.stat)
+    if sel.stat in ("mean", "argmin", "argmax") and (stats.mean if sel.stat == "mean" else getattr(stats, sel.stat)) \
+            is not None:  # fmt: skip
+        value = stats.mean if sel.stat == "mean" else getattr(stats, sel.stat)
+        return math.nan if value is None else value
+    # at=STEP, or a store written before mean/argmin/argmax were kept: read the history.
+    import numpy as np
+
+    from .store import open_store
+
+    try:
+        history = open_store(manifest.run_path(st.index), manifest.store).read_history(sel.key)
+    except (KeyError, HpctrackError):
+        return math.nan
+    values, steps = history.value, history.step
+    if sel.stat == "at":
+        hit = np.nonzero(steps == sel.at)[0]
+        return float(values[hit[-1]]) if len(hit) else math.nan
+    ok = ~np.isnan(values)
+    if not ok.any():
+        return math.nan
+    if sel.stat == "mean":
+        return float(values[ok].mean())
+    pick = np.argmin if sel.stat == "argmin" else np.argmax
+    return int(steps[ok][int(pick(values[ok]))])
+
+
+def sweep_table(
+    manifest: Manifest,
+    *,
+    metrics: Optional[Sequence[str]] = None,
+    all_params: bool = False,
+    group_by: Union[None, bool, Sequence[str]] = None,
+    agg: Optional[Sequence[str]] = None,
+    where: Optional[str] = None,
+    sort: Optional[Sequence[str]] = None,
+    top: Optional[int] = None,
+    include_incomplete: bool = False,
+    seed_keys: Sequence[str] = DEFAULT_SEED_KEYS,
+) -> "pd.DataFrame":
+    """The sweep as a table: one row per run, or per group of runs with aggregates.
 
     Parameters
     ----------
     manifest:
         The sweep.
     metrics:
-        Metric selectors ``KEY`` (last, min and max) or ``KEY:STAT`` with STAT
-        one of :data:`METRIC_STATS`; default every logged metric.
+        Selectors: ``KEY`` (last, min, max; or a summary value), ``KEY:STAT``
+        with STAT in :data:`METRIC_STATS`, or ``KEY:at=STEP``. Default: every
+        logged metric.
     all_params:
         Every param of the resolved config, not only the keys the sweep varies.
+    group_by:
+        Param keys to group runs by; ``True`` for every swept key except
+        ``seed_keys``. Each group gets ``n`` and, per metric column, the
+        aggregations ``agg`` (default mean, std, count) as ``COLUMN mean`` ...
+    where:
+        A filter on params, metric columns and ``state`` applied to the runs,
+        e.g. ``"optimizer.lr < 0.1 and state == 'COMPLETED'"`` (pandas query
+        syntax; column names may be written bare).
+    sort:
+        Columns to sort by, ``-COLUMN`` for descending.
+    top:
+        Keep the first N rows (after sorting).
+    include_incomplete:
+        Aggregate runs that did not complete too. By default they are left
+        out of groups, and ``frame.attrs["note"]`` says how many and why.
+
+    The frame's ``attrs`` hold ``note`` (runs left out, unreadable runs) and,
+    when grouped, ``group_by`` and ``best`` (row position of the best group).
     """
     import pandas as pd
 
     statuses = job_statuses(manifest)
-    metric_columns = _columns(statuses, metrics)
+    selectors = _columns(statuses, metrics)
     param_keys: Dict[str, None] = dict.fromkeys(manifest.swept_keys)
     if all_params:
         for st in statuses:
             if st.record is not None:
                 param_keys.update(dict.fromkeys(st.record.params))
     summary_set = set()
-    for st in statuses:
-        if st.record is not None:
-            summary_set.update(st.record.summary)
+    if not metrics:
+        for st in statuses:
+            if st.record is not None:
+                summary_set.update(st.record.summary)
     summary_keys = dict.fromkeys(sorted(summary_set))
     rows = []
+    unreadable = []
     for st in statuses:
         record = st.record
+        if record is None and st.error and st.error.startswith("unreadable run store"):
+            unreadable.append(f"job {st.index} ({st.run_dir}): {st.error}")
         from_overrides = _override_values(st.overrides)
         row: Dict[str, Any] = {"job": st.index}
         for key in param_keys:
@@ -117,18 +255,147 @@ def sweep_table(manifest: Manifest, *, metrics: Optional[Sequence[str]] = None,
                 row[key] = from_overrides.get(key)
         row["state"] = st.state.value
         row["runtime_s"] = st.runtime_s
-        for key, stat in metric_columns:
-            stats = record.metrics.get(key) if record is not None else None
-            row[f"{key}:{stat}"] = getattr(stats, stat) if stats is not None else math.nan
+        for sel in selectors:
+            row[sel.column] = _value(manifest, st, sel)
         for key in summary_keys:
             row[key] = record.summary.get(key) if record is not None else None
         rows.append(row)
-    columns = ["job", *param_keys, "state", "runtime_s", *(f"{k}:{s}" for k, s in metric_columns), *summary_keys]
+    columns = ["job", *param_keys, "state", "runtime_s", *(sel.column for sel in selectors), *summary_keys]
     frame = pd.DataFrame(rows, columns=columns)
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+    notes = [f"unreadable, skipped: {'; '.join(unreadable)}"] if unreadable else []
+    if where:
+        frame = _filter(frame, where)
+    value_columns = [sel.column for sel in selectors] + list(summary_keys)
+    if group_by is not None and group_by is not False:
+        keys = ([k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by))
+        frame, note = group_table(frame, keys, value_columns, agg or DEFAULT_AGGREGATIONS, include_incomplete)
+        notes += [note] if note else []
+    if sort:
+        frame = _sort(frame, sort)
+    elif "group_by" in frame.attrs and value_columns:
+        first = next((c for c in frame.columns if c.endswith(" mean")), None)
+        if first is not None:  # best group first
+            frame = frame.sort_values(first, ascending=lower_is_better(first[: -len(" mean")]),
+                                      na_position="last", kind="stable").reset_index(drop=True)  # fmt: skip
+    if top is not None:
+        frame = frame.head(top).reset_index(drop=True)
+    if "group_by" in frame.attrs:
+        frame.attrs["best"] = _best(frame)
+    frame.attrs["note"] = "; ".join(notes) or None
     return frame
+
+
+def group_table(
+    runs: "pd.DataFrame",
+    keys: Sequence[str],
+    value_columns: Sequence[str],
+    aggregations: Sequence[str],
+    include_incomplete: bool = False,
+) -> "Tuple[pd.DataFrame, Optional[str]]":
+    """One row per combination of ``keys``: ``n`` and each aggregation of each value column."""
+    import numpy as np
+    import pandas as pd
+
+    unknown = [k for k in keys if k not in runs.columns]
+    if unknown:
+        params = [c for c in runs.columns if c not in ("job", "state", "runtime_s") and c not in value_columns]
+        raise ConfigError(f"cannot group by {unknown[0]!r}: not a param of this table "
+                          f"(params: {', '.join(params) or 'none'}; --all-params adds every config key)")  # fmt: skip
+    bad = [a for a in aggregations if a not in AGGREGATIONS]
+    if bad:
+        raise ConfigError(f"unknown aggregation {bad[0]!r}; choose from: {', '.join(AGGREGATIONS)}")
+    note = None
+    if not include_incomplete:
+        left_out = runs[runs["state"] != "COMPLETED"]
+        if len(left_out):
+            counts = left_out["state"].value_counts()
+            why = ", ".join(f"{n} {state}" for state, n in counts.items())
+            note = (f"left out {len(left_out)} run{'s' if len(left_out) != 1 else ''} that did not complete "
+                    f"({why}); include them with --include-incomplete")  # fmt: skip
+        runs = runs[runs["state"] == "COMPLETED"]
+    numeric = [c for c in value_columns if c in runs.columns and pd.api.types.is_numeric_dtype(runs[c])]
+    out_rows = []
+    grouped = runs.groupby(list(keys), dropna=False, sort=True) if keys else [((), runs)]
+    for group_key, part in grouped:
+        values = group_key if isinstance(group_key, tuple) else (group_key,)
+        row: Dict[str, Any] = dict(zip(keys, values))
+        row["n"] = len(part)
+        for column in numeric:
+            data = part[column].to_numpy(dtype=np.float64)
+            data = data[~np.isnan(data)]
+            n = len(data)
+            std = float(data.std(ddof=1)) if n > 1 else math.nan
+            stats = {
+                "mean": float(data.mean()) if n else math.nan,
+                "std": std,
+                "sem": std / math.sqrt(n) if n > 1 else math.nan,
+                "min": float(data.min()) if n else math.nan,
+                "max": float(data.max()) if n else math.nan,
+                "count": n,
+                "ci95": t_critical_975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan,
+            }
+            for name in aggregations:
+                row[f"{column} {name}"] = stats[name]
+        out_rows.append(row)
+    columns = [*keys, "n", *(f"{c} {a}" for c in numeric for a in aggregations)]
+    frame = pd.DataFrame(out_rows, columns=columns)
+    frame.attrs["group_by"] = list(keys)
+    frame.attrs["aggregations"] = list(aggregations)
+    frame.attrs["metrics"] = numeric
+    return frame, note
+
+
+def _best(frame: "pd.DataFrame") -> Optional[int]:
+    """Row position of the best group on the first metric's mean (direction from its name)."""
+    first = next((c for c in frame.columns if c.endswith(" mean")), None)
+    if first is None or frame.empty or frame[first].isna().all():
+        return None
+    column = frame[first]
+    return int(column.idxmin() if lower_is_better(first[: -len(" mean")]) else column.idxmax())
+
+
+_QUOTED = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`)")
+
+
+def _filter(frame: "pd.DataFrame", where: str) -> "pd.DataFrame":
+    """``frame.query(where)`` with bare column names such as ``optimizer.lr`` or ``val/acc:max`` allowed."""
+    names = sorted((c for c in frame.columns if not str(c).isidentifier()), key=len, reverse=True)
+    pattern = re.compile("|".join(rf"(?<![\w.`/:]){re.escape(str(n))}(?![\w.`/:=])" for n in names)) if names \
+        else None  # fmt: skip
+    parts = _QUOTED.split(where)
+    for i in range(0, len(parts), 2):  # outside quotes and backticks only
+        if pattern is not None:
+            parts[i] = pattern.sub(lambda m: f"`{m.group(0)}`", parts[i])
+    try:
+        out = frame.query("".join(parts), engine="python")
+    except Exception as err:  # pandas raises many types for a bad expression
+        raise ConfigError(f"bad --filter {where!r}: {' '.join(str(err).split()) or type(err).__name__}; "
+                          f"columns: {', '.join(map(str, frame.columns))}") from None  # fmt: skip
+    if not isinstance(out, type(frame)):
+        raise ConfigError(f"bad --filter {where!r}: it must be a condition, e.g. \"optimizer.lr < 0.1\"")
+    return out.reset_index(drop=True)
+
+
+def _sort(frame: "pd.DataFrame", sort: Sequence[str]) -> "pd.DataFrame":
+    columns, ascending = [], []
+    for spec in sort:
+        desc = spec.startswith("-")
+        name = spec[1:] if desc or spec.startswith("+") else spec
+        if name not in frame.columns:
+            grouped = [c for c in frame.columns if str(c).startswith(name + " ")]
+            if not grouped:
+                raise ConfigError(f"cannot sort by {name!r}: no such column; columns: "
+                                  f"{', '.join(map(str, frame.columns))}")  # fmt: skip
+            name = next((c for c in grouped if c.endswith(" mean")), grouped[0])  # a grouped metric: its mean
+        columns.append(name)
+        ascending.append(not desc)
+    attrs = dict(frame.attrs)
+    out = frame.sort_values(columns, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+    out.attrs.update(attrs)
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import click
 
+from .aggregate import AGGREGATIONS
+
 from ._types import JobState, state_summary
 from .errors import HpctrackError
 
@@ -399,10 +401,26 @@ def _parse_jobs(text: Optional[str]) -> Optional[List[int]]:
         raise click.BadParameter(f"expected comma-separated job indices like 3,7, got {text!r}") from None
 
 
+_SELECTOR_HELP = ("Metric column(s): KEY (last, min, max; or a summary value), "
+                  "KEY:last|min|max|mean|argmin|argmax|count|last_step, or KEY:at=STEP. Repeatable.")
+
+
 @cli.command()
 @click.argument("sweep", default="latest")
-@click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]",
-              help="Metric column(s): KEY (last, min, max) or KEY:last|min|max|count|last_step. Repeatable.")
+@click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
+@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
+              help="Group runs by these params: mean ± std (and n) over the rest, e.g. the seeds. Repeatable.")
+@click.option("--grouped", is_flag=True, help="Group by every swept key except the seed keys.")
+@click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2",
+              help="Swept keys that are repetitions, left out of --grouped.")
+@click.option("--agg", "aggs", multiple=True, type=click.Choice(list(AGGREGATIONS)),
+              help="Aggregations per group (default: mean, std, count). Repeatable.")
+@click.option("--filter", "where", default=None, metavar="EXPR",
+              help="Keep runs matching EXPR on params, metrics and state, e.g. \"optimizer.lr < 0.1 and "
+                   "state == 'COMPLETED'\".")
+@click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
+@click.option("--top", type=int, default=None, metavar="N", help="Only the first N rows.")
+@click.option("--include-incomplete", is_flag=True, help="Aggregate runs that did not complete too.")
 @click.option("--all-params", is_flag=True, help="Every config key, not only the swept ones.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
               default="table", show_default=True)
@@ -410,15 +428,66 @@ def _parse_jobs(text: Optional[str]) -> Optional[List[int]]:
               help="Write to this file instead of the terminal.")
 @root_option
 @_handle_errors
-def table(sweep: str, metrics: Sequence[str], all_params: bool, fmt: str, output: Optional[str],
-          root: Optional[str]) -> None:
-    """One row per run of SWEEP (default: latest): swept params, state, runtime, metrics, summary."""
+def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: bool, seed_keys: str,
+          aggs: Sequence[str], where: Optional[str], sort: Sequence[str], top: Optional[int],
+          include_incomplete: bool, all_params: bool, fmt: str, output: Optional[str], root: Optional[str]) -> None:
+    """One row per run of SWEEP (default: latest), or per group with --group-by / --grouped.
+
+    Per run: swept params, state, runtime, metric stats, summary. Grouped: n and, for each
+    metric, mean ± std over the group's completed runs (the best group marked with *).
+    """
     from .aggregate import export_table
     from .sweep import load_sweep
 
-    frame = load_sweep(sweep, root=root).table(metrics=list(metrics) or None, all_params=all_params)
+    groups: Any = list(group_by) if group_by else (True if grouped else None)
+    frame = load_sweep(sweep, root=root).table(
+        metrics=list(metrics) or None, all_params=all_params, group_by=groups, agg=list(aggs) or None,
+        where=where, sort=list(sort) or None, top=top, include_incomplete=include_incomplete,
+        seed_keys=[k for k in seed_keys.split(",") if k],
+    )
+    note = frame.attrs.get("note")
     if fmt == "table" and output is None:
         _print_frame(frame)
+        if note:
+            click.echo(f"note: {note}", err=True)
+        return
+    text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
+    if text is not None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {len(frame)} rows to {output}", err=True)
+    if note:
+        click.echo(f"note: {note}", err=True)
+
+
+@cli.command()
+@click.argument("sweeps", nargs=-1, required=True)
+@click.option("--metric", "-m", "metrics", multiple=True, required=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
+@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
+              help="Align on these params (default: the swept keys the sweeps share, but the seeds).")
+@click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2")
+@click.option("--filter", "where", default=None, metavar="EXPR", help="Keep runs matching EXPR (as in table).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+              default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
+@root_option
+@_handle_errors
+def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[str], seed_keys: str,
+            where: Optional[str], fmt: str, output: Optional[str], root: Optional[str]) -> None:
+    """SWEEPS side by side on their common params: mean ± std and n of each metric, with deltas.
+
+    Each sweep after the first gets, per metric, its delta against the first and whether the
+    delta is beyond the seed-to-seed spread (larger than both sweeps' std).
+    """
+    from .aggregate import export_table
+    from .compare import compare_sweeps
+    from .sweep import load_sweep
+
+    frame = compare_sweeps([load_sweep(ref, root=root) for ref in sweeps], list(metrics),
+                           group_by=list(group_by) or None, where=where,
+                           seed_keys=[k for k in seed_keys.split(",") if k])  # fmt: skip
+    if fmt == "table" and output is None:
+        _print_comparison(frame)
         return
     text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
     if text is not None:
@@ -427,10 +496,82 @@ def table(sweep: str, metrics: Sequence[str], all_params: bool, fmt: str, output
         click.echo(f"wrote {len(frame)} rows to {output}", err=True)
 
 
+@cli.command()
+@click.argument("sweep")
+@click.argument("metric")
+@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
+              help="One curve per value of these params (default: every swept key but the seeds).")
+@click.option("--x", "x", type=click.Choice(["step", "time"]), default="step", show_default=True)
+@click.option("--band", type=click.Choice(["std", "ci", "none"]), default="std", show_default=True,
+              help="Shade mean ± std, or the 95% confidence interval of the mean.")
+@click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2")
+@click.option("--completed-only", is_flag=True, help="Leave out runs that did not complete (partial curves).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Image file: .png, .svg or .pdf.")
+@root_option
+@_handle_errors
+def plot(sweep: str, metric: str, group_by: Sequence[str], x: str, band: str, seed_keys: str,
+         completed_only: bool, output: str, root: Optional[str]) -> None:
+    """Plot METRIC of SWEEP: the mean curve of each group with a std or CI band (needs matplotlib)."""
+    from .plot import plot_metric
+    from .sweep import load_sweep
+
+    path = plot_metric(load_sweep(sweep, root=root), metric, output, group_by=list(group_by) or True, x=x,
+                       band=band, include_incomplete=not completed_only,
+                       seed_keys=[k for k in seed_keys.split(",") if k])  # fmt: skip
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("sweeps", nargs=-1)
+@click.option("--all", "all_sweeps", is_flag=True, help="Every sweep under the root.")
+@root_option
+@_handle_errors
+def reindex(sweeps: Sequence[str], all_sweeps: bool, root: Optional[str]) -> None:
+    """Rebuild the summary index of SWEEPS from their runs (what `table` reads for ended runs)."""
+    from .sweep import list_sweeps, load_sweep
+
+    if not sweeps and not all_sweeps:
+        raise click.UsageError("name the sweeps to reindex, or pass --all")
+    targets = list(list_sweeps(root)) if all_sweeps else [load_sweep(ref, root=root) for ref in sweeps]
+    for sw in targets:
+        count, problems = sw.reindex()
+        click.echo(f"sweep {sw.id}: indexed {count} ended run{'s' if count != 1 else ''}")
+        for index, problem in sorted(problems.items()):
+            click.echo(f"  job {index} skipped: {problem}")
+
+
 def _print_frame(frame: Any) -> None:
     from rich.table import Table
 
+    best = frame.attrs.get("best")
+    aggs = frame.attrs.get("aggregations") or []
+    metrics = frame.attrs.get("metrics") or []
     grid = Table(box=None, header_style="bold")
+    if "group_by" in frame.attrs and "mean" in aggs:
+        # Grouped: one "mean ± std" cell per metric, other aggregations as their own columns.
+        shown = [c for c in frame.columns if not any(str(c) == f"{m} {a}" for m in metrics for a in aggs)]
+        cells_of = []
+        for column in shown:
+            grid.add_column(str(column), justify="right")
+        for metric in metrics:
+            grid.add_column(metric + (" (mean ± std)" if "std" in aggs else " (mean)"), justify="right")
+            for agg in aggs:
+                if agg not in ("mean", "std", "count"):
+                    grid.add_column(f"{metric} {agg}", justify="right")
+        grid.add_column("", justify="left")
+        for pos, row in enumerate(frame.to_dict(orient="records")):
+            cells = [_fmt_value(row[c]) for c in shown]
+            for metric in metrics:
+                mean = _fmt_value(row[f"{metric} mean"])
+                cells.append(mean + (f" ± {_fmt_value(row[f'{metric} std'])}" if "std" in aggs else ""))
+                cells.extend(_fmt_value(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
+            cells.append("[bold green]* best[/]" if pos == best else "")
+            cells_of.append(cells)
+        for cells in cells_of:
+            grid.add_row(*cells)
+        _print_wide(grid)
+        return
     for column in frame.columns:
         grid.add_column(str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left")
     for row in frame.itertuples(index=False):
@@ -442,6 +583,33 @@ def _print_frame(frame: Any) -> None:
                 cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}")
             else:
                 cells.append(_fmt_value(value))
+        grid.add_row(*cells)
+    _print_wide(grid)
+
+
+def _print_comparison(frame: Any) -> None:
+    from rich.table import Table
+
+    labels, metrics, keys = frame.attrs["labels"], frame.attrs["metrics"], frame.attrs["group_by"]
+    grid = Table(box=None, header_style="bold")
+    for key in keys:
+        grid.add_column(key, justify="right")
+    for metric in metrics:
+        for label in labels:
+            grid.add_column(f"{metric}\n{label}", justify="right")
+        for label in labels[1:]:
+            grid.add_column(f"delta\n{label}", justify="right")
+    for row in frame.to_dict(orient="records"):
+        cells = [_fmt_value(row[k]) for k in keys]
+        for metric in metrics:
+            for label in labels:
+                n = row[f"{metric} count {label}"]
+                cells.append(f"{_fmt_value(row[f'{metric} mean {label}'])} ± {_fmt_value(row[f'{metric} std {label}'])}"
+                             f" (n={_fmt_value(n)})")  # fmt: skip
+            for label in labels[1:]:
+                beyond = row[f"{metric} beyond spread {label}"]
+                mark = " [bold]beyond spread[/]" if beyond else ""
+                cells.append(f"{_fmt_value(row[f'{metric} delta {label}'])}{mark}")
         grid.add_row(*cells)
     _print_wide(grid)
 

@@ -249,6 +249,7 @@ class Run:
         self._checkpoint_info: Optional[Dict[str, Any]] = None  # last saved, for the next flush
         self._on_requeue: List[Callable[[], None]] = []
         self._requeued = False
+        self._index_job: Optional[int] = None  # job index in the sweep's index, when part of a sweep
         self._params_recorded = False
         self._artifacts: Dict[str, Dict[str, Any]] = {}
         self._finished = False
@@ -335,6 +336,8 @@ class Run:
             self._attempts[-1]["error"] = error_line
         try:
             self._write(final)
+            if not self._requeued:
+                self._add_to_index()
         finally:
             self._restore_signal_handlers()
             atexit.unregister(self._at_exit)
@@ -342,6 +345,17 @@ class Run:
                 _current = None
             for callback in self._on_finish:
                 callback(status, error_line)
+
+    def _add_to_index(self) -> None:
+        """Append the ended run's record to its sweep's index (``hpctrack.index``)."""
+        if self._index_job is None:
+            return
+        from .index import append_rows, record_to_row
+
+        try:
+            append_rows(self.run_dir.parent.parent, [record_to_row(self._index_job, self._store.read())])
+        except Exception as err:  # the index is rebuildable; the run's own record is what counts
+            print(f"hpctrack: could not add run {self.run_id} to the sweep index: {err}", file=sys.stderr)
 
     def _at_exit(self) -> None:
         # The interpreter is exiting and the script never ended the run: it ran to its end.
@@ -877,6 +891,7 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
         # The last attempt never recorded its end: say how the scheduler saw it end, if it knows.
         ended = job.last_state
         previous["lost_as"] = f"{ended}: ended without recording its end" if ended else None
+    run._index_job = index
     return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index,
                        "overrides": job.overrides, **(extra_info or {})}, previous)
 
@@ -977,5 +992,6 @@ def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -
             sys.excepthook = previous_hook
 
     run._on_finish += [record_end, restore_hook]
+    run._index_job = 0
     sys.excepthook = excepthook
     return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides})

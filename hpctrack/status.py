@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ._types import JobState, RunStatus
-from .errors import RunNotFoundError, StoreError
+from .errors import HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
 
@@ -153,9 +153,20 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
     if manifest.submission_error:
         note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
+    from .index import ENDED_STATES, append_rows, read_index, record_to_row, row_to_record, usable
+
+    index_rows = read_index(manifest.path)
+    missing_rows = []
     out = []
     for job in manifest.jobs:
-        record, read_error = read_run(manifest, job.index)
+        row = index_rows.get(job.index)
+        if usable(row, job.submitted):  # an ended run: its record is in the sweep's index
+            record, read_error = row_to_record(row, manifest.run_path(job.index)), None  # type: ignore[arg-type]
+        else:
+            record, read_error = read_run(manifest, job.index)
+            if record is not None and record.status.get("state") in ENDED_STATES and usable(
+                    record_to_row(job.index, record), job.submitted):  # fmt: skip
+                missing_rows.append(record_to_row(job.index, record))
         info = infos.get(job.index)
         state, error = _reconcile(job, info, record, packed)
         status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides,
@@ -185,6 +196,11 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
         out.append(status)
     if persist and manifest.backend == "slurm":
         _persist_final(manifest, out)
+    if persist and missing_rows:  # ended runs the index lacks (older sweeps, a lost append): add them
+        try:
+            append_rows(manifest.path, missing_rows)
+        except (HpctrackError, OSError):
+            pass  # a read-only view of someone else's sweep still works
     return SweepStatus(jobs=out, note=note)
 
 

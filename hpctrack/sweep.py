@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from .config import resolve_root
 from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
@@ -105,11 +105,36 @@ class Sweep:
         manifest = self.manifest
         return incomplete_jobs(manifest, sweep_status(manifest).jobs)
 
-    def table(self, *, metrics: Optional[Sequence[str]] = None, all_params: bool = False) -> "pd.DataFrame":
-        """One row per run; see :func:`hpctrack.aggregate.sweep_table`."""
+    def table(
+        self,
+        *,
+        metrics: Optional[Sequence[str]] = None,
+        all_params: bool = False,
+        group_by: Union[None, bool, Sequence[str]] = None,
+        agg: Optional[Sequence[str]] = None,
+        where: Optional[str] = None,
+        sort: Union[None, str, Sequence[str]] = None,
+        top: Optional[int] = None,
+        include_incomplete: bool = False,
+        seed_keys: Sequence[str] = ("seed",),
+    ) -> "pd.DataFrame":
+        """One row per run, or per group (``group_by``); see :func:`hpctrack.aggregate.sweep_table`.
+
+        ``sw.table(group_by=["optimizer.lr"], metrics=["val/acc:max"])`` gives one
+        row per learning rate with ``n`` and ``val/acc:max mean``/``std``/``count``
+        over the seeds; ``group_by=True`` groups by every swept key but the seeds.
+        """
         from .aggregate import sweep_table
 
-        return sweep_table(self.manifest, metrics=metrics, all_params=all_params)
+        return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
+                           where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
+                           include_incomplete=include_incomplete, seed_keys=seed_keys)  # fmt: skip
+
+    def reindex(self) -> "tuple[int, Dict[int, str]]":
+        """Rebuild the sweep's summary index from its runs: (runs indexed, unreadable job -> error)."""
+        from .index import rebuild_index
+
+        return rebuild_index(self.path)
 
     def run(self, index: int) -> RunRecord:
         """The record of job ``index``'s run."""
@@ -117,25 +142,45 @@ class Sweep:
         return open_store(manifest.run_path(index), manifest.store).read()
 
     def history(self, key: str) -> "pd.DataFrame":
-        """Metric ``key`` of every run that logged it, long format: job, step, value, time, attempt.
+        """Metric ``key`` of every run that logged it, long format.
 
-        Each run's resolved history: after a restart, the points the new attempt
-        replaced are left out (``open_store(...).read_history(key, raw=True)`` has them).
+        Columns: ``run`` (run id), ``job``, ``step``, ``value``, ``time`` (wall
+        clock, seconds since the epoch), ``elapsed_s`` (since the run's first
+        point), ``attempt``, then the swept params. Each run's resolved history:
+        after a restart, the points the new attempt replaced are left out
+        (``open_store(...).read_history(key, raw=True)`` has them). Runs whose
+        store cannot be read are skipped; ``frame.attrs["skipped"]`` names them.
         """
+        import numpy as np
         import pandas as pd
+
+        from .aggregate import _override_values
+        from .errors import HpctrackError
 
         manifest = self.manifest
         frames = []
+        skipped: Dict[int, str] = {}
         for job in manifest.jobs:
             try:
                 h: MetricHistory = open_store(manifest.run_path(job.index), manifest.store).read_history(key)
             except (KeyError, FileNotFoundError):
                 continue
-            frames.append(pd.DataFrame({"job": job.index, "step": h.step, "value": h.value, "time": h.time,
-                                        "attempt": h.attempt}))  # fmt: skip
-        if not frames:
-            return pd.DataFrame(columns=["job", "step", "value", "time", "attempt"])
-        return pd.concat(frames, ignore_index=True)
+            except HpctrackError as err:
+                if "has not started" not in str(err):
+                    skipped[job.index] = str(err)
+                continue
+            params = _override_values(job.overrides)
+            frame = pd.DataFrame({"run": f"{manifest.id}/{job.index}", "job": job.index, "step": h.step,
+                                  "value": h.value, "time": h.time,
+                                  "elapsed_s": h.time - (h.time.min() if len(h.time) else 0.0),
+                                  "attempt": h.attempt if h.attempt is not None else np.ones(len(h), np.int32)})
+            for name in manifest.swept_keys:
+                frame[name] = params.get(name)
+            frames.append(frame)
+        columns = ["run", "job", "step", "value", "time", "elapsed_s", "attempt", *manifest.swept_keys]
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        out.attrs["skipped"] = skipped
+        return out
 
 
 def load_sweep(ref: str = "latest", *, root: Optional[str] = None) -> Sweep:

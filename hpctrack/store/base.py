@@ -10,6 +10,7 @@ killed at any instruction leaves a readable store; see ``docs/store-format.md``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -86,10 +87,22 @@ class MetricStats:
     # Bookkeeping of the stored rows, not compared: equal stats are equal histories.
     rows: int = field(default=-1, compare=False)  # -1: same as count (no point was ever superseded)
     segments: Segments = field(default=((1, 0),), compare=False)
+    # For mean/argmin/argmax without reading the history; None in stores written before they existed.
+    sum: Optional[float] = field(default=None, compare=False)  # of the non-NaN values
+    finite: Optional[int] = field(default=None, compare=False)  # how many values are not NaN
+    argmin: Optional[int] = field(default=None, compare=False)  # step of the (first) minimum
+    argmax: Optional[int] = field(default=None, compare=False)  # step of the (first) maximum
 
     @property
     def stored_rows(self) -> int:
         return self.count if self.rows < 0 else self.rows
+
+    @property
+    def mean(self) -> Optional[float]:
+        """Mean of the non-NaN values (NaN when there are none); None when this store cannot say."""
+        if self.sum is None or self.finite is None:
+            return None
+        return self.sum / self.finite if self.finite else math.nan
 
     def merged(
         self, steps: "Sequence[int] | np.ndarray", values: "Sequence[float] | np.ndarray", attempt: int = 1
@@ -98,40 +111,67 @@ class MetricStats:
         import numpy as np
 
         vals = np.asarray(values, dtype=np.float64)
-        finite = vals[~np.isnan(vals)]  # inf counts: it is a value, NaN is not
-        lo = float(finite.min()) if finite.size else math.nan
-        hi = float(finite.max()) if finite.size else math.nan
+        steps_arr = np.asarray(steps)
+        ok = ~np.isnan(vals)  # inf counts: it is a value, NaN is not
+        finite = vals[ok]
+        lo = hi = math.nan
+        lo_step = hi_step = None
+        if finite.size:
+            i, j = int(np.argmin(finite)), int(np.argmax(finite))
+            lo, hi = float(finite[i]), float(finite[j])
+            ok_steps = steps_arr[ok]
+            lo_step, hi_step = int(ok_steps[i]), int(ok_steps[j])
         rows = self.stored_rows
         segments = self.segments if self.segments[-1][0] == attempt else self.segments + ((attempt, rows),)
+        known = self.sum is not None or self.count == 0  # an older store's stats lack sum/argmin/argmax
+        new_min, new_max = _nan_op(min, self.min, lo), _nan_op(max, self.max, hi)
         return MetricStats(
             count=self.count + len(vals),
             last=float(vals[-1]),
-            last_step=int(steps[-1]),
-            min=_nan_op(min, self.min, lo),
-            max=_nan_op(max, self.max, hi),
+            last_step=int(steps_arr[-1]),
+            min=new_min,
+            max=new_max,
             rows=rows + len(vals),
             segments=segments,
+            sum=(self.sum or 0.0) + float(finite.sum()) if known else None,
+            finite=(self.finite or 0) + int(finite.size) if known else None,
+            # The first occurrence wins: an earlier step keeps argmin/argmax on a tie.
+            argmin=(lo_step if lo_step is not None and (math.isnan(self.min) or lo < self.min) else self.argmin)
+            if known else None,
+            argmax=(hi_step if hi_step is not None and (math.isnan(self.max) or hi > self.max) else self.argmax)
+            if known else None,
         )
 
     @staticmethod
     def empty() -> "MetricStats":
-        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=0)
+        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=0,
+                           sum=0.0, finite=0)  # fmt: skip
 
     def to_json(self) -> Dict[str, Any]:
-        """As stored: ``count``, ``last``, ``last_step``, ``min``, ``max``, ``rows``, ``segments``."""
+        """As stored: ``count``, ``last``, ``last_step``, ``min``, ``max``, ``rows``, ``segments``,
+        and (when known) ``sum``, ``finite``, ``argmin``, ``argmax``."""
         out: Dict[str, Any] = {a: getattr(self, a) for a in ("count", "last", "last_step", "min", "max")}
         out["rows"] = self.stored_rows
         out["segments"] = [list(seg) for seg in self.segments]
+        for name in ("sum", "finite", "argmin", "argmax"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> "MetricStats":
         """Inverse of :meth:`to_json`; older stores without ``rows``/``segments`` had one attempt."""
         count = int(data["count"])
+
+        def opt(name: str, cast: Any) -> Any:
+            value = data.get(name)
+            return None if value is None else cast(value)
+
         return MetricStats(
             count=count, last=float(data["last"]), last_step=int(data["last_step"]),
             min=float(data["min"]), max=float(data["max"]), rows=int(data.get("rows", count)),
             segments=tuple((int(a), int(r)) for a, r in data.get("segments", [[1, 0]])),
+            sum=opt("sum", float), finite=opt("finite", int), argmin=opt("argmin", int), argmax=opt("argmax", int),
         )  # fmt: skip
 
 
@@ -182,11 +222,9 @@ def resolved_stats(
     keep = ~superseded(steps, row_attempts(segments, rows), restarts)
     kept_steps, kept = steps[keep], np.asarray(values, dtype=np.float64)[keep]
     if not len(kept):
-        return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=rows,
-                           segments=segments)  # fmt: skip
+        return dataclasses.replace(MetricStats.empty(), rows=rows, segments=segments)
     base = MetricStats.empty().merged(kept_steps, kept)
-    return MetricStats(count=base.count, last=base.last, last_step=base.last_step, min=base.min, max=base.max,
-                       rows=rows, segments=segments)  # fmt: skip
+    return dataclasses.replace(base, rows=rows, segments=segments)
 
 
 @dataclass(frozen=True)

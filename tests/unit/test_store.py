@@ -357,7 +357,8 @@ def test_plain_h5py_reads_the_documented_layout(tmp_path: Path) -> None:
         assert ds.maxshape == (None,) and ds.chunks == (1024,)
         stats = json.loads(f["stats"].asstr()[()])
         assert stats == {"metrics": {"train/loss": {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0,
-                                                    "rows": 3, "segments": [[1, 0]]}},
+                                                    "rows": 3, "segments": [[1, 0]], "sum": 1.75, "finite": 3,
+                                                    "argmin": 2, "argmax": 0}},
                          "restarts": {}}  # fmt: skip
         rows = stats["metrics"]["train/loss"]["rows"]
         assert ds["value"][:rows].tolist() == [1.0, 0.5, 0.25]
@@ -375,7 +376,8 @@ def test_plain_zarr_reads_the_documented_layout(tmp_path: Path) -> None:
     assert attrs["sections"] == {"params": {"a": 1, "b": 2}}
     assert attrs["keys"] == ["train/loss", "acc"] and attrs["count"] == 4
     assert attrs["stats"]["train/loss"] == {"count": 3, "last": 0.25, "last_step": 2, "min": 0.25, "max": 1.0,
-                                            "rows": 3, "segments": [[1, 0]]}  # fmt: skip
+                                            "rows": 3, "segments": [[1, 0]], "sum": 1.75, "finite": 3,
+                                            "argmin": 2, "argmax": 0}  # fmt: skip
     n = attrs["count"]
     key = group["key"][:n]
     assert group["key"].dtype == np.int32 and group["step"].dtype == np.int64

@@ -1,0 +1,81 @@
+"""Two or more sweeps side by side: grouped on their common params, with deltas against the first."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, List, Optional, Sequence
+
+from .aggregate import DEFAULT_SEED_KEYS, lower_is_better
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .sweep import Sweep
+
+__all__ = ["compare_sweeps"]
+
+
+def compare_sweeps(
+    sweeps: Sequence["Sweep"],
+    metrics: Sequence[str],
+    *,
+    group_by: Optional[Sequence[str]] = None,
+    where: Optional[str] = None,
+    seed_keys: Sequence[str] = DEFAULT_SEED_KEYS,
+    labels: Optional[Sequence[str]] = None,
+) -> "pd.DataFrame":
+    """One row per setting of the common params; per sweep mean, std and n of each metric.
+
+    For every sweep after the first: ``METRIC delta LABEL`` (its mean minus the
+    first sweep's) and ``METRIC beyond spread LABEL``: whether the delta is
+    larger than the seed-to-seed spread (the larger of the two stds). A setting
+    only one sweep ran is kept, with NaN for the other.
+
+    Parameters
+    ----------
+    group_by:
+        The params to align on; default: the swept keys (but ``seed_keys``)
+        that every sweep has. No common key gives one row per sweep overall.
+    """
+    import pandas as pd
+
+    if len(sweeps) < 2:
+        raise ConfigError("compare needs two or more sweeps")
+    if not metrics:
+        raise ConfigError("compare needs at least one --metric, e.g. --metric val/acc:max")
+    labels = list(labels or [s.manifest.name or s.id for s in sweeps])
+    if len(set(labels)) != len(labels):
+        labels = [s.id for s in sweeps]
+    manifests = [s.manifest for s in sweeps]
+    if group_by is None:
+        common = [k for k in manifests[0].swept_keys if k not in seed_keys
+                  and all(k in m.swept_keys for m in manifests[1:])]  # fmt: skip
+    else:
+        common = list(group_by)
+    tables: List["pd.DataFrame"] = []
+    metric_columns: List[str] = []
+    for sweep, label in zip(sweeps, labels):
+        frame = sweep.table(metrics=list(metrics), group_by=common, agg=["mean", "std", "count"], where=where,
+                            all_params=bool(group_by), seed_keys=seed_keys)  # fmt: skip
+        metric_columns = frame.attrs.get("metrics", metric_columns)
+        renamed = {c: f"{c} {label}" for c in frame.columns if c not in common}
+        tables.append(frame.rename(columns=renamed))
+    if common:
+        merged = tables[0]
+        for other in tables[1:]:
+            merged = merged.merge(other, on=common, how="outer", sort=True)
+    else:
+        merged = pd.concat(tables, axis=1)
+    first = labels[0]
+    for metric in metric_columns:
+        for label in labels[1:]:
+            delta = merged[f"{metric} mean {label}"] - merged[f"{metric} mean {first}"]
+            spread = pd.concat([merged[f"{metric} std {first}"], merged[f"{metric} std {label}"]], axis=1).max(axis=1)
+            merged[f"{metric} delta {label}"] = delta
+            merged[f"{metric} beyond spread {label}"] = [
+                None if math.isnan(d) or math.isnan(s) else bool(abs(d) > s) for d, s in zip(delta, spread)
+            ]
+    merged.attrs.update({"group_by": common, "labels": labels, "metrics": metric_columns,
+                         "lower_is_better": {m: lower_is_better(m) for m in metric_columns}})  # fmt: skip
+    return merged
