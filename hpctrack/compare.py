@@ -47,6 +47,8 @@ def compare_sweeps(
     labels = list(labels or [s.manifest.name or s.id for s in sweeps])
     if len(set(labels)) != len(labels):
         labels = [s.id for s in sweeps]
+    if len(set(labels)) != len(labels):  # the same sweep twice
+        labels = [f"{label}#{i + 1}" for i, label in enumerate(labels)]
     manifests = [s.manifest for s in sweeps]
     if group_by is None:
         common = [k for k in manifests[0].swept_keys if k not in seed_keys

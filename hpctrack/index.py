@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 from .errors import HpctrackError
 from .locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
@@ -58,9 +58,29 @@ def row_to_record(row: Mapping[str, Any], path: Path) -> RunRecord:
         tags=dict(row.get("tags") or {}),
         status=dict(row.get("status") or {}),
         info={},
-        metrics={key: MetricStats.from_json(v) for key, v in (row.get("metrics") or {}).items()},
+        metrics=_LazyStats(row.get("metrics") or {}),  # type: ignore[arg-type]
         restarts={int(a): int(k) for a, k in (row.get("restarts") or {}).items()},
     )
+
+
+class _LazyStats(Mapping[str, MetricStats]):
+    """Metric stats built on first access: a table of 10,000 runs reads a few of each run's metrics."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+        self._built: Dict[str, MetricStats] = {}
+
+    def __getitem__(self, key: str) -> MetricStats:
+        stats = self._built.get(key)
+        if stats is None:
+            stats = self._built[key] = MetricStats.from_json(self._raw[key])
+        return stats
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def _line(row: Mapping[str, Any]) -> str:

@@ -155,32 +155,50 @@ class Sweep:
         import pandas as pd
 
         from .aggregate import _override_values
-        from .errors import HpctrackError
 
         manifest = self.manifest
-        frames = []
-        skipped: Dict[int, str] = {}
-        for job in manifest.jobs:
-            try:
-                h: MetricHistory = open_store(manifest.run_path(job.index), manifest.store).read_history(key)
-            except (KeyError, FileNotFoundError):
-                continue
-            except HpctrackError as err:
-                if "has not started" not in str(err):
-                    skipped[job.index] = str(err)
-                continue
-            params = _override_values(job.overrides)
-            frame = pd.DataFrame({"run": f"{manifest.id}/{job.index}", "job": job.index, "step": h.step,
-                                  "value": h.value, "time": h.time,
-                                  "elapsed_s": h.time - (h.time.min() if len(h.time) else 0.0),
-                                  "attempt": h.attempt if h.attempt is not None else np.ones(len(h), np.int32)})
-            for name in manifest.swept_keys:
-                frame[name] = params.get(name)
-            frames.append(frame)
-        columns = ["run", "job", "step", "value", "time", "elapsed_s", "attempt", *manifest.swept_keys]
-        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        jobs, histories, skipped = _read_histories(manifest, key)
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        job_col = np.repeat(np.array(jobs, dtype=np.int64), lengths)
+        if histories:
+            step = np.concatenate([h.step for h in histories])
+            value = np.concatenate([h.value for h in histories])
+            wall = np.concatenate([h.time for h in histories])
+            first = np.repeat(np.array([h.time.min() if len(h) else 0.0 for h in histories]), lengths)
+            attempt = np.concatenate([h.attempt if h.attempt is not None else np.ones(len(h), np.int32)
+                                      for h in histories])  # fmt: skip
+        else:
+            step, value, wall, first, attempt = (np.empty(0, dtype=d) for d in ("i8", "f8", "f8", "f8", "i4"))
+        out = pd.DataFrame({"run": pd.Categorical.from_codes(np.repeat(np.arange(len(jobs)), lengths),
+                                                             [f"{manifest.id}/{j}" for j in jobs]),
+                            "job": job_col, "step": step, "value": value, "time": wall, "elapsed_s": wall - first,
+                            "attempt": attempt})  # fmt: skip
+        params = [_override_values(manifest.jobs[j].overrides) for j in jobs]
+        for name in manifest.swept_keys:
+            out[name] = np.repeat(np.array([p.get(name) for p in params], dtype=object), lengths)
         out.attrs["skipped"] = skipped
         return out
+
+
+def _read_histories(manifest: Manifest, key: str) -> "tuple[List[int], List[MetricHistory], Dict[int, str]]":
+    """Every run's resolved history of ``key`` (runs that never logged it are left out)."""
+    from .errors import HpctrackError
+
+    jobs: List[int] = []
+    histories: List[MetricHistory] = []
+    skipped: Dict[int, str] = {}
+    for job in manifest.jobs:
+        try:
+            history = open_store(manifest.run_path(job.index), manifest.store).read_history(key)
+        except (KeyError, FileNotFoundError):
+            continue
+        except HpctrackError as err:
+            if "has not started" not in str(err):
+                skipped[job.index] = str(err)
+            continue
+        jobs.append(job.index)
+        histories.append(history)
+    return jobs, histories, skipped
 
 
 def load_sweep(ref: str = "latest", *, root: Optional[str] = None) -> Sweep:

@@ -99,6 +99,18 @@ def _read_stats(f: "h5py.File") -> Tuple[Dict[str, MetricStats], Dict[int, int]]
     return {_key_of(name): _stats_from_attrs(d.attrs) for name, d in f.get("metrics", {}).items()}, {}
 
 
+def _read_stats_of(f: "h5py.File", key: str) -> Tuple[MetricStats, Dict[int, int]]:
+    """One metric's stats and the restarts (what read_history needs: it skips the other metrics)."""
+    ds = f.get("stats")
+    if ds is None:
+        stats, restarts = _read_stats(f)
+        return stats.get(key, MetricStats.empty()), restarts
+    data = json.loads(ds.asstr()[()])
+    entry = data["metrics"].get(key)
+    restarts = {int(a): int(k) for a, k in data.get("restarts", {}).items()}
+    return (MetricStats.from_json(entry) if entry is not None else MetricStats.empty()), restarts
+
+
 def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Mapping[int, int]) -> None:
     import h5py
 
@@ -357,8 +369,7 @@ class HDF5Store(Store):
             ds = f.get(f"metrics/{name}")
             if ds is None:
                 return None
-            stats, restarts = _read_stats(f)
-            st = stats.get(key, MetricStats.empty())
+            st, restarts = _read_stats_of(f, key)
             data = ds[: st.stored_rows]  # never past the commit mark
             return history_of(key, {c: data[c] for c in ("step", "value", "time")}, st, restarts, raw)
 

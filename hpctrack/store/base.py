@@ -272,7 +272,7 @@ class RunRecord:
     tags: Dict[str, Any]
     status: Dict[str, Any]
     info: Dict[str, Any]
-    metrics: Dict[str, MetricStats]
+    metrics: Mapping[str, MetricStats]
     restarts: Dict[int, int] = field(default_factory=dict)  # attempt -> step it restarted at
 
 
