@@ -866,7 +866,9 @@ def _hydra_overrides() -> Optional[List[str]]:
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return list(HydraConfig.get().overrides.task)
+        from omegaconf import OmegaConf
+
+        return list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
     except Exception:  # not under Hydra, or Hydra not configured in this process
         return None
 

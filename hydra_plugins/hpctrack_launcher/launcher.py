@@ -138,7 +138,8 @@ class BaseHpctrackLauncher(Launcher):
             name=self.params.get("name"),
             script=os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None,
             command=command,
-            overrides=list(self.config.hydra.overrides.task),
+            # unresolved: an override may hold an interpolation of a key only the jobs add ('a=${seed}')
+            overrides=list(OmegaConf.to_container(self.config.hydra.overrides.task, resolve=False)),
             launcher=launcher_conf if isinstance(launcher_conf, dict) else {},
         )
         job_fn = HydraJob(self.hydra_context, self.task_function, self.config, jobs, initial_job_idx)

@@ -139,3 +139,11 @@ def test_index_serves_ended_runs_and_a_corrupt_run_is_skipped(hpctrack_root, tmp
     with open(sweep.path / "index.jsonl", "a") as fh:
         fh.write('{"v": 1, "job": 0, "stat')
     assert sorted(read_index(sweep.path)) == [0, 2]
+
+
+def test_an_override_may_interpolate_a_key_only_the_jobs_add(hpctrack_root, tmp_path):
+    proc = run_cli("launch", str(SLEEPY), "+rep=0,1", "x=${rep}", "steps=2", "--name", "interp", "--no-progress",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(run_cli("table", "interp", "-m", "final", "--format", "json", check=True).stdout)
+    assert [(r["rep"], r["final"]) for r in rows] == [(0, 0.0), (1, 10.0)]
