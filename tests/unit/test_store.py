@@ -470,6 +470,7 @@ def test_hdf5_reader_retries_when_commits_land_during_its_read(tmp_path: Path, m
             assert spawn(code, str(self.path)).wait(timeout=60) == 0
 
     monkeypatch.setattr(HDF5Store, "_check_version", check_then_commit_twice)
+    monkeypatch.setattr(HDF5Store, "_read_history_fast", lambda *args: None)  # the retrying path under test
     assert reader.read_history("m").step.tolist() == [0, 1, 2]
     assert len(seen) == 2 and seen[0] != seen[1]
 
@@ -765,3 +766,17 @@ def test_a_restart_from_scratch_supersedes_everything(store: Store) -> None:
     store.write(metrics=_attempt_batch("loss", [0], [7.0], 2), restart=(2, 0))
     assert store.read_history("loss").value.tolist() == [7.0]
     assert store.read().metrics["loss"].count == 1
+
+
+def test_hdf5_fast_history_read_matches_the_checked_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = HDF5Store(tmp_path / "run.h5")
+    st.write(metrics=_attempt_batch("loss", [0, 1, 2, 3], [4.0, 3.0, 2.0, 9.0], 1))
+    st.write(metrics=_attempt_batch("loss", [3, 4], [1.0, 0.5], 2), restart=(2, 3))
+    fast = st._read_history_fast("loss", "loss", raw=False)
+    assert fast is not None and fast.step.tolist() == [0, 1, 2, 3, 4] and fast.attempt.tolist() == [1, 1, 1, 2, 2]
+    assert st._read_history_fast("nope", "nope", raw=False) is None
+    monkeypatch.setattr(HDF5Store, "_read_history_fast", lambda *args: None)
+    slow = st.read_history("loss")
+    assert slow.value.tolist() == fast.value.tolist() and slow.time.tolist() == fast.time.tolist()
+    with pytest.raises(KeyError):
+        st.read_history("nope")
