@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError, HpctrackError
+from .index import LazyStats
 from .manifest import Manifest
 from .status import JobStatus, job_statuses
 
@@ -150,7 +151,11 @@ def _value(manifest: Manifest, st: JobStatus, sel: MetricSelector) -> Any:
         return math.nan
     if sel.stat == "summary":
         return record.summary.get(sel.key)
-    stats = record.metrics.get(sel.key)
+    metrics = record.metrics
+    raw = metrics.raw(sel.key) if isinstance(metrics, LazyStats) else None
+    if raw is not None and sel.stat in ("last", "min", "max", "count", "last_step"):
+        return raw[sel.stat]  # straight from the index line: no MetricStats per run and metric
+    stats = metrics.get(sel.key)
     if stats is None:
         return math.nan
     if sel.stat in ("last", "min", "max", "count", "last_step"):

@@ -58,12 +58,12 @@ def row_to_record(row: Mapping[str, Any], path: Path) -> RunRecord:
         tags=dict(row.get("tags") or {}),
         status=dict(row.get("status") or {}),
         info={},
-        metrics=_LazyStats(row.get("metrics") or {}),  # type: ignore[arg-type]
+        metrics=LazyStats(row.get("metrics") or {}),  # type: ignore[arg-type]
         restarts={int(a): int(k) for a, k in (row.get("restarts") or {}).items()},
     )
 
 
-class _LazyStats(Mapping[str, MetricStats]):
+class LazyStats(Mapping[str, MetricStats]):
     """Metric stats built on first access: a table of 10,000 runs reads a few of each run's metrics."""
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
@@ -75,6 +75,10 @@ class _LazyStats(Mapping[str, MetricStats]):
         if stats is None:
             stats = self._built[key] = MetricStats.from_json(self._raw[key])
         return stats
+
+    def raw(self, key: str) -> Optional[Mapping[str, Any]]:
+        """The stored stats object of ``key`` (``count``, ``last``, ...), or None."""
+        return self._raw.get(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
