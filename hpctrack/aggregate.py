@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
-from .status import JobStatus, job_statuses
+from .status import JobStatus, sweep_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,13 +120,9 @@ def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def _columns(statuses: List[JobStatus], selectors: Optional[Sequence[str]]) -> List[MetricSelector]:
-    logged: Dict[str, None] = {}
-    summary: Dict[str, None] = {}
-    for st in statuses:
-        if st.record is not None:
-            logged.update(dict.fromkeys(sorted(st.record.metrics)))
-            summary.update(dict.fromkeys(st.record.summary))
+def _selectors(
+    logged: Dict[str, None], summary: Dict[str, None], selectors: Optional[Sequence[str]]
+) -> List[MetricSelector]:
     if not selectors:
         return [MetricSelector(key, stat) for key in logged for stat in DEFAULT_STATS]
     columns: List[MetricSelector] = []
@@ -232,44 +228,9 @@ def sweep_table(
     """
     import pandas as pd
 
-    statuses = job_statuses(manifest)
-    selectors = _columns(statuses, metrics)
-    param_keys: Dict[str, None] = dict.fromkeys(manifest.swept_keys)
-    if all_params:
-        for st in statuses:
-            if st.record is not None:
-                param_keys.update(dict.fromkeys(st.record.params))
-    summary_set = set()
-    if not metrics:
-        for st in statuses:
-            if st.record is not None:
-                summary_set.update(st.record.summary)
-    summary_keys = dict.fromkeys(sorted(summary_set))
-    rows = []
-    unreadable = []
-    for st in statuses:
-        record = st.record
-        if record is None and st.error and st.error.startswith("unreadable run store"):
-            unreadable.append(f"job {st.index} ({st.run_dir}): {st.error}")
-        from_overrides = _override_values(st.overrides)
-        row: Dict[str, Any] = {"job": st.index}
-        for key in param_keys:
-            if record is not None and key in record.params:
-                row[key] = record.params[key]
-            else:
-                row[key] = from_overrides.get(key)
-        row["state"] = st.state.value
-        row["runtime_s"] = st.runtime_s
-        for sel in selectors:
-            row[sel.column] = _value(manifest, st, sel)
-        for key in summary_keys:
-            row[key] = record.summary.get(key) if record is not None else None
-        rows.append(row)
-    columns = ["job", *param_keys, "state", "runtime_s", *(sel.column for sel in selectors), *summary_keys]
-    frame = pd.DataFrame(rows, columns=columns)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+    frame, unreadable = _run_frame(manifest, metrics, all_params)
+    selectors = frame.attrs.pop("selectors")
+    summary_keys = frame.attrs.pop("summary_keys")
     notes = [f"unreadable, skipped: {'; '.join(unreadable)}"] if unreadable else []
     if where:
         frame = _filter(frame, where)
@@ -291,6 +252,146 @@ def sweep_table(
         frame.attrs["best"] = _best(frame)
     frame.attrs["note"] = "; ".join(notes) or None
     return frame
+
+
+#: Selector stats the index's columns hold (``at=STEP`` reads histories).
+_COLUMN_STATS = ("last", "min", "max", "count", "last_step", "mean", "argmin", "argmax")
+
+
+def _run_frame(
+    manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool
+) -> "Tuple[pd.DataFrame, List[str]]":
+    """One row per run: job, params, state, runtime, metric columns, summary values.
+
+    Ended runs come from the sweep index's columns (``hpctrack.index.index_frame``):
+    no run store is opened and no record built for them; the others (running,
+    resubmitted, missing from the index) from their stores.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .index import ENDED_STATES, SEP, index_frame
+    from .store import RunRecord
+
+    cols = index_frame(manifest.path)
+    jobs = manifest.jobs
+    row_of: Dict[int, int] = {}
+    if len(cols):
+        state = cols.get(f"st{SEP}state")
+        start = pd.to_numeric(cols.get(f"st{SEP}attempt_start", cols.get(f"st{SEP}start_time")), errors="coerce")
+        submitted = np.array([jobs[j].submitted if 0 <= j < len(jobs) and jobs[j].submitted is not None else -np.inf
+                              for j in cols["job"]], dtype=np.float64)  # fmt: skip
+        ok = state.isin(ENDED_STATES).to_numpy() & (start.to_numpy(dtype=np.float64) >= submitted)
+        row_of = {int(j): i for i, j in enumerate(cols["job"]) if ok[i] and 0 <= int(j) < len(jobs)}
+    records: Dict[int, RunRecord] = {}
+    status_fields = [c.split(SEP, 1)[1] for c in cols.columns if c.startswith(f"st{SEP}")]
+    if row_of:
+        arrays = {name: cols[f"st{SEP}{name}"].to_numpy(dtype=object) for name in status_fields}
+        versions = cols["format_version"].to_numpy()
+        for job, i in row_of.items():
+            status = {name: arrays[name][i] for name in status_fields}
+            status = {k: (None if isinstance(v, float) and v != v else v) for k, v in status.items()}
+            if status.get("error"):
+                status["error"] = json.loads(status["error"])
+            # Only the status matters to sweep_status; params, stats and summary come from the columns.
+            records[job] = RunRecord(path=manifest.path, format_version=int(versions[i]), params={}, summary={},
+                                     tags={}, status=status, info={}, metrics={})  # fmt: skip
+    statuses = sweep_status(manifest, records=records).jobs
+    indexed = set(row_of)
+
+    # Which metrics and summary keys exist: the index's columns plus the runs read from stores.
+    logged: Dict[str, None] = {}
+    summary: Dict[str, None] = {}
+    param_names: Dict[str, None] = {}
+    for column in cols.columns:
+        kind, _, rest = column.partition(SEP)
+        if kind == "m":
+            logged[rest.rsplit(SEP, 1)[0]] = None
+        elif kind == "s":
+            summary[rest] = None
+        elif kind == "p":
+            param_names[rest] = None
+    for st in statuses:
+        if st.record is not None and st.index not in indexed:
+            logged.update(dict.fromkeys(st.record.metrics))
+            summary.update(dict.fromkeys(st.record.summary))
+            param_names.update(dict.fromkeys(st.record.params))
+    logged = dict.fromkeys(sorted(logged))
+    selectors = _selectors(logged, summary, metrics)
+    param_keys: Dict[str, None] = dict.fromkeys(manifest.swept_keys)
+    if all_params:
+        param_keys.update(param_names)
+    summary_keys = dict.fromkeys(sorted(summary)) if not metrics else {}
+
+    n = len(statuses)
+    positions = [row_of.get(st.index, -1) for st in statuses]
+    pos = np.array(positions, dtype=np.int64)
+    have = pos >= 0
+
+    def from_index(column: str) -> "np.ndarray":
+        out = np.full(n, None, dtype=object)
+        if column in cols.columns and have.any():
+            out[have] = cols[column].to_numpy(dtype=object)[pos[have]]
+        return out
+
+    data: Dict[str, Any] = {"job": [st.index for st in statuses]}
+    for key in param_keys:
+        values = from_index(f"p{SEP}{key}")
+        for i in np.nonzero(~have | pd.isna(values))[0]:  # runs read from stores, or a key the run lacks
+            record = statuses[i].record
+            if not have[i] and record is not None and key in record.params:
+                values[i] = record.params[key]
+            if values[i] is None or values[i] != values[i]:
+                values[i] = _override_values(statuses[i].overrides).get(key)
+        data[key] = values
+    data["state"] = [st.state.value for st in statuses]
+    data["runtime_s"] = [st.runtime_s for st in statuses]
+    unreadable = [f"job {st.index} ({st.run_dir}): {st.error}" for st in statuses
+                  if st.record is None and st.error and st.error.startswith("unreadable run store")]  # fmt: skip
+    for sel in selectors:
+        if sel.stat == "summary":
+            values = from_index(f"s{SEP}{sel.key}")
+        elif sel.stat in _COLUMN_STATS:
+            base = f"m{SEP}{sel.key}{SEP}"
+            if sel.stat == "mean":
+                total, finite = from_index(base + "sum"), from_index(base + "finite")
+                values = np.array([t / f if t is not None and f else (math.nan if f == 0 else None)
+                                   for t, f in zip(total, finite)], dtype=object)  # fmt: skip
+            else:
+                values = from_index(base + sel.stat)
+        else:
+            values = np.full(n, None, dtype=object)
+        need = ~have
+        if sel.stat in ("mean", "argmin", "argmax") or sel.stat not in _COLUMN_STATS + ("summary",):
+            need = need | pd.isna(values)  # an older store's stats lack them, or at=STEP: read the run
+        for i in np.nonzero(need)[0]:
+            st = statuses[i]
+            record = _full_record(manifest, st) if have[i] else st.record
+            values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
+                                                   overrides=st.overrides, run_dir=st.run_dir, record=record),
+                               sel)  # fmt: skip
+        data[sel.column] = [math.nan if v is None else v for v in values]
+    for key in summary_keys:
+        values = from_index(f"s{SEP}{key}")
+        for i in np.nonzero(~have)[0]:
+            record = statuses[i].record
+            values[i] = record.summary.get(key) if record is not None else None
+        data[key] = values
+    columns = ["job", *param_keys, "state", "runtime_s", *(sel.column for sel in selectors), *summary_keys]
+    frame = pd.DataFrame(data, columns=columns)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
+            frame[column] = frame[column].infer_objects()
+    frame.attrs["selectors"] = selectors
+    frame.attrs["summary_keys"] = list(summary_keys)
+    return frame, unreadable
+
+
+def _full_record(manifest: Manifest, st: JobStatus) -> Any:
+    from .status import read_run
+
+    return read_run(manifest, st.index)[0]
 
 
 def group_table(

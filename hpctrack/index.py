@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 from .errors import HpctrackError
 from .locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
 from .store import RunRecord
 from .store.base import MetricStats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
            "rebuild_index", "ENDED_STATES"]  # fmt: skip
@@ -158,3 +161,130 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
     with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
         atomic_write(path, "".join(_line(row) for row in rows))
     return len(rows), problems
+
+
+# -- columnar cache ----------------------------------------------------------------------------
+#
+# Parsing 10,000 JSON lines and building a record per run took most of a table's time. The
+# cache holds the index flattened into columns (``index.cache.parquet``), remembering how many
+# bytes of index.jsonl it covers; a reader parses only the lines appended since, and rewrites
+# the cache when there were some. It is derived data: deleting it is always safe, and a cache
+# that cannot be read or covers more than the file holds (a reindex) is rebuilt.
+
+CACHE_FILE = "index.cache.parquet"
+CACHE_VERSION = 1
+SEP = "\x1f"  # between the parts of a column name: param, summary and metric keys are free text
+_STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
+                   "heartbeat", "heartbeat_interval_s")  # fmt: skip
+_STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
+
+
+def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
+    status = row.get("status") or {}
+    out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version")}
+    for name in _STATUS_COLUMNS:
+        out[f"st{SEP}{name}"] = status.get(name)
+    error = status.get("error")
+    out[f"st{SEP}error"] = json.dumps(error) if error else None
+    for prefix, section in (("p", "params"), ("s", "summary")):
+        for key, value in (row.get(section) or {}).items():
+            out[f"{prefix}{SEP}{key}"] = value
+    for key, stats in (row.get("metrics") or {}).items():
+        for name in _STAT_FIELDS:
+            out[f"m{SEP}{key}{SEP}{name}"] = stats.get(name)
+    return out
+
+
+def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame([_flat(r) for r in rows])
+
+
+def _parse_lines(data: bytes) -> Dict[int, Dict[str, Any]]:
+    rows: Dict[int, Dict[str, Any]] = {}
+    for raw in data.split(b"\n"):
+        if not raw:
+            continue
+        try:
+            row = json.loads(raw)
+            if int(row.get("v", 0)) > INDEX_VERSION:
+                continue
+            rows[int(row["job"])] = row
+        except (ValueError, KeyError, TypeError):
+            continue
+    return rows
+
+
+def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    encoded = frame.copy()
+    json_columns = []
+    for column in encoded.columns:
+        if encoded[column].dtype == object:
+            kinds = {type(v) for v in encoded[column] if v is not None and v == v}
+            if not (kinds <= {str} or kinds <= {bool}):  # mixed, lists, dicts: JSON text, decoded on read
+                encoded[column] = [None if v is None else json.dumps(v) for v in encoded[column]]
+                json_columns.append(column)
+    table = pa.Table.from_pandas(encoded, preserve_index=False)
+    meta = {"hpctrack_index_cache": json.dumps({"version": CACHE_VERSION, "covered": covered,
+                                                "json_columns": json_columns})}  # fmt: skip
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int]":
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
+    if int(meta["version"]) != CACHE_VERSION:
+        raise ValueError("cache version")
+    frame = table.to_pandas()
+    for column in meta["json_columns"]:
+        frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
+    return frame, int(meta["covered"])
+
+
+def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
+    """The index as columns, one row per job (its newest line): ``job``, ``st<SEP>state`` ...,
+    ``p<SEP>KEY`` (params), ``s<SEP>KEY`` (summary), ``m<SEP>KEY<SEP>FIELD`` (metric stats)."""
+    import pandas as pd
+
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / INDEX_FILE
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return pd.DataFrame({"job": pd.Series([], dtype="int64")})
+    # Only whole lines: a writer may be half-way through its append.
+    end = data.rfind(b"\n") + 1
+    cache = sweep_dir / CACHE_FILE
+    frame, covered = None, 0
+    try:
+        frame, covered = _from_parquet(cache)
+        if covered > end:
+            frame, covered = None, 0  # the index was rewritten (reindex): start over
+    except Exception:  # no cache, or one from another version: rebuilt below
+        frame, covered = None, 0
+    tail = _parse_lines(data[covered:end])
+    if frame is not None and not tail:
+        return frame
+    new = _frame_of(tail.values()) if tail else None
+    if frame is None:
+        frame = new if new is not None else pd.DataFrame({"job": pd.Series([], dtype="int64")})
+    elif new is not None:
+        frame = pd.concat([frame[~frame["job"].isin(new["job"])], new], ignore_index=True)
+    if write_cache and end:
+        try:
+            _to_parquet(frame, cache, end)
+        except Exception:  # a read-only sweep, or a value pyarrow cannot store: just no cache
+            pass
+    return frame

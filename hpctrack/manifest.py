@@ -42,6 +42,9 @@ SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
 
 
+_JOB_FIELDS: set = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
+
+
 @dataclass
 class JobRecord:
     """One job of a sweep: its overrides, its run directory and what the backend knows."""
@@ -82,7 +85,7 @@ class JobRecord:
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "JobRecord":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = _JOB_FIELDS or _JOB_FIELDS.update(f.name for f in dataclasses.fields(cls)) or _JOB_FIELDS
         values = {k: v for k, v in data.items() if k in known}
         values["state"] = JobState(values.get("state", "PENDING"))
         return cls(**values)

@@ -136,12 +136,20 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
     return job.state, job.error
 
 
-def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bool = True) -> SweepStatus:
+def sweep_status(
+    manifest: Manifest,
+    *,
+    now: Optional[float] = None,
+    persist: bool = True,
+    records: Optional[Dict[int, RunRecord]] = None,
+) -> SweepStatus:
     """Every job of the sweep with its merged state, progress, runtime and error line.
 
     The backend is asked once for the whole sweep. With ``persist``, final
     states learned from a scheduler are written back to the manifest, so they
-    survive the scheduler forgetting the job.
+    survive the scheduler forgetting the job. ``records``: run records the caller
+    already has (job index -> record of an ended run, e.g. from the index's
+    columns); the other runs come from the sweep's index or their stores.
     """
     from .launch import get_backend
 
@@ -155,12 +163,14 @@ def sweep_status(manifest: Manifest, *, now: Optional[float] = None, persist: bo
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     from .index import ENDED_STATES, append_rows, read_index, record_to_row, row_to_record, usable
 
-    index_rows = read_index(manifest.path)
+    index_rows = read_index(manifest.path) if records is None else {}
     missing_rows = []
     out = []
     for job in manifest.jobs:
         row = index_rows.get(job.index)
-        if usable(row, job.submitted):  # an ended run: its record is in the sweep's index
+        if records is not None and job.index in records:
+            record, read_error = records[job.index], None
+        elif usable(row, job.submitted):  # an ended run: its record is in the sweep's index
             record, read_error = row_to_record(row, manifest.run_path(job.index)), None  # type: ignore[arg-type]
         else:
             record, read_error = read_run(manifest, job.index)
