@@ -216,7 +216,14 @@ def _parse_lines(data: bytes) -> Dict[int, Dict[str, Any]]:
     return rows
 
 
-def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int) -> None:
+def _fingerprint(data: bytes, covered: int) -> str:
+    """What the cache knows of the file: a hash of the last 4 KiB it covered (a rewritten index differs)."""
+    import hashlib
+
+    return hashlib.sha1(data[max(0, covered - 4096):covered]).hexdigest()
+
+
+def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int, fingerprint: str) -> None:
     import io
 
     import pyarrow as pa
@@ -232,14 +239,14 @@ def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int) -> None:
                 json_columns.append(column)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
     meta = {"hpctrack_index_cache": json.dumps({"version": CACHE_VERSION, "covered": covered,
-                                                "json_columns": json_columns})}  # fmt: skip
+                                                "fingerprint": fingerprint, "json_columns": json_columns})}  # fmt: skip
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}})
     buf = io.BytesIO()
     pq.write_table(table, buf)
     atomic_write(path, buf.getvalue())
 
 
-def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int]":
+def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int, str]":
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -249,7 +256,7 @@ def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int]":
     frame = table.to_pandas()
     for column in meta["json_columns"]:
         frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
-    return frame, int(meta["covered"])
+    return frame, int(meta["covered"]), str(meta["fingerprint"])
 
 
 def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
@@ -269,8 +276,8 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
     cache = sweep_dir / CACHE_FILE
     frame, covered = None, 0
     try:
-        frame, covered = _from_parquet(cache)
-        if covered > end:
+        frame, covered, fingerprint = _from_parquet(cache)
+        if covered > end or _fingerprint(data, covered) != fingerprint:
             frame, covered = None, 0  # the index was rewritten (reindex): start over
     except Exception:  # no cache, or one from another version: rebuilt below
         frame, covered = None, 0
@@ -284,7 +291,7 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
         frame = pd.concat([frame[~frame["job"].isin(new["job"])], new], ignore_index=True)
     if write_cache and end:
         try:
-            _to_parquet(frame, cache, end)
+            _to_parquet(frame, cache, end, _fingerprint(data, end))
         except Exception:  # a read-only sweep, or a value pyarrow cannot store: just no cache
             pass
     return frame

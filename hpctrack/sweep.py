@@ -161,17 +161,27 @@ class Sweep:
 
         manifest = self.manifest
         jobs, lengths, step, value, wall, attempt, skipped = _read_histories(manifest, key, workers=workers)
-        first = np.repeat(np.array([wall[o:o + n].min() if n else 0.0 for o, n in
-                                    zip(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths)]),
-                          lengths) if len(jobs) else np.empty(0)  # fmt: skip
-        out = pd.DataFrame({"run": pd.Categorical.from_codes(np.repeat(np.arange(len(jobs)), lengths),
-                                                             [f"{manifest.id}/{j}" for j in jobs]),
-                            "job": np.repeat(np.asarray(jobs, dtype=np.int64), lengths), "step": step,
-                            "value": value, "time": wall, "elapsed_s": wall - first, "attempt": attempt})  # fmt: skip
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        nonempty = lengths > 0
+        first_time = np.zeros(len(jobs))
+        if nonempty.any():
+            first_time[nonempty] = np.minimum.reduceat(wall, starts[nonempty])
+        columns = {
+            "run": pd.Categorical.from_codes(np.repeat(np.arange(len(jobs)), lengths),
+                                             [f"{manifest.id}/{j}" for j in jobs]),
+            "job": np.repeat(np.asarray(jobs, dtype=np.int64), lengths),
+            "step": step, "value": value, "time": wall,
+            "elapsed_s": wall - np.repeat(first_time, lengths),
+            "attempt": attempt,
+        }  # fmt: skip
         params = [_override_values(manifest.jobs[j].overrides) for j in jobs]
         for name in manifest.swept_keys:
-            out[name] = np.repeat(pd.Series([p.get(name) for p in params], dtype=object).infer_objects().to_numpy(),
-                                  lengths)  # fmt: skip
+            per_run = pd.Series([p.get(name) for p in params], dtype=object).infer_objects().to_numpy()
+            columns[name] = np.repeat(per_run, lengths)
+        # Series side by side: a DataFrame built from a dict copies 10 M-row columns into blocks.
+        out = pd.concat([pd.Series(v, name=k, copy=False) for k, v in columns.items()], axis=1, copy=False)
+        if not len(out.columns):
+            out = pd.DataFrame(columns=list(columns))
         out.attrs["skipped"] = skipped
         return out
 
