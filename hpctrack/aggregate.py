@@ -286,11 +286,13 @@ def _run_frame(
     records: Dict[int, RunRecord] = {}
     status_fields = [c.split(SEP, 1)[1] for c in cols.columns if c.startswith(f"st{SEP}")]
     if row_of:
-        arrays = {name: cols[f"st{SEP}{name}"].to_numpy(dtype=object) for name in status_fields}
+        arrays = {}
+        for name in status_fields:
+            column = cols[f"st{SEP}{name}"]
+            arrays[name] = column.astype(object).where(column.notna(), None).to_numpy()  # NaN: not recorded
         versions = cols["format_version"].to_numpy()
         for job, i in row_of.items():
             status = {name: arrays[name][i] for name in status_fields}
-            status = {k: (None if isinstance(v, float) and v != v else v) for k, v in status.items()}
             if status.get("error"):
                 status["error"] = json.loads(status["error"])
             # Only the status matters to sweep_status; params, stats and summary come from the columns.

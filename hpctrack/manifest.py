@@ -43,6 +43,7 @@ RUNS_DIR = "runs"
 
 
 _JOB_FIELDS: set = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
+_STATES = {s.value: s for s in JobState}
 
 
 @dataclass
@@ -86,8 +87,9 @@ class JobRecord:
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "JobRecord":
         known = _JOB_FIELDS or _JOB_FIELDS.update(f.name for f in dataclasses.fields(cls)) or _JOB_FIELDS
-        values = {k: v for k, v in data.items() if k in known}
-        values["state"] = JobState(values.get("state", "PENDING"))
+        values = dict(data) if data.keys() <= known else {k: v for k, v in data.items() if k in known}
+        state = values.get("state", "PENDING")
+        values["state"] = _STATES.get(state) or JobState(state)
         return cls(**values)
 
 
