@@ -323,7 +323,8 @@ def _run_frame(
     param_keys: Dict[str, None] = dict.fromkeys(manifest.swept_keys)
     if all_params:
         param_keys.update(param_names)
-    summary_keys = dict.fromkeys(sorted(summary)) if not metrics else {}
+    chosen = {sel.key for sel in selectors if sel.stat == "summary"}  # a summary key asked for by --metric
+    summary_keys = dict.fromkeys(k for k in sorted(summary) if k not in chosen)
 
     n = len(statuses)
     positions = [row_of.get(st.index, -1) for st in statuses]
