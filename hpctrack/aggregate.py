@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
-from .status import JobStatus, sweep_status
+from ._types import JobState
+from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, sweep_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,7 +272,6 @@ def _run_frame(
     import pandas as pd
 
     from .index import ENDED_STATES, SEP, index_frame
-    from .store import RunRecord
 
     cols = index_frame(manifest.path)
     jobs = manifest.jobs
@@ -283,22 +283,35 @@ def _run_frame(
                               for j in cols["job"]], dtype=np.float64)  # fmt: skip
         ok = state.isin(ENDED_STATES).to_numpy() & (start.to_numpy(dtype=np.float64) >= submitted)
         row_of = {int(j): i for i, j in enumerate(cols["job"]) if ok[i] and 0 <= int(j) < len(jobs)}
-    records: Dict[int, RunRecord] = {}
-    status_fields = [c.split(SEP, 1)[1] for c in cols.columns if c.startswith(f"st{SEP}")]
+    infos, _ = view = backend_view(manifest)
+    # Ended runs in the index: their job state from the backend's view and the run's own state,
+    # without a record or a JobStatus each (what made a table of 10,000 runs slow).
+    n = len(jobs)
+    states: List[Optional[str]] = [None] * n
+    runtimes: List[Any] = [None] * n
+    errors: List[Optional[str]] = [None] * n
     if row_of:
-        arrays = {}
-        for name in status_fields:
-            column = cols[f"st{SEP}{name}"]
-            arrays[name] = column.astype(object).where(column.notna(), None).to_numpy()  # NaN: not recorded
-        versions = cols["format_version"].to_numpy()
-        for job, i in row_of.items():
-            status = {name: arrays[name][i] for name in status_fields}
-            if status.get("error"):
-                status["error"] = json.loads(status["error"])
-            # Only the status matters to sweep_status; params, stats and summary come from the columns.
-            records[job] = RunRecord(path=manifest.path, format_version=int(versions[i]), params={}, summary={},
-                                     tags={}, status=status, info={}, metrics={})  # fmt: skip
-    statuses = sweep_status(manifest, records=records).jobs
+        run_state = cols[f"st{SEP}state"].to_numpy(dtype=object)
+        runtime = pd.to_numeric(cols.get(f"st{SEP}runtime_s"), errors="coerce").to_numpy(dtype=np.float64)
+        error = cols[f"st{SEP}error"].to_numpy(dtype=object) if f"st{SEP}error" in cols.columns else None
+        for job, i in list(row_of.items()):
+            if runtime[i] != runtime[i]:  # an older run without runtime_s: the general path below
+                del row_of[job]
+                continue
+            own = error_line({"error": json.loads(error[i])}) if error is not None and error[i] else None
+            state, errors[job] = ended_state(jobs[job], infos.get(job), run_state[i], own)
+            states[job], runtimes[job] = state.value, float(runtime[i])
+    # records={}: the index's other lines are not usable (that is why those jobs are here): read their stores.
+    others = {st.index: st for st in sweep_status(manifest, only=set(range(n)) - set(row_of), view=view,
+                                                  records={}).jobs}  # fmt: skip
+    if manifest.backend == "slurm":  # final states learned from SLURM go to the manifest, as status does
+        learned = [JobStatus(index=j, state=JobState(states[j]), job_id=jobs[j].job_id, overrides=jobs[j].overrides,
+                             run_dir=manifest.path, error=errors[j]) for j in row_of
+                   if jobs[j].state.value != states[j] and jobs[j].job_id]  # fmt: skip
+        if learned:
+            _persist_final(manifest, learned)
+    for index, st in others.items():
+        states[index], runtimes[index], errors[index] = st.state.value, st.runtime_s, st.error
     indexed = set(row_of)
 
     # Which metrics and summary keys exist: the index's columns plus the runs read from stores.
@@ -313,8 +326,8 @@ def _run_frame(
             summary[rest] = None
         elif kind == "p":
             param_names[rest] = None
-    for st in statuses:
-        if st.record is not None and st.index not in indexed:
+    for st in others.values():
+        if st.record is not None:
             logged.update(dict.fromkeys(st.record.metrics))
             summary.update(dict.fromkeys(st.record.summary))
             param_names.update(dict.fromkeys(st.record.params))
@@ -326,10 +339,16 @@ def _run_frame(
     chosen = {sel.key for sel in selectors if sel.stat == "summary"}  # a summary key asked for by --metric
     summary_keys = dict.fromkeys(k for k in sorted(summary) if k not in chosen)
 
-    n = len(statuses)
-    positions = [row_of.get(st.index, -1) for st in statuses]
-    pos = np.array(positions, dtype=np.int64)
+    pos = np.array([row_of.get(j, -1) for j in range(n)], dtype=np.int64)
     have = pos >= 0
+
+    def status(i: int) -> JobStatus:
+        """Job ``i``'s JobStatus: the merged one, or (an indexed run) one made for a fallback read."""
+        st = others.get(i)
+        if st is None:
+            st = JobStatus(index=i, state=JobState(states[i]), job_id=jobs[i].job_id, overrides=jobs[i].overrides,
+                           run_dir=manifest.run_path(i), error=errors[i])  # fmt: skip
+        return st
 
     def from_index(column: str) -> "np.ndarray":
         out = np.full(n, None, dtype=object)
@@ -337,19 +356,19 @@ def _run_frame(
             out[have] = cols[column].to_numpy(dtype=object)[pos[have]]
         return out
 
-    data: Dict[str, Any] = {"job": [st.index for st in statuses]}
+    data: Dict[str, Any] = {"job": np.arange(n, dtype=np.int64)}
     for key in param_keys:
         values = from_index(f"p{SEP}{key}")
         for i in np.nonzero(~have | pd.isna(values))[0]:  # runs read from stores, or a key the run lacks
-            record = statuses[i].record
-            if not have[i] and record is not None and key in record.params:
+            record = others[i].record if i in others else None
+            if record is not None and key in record.params:
                 values[i] = record.params[key]
             if values[i] is None or values[i] != values[i]:
-                values[i] = _override_values(statuses[i].overrides).get(key)
+                values[i] = _override_values(jobs[i].overrides).get(key)
         data[key] = values
-    data["state"] = [st.state.value for st in statuses]
-    data["runtime_s"] = [st.runtime_s for st in statuses]
-    unreadable = [f"job {st.index} ({st.run_dir}): {st.error}" for st in statuses
+    data["state"] = states
+    data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
+    unreadable = [f"job {st.index} ({st.run_dir}): {st.error}" for st in others.values()
                   if st.record is None and st.error and st.error.startswith("unreadable run store")]  # fmt: skip
     for sel in selectors:
         if sel.stat == "summary":
@@ -368,7 +387,7 @@ def _run_frame(
         if sel.stat in ("mean", "argmin", "argmax") or sel.stat not in _COLUMN_STATS + ("summary",):
             need = need | pd.isna(values)  # an older store's stats lack them, or at=STEP: read the run
         for i in np.nonzero(need)[0]:
-            st = statuses[i]
+            st = status(i)
             record = _full_record(manifest, st) if have[i] else st.record
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
@@ -377,7 +396,7 @@ def _run_frame(
     for key in summary_keys:
         values = from_index(f"s{SEP}{key}")
         for i in np.nonzero(~have)[0]:
-            record = statuses[i].record
+            record = others[i].record if i in others else None
             values[i] = record.summary.get(key) if record is not None else None
         data[key] = values
     columns = ["job", *param_keys, "state", "runtime_s", *(sel.column for sel in selectors), *summary_keys]

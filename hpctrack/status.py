@@ -13,14 +13,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ._types import JobState, RunStatus
 from .errors import HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
 
-__all__ = ["JobStatus", "SweepStatus", "job_statuses", "sweep_status", "read_run", "HUNG_AFTER_INTERVALS"]
+__all__ = ["JobStatus", "SweepStatus", "job_statuses", "sweep_status", "backend_view", "ended_state", "read_run",
+           "HUNG_AFTER_INTERVALS"]  # fmt: skip
 
 _RUN_TO_JOB = {
     RunStatus.COMPLETED.value: JobState.COMPLETED,
@@ -100,6 +101,18 @@ def _process_gone(info: Dict[str, Any]) -> bool:
     return info.get("host") == socket.gethostname() and "pid" in info and not pid_alive(int(info["pid"]))
 
 
+def ended_state(job: JobRecord, info: Any, run_state: Optional[str],
+                own_error: Optional[str]) -> Tuple[JobState, Optional[str]]:
+    """The state of a job that ended, by the backend's final state or by the run's own record."""
+    backend_state = info.state if info is not None else None
+    if backend_state is not None and backend_state.is_final:
+        # What happened inside the job beats a task-level COMPLETED/FAILED (packed runs).
+        if backend_state in (JobState.COMPLETED, JobState.FAILED) and run_state in ("completed", "failed"):
+            return _RUN_TO_JOB[run_state], own_error
+        return backend_state, own_error or (info.reason if backend_state != JobState.COMPLETED else None) or job.error
+    return _RUN_TO_JOB[run_state], own_error  # type: ignore[index]
+
+
 def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
                packed: bool) -> Tuple[JobState, Optional[str]]:
     """Merge the backend's view (``info``: a JobInfo or None) with the run's own record."""
@@ -116,13 +129,8 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
         if backend_state == JobState.RUNNING:
             return JobState.RUNNING, None  # the next attempt is starting
         return backend_state or JobState.PENDING, "requeued: waiting for its next attempt"
-    if backend_state is not None and backend_state.is_final:
-        # What happened inside the job beats a task-level COMPLETED/FAILED (packed runs).
-        if backend_state in (JobState.COMPLETED, JobState.FAILED) and run_state in ("completed", "failed"):
-            return _RUN_TO_JOB[run_state], own_error
-        return backend_state, own_error or (info.reason if backend_state != JobState.COMPLETED else None) or job.error
-    if run_state in _RUN_TO_JOB:
-        return _RUN_TO_JOB[run_state], own_error
+    if (backend_state is not None and backend_state.is_final) or run_state in _RUN_TO_JOB:
+        return ended_state(job, info, run_state, own_error)
     if record is not None:
         if _process_gone(record.info) or (info is not None and info.ended):
             return JobState.FAILED, "the job ended without recording a result (killed?)"
@@ -142,6 +150,8 @@ def sweep_status(
     now: Optional[float] = None,
     persist: bool = True,
     records: Optional[Dict[int, RunRecord]] = None,
+    only: Optional[Set[int]] = None,
+    view: Optional[Tuple[Dict[int, Any], Optional[str]]] = None,
 ) -> SweepStatus:
     """Every job of the sweep with its merged state, progress, runtime and error line.
 
@@ -150,16 +160,10 @@ def sweep_status(
     survive the scheduler forgetting the job. ``records``: run records the caller
     already has (job index -> record of an ended run, e.g. from the index's
     columns); the other runs come from the sweep's index or their stores.
+    ``only``: just these jobs. ``view``: the backend's view, from :func:`backend_view`.
     """
-    from .launch import get_backend
-
     now = time.time() if now is None else now
-    note: Optional[str] = None
-    infos: Dict[int, Any] = {}
-    if manifest.backend != "direct" and (not manifest.submission_error or any(j.job_id for j in manifest.jobs)):
-        infos, note = get_backend(manifest.backend).query(manifest)
-    if manifest.submission_error:
-        note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
+    infos, note = view if view is not None else backend_view(manifest)
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     from .index import ENDED_STATES, append_rows, read_index, record_to_row, row_to_record, usable
 
@@ -167,6 +171,8 @@ def sweep_status(
     missing_rows = []
     out = []
     for job in manifest.jobs:
+        if only is not None and job.index not in only:
+            continue
         row = index_rows.get(job.index)
         if records is not None and job.index in records:
             record, read_error = records[job.index], None
@@ -212,6 +218,24 @@ def sweep_status(
         except (HpctrackError, OSError):
             pass  # a read-only view of someone else's sweep still works
     return SweepStatus(jobs=out, note=note)
+
+
+def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
+    """What the backend says of each job (one query for the whole sweep), and a note when degraded."""
+    from .launch import get_backend
+
+    note: Optional[str] = None
+    infos: Dict[int, Any] = {}
+    if manifest.backend != "direct" and (not manifest.submission_error or any(j.job_id for j in manifest.jobs)):
+        infos, note = get_backend(manifest.backend).query(manifest)
+    if manifest.submission_error:
+        note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
+    return infos, note
+
+
+def error_line(status: Dict[str, Any]) -> Optional[str]:
+    """The one-line error of a run's status section (``Type: first line``), or None."""
+    return _error_line(status)
 
 
 def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:
