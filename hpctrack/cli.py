@@ -541,6 +541,139 @@ def reindex(sweeps: Sequence[str], all_sweeps: bool, root: Optional[str]) -> Non
             click.echo(f"  job {index} skipped: {problem}")
 
 
+@cli.command()
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--packages", is_flag=True, help="List every installed package (text format).")
+@root_option
+@_handle_errors
+def show(run: str, fmt: str, packages: bool, root: Optional[str]) -> None:
+    """Everything about RUN (SWEEP/JOB, e.g. latest/3, a run id, or a run directory).
+
+    Config, overrides, command, code version, environment, host, SLURM ids, attempts,
+    timings, outcome, artifacts with hashes.
+    """
+    from .runinfo import describe_run, resolve_run
+
+    data = describe_run(*resolve_run(run, root))
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=1, default=str))
+        return
+    _print_run(data, packages)
+
+
+@cli.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@root_option
+@_handle_errors
+def diff_command(run_a: str, run_b: str, fmt: str, root: Optional[str]) -> None:
+    """What differs between RUN_A and RUN_B: config keys, code, packages, host and resources."""
+    from .runinfo import describe_run, diff_runs, resolve_run
+
+    result = diff_runs(describe_run(*resolve_run(run_a, root)), describe_run(*resolve_run(run_b, root)))
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=1, default=str))
+        return
+    click.echo(f"--- {result['runs'][0]}\n+++ {result['runs'][1]}")
+    same = True
+    for section in ("config", "code", "packages", "host_and_resources"):
+        changes = result[section]
+        if not changes:
+            continue
+        same = False
+        click.echo(f"{section.replace('_', ' ')}:")
+        for key, (a, b) in changes.items():
+            click.echo(f"  {key}: {_fmt_value(a) if a is not None else '(none)'} -> "
+                       f"{_fmt_value(b) if b is not None else '(none)'}")
+    if result["code_diff_differs"]:
+        same = False
+        click.echo("code: the uncommitted changes differ (hpctrack show RUN --format json has both diffs)")
+    if same:
+        click.echo("no difference in config, code, packages, host or resources")
+
+
+def _when(t: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "-"
+
+
+def _print_run(d: Dict[str, Any], packages: bool) -> None:
+    job, prov = d["job"], d.get("provenance") or {}
+    out = [f"run {d['run_id']}  ({d['sweep']['name'] or d['sweep']['id']}, job {job['index']}, "
+           f"{d['sweep']['backend']}, store {d['sweep']['store']})",
+           f"  dir:        {d['run_dir']}",
+           f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else "")]
+    if d.get("record") is None and "status" not in d:
+        out.append("  the run has not started: nothing recorded yet")
+        click.echo("\n".join(out))
+        return
+    st = d["status"]
+    out += [f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
+            f"runtime: {_fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
+            f"  overrides:  {' '.join(job['overrides']) or '-'}",
+            f"  command:    {' '.join(map(str, prov.get('command') or []))}",
+            f"  cwd:        {prov.get('cwd', '-')}",
+            f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}"]
+    git = prov.get("git") or {}
+    if git.get("available"):
+        dirty = f", uncommitted changes ({len((git.get('diff') or '').encode())} bytes of diff" + (
+            f", {git.get('untracked_count')} untracked files" if git.get("untracked_count") else "") + ")" \
+            if git.get("dirty") else ", clean"  # fmt: skip
+        out.append(f"  code:       {git.get('commit')} on {git.get('branch') or '(detached)'}{dirty}")
+        out.append(f"              repo {git.get('root')}" + (f", remote {git['remote']}" if git.get("remote") else ""))
+    else:
+        out.append(f"  code:       {(prov.get('not_captured') or {}).get('git') or git.get('reason') or 'not recorded'}")
+    py = prov.get("python") or {}
+    out += [f"  python:     {py.get('version', '-')} ({py.get('executable', '-')}); "
+            f"{len(prov.get('packages') or [])} packages" + (f"; conda env {prov['conda']['env']}" if prov.get("conda")
+                                                               else ""),  # fmt: skip
+            f"  host:       {prov.get('hostname', '-')}, {prov.get('platform', '-')}, "
+            f"{prov.get('cpus_usable', prov.get('cpu_count', '-'))} CPUs"
+            + (f", GPUs: {', '.join(g['name'] + ' (driver ' + g['driver'] + ')' for g in prov['gpus'])}"
+               if prov.get("gpus") else "")]  # fmt: skip
+    slurm = d.get("slurm") or {}
+    if slurm:
+        out.append(f"  slurm:      job {slurm.get('job_id')}"
+                   + (f" (array {slurm.get('array_job_id')}_{slurm.get('array_task_id')})" if slurm.get("array_job_id") else "")
+                   + f", partition {slurm.get('partition')}, nodes {slurm.get('nodelist')}")  # fmt: skip
+        if slurm.get("requested"):
+            out.append("              requested: " + ", ".join(f"{k}={v}" for k, v in slurm["requested"].items()))
+    if prov.get("not_captured"):
+        out.append("  not captured: " + "; ".join(f"{k}: {v}" for k, v in prov["not_captured"].items()))
+    attempts = d.get("attempts") or []
+    if attempts:
+        out.append("  attempts:")
+        for a in attempts:
+            out.append(f"    {a.get('attempt')}: job {a.get('job_id', '-')} on {a.get('host', '-')}, "
+                       f"{_when(a.get('start'))} -> {_when(a.get('end'))}, {a.get('outcome') or 'running'}"
+                       + (f", restarted at step {a['restart_step']}" if a.get("restart_step") is not None else ""))
+    if d.get("error"):
+        out.append(f"  error:      {d['error'].get('type')}: {d['error'].get('message')}")
+    if d.get("summary"):
+        out.append("  summary:    " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in d["summary"].items()))
+    if d.get("metrics"):
+        out.append("  metrics:    " + ", ".join(f"{k} (last {_fmt_value(v['last'])} at step {v['last_step']}, "
+                                                f"{v['count']} points)" for k, v in d["metrics"].items()))
+    if d.get("artifacts"):
+        out.append("  artifacts:")
+        for name, a in d["artifacts"].items():
+            out.append(f"    {name}  {a.get('size', 0)} bytes  sha256 {a.get('sha256', '(directory)')}")
+    if d.get("checkpoint"):
+        c = d["checkpoint"]
+        out.append(f"  checkpoint: {c.get('path')} (step {c.get('step')}, attempt {c.get('attempt')})")
+    if d.get("config_yaml"):
+        out.append("  config:")
+        out += ["    " + line for line in d["config_yaml"].rstrip().splitlines()]
+    env = prov.get("environment") or {}
+    if env:
+        out.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    if packages:
+        out.append("  packages:")
+        out += ["    " + p for p in prov.get("packages") or []]
+    click.echo("\n".join(out))
+
+
 def _print_frame(frame: Any) -> None:
     from rich.table import Table
 

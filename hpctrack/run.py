@@ -292,7 +292,7 @@ class Run:
                     "end_time": None,
                     "error": None,
                 },
-                "info": {**_host_info(), **info},
+                "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"))},
             }
         )
         _current = self
@@ -843,6 +843,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _config_yaml(cfg: Any) -> Optional[str]:
+    """The resolved config as YAML (what ``hpctrack show`` prints and a rerun starts from)."""
+    if cfg is None:
+        return None
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+        return OmegaConf.to_yaml(conf, resolve=True)
+    except Exception as err:  # an unresolvable interpolation must not fail the run
+        return f"# could not render the config: {err}"
+
+
+def _provenance(script: Optional[str]) -> Dict[str, Any]:
+    from .provenance import capture
+
+    return capture(script)
+
+
 def _host_info() -> Dict[str, Any]:
     from . import __version__
 
@@ -895,7 +914,7 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
         previous["lost_as"] = f"{ended}: ended without recording its end" if ended else None
     run._index_job = index
     return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index,
-                       "overrides": job.overrides, **(extra_info or {})}, previous)
+                       "overrides": job.overrides, "script": manifest.script, **(extra_info or {})}, previous)
 
 
 def start_run(
@@ -931,9 +950,10 @@ def start_run(
     if not run._params_recorded:
         params = flatten_config(cfg)
         overrides = _hydra_overrides()
-        run._store.write(
-            sections={"params": params, **({"info": {"overrides": overrides}} if overrides is not None else {})}
-        )
+        info: Dict[str, Any] = {"config_yaml": _config_yaml(cfg)}
+        if overrides is not None:
+            info["overrides"] = overrides
+        run._store.write(sections={"params": params, "info": info})
         run._params_recorded = True
     if tags:
         run.tags.update(tags)
@@ -996,4 +1016,5 @@ def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -
     run._on_finish += [record_end, restore_hook]
     run._index_job = 0
     sys.excepthook = excepthook
-    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides})
+    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides,
+                       "script": script})

@@ -1,0 +1,162 @@
+"""What produced a run: code version, environment, machine and scheduler, captured at run start.
+
+:func:`capture` never raises and never takes long: each probe (git, nvidia-smi) has a
+short timeout, and whatever could not be captured is named under ``not_captured`` with
+the reason. Secrets are never recorded: environment variables come from an allowlist,
+and values of names that look like credentials are dropped even when allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["capture", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]
+
+#: The recorded diff of tracked files is cut at this size (the cut is recorded).
+DIFF_CAP_BYTES = 256 * 1024
+#: Untracked files listed at most.
+UNTRACKED_CAP = 200
+#: Environment variables recorded (exact names, or prefixes ending in ``*``).
+ENV_ALLOWLIST = (
+    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH", "PYTHONHASHSEED",
+    "VIRTUAL_ENV", "CONDA_DEFAULT_ENV", "CONDA_PREFIX", "HOSTNAME", "USER", "LANG", "TZ",
+    "SLURM_*", "SUBMITIT_*", "HPCTRACK_*", "NCCL_*", "TORCH_*", "CUBLAS_WORKSPACE_CONFIG",
+)  # fmt: skip
+_SECRET = re.compile(r"(TOKEN|SECRET|PASSW|PASSWD|PWD|KEY|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
+_PROBE_TIMEOUT_S = 2.0
+
+
+def redact_url(url: str) -> str:
+    """A remote URL without credentials: ``https://user:token@host/x`` -> ``https://host/x``."""
+    return re.sub(r"^(\w[\w+.-]*://)[^/@]*@", r"\1", url.strip())
+
+
+def _run(cmd: List[str], cwd: Optional[str] = None, max_bytes: Optional[int] = None) -> Tuple[int, str]:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=_PROBE_TIMEOUT_S)
+    out = proc.stdout if max_bytes is None else proc.stdout[: max_bytes + 1]
+    return proc.returncode, out.decode("utf-8", errors="replace")
+
+
+def git_info(path: Optional[str]) -> Dict[str, Any]:
+    """Commit, branch, remote (no credentials), dirty flag, diff of tracked files, untracked files.
+
+    ``{"available": False, "reason": ...}`` without git or outside a repository.
+    """
+    folder = os.path.dirname(os.path.abspath(path)) if path and os.path.isfile(path) else (path or os.getcwd())
+    try:
+        code, root = _run(["git", "rev-parse", "--show-toplevel"], cwd=folder)
+    except FileNotFoundError:
+        return {"available": False, "reason": "no git: the git command was not found"}
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return {"available": False, "reason": f"git failed: {err}"}
+    if code != 0:
+        return {"available": False, "reason": f"not in a git repository: {folder}"}
+    root = root.strip()
+    info: Dict[str, Any] = {"available": True, "root": root}
+    try:
+        info["commit"] = _run(["git", "rev-parse", "HEAD"], cwd=root)[1].strip() or None
+        branch = _run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root)[1].strip()
+        info["branch"] = None if branch == "HEAD" else branch
+        remote = _run(["git", "config", "--get", "remote.origin.url"], cwd=root)[1].strip()
+        info["remote"] = redact_url(remote) if remote else None
+        _, diff = _run(["git", "diff", "HEAD", "--no-color", "--no-ext-diff"], cwd=root, max_bytes=DIFF_CAP_BYTES)
+        info["dirty"] = bool(diff)
+        info["diff_truncated"] = len(diff.encode()) > DIFF_CAP_BYTES
+        info["diff"] = diff.encode()[:DIFF_CAP_BYTES].decode("utf-8", errors="ignore")
+        info["diff_cap_bytes"] = DIFF_CAP_BYTES
+        _, untracked = _run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root)
+        files = [f for f in untracked.splitlines() if f]
+        info["untracked"] = files[:UNTRACKED_CAP]
+        info["untracked_count"] = len(files)
+        if files:
+            info["dirty"] = True
+    except (OSError, subprocess.TimeoutExpired) as err:
+        info["error"] = f"git failed part-way: {err}"
+    if info.get("diff"):
+        import hashlib
+
+        info["diff_sha256"] = hashlib.sha256(info["diff"].encode()).hexdigest()
+    return info
+
+
+def _packages() -> List[str]:
+    from importlib import metadata
+
+    seen = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return sorted(seen.values(), key=str.lower)
+
+
+def _gpus() -> Optional[List[Dict[str, str]]]:
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    code, out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
+    if code != 0:
+        raise OSError(f"nvidia-smi exit code {code}")
+    gpus = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2:
+            gpus.append({"name": parts[0], "driver": parts[1], "memory": parts[2] if len(parts) > 2 else ""})
+    return gpus
+
+
+def _environment() -> Dict[str, str]:
+    out = {}
+    for name, value in os.environ.items():
+        allowed = any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in ENV_ALLOWLIST)
+        if allowed and not _SECRET.search(name):
+            out[name] = value
+    return dict(sorted(out.items()))
+
+
+def capture(script: Optional[str] = None) -> Dict[str, Any]:
+    """Provenance of this process, for the run's ``info["provenance"]``. Never raises."""
+    started = time.perf_counter()
+    out: Dict[str, Any] = {"captured_at": time.time()}
+    missing: Dict[str, str] = {}
+
+    def probe(name: str, fn: Any) -> None:
+        try:
+            value = fn()
+        except Exception as err:  # recorded, never fatal: provenance must not fail a job
+            missing[name] = f"{type(err).__name__}: {err}"
+            return
+        if value is not None:
+            out[name] = value
+
+    probe("command", lambda: [sys.executable, *sys.argv])
+    probe("cwd", os.getcwd)
+    probe("script", lambda: os.path.abspath(script) if script else (os.path.abspath(sys.argv[0]) if sys.argv
+                                                                     and sys.argv[0] else None))  # fmt: skip
+    probe("git", lambda: git_info(out.get("script") or os.getcwd()))
+    if isinstance(out.get("git"), dict) and not out["git"].get("available", True):
+        missing["git"] = out["git"]["reason"]
+    probe("python", lambda: {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                             "executable": sys.executable})  # fmt: skip
+    probe("packages", _packages)
+    probe("conda", lambda: {"env": os.environ["CONDA_DEFAULT_ENV"], "prefix": os.environ.get("CONDA_PREFIX")}
+          if "CONDA_DEFAULT_ENV" in os.environ else None)  # fmt: skip
+    probe("platform", platform.platform)
+    probe("hostname", socket.gethostname)
+    probe("cpu_count", os.cpu_count)
+    probe("cpus_usable", lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+    probe("gpus", _gpus)
+    probe("slurm", lambda: {k: v for k, v in os.environ.items() if k.startswith("SLURM_")} or None)
+    probe("environment", _environment)
+    out["not_captured"] = missing
+    out["capture_s"] = round(time.perf_counter() - started, 4)
+    return out

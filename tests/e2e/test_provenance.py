@@ -1,0 +1,76 @@
+"""Provenance recorded with no user code: git state, environment without secrets, `show` and `diff`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import SCRIPTS, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _repo(tmp_path):
+    """A git repository holding a copy of the sleepy test script, committed, then edited."""
+    repo = tmp_path / "project"
+    shutil.copytree(SCRIPTS, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-q", "-m", "first"],
+                ["git", "remote", "add", "origin", "https://alice:hunter2@example.org/alice/project.git"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    conf = repo / "conf" / "sleepy.yaml"
+    conf.write_text(conf.read_text().replace("steps: 3", "steps: 2"))  # an uncommitted change
+    (repo / "notes.txt").write_text("untracked")
+    return repo, commit
+
+
+def test_git_state_and_environment_are_recorded_without_secrets(hpctrack_root, tmp_path, monkeypatch):
+    repo, commit = _repo(tmp_path)
+    monkeypatch.setenv("HPCTRACK_API_TOKEN", "s3cret-token")  # allowlisted prefix, secret-looking name
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-key")  # not allowlisted
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    proc = run_cli("launch", str(repo / "sleepy.py"), "x=1,2", "--name", "prov", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(run_cli("show", "prov/0", "--format", "json", check=True).stdout)
+    git = data["provenance"]["git"]
+    assert git["commit"] == commit and git["branch"] in ("master", "main") and git["dirty"] is True
+    assert "-steps: 3" in git["diff"] and "+steps: 2" in git["diff"] and git["diff_cap_bytes"] == 256 * 1024
+    assert git["untracked"] == ["notes.txt"]
+    assert git["remote"] == "https://example.org/alice/project.git"  # credentials stripped
+    text = json.dumps(data)
+    assert "s3cret" not in text and "hunter2" not in text
+    prov = data["provenance"]
+    assert prov["environment"]["OMP_NUM_THREADS"] == "1"
+    assert any(p.startswith("h5py==") for p in prov["packages"]) and prov["python"]["version"]
+    assert prov["hostname"] and prov["cpu_count"] >= 1 and prov["capture_s"] < 1.0
+    assert data["config_yaml"].startswith("x: 1\n") and data["job"]["overrides"] == ["x=1"]
+
+    shown = run_cli("show", "prov/1", check=True).stdout
+    assert commit in shown and "uncommitted changes" in shown and "attempts:" in shown
+    diff = run_cli("diff", "prov/0", "prov/1", check=True).stdout
+    assert "config:" in diff and "x: 1 -> 2" in diff
+    result = json.loads(run_cli("diff", "prov/0", "prov/1", "--format", "json", check=True).stdout)
+    assert result["config"] == {"x": [1, 2]} and result["code"] == {} and result["packages"] == {}
+    bad = run_cli("show", "prov")
+    assert bad.returncode == 1 and "name a run as SWEEP/JOB" in bad.stderr
+
+
+def test_a_machine_without_git_still_runs_and_says_so(hpctrack_root, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"  # PATH with python but no git
+    bin_dir.mkdir()
+    import sys
+
+    (bin_dir / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    proc = run_cli("launch", str(SCRIPTS / "sleepy.py"), "x=1", "--name", "nogit", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(run_cli("show", "nogit/0", "--format", "json", check=True).stdout)
+    assert data["job"]["state"] == "COMPLETED"
+    assert data["provenance"]["git"] == {"available": False, "reason": "no git: the git command was not found"}
+    assert data["provenance"]["not_captured"]["git"].startswith("no git")
