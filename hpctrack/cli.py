@@ -594,6 +594,36 @@ def diff_command(run_a: str, run_b: str, fmt: str, root: Optional[str]) -> None:
         click.echo("no difference in config, code, packages, host or resources")
 
 
+@cli.command()
+@click.argument("run")
+@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--at-commit", is_flag=True,
+              help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.")
+@click.option("--detach", is_flag=True, help="Return at once; the job carries on in the background.")
+@click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
+@root_option
+@_handle_errors
+def rerun(run: str, backend: str, at_commit: bool, detach: bool, no_progress: bool, root: Optional[str]) -> None:
+    """RUN's exact config again, as a new one-run sweep (RUN: SWEEP/JOB, a run id or a run directory)."""
+    from .rerun import rerun_run
+    from .runinfo import resolve_run
+    from .status import job_statuses
+
+    sweep, index = resolve_run(run, root)
+    manifest, warnings = rerun_run(sweep, index, backend=backend, at_commit=at_commit, root=root,
+                                   progress=not no_progress, detach=detach)  # fmt: skip
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if backend == "slurm" or detach:
+        click.echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
+        return
+    states = [s.state for s in job_statuses(manifest)]
+    click.echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id}: {state_summary(states)}  "
+               f"(compare: hpctrack diff {sweep.id}/{index} {manifest.id}/0)")
+    if any(s != JobState.COMPLETED for s in states):
+        sys.exit(1)
+
+
 def _when(t: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "-"
 

@@ -74,3 +74,38 @@ def test_a_machine_without_git_still_runs_and_says_so(hpctrack_root, tmp_path, m
     assert data["job"]["state"] == "COMPLETED"
     assert data["provenance"]["git"] == {"available": False, "reason": "no git: the git command was not found"}
     assert data["provenance"]["not_captured"]["git"].startswith("no git")
+
+
+def test_rerun_at_commit_reproduces_the_numbers(hpctrack_root, tmp_path):
+    from conftest import EXAMPLE
+
+    repo = tmp_path / "digits"
+    shutil.copytree(EXAMPLE.parent, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
+    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-q", "-m", "digits"]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    conf = repo / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("hidden: 64", "hidden: 32"))  # uncommitted: part of the run
+    proc = run_cli("launch", str(repo / "train.py"), "epochs=3", "seed=2", "--name", "orig", "--no-progress",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The code moves on after the run: a rerun of the current code gives other numbers, and says so.
+    model = repo / "model.py"
+    model.write_text(model.read_text() + "\n\nOPTIMIZERS = OPTIMIZERS  # touched after the run\n")
+    conf.write_text(conf.read_text().replace("hidden: 32", "hidden: 16"))
+    plain = run_cli("rerun", "orig/0", "--no-progress", cwd=tmp_path)
+    assert plain.returncode == 0 and "warning: the current code is not the run's" in plain.stderr
+    again = run_cli("rerun", "orig/0", "--at-commit", "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "warning" not in again.stderr
+
+    import hpctrack
+    from hpctrack.sweep import list_sweeps
+
+    orig, exact = hpctrack.load_sweep("orig"), hpctrack.load_sweep("rerun-orig-0")  # the newest of that name
+    assert exact.history("val/acc").value.tolist() == orig.history("val/acc").value.tolist()  # the recorded code
+    assert exact.run(0).summary == orig.run(0).summary and exact.run(0).params["model.hidden"] == 32
+    # The plain rerun used the edited config (hidden: 16), and recorded that.
+    reruns = [s for s in list_sweeps() if s.manifest.name == "rerun-orig-0"]
+    assert sorted(s.run(0).params["model.hidden"] for s in reruns) == [16, 32]

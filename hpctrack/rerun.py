@@ -1,0 +1,107 @@
+"""``hpctrack rerun``: a run's exact config again, as a new one-run sweep.
+
+Plainly it runs the script as it is now (and warns when that code differs from what the run
+recorded). ``at_commit`` runs it in a git worktree at the recorded commit with the recorded
+uncommitted diff applied, so the code is the run's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import ConfigError
+
+__all__ = ["rerun_run", "WORKTREES_DIR"]
+
+WORKTREES_DIR = "worktrees"
+
+
+def _code_differs(recorded: Dict[str, Any], script: str) -> Optional[str]:
+    """Why the script's current code is not what the run recorded, or None."""
+    from .provenance import git_info
+
+    if not recorded.get("available"):
+        return None
+    now = git_info(script)
+    if not now.get("available"):
+        return "the script is no longer in a git repository"
+    if now.get("commit") != recorded.get("commit"):
+        return f"the repository is at {str(now.get('commit'))[:12]}, the run used {str(recorded.get('commit'))[:12]}"
+    if now.get("diff_sha256") != recorded.get("diff_sha256"):
+        return "the uncommitted changes differ from the run's"
+    return None
+
+
+def _worktree(root: Path, git: Dict[str, Any]) -> Path:
+    """A worktree of the run's repository at its commit with its diff applied (made once, reused)."""
+    if git.get("diff_truncated"):
+        raise ConfigError("the run's uncommitted diff was larger than the recorded cap: its code cannot be "
+                          "rebuilt exactly; rerun without --at-commit")  # fmt: skip
+    commit, diff = git["commit"], git.get("diff") or ""
+    key = hashlib.sha256(f"{commit}\n{diff}".encode()).hexdigest()[:16]
+    target = root / WORKTREES_DIR / f"{commit[:12]}-{key}"
+    if (target / ".hpctrack-ready").is_file():
+        return target
+    repo = git["root"]
+    if not Path(repo).is_dir():
+        raise ConfigError(f"the run's repository {repo} is gone: cannot check out commit {commit[:12]}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # a half-made worktree of an interrupted rerun
+        subprocess.run(["git", "worktree", "remove", "--force", str(target)], cwd=repo, capture_output=True)
+    proc = subprocess.run(["git", "worktree", "add", "--detach", str(target), commit], cwd=repo,
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise ConfigError(f"git worktree add at {commit[:12]} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    if diff:
+        proc = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=target, input=diff,
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise ConfigError(f"the run's recorded diff does not apply at {commit[:12]}: "
+                              f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")  # fmt: skip
+    (target / ".hpctrack-ready").write_text(commit + "\n")
+    return target
+
+
+def rerun_run(
+    sweep: Any,
+    index: int,
+    *,
+    backend: str = "local",
+    at_commit: bool = False,
+    root: Optional[str] = None,
+    progress: bool = True,
+    detach: bool = False,
+) -> Tuple[Any, List[str]]:
+    """Launch job ``index`` of ``sweep`` again with its exact overrides; returns (manifest, warnings)."""
+    from .config import resolve_root
+    from .launch.script import launch_script
+
+    manifest = sweep.manifest
+    if not manifest.script:
+        raise ConfigError(f"sweep {manifest.id} does not record its script: it cannot be rerun")
+    job = manifest.jobs[index]
+    record = sweep.run(index)
+    git = ((record.info.get("provenance") or {}).get("git")) or {}
+    warnings: List[str] = []
+    script = manifest.script
+    if at_commit:
+        if not git.get("available") or not git.get("commit"):
+            raise ConfigError(f"run {manifest.id}/{index} recorded no git commit "
+                              f"({git.get('reason', 'no provenance')}): --at-commit needs one")  # fmt: skip
+        try:
+            relative = Path(script).resolve().relative_to(Path(git["root"]).resolve())
+        except ValueError:
+            raise ConfigError(f"the script {script} is not inside the run's repository {git['root']}") from None
+        script = str(_worktree(resolve_root(root), git) / relative)
+    else:
+        why = _code_differs(git, script) if Path(script).exists() else "the script no longer exists"
+        if why:
+            warnings.append(f"the current code is not the run's ({why}); use --at-commit to run the recorded code")
+    name = f"rerun-{manifest.name or manifest.id}-{index}"
+    new = launch_script(script, list(job.overrides), backend=backend, name=name, root=root, progress=progress,
+                        detach=detach, command=["hpctrack", "rerun", f"{manifest.id}/{index}"],
+                        store=manifest.store)  # fmt: skip
+    return new, warnings
