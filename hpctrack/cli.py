@@ -109,11 +109,13 @@ def cli(debug: bool) -> None:
 @click.option("--name", default=None, help="Name the sweep, to address it by name later.")
 @click.option("--store", default="hdf5", show_default=True, help="Run store backend.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
+@click.option("--no-code-snapshot", is_flag=True,
+              help="Jobs run the code where it is, not a copy taken at launch (hydra.launcher.code_snapshot=false).")
 @root_option
 @_handle_errors
 def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], partition: Optional[str],
            time_limit: Optional[str], detach: bool, name: Optional[str], store: str, no_progress: bool,
-           root: Optional[str]) -> None:
+           no_code_snapshot: bool, root: Optional[str]) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
@@ -125,7 +127,8 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
         manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
                                  name=name, root=root, store=store, progress=not no_progress,
                                  command=["hpctrack", *sys.argv[1:]],
-                                 slurm={"partition": partition, "time": time_limit})
+                                 slurm={"partition": partition, "time": time_limit},
+                                 code_snapshot=not no_code_snapshot)
     except KeyboardInterrupt:
         click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)

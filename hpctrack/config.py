@@ -46,6 +46,8 @@ class BaseLauncherConf:
     progress: bool = True
     # sweep id chosen by the caller (`hpctrack launch` assigns it up front); None -> new id
     sweep_id: Optional[str] = None
+    # jobs run a copy of the code taken at launch (git-tracked files, or the script's folder)
+    code_snapshot: bool = True
 
 
 @dataclass

@@ -110,6 +110,7 @@ class Manifest:
     launcher: Dict[str, Any] = field(default_factory=dict)  # the launcher config used
     runner: Dict[str, Any] = field(default_factory=dict)  # host/pid of the local job runner
     submission_error: Optional[str] = None  # the backend refused the sweep; what it said
+    code: Dict[str, Any] = field(default_factory=dict)  # the code snapshot the jobs run (hpctrack.snapshot)
     jobs: List[JobRecord] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored

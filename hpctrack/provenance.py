@@ -123,8 +123,12 @@ def _environment() -> Dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def capture(script: Optional[str] = None) -> Dict[str, Any]:
-    """Provenance of this process, for the run's ``info["provenance"]``. Never raises."""
+def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Provenance of this process, for the run's ``info["provenance"]``. Never raises.
+
+    With a code ``snapshot`` (the sweep's, taken at launch), the code recorded is the
+    snapshot's: its git identity as captured at launch, not the repository as it is now.
+    """
     started = time.perf_counter()
     out: Dict[str, Any] = {"captured_at": time.time()}
     missing: Dict[str, str] = {}
@@ -142,7 +146,12 @@ def capture(script: Optional[str] = None) -> Dict[str, Any]:
     probe("cwd", os.getcwd)
     probe("script", lambda: os.path.abspath(script) if script else (os.path.abspath(sys.argv[0]) if sys.argv
                                                                      and sys.argv[0] else None))  # fmt: skip
-    probe("git", lambda: git_info(out.get("script") or os.getcwd()))
+    if snapshot and snapshot.get("git"):
+        out["git"] = {**snapshot["git"], "from_snapshot": snapshot.get("digest")}
+    else:
+        probe("git", lambda: git_info(out.get("script") or os.getcwd()))
+    if snapshot:
+        out["code_snapshot"] = {k: snapshot.get(k) for k in ("digest", "path", "source", "commit", "diff_sha256")}
     if isinstance(out.get("git"), dict) and not out["git"].get("available", True):
         missing["git"] = out["git"]["reason"]
     probe("python", lambda: {"version": platform.python_version(), "implementation": platform.python_implementation(),

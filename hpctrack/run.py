@@ -292,7 +292,8 @@ class Run:
                     "end_time": None,
                     "error": None,
                 },
-                "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"))},
+                "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"),
+                                                                            info.get("code_snapshot"))},
             }
         )
         _current = self
@@ -856,10 +857,10 @@ def _config_yaml(cfg: Any) -> Optional[str]:
         return f"# could not render the config: {err}"
 
 
-def _provenance(script: Optional[str]) -> Dict[str, Any]:
+def _provenance(script: Optional[str], snapshot: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     from .provenance import capture
 
-    return capture(script)
+    return capture(script, snapshot=snapshot)
 
 
 def _host_info() -> Dict[str, Any]:

@@ -58,7 +58,7 @@ def get_backend(name: str, **options: Any) -> Backend:
 
 
 #: Launcher config keys that are not options of the backend itself.
-NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id")
+NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot")
 
 
 def backend_options(backend: str, launcher: Dict[str, Any]) -> Dict[str, Any]:
@@ -126,6 +126,10 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     )
     import cloudpickle
 
+    if request.script and request.launcher.get("code_snapshot", True) and backend.name != "direct":
+        from ..snapshot import make_snapshot
+
+        manifest.code = make_snapshot(request.script, root)  # before anything is written to the sweep
     payload = cloudpickle.dumps(job_fn)
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)

@@ -50,7 +50,8 @@ def _slurm_identity(manifest: Any) -> Optional[Dict[str, Any]]:
     except Exception:  # not started by submitit: the ids above still say where it ran
         pass
     ident["requested"] = {k: v for k, v in manifest.launcher.items()
-                          if k not in ("_target_", "root", "name", "sweep_id", "detach", "progress") and v is not None}
+                          if k not in ("_target_", "root", "name", "sweep_id", "detach", "progress", "code_snapshot")
+                          and v is not None}  # fmt: skip
     return ident
 
 
@@ -105,18 +106,24 @@ def run_job(sweep_dir: str, index: int) -> Any:
 
     manifest = load_manifest(Path(sweep_dir))
     if manifest.script:
-        # The script's own modules (e.g. a sibling `model.py`) must import as they do
-        # when the script runs plainly.
-        script_dir = os.path.dirname(manifest.script)
-        if script_dir not in sys.path:
-            sys.path.insert(0, script_dir)
+        # The script's own modules (e.g. a sibling `model.py`) must import as they do when the
+        # script runs plainly: from the sweep's code snapshot, else from where the script is.
+        code = manifest.code
+        script_dir = (os.path.dirname(os.path.join(code["path"], code["script"])) if code.get("path")
+                      else os.path.dirname(manifest.script))  # fmt: skip
+        if script_dir in sys.path:
+            sys.path.remove(script_dir)
+        sys.path.insert(0, script_dir)
     slurm = _slurm_identity(manifest)
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     if slurm is not None and hasattr(signal, "SIGUSR2") and restarts >= max_requeues(manifest.launcher):
         # No requeue left: the job runs on into its time limit and ends as TIMEOUT (requeue it
         # with more time), instead of submitit failing it at the signal.
         signal.signal(signal.SIGUSR2, _on_time_limit_signal)
-    run = open_job_run(Path(sweep_dir), index, {"slurm": slurm} if slurm else None)
+    extra: Dict[str, Any] = {"slurm": slurm} if slurm else {}
+    if manifest.code:
+        extra["code_snapshot"] = manifest.code
+    run = open_job_run(Path(sweep_dir), index, extra or None)
     try:
         import cloudpickle
 

@@ -141,6 +141,7 @@ def launch_script(
     progress: bool = True,
     command: Optional[List[str]] = None,
     slurm: Optional[Dict[str, Optional[str]]] = None,
+    code_snapshot: bool = True,
 ) -> Manifest:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
@@ -193,6 +194,8 @@ def launch_script(
             hydra_args.append(f"hydra.launcher.{key}={_quote(str(value))}")
     if name:
         hydra_args.append(f"hydra.launcher.name={_quote(name)}")
+    if not code_snapshot:
+        hydra_args.append("hydra.launcher.code_snapshot=false")
     flags, plain = _split_flags(overrides)
     with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +110,36 @@ def test_rerun_at_commit_reproduces_the_numbers(hpctrack_root, tmp_path):
     # The plain rerun used the edited config (hidden: 16), and recorded that.
     reruns = [s for s in list_sweeps() if s.manifest.name == "rerun-orig-0"]
     assert sorted(s.run(0).params["model.hidden"] for s in reruns) == [16, 32]
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_jobs_run_the_code_as_it_was_at_launch(hpctrack_root, tmp_path, snapshot):
+    from conftest import EXAMPLE
+
+    import hpctrack
+
+    code = tmp_path / "digits"
+    shutil.copytree(EXAMPLE.parent, code, ignore=shutil.ignore_patterns("__pycache__"))
+    args = ["launch", str(code / "train.py"), "seed=0,1", "epochs=2", "epoch_sleep_s=1.5", "-j", "1", "--detach",
+            "--name", "snap"] + ([] if snapshot else ["--no-code-snapshot"])  # fmt: skip
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    # Edited while job 1 waits for job 0: importing the model now fails.
+    (code / "model.py").write_text("raise ImportError('edited after the launch')\n")
+    sweep = hpctrack.load_sweep("snap")
+    import time
+
+    deadline = time.time() + 120
+    while not all(s.state.is_final for s in sweep.status()):
+        assert time.time() < deadline
+        time.sleep(0.5)
+    states = [s.state.value for s in sweep.status()]
+    if snapshot:
+        assert states == ["COMPLETED", "COMPLETED"]
+        manifest = sweep.manifest
+        assert manifest.code["source"] == "folder" and manifest.code["files"] >= 3
+        assert (Path(manifest.code["path"]) / "model.py").read_text().startswith('"""')  # the launch-time copy
+        recorded = sweep.run(1).info["provenance"]["code_snapshot"]
+        assert recorded["digest"] == manifest.code["digest"]
+    else:
+        assert states[1] == "FAILED"  # the control: without a snapshot the edit bites (job 0 may be hit too)
+        assert "edited after the launch" in sweep.status()[1].error

@@ -1,0 +1,85 @@
+"""Code snapshots: the jobs of a sweep run the code as it was when the sweep was launched.
+
+At submission the git-tracked files of the script's repository (their working-tree
+contents, uncommitted edits included), or the script's folder outside git, are copied
+once into ``ROOT/code/<digest>/``; the digest is over every file's path and content, so
+sweeps launched from the same code share one copy. Jobs import from the copy, so editing
+the code while they wait in the queue changes nothing they run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import ConfigError
+
+__all__ = ["make_snapshot", "CODE_DIR", "MAX_SNAPSHOT_BYTES"]
+
+CODE_DIR = "code"
+#: A snapshot bigger than this is refused (set ``code_snapshot: false`` for such repositories).
+MAX_SNAPSHOT_BYTES = 200 * 1024 * 1024
+_SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", "outputs",
+              "multirun"}  # fmt: skip
+
+
+def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
+    """(root, files relative to it, git identity) of what to snapshot for ``script``."""
+    from .provenance import git_info
+
+    git = git_info(script)
+    if git.get("available"):
+        root = Path(git["root"])
+        proc = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=root, capture_output=True, timeout=30)
+        files = [f for f in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0") if f]
+        files = [f for f in files if (root / f).is_file()]  # deleted but not committed: not in the working tree
+        ident = {"commit": git.get("commit"), "diff_sha256": git.get("diff_sha256"), "dirty": git.get("dirty"),
+                 "source": "git", "git": git}  # fmt: skip
+        return root, files, ident
+    root = Path(script).resolve().parent
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        files += [os.path.relpath(os.path.join(folder, n), root) for n in names if not n.endswith(".pyc")]
+    return root, sorted(files), {"source": "folder", "reason": git.get("reason")}
+
+
+def make_snapshot(script: str, hpctrack_root: Path) -> Dict[str, Any]:
+    """Copy the code of ``script`` into ``ROOT/code/<digest>/`` (once); returns what the manifest records."""
+    root, files, ident = _files(script)
+    digest = hashlib.sha256()
+    total = 0
+    for rel in sorted(files):
+        path = root / rel
+        total += path.stat().st_size
+        if total > MAX_SNAPSHOT_BYTES:
+            raise ConfigError(f"the code to snapshot under {root} is over {MAX_SNAPSHOT_BYTES >> 20} MB; "
+                              "set hydra.launcher.code_snapshot=false (or --no-code-snapshot)")  # fmt: skip
+        digest.update(rel.encode("utf-8", errors="surrogateescape") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    name = digest.hexdigest()[:20]
+    target = Path(hpctrack_root) / CODE_DIR / name
+    if not target.is_dir():
+        tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            for rel in files:
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / rel, dest)
+            try:
+                os.rename(tmp, target)  # whole or not at all; a concurrent launch may have won
+            except OSError:
+                if not target.is_dir():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    script_rel = os.path.relpath(Path(script).resolve(), root.resolve())
+    return {"path": str(target), "digest": name, "root": str(root), "script": script_rel, "files": len(files),
+            "bytes": total, **ident}  # fmt: skip
