@@ -17,7 +17,7 @@ from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
 from ._types import JobState
-from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, sweep_status
+from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -227,7 +227,6 @@ def sweep_table(
     The frame's ``attrs`` hold ``note`` (runs left out, unreadable runs) and,
     when grouped, ``group_by`` and ``best`` (row position of the best group).
     """
-    import pandas as pd
 
     frame, unreadable = _run_frame(manifest, metrics, all_params)
     selectors = frame.attrs.pop("selectors")
@@ -271,18 +270,11 @@ def _run_frame(
     import numpy as np
     import pandas as pd
 
-    from .index import ENDED_STATES, SEP, index_frame
+    from .index import SEP, index_frame, usable_rows
 
     cols = index_frame(manifest.path)
     jobs = manifest.jobs
-    row_of: Dict[int, int] = {}
-    if len(cols):
-        state = cols.get(f"st{SEP}state")
-        start = pd.to_numeric(cols.get(f"st{SEP}attempt_start", cols.get(f"st{SEP}start_time")), errors="coerce")
-        submitted = np.array([jobs[j].submitted if 0 <= j < len(jobs) and jobs[j].submitted is not None else -np.inf
-                              for j in cols["job"]], dtype=np.float64)  # fmt: skip
-        ok = state.isin(ENDED_STATES).to_numpy() & (start.to_numpy(dtype=np.float64) >= submitted)
-        row_of = {int(j): i for i, j in enumerate(cols["job"]) if ok[i] and 0 <= int(j) < len(jobs)}
+    row_of = usable_rows(cols, [job.submitted for job in jobs])
     infos, _ = view = backend_view(manifest)
     # Ended runs in the index: their job state from the backend's view and the run's own state,
     # without a record or a JobStatus each (what made a table of 10,000 runs slow).
@@ -312,7 +304,6 @@ def _run_frame(
             _persist_final(manifest, learned)
     for index, st in others.items():
         states[index], runtimes[index], errors[index] = st.state.value, st.runtime_s, st.error
-    indexed = set(row_of)
 
     # Which metrics and summary keys exist: the index's columns plus the runs read from stores.
     logged: Dict[str, None] = {}
@@ -388,7 +379,7 @@ def _run_frame(
             need = need | pd.isna(values)  # an older store's stats lack them, or at=STEP: read the run
         for i in np.nonzero(need)[0]:
             st = status(i)
-            record = _full_record(manifest, st) if have[i] else st.record
+            record = read_run(manifest, st.index)[0] if have[i] else st.record
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
                                sel)  # fmt: skip
@@ -408,12 +399,6 @@ def _run_frame(
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)
     return frame, unreadable
-
-
-def _full_record(manifest: Manifest, st: JobStatus) -> Any:
-    from .status import read_run
-
-    return read_run(manifest, st.index)[0]
 
 
 def group_table(

@@ -439,28 +439,36 @@ def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: 
     Per run: swept params, state, runtime, metric stats, summary. Grouped: n and, for each
     metric, mean ± std over the group's completed runs (the best group marked with *).
     """
-    from .aggregate import export_table
     from .sweep import load_sweep
 
     groups: Any = list(group_by) if group_by else (True if grouped else None)
     frame = load_sweep(sweep, root=root).table(
         metrics=list(metrics) or None, all_params=all_params, group_by=groups, agg=list(aggs) or None,
         where=where, sort=list(sort) or None, top=top, include_incomplete=include_incomplete,
-        seed_keys=[k for k in seed_keys.split(",") if k],
+        seed_keys=_keys(seed_keys),
     )
-    note = frame.attrs.get("note")
+    _emit_frame(frame, fmt, output, _print_frame)
+    if frame.attrs.get("note"):
+        click.echo(f"note: {frame.attrs['note']}", err=True)
+
+
+def _emit_frame(frame: Any, fmt: str, output: Optional[str], show: Callable[[Any], None]) -> None:
+    """``show`` the frame in the terminal, or export it (``fmt``) to stdout or ``output``."""
+    from .aggregate import export_table
+
     if fmt == "table" and output is None:
-        _print_frame(frame)
-        if note:
-            click.echo(f"note: {note}", err=True)
+        show(frame)
         return
     text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
     if text is not None:
         click.echo(text, nl=False)
     else:
         click.echo(f"wrote {len(frame)} rows to {output}", err=True)
-    if note:
-        click.echo(f"note: {note}", err=True)
+
+
+def _keys(text: str) -> List[str]:
+    """``seed,rep`` -> ``["seed", "rep"]``."""
+    return [k for k in text.split(",") if k]
 
 
 @cli.command()
@@ -482,21 +490,13 @@ def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[st
     Each sweep after the first gets, per metric, its delta against the first and whether the
     delta is beyond the seed-to-seed spread (larger than both sweeps' std).
     """
-    from .aggregate import export_table
     from .compare import compare_sweeps
     from .sweep import load_sweep
 
     frame = compare_sweeps([load_sweep(ref, root=root) for ref in sweeps], list(metrics),
                            group_by=list(group_by) or None, where=where,
-                           seed_keys=[k for k in seed_keys.split(",") if k])  # fmt: skip
-    if fmt == "table" and output is None:
-        _print_comparison(frame)
-        return
-    text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
-    if text is not None:
-        click.echo(text, nl=False)
-    else:
-        click.echo(f"wrote {len(frame)} rows to {output}", err=True)
+                           seed_keys=_keys(seed_keys))  # fmt: skip
+    _emit_frame(frame, fmt, output, _print_comparison)
 
 
 @cli.command()
@@ -521,7 +521,7 @@ def plot(sweep: str, metric: str, group_by: Sequence[str], x: str, band: str, se
 
     path = plot_metric(load_sweep(sweep, root=root), metric, output, group_by=list(group_by) or True, x=x,
                        band=band, include_incomplete=not completed_only,
-                       seed_keys=[k for k in seed_keys.split(",") if k])  # fmt: skip
+                       seed_keys=_keys(seed_keys))  # fmt: skip
     click.echo(f"wrote {path}")
 
 
@@ -717,7 +717,6 @@ def _print_frame(frame: Any) -> None:
     if "group_by" in frame.attrs and "mean" in aggs:
         # Grouped: one "mean ± std" cell per metric, other aggregations as their own columns.
         shown = [c for c in frame.columns if not any(str(c) == f"{m} {a}" for m in metrics for a in aggs)]
-        cells_of = []
         for column in shown:
             grid.add_column(str(column), justify="right")
         for metric in metrics:
@@ -733,8 +732,6 @@ def _print_frame(frame: Any) -> None:
                 cells.append(mean + (f" ± {_fmt_value(row[f'{metric} std'])}" if "std" in aggs else ""))
                 cells.extend(_fmt_value(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
             cells.append("[bold green]* best[/]" if pos == best else "")
-            cells_of.append(cells)
-        for cells in cells_of:
             grid.add_row(*cells)
         _print_wide(grid)
         return

@@ -115,18 +115,7 @@ def read_index(sweep_dir: Path) -> Dict[int, Dict[str, Any]]:
             data = fh.read()
     except FileNotFoundError:
         return {}
-    rows: Dict[int, Dict[str, Any]] = {}
-    for raw in data.split(b"\n"):
-        if not raw:
-            continue
-        try:
-            row = json.loads(raw)
-            if int(row.get("v", 0)) > INDEX_VERSION:
-                continue  # written by a newer hpctrack: its store still answers
-            rows[int(row["job"])] = row
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn line (killed writer) or garbage: that run is read from its store
-    return rows
+    return _parse_lines(data)
 
 
 def usable(row: Optional[Mapping[str, Any]], submitted: Optional[float]) -> bool:
@@ -138,6 +127,24 @@ def usable(row: Optional[Mapping[str, Any]], submitted: Optional[float]) -> bool
         return False
     start = status.get("attempt_start", status.get("start_time"))
     return submitted is None or (start is not None and float(start) >= submitted)
+
+
+def usable_rows(frame: "pd.DataFrame", submitted: "list[Optional[float]]") -> Dict[int, int]:
+    """:func:`usable` over :func:`index_frame`'s columns: job -> row, for the rows that stand for their job.
+
+    ``submitted[j]``: job j's ``submitted`` from the manifest.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not len(frame):
+        return {}
+    jobs = frame["job"].to_numpy()
+    start = pd.to_numeric(frame.get(f"st{SEP}attempt_start", frame.get(f"st{SEP}start_time")), errors="coerce")
+    since = np.array([submitted[j] if 0 <= j < len(submitted) and submitted[j] is not None else -np.inf
+                      for j in jobs], dtype=np.float64)  # fmt: skip
+    ok = frame[f"st{SEP}state"].isin(ENDED_STATES).to_numpy() & (start.to_numpy(dtype=np.float64) >= since)
+    return {int(j): i for i, j in enumerate(jobs) if ok[i] and 0 <= int(j) < len(submitted)}
 
 
 def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
@@ -202,6 +209,7 @@ def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
 
 
 def _parse_lines(data: bytes) -> Dict[int, Dict[str, Any]]:
+    """The newest parsable line of each job in ``data``."""
     rows: Dict[int, Dict[str, Any]] = {}
     for raw in data.split(b"\n"):
         if not raw:
@@ -209,10 +217,10 @@ def _parse_lines(data: bytes) -> Dict[int, Dict[str, Any]]:
         try:
             row = json.loads(raw)
             if int(row.get("v", 0)) > INDEX_VERSION:
-                continue
+                continue  # written by a newer hpctrack: its store still answers
             rows[int(row["job"])] = row
         except (ValueError, KeyError, TypeError):
-            continue
+            continue  # a torn line (killed writer) or garbage: that run is read from its store
     return rows
 
 

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["capture", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]

@@ -438,8 +438,9 @@ class Run:
                 status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step}
                 if restart is not None:
                     status_update["attempts"] = self._attempts
-                if self._checkpoint_info is not None:
-                    status_update["checkpoint"] = self._checkpoint_info
+                checkpoint = self._checkpoint_info
+                if checkpoint is not None:
+                    status_update["checkpoint"] = checkpoint
                 sections: Dict[str, Any] = {"status": {**status_update, **(final_status or {})}}
                 summary = self.summary.take_dirty()
                 if summary:
@@ -454,6 +455,8 @@ class Run:
                     raise
                 if restart is not None:
                     self._restart_recorded = True
+                if checkpoint is not None and self._checkpoint_info is checkpoint:
+                    self._checkpoint_info = None  # recorded; the next flushes need not repeat it
             finally:
                 self._writer = None
         pending, self._pending_signal = self._pending_signal, None

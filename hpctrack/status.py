@@ -86,7 +86,8 @@ def read_run(manifest: Manifest, index: int) -> Tuple[Optional[RunRecord], Optio
         return None, f"unreadable run store: {err}"
 
 
-def _error_line(status: Dict[str, Any]) -> Optional[str]:
+def error_line(status: Dict[str, Any]) -> Optional[str]:
+    """The one-line error of a run's status section (``Type: first line``), or None."""
     error = status.get("error")
     if not error:
         return None
@@ -123,7 +124,7 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
             # nothing about the current one, which has not started yet.
             record = None
     run_state = record.status.get("state") if record is not None else None
-    own_error = _error_line(record.status) if record is not None else None
+    own_error = error_line(record.status) if record is not None else None
     backend_state = info.state if info is not None else None
     if run_state == RunStatus.REQUEUED.value and not (backend_state is not None and backend_state.is_final):
         if backend_state == JobState.RUNNING:
@@ -231,11 +232,6 @@ def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
     if manifest.submission_error:
         note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
     return infos, note
-
-
-def error_line(status: Dict[str, Any]) -> Optional[str]:
-    """The one-line error of a run's status section (``Type: first line``), or None."""
-    return _error_line(status)
 
 
 def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import SCRIPTS, run_cli
-from slurm_helpers import status_json, wait_final, wait_until
+from slurm_helpers import wait_final, wait_until
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 RESUMABLE = str(SCRIPTS / "resumable.py")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -56,7 +55,6 @@ def test_a_killed_checkpoint_leaves_the_previous_one(tmp_path):
 
 
 def test_reopened_run_is_the_next_attempt_and_supersedes_from_its_checkpoint(hpctrack_root, tmp_path):
-    from hpctrack.launch import SweepRequest, submit_sweep
     from hpctrack.manifest import create_sweep, JobRecord, Manifest, new_sweep_id
     from hpctrack.run import open_job_run
 
