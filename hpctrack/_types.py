@@ -21,6 +21,9 @@ class JobState(str, enum.Enum):
     PREEMPTED = "PREEMPTED"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     NODE_FAIL = "NODE_FAIL"
+    #: hpctrack's own: the run's record is missing or unreadable (deleted, truncated, corrupt);
+    #: what it held cannot be shown. ``hpctrack verify`` says why, ``resume --include-lost`` reruns it.
+    LOST = "LOST"
 
     @property
     def is_final(self) -> bool:

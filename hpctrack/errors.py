@@ -16,6 +16,9 @@ __all__ = [
     "RunNotFoundError",
     "SweepNotFoundError",
     "FormatVersionError",
+    "StoreReplacedError",
+    "DiskFullError",
+    "RunBusyError",
 ]
 
 
@@ -53,3 +56,15 @@ class SweepNotFoundError(HpctrackError, LookupError):
 
 class FormatVersionError(StoreError):
     """A file was written by a newer hpctrack than the one reading it."""
+
+
+class StoreReplacedError(StoreError):
+    """A run's store was removed, truncated or replaced under its writer, which stops writing to it."""
+
+
+class DiskFullError(StoreError):
+    """No space left (ENOSPC) or quota exceeded (EDQUOT) where a store or file is written."""
+
+
+class RunBusyError(StoreError):
+    """The run already has a live writer (another process holds its writer lease)."""
