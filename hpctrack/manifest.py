@@ -65,6 +65,8 @@ class JobRecord:
     # earlier submissions of this job (requeue, resume), oldest first: job_id, submitted, state, ended, error
     history: List[Dict[str, Any]] = field(default_factory=list)
     resources: Dict[str, Any] = field(default_factory=dict)  # launcher options changed by a requeue
+    # the code snapshot this job runs when it is not the sweep's (``requeue --code current``); {}: the sweep's
+    code: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_state(self) -> Optional[str]:
