@@ -23,12 +23,14 @@ import contextlib
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from .errors import LockTimeout, StoreError
+from .errors import LockTimeout, RunBusyError, StoreError
 
-__all__ = ["lock", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S", "DEFAULT_LOCK_TTL_S"]
+__all__ = ["lock", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S", "DEFAULT_LOCK_TTL_S",
+           "WRITER_LEASE_FILE", "WriterLease", "WriterInfo", "writer_state"]  # fmt: skip
 
 #: Bounded wait for one short update; long enough for a slow shared filesystem.
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -42,15 +44,9 @@ _lease_class: Any = None
 
 def lock_ttl_s() -> float:
     """The lock TTL in seconds: ``$HPCTRACK_LOCK_TTL_S`` or :data:`DEFAULT_LOCK_TTL_S`."""
-    return float(os.environ.get(LOCK_TTL_ENV) or DEFAULT_LOCK_TTL_S)
+    from . import settings
 
-
-def _job_id() -> Optional[str]:
-    for key in ("SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID"):
-        if key in os.environ:
-            task = os.environ.get("SLURM_ARRAY_TASK_ID") if key == "SLURM_ARRAY_JOB_ID" else None
-            return f"{os.environ[key]}_{task}" if task else os.environ[key]
-    return None
+    return float(settings.get(LOCK_TTL_ENV))
 
 
 def _lease() -> Any:
@@ -62,7 +58,9 @@ def _lease() -> Any:
         class _JobLease(filelock.SoftFileLease):
             def _write_lock_info(self, fd: int) -> None:
                 super()._write_lock_info(fd)
-                job = _job_id()
+                from .settings import scheduler_job_id
+
+                job = scheduler_job_id()
                 if job:
                     os.write(fd, f"job={job}\n".encode())
 
@@ -149,3 +147,94 @@ def fsync_dir(path: PathLike) -> None:
             raise
     finally:
         os.close(fd)
+
+
+# -- the live writer of a run ---------------------------------------------------------------
+
+#: The lease file naming a run's live writer, in its run directory.
+WRITER_LEASE_FILE = "writer.lease"
+
+
+@dataclass(frozen=True)
+class WriterInfo:
+    """Who holds a run's writer lease, as its lease file says."""
+
+    host: str
+    pid: int
+    job_id: Optional[str]
+    heartbeat_age_s: float
+    #: True/False when provable from here (same host: the process is or is not alive); None otherwise
+    #: (another host: only the heartbeat age speaks, against the TTL).
+    alive: Optional[bool]
+
+    @property
+    def presumed_alive(self) -> bool:
+        """Alive, or on another host with a heartbeat younger than the lock TTL."""
+        return self.alive if self.alive is not None else self.heartbeat_age_s < lock_ttl_s()
+
+
+class WriterLease:
+    """The lease that makes a process the one live writer of a run, for one attempt.
+
+    Held from before the attempt's first write until it ends; a thread refreshes
+    its heartbeat every third of the TTL. A second writer of the same run (a
+    resume or requeue while the first attempt still runs) fails to acquire it
+    with :class:`RunBusyError` naming the holder. A holder that died leaves a
+    lease that is broken at once on its own host, or after ``HPCTRACK_LOCK_TTL_S``
+    without a heartbeat from another host.
+    """
+
+    def __init__(self, run_dir: PathLike) -> None:
+        self.path = Path(run_dir) / WRITER_LEASE_FILE
+        self._lease: Any = None
+
+    def acquire(self, timeout_s: float = 5.0) -> "WriterLease":
+        """Become the run's writer, or raise :class:`RunBusyError` after ``timeout_s``."""
+        import filelock
+
+        ttl = lock_ttl_s()
+        lease = _lease()(str(self.path), lease_duration=ttl, timeout=timeout_s, thread_local=False)
+        try:
+            lease.acquire()
+        except filelock.Timeout:
+            raise RunBusyError(f"run {self.path.parent} already has a live writer ({describe_holder(self.path)}); "
+                               "wait for it to end or cancel it first") from None  # fmt: skip
+        except filelock.LeaseSettingsMismatch as err:
+            raise StoreError(f"writer lease {self.path} is held under another TTL: every process must use the "
+                             f"same {LOCK_TTL_ENV} ({err})") from err  # fmt: skip
+        self._lease = lease
+        return self
+
+    @property
+    def held(self) -> bool:
+        """Acquired, not released, and not taken over by another process since."""
+        return self._lease is not None and self._lease.is_locked and self._lease.compromise is None
+
+    def release(self) -> None:
+        """Stop being the writer (no-op when not held)."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(OSError):
+                lease.release()
+
+
+def writer_state(run_dir: PathLike) -> Optional[WriterInfo]:
+    """Who holds the writer lease of the run in ``run_dir``; None when nobody does."""
+    from filelock._identity import host_name, owner_is_stale  # noqa: PLC2701 - the lease's own liveness rule
+
+    path = Path(run_dir) / WRITER_LEASE_FILE
+    try:
+        text = path.read_text()
+        age = max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return None
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        pid, host = int(fields["pid"]), fields["host"]
+    except (KeyError, ValueError):
+        return None
+    start = int(fields["start"]) if fields.get("start", "").isdigit() else None
+    alive: Optional[bool] = None
+    if host == host_name():
+        alive = not owner_is_stale(pid, host, start)
+    return WriterInfo(host=host, pid=pid, job_id=fields.get("job"), heartbeat_age_s=age, alive=alive)

@@ -219,6 +219,7 @@ class HDF5Store(Store):
                 os.replace(spare, new)
                 _fsync(new)
                 self._point_to(new)  # the commit
+                self.commits += 1
             except (StoreError, FormatVersionError):
                 raise
             except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON
@@ -350,6 +351,19 @@ class HDF5Store(Store):
         _fsync(self.path.parent)  # the link must be durable before the old copy changes
 
     # -- reading -----------------------------------------------------------
+
+    def fingerprint(self) -> Optional[str]:
+        """``<copy name>:<size>:<mtime ns>`` of the copy ``run.h5`` names."""
+        try:
+            target = os.readlink(self.path)
+            st = os.stat(self.path.parent / target)
+        except OSError:
+            try:
+                st = os.stat(self.path)  # format 1: a plain file
+                target = self.path.name
+            except OSError:
+                return None
+        return f"{target}:{st.st_size}:{st.st_mtime_ns}"
 
     def read(self) -> RunRecord:
         def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Dict[str, MetricStats]]:

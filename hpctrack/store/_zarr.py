@@ -273,6 +273,7 @@ class ZarrStore(Store):
             record["sections"].setdefault(name, {}).update(update)
         record["format_version"] = self.format_version  # a format 1 store is format 2 from its next update
         self._commit(record)  # last: rows first, then the record that covers them
+        self.commits += 1
         arrays[0].store.files.clear()  # the snapshot served this update; keep memory flat
         self._arrays = (int(record["count"]), arrays)
 
@@ -328,6 +329,23 @@ class ZarrStore(Store):
                     os.unlink(os.path.join(root, fname))
 
     # -- reading -----------------------------------------------------------
+
+    def fingerprint(self) -> Optional[str]:
+        """Size and mtime of the commit record and of every column's shard files."""
+        parts = []
+        try:
+            st = os.stat(self.path / "zarr.json")
+        except OSError:
+            return None
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        for name, _, _ in COLUMNS:
+            try:
+                with os.scandir(self.path / name) as entries:
+                    shards = sorted((e.name, e.stat()) for e in entries if e.name.startswith("c."))
+            except OSError:
+                shards = []
+            parts.append(name + "=" + ",".join(f"{n}:{s.st_size}:{s.st_mtime_ns}" for n, s in shards))
+        return "|".join(parts)
 
     def read(self) -> RunRecord:
         record = self._read_record()

@@ -300,6 +300,20 @@ class Store(abc.ABC):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        #: Updates this object has committed. It grows exactly at the commit point of
+        #: :meth:`write`, so a caller that sees an exception can tell whether its update
+        #: is stored (``commits`` grew) or not, whatever the exception was.
+        self.commits = 0
+
+    @abc.abstractmethod
+    def fingerprint(self) -> Optional[str]:
+        """A cheap identity of the store's committed state (a few ``stat`` calls), or None when it is missing.
+
+        It changes with every commit, and when the store's files are removed,
+        truncated or replaced behind its writer's back: the sweep index records
+        it, and readers compare it to tell whether an ended run's store still
+        holds what the index says.
+        """
 
     @abc.abstractmethod
     def write(
