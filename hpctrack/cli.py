@@ -292,21 +292,31 @@ def _resource_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+_CODE_OPTION = click.option(
+    "--code", type=click.Choice(["launch", "current"]), default="launch", show_default=True,
+    help="Code the resubmitted jobs run: the sweep's snapshot taken at launch, or the code as it is now "
+         "(a new snapshot, for these jobs only).")  # fmt: skip
+
+
 def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: bool) -> None:
     for index, why in sorted(plan.skipped.items()):
         click.echo(f"job {index} skipped: {why}")
     if not plan.selected:
         click.echo(f"nothing to {verb}")
         return
+    if plan.code_warning:
+        click.echo(f"warning: {plan.code_warning}", err=True)
     listing = ", ".join(f"{i} ({plan.reasons.get(i, '?')})" for i in plan.selected)
     changes = "".join(f" {k}={v}" for k, v in plan.resources.items())
+    listing += (f" with{changes}" if changes else "") + (
+        f", running the code as it is now (snapshot {plan.code_snapshot.get('digest')})" if plan.code == "current"
+        else "")  # fmt: skip
     if dry_run:
-        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}"
-                   + (f" with{changes}" if changes else ""))
+        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
         return
     manifest = sw.manifest
     click.echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
-               f"{listing}" + (f" with{changes}" if changes else ""))
+               f"{listing}")
     if manifest.backend == "local" and not detach:
         from .launch.progress import wait_with_progress
 
@@ -334,38 +344,42 @@ def _resources(**options: Any) -> Dict[str, Any]:
                    "CANCELLED). Repeatable.")
 @click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
 @_resource_options
+@_CODE_OPTION
 @root_option
 @_handle_errors
-def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool,
+def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool, code: str,
             root: Optional[str], **resources: Any) -> None:
     """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
 
     Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
-    still pending or running are never requeued.
+    still pending or running are never requeued. They run the sweep's launch-time code
+    unless --code current.
     """
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
     plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=_parse_jobs(job_list),
-                      resources=_resources(**resources), dry_run=dry_run)
+                      resources=_resources(**resources), dry_run=dry_run, code=code)
     _report_resubmission(sw, plan, "requeue", dry_run, detach)
 
 
 @cli.command()
 @click.argument("sweep", default="latest")
 @_resource_options
+@_CODE_OPTION
 @root_option
 @_handle_errors
-def resume(sweep: str, dry_run: bool, detach: bool, root: Optional[str], **resources: Any) -> None:
+def resume(sweep: str, dry_run: bool, detach: bool, code: str, root: Optional[str], **resources: Any) -> None:
     """Submit every job of SWEEP without a completed run that is not queued or running.
 
     For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
     for whatever failed: completed jobs are never submitted again, and no run is renumbered.
+    They run the sweep's launch-time code unless --code current.
     """
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run)
+    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code)
     _report_resubmission(sw, plan, "resume", dry_run, detach)
 
 

@@ -49,6 +49,20 @@ class HydraJob:
         self.singleton_state = Singleton.get_state()
         self.script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
 
+    def with_code(self, code: Dict[str, Any]) -> "HydraJob":
+        """This job with the task function of the script in another code snapshot.
+
+        The script's functions are pickled by value at launch, so a job given a newer
+        snapshot (``hpctrack requeue --code current``) must load the script from it.
+        """
+        import copy
+
+        script = os.path.join(code["path"], code["script"])
+        job = copy.copy(self)
+        job.task_function = _task_in(script, getattr(self.task_function, "__name__", "main"))
+        job.script = script
+        return job
+
     def __call__(self, index: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.singleton import Singleton
@@ -75,6 +89,25 @@ class HydraJob:
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
+
+
+def _task_in(script: str, name: str) -> Any:
+    """The function ``name`` of ``script``, undecorated (``@hydra.main`` wraps it), loaded as a module."""
+    import importlib.util
+    import inspect
+
+    from hpctrack.errors import ConfigError
+
+    spec = importlib.util.spec_from_file_location("__hpctrack_task__", script)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load the script {script}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered, as dataclasses and typing need their module to be
+    spec.loader.exec_module(module)  # __name__ is not "__main__": the script's own entry point does not run
+    task = getattr(module, name, None)
+    if not callable(task):
+        raise ConfigError(f"{script} has no function {name!r}, the task the sweep was launched with")
+    return inspect.unwrap(task)
 
 
 def _restore_filenames(task_function: Any, filename: str) -> None:
