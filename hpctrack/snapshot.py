@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 
-__all__ = ["make_snapshot", "code_digest", "snapshot_files", "current_files", "code_changes", "CODE_DIR", "MAX_SNAPSHOT_BYTES"]
+__all__ = ["make_snapshot", "code_digest", "snapshot_files", "code_changes", "CODE_DIR",
+           "MAX_SNAPSHOT_BYTES"]  # fmt: skip
 
 CODE_DIR = "code"
 #: A snapshot bigger than this is refused (set ``code_snapshot: false`` for such repositories).
@@ -129,12 +130,6 @@ def snapshot_files(path: Path) -> Dict[str, Path]:
                 full = Path(folder) / name
                 out[str(full.relative_to(path))] = full
     return out
-
-
-def current_files(script: str) -> Dict[str, Path]:
-    """The files :func:`make_snapshot` would copy for ``script`` now, by path relative to the snapshot root."""
-    root, files, _ = _files(script)
-    return {rel: root / rel for rel in files}
 
 
 def code_changes(snapshot: Mapping[str, Any], script: str) -> Optional[List[str]]:
