@@ -129,8 +129,9 @@ def run_job(sweep_dir: str, index: int) -> Any:
 
         with open(Path(sweep_dir) / JOB_FN_FILE, "rb") as fh:
             job_fn = cloudpickle.load(fh)
-        if manifest.jobs[index].code and hasattr(job_fn, "with_code"):
-            job_fn = job_fn.with_code(code)  # the script as in that snapshot, not as pickled at launch
+        if code and hasattr(job_fn, "with_code"):
+            # The config files as in the snapshot; the script too when it is the job's own, not the sweep's.
+            job_fn = job_fn.with_code(code, script=bool(manifest.jobs[index].code))
         result = job_fn(index)
     except BaseException as exc:
         # After a requeue was prepared, submitit's exit is not a failure: finish keeps "requeued".

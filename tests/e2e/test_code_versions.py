@@ -15,6 +15,8 @@ from conftest import run_cli
 pytestmark = pytest.mark.e2e
 
 TRAIN = '''"""A job with a bug: it crashes at step 1 when x < 3."""
+import time
+
 import hydra
 
 import hpctrack
@@ -28,6 +30,7 @@ def main(cfg):
             if cfg.x < 3 and step == 1:  # the bug
                 raise RuntimeError(f"bug at step {step}")
             run.log({"loss": scale(cfg.x) / (step + 1)}, step=step)
+            time.sleep(cfg.sleep_s)
 
 
 if __name__ == "__main__":
@@ -51,7 +54,7 @@ def _project(tmp_path: Path, in_git: bool) -> Path:
     (project / "conf").mkdir(parents=True)
     (project / "train.py").write_text(TRAIN)
     (project / "helper.py").write_text(HELPER)
-    (project / "conf" / "cfg.yaml").write_text("x: 0\nsteps: 3\n")
+    (project / "conf" / "cfg.yaml").write_text("x: 0\nsteps: 3\nsleep_s: 0.0\n")
     if in_git:
         (project / ".gitignore").write_text("__pycache__/\n")
         _git(project, "init", "-q")
@@ -198,3 +201,29 @@ def test_rerun_at_commit_leaves_its_worktree_clean(hpctrack_root, tmp_path):
             "git"]["commit"]  # fmt: skip
     diff = run_cli("diff", "orig/0", "rerun-orig-0/0", check=True).stdout
     assert "snapshot" not in diff and "code files" not in diff and "dirty" not in diff, diff  # the same code
+
+
+def test_jobs_read_the_config_files_of_their_snapshot(hpctrack_root, tmp_path):
+    import time
+
+    import hpctrack
+
+    project = _project(tmp_path, in_git=False)
+    proc = run_cli("launch", str(project / "train.py"), "x=3,4", "sleep_s=1.0", "--name", "conf", "-j", "1",
+                   "--detach", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Edited while job 1 waits for job 0: the jobs still compose the launch-time config.
+    config = project / "conf" / "cfg.yaml"
+    config.write_text(config.read_text().replace("steps: 3", "steps: 5"))
+    sweep = hpctrack.load_sweep("conf")
+    deadline = time.time() + 180
+    while not all(s.state.is_final for s in sweep.status()):
+        assert time.time() < deadline, "the sweep did not end"
+        time.sleep(0.5)
+    assert [s.state.value for s in sweep.status()] == ["COMPLETED", "COMPLETED"]
+    assert [sweep.run(i).params["steps"] for i in (0, 1)] == [3, 3]
+    # --code current: the config as it is now, like the rest of the code.
+    proc = run_cli("requeue", "conf", "--state", "COMPLETED", "--jobs", "1", "--code", "current")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = sweep.run(1)
+    assert record.params["steps"] == 5 and record.status["last_step"] == 4 and record.status["attempt"] == 2
