@@ -130,17 +130,24 @@ def _from_git(git: Mapping[str, Any], dest: Path) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def run_code(provenance: Mapping[str, Any]) -> Iterator[RunCode]:
-    """The code of the run whose provenance this is (a rebuilt one lives until the block ends)."""
+def run_code(provenance: Mapping[str, Any], *, files: bool = True) -> Iterator[RunCode]:
+    """The code of the run whose provenance this is (a rebuilt one lives until the block ends).
+
+    ``files=False``: only what the code is (label, key, note), nothing read or rebuilt.
+    """
     from .snapshot import snapshot_files
 
+    if not provenance:
+        yield RunCode("unknown code", None, note="it recorded nothing about its code (it has not started)")
+        return
     snapshot = provenance.get("code_snapshot") or {}
     git = provenance.get("git") or {}
     gone = None
     if snapshot.get("digest"):
         path = Path(snapshot.get("path") or "")
         if snapshot.get("path") and path.is_dir():
-            yield RunCode(f"snapshot {snapshot['digest']}", snapshot_files(path), key=f"snapshot:{snapshot['digest']}")
+            yield RunCode(f"snapshot {snapshot['digest']}", snapshot_files(path) if files else None,
+                          key=f"snapshot:{snapshot['digest']}")  # fmt: skip
             return
         gone = f"its code snapshot {path} is gone"
     if not git.get("available") or not git.get("commit"):
@@ -154,13 +161,14 @@ def run_code(provenance: Mapping[str, Any]) -> Iterator[RunCode]:
     if git.get("untracked_count"):
         how += f"; its {git['untracked_count']} untracked files are not compared"
     key = f"git:{git['commit']}:{git.get('diff_sha256')}"
+    if not files:
+        yield RunCode(label, None, key=key, note=how)
+        return
     with tempfile.TemporaryDirectory(prefix="hpctrack-code-") as tmp:
         why = _from_git(git, Path(tmp))
         if why:
             yield RunCode(label, None, key=key, note=f"{how}, but {why}")
             return
-        from .snapshot import snapshot_files
-
         yield RunCode(label, snapshot_files(Path(tmp)), key=key, note=how)
 
 
@@ -176,12 +184,14 @@ def diff_code(provenance_a: Mapping[str, Any], provenance_b: Mapping[str, Any], 
         came from when not from its snapshot, or why it could not be rebuilt; ``files``:
         :class:`FileChange` of every file that differs, as JSON.
     """
+    with run_code(provenance_a, files=False) as a, run_code(provenance_b, files=False) as b:
+        if a.key is not None and a.key == b.key:  # the same code: nothing to read
+            notes = {side: code.note for side, code in (("a", a), ("b", b)) if code.note}
+            return {"a": a.label, "b": b.label, "notes": notes, "files": [], "comparable": True}
     with run_code(provenance_a) as a, run_code(provenance_b) as b:
         notes = {side: code.note for side, code in (("a", a), ("b", b)) if code.note}
         out: Dict[str, Any] = {"a": a.label, "b": b.label, "notes": notes, "files": []}
-        if a.key is not None and a.key == b.key:
-            out["comparable"] = True  # the same code: nothing to read
-        elif a.files is None or b.files is None:
+        if a.files is None or b.files is None:
             out["comparable"] = False
         else:
             out["comparable"] = True

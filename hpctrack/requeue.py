@@ -186,7 +186,7 @@ def requeue_sweep(
         if bad:
             raise ConfigError(f"sweep {manifest.id} has jobs 0-{len(manifest.jobs) - 1}; no job {bad[0]}")
     statuses = sweep_status(manifest).jobs
-    plan = RequeuePlan(sweep_id=manifest.id, resources=dict(resources))
+    plan = RequeuePlan(sweep_id=manifest.id, resources=dict(resources), code=code)
     for status in statuses:
         if jobs is not None and status.index not in jobs:
             continue
@@ -204,7 +204,6 @@ def requeue_sweep(
                                           "to requeue it)")  # fmt: skip
     if not plan.selected:
         return plan
-    plan.code = code
     if code == "current":  # before anything is claimed: a refused snapshot leaves the sweep as it was
         plan.code_snapshot = _current_code(manifest, dry_run)
     else:
