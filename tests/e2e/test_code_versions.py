@@ -103,19 +103,6 @@ def test_a_requeue_picks_up_a_fix_only_with_code_current(hpctrack_root, tmp_path
     assert "bug at step 1" in jobs[0]["error"] and jobs[0]["attempt"] == 2
     assert [a["code"] for a in _show("crash/0")["attempts"]] == [launched, launched]
 
-    # The issue's case: a rerun runs the code as it is now; diff names the file and the lines that changed.
-    rerun = run_cli("rerun", "crash/1", "--no-progress", cwd=tmp_path)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    diff = run_cli("diff", "crash/1", "rerun-crash-1/0", check=True).stdout
-    assert "no difference" not in diff, diff
-    assert "changed  train.py  (+1 -1)" in diff and "helper.py" not in diff, diff
-    full = run_cli("diff", "crash/1", "rerun-crash-1/0", "--code", check=True).stdout
-    assert "-" + BUG.rstrip("\n") in full and "+" + FIX.rstrip("\n") in full and "--- a/train.py" in full, full
-    data = json.loads(run_cli("diff", "crash/1", "rerun-crash-1/0", "--format", "json", check=True).stdout)
-    changed = {f["path"]: f for f in data["code_files"]["files"]}
-    assert list(changed) == ["train.py"] and changed["train.py"]["change"] == "changed"
-    assert (changed["train.py"]["added_lines"], changed["train.py"]["removed_lines"]) == (1, 1)
-
     # --code current: a new snapshot for the resubmitted jobs only; they run the fix and complete.
     dry = run_cli("requeue", "crash", "--code", "current", "--dry-run", check=True)
     assert not _warnings(dry.stderr) and "would requeue 2 jobs: 0 (FAILED), 1 (FAILED)" in dry.stdout
@@ -134,6 +121,7 @@ def test_a_requeue_picks_up_a_fix_only_with_code_current(hpctrack_root, tmp_path
     assert len(attempt_lines) == 3 and f"code {fixed}" in attempt_lines[2] and f"code {launched}" in attempt_lines[0]
 
     # Tables tell the runs apart: a code column and a note, whatever the output format.
+    assert run_cli("rerun", "crash/1", "--no-progress", cwd=tmp_path).returncode == 0  # the current code
     table = run_cli("table", "crash", check=True)
     assert "code" in table.stdout.splitlines()[0] and f"{launched[:8]} -> {fixed[:8]}" in table.stdout
     assert "ran different code" in table.stderr, table.stderr
@@ -145,6 +133,30 @@ def test_a_requeue_picks_up_a_fix_only_with_code_current(hpctrack_root, tmp_path
     assert "crash: " in compared.stderr and "ran different code" in compared.stderr, compared.stderr
     same = run_cli("table", "rerun-crash-1", check=True)
     assert "code" not in same.stdout.splitlines()[0] and "different code" not in same.stderr
+
+
+def test_diff_names_the_files_that_changed_between_two_snapshots(hpctrack_root, tmp_path):
+    """The issue's case: a crash of a script outside git, the fix, a rerun; diff said "no difference"."""
+    project = _project(tmp_path, in_git=False)
+    proc = run_cli("launch", str(project / "train.py"), "x=1", "--name", "crash", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (project / "train.py").write_text(TRAIN.replace(BUG, FIX))
+    (project / "notes.md").write_text("fixed the bug\n")
+    rerun = run_cli("rerun", "crash/0", "--no-progress", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    diff = run_cli("diff", "crash/0", "rerun-crash-0/0", check=True).stdout
+    assert "no difference" not in diff, diff
+    assert "2 files differ" in diff and "added  notes.md  (+1 -0)" in diff, diff
+    assert "changed  train.py  (+1 -1)" in diff and "helper.py" not in diff and "if False" not in diff, diff
+    full = run_cli("diff", "crash/0", "rerun-crash-0/0", "--code", check=True).stdout
+    assert "-" + BUG.rstrip("\n") in full and "+" + FIX.rstrip("\n") in full and "--- a/train.py" in full, full
+    data = json.loads(run_cli("diff", "crash/0", "rerun-crash-0/0", "--format", "json", check=True).stdout)
+    changed = {f["path"]: f for f in data["code_files"]["files"]}
+    assert list(changed) == ["notes.md", "train.py"] and changed["train.py"]["change"] == "changed"
+    assert (changed["train.py"]["added_lines"], changed["train.py"]["removed_lines"]) == (1, 1)
+    assert changed["notes.md"]["text"].startswith("--- /dev/null\n+++ b/notes.md\n")
+    # The rerun said beforehand that it was not running the run's code, outside git too.
+    assert "notes.md added, train.py changed since the run's code snapshot" in rerun.stderr, rerun.stderr
 
 
 def test_code_current_refuses_a_bad_value_before_anything_is_submitted(hpctrack_root, tmp_path):
