@@ -114,7 +114,7 @@ def _launch_code_warning(manifest: Manifest) -> Optional[str]:
         return None
     if not manifest.code:
         return (f"sweep {manifest.id} was launched without a code snapshot: the jobs run its script as it was "
-                f"at launch and the script's other modules as they are now; {hint}")  # fmt: skip
+                f"at launch, its other modules and config files as they are now; {hint}")  # fmt: skip
     changes = code_changes(manifest.code, manifest.script)
     if not changes:
         return None  # the same code, or nothing left to compare with

@@ -188,6 +188,9 @@ def test_diff_without_snapshots_compares_the_recorded_git_code(hpctrack_root, tm
     assert "changed  helper.py  (+1 -1)" in diff and "train.py" not in diff, diff
     full = run_cli("diff", "one/0", "two/0", "--code", check=True).stdout
     assert "-    return float(x)" in full and "+    return 2.0 * float(x)" in full, full
+    # Requeued, such a sweep runs its script as pickled at launch with the rest as it is now: said in one line.
+    dry = run_cli("requeue", "one", "--state", "COMPLETED", "--dry-run", check=True)
+    assert len(_warnings(dry.stderr)) == 1 and "launched without a code snapshot" in dry.stderr, dry.stderr
 
     # A run without a snapshot and outside git: nothing to compare the code with, and it says so.
     plain = _project(tmp_path / "other", in_git=False)
