@@ -118,8 +118,9 @@ def rerun_run(
     else:
         why = _code_differs(provenance, script) if Path(script).exists() else "the script no longer exists"
         if why:
-            hint = "use --at-commit to run the recorded code" if git.get("available") and git.get("commit") else (
-                f"the run's code is in {(provenance.get('code_snapshot') or {}).get('path')}")  # fmt: skip
+            kept = (provenance.get("code_snapshot") or {}).get("path")
+            hint = ("use --at-commit to run the recorded code" if git.get("available") and git.get("commit")
+                    else f"the run's code is in {kept}" if kept else "the run's code was not kept")  # fmt: skip
             warnings.append(f"the current code is not the run's ({why}); {hint}")
     name = f"rerun-{manifest.name or manifest.id}-{index}"
     new = launch_script(script, list(job.overrides), backend=backend, name=name, root=root, progress=progress,
