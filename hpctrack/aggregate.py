@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
@@ -234,6 +234,8 @@ def sweep_table(
     notes = [f"unreadable, skipped: {'; '.join(unreadable)}"] if unreadable else []
     if where:
         frame = _filter(frame, where)
+    frame, code_note = _code_column(frame)
+    notes += [code_note] if code_note else []
     value_columns = [sel.column for sel in selectors] + list(summary_keys)
     if group_by is not None and group_by is not False:
         keys = ([k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by))
@@ -251,7 +253,57 @@ def sweep_table(
     if "group_by" in frame.attrs:
         frame.attrs["best"] = _best(frame)
     frame.attrs["note"] = "; ".join(notes) or None
+    frame.attrs["code_note"] = code_note
     return frame
+
+
+def _code_cells(manifest: Manifest, row_of: Mapping[int, int], others: Mapping[int, JobStatus]
+                ) -> Optional[List[str]]:  # fmt: skip
+    """Per run, the code snapshots its attempts ran (``"d1 -> d2"``); None when every run ran the sweep's.
+
+    The manifest tells cheaply whether any job was ever given other code than the sweep's
+    (``requeue --code current`` records it); only then are the runs' attempt records read.
+    """
+    sweep_code = manifest.code.get("digest")
+    if not any(job.code or any(h.get("code") not in (None, sweep_code) for h in job.history) for job in manifest.jobs):
+        return None
+    from .index import read_index
+
+    rows = read_index(manifest.path) if row_of else {}
+    cells = []
+    for job in manifest.jobs:
+        if job.index in row_of:
+            attempts = ((rows.get(job.index) or {}).get("status") or {}).get("attempts")
+        else:
+            st = others.get(job.index)
+            attempts = st.record.status.get("attempts") if st is not None and st.record is not None else None
+        ran: List[str] = []
+        for attempt in attempts or []:
+            digest = (attempt.get("code") if isinstance(attempt, dict) else None) or "none"
+            if not ran or ran[-1] != digest[:8]:
+                ran.append(digest[:8])
+        cells.append(CODE_SEP.join(ran))
+    return cells
+
+
+#: Between the snapshots a run's attempts ran, in a ``code`` cell.
+CODE_SEP = " -> "
+
+
+def _code_column(frame: "pd.DataFrame") -> "Tuple[pd.DataFrame, Optional[str]]":
+    """Keep the ``code`` column only when the table's runs ran more than one snapshot, and say so in a note."""
+    if "code" not in frame.columns:
+        return frame, None
+    digests = {d for cell in frame["code"] for d in str(cell).split(CODE_SEP) if cell}
+    if len(digests) <= 1:
+        return frame.drop(columns=["code"]), None
+    jobs: Dict[str, List[int]] = {}
+    for job, cell in zip(frame["job"], frame["code"]):
+        jobs.setdefault(cell or "not started", []).append(int(job))
+    listing = "; ".join(f"{cell}: job{'s' if len(js) != 1 else ''} " + ",".join(map(str, js[:10]))
+                        + (f" and {len(js) - 10} more" if len(js) > 10 else "") for cell, js in jobs.items())
+    return frame, (f"the runs ran different code (column code: each run's snapshots, attempt by attempt): {listing}; "
+                   "`hpctrack diff RUN_A RUN_B --code` shows what changed")  # fmt: skip
 
 
 #: Selector stats the index's columns hold (``at=STEP`` reads histories).
@@ -390,7 +442,11 @@ def _run_frame(
             record = others[i].record if i in others else None
             values[i] = record.summary.get(key) if record is not None else None
         data[key] = values
-    columns = ["job", *param_keys, "state", "runtime_s", *(sel.column for sel in selectors), *summary_keys]
+    code = _code_cells(manifest, row_of, others)
+    if code is not None:
+        data["code"] = code
+    columns = ["job", *param_keys, "state", "runtime_s", *(["code"] if code is not None else []),
+               *(sel.column for sel in selectors), *summary_keys]  # fmt: skip
     frame = pd.DataFrame(data, columns=columns)
     for column in frame.columns:
         if frame[column].dtype == object:
@@ -414,7 +470,7 @@ def group_table(
 
     unknown = [k for k in keys if k not in runs.columns]
     if unknown:
-        params = [c for c in runs.columns if c not in ("job", "state", "runtime_s") and c not in value_columns]
+        params = [c for c in runs.columns if c not in ("job", "state", "runtime_s", "code") and c not in value_columns]
         raise ConfigError(f"cannot group by {unknown[0]!r}: not a param of this table "
                           f"(params: {', '.join(params) or 'none'}; --all-params adds every config key)")  # fmt: skip
     bad = [a for a in aggregations if a not in AGGREGATIONS]
@@ -436,6 +492,8 @@ def group_table(
         values = group_key if isinstance(group_key, tuple) else (group_key,)
         row: Dict[str, Any] = dict(zip(keys, values))
         row["n"] = len(part)
+        if "code" in part.columns:  # the group's runs did not all run the same code: which they ran
+            row["code"] = "; ".join(sorted({str(c) for c in part["code"] if c}))
         for column in numeric:
             data = part[column].to_numpy(dtype=np.float64)
             data = data[~np.isnan(data)]
@@ -453,7 +511,8 @@ def group_table(
             for name in aggregations:
                 row[f"{column} {name}"] = stats[name]
         out_rows.append(row)
-    columns = [*keys, "n", *(f"{c} {a}" for c in numeric for a in aggregations)]
+    columns = [*keys, "n", *(["code"] if "code" in runs.columns else []),
+               *(f"{c} {a}" for c in numeric for a in aggregations)]  # fmt: skip
     frame = pd.DataFrame(out_rows, columns=columns)
     frame.attrs["group_by"] = list(keys)
     frame.attrs["aggregations"] = list(aggregations)

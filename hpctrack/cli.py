@@ -292,21 +292,31 @@ def _resource_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+_CODE_OPTION = click.option(
+    "--code", type=click.Choice(["launch", "current"]), default="launch", show_default=True,
+    help="Code the resubmitted jobs run: the sweep's snapshot taken at launch, or the code as it is now "
+         "(a new snapshot, for these jobs only).")  # fmt: skip
+
+
 def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: bool) -> None:
     for index, why in sorted(plan.skipped.items()):
         click.echo(f"job {index} skipped: {why}")
     if not plan.selected:
         click.echo(f"nothing to {verb}")
         return
+    if plan.code_warning:
+        click.echo(f"warning: {plan.code_warning}", err=True)
     listing = ", ".join(f"{i} ({plan.reasons.get(i, '?')})" for i in plan.selected)
     changes = "".join(f" {k}={v}" for k, v in plan.resources.items())
+    listing += (f" with{changes}" if changes else "") + (
+        f", running the code as it is now (snapshot {plan.code_snapshot.get('digest')})" if plan.code == "current"
+        else "")  # fmt: skip
     if dry_run:
-        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}"
-                   + (f" with{changes}" if changes else ""))
+        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
         return
     manifest = sw.manifest
     click.echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
-               f"{listing}" + (f" with{changes}" if changes else ""))
+               f"{listing}")
     if manifest.backend == "local" and not detach:
         from .launch.progress import wait_with_progress
 
@@ -334,38 +344,42 @@ def _resources(**options: Any) -> Dict[str, Any]:
                    "CANCELLED). Repeatable.")
 @click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
 @_resource_options
+@_CODE_OPTION
 @root_option
 @_handle_errors
-def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool,
+def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool, code: str,
             root: Optional[str], **resources: Any) -> None:
     """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
 
     Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
-    still pending or running are never requeued.
+    still pending or running are never requeued. They run the sweep's launch-time code
+    unless --code current.
     """
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
     plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=_parse_jobs(job_list),
-                      resources=_resources(**resources), dry_run=dry_run)
+                      resources=_resources(**resources), dry_run=dry_run, code=code)
     _report_resubmission(sw, plan, "requeue", dry_run, detach)
 
 
 @cli.command()
 @click.argument("sweep", default="latest")
 @_resource_options
+@_CODE_OPTION
 @root_option
 @_handle_errors
-def resume(sweep: str, dry_run: bool, detach: bool, root: Optional[str], **resources: Any) -> None:
+def resume(sweep: str, dry_run: bool, detach: bool, code: str, root: Optional[str], **resources: Any) -> None:
     """Submit every job of SWEEP without a completed run that is not queued or running.
 
     For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
     for whatever failed: completed jobs are never submitted again, and no run is renumbered.
+    They run the sweep's launch-time code unless --code current.
     """
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run)
+    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code)
     _report_resubmission(sw, plan, "resume", dry_run, detach)
 
 
@@ -497,6 +511,8 @@ def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[st
                            group_by=list(group_by) or None, where=where,
                            seed_keys=_keys(seed_keys))  # fmt: skip
     _emit_frame(frame, fmt, output, _print_comparison)
+    if frame.attrs.get("note"):
+        click.echo(f"note: {frame.attrs['note']}", err=True)
 
 
 @cli.command()
@@ -568,11 +584,12 @@ def show(run: str, fmt: str, packages: bool, root: Optional[str]) -> None:
 @cli.command("diff")
 @click.argument("run_a")
 @click.argument("run_b")
+@click.option("--code", "full_code", is_flag=True, help="Print the unified diff of every file of code that differs.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @root_option
 @_handle_errors
-def diff_command(run_a: str, run_b: str, fmt: str, root: Optional[str]) -> None:
-    """What differs between RUN_A and RUN_B: config keys, code, packages, host and resources."""
+def diff_command(run_a: str, run_b: str, full_code: bool, fmt: str, root: Optional[str]) -> None:
+    """What differs between RUN_A and RUN_B: config keys, code (file by file), packages, host and resources."""
     from .runinfo import describe_run, diff_runs, resolve_run
 
     result = diff_runs(describe_run(*resolve_run(run_a, root)), describe_run(*resolve_run(run_b, root)))
@@ -590,11 +607,36 @@ def diff_command(run_a: str, run_b: str, fmt: str, root: Optional[str]) -> None:
         for key, (a, b) in changes.items():
             click.echo(f"  {key}: {_fmt_value(a) if a is not None else '(none)'} -> "
                        f"{_fmt_value(b) if b is not None else '(none)'}")
-    if result["code_diff_differs"]:
+    files = result["code_files"]
+    same = _print_code_files(files, result["runs"], full_code) and same
+    if result["code_diff_differs"] and not files["comparable"]:
         same = False
         click.echo("code: the uncommitted changes differ (hpctrack show RUN --format json has both diffs)")
     if same:
         click.echo("no difference in config, code, packages, host or resources")
+
+
+def _print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> bool:
+    """Print the files of code that differ (``full``: their unified diffs); whether the code is the same."""
+    notes = [f"{run}: {files['notes'][side]}" for side, run in zip("ab", runs) if files["notes"].get(side)]
+    if not files["comparable"]:
+        click.echo(f"code files: cannot compare the code ({'; '.join(notes)})")
+        return False
+    for note in notes:
+        click.echo(f"code files: {note}")
+    changed = files["files"]
+    if not changed:
+        return True
+    click.echo(f"code files: {files['a']} -> {files['b']}: {len(changed)} file{'s' if len(changed) != 1 else ''} "
+               f"differ{'s' if len(changed) == 1 else ''}")  # fmt: skip
+    for f in changed:
+        counts = f"(+{f['added_lines']} -{f['removed_lines']})" if f["added_lines"] is not None else "(binary or large)"
+        click.echo(f"  {f['change']}  {f['path']}  {counts}")
+    if full:
+        click.echo("".join(f["text"] for f in changed), nl=False)
+    else:
+        click.echo("  (--code prints the unified diff)")
+    return False
 
 
 @cli.command()
@@ -657,6 +699,9 @@ def _print_run(d: Dict[str, Any], packages: bool) -> None:
         out.append(f"              repo {git.get('root')}" + (f", remote {git['remote']}" if git.get("remote") else ""))
     else:
         out.append(f"  code:       {(prov.get('not_captured') or {}).get('git') or git.get('reason') or 'not recorded'}")
+    snapshot = prov.get("code_snapshot") or {}
+    out.append(f"  snapshot:   {snapshot['digest']} ({snapshot.get('source')}, {snapshot.get('path')})" if snapshot
+               else "  snapshot:   none (the run imported the code where it was)")  # fmt: skip
     py = prov.get("python") or {}
     out += [f"  python:     {py.get('version', '-')} ({py.get('executable', '-')}); "
             f"{len(prov.get('packages') or [])} packages" + (f"; conda env {prov['conda']['env']}" if prov.get("conda")
@@ -680,7 +725,8 @@ def _print_run(d: Dict[str, Any], packages: bool) -> None:
         for a in attempts:
             out.append(f"    {a.get('attempt')}: job {a.get('job_id', '-')} on {a.get('host', '-')}, "
                        f"{_when(a.get('start'))} -> {_when(a.get('end'))}, {a.get('outcome') or 'running'}"
-                       + (f", restarted at step {a['restart_step']}" if a.get("restart_step") is not None else ""))
+                       + (f", restarted at step {a['restart_step']}" if a.get("restart_step") is not None else "")
+                       + (f", code {a['code']}" if a.get("code") else ""))  # fmt: skip
     if d.get("error"):
         out.append(f"  error:      {d['error'].get('type')}: {d['error'].get('message')}")
     if d.get("summary"):

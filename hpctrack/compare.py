@@ -30,7 +30,8 @@ def compare_sweeps(
     For every sweep after the first: ``METRIC delta LABEL`` (its mean minus the
     first sweep's) and ``METRIC beyond spread LABEL``: whether the delta is
     larger than the seed-to-seed spread (the larger of the two stds). A setting
-    only one sweep ran is kept, with NaN for the other.
+    only one sweep ran is kept, with NaN for the other. When the runs of a sweep ran
+    different code, its ``code LABEL`` column says which, and ``frame.attrs["note"]`` names it.
 
     Parameters
     ----------
@@ -57,10 +58,13 @@ def compare_sweeps(
         common = list(group_by)
     tables: List["pd.DataFrame"] = []
     metric_columns: List[str] = []
+    notes: List[str] = []
     for sweep, label in zip(sweeps, labels):
         frame = sweep.table(metrics=list(metrics), group_by=common, agg=["mean", "std", "count"], where=where,
                             all_params=bool(group_by), seed_keys=seed_keys)  # fmt: skip
         metric_columns = frame.attrs.get("metrics", metric_columns)
+        if frame.attrs.get("code_note"):  # its column "code LABEL" is in the frame; the terminal shows the note
+            notes.append(f"{label}: {frame.attrs['code_note']}")
         renamed = {c: f"{c} {label}" for c in frame.columns if c not in common}
         tables.append(frame.rename(columns=renamed))
     if common:
@@ -79,5 +83,6 @@ def compare_sweeps(
                 None if math.isnan(d) or math.isnan(s) else bool(abs(d) > s) for d, s in zip(delta, spread)
             ]
     merged.attrs.update({"group_by": common, "labels": labels, "metrics": metric_columns,
-                         "lower_is_better": {m: lower_is_better(m) for m in metric_columns}})  # fmt: skip
+                         "lower_is_better": {m: lower_is_better(m) for m in metric_columns},
+                         "note": "; ".join(notes) or None})  # fmt: skip
     return merged

@@ -8,12 +8,18 @@ step. Nothing here creates a run directory or renumbers a job.
 Two calls racing for the same jobs submit each job once: the jobs are claimed
 under the manifest lock (their submission is checked unchanged since the status
 was read, then marked pending), and only then submitted, outside the lock.
+
+Which code the resubmitted jobs run (``code``): ``launch``, the sweep's code
+snapshot taken at launch, so that every run of a sweep ran the same code; or
+``current``, a new snapshot of the code as it is now (a bug fixed since), recorded
+in the resubmitted jobs' ``JobRecord.code`` only.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ._types import JobState
@@ -21,7 +27,8 @@ from .errors import ConfigError
 from .manifest import Manifest, load_manifest, update_manifest
 from .status import JobStatus, sweep_status
 
-__all__ = ["DEFAULT_REQUEUE_STATES", "RequeuePlan", "requeue_sweep", "resume_sweep", "incomplete_jobs"]
+__all__ = ["DEFAULT_REQUEUE_STATES", "CODE_CHOICES", "RequeuePlan", "requeue_sweep", "resume_sweep",
+           "incomplete_jobs"]  # fmt: skip
 
 #: What ``hpctrack requeue`` selects without ``--state``.
 DEFAULT_REQUEUE_STATES = (
@@ -35,6 +42,8 @@ DEFAULT_REQUEUE_STATES = (
 #: Launcher options a requeue may change (``hpctrack requeue --time ...``).
 RESOURCE_OPTIONS = ("time", "timeout_min", "partition", "mem_gb", "cpus_per_task", "gpus_per_node", "gres",
                     "constraint", "account", "qos", "parallel")  # fmt: skip
+#: Which code resubmitted jobs run: the sweep's snapshot taken at launch, or the code as it is now.
+CODE_CHOICES = ("launch", "current")
 
 
 @dataclass
@@ -47,6 +56,9 @@ class RequeuePlan:
     skipped: Dict[int, str] = field(default_factory=dict)  # asked-for jobs left alone -> why
     submitted: bool = False
     resources: Dict[str, Any] = field(default_factory=dict)
+    code: str = "launch"  # which code the selected jobs run (CODE_CHOICES)
+    code_snapshot: Dict[str, Any] = field(default_factory=dict)  # code="current": the new snapshot (a dry run: digest)
+    code_warning: Optional[str] = None  # the code on disk is not what the jobs will run; what to do about it
 
 
 def _never_submitted(manifest: Manifest, status: JobStatus) -> bool:
@@ -75,7 +87,10 @@ def _backend_options(manifest: Manifest, resources: Mapping[str, Any]) -> Dict[s
     return {**backend_options(manifest.backend, manifest.launcher), **resources}
 
 
-def _check(manifest: Manifest, resources: Mapping[str, Any]) -> None:
+def _check(manifest: Manifest, resources: Mapping[str, Any], code: str = "launch") -> None:
+    if code not in CODE_CHOICES:
+        raise ConfigError(f"code must be 'launch' or 'current', not {code!r}: launch runs the sweep's code "
+                          "snapshot taken at launch, current the code as it is now")  # fmt: skip
     if manifest.backend == "direct":
         raise ConfigError(f"sweep {manifest.id} is a plain script run (python train.py), not a launched sweep: "
                           "run the script again")  # fmt: skip
@@ -90,6 +105,43 @@ def _check(manifest: Manifest, resources: Mapping[str, Any]) -> None:
         parse_time_min(str(resources["time"]))
 
 
+def _launch_code_warning(manifest: Manifest) -> Optional[str]:
+    """One line when the code on disk is not the sweep's snapshot that the jobs will run again, else None."""
+    from .snapshot import code_changes
+
+    hint = "add --code current to run the code as it is now"
+    if not manifest.script:
+        return None
+    if not manifest.code:
+        return (f"sweep {manifest.id} was launched without a code snapshot: the jobs run its script as it was "
+                f"at launch, its other modules and config files as they are now; {hint}")  # fmt: skip
+    changes = code_changes(manifest.code, manifest.script)
+    if not changes:
+        return None  # the same code, or nothing left to compare with
+    listing = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+    return (f"the code on disk differs from the sweep's snapshot {manifest.code.get('digest')} ({listing}); "
+            f"the jobs run that launch-time code again: {hint}")  # fmt: skip
+
+
+def _current_code(manifest: Manifest, dry_run: bool) -> Dict[str, Any]:
+    """The snapshot of the code as it is now, taken for ``code="current"`` (a dry run only hashes it)."""
+    from .manifest import SWEEPS_DIR
+    from .snapshot import code_digest, make_snapshot
+
+    script = manifest.script
+    if not script or not Path(script).is_file():
+        raise ConfigError(f"the sweep's script {script} no longer exists: --code current cannot snapshot the "
+                          "code; requeue with --code launch")  # fmt: skip
+    too_big = "requeue with --code launch"
+    if dry_run:
+        return {"digest": code_digest(script, too_big=too_big)}
+    root = manifest.path.parent.parent if manifest.path.parent.name == SWEEPS_DIR else None
+    if root is None:
+        raise ConfigError(f"sweep {manifest.path} is not under a storage root's {SWEEPS_DIR}/: cannot store a "
+                          "code snapshot for it")  # fmt: skip
+    return make_snapshot(script, root, too_big=too_big)
+
+
 def requeue_sweep(
     manifest: Manifest,
     *,
@@ -98,6 +150,7 @@ def requeue_sweep(
     resources: Optional[Mapping[str, Any]] = None,
     dry_run: bool = False,
     include_unsubmitted: bool = False,
+    code: str = "launch",
 ) -> RequeuePlan:
     """Submit the selected jobs of the sweep again, as one array (SLURM) or one runner (local).
 
@@ -114,16 +167,26 @@ def requeue_sweep(
         Select and report, submit nothing.
     include_unsubmitted:
         Also select jobs that were never submitted (what :func:`resume_sweep` adds).
+    code:
+        ``"launch"``: the selected jobs run the sweep's code snapshot taken at launch
+        (``plan.code_warning`` says when the code on disk differs); ``"current"``: a new
+        snapshot of the code as it is now, for the selected jobs only.
+
+    Raises
+    ------
+    ConfigError
+        Bad input (unknown job, resource or code choice; ``current`` without the
+        script); nothing was claimed or submitted.
     """
     resources = {k: v for k, v in (resources or {}).items() if v is not None}
-    _check(manifest, resources)
+    _check(manifest, resources, code)
     wanted_states = set(states or DEFAULT_REQUEUE_STATES)
     if jobs is not None:
         bad = sorted(set(jobs) - {j.index for j in manifest.jobs})
         if bad:
             raise ConfigError(f"sweep {manifest.id} has jobs 0-{len(manifest.jobs) - 1}; no job {bad[0]}")
     statuses = sweep_status(manifest).jobs
-    plan = RequeuePlan(sweep_id=manifest.id, resources=dict(resources))
+    plan = RequeuePlan(sweep_id=manifest.id, resources=dict(resources), code=code)
     for status in statuses:
         if jobs is not None and status.index not in jobs:
             continue
@@ -139,11 +202,21 @@ def requeue_sweep(
         elif jobs is not None:
             plan.skipped[status.index] = (f"{status.state.value}: not selected (add --state {status.state.value} "
                                           "to requeue it)")  # fmt: skip
-    if dry_run or not plan.selected:
+    if not plan.selected:
         return plan
+    if code == "current":  # before anything is claimed: a refused snapshot leaves the sweep as it was
+        plan.code_snapshot = _current_code(manifest, dry_run)
+    else:
+        plan.code_warning = _launch_code_warning(manifest)
+    if dry_run:
+        return plan
+    # A job runs its own snapshot only when it is not the sweep's.
+    job_code = plan.code_snapshot if plan.code_snapshot.get("digest") not in (None, manifest.code.get("digest")) \
+        else {}  # fmt: skip
     snapshot = {s.index: (manifest.jobs[s.index].job_id, manifest.jobs[s.index].submitted) for s in statuses}
     by_index = {s.index: s for s in statuses}
     claimed: List[int] = []
+    earlier_code: Dict[int, Dict[str, Any]] = {}  # to give back if the submission fails
 
     def claim(m: Manifest) -> None:
         now = time.time()
@@ -153,7 +226,9 @@ def requeue_sweep(
             if (job.job_id, job.submitted) != snapshot[index]:
                 continue  # someone else resubmitted it since we looked
             job.resubmit(by_index[index].state, by_index[index].error, now)
+            job.history[-1]["code"] = (job.code or m.code).get("digest")  # what the submission before ran
             job.resources = {**job.resources, **resources}
+            earlier_code[index], job.code = job.code, dict(job_code)
             claimed.append(index)
 
     update_manifest(manifest.path, claim)
@@ -171,14 +246,14 @@ def requeue_sweep(
         backend.preflight()
         backend.submit(fresh, claimed)
     except BaseException as err:
-        _release(manifest, claimed, err)
+        _release(manifest, claimed, earlier_code)
         raise
     plan.submitted = True
     return plan
 
 
-def _release(manifest: Manifest, claimed: Sequence[int], err: BaseException) -> None:
-    """A submission that failed: the claimed jobs go back to how they had ended."""
+def _release(manifest: Manifest, claimed: Sequence[int], earlier_code: Mapping[int, Dict[str, Any]]) -> None:
+    """A submission that failed: the claimed jobs go back to how they had ended, with the code they had."""
 
     def release(m: Manifest) -> None:
         for index in claimed:
@@ -186,6 +261,7 @@ def _release(manifest: Manifest, claimed: Sequence[int], err: BaseException) -> 
             if job.job_id is None and job.history:
                 last = job.history.pop()
                 job.job_id, job.submitted, job.ended = last["job_id"], last["submitted"], last["ended"]
+                job.code = dict(earlier_code.get(index, job.code))
                 job.state = JobState(last["state"]) if last.get("state") else JobState.FAILED
                 job.error = last.get("error")
 
@@ -193,13 +269,14 @@ def _release(manifest: Manifest, claimed: Sequence[int], err: BaseException) -> 
 
 
 def resume_sweep(
-    manifest: Manifest, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False
+    manifest: Manifest, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
+    code: str = "launch",
 ) -> RequeuePlan:
     """Submit the sweep's gap: every job without a completed run that is not queued or running.
 
     That is the jobs that failed, were cancelled (e.g. a local sweep stopped with
     Ctrl-C), timed out or were lost, plus those never submitted. Completed jobs
-    are never submitted again.
+    are never submitted again. ``code`` as in :func:`requeue_sweep`.
     """
     return requeue_sweep(manifest, states=[s for s in JobState if s.is_final and s != JobState.COMPLETED],
-                         resources=resources, dry_run=dry_run, include_unsubmitted=True)  # fmt: skip
+                         resources=resources, dry_run=dry_run, include_unsubmitted=True, code=code)  # fmt: skip

@@ -17,12 +17,22 @@ from .errors import ConfigError
 __all__ = ["rerun_run", "WORKTREES_DIR"]
 
 WORKTREES_DIR = "worktrees"
+#: ``ROOT/worktrees/<name>.ready`` says the worktree ``<name>`` is whole (checked out, diff applied).
+READY_SUFFIX = ".ready"
+_OLD_READY = ".hpctrack-ready"  # the marker's name inside the worktree, before it moved beside it
 
 
-def _code_differs(recorded: Dict[str, Any], script: str) -> Optional[str]:
+def _code_differs(provenance: Dict[str, Any], script: str) -> Optional[str]:
     """Why the script's current code is not what the run recorded, or None."""
     from .provenance import git_info
+    from .snapshot import code_changes
 
+    snapshot = provenance.get("code_snapshot") or {}
+    changes = code_changes(snapshot, script) if snapshot.get("digest") else None
+    if changes is not None:  # the run's snapshot tells, in git or not
+        listing = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        return f"{listing} since the run's code snapshot {snapshot['digest']}" if changes else None
+    recorded = provenance.get("git") or {}
     if not recorded.get("available"):
         return None
     now = git_info(script)
@@ -43,25 +53,33 @@ def _worktree(root: Path, git: Dict[str, Any]) -> Path:
     commit, diff = git["commit"], git.get("diff") or ""
     key = hashlib.sha256(f"{commit}\n{diff}".encode()).hexdigest()[:16]
     target = root / WORKTREES_DIR / f"{commit[:12]}-{key}"
-    if (target / ".hpctrack-ready").is_file():
+    # The marker lives beside the worktree: inside, it would be an untracked file of the rerun's code.
+    ready = target.with_name(target.name + READY_SUFFIX)
+    if (target / _OLD_READY).is_file():  # made by an older hpctrack: move its marker out
+        (target / _OLD_READY).unlink()
+        ready.write_text(commit + "\n")
+    if ready.is_file() and target.is_dir():
         return target
     repo = git["root"]
     if not Path(repo).is_dir():
         raise ConfigError(f"the run's repository {repo} is gone: cannot check out commit {commit[:12]}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    ready.unlink(missing_ok=True)  # a worktree removed by hand: made again, and ready only once whole
     if target.exists():  # a half-made worktree of an interrupted rerun
         subprocess.run(["git", "worktree", "remove", "--force", str(target)], cwd=repo, capture_output=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)  # forget one deleted by hand
     proc = subprocess.run(["git", "worktree", "add", "--detach", str(target), commit], cwd=repo,
                           capture_output=True, text=True)  # fmt: skip
     if proc.returncode != 0:
-        raise ConfigError(f"git worktree add at {commit[:12]} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        reason = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise ConfigError(f"git worktree add at {commit[:12]} failed: {reason}")
     if diff:
         proc = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=target, input=diff,
                               capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:
             raise ConfigError(f"the run's recorded diff does not apply at {commit[:12]}: "
                               f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")  # fmt: skip
-    (target / ".hpctrack-ready").write_text(commit + "\n")
+    ready.write_text(commit + "\n")
     return target
 
 
@@ -84,7 +102,8 @@ def rerun_run(
         raise ConfigError(f"sweep {manifest.id} does not record its script: it cannot be rerun")
     job = manifest.jobs[index]
     record = sweep.run(index)
-    git = ((record.info.get("provenance") or {}).get("git")) or {}
+    provenance = record.info.get("provenance") or {}
+    git = provenance.get("git") or {}
     warnings: List[str] = []
     script = manifest.script
     if at_commit:
@@ -97,9 +116,12 @@ def rerun_run(
             raise ConfigError(f"the script {script} is not inside the run's repository {git['root']}") from None
         script = str(_worktree(resolve_root(root), git) / relative)
     else:
-        why = _code_differs(git, script) if Path(script).exists() else "the script no longer exists"
+        why = _code_differs(provenance, script) if Path(script).exists() else "the script no longer exists"
         if why:
-            warnings.append(f"the current code is not the run's ({why}); use --at-commit to run the recorded code")
+            kept = (provenance.get("code_snapshot") or {}).get("path")
+            hint = ("use --at-commit to run the recorded code" if git.get("available") and git.get("commit")
+                    else f"the run's code is in {kept}" if kept else "the run's code was not kept")  # fmt: skip
+            warnings.append(f"the current code is not the run's ({why}); {hint}")
     name = f"rerun-{manifest.name or manifest.id}-{index}"
     new = launch_script(script, list(job.overrides), backend=backend, name=name, root=root, progress=progress,
                         detach=detach, command=["hpctrack", "rerun", f"{manifest.id}/{index}"],

@@ -266,6 +266,7 @@ class Run:
         job_id = _job_id_from_env()
         if job_id:
             attempt_record["job_id"] = job_id
+        attempt_record["code"] = (info.get("code_snapshot") or {}).get("digest")  # the code this attempt runs
         if previous:
             self._attempts = [dict(a) for a in previous.get("attempts") or []] or [
                 {"attempt": 1, "start": previous.get("start_time")}  # a run from before attempts were recorded

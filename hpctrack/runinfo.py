@@ -1,4 +1,4 @@
-"""One run, whole: ``hpctrack show`` and ``hpctrack diff`` (provenance, config, attempts, artifacts).
+"""One run, whole: ``hpctrack show`` and ``hpctrack diff`` (provenance, code, config, attempts, artifacts).
 
 A run is named by its run id (``<sweep id>/<job>``), ``SWEEP/JOB`` with any way of naming a
 sweep (``latest/3``, ``digits/0``), or its run directory.
@@ -83,11 +83,19 @@ def _changes(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, List[Any]]:
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def diff_runs(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
-    """What differs between two :func:`describe_run` results: config, code, packages, host/resources."""
+def diff_runs(a: Dict[str, Any], b: Dict[str, Any], *, lines: bool = True) -> Dict[str, Any]:
+    """What differs between two :func:`describe_run` results: config, code, packages, host/resources.
+
+    ``code`` compares the code's identity (snapshot digest, git commit, branch, dirty flag,
+    diff hash); ``code_files`` the code itself, file by file (see
+    :func:`hpctrack.codediff.diff_code`; ``lines``: with line counts and unified diffs).
+    """
+    from .codediff import diff_code
+
     pa, pb = a.get("provenance") or {}, b.get("provenance") or {}
-    ga, gb = pa.get("git") or {}, pb.get("git") or {}
-    code_keys = ("available", "commit", "branch", "remote", "dirty", "diff_sha256", "untracked_count")
+    ga = {**(pa.get("git") or {}), "snapshot": (pa.get("code_snapshot") or {}).get("digest")}
+    gb = {**(pb.get("git") or {}), "snapshot": (pb.get("code_snapshot") or {}).get("digest")}
+    code_keys = ("snapshot", "available", "commit", "branch", "remote", "dirty", "diff_sha256", "untracked_count")
     packages_a = dict(p.split("==", 1) for p in pa.get("packages") or [] if "==" in p)
     packages_b = dict(p.split("==", 1) for p in pb.get("packages") or [] if "==" in p)
     host_a: Dict[str, Any] = {}
@@ -105,6 +113,7 @@ def diff_runs(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
         "config": _changes(a.get("params") or {}, b.get("params") or {}),
         "code": _changes({k: ga.get(k) for k in code_keys}, {k: gb.get(k) for k in code_keys}),
         "code_diff_differs": ga.get("diff") != gb.get("diff"),
+        "code_files": diff_code(pa, pb, lines=lines),
         "packages": _changes(packages_a, packages_b),
         "host_and_resources": _changes(host_a, host_b),
     }

@@ -4,7 +4,9 @@ At submission the git-tracked files of the script's repository (their working-tr
 contents, uncommitted edits included), or the script's folder outside git, are copied
 once into ``ROOT/code/<digest>/``; the digest is over every file's path and content, so
 sweeps launched from the same code share one copy. Jobs import from the copy, so editing
-the code while they wait in the queue changes nothing they run.
+the code while they wait in the queue changes nothing they run. ``requeue --code current``
+takes a new snapshot for the jobs it resubmits (``JobRecord.code``); every attempt records
+the digest of the snapshot it ran.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import ConfigError
 
-__all__ = ["make_snapshot", "CODE_DIR", "MAX_SNAPSHOT_BYTES"]
+__all__ = ["make_snapshot", "code_digest", "snapshot_files", "code_changes", "CODE_DIR",
+           "MAX_SNAPSHOT_BYTES"]  # fmt: skip
 
 CODE_DIR = "code"
 #: A snapshot bigger than this is refused (set ``code_snapshot: false`` for such repositories).
@@ -49,20 +52,42 @@ def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
     return root, sorted(files), {"source": "folder", "reason": git.get("reason")}
 
 
-def make_snapshot(script: str, hpctrack_root: Path) -> Dict[str, Any]:
-    """Copy the code of ``script`` into ``ROOT/code/<digest>/`` (once); returns what the manifest records."""
-    root, files, ident = _files(script)
+def _digest(root: Path, files: List[str], too_big: str) -> Tuple[str, int]:
+    """(digest, bytes) of ``files`` under ``root``: over every file's path and content."""
     digest = hashlib.sha256()
     total = 0
     for rel in sorted(files):
         path = root / rel
         total += path.stat().st_size
         if total > MAX_SNAPSHOT_BYTES:
-            raise ConfigError(f"the code to snapshot under {root} is over {MAX_SNAPSHOT_BYTES >> 20} MB; "
-                              "set hydra.launcher.code_snapshot=false (or --no-code-snapshot)")  # fmt: skip
+            raise ConfigError(f"the code to snapshot under {root} is over {MAX_SNAPSHOT_BYTES >> 20} MB; {too_big}")
         digest.update(rel.encode("utf-8", errors="surrogateescape") + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
-    name = digest.hexdigest()[:20]
+    return digest.hexdigest()[:20], total
+
+
+_TOO_BIG = "set hydra.launcher.code_snapshot=false (or --no-code-snapshot)"
+
+
+def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) -> Dict[str, Any]:
+    """Copy the code of ``script`` into ``ROOT/code/<digest>/`` (once); returns what the manifest records.
+
+    Parameters
+    ----------
+    script:
+        The script whose code to copy: its git repository's tracked files, or its folder outside git.
+    hpctrack_root:
+        The storage root.
+    too_big:
+        What to do instead, said when the code is over :data:`MAX_SNAPSHOT_BYTES`.
+
+    Raises
+    ------
+    ConfigError
+        The code is over :data:`MAX_SNAPSHOT_BYTES`.
+    """
+    root, files, ident = _files(script)
+    name, total = _digest(root, files, too_big)
     target = Path(hpctrack_root) / CODE_DIR / name
     if not target.is_dir():
         tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
@@ -83,3 +108,50 @@ def make_snapshot(script: str, hpctrack_root: Path) -> Dict[str, Any]:
     script_rel = os.path.relpath(Path(script).resolve(), root.resolve())
     return {"path": str(target), "digest": name, "root": str(root), "script": script_rel, "files": len(files),
             "bytes": total, **ident}  # fmt: skip
+
+
+def code_digest(script: str, *, too_big: str = _TOO_BIG) -> str:
+    """The digest :func:`make_snapshot` would give the code of ``script`` now, without copying anything."""
+    root, files, _ = _files(script)
+    return _digest(root, files, too_big)[0]
+
+
+def snapshot_files(path: Path) -> Dict[str, Path]:
+    """The files of a snapshot directory (or any code folder), by path relative to it.
+
+    Python's byte code, which jobs importing from a snapshot write into it, is left out.
+    """
+    path = Path(path)
+    out: Dict[str, Path] = {}
+    for folder, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
+        for name in sorted(names):
+            if not name.endswith(".pyc"):
+                full = Path(folder) / name
+                out[str(full.relative_to(path))] = full
+    return out
+
+
+def code_changes(snapshot: Mapping[str, Any], script: str) -> Optional[List[str]]:
+    """How the code of ``script`` on disk differs from ``snapshot``: ``["train.py changed", ...]``.
+
+    ``[]`` when it is the same code; None when it cannot be told (the script or the
+    snapshot directory is gone). Compares the digest first, so unchanged code costs one
+    pass of hashing and no comparison.
+    """
+    if not Path(script).is_file():
+        return None
+    root, files, _ = _files(script)
+    try:
+        digest, _ = _digest(root, files, _TOO_BIG)
+    except ConfigError:
+        digest = None  # too big to snapshot: compare the files themselves
+    if digest is not None and digest == snapshot.get("digest"):
+        return []
+    path = Path(snapshot.get("path") or "")
+    if not snapshot.get("path") or not path.is_dir():
+        return None
+    from .codediff import compare_files
+
+    changes = compare_files(snapshot_files(path), {rel: root / rel for rel in files}, lines=False)
+    return [f"{c.path} {c.change}" for c in changes]

@@ -83,21 +83,25 @@ class Sweep:
         jobs: Optional[Sequence[int]] = None,
         resources: Optional[Mapping[str, Any]] = None,
         dry_run: bool = False,
+        code: str = "launch",
     ) -> "RequeuePlan":
         """Submit failed, timed-out, preempted or cancelled jobs again, into their runs.
 
         See :func:`hpctrack.requeue.requeue_sweep`; ``resources`` changes launcher
-        options such as ``{"time": "04:00:00"}`` for the resubmitted jobs.
+        options such as ``{"time": "04:00:00"}`` for the resubmitted jobs; ``code="current"``
+        runs them with the code as it is now instead of the sweep's launch-time snapshot.
         """
         from .requeue import requeue_sweep
 
-        return requeue_sweep(self.manifest, states=states, jobs=jobs, resources=resources, dry_run=dry_run)
+        return requeue_sweep(self.manifest, states=states, jobs=jobs, resources=resources, dry_run=dry_run,
+                             code=code)  # fmt: skip
 
-    def resume(self, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False) -> "RequeuePlan":
+    def resume(self, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
+               code: str = "launch") -> "RequeuePlan":
         """Submit every job without a completed run that is not queued or running (never submitted ones too)."""
         from .requeue import resume_sweep
 
-        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run)
+        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run, code=code)
 
     def incomplete(self) -> Dict[int, str]:
         """Jobs of the sweep's grid without a completed run and nothing queued for them: index -> why."""

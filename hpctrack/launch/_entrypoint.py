@@ -105,10 +105,10 @@ def run_job(sweep_dir: str, index: int) -> Any:
     from ..run import _status_for, open_job_run
 
     manifest = load_manifest(Path(sweep_dir))
+    code = manifest.jobs[index].code or manifest.code  # its own snapshot after `requeue --code current`
     if manifest.script:
         # The script's own modules (e.g. a sibling `model.py`) must import as they do when the
-        # script runs plainly: from the sweep's code snapshot, else from where the script is.
-        code = manifest.code
+        # script runs plainly: from the job's code snapshot, else from where the script is.
         script_dir = (os.path.dirname(os.path.join(code["path"], code["script"])) if code.get("path")
                       else os.path.dirname(manifest.script))  # fmt: skip
         if script_dir in sys.path:
@@ -121,14 +121,17 @@ def run_job(sweep_dir: str, index: int) -> Any:
         # with more time), instead of submitit failing it at the signal.
         signal.signal(signal.SIGUSR2, _on_time_limit_signal)
     extra: Dict[str, Any] = {"slurm": slurm} if slurm else {}
-    if manifest.code:
-        extra["code_snapshot"] = manifest.code
+    if code:
+        extra["code_snapshot"] = code
     run = open_job_run(Path(sweep_dir), index, extra or None)
     try:
         import cloudpickle
 
         with open(Path(sweep_dir) / JOB_FN_FILE, "rb") as fh:
             job_fn = cloudpickle.load(fh)
+        if code and hasattr(job_fn, "with_code"):
+            # The config files as in the snapshot; the script too when it is the job's own, not the sweep's.
+            job_fn = job_fn.with_code(code, script=bool(manifest.jobs[index].code))
         result = job_fn(index)
     except BaseException as exc:
         # After a requeue was prepared, submitit's exit is not a failure: finish keeps "requeued".

@@ -35,6 +35,8 @@ COMMAND_ENV = "HPCTRACK_COMMAND"
 class HydraJob:
     """Picklable job function: compose job ``index``'s config and run the task in it."""
 
+    config_code: Optional[Dict[str, Any]] = None  # the code snapshot whose config files the job reads
+
     def __init__(self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
                  job_overrides: List[List[str]], initial_job_idx: int) -> None:
         self.hydra_context = hydra_context
@@ -49,6 +51,24 @@ class HydraJob:
         self.singleton_state = Singleton.get_state()
         self.script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
 
+    def with_code(self, code: Dict[str, Any], *, script: bool = True) -> "HydraJob":
+        """This job running the code of a snapshot (``hpctrack.snapshot``): its config files, and its script.
+
+        Hydra composes each job's config again in the job, from the config directories;
+        those inside the code are read from the snapshot. The script's functions are
+        pickled by value at launch, so a job given another snapshot than the sweep's
+        (``hpctrack requeue --code current``) loads the script from it (``script``).
+        """
+        import copy
+
+        job = copy.copy(self)
+        job.config_code = code  # applied when the job runs, once Hydra's plugin registry is restored
+        if script:
+            path = os.path.join(code["path"], code["script"])
+            job.task_function = _task_in(path, getattr(self.task_function, "__name__", "main"))
+            job.script = path
+        return job
+
     def __call__(self, index: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.singleton import Singleton
@@ -60,7 +80,8 @@ class HydraJob:
         setup_globals()
         if self.script:
             _restore_filenames(self.task_function, self.script)
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
+        context = _context_in(self.hydra_context, self.config_code) if self.config_code else self.hydra_context
+        sweep_config = context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
         run = current_run()
         with open_dict(sweep_config):
             sweep_config.hydra.job.num = self.initial_job_idx + index
@@ -70,11 +91,60 @@ class HydraJob:
                 sweep_config.hydra.sweep.dir = str(run.run_dir)
                 sweep_config.hydra.sweep.subdir = "."
         HydraConfig.instance().set_config(sweep_config)
-        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=sweep_config,
+        ret = run_job(hydra_context=context, task_function=self.task_function, config=sweep_config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
+
+
+def _context_in(context: HydraContext, code: Dict[str, Any]) -> HydraContext:
+    """Hydra's context with the config directories that lie inside the code read from its snapshot."""
+    import copy
+    import dataclasses
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    search_path = getattr(context.config_loader, "config_search_path", None)
+    if search_path is None or not code.get("root") or not code.get("path"):
+        return context
+    search_path = copy.deepcopy(search_path)
+    root = Path(code["root"]).resolve()
+    moved = False
+    for element in search_path.get_path():
+        path = str(element.path or "")
+        scheme = "file://" if path.startswith("file://") else ""
+        if "://" in path and not scheme:  # pkg://, structured://: not files of the code
+            continue
+        try:
+            inside = Path(path[len(scheme):]).resolve().relative_to(root)
+        except ValueError:  # a config directory outside the code: read where it is
+            continue
+        target = Path(code["path"]) / inside
+        if target.is_dir():  # not, e.g., for configs git does not track
+            element.path, moved = f"{scheme}{target}", True
+    if not moved:
+        return context
+    return dataclasses.replace(context, config_loader=ConfigLoaderImpl(config_search_path=search_path))
+
+
+def _task_in(script: str, name: str) -> Any:
+    """The function ``name`` of ``script``, undecorated (``@hydra.main`` wraps it), loaded as a module."""
+    import importlib.util
+    import inspect
+
+    from hpctrack.errors import ConfigError
+
+    spec = importlib.util.spec_from_file_location("__hpctrack_task__", script)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load the script {script}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered, as dataclasses and typing need their module to be
+    spec.loader.exec_module(module)  # __name__ is not "__main__": the script's own entry point does not run
+    task = getattr(module, name, None)
+    if not callable(task):
+        raise ConfigError(f"{script} has no function {name!r}, the task the sweep was launched with")
+    return inspect.unwrap(task)
 
 
 def _restore_filenames(task_function: Any, filename: str) -> None:
