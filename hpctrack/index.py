@@ -32,7 +32,7 @@ from ._types import RunStatus
 from .errors import HpctrackError, RunNotFoundError
 from .locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
 from .store import RunRecord
-from .store.base import MetricStats, one_line
+from .store.base import MetricStats, read_failure
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -257,12 +257,12 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
             if had_started(manifest, job.index, previous):
                 reason = f"run store missing: {store.path} (deleted or moved?)"
         except HpctrackError as err:
-            reason = f"unreadable run store: {one_line(err)}"
+            reason = f"unreadable run store {store.path.name}: {read_failure(err)}"
         else:
             changed = previous is not None and previous.get("fingerprint") not in (None, row["fingerprint"])
             problems = store.verify() if changed or (previous or {}).get("lost") else []
             if problems:
-                reason = f"damaged run store: {problems[0]}"
+                reason = f"damaged run store {store.path.name}: {problems[0]}"
             elif record.status.get("state") in ENDED_STATES:
                 rows.append(row)
         if reason is not None:

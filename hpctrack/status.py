@@ -28,7 +28,7 @@ from ._types import JobState, RunStatus, signal_name
 from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
-from .store.base import one_line
+from .store.base import one_line, read_failure
 
 __all__ = ["JobStatus", "SweepStatus", "job_statuses", "sweep_status", "backend_view", "ended_state", "read_run",
            "signal_of_exit_code", "HUNG_AFTER_INTERVALS"]  # fmt: skip
@@ -326,11 +326,13 @@ def _check_store(store: Any, job: int, ended_only: bool = True) -> _Read:
     if problems:
         if problems[0].startswith("no run store at") or "is missing" in problems[0]:
             return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
-        return _Read(lost=f"damaged run store: {problems[0]}")
+        if problems[0].startswith("unreadable: "):
+            return _Read(lost=f"unreadable run store {store.path.name}: {problems[0][len('unreadable: '):]}")
+        return _Read(lost=f"damaged run store {store.path.name}: {problems[0]}")
     try:
         record, row = indexed_row(job, store)
     except HpctrackError as err:
-        return _Read(lost=f"unreadable run store: {one_line(err)}")
+        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}")
     ended = record.status.get("state") in ENDED_STATES
     return _Read(record=record, fresh_row=row if ended or not ended_only else None)
 
@@ -368,8 +370,8 @@ def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mappi
         return _Read(error=one_line(err))
     except StoreError as err:
         if _alive(run_dir, None, None):  # its writer is at work: a transient failure, not a loss
-            return _Read(error=f"run store unreadable right now: {one_line(err)}")
-        return _Read(lost=f"unreadable run store: {one_line(err)}")
+            return _Read(error=f"run store unreadable right now: {read_failure(err)}")
+        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}")
     # An ended run the index lacks (an append that failed, an older sweep): its line is added.
     lacking = record.status.get("state") in ENDED_STATES and usable(fresh, job.submitted) and not usable(
         row, job.submitted)  # fmt: skip

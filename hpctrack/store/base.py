@@ -380,7 +380,7 @@ class Store(abc.ABC):
         except FormatVersionError as err:
             return [one_line(err)]
         except (StoreError, OSError) as err:
-            return [f"unreadable: {one_line(err)}"]
+            return [f"unreadable: {read_failure(err)}"]
         problems = []
         for key, stats in record.metrics.items():
             try:
@@ -456,3 +456,10 @@ def prepare_sections(
 def one_line(err: BaseException) -> str:
     """An exception as one line, for messages the CLI prints on one line."""
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def read_failure(err: BaseException) -> str:
+    """Why a store could not be read, on one line, without the ``cannot read run store PATH:`` preamble."""
+    import re
+
+    return re.sub(r"^cannot read run store \S+: ", "", one_line(err))
