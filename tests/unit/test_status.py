@@ -17,7 +17,7 @@ from hpctrack import endrecord
 from hpctrack._types import JobState
 from hpctrack.launch import slurm
 from hpctrack.requeue import resume_sweep
-from hpctrack.status import signal_of_exit_code, sweep_status
+from hpctrack.status import sweep_status
 
 from synthetic import dead_pid, index_runs, make_sweep, reload, sleeper, write_run
 
@@ -71,6 +71,8 @@ def test_job_killed_by_a_signal_shows_which(hpctrack_root, sacct, exit_code, nam
 
 
 def test_signal_of_exit_code():
+    from hpctrack.status import signal_of_exit_code
+
     assert signal_of_exit_code("0:12") == "SIGUSR2"
     assert signal_of_exit_code("1:0") is None and signal_of_exit_code(None) is None
     assert signal_of_exit_code("garbage") is None
