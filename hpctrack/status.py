@@ -203,6 +203,13 @@ def _end_state(end: Mapping[str, Any]) -> JobState:
     return _RUN_TO_JOB.get(str(end.get("state")), JobState.FAILED)
 
 
+def _end_error(end: Mapping[str, Any]) -> Optional[str]:
+    """An end record's error line, or the signal that ended the attempt."""
+    if end.get("error"):
+        return str(end["error"])
+    return f"killed by {end['signal']}" if end.get("signal") else None
+
+
 def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: Optional[str], *,
                 signal: Optional[str] = None,
                 end: Optional[Mapping[str, Any]] = None) -> Tuple[JobState, Optional[str]]:
@@ -213,16 +220,17 @@ def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: 
     is TIMEOUT to sacct). A scheduler's reason field is never an error.
     """
     backend_state = info.state if info is not None else None
-    end_error = end.get("error") if end is not None else None
+    end_error = _end_error(end) if end is not None else None
     killed = f"killed by {signal}" if signal else None
     if run_state == RunStatus.COMPLETED.value:
         return JobState.COMPLETED, None
     if backend_state is not None and backend_state.is_final:
         if run_state in _RUN_TO_JOB and backend_state in (JobState.COMPLETED, JobState.FAILED):
             state, error = _RUN_TO_JOB[run_state], own_error  # what happened inside beats the task's state
+        elif end is not None and backend_state in (JobState.COMPLETED, JobState.FAILED):
+            state, error = _end_state(end), end_error  # so does the end record of a store left "running"
         elif backend_state == JobState.COMPLETED:  # the task ended well, but this run never recorded its end
-            state = _end_state(end) if end is not None else JobState.FAILED
-            error = end_error or "the job ended without recording its end (killed?)"
+            state, error = JobState.FAILED, "the job ended without recording its end (killed?)"
         else:
             state, error = backend_state, own_error or end_error or killed or job.error
     elif run_state in _RUN_TO_JOB:
@@ -266,7 +274,7 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: b
         if alive is False or (info is not None and info.ended):
             end = _end_of(run_dir, job, record)
             if end is not None:
-                return _end_state(end), end.get("error"), None
+                return _end_state(end), _end_error(end), None
             signal = _signal_of(info, record, None)
             return JobState.FAILED, (f"killed by {signal} without recording a result" if signal else
                                      "the job ended without recording a result (killed?)"), None  # fmt: skip
@@ -276,14 +284,14 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: b
         if alive is False:
             end = _end_of(run_dir, job, None)
             if end is not None:
-                return _end_state(end), end.get("error"), None
+                return _end_state(end), _end_error(end), None
             return JobState.FAILED, (f"the script ended before its run recorded anything (pid {runner.get('pid')} "
                                      "is gone)"), None  # fmt: skip
         return JobState.RUNNING, None, None
     if info is not None and info.ended:
         end = _end_of(run_dir, job, None)
         if end is not None:
-            return _end_state(end), end.get("error"), None
+            return _end_state(end), _end_error(end), None
         signal = _signal_of(info, None, None)
         return JobState.FAILED, (f"killed by {signal} before its run started" if signal else
                                  "the job ended before its run started") + "; see its log files", None  # fmt: skip

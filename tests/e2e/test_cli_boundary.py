@@ -86,6 +86,10 @@ def test_damaged_sweep_is_named_and_skipped_never_fatal(hpctrack_root):
         (line,) = error_lines(proc.stderr)
         assert "sweep.json" in line and ("jobs" in line or "BOGUS" in line), line
     assert run_cli("status", "good", check=True).returncode == 0  # latest/name lookups step over the damaged ones
+    verified = run_cli("verify", "--all")
+    assert verified.returncode == 1 and "Traceback" not in verified.stderr
+    assert "20260101-000002-cccc: damaged sweep manifest" in verified.stdout
+    assert "sweep 20260101-000001-bbbb: no problem found" in verified.stdout
 
 
 def test_wrongly_typed_index_line_is_ignored_and_named(hpctrack_root):

@@ -97,6 +97,16 @@ def test_end_record_speaks_for_a_run_whose_store_says_running(hpctrack_root):
     assert job.state == JobState.FAILED and job.error == "DiskFullError: no space left on /x"
 
 
+def test_signal_in_the_end_record_is_shown(hpctrack_root):
+    manifest = make_sweep(hpctrack_root, 1, state=JobState.FAILED, runner={"host": socket.gethostname(),
+                                                                            "pid": dead_pid()})  # fmt: skip
+    write_run(manifest, 0, state="running", pid=dead_pid())
+    endrecord.reserve(manifest.run_path(0))
+    endrecord.record(manifest.run_path(0), attempt=1, state="interrupted", extra={"signal": "SIGTERM"})
+    (job,) = sweep_status(manifest).jobs
+    assert job.state == JobState.CANCELLED and job.error == "cancelled (SIGTERM)"
+
+
 def test_end_record_speaks_for_a_run_without_a_store(hpctrack_root):
     manifest = make_sweep(hpctrack_root, 1, state=JobState.FAILED)
     endrecord.reserve(manifest.run_path(0))
