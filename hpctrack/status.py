@@ -326,7 +326,7 @@ class _Read:
     fresh_row: Optional[Dict[str, Any]] = None  # an index line to append (ended run, current fingerprint)
 
 
-def _check_store(store: Any, job: int, ended_only: bool = True) -> _Read:
+def _check_store(store: Any, job: int) -> _Read:
     """Read a store that changed since it was indexed, checking it whole (points included)."""
     from .index import ENDED_STATES, indexed_row
 
@@ -342,7 +342,7 @@ def _check_store(store: Any, job: int, ended_only: bool = True) -> _Read:
     except HpctrackError as err:
         return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}")
     ended = record.status.get("state") in ENDED_STATES
-    return _Read(record=record, fresh_row=row if ended or not ended_only else None)
+    return _Read(record=record, fresh_row=row if ended else None)
 
 
 def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mapping[str, Any]],
