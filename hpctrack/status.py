@@ -379,7 +379,9 @@ def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mappi
     except StoreError as err:
         if _alive(run_dir, None, None):  # its writer is at work: a transient failure, not a loss
             return _Read(error=f"run store unreadable right now: {read_failure(err)}")
-        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}")
+        end = _end_of(run_dir, job, None)
+        ended = f"; the run ended {end.get('state')}: {_end_error(end)}" if end is not None and _end_error(end) else ""
+        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}{ended}")
     # An ended run the index lacks (an append that failed, an older sweep): its line is added.
     lacking = record.status.get("state") in ENDED_STATES and usable(fresh, job.submitted) and not usable(
         row, job.submitted)  # fmt: skip
