@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 JSONValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
 
@@ -53,3 +54,35 @@ def state_summary(states: Iterable[JobState]) -> str:
     total = sum(counts.values())
     parts = [f"{counts[s]} {s.value}" for s in JobState if counts.get(s)]
     return f"{total} job{'s' if total != 1 else ''}: " + ", ".join(parts)
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so it dumps as strict JSON.
+
+    JSON has no NaN or Infinity; Python's ``json`` writes them as bare words other
+    parsers refuse. hpctrack's JSON outputs use null for them (documented).
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):  # numpy scalars
+        try:
+            return finite_json(value.item())
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def signal_name(number: int) -> Optional[str]:
+    """``12`` -> ``"SIGUSR2"``; None for 0 or a number this platform does not name."""
+    import signal
+
+    if number <= 0:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None

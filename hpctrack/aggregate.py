@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
-from ._types import JobState
+from ._types import JobState, finite_json
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
@@ -224,14 +224,19 @@ def sweep_table(
         Aggregate runs that did not complete too. By default they are left
         out of groups, and ``frame.attrs["note"]`` says how many and why.
 
-    The frame's ``attrs`` hold ``note`` (runs left out, unreadable runs) and,
-    when grouped, ``group_by`` and ``best`` (row position of the best group).
+    With ``metrics``, the table has exactly those columns; without, every
+    logged metric's default stats and every summary value.
+
+    The frame's ``attrs`` hold ``note`` (runs left out, lost runs, a damaged
+    index), ``lost`` (job -> why its run data is gone: state ``LOST``, empty
+    cells) and, when grouped, ``group_by``, ``best`` (row position of the best
+    group) and ``best_by`` (``{"column": ..., "direction": "highest"|"lowest"}``).
     """
 
-    frame, unreadable = _run_frame(manifest, metrics, all_params)
+    frame, notes = _run_frame(manifest, metrics, all_params)
     selectors = frame.attrs.pop("selectors")
     summary_keys = frame.attrs.pop("summary_keys")
-    notes = [f"unreadable, skipped: {'; '.join(unreadable)}"] if unreadable else []
+    lost = frame.attrs.pop("lost")
     if where:
         frame = _filter(frame, where)
     frame, code_note = _code_column(frame)
@@ -252,8 +257,14 @@ def sweep_table(
         frame = frame.head(top).reset_index(drop=True)
     if "group_by" in frame.attrs:
         frame.attrs["best"] = _best(frame)
+        first = next((c for c in frame.columns if str(c).endswith(" mean")), None)
+        if first is not None and frame.attrs["best"] is not None:
+            metric = str(first)[: -len(" mean")]
+            frame.attrs["best_by"] = {"column": metric, "direction": "lowest" if lower_is_better(metric)
+                                      else "highest"}  # fmt: skip
     frame.attrs["note"] = "; ".join(notes) or None
     frame.attrs["code_note"] = code_note
+    frame.attrs["lost"] = lost
     return frame
 
 
@@ -310,23 +321,68 @@ def _code_column(frame: "pd.DataFrame") -> "Tuple[pd.DataFrame, Optional[str]]":
 _COLUMN_STATS = ("last", "min", "max", "count", "last_step", "mean", "argmin", "argmax")
 
 
+def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int]) -> Dict[int, int]:
+    """The indexed runs whose store still has the fingerprint their line recorded (one or two stats each).
+
+    A line without one (an older run) stands while the store exists. The others
+    (store deleted, truncated, replaced, written since) are read from their stores.
+    """
+    from .store import open_store
+
+    recorded = cols["fingerprint"].to_numpy(dtype=object) if "fingerprint" in cols.columns else None
+    out = {}
+    for job, i in row_of.items():
+        now = open_store(manifest.run_path(job), manifest.store).fingerprint()
+        indexed = recorded[i] if recorded is not None else None
+        if now is not None and (indexed is None or indexed != indexed or indexed == now):
+            out[job] = i
+    return out
+
+
+def _light_rows(cols: "pd.DataFrame", jobs: "Sequence[int]") -> Dict[int, Dict[str, Any]]:
+    """What status needs of the index lines of ``jobs`` (their state, submission, fingerprint, lost mark)."""
+    from .index import SEP
+
+    if not len(cols) or not jobs:
+        return {}
+    by_job = {int(j): i for i, j in enumerate(cols["job"].to_numpy())}
+
+    def value(column: str, i: int) -> Any:
+        if column not in cols.columns:
+            return None
+        v = cols[column].iat[i]
+        return None if v is None or (isinstance(v, float) and v != v) else v
+
+    out = {}
+    for job in jobs:
+        i = by_job.get(job)
+        if i is None:
+            continue
+        status = {name: value(f"st{SEP}{name}", i) for name in ("state", "attempt_start", "start_time")}
+        out[job] = {"job": job, "status": {k: v for k, v in status.items() if v is not None},
+                    "fingerprint": value("fingerprint", i), "lost": value("lost", i),
+                    "submitted": value("submitted", i)}  # fmt: skip
+    return out
+
+
 def _run_frame(
     manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool
 ) -> "Tuple[pd.DataFrame, List[str]]":
-    """One row per run: job, params, state, runtime, metric columns, summary values.
+    """One row per run: job, params, state, runtime, metric columns, summary values; and notes.
 
-    Ended runs come from the sweep index's columns (``hpctrack.index.index_frame``):
-    no run store is opened and no record built for them; the others (running,
-    resubmitted, missing from the index) from their stores.
+    Ended runs come from the sweep index's columns (``hpctrack.index.index_frame``)
+    while their stores are unchanged: no run store is opened and no record built
+    for them; the others (running, resubmitted, missing from the index, changed
+    or lost) from their stores.
     """
     import numpy as np
     import pandas as pd
 
-    from .index import SEP, index_frame, usable_rows
+    from .index import INDEX_FILE, SEP, index_frame, usable_rows
 
     cols = index_frame(manifest.path)
     jobs = manifest.jobs
-    row_of = usable_rows(cols, [job.submitted for job in jobs])
+    row_of = _unchanged(manifest, cols, usable_rows(cols, [job.submitted for job in jobs]))
     infos, _ = view = backend_view(manifest)
     # Ended runs in the index: their job state from the backend's view and the run's own state,
     # without a record or a JobStatus each (what made a table of 10,000 runs slow).
@@ -345,9 +401,11 @@ def _run_frame(
             own = error_line({"error": json.loads(error[i])}) if error is not None and error[i] else None
             state, errors[job] = ended_state(jobs[job], infos.get(job), run_state[i], own)
             states[job], runtimes[job] = state.value, float(runtime[i])
-    # records={}: the index's other lines are not usable (that is why those jobs are here): read their stores.
-    others = {st.index: st for st in sweep_status(manifest, only=set(range(n)) - set(row_of), view=view,
-                                                  records={}).jobs}  # fmt: skip
+    # records={}: the index's other lines do not stand for their runs (that is why those jobs are here):
+    # read their stores, with what the lines say (a lost mark, a fingerprint) as evidence.
+    rest = sorted(set(range(n)) - set(row_of))
+    others = {st.index: st for st in sweep_status(manifest, only=set(rest), view=view, records={},
+                                                  index_rows=_light_rows(cols, rest)).jobs}  # fmt: skip
     if manifest.backend == "slurm":  # final states learned from SLURM go to the manifest, as status does
         learned = [JobStatus(index=j, state=JobState(states[j]), job_id=jobs[j].job_id, overrides=jobs[j].overrides,
                              run_dir=manifest.path, error=errors[j]) for j in row_of
@@ -379,8 +437,8 @@ def _run_frame(
     param_keys: Dict[str, None] = dict.fromkeys(manifest.swept_keys)
     if all_params:
         param_keys.update(param_names)
-    chosen = {sel.key for sel in selectors if sel.stat == "summary"}  # a summary key asked for by --metric
-    summary_keys = dict.fromkeys(k for k in sorted(summary) if k not in chosen)
+    # Only what was asked for: summary values come along when no metric was named.
+    summary_keys = {} if metrics else dict.fromkeys(sorted(summary))
 
     pos = np.array([row_of.get(j, -1) for j in range(n)], dtype=np.int64)
     have = pos >= 0
@@ -411,8 +469,7 @@ def _run_frame(
         data[key] = values
     data["state"] = states
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
-    unreadable = [f"job {st.index} ({st.run_dir}): {st.error}" for st in others.values()
-                  if st.record is None and st.error and st.error.startswith("unreadable run store")]  # fmt: skip
+    lost = {st.index: st.error or "run data gone" for st in others.values() if st.state == JobState.LOST}
     for sel in selectors:
         if sel.stat == "summary":
             values = from_index(f"s{SEP}{sel.key}")
@@ -454,7 +511,17 @@ def _run_frame(
             frame[column] = frame[column].infer_objects()
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)
-    return frame, unreadable
+    frame.attrs["lost"] = lost
+    notes = []
+    if lost:
+        ref = manifest.name or manifest.id
+        notes.append(f"lost, no values shown: {'; '.join(f'job {j} ({why})' for j, why in sorted(lost.items()))}; "
+                     f"`hpctrack verify {ref}` says more, `hpctrack resume {ref} --include-lost` reruns them")
+    damaged = cols.attrs.get("damaged") or []
+    if damaged:
+        notes.append(f"{INDEX_FILE} " + "; ".join(f"line {n}: {why}" for n, why in damaged[:3])
+                     + ": ignored, those runs were read from their stores; `hpctrack reindex` rewrites the index")
+    return frame, notes
 
 
 def group_table(
@@ -585,16 +652,29 @@ def export_table(frame: "pd.DataFrame", fmt: str, path: Optional[Path] = None) -
     if fmt == "parquet":
         if path is None:
             raise ConfigError("parquet is binary: give an output file with -o FILE")
-        frame.to_parquet(path, index=False)
+        _write_output(Path(path), lambda p: frame.to_parquet(p, index=False))
         return None
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-        text = json.dumps(records, indent=1, default=_plain) + "\n"
+        # Strict JSON: NaN and +-inf become null (JSON has no such numbers).
+        records = finite_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
+        text = json.dumps(records, indent=1, default=_plain, allow_nan=False) + "\n"
     else:
         text = frame.to_markdown(index=False, floatfmt=".4g") + "\n"
     if path is not None:
-        Path(path).write_text(text)
+        _write_output(Path(path), text)
         return None
     return text
+
+
+def _write_output(path: Path, data: Any) -> None:
+    """Write an export, or a one-line ConfigError naming the file and the fix."""
+    try:
+        if isinstance(data, str):
+            path.write_text(data)
+        else:
+            data(path)
+    except OSError as err:
+        raise ConfigError(f"cannot write {path}: {err.strerror or err}; give -o a file in a writable directory "
+                          "that exists") from err  # fmt: skip

@@ -1,7 +1,11 @@
 """The ``hpctrack`` command line: each command parses, makes one library call, renders.
 
-Errors from hpctrack become ``Error: <one line>`` and exit code 1; usage errors
-exit 2. ``--debug`` (or ``HPCTRACK_DEBUG=1``) shows the full traceback instead.
+Expected failures (errors from hpctrack, and OS errors such as an unwritable
+output file) become ``Error: <one line>`` and exit code 1; usage errors exit 2;
+Ctrl-C exits 130. ``--debug`` (or ``HPCTRACK_DEBUG=1``) shows the full
+traceback instead. Every ``HPCTRACK_*`` variable is checked before a command
+runs, so a bad value is one line naming it. JSON outputs are strict JSON: NaN
+and infinities become null.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import click
 
 from .aggregate import AGGREGATIONS
 
-from ._types import JobState, state_summary
+from ._types import JobState, finite_json, state_summary
 from .errors import HpctrackError
 
 __all__ = ["main", "cli"]
@@ -27,8 +31,15 @@ _DEBUG = {"on": False}
 
 
 def _fail(message: str) -> "None":
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {' '.join(message.split())}", err=True)  # one line, whatever the message held
     sys.exit(1)
+
+
+def _os_error_line(err: OSError) -> str:
+    """An OSError as ``<what>: <path>`` (``No such file or directory: /x/y.csv``)."""
+    what = err.strerror or str(err) or type(err).__name__
+    path = err.filename if err.filename is not None else None
+    return f"{what}: {path}" if path is not None else what
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,8 +51,22 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if _DEBUG["on"]:
                 raise
             _fail(str(err))
+        except OSError as err:  # a path that is not there or not writable: expected, one line
+            if _DEBUG["on"]:
+                raise
+            _fail(_os_error_line(err))
+        except KeyboardInterrupt:
+            if _DEBUG["on"]:
+                raise
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
     return wrapper
+
+
+def _echo_json(data: Any) -> None:
+    """Strict JSON on stdout: NaN and infinities become null (JSON has no such numbers)."""
+    click.echo(json.dumps(finite_json(data), indent=1, default=str, allow_nan=False))
 
 
 root_option = click.option(
@@ -73,7 +98,11 @@ _STATE_STYLE = {
     JobState.COMPLETED: "green", JobState.RUNNING: "cyan", JobState.PENDING: "dim",
     JobState.FAILED: "red", JobState.CANCELLED: "yellow", JobState.TIMEOUT: "red",
     JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red", JobState.PREEMPTED: "yellow",
+    JobState.LOST: "bold red",
 }
+
+
+_STATES = {s.value for s in JobState}
 
 
 def _print_wide(renderable: Any) -> None:
@@ -89,10 +118,19 @@ def _print_wide(renderable: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpctrack")
-@click.option("--debug", is_flag=True, envvar="HPCTRACK_DEBUG", help="Show full tracebacks on errors.")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors (also HPCTRACK_DEBUG=1).")
 def cli(debug: bool) -> None:
     """Experiment tracking for HPC clusters: launch Hydra sweeps, watch them, tabulate results."""
-    _DEBUG["on"] = debug
+    from . import settings
+
+    try:
+        _DEBUG["on"] = debug or bool(settings.get("HPCTRACK_DEBUG"))
+        for name in settings.SETTINGS:  # a bad value stops here, naming itself, before anything is written
+            settings.get(name)
+    except HpctrackError as err:
+        if _DEBUG["on"]:
+            raise
+        _fail(str(err))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
@@ -157,18 +195,27 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
 def ls_command(fmt: str, root: Optional[str]) -> None:
     """The sweeps under the root, newest first."""
     from .config import resolve_root
+    from .status import recorded_states
     from .sweep import list_sweeps
 
     rows = []
     for sweep in list_sweeps(root):
-        m = sweep.manifest
+        try:  # one damaged sweep is named and skipped, never fatal to the listing
+            m = sweep.manifest
+            states, unconfirmed = recorded_states(m)
+        except HpctrackError as err:
+            click.echo(f"skipped {sweep.path}: {' '.join(str(err).split())}", err=True)
+            continue
+        summary = state_summary(states)
+        if unconfirmed:
+            summary += f" ({unconfirmed} unconfirmed: `hpctrack status {m.name or m.id}` asks {m.backend})"
         rows.append({
             "name": m.name, "id": m.id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
             "backend": m.backend, "script": os.path.basename(m.script) if m.script else "",
-            "jobs": state_summary(j.state for j in m.jobs), "path": str(m.path),
+            "jobs": summary, "unconfirmed": unconfirmed, "path": str(m.path),
         })
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=1))
+        _echo_json(rows)
         return
     if not rows:
         click.echo(f"no sweeps under {resolve_root(root)}")
@@ -188,9 +235,11 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--watch", "-w", is_flag=True, help="Refresh in place until every job has ended.")
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between refreshes (--watch).")
+@click.option("--stalled", "only_stalled", is_flag=True,
+              help="Only jobs that stalled: running, but no run.log call for far longer than their step cadence.")
 @root_option
 @_handle_errors
-def status(sweep: str, fmt: str, watch: bool, interval: float, root: Optional[str]) -> None:
+def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: bool, root: Optional[str]) -> None:
     """Every job of SWEEP (default: latest) with state, progress, runtime and error."""
     from .sweep import load_sweep
 
@@ -200,55 +249,96 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, root: Optional[st
 
         manifest = sw.manifest
         st = sw.sweep_status()
-        click.echo(json.dumps({"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
-                               "backend": manifest.backend, "note": st.note,
-                               "summary": state_summary(s.state for s in st.jobs),
-                               "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, st.jobs).items()},
-                               "jobs": [s.to_json() for s in st.jobs]}, indent=1))
+        jobs = [s for s in st.jobs if s.stalled] if only_stalled else st.jobs
+        _echo_json({"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
+                    "backend": manifest.backend, "note": st.note,
+                    "summary": state_summary(s.state for s in st.jobs),
+                    "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, st.jobs).items()},
+                    "lost": {str(i): why for i, why in st.lost.items()},
+                    "stalled": [s.index for s in st.jobs if s.stalled],
+                    "jobs": [s.to_json() for s in jobs]})  # fmt: skip
         return
     if not watch:
-        _print_wide(_status_view(sw)[0])
+        _print_wide(_status_view(sw, only_stalled)[0])
+        return
+    if not sys.stdout.isatty():
+        _watch_into_file(sw, only_stalled, interval)
         return
     from rich.console import Console
     from rich.live import Live
 
     with Live(console=Console(), auto_refresh=False) as live:
         while True:
-            view, done = _status_view(sw)
+            view, done, _ = _status_view(sw, only_stalled)
             live.update(view, refresh=True)
             if done:
                 break
             time.sleep(interval)
 
 
-def _status_view(sw: Any) -> "tuple[Any, bool]":
-    """The status table of a sweep as a rich renderable, and whether every job has ended."""
+def _watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
+    """``status --watch`` into a pipe or file: each view at its natural width, printed when something changed."""
+    last = None
+    try:
+        while True:
+            view, done, signature = _status_view(sw, only_stalled)
+            if signature != last:  # states, errors, flags; not every tick of the runtimes
+                _print_wide(view)
+                sys.stdout.flush()
+                last = signature
+            if done:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def _status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
+    """The status table of a sweep as a rich renderable, whether every job has ended, and what it shows
+    (states, errors, notes, flags; not runtimes), to tell whether it changed."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     manifest = sw.manifest
     st = sw.sweep_status()
+    ref = manifest.name or manifest.id
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
     table = Table(title=title, title_justify="left", box=None, header_style="bold")
-    for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error"):
-        table.add_column(column, no_wrap=column != "error")
-    for s in st.jobs:
-        state = f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}" + (" [red](hung?)" if s.possibly_hung else "")
-        table.add_row(str(s.index), state, " ".join(s.overrides),
+    for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error / note"):
+        table.add_column(column, no_wrap=column != "error / note")
+    shown = [s for s in st.jobs if s.stalled] if only_stalled else st.jobs
+    for s in shown:
+        flag = " [red](hung?)" if s.possibly_hung else (" [yellow](stalled)" if s.stalled else "")
+        state = f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}" + flag
+        said = escape(s.error) if s.error else (f"[dim]{escape(s.note)}" if s.note else "")
+        if s.error and s.note:
+            said += f" [dim]({escape(s.note)})"
+        table.add_row(str(s.index), state, escape(" ".join(s.overrides)),
                       "" if s.last_step is None else str(s.last_step), "" if s.attempt is None else str(s.attempt),
-                      _fmt_duration(s.runtime_s), s.job_id or "", s.node or "", s.error or "")
+                      _fmt_duration(s.runtime_s), s.job_id or "", s.node or "", said)
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
     from .requeue import incomplete_jobs
 
-    gap = incomplete_jobs(manifest, st.jobs)
+    gap = {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}
     if gap:
         listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
         parts.append(Text(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
-                          f"`hpctrack resume {manifest.name or manifest.id}` submits them", style="yellow"))
+                          f"`hpctrack resume {ref}` submits them", style="yellow"))
+    if st.lost:
+        listing = "; ".join(f"job {i} ({why})" for i, why in sorted(st.lost.items()))
+        parts.append(Text(f"lost: {listing}. Their run data is gone or unreadable: `hpctrack verify {ref}` says "
+                          f"more and `--repair` restores what it can; `hpctrack resume {ref} --include-lost` reruns "
+                          "them", style="red"))  # fmt: skip
+    stalled = [s.index for s in st.jobs if s.stalled]
+    if stalled:
+        parts.append(Text(f"stalled: job {', '.join(map(str, stalled))}: no run.log call for far longer than the "
+                          "job's own step interval (a blocked collective or data loader?)", style="yellow"))
     if st.note:
         parts.append(Text(f"note: {st.note}", style="yellow"))
-    return Group(*parts), all(s.state.is_final for s in st.jobs)
+    signature = [(s.index, s.state, s.error, s.note, s.stalled, s.possibly_hung) for s in shown] + [st.note]
+    return Group(*parts), all(s.state.is_final for s in st.jobs), signature
 
 
 @cli.command()
@@ -301,6 +391,14 @@ _CODE_OPTION = click.option(
 def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: bool) -> None:
     for index, why in sorted(plan.skipped.items()):
         click.echo(f"job {index} skipped: {why}")
+    unlisted = {i: why for i, why in plan.lost.items() if i not in plan.skipped}
+    if unlisted:
+        ref = sw.manifest.name or sw.manifest.id
+        click.echo(f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
+                   + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
+                   + f". `hpctrack verify {ref}` says why; add --include-lost to rerun them from scratch")
+    for index, where in sorted(plan.moved.items()):
+        click.echo(f"job {index}: its damaged run data was moved aside to {where}")
     if not plan.selected:
         click.echo(f"nothing to {verb}")
         return
@@ -331,6 +429,10 @@ def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: b
             sys.exit(1)
 
 
+_INCLUDE_LOST_HELP = ("Also rerun LOST jobs (their run data is gone or unreadable) from scratch, after moving "
+                      "their damaged data aside into runs/<i>/lost-<time>/.")
+
+
 def _resources(**options: Any) -> Dict[str, Any]:
     names = {"time_limit": "time"}
     return {names.get(k, k): v for k, v in options.items() if v is not None}
@@ -345,10 +447,11 @@ def _resources(**options: Any) -> Dict[str, Any]:
 @click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
 @_resource_options
 @_CODE_OPTION
+@click.option("--include-lost", is_flag=True, help=_INCLUDE_LOST_HELP)
 @root_option
 @_handle_errors
 def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool, code: str,
-            root: Optional[str], **resources: Any) -> None:
+            include_lost: bool, root: Optional[str], **resources: Any) -> None:
     """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
 
     Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
@@ -359,7 +462,7 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
 
     sw = load_sweep(sweep, root=root)
     plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=_parse_jobs(job_list),
-                      resources=_resources(**resources), dry_run=dry_run, code=code)
+                      resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
     _report_resubmission(sw, plan, "requeue", dry_run, detach)
 
 
@@ -367,9 +470,11 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
 @click.argument("sweep", default="latest")
 @_resource_options
 @_CODE_OPTION
+@click.option("--include-lost", is_flag=True, help=_INCLUDE_LOST_HELP)
 @root_option
 @_handle_errors
-def resume(sweep: str, dry_run: bool, detach: bool, code: str, root: Optional[str], **resources: Any) -> None:
+def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: bool, root: Optional[str],
+           **resources: Any) -> None:
     """Submit every job of SWEEP without a completed run that is not queued or running.
 
     For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
@@ -379,7 +484,7 @@ def resume(sweep: str, dry_run: bool, detach: bool, code: str, root: Optional[st
     from .sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code)
+    plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
     _report_resubmission(sw, plan, "resume", dry_run, detach)
 
 
@@ -535,10 +640,12 @@ def plot(sweep: str, metric: str, group_by: Sequence[str], x: str, band: str, se
     from .plot import plot_metric
     from .sweep import load_sweep
 
-    path = plot_metric(load_sweep(sweep, root=root), metric, output, group_by=list(group_by) or True, x=x,
-                       band=band, include_incomplete=not completed_only,
-                       seed_keys=_keys(seed_keys))  # fmt: skip
-    click.echo(f"wrote {path}")
+    result = plot_metric(load_sweep(sweep, root=root), metric, output, group_by=list(group_by) or True, x=x,
+                         band=band, include_incomplete=not completed_only,
+                         seed_keys=_keys(seed_keys))  # fmt: skip
+    for index, why in sorted(result.skipped.items()):
+        click.echo(f"skipped job {index}: {why}", err=True)
+    click.echo(f"wrote {result.path}")
 
 
 @cli.command()
@@ -554,10 +661,66 @@ def reindex(sweeps: Sequence[str], all_sweeps: bool, root: Optional[str]) -> Non
         raise click.UsageError("name the sweeps to reindex, or pass --all")
     targets = list(list_sweeps(root)) if all_sweeps else [load_sweep(ref, root=root) for ref in sweeps]
     for sw in targets:
-        count, problems = sw.reindex()
-        click.echo(f"sweep {sw.id}: indexed {count} ended run{'s' if count != 1 else ''}")
-        for index, problem in sorted(problems.items()):
-            click.echo(f"  job {index} skipped: {problem}")
+        count, lost = sw.reindex()
+        click.echo(f"sweep {sw.id}: indexed {count} ended run{'s' if count != 1 else ''}"
+                   + (f"; kept {len(lost)} unreadable run{'s' if len(lost) != 1 else ''} in the index, marked LOST:"
+                      if lost else ""))  # fmt: skip
+        for index, reason in sorted(lost.items()):
+            click.echo(f"  job {index}: {reason}")
+
+
+@cli.command()
+@click.argument("sweeps", nargs=-1)
+@click.option("--all", "all_sweeps", is_flag=True, help="Every sweep under the root.")
+@click.option("--repair", is_flag=True,
+              help="Restore what can be restored: the HDF5 store's intact spare copy, a damaged checkpoint moved "
+                   "aside, the index rebuilt from the stores. Nothing is deleted.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@root_option
+@_handle_errors
+def verify(sweeps: Sequence[str], all_sweeps: bool, repair: bool, fmt: str, root: Optional[str]) -> None:
+    """Check every run of SWEEPS (default: latest): store, points, index, checkpoints. One line per problem.
+
+    Exits 1 when any problem remains. See the README, "When verify reports a problem".
+    """
+    from .sweep import list_sweeps, load_sweep
+
+    targets = list(list_sweeps(root)) if all_sweeps else [load_sweep(ref, root=root) for ref in sweeps or ["latest"]]
+    out, remaining = [], 0
+    for sw in targets:
+        entry: Dict[str, Any] = {"sweep": sw.id, "path": str(sw.path)}
+        try:
+            problems = sw.verify()
+        except HpctrackError as err:  # a damaged manifest: nothing else of the sweep can be checked
+            entry.update(problems=[{"job": None, "what": " ".join(str(err).split()), "part": "manifest"}])
+            remaining += 1
+            out.append(entry)
+            continue
+        entry["problems"] = [{"job": p.job, "what": p.what, "part": p.part} for p in problems]
+        if repair and problems:
+            report = sw.repair()
+            entry.update(repaired=report.done, cannot=report.cannot)
+            problems = sw.verify()
+            entry["remaining"] = [{"job": p.job, "what": p.what, "part": p.part} for p in problems]
+        remaining += len(problems)
+        out.append(entry)
+    if fmt == "json":
+        _echo_json({"sweeps": out, "problems": remaining})
+    else:
+        for entry in out:
+            for p in entry["problems"]:
+                click.echo(f"{entry['sweep']}/{p['job']}: {p['what']}" if p["job"] is not None
+                           else f"{entry['sweep']}: {p['what']}")  # fmt: skip
+            for line in entry.get("repaired", []):
+                click.echo(f"repaired {line}")
+            for line in entry.get("cannot", []):
+                click.echo(f"cannot repair {line}")
+            left = entry.get("remaining", entry["problems"])
+            click.echo(f"sweep {entry['sweep']}: " + (f"{len(left)} problem{'s' if len(left) != 1 else ''}"
+                                                      + (" left" if "remaining" in entry else "")
+                                                      if left else "no problem found"))  # fmt: skip
+    if remaining:
+        sys.exit(1)
 
 
 @cli.command()
@@ -780,6 +943,9 @@ def _print_frame(frame: Any) -> None:
             cells.append("[bold green]* best[/]" if pos == best else "")
             grid.add_row(*cells)
         _print_wide(grid)
+        best_by = frame.attrs.get("best_by")
+        if best is not None and best_by:  # which metric ranked the groups, and which way
+            click.echo(f"* best: {best_by['direction']} mean of {best_by['column']}")
         return
     for column in frame.columns:
         grid.add_column(str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left")
@@ -789,7 +955,7 @@ def _print_frame(frame: Any) -> None:
             if column == "runtime_s":
                 cells.append(_fmt_duration(value if value == value else None) if value is not None else "")
             elif column == "state":
-                cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}")
+                cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}" if value in _STATES else str(value))
             else:
                 cells.append(_fmt_value(value))
         grid.add_row(*cells)

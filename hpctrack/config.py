@@ -122,10 +122,19 @@ def _root_from_user_config() -> Optional[str]:
 
     try:
         conf = OmegaConf.load(path)
-    except Exception as err:  # a broken user config must name itself
-        raise ConfigError(f"cannot read {path}: {err}; fix or remove it") from err
+    except Exception as err:  # a broken user config must name itself, on one line
+        raise ConfigError(f"cannot read {path}: {_yaml_problem(err)}; fix or remove it") from err
     root = conf.get("root") if hasattr(conf, "get") else None
     return str(root) if root else None
+
+
+def _yaml_problem(err: BaseException) -> str:
+    """A YAML parser's error as one line: what it found and where (its own message spans four)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def resolve_root(root: Optional[str] = None) -> Path:

@@ -8,28 +8,41 @@ readers take no lock. A run's newest line wins, and a line is only used while
 it describes the job's current submission and an ended run: a requeued job is
 read from its store again until it ends anew.
 
-A reader skips lines it cannot parse (a writer killed mid-append leaves at
-most one torn line), so the index is never a reason for a table to fail; at
-worst a run is read from its store.
+A reader skips lines it cannot parse or that are not index lines (a writer
+killed mid-append leaves at most one torn line; a hand edit may leave valid
+JSON of the wrong shape), so the index is never a reason for a table to fail;
+at worst a run is read from its store. :func:`read_index_lines` names them.
+
+A line records the store's :meth:`~hpctrack.store.Store.fingerprint` when it
+was written. Readers serve an ended run from its line only while the store
+still has that fingerprint; otherwise they read the store (which may be gone:
+the run is then lost). ``hpctrack reindex`` keeps a line for every run it
+cannot read, marked ``"lost": "<reason>"``, so a run never drops out silently.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
-from .errors import HpctrackError
+from ._types import RunStatus
+from .errors import HpctrackError, RunNotFoundError
 from .locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
 from .store import RunRecord
-from .store.base import MetricStats
+from .store.base import MetricStats, read_failure
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "rebuild_index", "ENDED_STATES"]  # fmt: skip
+           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
 INDEX_VERSION = 1
@@ -50,6 +63,19 @@ def record_to_row(job: int, record: RunRecord) -> Dict[str, Any]:
         "metrics": {key: stats.to_json() for key, stats in record.metrics.items()},
         "restarts": {str(a): k for a, k in record.restarts.items()},
     }
+
+
+def indexed_row(job: int, store: "Store") -> Tuple[RunRecord, Dict[str, Any]]:
+    """Read ``store`` and make its index line, with the fingerprint of what was read.
+
+    The fingerprint is taken around the read: an update landing in between (a
+    run still writing) leaves the line without one, so readers check the store.
+    """
+    before = store.fingerprint()
+    record = store.read()
+    row = record_to_row(job, record)
+    row["fingerprint"] = before if before is not None and store.fingerprint() == before else None
+    return record, row
 
 
 def row_to_record(row: Mapping[str, Any], path: Path) -> RunRecord:
@@ -101,27 +127,59 @@ def append_rows(sweep_dir: Path, rows: Iterable[Mapping[str, Any]]) -> None:
         return
     path = Path(sweep_dir) / INDEX_FILE
     with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(path, "a+b") as fh:
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":  # a torn line from a killed append: never glue ours to it
+                    text = "\n" + text
+            fh.write(text.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
 
 
+@dataclass
+class IndexLines:
+    """The index as read: the newest valid line of each job, and the lines that are not index lines."""
+
+    rows: Dict[int, Dict[str, Any]] = field(default_factory=dict)
+    #: (line number, what is wrong with it): torn lines (a killed append) and valid JSON of the wrong shape.
+    damaged: List[Tuple[int, str]] = field(default_factory=list)
+
+    def damage_note(self) -> Optional[str]:
+        """One line naming the damaged lines and the fix, or None."""
+        if not self.damaged:
+            return None
+        listed = "; ".join(f"line {n}: {why}" for n, why in self.damaged[:3])
+        more = f" (and {len(self.damaged) - 3} more)" if len(self.damaged) > 3 else ""
+        return (f"{INDEX_FILE} {listed}{more}: ignored, those runs are read from their stores; "
+                "`hpctrack reindex` rewrites the index")  # fmt: skip
+
+
 def read_index(sweep_dir: Path) -> Dict[int, Dict[str, Any]]:
-    """The newest parsable line of each job; {} without an index."""
+    """The newest valid line of each job; {} without an index."""
+    return read_index_lines(sweep_dir).rows
+
+
+def read_index_lines(sweep_dir: Path) -> IndexLines:
+    """The newest valid line of each job and the damaged lines; empty without an index."""
     path = Path(sweep_dir) / INDEX_FILE
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        return {}
+        return IndexLines()
     return _parse_lines(data)
 
 
 def usable(row: Optional[Mapping[str, Any]], submitted: Optional[float]) -> bool:
-    """Whether an index line stands for the job's current submission, and the run has ended."""
+    """Whether an index line stands for the job's current submission: an ended run, or one marked lost.
+
+    A line marked ``lost`` (by ``reindex``) stands for the submission it was written for.
+    """
     if row is None:
         return False
+    if row.get("lost"):
+        return row.get("submitted") == submitted
     status = row.get("status") or {}
     if status.get("state") not in ENDED_STATES:
         return False
@@ -144,30 +202,76 @@ def usable_rows(frame: "pd.DataFrame", submitted: "list[Optional[float]]") -> Di
     since = np.array([submitted[j] if 0 <= j < len(submitted) and submitted[j] is not None else -np.inf
                       for j in jobs], dtype=np.float64)  # fmt: skip
     ok = frame[f"st{SEP}state"].isin(ENDED_STATES).to_numpy() & (start.to_numpy(dtype=np.float64) >= since)
+    if "lost" in frame.columns:  # lines marked lost by reindex: the general path decides
+        ok &= frame["lost"].isna().to_numpy()
     return {int(j): i for i, j in enumerate(jobs) if ok[i] and 0 <= int(j) < len(submitted)}
 
 
+def lost_row(job: int, submitted: Optional[float], reason: str,
+             old: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """An index line saying job ``job``'s run is lost (``reason``), keeping what its old line knew."""
+    base = dict(old) if old is not None and not old.get("lost") else {"v": INDEX_VERSION, "job": job}
+    return {**base, "v": INDEX_VERSION, "job": job, "lost": reason, "submitted": submitted}
+
+
+def had_started(manifest: "Manifest", index: int, row: Optional[Mapping[str, Any]] = None) -> bool:
+    """Whether job ``index``'s current submission is known to have written its run store.
+
+    An index line for it, an end record (the run reached its end), or the backend having
+    seen the job complete (a launched job's run writes its store before the task starts).
+    """
+    from . import endrecord
+    from ._types import JobState
+
+    job = manifest.jobs[index]
+    if row is not None and usable(row, job.submitted):
+        return True
+    end = endrecord.read(manifest.run_path(index))
+    if end is not None and (job.submitted is None or float(end.get("time") or 0) >= job.submitted):
+        return True
+    return job.state == JobState.COMPLETED
+
+
 def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
-    """Rewrite the index from the run stores; returns (lines written, unreadable job -> error)."""
+    """Rewrite the index from the run stores, under the index lock.
+
+    Returns (ended runs indexed, lost job -> reason). A run that had started but whose
+    store is missing or unreadable keeps a line marked ``lost`` (with what its old line
+    knew); it is never dropped. A store changed since its line was written (another
+    fingerprint) is checked whole (:meth:`Store.verify`), not only opened.
+    """
     from .manifest import load_manifest
     from .store import open_store
 
     manifest = load_manifest(Path(sweep_dir))
+    old = read_index(sweep_dir)
     rows = []
-    problems: Dict[int, str] = {}
+    lost: Dict[int, str] = {}
     for job in manifest.jobs:
+        store = open_store(manifest.run_path(job.index), manifest.store)
+        previous = old.get(job.index)
+        reason = None
         try:
-            record = open_store(manifest.run_path(job.index), manifest.store).read()
+            record, row = indexed_row(job.index, store)
+        except RunNotFoundError:
+            if had_started(manifest, job.index, previous):
+                reason = f"run store missing: {store.path} (deleted or moved?)"
         except HpctrackError as err:
-            if "has not started" not in str(err):
-                problems[job.index] = str(err)
-            continue
-        if record.status.get("state") in ENDED_STATES:
-            rows.append(record_to_row(job.index, record))
+            reason = f"unreadable run store {store.path.name}: {read_failure(err)}"
+        else:
+            changed = previous is not None and previous.get("fingerprint") not in (None, row["fingerprint"])
+            problems = store.verify() if changed or (previous or {}).get("lost") else []
+            if problems:
+                reason = f"damaged run store {store.path.name}: {problems[0]}"
+            elif record.status.get("state") in ENDED_STATES:
+                rows.append(row)
+        if reason is not None:
+            lost[job.index] = reason
+            rows.append(lost_row(job.index, job.submitted, reason, previous))
     path = Path(sweep_dir) / INDEX_FILE
     with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
         atomic_write(path, "".join(_line(row) for row in rows))
-    return len(rows), problems
+    return len(rows) - len(lost), lost
 
 
 # -- columnar cache ----------------------------------------------------------------------------
@@ -179,7 +283,7 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
 # that cannot be read or covers more than the file holds (a reindex) is rebuilt.
 
 CACHE_FILE = "index.cache.parquet"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: fingerprint, lost and submitted columns; damaged lines in the metadata
 SEP = "\x1f"  # between the parts of a column name: param, summary and metric keys are free text
 _STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
                    "heartbeat", "heartbeat_interval_s")  # fmt: skip
@@ -188,7 +292,9 @@ _STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "ar
 
 def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
     status = row.get("status") or {}
-    out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version")}
+    out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version"),
+                           "fingerprint": row.get("fingerprint"), "lost": row.get("lost") or None,
+                           "submitted": row.get("submitted")}  # fmt: skip
     for name in _STATUS_COLUMNS:
         out[f"st{SEP}{name}"] = status.get(name)
     error = status.get("error")
@@ -208,20 +314,60 @@ def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
     return pd.DataFrame([_flat(r) for r in rows])
 
 
-def _parse_lines(data: bytes) -> Dict[int, Dict[str, Any]]:
-    """The newest parsable line of each job in ``data``."""
-    rows: Dict[int, Dict[str, Any]] = {}
-    for raw in data.split(b"\n"):
-        if not raw:
+_RUN_STATES = {s.value for s in RunStatus}
+_STAT_NUMBERS = ("count", "last", "last_step", "min", "max")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def row_problem(row: Any) -> Optional[str]:
+    """What makes a parsed line not an index line (valid JSON of the wrong shape), or None."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    if not isinstance(row.get("job"), int) or isinstance(row.get("job"), bool) or row["job"] < 0:
+        return f"job {json.dumps(row.get('job'))[:30]} is not a job index"
+    for name in ("params", "summary", "tags", "status", "metrics", "restarts"):
+        if not isinstance(row.get(name, {}), dict):
+            return f"{name} is not an object"
+    status = row.get("status") or {}
+    if "state" in status and status["state"] not in _RUN_STATES:
+        return f"status.state {json.dumps(status['state'])[:30]} is not a run state"
+    for name in ("attempt_start", "start_time", "end_time", "runtime_s"):
+        if status.get(name) is not None and not _is_number(status[name]):
+            return f"status.{name} is not a number"
+    for key, stats in (row.get("metrics") or {}).items():
+        if not isinstance(stats, dict) or not all(_is_number(stats.get(f)) for f in _STAT_NUMBERS):
+            return f"metrics[{json.dumps(key)[:30]}] is not a stats object"
+    if not all(_is_number(k) for k in (row.get("restarts") or {}).values()):
+        return "restarts is not an object of steps"
+    if row.get("fingerprint") is not None and not isinstance(row["fingerprint"], str):
+        return "fingerprint is not a string"
+    if row.get("lost") is not None and not isinstance(row["lost"], str):
+        return "lost is not a string"
+    return None
+
+
+def _parse_lines(data: bytes, first_line: int = 1) -> IndexLines:
+    """The newest valid line of each job in ``data``, and the damaged lines (numbered from ``first_line``)."""
+    out = IndexLines()
+    for number, raw in enumerate(data.split(b"\n"), start=first_line):
+        if not raw.strip():
             continue
         try:
             row = json.loads(raw)
-            if int(row.get("v", 0)) > INDEX_VERSION:
-                continue  # written by a newer hpctrack: its store still answers
-            rows[int(row["job"])] = row
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn line (killed writer) or garbage: that run is read from its store
-    return rows
+        except ValueError:
+            out.damaged.append((number, "torn (not valid JSON; a writer killed mid-append)"))
+            continue  # that run is read from its store
+        if isinstance(row, dict) and _is_number(row.get("v")) and row["v"] > INDEX_VERSION:
+            continue  # written by a newer hpctrack: its store still answers
+        problem = row_problem(row)
+        if problem is not None:
+            out.damaged.append((number, f"not an index line ({problem})"))
+            continue
+        out.rows[row["job"]] = row
+    return out
 
 
 def _fingerprint(data: bytes, covered: int) -> str:
@@ -231,7 +377,7 @@ def _fingerprint(data: bytes, covered: int) -> str:
     return hashlib.sha1(data[max(0, covered - 4096):covered]).hexdigest()
 
 
-def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int, fingerprint: str) -> None:
+def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
     import io
 
     import pyarrow as pa
@@ -246,15 +392,15 @@ def _to_parquet(frame: "pd.DataFrame", path: Path, covered: int, fingerprint: st
                 encoded[column] = [None if v is None else json.dumps(v) for v in encoded[column]]
                 json_columns.append(column)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
-    meta = {"hpctrack_index_cache": json.dumps({"version": CACHE_VERSION, "covered": covered,
-                                                "fingerprint": fingerprint, "json_columns": json_columns})}  # fmt: skip
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **{k: v.encode() for k, v in meta.items()}})
+    text = json.dumps({**meta, "version": CACHE_VERSION, "json_columns": json_columns})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hpctrack_index_cache": text.encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf)
     atomic_write(path, buf.getvalue())
 
 
-def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int, str]":
+def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
+    """The cached frame and its metadata: ``covered`` bytes, their ``fingerprint``, ``lines``, ``damaged``."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
@@ -264,42 +410,51 @@ def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, int, str]":
     frame = table.to_pandas()
     for column in meta["json_columns"]:
         frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
-    return frame, int(meta["covered"]), str(meta["fingerprint"])
+    return frame, meta
 
 
 def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
-    """The index as columns, one row per job (its newest line): ``job``, ``st<SEP>state`` ...,
-    ``p<SEP>KEY`` (params), ``s<SEP>KEY`` (summary), ``m<SEP>KEY<SEP>FIELD`` (metric stats)."""
+    """The index as columns, one row per job (its newest line): ``job``, ``fingerprint``, ``lost``,
+    ``st<SEP>state`` ..., ``p<SEP>KEY`` (params), ``s<SEP>KEY`` (summary), ``m<SEP>KEY<SEP>FIELD``
+    (metric stats). ``frame.attrs["damaged"]``: the damaged lines, ``[(line number, why), ...]``."""
     import pandas as pd
 
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / INDEX_FILE
+    empty = pd.DataFrame({"job": pd.Series([], dtype="int64")})
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        return pd.DataFrame({"job": pd.Series([], dtype="int64")})
+        empty.attrs["damaged"] = []
+        return empty
     # Only whole lines: a writer may be half-way through its append.
     end = data.rfind(b"\n") + 1
     cache = sweep_dir / CACHE_FILE
-    frame, covered = None, 0
+    frame, covered, lines, damaged = None, 0, 0, []
     try:
-        frame, covered, fingerprint = _from_parquet(cache)
-        if covered > end or _fingerprint(data, covered) != fingerprint:
-            frame, covered = None, 0  # the index was rewritten (reindex): start over
+        frame, meta = _from_parquet(cache)
+        covered, lines, damaged = int(meta["covered"]), int(meta["lines"]), [tuple(d) for d in meta["damaged"]]
+        if covered > end or _fingerprint(data, covered) != meta["fingerprint"]:
+            frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
     except Exception:  # no cache, or one from another version: rebuilt below
-        frame, covered = None, 0
-    tail = _parse_lines(data[covered:end])
-    if frame is not None and not tail:
+        frame, covered, lines, damaged = None, 0, 0, []
+    tail = _parse_lines(data[covered:end], first_line=lines + 1)
+    damaged = damaged + tail.damaged
+    if frame is not None and not tail.rows and not tail.damaged:
+        frame.attrs["damaged"] = damaged
         return frame
-    new = _frame_of(tail.values()) if tail else None
+    new = _frame_of(tail.rows.values()) if tail.rows else None
     if frame is None:
-        frame = new if new is not None else pd.DataFrame({"job": pd.Series([], dtype="int64")})
+        frame = new if new is not None else empty
     elif new is not None:
         frame = pd.concat([frame[~frame["job"].isin(new["job"])], new], ignore_index=True)
     if write_cache and end:
         try:
-            _to_parquet(frame, cache, end, _fingerprint(data, end))
+            meta = {"covered": end, "fingerprint": _fingerprint(data, end), "lines": data.count(b"\n", 0, end),
+                    "damaged": damaged}  # fmt: skip
+            _to_parquet(frame, cache, meta)
         except Exception:  # a read-only sweep, or a value pyarrow cannot store: just no cache
             pass
+    frame.attrs["damaged"] = damaged
     return frame

@@ -34,6 +34,7 @@ __all__ = [
     "update_manifest",
     "find_sweep",
     "iter_sweep_dirs",
+    "manifest_problem",
 ]
 
 FORMAT_VERSION = 1
@@ -127,6 +128,10 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: Dict[str, Any], path: Path) -> "Manifest":
+        problem = manifest_problem(data)
+        if problem is not None:
+            raise StoreError(f"damaged sweep manifest {path / MANIFEST_FILE}: {problem}; restore it from a backup, "
+                             "or move the sweep directory out of the root")  # fmt: skip
         version = int(data.get("format_version", 0))
         if version > FORMAT_VERSION:
             raise FormatVersionError(
@@ -137,6 +142,78 @@ class Manifest:
         values = {k: v for k, v in data.items() if k in known}
         jobs = [JobRecord.from_json(j) for j in data.get("jobs", [])]
         return cls(**values, jobs=jobs, path=path)
+
+
+_NUMBER = (int, float)
+_OPTIONAL_STR = (str, type(None))
+_OPTIONAL_NUMBER = (int, float, type(None))
+#: Top-level manifest keys and the JSON types they must have (``bool`` is excluded from numbers below).
+_MANIFEST_TYPES: Dict[str, Any] = {
+    "format_version": int, "id": str, "created": _NUMBER, "name": _OPTIONAL_STR, "backend": str, "store": str,
+    "script": _OPTIONAL_STR, "command": list, "cwd": str, "overrides": list, "swept_keys": list, "launcher": dict,
+    "runner": dict, "submission_error": _OPTIONAL_STR, "code": dict, "jobs": list,
+}  # fmt: skip
+_JOB_TYPES: Dict[str, Any] = {
+    "index": int, "overrides": list, "run_dir": str, "state": str, "job_id": _OPTIONAL_STR,
+    "submitted": _OPTIONAL_NUMBER, "ended": _OPTIONAL_NUMBER, "exit_code": (int, type(None)),
+    "error": _OPTIONAL_STR, "cancelled": _OPTIONAL_NUMBER, "stdout": _OPTIONAL_STR, "stderr": _OPTIONAL_STR,
+    "history": list, "resources": dict, "code": dict,
+}  # fmt: skip
+_TYPE_WORDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               type(None): "null", bool: "true/false"}  # fmt: skip
+
+
+def _type_word(value: Any) -> str:
+    return _TYPE_WORDS.get(type(value), type(value).__name__)
+
+
+def _expected(expected: Any) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join(dict.fromkeys(_TYPE_WORDS[k] if k is not int or float not in kinds else "a number"
+                                      for k in kinds))  # fmt: skip
+
+
+def _mistyped(where: str, value: Any, expected: Any) -> str:
+    return f"{where} must be {_expected(expected)}, got {_type_word(value)} {json.dumps(value, default=str)[:40]}"
+
+
+def _wrong_type(value: Any, expected: Any) -> bool:
+    if isinstance(value, bool) and expected is not bool:  # JSON true is not a number here
+        return True
+    return not isinstance(value, expected)
+
+
+def manifest_problem(data: Any) -> Optional[str]:
+    """What is wrong with a parsed ``sweep.json`` (valid JSON of the wrong shape), or None.
+
+    Checked on every load so that a hand-edited or damaged manifest gives one line
+    naming the key, never a traceback deep in a command.
+    """
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {_type_word(data)}"
+    for key, expected in _MANIFEST_TYPES.items():
+        if key in data and _wrong_type(data[key], expected):
+            return _mistyped(repr(key), data[key], expected)
+    for key in ("id", "backend", "store"):
+        if key not in data:
+            return f"{key!r} is missing"
+    for position, job in enumerate(data.get("jobs", [])):
+        if not isinstance(job, dict):
+            return f"jobs[{position}] must be an object, got {_type_word(job)}"
+        for key, expected in _JOB_TYPES.items():
+            if key in job and _wrong_type(job[key], expected):
+                return _mistyped(f"jobs[{position}].{key}", job[key], expected)
+        if job.get("index", position) != position:
+            return f"jobs[{position}].index is {job['index']}, not its position {position}"
+        if "run_dir" not in job:
+            return f"jobs[{position}].run_dir is missing"
+        run_dir = Path(job["run_dir"])
+        if run_dir.is_absolute() or ".." in run_dir.parts:
+            return f"jobs[{position}].run_dir {job['run_dir']!r} must be a path inside the sweep directory"
+        state = job.get("state", "PENDING")
+        if state not in _STATES:
+            return f"jobs[{position}].state {state!r} is not a job state ({', '.join(_STATES)})"
+    return None
 
 
 class SweepExistsError(ConfigError):
@@ -229,7 +306,17 @@ def _newest(root: Path) -> Optional[Path]:
         candidates.append(path)
     if not candidates:
         return None
-    return max(candidates, key=lambda p: load_manifest(p).created)
+    if len(candidates) == 1:
+        return candidates[0]
+    return max(candidates, key=_created_or_oldest)
+
+
+def _created_or_oldest(path: Path) -> float:
+    """A sweep's creation time; a damaged manifest never wins a tie (its commands name it)."""
+    try:
+        return load_manifest(path).created
+    except (StoreError, FormatVersionError):
+        return float("-inf")
 
 
 def find_sweep(root: Path, ref: str) -> Path:
@@ -257,8 +344,11 @@ def find_sweep(root: Path, ref: str) -> Path:
     if len(prefixed) == 1:
         return prefixed[0]
     for d in dirs:
-        if load_manifest(d).name == ref:
-            return d
+        try:
+            if load_manifest(d).name == ref:
+                return d
+        except (StoreError, FormatVersionError):
+            continue  # a damaged sweep is not the one asked for by name; `hpctrack ls` names it
     hint = f"; {len(prefixed)} ids start with it" if prefixed else ""
     raise SweepNotFoundError(
         f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"

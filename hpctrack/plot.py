@@ -6,8 +6,10 @@ Needs matplotlib (``pip install 'hpctrack[plot]'``); imported only here.
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Union
 
 from .aggregate import DEFAULT_SEED_KEYS, t_critical_975
 from .errors import ConfigError
@@ -15,9 +17,23 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .sweep import Sweep
 
-__all__ = ["plot_metric", "PLOT_FORMATS"]
+__all__ = ["plot_metric", "PLOT_FORMATS", "Plot"]
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+@dataclass(frozen=True)
+class Plot(os.PathLike):  # type: ignore[type-arg]
+    """The image written, and the runs left out of it (job -> why). Usable wherever a path is."""
+
+    path: Path
+    skipped: Dict[int, str] = field(default_factory=dict)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
 
 
 def plot_metric(
@@ -31,8 +47,11 @@ def plot_metric(
     include_incomplete: bool = True,
     seed_keys: Sequence[str] = DEFAULT_SEED_KEYS,
     title: Optional[str] = None,
-) -> Path:
+) -> Plot:
     """Plot metric ``key`` of the sweep's runs, one mean curve per group, into ``output``.
+
+    Returns the image's path and the runs that could not be read (lost or
+    damaged stores), which the figure also names under its axes.
 
     Parameters
     ----------
@@ -69,8 +88,10 @@ def plot_metric(
     if unknown:
         raise ConfigError(f"cannot group by {unknown[0]!r}: the sweep varies {', '.join(manifest.swept_keys) or 'nothing'}")
     history = sweep.history(key)
+    skipped = dict(history.attrs.get("skipped") or {})
     if history.empty:
-        raise ConfigError(f"no run of sweep {manifest.id} logged metric {key!r}")
+        why = f" (unreadable: {', '.join(f'job {j}' for j in sorted(skipped))})" if skipped else ""
+        raise ConfigError(f"no run of sweep {manifest.id} logged metric {key!r}{why}")
     if not include_incomplete:
         done = {s.index for s in sweep.status() if s.state.value == "COMPLETED"}
         history = history[history.job.isin(done)]
@@ -101,8 +122,11 @@ def plot_metric(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.legend(fontsize=8, frameon=False)
+    if skipped:  # never a silently thinner curve: the image says which runs it lacks
+        fig.text(0.01, 0.01, "not plotted (unreadable run data): " + ", ".join(f"job {j}" for j in sorted(skipped)),
+                 fontsize=7, color="firebrick")  # fmt: skip
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output)
     plt.close(fig)
-    return output
+    return Plot(output, skipped)

@@ -13,10 +13,14 @@ Which code the resubmitted jobs run (``code``): ``launch``, the sweep's code
 snapshot taken at launch, so that every run of a sweep ran the same code; or
 ``current``, a new snapshot of the code as it is now (a bug fixed since), recorded
 in the resubmitted jobs' ``JobRecord.code`` only.
+A ``LOST`` job (its run data is gone or unreadable) is never resubmitted by
+default: rerunning it starts its run over. With ``include_lost`` it is, after
+its damaged data is moved aside into ``runs/<i>/lost-<time>/`` (never deleted).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +32,7 @@ from .manifest import Manifest, load_manifest, update_manifest
 from .status import JobStatus, sweep_status
 
 __all__ = ["DEFAULT_REQUEUE_STATES", "CODE_CHOICES", "RequeuePlan", "requeue_sweep", "resume_sweep",
-           "incomplete_jobs"]  # fmt: skip
+           "incomplete_jobs", "move_aside"]  # fmt: skip
 
 #: What ``hpctrack requeue`` selects without ``--state``.
 DEFAULT_REQUEUE_STATES = (
@@ -59,6 +63,10 @@ class RequeuePlan:
     code: str = "launch"  # which code the selected jobs run (CODE_CHOICES)
     code_snapshot: Dict[str, Any] = field(default_factory=dict)  # code="current": the new snapshot (a dry run: digest)
     code_warning: Optional[str] = None  # the code on disk is not what the jobs will run; what to do about it
+    #: LOST jobs left alone because ``include_lost`` was not given (what ``--include-lost`` would add).
+    lost: Dict[int, str] = field(default_factory=dict)
+    #: Resubmitted LOST jobs: where their damaged run data was moved.
+    moved: Dict[int, str] = field(default_factory=dict)
 
 
 def _never_submitted(manifest: Manifest, status: JobStatus) -> bool:
@@ -151,6 +159,7 @@ def requeue_sweep(
     dry_run: bool = False,
     include_unsubmitted: bool = False,
     code: str = "launch",
+    include_lost: bool = False,
 ) -> RequeuePlan:
     """Submit the selected jobs of the sweep again, as one array (SLURM) or one runner (local).
 
@@ -167,6 +176,9 @@ def requeue_sweep(
         Select and report, submit nothing.
     include_unsubmitted:
         Also select jobs that were never submitted (what :func:`resume_sweep` adds).
+    include_lost:
+        Also select ``LOST`` jobs (their run data is gone or unreadable), whatever
+        ``states`` says; their damaged data is moved aside first, and they start over.
     code:
         ``"launch"``: the selected jobs run the sweep's code snapshot taken at launch
         (``plan.code_warning`` says when the code on disk differs); ``"current"``: a new
@@ -196,6 +208,14 @@ def requeue_sweep(
         elif not status.state.is_final:
             if jobs is not None:
                 plan.skipped[status.index] = f"{status.state.value}: still queued or running"
+        elif status.state == JobState.LOST:
+            if include_lost:
+                plan.selected.append(status.index)
+                plan.reasons[status.index] = status.state.value
+            else:
+                plan.lost[status.index] = status.error or "its run data is gone"
+                if jobs is not None:
+                    plan.skipped[status.index] = f"LOST: {plan.lost[status.index]}; add --include-lost to rerun it"
         elif status.state in wanted_states:
             plan.selected.append(status.index)
             plan.reasons[status.index] = status.state.value
@@ -244,12 +264,43 @@ def requeue_sweep(
     backend = get_backend(fresh.backend, **_backend_options(fresh, resources))
     try:
         backend.preflight()
+        for index in claimed:
+            if by_index[index].state == JobState.LOST:
+                plan.moved[index] = str(move_aside(fresh.run_path(index)))
         backend.submit(fresh, claimed)
     except BaseException as err:
+        for index, aside in plan.moved.items():  # nothing was submitted: the data goes back where it was
+            for entry in os.listdir(aside):
+                os.replace(Path(aside) / entry, fresh.run_path(index) / entry)
+            os.rmdir(aside)
+        plan.moved.clear()
         _release(manifest, claimed, earlier_code)
         raise
     plan.submitted = True
     return plan
+
+
+#: What a rerun of a lost job moves aside: the store, its end record, checkpoints and artifacts.
+_LOST_DATA = ("end.json", "checkpoints", "artifacts")
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Move a run's damaged data into ``run_dir/lost-<time>/`` so that its job starts over; returns that folder.
+
+    The store (``run.*``), end record, checkpoints and artifacts go; logs stay.
+    Nothing is deleted.
+    """
+    run_dir = Path(run_dir)
+    aside = run_dir / f"lost-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = run_dir / f"lost-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    aside.mkdir()
+    for entry in sorted(os.listdir(run_dir)):
+        if entry.startswith("run.") or entry in _LOST_DATA:
+            os.replace(run_dir / entry, aside / entry)
+    return aside
 
 
 def _release(manifest: Manifest, claimed: Sequence[int], earlier_code: Mapping[int, Dict[str, Any]]) -> None:
@@ -271,12 +322,15 @@ def _release(manifest: Manifest, claimed: Sequence[int], earlier_code: Mapping[i
 def resume_sweep(
     manifest: Manifest, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
     code: str = "launch",
+    include_lost: bool = False,
 ) -> RequeuePlan:
     """Submit the sweep's gap: every job without a completed run that is not queued or running.
 
     That is the jobs that failed, were cancelled (e.g. a local sweep stopped with
-    Ctrl-C), timed out or were lost, plus those never submitted. Completed jobs
-    are never submitted again. ``code`` as in :func:`requeue_sweep`.
+    Ctrl-C), timed out or whose node was lost, plus those never submitted.
+    Completed jobs are never submitted again. ``LOST`` jobs (run data gone) only
+    with ``include_lost``; ``code`` as in :func:`requeue_sweep`.
     """
-    return requeue_sweep(manifest, states=[s for s in JobState if s.is_final and s != JobState.COMPLETED],
-                         resources=resources, dry_run=dry_run, include_unsubmitted=True, code=code)  # fmt: skip
+    states = [s for s in JobState if s.is_final and s not in (JobState.COMPLETED, JobState.LOST)]
+    return requeue_sweep(manifest, states=states, resources=resources, dry_run=dry_run, include_unsubmitted=True,
+                         include_lost=include_lost, code=code)  # fmt: skip

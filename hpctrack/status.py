@@ -4,24 +4,34 @@ The run's record (state, heartbeat, last step, error) is the authority on what
 happened inside the job; the backend (the local runner's manifest entries, or
 one ``sacct`` call for a SLURM sweep) says what happened to the job from the
 outside: queued, killed at its time limit, cancelled. A job that ended without
-recording its end is reconciled here from what can be checked.
+recording its end is reconciled here from what can be checked: whether its
+writer or process is still alive, its end record (``runs/<i>/end.json``), and
+the signal that ended it.
+
+Ended runs are served from the sweep's index for speed, but only while their
+store still has the fingerprint the index line recorded: a store that was
+deleted, truncated or replaced since is read again, and a run whose store is
+gone or unreadable is ``LOST``, never shown with the index's old numbers.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
-from ._types import JobState, RunStatus
-from .errors import HpctrackError, RunNotFoundError, StoreError
+from . import endrecord, settings
+from ._types import JobState, RunStatus, signal_name
+from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
+from .store.base import one_line, read_failure
 
 __all__ = ["JobStatus", "SweepStatus", "job_statuses", "sweep_status", "backend_view", "ended_state", "read_run",
-           "HUNG_AFTER_INTERVALS"]  # fmt: skip
+           "signal_of_exit_code", "HUNG_AFTER_INTERVALS"]  # fmt: skip
 
 _RUN_TO_JOB = {
     RunStatus.COMPLETED.value: JobState.COMPLETED,
@@ -30,11 +40,17 @@ _RUN_TO_JOB = {
 }
 #: A running job whose heartbeat is older than this many flush intervals (+30 s) may be hung.
 HUNG_AFTER_INTERVALS = 3
+#: What the error column says of a cancelled job, whoever cancelled it and however.
+CANCELLED = "cancelled"
 
 
 @dataclass
 class JobStatus:
-    """One job as ``hpctrack status`` shows it."""
+    """One job as ``hpctrack status`` shows it.
+
+    ``error`` says why a job failed or was lost; ``note`` says something worth
+    knowing that is not an error (why it is pending, that it stalled).
+    """
 
     index: int
     state: JobState
@@ -49,6 +65,11 @@ class JobStatus:
     attempt: Optional[int] = None  # the run's attempt (2, 3, ... after requeues)
     node: Optional[str] = None
     error: Optional[str] = None
+    note: Optional[str] = None
+    #: No ``run.log`` call for longer than the stall threshold while the job runs.
+    stalled: bool = False
+    last_log_age_s: Optional[float] = None  # seconds since the run's latest run.log call
+    step_interval_s: Optional[float] = None  # the run's median seconds between run.log calls
     record: Optional[RunRecord] = field(default=None, repr=False)
 
     def to_json(self) -> Dict[str, Any]:
@@ -61,19 +82,28 @@ class JobStatus:
             "runtime_s": self.runtime_s,
             "heartbeat_age_s": self.heartbeat_age_s,
             "possibly_hung": self.possibly_hung,
+            "stalled": self.stalled,
+            "last_log_age_s": self.last_log_age_s,
+            "step_interval_s": self.step_interval_s,
             "attempt": self.attempt,
             "node": self.node,
             "error": self.error,
+            "note": self.note,
             "run_dir": str(self.run_dir),
         }
 
 
 @dataclass
 class SweepStatus:
-    """Every job's status plus a note when the backend's view was degraded."""
+    """Every job's status plus a note when the backend's view was degraded or the index is damaged."""
 
     jobs: List[JobStatus]
     note: Optional[str] = None
+
+    @property
+    def lost(self) -> Dict[int, str]:
+        """Jobs whose run data is gone or unreadable: index -> why."""
+        return {s.index: s.error or "run store missing or unreadable" for s in self.jobs if s.state == JobState.LOST}
 
 
 def read_run(manifest: Manifest, index: int) -> Tuple[Optional[RunRecord], Optional[str]]:
@@ -96,27 +126,129 @@ def error_line(status: Dict[str, Any]) -> Optional[str]:
     return f"{error['type']}: {first}" if error.get("type") else first
 
 
-def _process_gone(info: Dict[str, Any]) -> bool:
+def signal_of_exit_code(exit_code: Optional[str]) -> Optional[str]:
+    """The signal in sacct's ``ExitCode`` (``exit:signal``): ``"0:12"`` -> ``"SIGUSR2"``; None if none."""
+    if not exit_code:
+        return None
+    _, sep, number = str(exit_code).partition(":")
+    return signal_name(int(number)) if sep and number.isdigit() else None
+
+
+def cancelled_line(error: Optional[str]) -> str:
+    """The one wording of a cancelled job's error column: ``cancelled``, with the signal or when, if known."""
+    text = error or ""
+    if "before it started" in text:
+        return f"{CANCELLED} before it started"
+    if "KeyboardInterrupt" in text or "SIGINT" in text:
+        return f"{CANCELLED} (SIGINT)"
+    found = re.search(r"\bSIG[A-Z0-9]+\b", text)
+    if found:
+        return f"{CANCELLED} ({found.group(0)})"
+    if not text or text.lower().startswith(CANCELLED):
+        return CANCELLED
+    return f"{CANCELLED}: {text}"
+
+
+def _same_host(host: Optional[str]) -> bool:
+    return host is not None and host == socket.gethostname()
+
+
+def _alive(run_dir: Path, host: Optional[str], pid: Any) -> Optional[bool]:
+    """Whether a job's writer is alive: its writer lease (any host), or its process (this host).
+
+    True when the lease is presumed alive or the process is alive here; False when
+    the process is provably gone; None when nothing can be told from here.
+    """
     from .launch.local import pid_alive
+    from .locking import writer_state
 
-    return info.get("host") == socket.gethostname() and "pid" in info and not pid_alive(int(info["pid"]))
+    try:
+        writer = writer_state(run_dir)
+    except (HpctrackError, OSError):
+        writer = None
+    if writer is not None and writer.presumed_alive:
+        return True
+    if _same_host(host) and pid is not None:
+        try:
+            return pid_alive(int(pid))
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
-def ended_state(job: JobRecord, info: Any, run_state: Optional[str],
-                own_error: Optional[str]) -> Tuple[JobState, Optional[str]]:
-    """The state of a job that ended, by the backend's final state or by the run's own record."""
+def _end_of(run_dir: Path, job: JobRecord, record: Optional[RunRecord]) -> Optional[Dict[str, Any]]:
+    """The end record of the job's current submission (and of the record's attempt), or None."""
+    end = endrecord.read(run_dir)
+    if end is None:
+        return None
+    if job.submitted is not None and float(end.get("time") or 0) < job.submitted:
+        return None  # an earlier submission's end
+    if record is not None and end.get("attempt") is not None and \
+            int(end["attempt"]) < int(record.status.get("attempt", 1)):  # fmt: skip
+        return None  # an earlier attempt's end
+    return end
+
+
+def _signal_of(info: Any, record: Optional[RunRecord], end: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """Which signal ended the job, from the run's attempt record, its end record or sacct's exit code."""
+    attempts = (record.status.get("attempts") if record is not None else None) or []
+    if attempts and attempts[-1].get("signal"):
+        return str(attempts[-1]["signal"])
+    if end is not None and end.get("signal"):
+        return str(end["signal"])
+    return signal_of_exit_code(getattr(info, "exit_code", None))
+
+
+def _end_state(end: Mapping[str, Any]) -> JobState:
+    return _RUN_TO_JOB.get(str(end.get("state")), JobState.FAILED)
+
+
+def _end_error(end: Mapping[str, Any]) -> Optional[str]:
+    """An end record's error line, or the signal that ended the attempt."""
+    if end.get("error"):
+        return str(end["error"])
+    return f"killed by {end['signal']}" if end.get("signal") else None
+
+
+def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: Optional[str], *,
+                signal: Optional[str] = None,
+                end: Optional[Mapping[str, Any]] = None) -> Tuple[JobState, Optional[str]]:
+    """The state of a job that ended, by the run's own record or the backend's final state.
+
+    A run that recorded its own completion is COMPLETED whatever the scheduler's
+    final state (a job requeued at its time limit whose last attempt completed
+    is TIMEOUT to sacct). A scheduler's reason field is never an error.
+    """
     backend_state = info.state if info is not None else None
+    end_error = _end_error(end) if end is not None else None
+    killed = f"killed by {signal}" if signal else None
+    if run_state == RunStatus.COMPLETED.value:
+        return JobState.COMPLETED, None
     if backend_state is not None and backend_state.is_final:
-        # What happened inside the job beats a task-level COMPLETED/FAILED (packed runs).
-        if backend_state in (JobState.COMPLETED, JobState.FAILED) and run_state in ("completed", "failed"):
-            return _RUN_TO_JOB[run_state], own_error
-        return backend_state, own_error or (info.reason if backend_state != JobState.COMPLETED else None) or job.error
-    return _RUN_TO_JOB[run_state], own_error  # type: ignore[index]
+        if run_state in _RUN_TO_JOB and backend_state in (JobState.COMPLETED, JobState.FAILED):
+            state, error = _RUN_TO_JOB[run_state], own_error  # what happened inside beats the task's state
+        elif end is not None and backend_state in (JobState.COMPLETED, JobState.FAILED):
+            state, error = _end_state(end), end_error  # so does the end record of a store left "running"
+        elif backend_state == JobState.COMPLETED:  # the task ended well, but this run never recorded its end
+            state, error = JobState.FAILED, "the job ended without recording its end (killed?)"
+        else:
+            state, error = backend_state, own_error or end_error or killed or job.error
+    elif run_state in _RUN_TO_JOB:
+        state, error = _RUN_TO_JOB[run_state], own_error
+    else:
+        state, error = (_end_state(end), end_error) if end is not None else (JobState.FAILED, killed or job.error)
+    if state == JobState.CANCELLED:
+        error = cancelled_line(error or (f"by {signal}" if signal else None))
+    return state, error
 
 
-def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
-               packed: bool) -> Tuple[JobState, Optional[str]]:
-    """Merge the backend's view (``info``: a JobInfo or None) with the run's own record."""
+def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: bool, *, run_dir: Path,
+               runner: Optional[Mapping[str, Any]] = None) -> Tuple[JobState, Optional[str], Optional[str]]:
+    """Merge the backend's view (``info``: a JobInfo or None) with the run's own record.
+
+    Returns (state, error, note). ``runner``: a direct run's recorded host/pid (a
+    plain script has no backend to ask).
+    """
     if record is not None and job.submitted is not None:
         attempt_start = record.status.get("attempt_start", record.status.get("start_time"))
         if attempt_start is not None and float(attempt_start) < job.submitted:
@@ -126,23 +258,169 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord],
     run_state = record.status.get("state") if record is not None else None
     own_error = error_line(record.status) if record is not None else None
     backend_state = info.state if info is not None else None
-    if run_state == RunStatus.REQUEUED.value and not (backend_state is not None and backend_state.is_final):
+    backend_final = backend_state is not None and backend_state.is_final
+    if run_state == RunStatus.REQUEUED.value and not backend_final:
         if backend_state == JobState.RUNNING:
-            return JobState.RUNNING, None  # the next attempt is starting
-        return backend_state or JobState.PENDING, "requeued: waiting for its next attempt"
-    if (backend_state is not None and backend_state.is_final) or run_state in _RUN_TO_JOB:
-        return ended_state(job, info, run_state, own_error)
-    if record is not None:
-        if _process_gone(record.info) or (info is not None and info.ended):
-            return JobState.FAILED, "the job ended without recording a result (killed?)"
-        return JobState.RUNNING, None
+            return JobState.RUNNING, None, None  # the next attempt is starting
+        return backend_state or JobState.PENDING, None, "requeued: waiting for its next attempt"
+    if backend_final or run_state in _RUN_TO_JOB:
+        end = None if run_state in _RUN_TO_JOB else _end_of(run_dir, job, record)
+        state, error = ended_state(job, info, run_state, own_error, signal=_signal_of(info, record, end), end=end)
+        return state, error, None
+    if record is not None:  # the run says it is running
+        alive = _alive(run_dir, record.info.get("host"), record.info.get("pid"))
+        if alive:
+            return JobState.RUNNING, None, None  # whatever became of its runner: never FAILED, never resubmitted
+        if alive is False or (info is not None and info.ended):
+            end = _end_of(run_dir, job, record)
+            if end is not None:
+                return _end_state(end), _end_error(end), None
+            signal = _signal_of(info, record, None)
+            return JobState.FAILED, (f"killed by {signal} without recording a result" if signal else
+                                     "the job ended without recording a result (killed?)"), None  # fmt: skip
+        return JobState.RUNNING, None, None
+    if runner is not None and not job.state.is_final:  # a plain script run that has not written its store yet
+        alive = _alive(run_dir, runner.get("host"), runner.get("pid"))
+        if alive is False:
+            end = _end_of(run_dir, job, None)
+            if end is not None:
+                return _end_state(end), _end_error(end), None
+            return JobState.FAILED, (f"the script ended before its run recorded anything (pid {runner.get('pid')} "
+                                     "is gone)"), None  # fmt: skip
+        return JobState.RUNNING, None, None
     if info is not None and info.ended:
-        return JobState.FAILED, "the job ended before its run started; see its log files"
+        end = _end_of(run_dir, job, None)
+        if end is not None:
+            return _end_state(end), _end_error(end), None
+        signal = _signal_of(info, None, None)
+        return JobState.FAILED, (f"killed by {signal} before its run started" if signal else
+                                 "the job ended before its run started") + "; see its log files", None  # fmt: skip
     if backend_state == JobState.RUNNING and packed:
-        return JobState.PENDING, "waiting for its turn in a packed array task"
+        return JobState.PENDING, None, "waiting for its turn in a packed array task"
     if backend_state is not None:
-        return backend_state, info.reason if backend_state == JobState.PENDING else None
-    return job.state, job.error
+        reason = info.reason if backend_state == JobState.PENDING else None
+        return backend_state, None, (f"waiting ({reason})" if reason else None)
+    if job.state == JobState.CANCELLED:
+        return job.state, cancelled_line(job.error), None
+    return job.state, job.error, None
+
+
+def _direct_runner(manifest: Manifest, job: JobRecord) -> Optional[Dict[str, Any]]:
+    """Where a plain script run's process is: ``manifest.runner``, else its job id (the pid) on this host."""
+    if manifest.backend != "direct":
+        return None
+    if manifest.runner.get("pid") is not None:
+        return dict(manifest.runner)
+    # Recorded before runs named their host: the job id is the script's pid. A run on another host
+    # writes its store within a second of its manifest, after which its record's host/pid decide.
+    return {"host": socket.gethostname(), "pid": job.job_id} if job.job_id else None
+
+
+@dataclass
+class _Read:
+    """What status knows of one run's store."""
+
+    record: Optional[RunRecord] = None
+    lost: Optional[str] = None  # why the run's data is gone or unreadable
+    error: Optional[str] = None  # a read problem that is not (yet) a loss
+    fresh_row: Optional[Dict[str, Any]] = None  # an index line to append (ended run, current fingerprint)
+
+
+def _check_store(store: Any, job: int) -> _Read:
+    """Read a store that changed since it was indexed, checking it whole (points included)."""
+    from .index import ENDED_STATES, indexed_row
+
+    problems = store.verify()
+    if problems:
+        if problems[0].startswith("no run store at") or "is missing" in problems[0]:
+            return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
+        if problems[0].startswith("unreadable: "):
+            return _Read(lost=f"unreadable run store {store.path.name}: {problems[0][len('unreadable: '):]}")
+        return _Read(lost=f"damaged run store {store.path.name}: {problems[0]}")
+    try:
+        record, row = indexed_row(job, store)
+    except HpctrackError as err:
+        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}")
+    ended = record.status.get("state") in ENDED_STATES
+    return _Read(record=record, fresh_row=row if ended else None)
+
+
+def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mapping[str, Any]],
+              serve: bool) -> _Read:
+    """The run of ``job``: from its index line while its store still matches it, else from its store."""
+    from .index import ENDED_STATES, indexed_row, row_to_record, usable
+
+    run_dir = manifest.run_path(job.index)
+    store = open_store(run_dir, manifest.store)
+    if usable(row, job.submitted):
+        assert row is not None
+        if row.get("lost"):  # marked by reindex: read whole again (a repair may have brought it back)
+            checked = _check_store(store, job.index)
+            return checked if checked.lost is None else _Read(lost=checked.lost or str(row["lost"]))
+        indexed = row.get("fingerprint")
+        now = store.fingerprint()
+        if now is None:
+            return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
+        if serve and (indexed is None or indexed == now):  # an older line has none: the store exists, enough
+            return _Read(record=row_to_record(row, run_dir))
+        if indexed is not None and indexed != now:
+            return _check_store(store, job.index)  # changed since indexed: truncated, replaced, written to
+    try:
+        record, fresh = indexed_row(job.index, store)
+    except RunNotFoundError:
+        end = _end_of(run_dir, job, None)
+        completed = job.state == JobState.COMPLETED or getattr(info, "state", None) == JobState.COMPLETED
+        if (end is not None and end.get("state") == RunStatus.COMPLETED.value) or (end is None and completed):
+            # A launched job writes its store before its task runs: a job that completed had one.
+            return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
+        return _Read()
+    except FormatVersionError as err:
+        return _Read(error=one_line(err))
+    except StoreError as err:
+        if _alive(run_dir, None, None):  # its writer is at work: a transient failure, not a loss
+            return _Read(error=f"run store unreadable right now: {read_failure(err)}")
+        end = _end_of(run_dir, job, None)
+        ended = f"; the run ended {end.get('state')}: {_end_error(end)}" if end is not None and _end_error(end) else ""
+        return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}{ended}")
+    # An ended run the index lacks (an append that failed, an older sweep): its line is added.
+    lacking = record.status.get("state") in ENDED_STATES and usable(fresh, job.submitted) and not usable(
+        row, job.submitted)  # fmt: skip
+    return _Read(record=record, fresh_row=fresh if lacking else None)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _every(seconds: float) -> str:
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def _progress(status: JobStatus, st: Mapping[str, Any], now: float) -> None:
+    """Flag a running job that stalled (no run.log) or may be hung (no flush at all)."""
+    if st.get("heartbeat"):
+        status.heartbeat_age_s = max(0.0, now - float(st["heartbeat"]))
+        interval = float(st.get("heartbeat_interval_s") or 10.0)
+        if status.heartbeat_age_s > HUNG_AFTER_INTERVALS * interval + 30:
+            status.possibly_hung = True
+            status.error = f"no heartbeat for {status.heartbeat_age_s:.0f} s: possibly hung"
+    last_log = st.get("last_log_time")
+    if last_log is None:
+        return  # nothing logged yet, or written by a run that does not record it
+    status.last_log_age_s = age = max(0.0, now - float(last_log))
+    step_interval = st.get("step_interval_s")
+    status.step_interval_s = float(step_interval) if step_interval is not None else None
+    threshold = float(settings.get("HPCTRACK_STALL_AFTER_S"))
+    if status.step_interval_s:
+        threshold = max(threshold, float(settings.get("HPCTRACK_STALL_FACTOR")) * status.step_interval_s)
+    if age > threshold and not status.possibly_hung:
+        status.stalled = True
+        usual = f" (usually every {_every(status.step_interval_s)})" if status.step_interval_s else ""
+        status.note = f"stalled: last step {status.last_step} logged {_ago(age)}{usual}"
 
 
 def sweep_status(
@@ -153,42 +431,53 @@ def sweep_status(
     records: Optional[Dict[int, RunRecord]] = None,
     only: Optional[Set[int]] = None,
     view: Optional[Tuple[Dict[int, Any], Optional[str]]] = None,
+    index_rows: Optional[Mapping[int, Mapping[str, Any]]] = None,
 ) -> SweepStatus:
     """Every job of the sweep with its merged state, progress, runtime and error line.
 
     The backend is asked once for the whole sweep. With ``persist``, final
     states learned from a scheduler are written back to the manifest, so they
-    survive the scheduler forgetting the job. ``records``: run records the caller
-    already has (job index -> record of an ended run, e.g. from the index's
-    columns); the other runs come from the sweep's index or their stores.
-    ``only``: just these jobs. ``view``: the backend's view, from :func:`backend_view`.
+    survive the scheduler forgetting the job, and ended runs the index lacks
+    are added to it. ``records``: run records the caller already has (job index
+    -> record); with it, the other runs are read from their stores, never
+    served from the index. ``only``: just these jobs. ``view``: the backend's
+    view, from :func:`backend_view`. ``index_rows``: the index lines the caller
+    already read (by job), else the sweep's index is read here.
     """
+    from .index import append_rows, read_index_lines
+
     now = time.time() if now is None else now
     infos, note = view if view is not None else backend_view(manifest)
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
-    from .index import ENDED_STATES, append_rows, read_index, record_to_row, row_to_record, usable
-
-    index_rows = read_index(manifest.path) if records is None else {}
-    missing_rows = []
+    notes = [note] if note else []
+    if index_rows is None:
+        lines = read_index_lines(manifest.path)
+        index_rows = lines.rows
+        damage = lines.damage_note()
+        if damage:
+            notes.append(damage)
+    fresh_rows = []
     out = []
     for job in manifest.jobs:
         if only is not None and job.index not in only:
             continue
-        row = index_rows.get(job.index)
-        if records is not None and job.index in records:
-            record, read_error = records[job.index], None
-        elif usable(row, job.submitted):  # an ended run: its record is in the sweep's index
-            record, read_error = row_to_record(row, manifest.run_path(job.index)), None  # type: ignore[arg-type]
-        else:
-            record, read_error = read_run(manifest, job.index)
-            if record is not None and record.status.get("state") in ENDED_STATES and usable(
-                    record_to_row(job.index, record), job.submitted):  # fmt: skip
-                missing_rows.append(record_to_row(job.index, record))
         info = infos.get(job.index)
-        state, error = _reconcile(job, info, record, packed)
-        status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides,
-                           run_dir=manifest.run_path(job.index), error=error or read_error, record=record,
-                           node=getattr(info, "node", None))
+        run_dir = manifest.run_path(job.index)
+        if records is not None and job.index in records:
+            read = _Read(record=records[job.index])
+        else:
+            read = _read_job(manifest, job, info, index_rows.get(job.index), serve=records is None)
+        if read.fresh_row is not None:
+            fresh_rows.append(read.fresh_row)
+        record = read.record
+        if read.lost is not None:
+            state, error, job_note = JobState.LOST, read.lost, None
+        else:
+            state, error, job_note = _reconcile(job, info, record, packed, run_dir=run_dir,
+                                                runner=_direct_runner(manifest, job))  # fmt: skip
+            error = error or read.error
+        status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides, run_dir=run_dir,
+                           error=error, note=job_note, record=record, node=getattr(info, "node", None))  # fmt: skip
         if record is not None:
             st = record.status
             status.attempt = int(st.get("attempt", 1))
@@ -204,21 +493,17 @@ def sweep_status(
                 end = st.get("end_time") or (job.ended if state.is_final else None) or (
                     st.get("heartbeat") if state.is_final else now)
                 status.runtime_s = earlier + max(0.0, (end or now) - start)
-            if state == JobState.RUNNING and st.get("heartbeat"):
-                status.heartbeat_age_s = max(0.0, now - st["heartbeat"])
-                interval = float(st.get("heartbeat_interval_s") or 10.0)
-                if status.heartbeat_age_s > HUNG_AFTER_INTERVALS * interval + 30:
-                    status.possibly_hung = True
-                    status.error = f"no heartbeat for {status.heartbeat_age_s:.0f} s: possibly hung"
+            if state == JobState.RUNNING:
+                _progress(status, st, now)
         out.append(status)
     if persist and manifest.backend == "slurm":
         _persist_final(manifest, out)
-    if persist and missing_rows:  # ended runs the index lacks (older sweeps, a lost append): add them
+    if persist and fresh_rows:  # ended runs the index lacks, or whose store changed since: add their lines
         try:
-            append_rows(manifest.path, missing_rows)
+            append_rows(manifest.path, fresh_rows)
         except (HpctrackError, OSError):
             pass  # a read-only view of someone else's sweep still works
-    return SweepStatus(jobs=out, note=note)
+    return SweepStatus(jobs=out, note="; ".join(notes) or None)
 
 
 def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
@@ -235,8 +520,10 @@ def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
 
 
 def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:
+    # LOST is hpctrack's own finding about the run's data, not what the scheduler said: never persisted.
     learned = {s.index: s for s in statuses
-               if s.state.is_final and manifest.jobs[s.index].state != s.state and manifest.jobs[s.index].job_id}
+               if s.state.is_final and s.state != JobState.LOST and manifest.jobs[s.index].state != s.state
+               and manifest.jobs[s.index].job_id}  # fmt: skip
     if not learned:
         return
 
@@ -255,3 +542,45 @@ def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:
 def job_statuses(manifest: Manifest, *, now: Optional[float] = None) -> List[JobStatus]:
     """Every job of the sweep with its merged state; see :func:`sweep_status`."""
     return sweep_status(manifest, now=now).jobs
+
+
+def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
+    """Each job's state from what is on disk, without asking the scheduler (what ``hpctrack ls`` shows).
+
+    The manifest's states are brought up to date from the sweep's index (ended
+    runs, lost runs) and the runs' end records. Returns the states and how many
+    of them are unconfirmed: not final, and nothing on disk says more (a SLURM
+    job the manifest last saw queued, a local job whose runner is gone); only
+    ``hpctrack status`` can tell those.
+    """
+    from .index import read_index, usable
+    from .launch.local import pid_alive, runner_alive
+
+    rows = read_index(manifest.path)
+    if manifest.backend == "local":
+        confirmed = runner_alive(manifest) is True  # the runner records every state change as it happens
+    elif manifest.backend == "direct":
+        runner = _direct_runner(manifest, manifest.jobs[0]) if manifest.jobs else None
+        try:
+            confirmed = runner is not None and _same_host(runner.get("host")) and pid_alive(int(runner["pid"]))
+        except (TypeError, ValueError, KeyError):
+            confirmed = False
+    else:
+        confirmed = False
+    states, unconfirmed = [], 0
+    for job in manifest.jobs:
+        row = rows.get(job.index)
+        if usable(row, job.submitted):
+            assert row is not None
+            states.append(JobState.LOST if row.get("lost") else _RUN_TO_JOB[row["status"]["state"]])
+            continue
+        if job.state.is_final:
+            states.append(job.state)
+            continue
+        end = _end_of(manifest.run_path(job.index), job, None)
+        if end is not None:
+            states.append(_end_state(end))
+            continue
+        states.append(job.state)
+        unconfirmed += 0 if confirmed else 1
+    return states, unconfirmed

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .requeue import RequeuePlan
+    from .verify import Problem, RepairReport
 
 __all__ = ["Sweep", "load_sweep", "list_sweeps"]
 
@@ -84,24 +85,45 @@ class Sweep:
         resources: Optional[Mapping[str, Any]] = None,
         dry_run: bool = False,
         code: str = "launch",
+        include_lost: bool = False,
     ) -> "RequeuePlan":
         """Submit failed, timed-out, preempted or cancelled jobs again, into their runs.
 
         See :func:`hpctrack.requeue.requeue_sweep`; ``resources`` changes launcher
         options such as ``{"time": "04:00:00"}`` for the resubmitted jobs; ``code="current"``
-        runs them with the code as it is now instead of the sweep's launch-time snapshot.
+        runs them with the code as it is now instead of the sweep's launch-time snapshot;
+        ``include_lost`` reruns jobs whose run data is gone, from scratch.
         """
         from .requeue import requeue_sweep
 
         return requeue_sweep(self.manifest, states=states, jobs=jobs, resources=resources, dry_run=dry_run,
-                             code=code)  # fmt: skip
+                             include_lost=include_lost, code=code)  # fmt: skip
 
     def resume(self, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
-               code: str = "launch") -> "RequeuePlan":
-        """Submit every job without a completed run that is not queued or running (never submitted ones too)."""
+               include_lost: bool = False, code: str = "launch") -> "RequeuePlan":
+        """Submit every job without a completed run that is not queued or running (never submitted ones too).
+
+        Jobs whose run data is gone (``LOST``) only with ``include_lost``.
+        """
         from .requeue import resume_sweep
 
-        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run, code=code)
+        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run, include_lost=include_lost,
+                            code=code)
+
+    def verify(self) -> "List[Problem]":
+        """Every problem of the sweep's runs and index (store, points, index, checkpoints); [] when whole.
+
+        See :mod:`hpctrack.verify`.
+        """
+        from .verify import verify_sweep
+
+        return verify_sweep(self.manifest)
+
+    def repair(self) -> "RepairReport":
+        """Restore what can be restored (HDF5 spare copy, checkpoints, index); see :mod:`hpctrack.verify`."""
+        from .verify import repair_sweep
+
+        return repair_sweep(self.manifest)
 
     def incomplete(self) -> Dict[int, str]:
         """Jobs of the sweep's grid without a completed run and nothing queued for them: index -> why."""
@@ -142,8 +164,18 @@ class Sweep:
         return rebuild_index(self.path)
 
     def run(self, index: int) -> RunRecord:
-        """The record of job ``index``'s run."""
+        """The record of job ``index``'s run.
+
+        Raises
+        ------
+        ConfigError
+            The sweep has no job ``index``.
+        RunNotFoundError
+            The run has not started (or its store is gone).
+        """
         manifest = self.manifest
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(manifest.jobs):
+            raise ConfigError(f"sweep {manifest.id} has jobs 0-{len(manifest.jobs) - 1}; no job {index!r}")
         return open_store(manifest.run_path(index), manifest.store).read()
 
     def history(self, key: str, *, workers: Optional[int] = None) -> "pd.DataFrame":
@@ -154,7 +186,8 @@ class Sweep:
         point), ``attempt``, then the swept params. Each run's resolved history:
         after a restart, the points the new attempt replaced are left out
         (``open_store(...).read_history(key, raw=True)`` has them). Runs whose
-        store cannot be read are skipped; ``frame.attrs["skipped"]`` names them.
+        store cannot be read, or is gone although the run had started, are
+        skipped; ``frame.attrs["skipped"]`` names them: job -> why.
         ``workers``: processes reading the runs (default one per CPU, up to 8,
         for sweeps of 400 runs or more; 1 reads in this process).
         """
@@ -165,6 +198,7 @@ class Sweep:
 
         manifest = self.manifest
         jobs, lengths, step, value, wall, attempt, skipped = _read_histories(manifest, key, workers=workers)
+        skipped.update(_lost_without_store(manifest, set(jobs) | set(skipped)))
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         nonempty = lengths > 0
         first_time = np.zeros(len(jobs))
@@ -277,6 +311,24 @@ def _history_chunk(sweep_dir: str, store: str, indices: List["tuple[int, str]"],
             cat([h.time for h in histories], "f8"),
             cat([h.attempt if h.attempt is not None else np.ones(len(h), np.int32) for h in histories], "i4"),
             skipped)  # fmt: skip
+
+
+def _lost_without_store(manifest: Manifest, seen: "set[int]") -> Dict[int, str]:
+    """Runs that had started but whose store is gone (a history skips them silently otherwise)."""
+    from .index import had_started, read_index
+
+    rows: Optional[Dict[int, Any]] = None
+    lost: Dict[int, str] = {}
+    for job in manifest.jobs:
+        if job.index in seen:
+            continue
+        store = open_store(manifest.run_path(job.index), manifest.store)
+        if store.fingerprint() is not None:
+            continue  # there, without this metric
+        rows = read_index(manifest.path) if rows is None else rows
+        if had_started(manifest, job.index, rows.get(job.index)):
+            lost[job.index] = f"run store missing: {store.path} (deleted or moved?)"
+    return lost
 
 
 def load_sweep(ref: str = "latest", *, root: Optional[str] = None) -> Sweep:

@@ -39,7 +39,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
@@ -500,3 +500,94 @@ class HDF5Store(Store):
                 f"{self.path} has format_version {int(version)} but this hpctrack reads up to "
                 f"{self.format_version}; upgrade hpctrack: pip install -U hpctrack"
             )
+
+    # -- integrity ---------------------------------------------------------
+
+    def _copies(self) -> List[Tuple[int, Path]]:
+        """Every copy ``run.<gen>.h5`` beside ``run.h5``, newest generation first."""
+        found = []
+        for entry in os.scandir(self.path.parent):
+            match = self._copy_re.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), Path(entry.path)))
+        return sorted(found, reverse=True)
+
+    def _copy_problem(self, copy: Path) -> Optional[str]:
+        """Why one copy is not a whole store (sections, stats and every committed point read back), or None."""
+        import h5py
+
+        try:
+            with h5py.File(copy, "r", locking=False) as f:
+                self._check_version(f)
+                for name in SECTIONS:
+                    ds = f.get(f"sections/{name}")
+                    if ds is not None:
+                        json.loads(ds.asstr()[()])
+                stats, _ = _read_stats(f)
+                for key, st in stats.items():
+                    ds = f.get(f"metrics/{_dataset_name(key)}")
+                    if ds is None or ds.shape[0] < st.stored_rows:
+                        return f"{key!r} lacks committed points"
+                    ds[: st.stored_rows]
+        except (OSError, RuntimeError, ValueError, KeyError, StoreError) as err:
+            return one_line(err)
+        return None
+
+    def verify(self) -> List[str]:
+        """:meth:`Store.verify`, plus what the copies behind ``run.h5`` offer for a repair."""
+        try:
+            target = os.readlink(self.path)
+        except FileNotFoundError:
+            copies = self._copies()
+            if not copies:
+                return [f"no run store at {self.path}"]
+            names = ", ".join(p.name for _, p in copies)
+            return [f"{self.path.name} is missing; copies remain: {names} (repair restores the newest intact one)"]
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                return [f"unreadable: {one_line(err)}"]
+            return super().verify()  # format 1: one plain file
+        problems = super().verify()
+        if problems:
+            current = self.path.parent / target
+            spare = next((p for _, p in self._copies() if p != current and self._copy_problem(p) is None), None)
+            problems.append(f"its spare copy {spare.name} is intact (repair restores it)" if spare is not None
+                            else "no intact copy to restore from")  # fmt: skip
+        return problems
+
+    def repair(self) -> Tuple[List[str], List[str]]:
+        """Point ``run.h5`` at the newest intact copy when the current one is damaged or gone.
+
+        Done under the run lock, with the writer's own commit (a new generation, then
+        the symlink replace), so readers never see a half-repaired store. The damaged
+        copy is kept beside it as ``run.<gen>.h5.damaged-<time>``; nothing is deleted.
+        """
+        problems = self.verify()
+        if not problems:
+            return [], []
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+            try:
+                current: Optional[Path] = self.path.parent / os.readlink(self.path)
+            except FileNotFoundError:
+                current = None
+            except OSError:
+                return super().repair()  # format 1 keeps no spare copy
+            if current is not None and current.exists() and self._copy_problem(current) is None:
+                return [], problems  # the current copy reads whole: what is wrong is not a torn file
+            copies = self._copies()
+            for _, candidate in copies:
+                if candidate == current or self._copy_problem(candidate) is not None:
+                    continue
+                restored = self._copy(copies[0][0] + 1)  # generations only grow: readers rely on it
+                os.replace(candidate, restored)
+                _fsync(restored)
+                self._point_to(restored)
+                self._synced = None
+                kept = ""
+                if current is not None and current.exists():
+                    aside = current.with_name(f"{current.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                    os.replace(current, aside)
+                    kept = f"; the damaged copy is kept as {aside.name}"
+                return [f"restored {self.path.name} from its intact spare copy {candidate.name} as of its last "
+                        f"complete update (now {restored.name}){kept}"], []  # fmt: skip
+        return [], [f"{problems[0]}; no intact copy to restore from"]

@@ -359,6 +359,58 @@ class Store(abc.ABC):
     def exists(self) -> bool:
         return self.path.exists()
 
+    # -- integrity (read-only checks; repair only by the backend's own mechanisms) -----------
+
+    def verify(self) -> List[str]:
+        """Every problem of this store, one line each; [] when it is whole.
+
+        Checks that it opens, that its format version is one this hpctrack reads,
+        and that every metric's stored points read back and agree with its stats
+        (rows, count, last value and step). Reads every history: meant for
+        ``hpctrack verify``, not for every ``status``.
+        """
+        import numpy as np
+
+        from ..errors import FormatVersionError, RunNotFoundError, StoreError
+
+        try:
+            record = self.read()
+        except RunNotFoundError:
+            return [f"no run store at {self.path}"]
+        except FormatVersionError as err:
+            return [one_line(err)]
+        except (StoreError, OSError) as err:
+            return [f"unreadable: {read_failure(err)}"]
+        problems = []
+        for key, stats in record.metrics.items():
+            try:
+                raw = self.read_history(key, raw=True)
+            except (KeyError, StoreError, OSError, ValueError, RuntimeError) as err:
+                problems.append(f"points of {key!r} unreadable: {one_line(err)}")
+                continue
+            if len(raw) != stats.stored_rows:
+                problems.append(f"{key!r} has {len(raw)} stored points, its stats say {stats.stored_rows}")
+                continue
+            keep = ~superseded(raw.step, row_attempts(stats.segments, len(raw)), record.restarts)
+            steps, values = raw.step[keep], np.asarray(raw.value, dtype=np.float64)[keep]
+            if len(steps) != stats.count:
+                problems.append(f"{key!r} has {len(steps)} points, its stats say {stats.count}")
+            elif len(steps) and (int(steps[-1]) != stats.last_step or not (
+                    values[-1] == stats.last or (math.isnan(values[-1]) and math.isnan(stats.last)))):  # fmt: skip
+                problems.append(f"{key!r} ends at step {int(steps[-1])} = {values[-1]!r}, "
+                                f"its stats say step {stats.last_step} = {stats.last!r}")  # fmt: skip
+        return problems
+
+    def repair(self) -> Tuple[List[str], List[str]]:
+        """Restore what can be restored: (what was done, what cannot be repaired), one line each.
+
+        The base store keeps no second copy, so it can only say what is wrong; a
+        backend with its own redundancy (HDF5's spare copy) overrides this. Nothing
+        is ever deleted.
+        """
+        problems = self.verify()
+        return [], [f"{p} (this {self.name} store keeps no spare copy to restore from)" for p in problems]
+
 
 # -- helpers shared by the backends ----------------------------------------------
 
@@ -404,3 +456,10 @@ def prepare_sections(
 def one_line(err: BaseException) -> str:
     """An exception as one line, for messages the CLI prints on one line."""
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def read_failure(err: BaseException) -> str:
+    """Why a store could not be read, on one line, without the ``cannot read run store PATH:`` preamble."""
+    import re
+
+    return re.sub(r"^cannot read run store \S+: ", "", one_line(err))

@@ -69,7 +69,8 @@ def test_grouped_table_numbers_filter_sort_top(hpctrack_root, tmp_path):
                               "--top", "2", "--format", "json", check=True).stdout)  # fmt: skip
     assert [r["job"] for r in rows] == [5, 4] and all(r["x"] == 3 for r in rows)
     text = run_cli("table", "grid", "--grouped", "-m", "x:max", check=True).stdout
-    assert "* best" in text
+    assert "* best" in text and "* best: highest mean of x:max" in text
+    assert "final" not in text  # only what was asked for
     bad = run_cli("table", "grid", "--filter", "nosuch > 1")
     assert bad.returncode == 1 and bad.stderr.startswith("Error: bad --filter")
     bad = run_cli("table", "grid", "-g", "nosuch")
@@ -115,7 +116,7 @@ def test_plot_writes_png_and_svg(hpctrack_root, tmp_path):
     assert bad.returncode == 1 and "use a .png, .svg or .pdf" in bad.stderr
 
 
-def test_index_serves_ended_runs_and_a_corrupt_run_is_skipped(hpctrack_root, tmp_path):
+def test_index_serves_ended_runs_and_a_corrupt_run_is_lost(hpctrack_root, tmp_path):
     import hpctrack
     from hpctrack.index import read_index
 
@@ -123,22 +124,30 @@ def test_index_serves_ended_runs_and_a_corrupt_run_is_skipped(hpctrack_root, tmp
     sweep = hpctrack.load_sweep("idx")
     rows = read_index(sweep.path)
     assert sorted(rows) == [0, 1, 2] and rows[1]["summary"]["final"] == 20.0
+    if not all(row.get("fingerprint") for row in rows.values()):
+        run_cli("reindex", "idx", check=True)  # lines written before runs recorded their store's fingerprint
     before = sweep.table(metrics=["final", "loss:last"])
-    # Corrupt run 1's store: the index still answers for it; after a reindex it is skipped, by name.
+    assert before["final"].tolist() == [10.0, 20.0, 30.0]
+    # Corrupt run 1's store: its index line no longer stands for it. It is LOST, its cells are empty, the
+    # note names it; never the index's old numbers as if nothing happened.
     for f in (sweep.path / "runs" / "1").glob("run*.h5"):
         f.unlink() if f.is_symlink() else f.write_bytes(b"garbage")
     (sweep.path / "runs" / "1" / "run.h5").symlink_to("run.0.h5")
     (sweep.path / "runs" / "1" / "run.0.h5").write_bytes(b"garbage")
-    assert sweep.table(metrics=["final"])["final"].tolist() == before["final"].tolist()
+    frame = sweep.table(metrics=["final"])
+    assert frame["state"].tolist() == ["COMPLETED", "LOST", "COMPLETED"]
+    assert frame["final"].tolist()[0] == 10.0 and math.isnan(frame["final"].tolist()[1])
+    assert "lost" in frame.attrs["note"] and "job 1" in frame.attrs["note"] and "unreadable" in frame.attrs["note"]
     out = run_cli("reindex", "idx", check=True).stdout
-    assert "indexed 2 ended runs" in out and "job 1 skipped" in out
+    assert "indexed 2 ended runs" in out and "kept 1 unreadable run in the index, marked LOST" in out
+    assert "job 1: unreadable run store" in out
     frame = sweep.table(metrics=["final"])
     assert frame["final"].tolist()[0] == 10.0 and frame["final"].tolist()[2] == 30.0
-    assert "unreadable, skipped: job 1" in frame.attrs["note"]
+    assert frame["state"].tolist()[1] == "LOST" and "job 1" in frame.attrs["note"]
     # A torn last line (a writer killed mid-append) is ignored.
     with open(sweep.path / "index.jsonl", "a") as fh:
         fh.write('{"v": 1, "job": 0, "stat')
-    assert sorted(read_index(sweep.path)) == [0, 2]
+    assert sorted(read_index(sweep.path)) == [0, 1, 2] and read_index(sweep.path)[1]["lost"]
 
 
 def test_an_override_may_interpolate_a_key_only_the_jobs_add(hpctrack_root, tmp_path):

@@ -73,7 +73,7 @@ def test_example_sweep_2x3_end_to_end(hpctrack_root, tmp_path):
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
     markdown = run_cli("table", "latest", "--format", "markdown", "--metric", "val/acc:max", check=True).stdout
     assert [c.strip() for c in markdown.splitlines()[0].split("|")[1:-1]] == [
-        "job", "optimizer.lr", "seed", "state", "runtime_s", "val/acc:max", "test/acc", "test/loss"]
+        "job", "optimizer.lr", "seed", "state", "runtime_s", "val/acc:max"]  # only what was asked for
     terminal = run_cli("table", check=True).stdout
     assert "COMPLETED" in terminal and "val/acc:last" in terminal
     listing = run_cli("ls", check=True).stdout
@@ -144,7 +144,6 @@ def test_plain_script_run_is_a_one_run_sweep(hpctrack_root, tmp_path):
 
 
 def test_detach_then_watch_a_running_sweep(hpctrack_root):
-    t0 = time.time()
     proc = run_cli("launch", "--detach", "--name", "bg", str(SLEEPY), "x=1,2", "steps=30", "sleep_s=0.4")
     assert proc.returncode == 0, proc.stderr
     assert "launched in the background" in proc.stdout
@@ -166,7 +165,6 @@ def test_detach_then_watch_a_running_sweep(hpctrack_root):
     rows = json.loads(run_cli("table", "bg", "--format", "json", check=True).stdout)
     assert [r["final"] for r in rows] == [10.0, 20.0]
     assert [r["loss:last"] for r in rows] == [1 / 30, 1 / 30] and [r["x:max"] for r in rows] == [1.0, 2.0]
-    assert time.time() - t0 < 120
 
 
 def test_ctrl_c_cancels_a_waiting_launch(hpctrack_root):
@@ -186,6 +184,9 @@ def test_ctrl_c_cancels_a_waiting_launch(hpctrack_root):
     assert proc.returncode != 0
     status = _status("intr")
     assert [j["state"] for j in status["jobs"]] == ["CANCELLED"] * 3, status
+    # One wording whoever stopped each job: the running one (its own KeyboardInterrupt), the pending ones.
+    errors = [j["error"] for j in status["jobs"]]
+    assert all(e.startswith("cancelled") for e in errors) and not any("KeyboardInterrupt" in e for e in errors), errors
 
 
 def test_both_stores_give_identical_tables(hpctrack_root):

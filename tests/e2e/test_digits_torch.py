@@ -31,17 +31,17 @@ def test_torch_example_resumes_from_its_state_dicts(hpctrack_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     import hpctrack
 
+    from hpctrack.run import Checkpoints
+
     sweep = hpctrack.load_sweep("victim")
+    checkpoints = Checkpoints(sweep.manifest.run_path(0) / "checkpoints")
     deadline = time.time() + 120
-    while True:
-        try:
-            record = sweep.run(0)
-            if record.status.get("last_step", -1) >= 2:
-                break
-        except Exception:
-            pass
-        assert time.time() < deadline, "the victim never reached epoch 2"
+    # Order of events: kill once the checkpoint of epoch 2 is committed (the metrics of epoch 2 reach the
+    # store before it, so waiting for them alone could kill the job with the checkpoint still at epoch 1).
+    while (latest := checkpoints.latest()) is None or latest.step < 2:
+        assert time.time() < deadline, "the victim never checkpointed epoch 2"
         time.sleep(0.2)
+    record = sweep.run(0)
     os.kill(int(record.info["pid"]), signal.SIGKILL)
     deadline = time.time() + 60
     while json.loads(run_cli("status", "victim", "--format", "json", check=True).stdout)["jobs"][0]["state"] \

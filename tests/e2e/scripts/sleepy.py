@@ -1,5 +1,10 @@
-"""A test job: logs `steps` points `sleep_s` apart; raises at step `fail_at` if set."""
+"""A test job: logs `steps` points `sleep_s` apart; raises at step `fail_at` if set.
 
+With `block_after: K` its main thread blocks for good before step K (as in a collective that
+never returns), while the run's background flush thread goes on.
+"""
+
+import threading
 import time
 
 import hydra
@@ -13,6 +18,8 @@ def main(cfg):
         for step in range(cfg.steps):
             if cfg.fail_at is not None and step == cfg.fail_at:
                 raise RuntimeError(f"failing on purpose at step {step}")
+            if cfg.block_after is not None and step == cfg.block_after:
+                threading.Event().wait()
             run.log({"loss": 1.0 / (step + 1), "x": float(cfg.x)}, step=step)
             time.sleep(cfg.sleep_s)
         run.summary["final"] = float(cfg.x) * 10
