@@ -21,7 +21,6 @@ import hashlib
 import json
 import operator
 import os
-import pickle
 import platform
 import shutil
 import signal
@@ -30,12 +29,12 @@ import sys
 import threading
 import time
 import traceback
-from array import array
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._types import JobState, RunStatus
+from ._buffer import Buffer as _Buffer
+from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints
 from .errors import ConfigError, HpctrackError
 from .store import MetricBatch, Store, open_store
 
@@ -47,9 +46,6 @@ FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_FLUSH_MAX_POINTS = 100_000
 ARTIFACTS_DIR = "artifacts"
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_STATE = "state.pkl"
-CHECKPOINT_META = "checkpoint.json"
 #: How many checkpoints ``save_checkpoint`` keeps per run.
 CHECKPOINT_KEEP_ENV = "HPCTRACK_CHECKPOINT_KEEP"
 DEFAULT_CHECKPOINT_KEEP = 2
@@ -606,230 +602,6 @@ class Run:
         self.finish(RunStatus.INTERRUPTED, error=f"terminated by {name}")
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
-
-
-def _as_number(key: str, value: Any) -> float:
-    """``value`` as a float, or TypeError naming the metric; strings are not numbers here."""
-    if not isinstance(value, (str, bytes)) and value is not None:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    raise TypeError(f"run.log: value of {key!r} must be a number, got {type(value).__name__}")
-
-
-class _Group:
-    """Buffered calls that logged the same keys: flat typed arrays, no Python object per point."""
-
-    __slots__ = ("keys", "steps", "times", "values")
-
-    def __init__(self, keys: Tuple[str, ...]) -> None:
-        self.keys = keys
-        self.steps = array("q")
-        self.times = array("d")
-        self.values = array("d")  # len(keys) values per call, row-major
-
-
-class _Buffer:
-    """Points logged since the last flush.
-
-    Why flat ``array.array`` columns: a training loop logs the same few keys
-    millions of times, and a Python tuple or list per call made the cyclic
-    garbage collector walk the whole buffer over and over. Calls with other
-    keys go to another group; ``switches`` records where the calls changed
-    group, which is enough to put every key's points back in call order.
-    """
-
-    def __init__(self, valid_keys: Optional[set] = None) -> None:
-        self.groups: Dict[Tuple[str, ...], _Group] = {}
-        self.switches: List[Tuple[_Group, int]] = []  # (group, its row where a run of its calls began)
-        self.n_points = 0
-        self._last: Optional[_Group] = None
-        self._valid_keys = valid_keys if valid_keys is not None else set()  # survives flushes
-
-    def empty_like(self) -> "_Buffer":
-        return _Buffer(self._valid_keys)
-
-    def add(self, step: int, now: float, values: Mapping[str, Any]) -> int:
-        """Buffer one ``log`` call, all of it or (raising TypeError/OverflowError) none; returns the points held."""
-        keys = tuple(values)
-        group = self._last
-        if group is None or group.keys != keys:
-            group = self._switch_to(keys)
-        column = group.values
-        n = len(column)
-        try:
-            column.extend(values.values())  # C loop; any float()-able number, strings refused
-        except (TypeError, ValueError, OverflowError):
-            del column[n:]
-            for key, value in values.items():  # name the bad value
-                _as_number(key, value)
-            raise
-        try:
-            group.steps.append(step)
-        except OverflowError:
-            del column[n:]
-            raise OverflowError(f"run.log: step {step} does not fit in 64 bits") from None
-        group.times.append(now)
-        self.n_points += len(keys)
-        return self.n_points
-
-    def _switch_to(self, keys: Tuple[str, ...]) -> _Group:
-        group = self.groups.get(keys)
-        if group is None:
-            if keys not in self._valid_keys:
-                for key in keys:
-                    if type(key) is not str or not key:
-                        raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-                self._valid_keys.add(keys)
-            group = self.groups[keys] = _Group(keys)
-        self.switches.append((group, len(group.steps)))
-        self._last = group
-        return group
-
-    def extend(self, later: "_Buffer") -> None:
-        """Append the calls of ``later`` (logged after this buffer's)."""
-        base: Dict[Tuple[str, ...], int] = {}
-        for keys in later.groups:
-            mine = self.groups.setdefault(keys, _Group(keys))
-            base[keys] = len(mine.steps)
-        for theirs, start in later.switches:
-            self.switches.append((self.groups[theirs.keys], base[theirs.keys] + start))
-        for keys, theirs in later.groups.items():
-            mine = self.groups[keys]
-            mine.steps.extend(theirs.steps)
-            mine.times.extend(theirs.times)
-            mine.values.extend(theirs.values)
-        self.n_points += later.n_points
-        self._last = None  # the next call records a switch: correct whichever group it is
-
-    def batch(self) -> MetricBatch:
-        """Columns per metric, each in call order."""
-        import numpy as np
-
-        batch = MetricBatch()
-        groups = [g for g in self.groups.values() if len(g.steps)]
-        if len(groups) == 1:  # the usual case: every call logged the same keys
-            group = groups[0]
-            steps = np.frombuffer(group.steps, dtype=np.int64).copy()
-            times = np.frombuffer(group.times, dtype=np.float64).copy()
-            values = np.frombuffer(group.values, dtype=np.float64).reshape(len(steps), len(group.keys))
-            for j, key in enumerate(group.keys):
-                batch.points[key] = (steps, np.ascontiguousarray(values[:, j]), times)
-            return batch
-        # Several key sets: each key's points are the rows of its groups, in the order of the runs of calls.
-        runs: List[Tuple[_Group, int, int]] = []
-        next_start: Dict[int, int] = {}  # id(group) -> where its next run of calls begins
-        for group, start in reversed(self.switches):
-            runs.append((group, start, next_start.get(id(group), len(group.steps))))
-            next_start[id(group)] = start
-        slices: Dict[str, List[Tuple[_Group, int, int, int]]] = {}
-        for group, start, end in reversed(runs):
-            if end > start:
-                for j, key in enumerate(group.keys):
-                    slices.setdefault(key, []).append((group, j, start, end))
-        for key, parts in slices.items():
-            cols: List[List[Any]] = [[], [], []]
-            for group, j, start, end in parts:
-                width = len(group.keys)
-                cols[0].append(np.frombuffer(group.steps, dtype=np.int64)[start:end])
-                cols[1].append(np.frombuffer(group.values, dtype=np.float64).reshape(-1, width)[start:end, j])
-                cols[2].append(np.frombuffer(group.times, dtype=np.float64)[start:end])
-            batch.points[key] = tuple(np.concatenate(c) for c in cols)  # type: ignore[assignment]
-        return batch
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One saved checkpoint: a directory ``checkpoints/<seq>/`` of the run."""
-
-    path: Path
-    seq: int
-    step: int
-    attempt: int
-    time: float
-    has_state: bool
-
-    def load(self) -> Any:
-        """The saved state object (None when the checkpoint holds files only)."""
-        if not self.has_state:
-            return None
-        with open(self.path / CHECKPOINT_STATE, "rb") as fh:
-            return pickle.load(fh)
-
-    def describe(self) -> Dict[str, Any]:
-        return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
-                "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
-
-
-class Checkpoints:
-    """The checkpoints of one run: numbered directories, each written under a temporary name and renamed.
-
-    A directory only ever appears under its final name complete (``os.rename``
-    of a directory is atomic), so the newest numbered one is always whole,
-    whatever instant the writer was killed at.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def all(self) -> List[Checkpoint]:
-        if not self.directory.is_dir():
-            return []
-        out = []
-        for entry in os.scandir(self.directory):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(os.path.join(entry.path, CHECKPOINT_META)) as fh:
-                    meta = json.load(fh)
-            except (OSError, ValueError):
-                continue  # not a checkpoint (a user's stray directory): ignored
-            out.append(Checkpoint(path=Path(entry.path), seq=int(entry.name), step=int(meta["step"]),
-                                  attempt=int(meta.get("attempt", 1)), time=float(meta.get("time", 0.0)),
-                                  has_state=bool(meta.get("state"))))  # fmt: skip
-        return sorted(out, key=lambda c: c.seq)
-
-    def latest(self) -> Optional[Checkpoint]:
-        found = self.all()
-        return found[-1] if found else None
-
-    @contextlib.contextmanager
-    def writing(self, *, step: int, attempt: int, state: Any, keep: int) -> Iterator[Path]:
-        import uuid
-
-        from .locking import fsync_dir
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for entry in os.scandir(self.directory):  # left by a writer killed mid-checkpoint
-            if entry.name.startswith(".tmp-"):
-                shutil.rmtree(entry.path, ignore_errors=True)
-        latest = self.latest()
-        seq = latest.seq + 1 if latest else 1
-        tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            if state is not None:
-                with open(tmp / CHECKPOINT_STATE, "wb") as fh:
-                    pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            yield tmp
-            meta = {"step": step, "attempt": attempt, "time": time.time(), "state": state is not None}
-            with open(tmp / CHECKPOINT_META, "w") as fh:
-                json.dump(meta, fh)
-            for root, _, names in os.walk(tmp):  # every byte on disk before the name appears
-                for name in names:
-                    fd = os.open(os.path.join(root, name), os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-            os.rename(tmp, self.directory / f"{seq:06d}")
-            fsync_dir(self.directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in self.all()[:-keep]:
-            shutil.rmtree(old.path, ignore_errors=True)
 
 
 def _job_id_from_env() -> Optional[str]:
