@@ -100,8 +100,9 @@ def append_rows(sweep_dir: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     if not text:
         return
     path = Path(sweep_dir) / INDEX_FILE
-    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
+    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S) as guard:
         with open(path, "a", encoding="utf-8") as fh:
+            guard.check()  # a holder that stalled past the TTL appends nothing
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -165,8 +166,8 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
         if record.status.get("state") in ENDED_STATES:
             rows.append(record_to_row(job.index, record))
     path = Path(sweep_dir) / INDEX_FILE
-    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
-        atomic_write(path, "".join(_line(row) for row in rows))
+    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S) as guard:
+        atomic_write(path, "".join(_line(row) for row in rows), guard=guard)
     return len(rows), problems
 
 

@@ -235,6 +235,7 @@ class HDF5Store(Store):
             except (StoreError, FormatVersionError):
                 raise
             except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON, full disk
+                guard.check()  # a holder that lost its lock meets the other writer's files: say so
                 full = disk_full(err, self.path.parent, target)
                 if full is not None:
                     raise full from err

@@ -245,6 +245,7 @@ class ZarrStore(Store):
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
                 self._tidy = False
                 self._arrays = None
+                guard.check()  # a holder that lost its lock meets the other writer's files: say so
                 full = disk_full(err, self.path.parent, self.path)
                 if full is not None:
                     raise full from err
