@@ -49,6 +49,14 @@ class Buffer:
         self._last: Optional[_Group] = None
         self._valid_keys = valid_keys if valid_keys is not None else set()  # survives flushes
 
+    def call_times(self, n: int) -> List[float]:
+        """Wall times of the last ``n`` calls buffered, oldest first."""
+        out: List[float] = []
+        for group in self.groups.values():
+            out.extend(group.times[-n:])
+        out.sort()
+        return out[-n:]
+
     def empty_like(self) -> "Buffer":
         return Buffer(self._valid_keys)
 

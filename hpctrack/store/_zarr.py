@@ -40,10 +40,12 @@ at least as new as the record holds them. See ``docs/store-format.md``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -98,6 +100,16 @@ def _store_class() -> type:
             self.files: Dict[str, Optional[bytes]] = {}
             self.guard = guard  # the run lock's guard: every replace is fenced
             self.written: Dict[str, Tuple[int, int, int]] = {}  # key -> (inode, size, mtime) as written
+            self._io = threading.Lock()
+            self._closed = False
+
+        def close_writes(self) -> None:
+            """No file is written through this store once this returns (one in progress ends first).
+
+            After a failed update zarr may still have writes of it running in threads;
+            they must not land after the update has given up."""
+            with self._io:
+                self._closed = True
 
         def _load(self, key: str) -> Optional[bytes]:
             # Inline, not in a thread: two concurrent first reads of one key
@@ -132,9 +144,12 @@ def _store_class() -> type:
             path = self.root / key
             path.parent.mkdir(parents=True, exist_ok=True)
             data = value.to_bytes()
-            atomic_write(path, data, guard=self.guard)  # temporary file, fsync, os.replace
-            self.files[key] = data
-            self.written[key] = _sig(path)
+            with self._io:
+                if self._closed:
+                    raise OSError(errno.ECANCELED, f"not writing {key}: its update has ended")
+                atomic_write(path, data, guard=self.guard)  # temporary file, fsync, os.replace
+                self.files[key] = data
+                self.written[key] = _sig(path)
 
         async def set(self, key: str, value: Any) -> None:
             # In a thread: the columns' shard files are written and fsynced side by side.
@@ -252,6 +267,8 @@ class ZarrStore(Store):
                 raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
             finally:
                 if self._snapshot is not None:  # what this update wrote, committed or not, is ours
+                    if self._arrays is None:  # failed: the snapshot is not reused; stop its late writes
+                        self._snapshot.close_writes()
                     self._files.update(self._snapshot.written)
                     self._snapshot.written.clear()
                     self._snapshot = None

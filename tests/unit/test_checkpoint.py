@@ -69,6 +69,7 @@ def test_reopened_run_is_the_next_attempt_and_supersedes_from_its_checkpoint(hpc
             run.save_checkpoint({"step": step})
     run.flush()
     run._flusher.stop()  # the process dies here without finishing: attempt 1 never records its end
+    run._release_lease()  # (a dead process's writer lease is broken at once on its host)
     hpctrack.run._current = None
 
     again = open_job_run(manifest.path, 0)
