@@ -103,6 +103,13 @@ class EarlySignals:
     def _note(self, signum: int, frame: Any) -> None:
         self.pending.append(signum)
 
+    def set_previous(self, signum: int, handler: Any) -> None:
+        """Make ``handler`` the one :meth:`restore` puts back for ``signum`` (and the run chains to)."""
+        if signum in self._previous:
+            self._previous[signum] = handler
+        elif threading.current_thread() is threading.main_thread():
+            signal.signal(signum, handler)
+
     def restore(self) -> None:
         """Put back the handlers that were there before (the run then chains to them)."""
         for signum, handler in self._previous.items():

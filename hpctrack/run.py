@@ -323,6 +323,7 @@ class Run:
         self._fatal: Optional[BaseException] = None  # the store can no longer be written: why
         self._lease: Optional[Any] = None  # the WriterLease of this attempt
         self._signal: Optional[str] = None  # the signal that is ending this attempt
+        self._attempts_dirty = False  # this attempt's record changed: the next write carries it
         self._on_finish: List[Callable[[RunStatus, Optional[str]], None]] = []
         self._previous_handlers: Dict[int, Any] = {}
         self._flusher = _Flusher(self, self._interval_s)
@@ -470,8 +471,12 @@ class Run:
             status, error = RunStatus.REQUEUED, None
         else:
             self._attempts[-1].update(end=end, outcome=status.value)
-        if self._signal and not self._requeued:
-            self._attempts[-1]["signal"] = self._signal
+        signalled = self._signal if status != RunStatus.COMPLETED else None
+        if not self._requeued:
+            if signalled:
+                self._attempts[-1]["signal"] = signalled
+            else:  # a signal that did not end it (e.g. SLURM's warning with no requeue left)
+                self._attempts[-1].pop("signal", None)
         runtime = sum(float(a["end"]) - float(a["start"]) for a in self._attempts
                       if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
         final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": runtime,
@@ -498,11 +503,11 @@ class Run:
                 self._attempts[-1].update(end=end, outcome=status.value, error=error_line)
                 final.update(state=status.value, error=_error_record(self._fatal))
                 self._keep_in_recovery(final)
-            elif stored and not self._requeued and self._signal is None:
+            elif stored and not self._requeued and signalled is None:
                 self._add_to_index()
         finally:
             endrecord.record(self.run_dir, attempt=self.attempt, state=status.value, error=error_line,
-                             extra={"signal": self._signal} if self._signal else None)
+                             extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None)
             self._release_lease()
             self._restore_signal_handlers()
             atexit.unregister(self._at_exit)
@@ -729,8 +734,9 @@ class Run:
         status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step,
                                          "last_log_time": calls[-1] if calls else self._last_log_time,
                                          "step_interval_s": _median_interval(calls)}  # fmt: skip
-        if restart is not None:
+        if restart is not None or self._attempts_dirty:
             status_update["attempts"] = self._attempts
+            self._attempts_dirty = False
         checkpoint = self._checkpoint_info
         if checkpoint is not None:
             status_update["checkpoint"] = checkpoint
@@ -836,6 +842,7 @@ class Run:
             self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
             if self._attempts:
                 self._attempts[-1]["restored_from"] = latest.describe()
+                self._attempts_dirty = True
         return latest
 
     def restore_checkpoint(self) -> Any:
@@ -908,10 +915,18 @@ class Run:
     def _handle_signal(self, signum: int, frame: Any) -> None:
         previous = self._previous_handlers.get(signum, signal.SIG_DFL)
         name = signal_name(signum)
-        ends = previous == signal.SIG_DFL or previous is None or signum == signal.SIGTERM
+        # SIGTERM asks the job to end even where it is only logged (submitit, which leaves the end to
+        # SLURM's SIGKILL), and SIGUSR2 is SLURM's time-limit signal (requeue, or the limit comes).
+        ends = previous == signal.SIG_DFL or previous is None or name in ("SIGTERM", "SIGUSR2")
         if ends and not self._finished:
-            self._signal = name  # SIGTERM is a termination request even where it is only logged (submitit)
+            self._signal = name
             self._attempts[-1]["signal"] = name
+            self._attempts_dirty = True
+            if callable(previous) and name == "SIGTERM":
+                # What the end record says if the scheduler's SIGKILL follows; a run that goes on
+                # and ends otherwise rewrites it.
+                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.INTERRUPTED.value,
+                                 error=f"terminated by {name}", extra={"signal": name})  # fmt: skip
         problem = None
         try:
             if not self._finished and not self._write(None, wait_s=SIGNAL_WAIT_S):
@@ -923,6 +938,7 @@ class Run:
             print(f"hpctrack: run {self.run_id}: {problem}", file=sys.stderr, flush=True)
             if self._attempts:
                 self._attempts[-1]["flush_error"] = problem
+                self._attempts_dirty = True
         if callable(previous):
             previous(signum, frame)
             return
