@@ -186,6 +186,10 @@ def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[
     except filelock.LeaseSettingsMismatch as err:
         raise StoreError(f"lock {path} is held under another TTL: every process must use the same "
                          f"{LOCK_TTL_ENV} ({err})") from err
+    except OSError as err:  # the lock file itself could not be created
+        from .store.base import disk_full
+
+        raise disk_full(err, Path(path).parent, Path(path)) or err
     try:
         yield LockGuard(path, lease.token, lease)
     finally:

@@ -929,7 +929,7 @@ class Run:
                                  error=f"terminated by {name}", extra={"signal": name})  # fmt: skip
         problem = None
         try:
-            if not self._finished and not self._write(None, wait_s=SIGNAL_WAIT_S):
+            if not self._finished and self._fatal is None and not self._write(None, wait_s=SIGNAL_WAIT_S):
                 problem = (f"the flush on {name} was skipped: a write in progress held the run for more than "
                            f"{SIGNAL_WAIT_S:g} s")  # fmt: skip
         except Exception as err:
