@@ -1,4 +1,10 @@
-"""Checkpoints of a run: numbered directories ``runs/<i>/checkpoints/<seq>/``, each complete or absent."""
+"""Checkpoints of a run: numbered directories ``runs/<i>/checkpoints/<seq>/``, each complete or absent.
+
+``checkpoint.json`` in each (``format_version`` 2) names every file of the
+checkpoint with its size and sha256, taken when it was written, so a reader
+(``hpctrack verify``) can tell a whole checkpoint from one damaged since.
+Checkpoints written before (no ``files``) still load.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,26 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-__all__ = ["Checkpoint", "Checkpoints", "CHECKPOINTS_DIR", "CHECKPOINT_STATE", "CHECKPOINT_META"]
+__all__ = ["Checkpoint", "Checkpoints", "CHECKPOINTS_DIR", "CHECKPOINT_STATE", "CHECKPOINT_META",
+           "CHECKPOINT_VERSION"]
 
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_STATE = "state.pkl"
 CHECKPOINT_META = "checkpoint.json"
+#: Version of ``checkpoint.json``: 2 adds ``files`` (1 had none, and no ``format_version``).
+CHECKPOINT_VERSION = 2
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,8 @@ class Checkpoint:
     attempt: int
     time: float
     has_state: bool
+    #: relative path -> {"size", "sha256"} of every file, as written; None for a checkpoint from before
+    files: Optional[Dict[str, Dict[str, Any]]] = None
 
     def load(self) -> Any:
         """The saved state object (None when the checkpoint holds files only)."""
@@ -40,6 +61,25 @@ class Checkpoint:
     def describe(self) -> Dict[str, Any]:
         return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
                 "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
+
+    def problems(self) -> List[str]:
+        """What differs from when it was written: missing files, other sizes or contents (one line each).
+
+        Empty for a whole checkpoint, and for one from before the ``files`` map (nothing to check against).
+        """
+        out = []
+        for rel, expected in sorted((self.files or {}).items()):
+            path = self.path / rel
+            try:
+                size = path.stat().st_size
+            except OSError:
+                out.append(f"{path}: missing")
+                continue
+            if size != expected.get("size"):
+                out.append(f"{path}: {size} bytes, {expected.get('size')} when written")
+            elif _sha256(str(path)) != expected.get("sha256"):
+                out.append(f"{path}: content differs from when it was written (sha256)")
+        return out
 
 
 class Checkpoints:
@@ -65,9 +105,11 @@ class Checkpoints:
                     meta = json.load(fh)
             except (OSError, ValueError):
                 continue  # not a checkpoint (a user's stray directory): ignored
+            files = meta.get("files")
             out.append(Checkpoint(path=Path(entry.path), seq=int(entry.name), step=int(meta["step"]),
                                   attempt=int(meta.get("attempt", 1)), time=float(meta.get("time", 0.0)),
-                                  has_state=bool(meta.get("state"))))  # fmt: skip
+                                  has_state=bool(meta.get("state")),
+                                  files=files if isinstance(files, dict) else None))  # fmt: skip
         return sorted(out, key=lambda c: c.seq)
 
     def latest(self) -> Optional[Checkpoint]:
@@ -93,7 +135,14 @@ class Checkpoints:
                 with open(tmp / CHECKPOINT_STATE, "wb") as fh:
                     pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
             yield tmp
-            meta = {"step": step, "attempt": attempt, "time": time.time(), "state": state is not None}
+            files: Dict[str, Dict[str, Any]] = {}
+            for root, _, names in os.walk(tmp):  # what each file is, for whoever checks it later
+                for name in names:
+                    full = os.path.join(root, name)
+                    rel = os.path.relpath(full, tmp).replace(os.sep, "/")
+                    files[rel] = {"size": os.path.getsize(full), "sha256": _sha256(full)}
+            meta = {"format_version": CHECKPOINT_VERSION, "step": step, "attempt": attempt, "time": time.time(),
+                    "state": state is not None, "files": files}  # fmt: skip
             with open(tmp / CHECKPOINT_META, "w") as fh:
                 json.dump(meta, fh)
             for root, _, names in os.walk(tmp):  # every byte on disk before the name appears

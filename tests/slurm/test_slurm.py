@@ -29,7 +29,7 @@ def timeout_sweep(slurm_root: str) -> str:
     Automatic requeue off (``max_requeues=0``): the job runs into its limit and ends as TIMEOUT.
     """
     proc = launch(slurm_root, "--name", "too-long", "--time", "1", "steps=100000", "sleep_s=0.5",
-                  "hydra.launcher.max_requeues=0")
+                  "hydra.launcher.max_requeues=0", "hydra.launcher.signal_delay_s=30")
     assert proc.returncode == 0, proc.stderr
     return "too-long"
 
