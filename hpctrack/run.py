@@ -395,9 +395,11 @@ class Run:
             attempt_record["attempt"] = self.attempt
         self._attempts.append(attempt_record)
         self._acquire_lease()
+        reserved = False
         try:
             try:
                 endrecord.reserve(self.run_dir)
+                reserved = True
             except OSError as err:
                 raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err
             self._store.write(
@@ -420,7 +422,10 @@ class Run:
                                                                                 info.get("code_snapshot"))},
                 }
             )
-        except BaseException:
+        except BaseException as err:
+            if reserved:  # the attempt could not even start (a full disk, a damaged store): say why
+                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.FAILED.value,
+                                 error=_one_line(err))
             self._release_lease()
             raise
         _current = self
@@ -445,7 +450,7 @@ class Run:
         return self._finished
 
     def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None,
-               wait_s: float = None) -> None:  # type: ignore[assignment]
+               wait_s: Optional[float] = None) -> None:
         """Flush everything and record how the run ended. Later calls do nothing.
 
         Raises

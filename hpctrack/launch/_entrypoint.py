@@ -118,10 +118,10 @@ def _requeue_packed_runs() -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + PACKED_REQUEUE_WAIT_S
+    while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if child.poll() is None:
             print(f"hpctrack: packed run (pid {child.pid}) did not close its attempt in time", file=sys.stderr,
                   flush=True)  # fmt: skip
 
@@ -245,22 +245,19 @@ def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
             share_cpus = cpus[slot::len(indices)] if len(cpus) >= len(indices) else cpus
             env["OMP_NUM_THREADS"] = str(max(1, len(share_cpus)))
-            proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch._entrypoint", sweep_dir, str(index)],
+            proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch._packed", sweep_dir, str(index)],
                                     env=env,
                                     preexec_fn=(lambda c=share_cpus: os.sched_setaffinity(0, c)) if share_cpus else None)
             procs.append((index, proc))
             _PACKED.append(proc)
-        codes = {i: p.wait() for i, p in procs}
+        # Polled, not Popen.wait(): a signal handler of this process (SlurmTask.checkpoint) waits for
+        # the same children, and a blocked wait() would hold the lock it needs.
+        while any(p.poll() is None for _, p in procs):
+            time.sleep(0.1)
+        codes = {i: p.returncode for i, p in procs}
     finally:
         _PACKED.clear()
     failures = [f"job {i} (exit code {code})" for i, code in codes.items() if code != 0]
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + ", ".join(failures))
     return [None] * len(indices)
-
-
-if __name__ == "__main__":  # one job of a side-by-side packed task
-    if hasattr(signal, "SIGUSR2"):
-        # The task passes SLURM's time-limit signal on (see SlurmTask.checkpoint): requeue this run.
-        signal.signal(signal.SIGUSR2, _requeue_this_packed_run)
-    run_job(sys.argv[1], int(sys.argv[2]))

@@ -262,3 +262,8 @@ def test_attempts_record_the_code_they_ran(hpctrack_root):
         run = open_job_run(manifest.path, index)
         run.finish()
         assert open_store(manifest.run_path(index), "hdf5").read().status["attempts"][-1]["code"] == digest
+
+
+def test_run_dir_is_the_run_directory(hpctrack_root):
+    with hpctrack.start_run({}) as run:
+        assert run.dir == run.run_dir == hpctrack.load_sweep("latest").manifest.run_path(0)
