@@ -367,9 +367,16 @@ class HDF5Store(Store):
         grow = sum(arr.nbytes + 512 for _, arr in rows.values()) + self._sizes.get("stats", 0)
         grow += sum(max(self._sizes.get(name, 0), 0) + len(json.dumps(update)) for name, update in updates.items())
         size = os.stat(path).st_size
+        need = 2 * grow + RESERVE_MARGIN
         fd = os.open(path, os.O_RDWR)
         try:
-            os.posix_fallocate(fd, size, 2 * grow + RESERVE_MARGIN)
+            os.posix_fallocate(fd, size, need)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+                raise
+            # A filesystem that cannot allocate ahead: at least never start with less free space.
+            if shutil.disk_usage(path.parent).free < need:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
         finally:
             os.close(fd)
 

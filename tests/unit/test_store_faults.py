@@ -229,3 +229,14 @@ def test_a_full_disk_is_a_prompt_one_line_error_and_the_prefix_stays_readable(sm
     st = open_store(small_tmpfs / "run", backend)
     history = st.read_history("x")
     assert history.step.tolist() == list(range(committed))  # the stored prefix, whole
+
+
+def test_hdf5_writes_where_the_filesystem_cannot_allocate_ahead(tmp_path, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    st = HDF5Store(tmp_path / "run.h5")
+    for i in range(3):
+        st.write(metrics=batch("x", [i]))
+    assert st.read_history("x").step.tolist() == [0, 1, 2]
