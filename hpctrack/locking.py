@@ -272,6 +272,7 @@ class WriterLease:
     def __init__(self, run_dir: PathLike) -> None:
         self.path = Path(run_dir) / WRITER_LEASE_FILE
         self._lease: Any = None
+        self._guard: Optional[LockGuard] = None
 
     def acquire(self, timeout_s: float = 5.0) -> "WriterLease":
         """Become the run's writer, or raise :class:`RunBusyError` after ``timeout_s``."""
@@ -287,17 +288,28 @@ class WriterLease:
         except filelock.LeaseSettingsMismatch as err:
             raise StoreError(f"writer lease {self.path} is held under another TTL: every process must use the "
                              f"same {LOCK_TTL_ENV} ({err})") from err  # fmt: skip
+        except OSError as err:  # the lease file itself could not be created
+            from .store.base import disk_full
+
+            raise disk_full(err, self.path.parent, self.path) or err
         self._lease = lease
+        self._guard = LockGuard(self.path, lease.token, lease)
         return self
 
     @property
     def held(self) -> bool:
-        """Acquired, not released, and not taken over by another process since."""
-        return self._lease is not None and self._lease.is_locked and self._lease.compromise is None
+        """Acquired, not released, and not taken over by another process since.
+
+        Reads the lease file (its inode and claim token): a holder that was stopped
+        past the TTL learns at once that another process took the run over, without
+        waiting for its heartbeat thread to notice.
+        """
+        return (self._lease is not None and self._lease.is_locked and self._guard is not None
+                and self._guard.held)  # fmt: skip
 
     def release(self) -> None:
         """Stop being the writer (no-op when not held)."""
-        lease, self._lease = self._lease, None
+        lease, self._lease, self._guard = self._lease, None, None
         if lease is not None:
             with contextlib.suppress(OSError):
                 lease.release()

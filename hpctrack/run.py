@@ -510,8 +510,9 @@ class Run:
             elif stored and not self._requeued and signalled is None:
                 self._add_to_index()
         finally:
-            endrecord.record(self.run_dir, attempt=self.attempt, state=status.value, error=error_line,
-                             extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None)
+            if self._lease is not None and self._lease.held:  # not when another process took the run over
+                endrecord.record(self.run_dir, attempt=self.attempt, state=status.value, error=error_line,
+                                 extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None)
             self._release_lease()
             self._restore_signal_handlers()
             atexit.unregister(self._at_exit)
@@ -926,7 +927,7 @@ class Run:
             self._signal = name
             self._attempts[-1]["signal"] = name
             self._attempts_dirty = True
-            if callable(previous) and name == "SIGTERM":
+            if callable(previous) and name == "SIGTERM" and self._lease is not None and self._lease.held:
                 # What the end record says if the scheduler's SIGKILL follows; a run that goes on
                 # and ends otherwise rewrites it.
                 endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.INTERRUPTED.value,

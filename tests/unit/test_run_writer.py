@@ -267,3 +267,56 @@ def test_attempts_record_the_code_they_ran(hpctrack_root):
 def test_run_dir_is_the_run_directory(hpctrack_root):
     with hpctrack.start_run({}) as run:
         assert run.dir == run.run_dir == hpctrack.load_sweep("latest").manifest.run_path(0)
+
+
+STALLING_RUN = """
+    import sys, time
+    from hpctrack.run import open_job_run
+    run = open_job_run(sys.argv[1], 0)
+    step = 0
+    try:
+        while True:
+            run.log({"x": float(step)}, step=step)
+            step += 1
+            if step == 5:
+                run.flush()
+                print("writing", flush=True)
+            time.sleep(0.05)
+    except Exception as err:
+        print("stopped:", type(err).__name__, err, flush=True)
+        raise
+"""
+
+
+def test_a_writer_stopped_past_the_ttl_never_writes_after_another_took_the_run_over(hpctrack_root):
+    """SIGSTOP a job's process past the lease TTL; a resume takes the run over and ends it; the
+    first one, continued, stops writing at once instead of writing over the new attempt."""
+    manifest = _sweep(hpctrack_root)
+    env = {**os.environ, "HPCTRACK_LOCK_TTL_S": "2", "HPCTRACK_FLUSH_INTERVAL_S": "0.2"}
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STALLING_RUN), str(manifest.path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stdout.readline().strip() == "writing"
+        os.kill(first.pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        second = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from hpctrack.run import open_job_run
+            run = open_job_run(sys.argv[1], 0)  # waits until the stopped one's lease is older than the TTL
+            for step in range(3):
+                run.log({"x": 100.0 + step}, step=step)
+            run.finish()
+            print("done", run.attempt)
+        """), str(manifest.path)], capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.split() == ["done", "2"]
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode != 0
+    assert "stopped: RunBusyError" in out and "lost its writer lease" in out, (out, err)
+    record = open_store(manifest.run_path(0), "hdf5").read()
+    assert record.status["state"] == "completed" and record.status["attempt"] == 2
+    history = open_store(manifest.run_path(0), "hdf5").read_history("x")
+    assert history.step.tolist() == [0, 1, 2] and history.value.tolist() == [100.0, 101.0, 102.0]
+    assert endrecord.read(manifest.run_path(0))["attempt"] == 2  # the first never wrote its end over it
