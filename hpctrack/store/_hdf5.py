@@ -15,6 +15,14 @@ writer resynchronises it from the current copy (copy to a temporary name,
 finish. The fsync keeps a node failure from committing a copy whose last pages
 never reached the servers.
 
+The update counts as committed (``Store.commits``) exactly when ``run.h5``
+names the new copy; what follows the commit never raises. A writer that
+committed before first checks that ``run.h5`` still names the copy it left,
+unchanged (inode, size, mtime): a store truncated, replaced or removed under
+it is refused (``StoreReplacedError``), never copied over the spare. Before
+HDF5 writes a copy, its disk is allocated (``posix_fallocate``): a full disk
+fails there, as ``DiskFullError``, never inside HDF5.
+
 Readers take no lock: they resolve the symlink, read that copy, and check the
 symlink still names it, else retry. Generations only grow, so an unchanged
 name proves no commit happened during the read, hence nobody modified the

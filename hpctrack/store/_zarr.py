@@ -28,6 +28,12 @@ past ``count`` are overwritten by the next append. Zarr's ``Array.append`` is
 not used: it writes the new shape before the data, so a kill between the two
 reads back a zero-filled tail.
 
+The update counts as committed (``Store.commits``) exactly when the new
+``zarr.json`` is in place. A writer remembers every file it wrote (inode,
+size, mtime) and refuses a store where one changed (``StoreReplacedError``);
+a new writer first reads back the last committed row. ENOSPC/EDQUOT are
+``DiskFullError``. Every replace is fenced by the run lock's guard.
+
 Reading
 -------
 Readers take no lock. They read the record once, then rows ``[0, count)``,

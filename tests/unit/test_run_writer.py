@@ -320,3 +320,26 @@ def test_a_writer_stopped_past_the_ttl_never_writes_after_another_took_the_run_o
     history = open_store(manifest.run_path(0), "hdf5").read_history("x")
     assert history.step.tolist() == [0, 1, 2] and history.value.tolist() == [100.0, 101.0, 102.0]
     assert endrecord.read(manifest.run_path(0))["attempt"] == 2  # the first never wrote its end over it
+
+
+def test_the_ranks_of_a_plain_script_share_rank_zeros_run_id(hpctrack_root, tmp_path):
+    """As torchrun starts them: one parent, RANK/WORLD_SIZE/LOCAL_WORLD_SIZE set; rank 1 may start first."""
+    script = _script(tmp_path, """
+        import time, hpctrack
+        with hpctrack.start_run({"a": 1}) as run:
+            print(run.run_id, flush=True)
+            run.log({"x": 1.0})
+            time.sleep(1.0)
+    """)
+    env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_PORT": "29555"}
+    one = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                           env={**env, "RANK": "1", "LOCAL_RANK": "1"})
+    time.sleep(0.5)
+    zero = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env={**env, "RANK": "0", "LOCAL_RANK": "0"})
+    ids = [p.communicate(timeout=120)[0].strip() for p in (zero, one)]
+    assert zero.returncode == one.returncode == 0
+    sweep = hpctrack.load_sweep("latest")
+    assert ids == [f"{sweep.manifest.id}/0"] * 2
+    assert len(list((hpctrack_root / "sweeps").iterdir())) == 1  # one sweep, created by rank 0
+    assert sweep.run(0).metrics["x"].count == 1
