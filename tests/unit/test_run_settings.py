@@ -76,3 +76,40 @@ def test_a_failed_flush_in_the_signal_handler_is_recorded(hpctrack_root, tmp_pat
     assert "injected I/O error" in attempt["flush_error"] and attempt["signal"] == "SIGTERM"
     assert record.metrics["x"].count == 5  # the run's final write stored what the failed flush could not
     assert record.status["state"] == "interrupted"
+
+
+def test_a_signal_never_waits_unboundedly_for_a_write_that_hangs(hpctrack_root, tmp_path, monkeypatch):
+    """The background flush is stuck in the store (a hung filesystem): SIGTERM still ends the process,
+    says the flush was skipped and why, and the end record holds how the attempt ended."""
+    from hpctrack import endrecord
+
+    monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "0.2")
+    script = _script(tmp_path, """
+        import threading, time, hpctrack, hpctrack.run
+        hpctrack.run.SIGNAL_WAIT_S = 1.0  # seconds, so the test is short
+        run = hpctrack.start_run({})
+        real_write = run._store.write
+
+        def hanging_write(**kwargs):
+            if threading.current_thread().name == "hpctrack-flush":
+                print("hanging", flush=True)
+                time.sleep(3600)
+            return real_write(**kwargs)
+
+        run._store.write = hanging_write
+        run.log({"x": 1.0})
+        time.sleep(3600)
+    """)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "hanging"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM
+    assert "the flush on SIGTERM was skipped: a write in progress held the run for more than 1 s" in err
+    end = endrecord.read(hpctrack.load_sweep("latest").manifest.run_path(0))
+    assert end["state"] == "interrupted" and end["signal"] == "SIGTERM"
