@@ -65,9 +65,14 @@ def test_a_failed_flush_in_the_signal_handler_is_recorded(hpctrack_root, tmp_pat
         time.sleep(60)
     """)
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == -signal.SIGTERM
     lines = [line for line in err.splitlines() if "injected I/O error" in line]
     assert lines and "SIGTERM" in lines[0], err
