@@ -642,7 +642,7 @@ def _debris(st: Store) -> str:
     else:
         if any(Path(f).name.startswith(".") for f in names):
             found.append("tmp")
-        count = st.read().metrics and json.loads((st.path / "zarr.json").read_text())["attributes"]["count"]
+        count = json.loads((st.path / "zarr.json").read_text())["attributes"]["count"]
         key = zarr.open_array(st.path / "key", mode="r")
         if key.shape[0] > count and key[count] != -1:
             found.append("rows past count")
