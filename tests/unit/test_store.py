@@ -642,7 +642,8 @@ def _debris(st: Store) -> str:
     else:
         if any(Path(f).name.startswith(".") for f in names):
             found.append("tmp")
-        count = json.loads((st.path / "zarr.json").read_text())["attributes"]["count"]
+        record = st.path / "zarr.json"
+        count = json.loads(record.read_text())["attributes"]["count"] if record.exists() else 0
         key = zarr.open_array(st.path / "key", mode="r")
         if key.shape[0] > count and key[count] != -1:
             found.append("rows past count")
