@@ -644,9 +644,10 @@ def _debris(st: Store) -> str:
             found.append("tmp")
         record = st.path / "zarr.json"
         count = json.loads(record.read_text())["attributes"]["count"] if record.exists() else 0
-        key = zarr.open_array(st.path / "key", mode="r")
-        if key.shape[0] > count and key[count] != -1:
-            found.append("rows past count")
+        if (st.path / "key" / "zarr.json").exists():  # not when killed before the first write made it
+            key = zarr.open_array(st.path / "key", mode="r")
+            if key.shape[0] > count and key[count] != -1:
+                found.append("rows past count")
     return "+".join(found) or "clean"
 
 
