@@ -126,12 +126,13 @@ def append_rows(sweep_dir: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     if not text:
         return
     path = Path(sweep_dir) / INDEX_FILE
-    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
+    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S) as guard:
         with open(path, "a+b") as fh:
             if fh.tell() > 0:
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":  # a torn line from a killed append: never glue ours to it
                     text = "\n" + text
+            guard.check()  # a holder that stalled past the TTL appends nothing
             fh.write(text.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
@@ -269,8 +270,8 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
             lost[job.index] = reason
             rows.append(lost_row(job.index, job.submitted, reason, previous))
     path = Path(sweep_dir) / INDEX_FILE
-    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S):
-        atomic_write(path, "".join(_line(row) for row in rows))
+    with lock(path.with_name(INDEX_FILE + ".lock"), DEFAULT_LOCK_TIMEOUT_S) as guard:
+        atomic_write(path, "".join(_line(row) for row in rows), guard=guard)
     return len(rows) - len(lost), lost
 
 

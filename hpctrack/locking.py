@@ -12,9 +12,20 @@ heartbeat that the holder refreshes from a thread while it holds the lock.
 A contender breaks a lock only when its holder is provably gone (same host,
 pid dead) or when its heartbeat is older than the TTL (``HPCTRACK_LOCK_TTL_S``,
 default 60 s): a node that died cannot be probed, so only the TTL frees its
-locks. Every process that contends for a lock must use the same TTL. Locks are
-held for one short update, never for the life of a run, and a wait is bounded
-and ends in :class:`LockTimeout`, which names the lock and its holder.
+locks. Every process that contends for a lock should use the same TTL; a lock
+published under another TTL is broken once its holder is provably gone or its
+heartbeat is older than the larger of the two. Locks are held for one short
+update, never for the life of a run, and a wait is bounded and ends in
+:class:`LockTimeout`, which names the lock and its holder.
+
+Fencing: a holder that stalls past the TTL (SIGSTOP, a suspended job, a frozen
+filesystem) loses its lock to a contender but does not know it. Every commit
+made under a lock therefore asks the :class:`LockGuard` that :func:`lock`
+yields, right before its ``os.replace``, whether the lock is still its own
+(same lock file, same claim token) and aborts with :class:`StoreError`
+otherwise. The check and the replace are two steps, so a holder stalled
+exactly between them can still commit; the window is a few microseconds
+instead of the whole critical section.
 """
 
 from __future__ import annotations
@@ -29,8 +40,8 @@ from typing import Any, Iterator, Optional, Union
 
 from .errors import LockTimeout, RunBusyError, StoreError
 
-__all__ = ["lock", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S", "DEFAULT_LOCK_TTL_S",
-           "WRITER_LEASE_FILE", "WriterLease", "WriterInfo", "writer_state"]  # fmt: skip
+__all__ = ["lock", "LockGuard", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S",
+           "DEFAULT_LOCK_TTL_S", "WRITER_LEASE_FILE", "WriterLease", "WriterInfo", "writer_state"]  # fmt: skip
 
 #: Bounded wait for one short update; long enough for a slow shared filesystem.
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -50,10 +61,13 @@ def lock_ttl_s() -> float:
 
 
 def _lease() -> Any:
-    """``SoftFileLease`` whose marker also names the holder's job (unknown keys are ignored by readers)."""
+    """``SoftFileLease`` whose marker also names the holder's job (unknown keys are ignored by readers),
+    and which breaks a stale lock published under another TTL instead of refusing it forever."""
     global _lease_class
     if _lease_class is None:
         import filelock
+        from filelock._identity import owner_is_stale  # noqa: PLC2701 - the lease's own liveness rule
+        from filelock._util import break_lock_file  # noqa: PLC2701 - its race-free break
 
         class _JobLease(filelock.SoftFileLease):
             def _write_lock_info(self, fd: int) -> None:
@@ -63,6 +77,19 @@ def _lease() -> Any:
                 job = scheduler_job_id()
                 if job:
                     os.write(fd, f"job={job}\n".encode())
+
+            def _try_break_stale_lock(self) -> None:
+                peer = self._read_peer()
+                if peer is not None and peer[0].mode == "lease" and peer[0].lease_duration != self.lease_duration:
+                    # filelock refuses such a lock for good; a dead holder, or one silent for longer
+                    # than either TTL, cannot be in its critical section any more.
+                    owner, mtime, ino = peer
+                    with contextlib.suppress(OSError):
+                        if owner_is_stale(owner.pid, owner.hostname, owner.start) or (
+                                time.time() - mtime >= max(float(owner.lease_duration or 0), self.lease_duration)):
+                            break_lock_file(self.lock_file, mtime, ino)
+                    return
+                super()._try_break_stale_lock()
 
         _lease_class = _JobLease
     return _lease_class
@@ -80,12 +107,63 @@ def describe_holder(path: PathLike) -> str:
     if "pid" not in fields:
         return "an unreadable holder record"
     job = f", job {fields['job']}" if "job" in fields else ""
-    return f"held by pid {fields['pid']} on {fields.get('host', '?')}{job}, heartbeat {age:.0f} s ago"
+    ttl = ""
+    with contextlib.suppress(ValueError, KeyError):
+        if float(fields["duration"]) != lock_ttl_s():
+            ttl = f", under {LOCK_TTL_ENV}={float(fields['duration']):g} (this process uses {lock_ttl_s():g})"
+    return f"held by pid {fields['pid']} on {fields.get('host', '?')}{job}, heartbeat {age:.0f} s ago{ttl}"
+
+
+class LockGuard:
+    """What :func:`lock` yields: ask :meth:`check` right before each commit made under the lock."""
+
+    def __init__(self, path: PathLike, token: Optional[str], lease: Any) -> None:
+        self.path = Path(path)
+        self._token = token
+        self._lease = lease
+        try:
+            st = os.lstat(self.path)
+            self._identity: Optional[tuple] = (st.st_dev, st.st_ino)
+        except OSError:
+            self._identity = None
+
+    @property
+    def held(self) -> bool:
+        """The lock file is still this holder's: same file, same claim token, no compromise seen."""
+        if self._token is None or self._identity is None or self._lease.compromise is not None:
+            return False
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) != self._identity:
+                return False
+            with open(self.path, "rb") as fh:
+                text = fh.read(4096).decode("utf-8", "replace")
+        except OSError:
+            return False
+        return f"token={self._token}\n" in text
+
+    def check(self) -> None:
+        """Raise :class:`StoreError` when another process took the lock over since it was acquired.
+
+        Raises
+        ------
+        StoreError
+            This holder stalled past the TTL and a contender broke its lock: the
+            update must not be committed (the other holder's may already be).
+        """
+        if not self.held:
+            raise StoreError(f"lock {self.path} was taken over by another process while this one held it "
+                             f"(it stalled for more than {LOCK_TTL_ENV}={lock_ttl_s():g} s); "
+                             "its update was not committed")  # fmt: skip
 
 
 @contextlib.contextmanager
-def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[LockGuard]:
     """Hold the exclusive lock ``path`` for the duration of the ``with`` block.
+
+    Yields a :class:`LockGuard`: call its ``check()`` right before each commit
+    (``os.replace``) made under the lock, so a holder that stalled past the TTL
+    never commits over the update of the process that took the lock from it.
 
     Raises
     ------
@@ -108,17 +186,22 @@ def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[
     except filelock.LeaseSettingsMismatch as err:
         raise StoreError(f"lock {path} is held under another TTL: every process must use the same "
                          f"{LOCK_TTL_ENV} ({err})") from err
+    except OSError as err:  # the lock file itself could not be created
+        from .store.base import disk_full
+
+        raise disk_full(err, Path(path).parent, Path(path)) or err
     try:
-        yield
+        yield LockGuard(path, lease.token, lease)
     finally:
         lease.release()
 
 
-def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
+def atomic_write(path: PathLike, data: Union[str, bytes], guard: Optional[LockGuard] = None) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
 
     Writes a uniquely named temporary file next to ``path``, fsyncs it, then
-    ``os.replace``-s it over the target (never remove-then-rename).
+    ``os.replace``-s it over the target (never remove-then-rename). With
+    ``guard`` (from :func:`lock`), the lock is checked right before the replace.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -128,6 +211,8 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if guard is not None:
+            guard.check()
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -187,6 +272,7 @@ class WriterLease:
     def __init__(self, run_dir: PathLike) -> None:
         self.path = Path(run_dir) / WRITER_LEASE_FILE
         self._lease: Any = None
+        self._guard: Optional[LockGuard] = None
 
     def acquire(self, timeout_s: float = 5.0) -> "WriterLease":
         """Become the run's writer, or raise :class:`RunBusyError` after ``timeout_s``."""
@@ -202,17 +288,28 @@ class WriterLease:
         except filelock.LeaseSettingsMismatch as err:
             raise StoreError(f"writer lease {self.path} is held under another TTL: every process must use the "
                              f"same {LOCK_TTL_ENV} ({err})") from err  # fmt: skip
+        except OSError as err:  # the lease file itself could not be created
+            from .store.base import disk_full
+
+            raise disk_full(err, self.path.parent, self.path) or err
         self._lease = lease
+        self._guard = LockGuard(self.path, lease.token, lease)
         return self
 
     @property
     def held(self) -> bool:
-        """Acquired, not released, and not taken over by another process since."""
-        return self._lease is not None and self._lease.is_locked and self._lease.compromise is None
+        """Acquired, not released, and not taken over by another process since.
+
+        Reads the lease file (its inode and claim token): a holder that was stopped
+        past the TTL learns at once that another process took the run over, without
+        waiting for its heartbeat thread to notice.
+        """
+        return (self._lease is not None and self._lease.is_locked and self._guard is not None
+                and self._guard.held)  # fmt: skip
 
     def release(self) -> None:
         """Stop being the writer (no-op when not held)."""
-        lease, self._lease = self._lease, None
+        lease, self._lease, self._guard = self._lease, None, None
         if lease is not None:
             with contextlib.suppress(OSError):
                 lease.release()

@@ -240,8 +240,9 @@ def new_sweep_id(now: Optional[float] = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
-def _write(manifest: Manifest) -> None:
-    atomic_write(manifest.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=1))
+def _write(manifest: Manifest, guard: Any = None) -> None:
+    # guard: the manifest lock's, checked right before the replace (a stalled holder never commits)
+    atomic_write(manifest.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=1), guard=guard)
 
 
 def create_sweep(root: Path, manifest: Manifest) -> Manifest:
@@ -253,12 +254,12 @@ def create_sweep(root: Path, manifest: Manifest) -> Manifest:
     sweep_dir = Path(root) / SWEEPS_DIR / manifest.id
     sweep_dir.mkdir(parents=True, exist_ok=True)
     manifest.path = sweep_dir
-    with lock(sweep_dir / f"{MANIFEST_FILE}.lock"):
+    with lock(sweep_dir / f"{MANIFEST_FILE}.lock") as guard:
         if (sweep_dir / MANIFEST_FILE).exists():
             raise SweepExistsError(f"sweep {manifest.id} already exists under {root}; choose another id")
         for job in manifest.jobs:
             (sweep_dir / job.run_dir).mkdir(parents=True, exist_ok=True)
-        _write(manifest)
+        _write(manifest, guard)
     return manifest
 
 
@@ -278,10 +279,10 @@ def load_manifest(sweep_dir: Path) -> Manifest:
 def update_manifest(sweep_dir: Path, change: Callable[[Manifest], None]) -> Manifest:
     """Read, ``change`` in place, and atomically rewrite the manifest under its lock."""
     sweep_dir = Path(sweep_dir)
-    with lock(sweep_dir / f"{MANIFEST_FILE}.lock"):
+    with lock(sweep_dir / f"{MANIFEST_FILE}.lock") as guard:
         manifest = load_manifest(sweep_dir)
         change(manifest)
-        _write(manifest)
+        _write(manifest, guard)
     return manifest
 
 

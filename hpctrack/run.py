@@ -18,10 +18,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import json
 import operator
 import os
-import pickle
 import platform
 import shutil
 import signal
@@ -30,29 +28,39 @@ import sys
 import threading
 import time
 import traceback
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from ._types import JobState, RunStatus
-from .errors import ConfigError, HpctrackError
-from .store import MetricBatch, Store, open_store
+from . import endrecord
+from ._buffer import Buffer as _Buffer
+from ._signals import DeferredSigint, EarlySignals, signal_name
+from ._types import RunStatus
+from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints  # noqa: F401
+from .errors import ConfigError, DiskFullError, HpctrackError, StoreReplacedError
+from .store import Store
+from .store.base import disk_full
 
-__all__ = ["Run", "Checkpoint", "start_run", "current_run", "flatten_config"]
+__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "current_run", "flatten_config", "global_rank"]
 
-#: Environment knobs for the flush policy (seconds, points).
+#: Environment knobs for the flush policy (seconds, points), read through ``hpctrack.settings``.
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
 FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_FLUSH_MAX_POINTS = 100_000
 ARTIFACTS_DIR = "artifacts"
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_STATE = "state.pkl"
-CHECKPOINT_META = "checkpoint.json"
 #: How many checkpoints ``save_checkpoint`` keeps per run.
 CHECKPOINT_KEEP_ENV = "HPCTRACK_CHECKPOINT_KEEP"
 DEFAULT_CHECKPOINT_KEEP = 2
+#: A signal handler waits this long for a write in progress (another thread's) before it gives up
+#: its flush: SIGTERM must end the process within seconds whatever the store is doing.
+SIGNAL_WAIT_S = 10.0
+#: ``finish`` waits this long for a write in progress before recording the end without its final write.
+FINISH_WAIT_S = 120.0
+#: How long a new attempt waits for the run's writer lease held by a live process on this host.
+LEASE_WAIT_S = 5.0
+#: The step interval in the status is the median over this many of the latest run.log calls.
+STEP_WINDOW = 100
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
@@ -62,6 +70,49 @@ _current: Optional["Run"] = None
 def current_run() -> Optional["Run"]:
     """The run active in this process, or None."""
     return _current
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's settings from the environment, read once when it starts (a bad value fails the start)."""
+
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    flush_max_points: int = DEFAULT_FLUSH_MAX_POINTS
+    checkpoint_keep: int = DEFAULT_CHECKPOINT_KEEP
+
+    @staticmethod
+    def from_env() -> "RunSettings":
+        """``HPCTRACK_FLUSH_INTERVAL_S``, ``HPCTRACK_FLUSH_MAX_POINTS``, ``HPCTRACK_CHECKPOINT_KEEP``.
+
+        Raises
+        ------
+        ConfigError
+            A variable holds a bad value; the message names it.
+        """
+        from . import settings
+
+        return RunSettings(flush_interval_s=float(settings.get(FLUSH_INTERVAL_ENV)),
+                           flush_max_points=int(settings.get(FLUSH_MAX_POINTS_ENV)),
+                           checkpoint_keep=int(settings.get(CHECKPOINT_KEEP_ENV)))  # fmt: skip
+
+
+def global_rank() -> int:
+    """This process's global rank in a job of several tasks; 0 when it is the only one.
+
+    torchrun and most launchers set ``RANK``; SLURM sets ``SLURM_PROCID`` for
+    each task of a step of ``SLURM_NTASKS`` (or ``SLURM_STEP_NUM_TASKS``) > 1;
+    a launcher that sets only ``LOCAL_RANK`` runs on one node.
+    """
+    env = os.environ
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if env.get(name, "").strip().isdigit():
+            return int(env[name])
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or ""
+    if tasks.strip().isdigit() and int(tasks) > 1 and env.get("SLURM_PROCID", "").strip().isdigit():
+        return int(env["SLURM_PROCID"])
+    if env.get("LOCAL_RANK", "").strip().isdigit():
+        return int(env["LOCAL_RANK"])
+    return 0
 
 
 class _TrackedDict(dict):  # type: ignore[type-arg]
@@ -159,7 +210,10 @@ class _Flusher(threading.Thread):
 
     ``Run.log`` kicks it when the buffer is full, so the training loop goes on
     logging into a fresh buffer while the full one is written (an fsync on a
-    busy parallel filesystem can take a long time).
+    busy parallel filesystem can take a long time). A write error is retried at
+    the next interval, except one that ends the run's writing for good (a full
+    disk, a store changed under it): the training loop hears of that at its
+    next ``run.log``.
     """
 
     def __init__(self, run: "Run", interval_s: float) -> None:
@@ -179,6 +233,8 @@ class _Flusher(threading.Thread):
             try:
                 self._run.flush()
             except Exception as err:  # a slow filesystem must not kill training
+                if self._run._fatal is not None:
+                    return  # recorded by the run; nothing more to write
                 if not self._warned:
                     print(f"hpctrack: flush failed, will retry: {err}", file=sys.stderr)
                     self._warned = True
@@ -187,11 +243,11 @@ class _Flusher(threading.Thread):
         """Flush now, in this thread."""
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
         self._stopping = True
         self._wake.set()
         if self is not threading.current_thread() and self.is_alive():
-            self.join(timeout=60)
+            self.join(timeout=timeout_s)
 
 
 class Run:
@@ -200,6 +256,13 @@ class Run:
     Do not construct directly; use :func:`start_run`. Use it as a context
     manager: leaving the block records the run as completed, or as failed with
     the traceback when an exception escapes.
+
+    The run is its store's one writer: it holds the run's writer lease
+    (``hpctrack.locking.WriterLease``) from before its first write until it
+    ends, so a second process opening the same run fails with
+    :class:`~hpctrack.errors.RunBusyError`. In a job of several ranks
+    (``RANK``, ``SLURM_PROCID``), only global rank 0 writes; the run object of
+    every other rank has the same ``run_id`` and drops its writes.
 
     Attributes
     ----------
@@ -212,33 +275,36 @@ class Run:
     def __init__(
         self,
         *,
-        run_id: str,
+        run_id: Optional[str],
         run_dir: Path,
         store: Store,
         flush_interval_s: Optional[float] = None,
         flush_max_points: Optional[int] = None,
+        settings: Optional[RunSettings] = None,
+        writes: bool = True,
     ) -> None:
+        settings = settings or RunSettings.from_env()
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.summary = _TrackedDict()
         self.tags = _TrackedDict()
         self._store = store
-        self._interval_s = float(
-            flush_interval_s if flush_interval_s is not None
-            else os.environ.get(FLUSH_INTERVAL_ENV, DEFAULT_FLUSH_INTERVAL_S)
-        )
-        self._max_points = int(
-            flush_max_points if flush_max_points is not None
-            else os.environ.get(FLUSH_MAX_POINTS_ENV, DEFAULT_FLUSH_MAX_POINTS)
-        )
+        self._writes = writes  # False on ranks other than 0: every write is dropped
+        self._interval_s = float(flush_interval_s if flush_interval_s is not None else settings.flush_interval_s)
+        self._max_points = int(flush_max_points if flush_max_points is not None else settings.flush_max_points)
+        self._keep = settings.checkpoint_keep
         self._buffer = _Buffer()
         self._flush_requested = False  # the flusher was kicked for a full buffer
         self._buffer_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer: Optional[int] = None  # thread ident inside _write
         self._pending_signal: Optional[int] = None
+        self._pending_sections: Dict[str, Dict[str, Any]] = {}  # params, info: written at the next write
+        self._params: Dict[str, Any] = {}
         self._next_step = 0
         self._last_step = -1
+        self._recent_calls: List[float] = []  # times of the last run.log calls stored, for the step interval
+        self._last_log_time: Optional[float] = None
         self._start_time = time.time()
         self.attempt = 1  # 2, 3, ... when a requeue or resume reopens the run
         self._attempts: List[Dict[str, Any]] = []  # every attempt's record, this one last
@@ -253,20 +319,68 @@ class Run:
         self._params_recorded = False
         self._artifacts: Dict[str, Dict[str, Any]] = {}
         self._finished = False
+        self._fatal: Optional[BaseException] = None  # the store can no longer be written: why
+        self._lease: Optional[Any] = None  # the WriterLease of this attempt
+        self._signal: Optional[str] = None  # the signal that is ending this attempt
+        self._attempts_dirty = False  # this attempt's record changed: the next write carries it
         self._on_finish: List[Callable[[RunStatus, Optional[str]], None]] = []
         self._previous_handlers: Dict[int, Any] = {}
         self._flusher = _Flusher(self, self._interval_s)
+        if not writes:
+            self.log = self._log_dropped  # type: ignore[method-assign]
+
+    @property
+    def dir(self) -> Path:
+        """The run's directory: the place for the job's own files.
+
+        Under an hpctrack launcher each job also runs in this directory (unless
+        ``hydra.job.chdir=false``), so relative file names of two jobs never
+        collide; ``hydra.utils.to_absolute_path`` still resolves against the
+        directory the sweep was launched from.
+        """
+        return self.run_dir
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _begin(self, info: Mapping[str, Any], previous: Optional[Mapping[str, Any]] = None) -> "Run":
+    def _acquire_lease(self) -> None:
+        """Become the run's one live writer for this attempt, or raise RunBusyError (nothing written)."""
+        from .errors import RunBusyError
+        from .locking import WriterLease, lock_ttl_s, writer_state
+
+        if not self._writes or self._lease is not None:
+            return
+        lease = WriterLease(self.run_dir)
+        try:
+            lease.acquire(timeout_s=LEASE_WAIT_S)
+        except RunBusyError:
+            holder = writer_state(self.run_dir)
+            if holder is None or holder.alive is not None:
+                raise
+            # A holder on another node can only be judged by its heartbeat: one that died
+            # (a node failure before this requeue) frees the lease after the TTL.
+            lease.acquire(timeout_s=lock_ttl_s() + LEASE_WAIT_S)
+        self._lease = lease
+
+    def _release_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
+    def _begin(self, info: Mapping[str, Any], previous: Optional[Mapping[str, Any]] = None,
+               early: Optional[EarlySignals] = None) -> "Run":
         """Record the start of this attempt; ``previous`` is the run's status when it is reopened."""
         global _current
-        attempt_record = {"attempt": 1, "start": self._start_time, "host": socket.gethostname(), "pid": os.getpid()}
+        if not self._writes:
+            _current = self
+            if early is not None:
+                early.restore()
+                early.replay(None)
+            return self
+        attempt_record: Dict[str, Any] = {"attempt": 1, "start": self._start_time, "host": socket.gethostname(),
+                                          "pid": os.getpid(), "code": (info.get("code_snapshot") or {}).get("digest")}
         job_id = _job_id_from_env()
         if job_id:
             attempt_record["job_id"] = job_id
-        attempt_record["code"] = (info.get("code_snapshot") or {}).get("digest")  # the code this attempt runs
         if previous:
             self._attempts = [dict(a) for a in previous.get("attempts") or []] or [
                 {"attempt": 1, "start": previous.get("start_time")}  # a run from before attempts were recorded
@@ -279,27 +393,47 @@ class Run:
             self._first_start = float(previous.get("start_time") or self._start_time)
             attempt_record["attempt"] = self.attempt
         self._attempts.append(attempt_record)
-        self._store.write(
-            sections={
-                "status": {
-                    "state": RunStatus.RUNNING.value,
-                    "start_time": self._first_start,
-                    "attempt_start": self._start_time,
-                    "heartbeat": self._start_time,
-                    "heartbeat_interval_s": self._interval_s,
-                    "last_step": self._last_step,
-                    "attempt": self.attempt,
-                    "attempts": self._attempts,
-                    "end_time": None,
-                    "error": None,
-                },
-                "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"),
-                                                                            info.get("code_snapshot"))},
-            }
-        )
+        self._acquire_lease()
+        reserved = False
+        try:
+            try:
+                endrecord.reserve(self.run_dir)
+                reserved = True
+            except OSError as err:
+                raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err
+            self._store.write(
+                sections={
+                    "status": {
+                        "state": RunStatus.RUNNING.value,
+                        "start_time": self._first_start,
+                        "attempt_start": self._start_time,
+                        "heartbeat": self._start_time,
+                        "heartbeat_interval_s": self._interval_s,
+                        "last_step": self._last_step,
+                        "last_log_time": None,
+                        "step_interval_s": None,
+                        "attempt": self.attempt,
+                        "attempts": self._attempts,
+                        "end_time": None,
+                        "error": None,
+                    },
+                    "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"),
+                                                                                info.get("code_snapshot"))},
+                }
+            )
+        except BaseException as err:
+            if reserved:  # the attempt could not even start (a full disk, a damaged store): say why
+                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.FAILED.value,
+                                 error=_one_line(err))
+            self._release_lease()
+            raise
         _current = self
         self._flusher.start()
+        if early is not None:
+            early.restore()
         self._install_signal_handlers()
+        if early is not None:
+            early.replay(self._on_signal)
         atexit.register(self._at_exit)
         return self
 
@@ -314,54 +448,155 @@ class Run:
     def finished(self) -> bool:
         return self._finished
 
-    def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None) -> None:
-        """Flush everything and record how the run ended. Later calls do nothing."""
+    def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None,
+               wait_s: Optional[float] = None) -> None:
+        """Flush everything and record how the run ended. Later calls do nothing.
+
+        Raises
+        ------
+        StoreError
+            The run was to end completed, but its store could no longer be
+            written (a full disk, a store changed under it): it is recorded as
+            failed with that reason, and the error is raised so the job fails.
+        """
         global _current
         if self._finished:
             return
         self._finished = True
-        self._flusher.stop()
+        if not self._writes:
+            if _current is self:
+                _current = None
+            return
+        wait_s = FINISH_WAIT_S if wait_s is None else wait_s
+        self._flusher.stop(timeout_s=wait_s)
+        asked = status
         end = time.time()
         if self._requeued:  # the attempt was closed for a requeue; the exit that follows is not an outcome
             status, error = RunStatus.REQUEUED, None
         else:
             self._attempts[-1].update(end=end, outcome=status.value)
+        signalled = self._signal if status != RunStatus.COMPLETED else None
+        if not self._requeued:
+            if signalled:
+                self._attempts[-1]["signal"] = signalled
+            else:  # a signal that did not end it (e.g. SLURM's warning with no requeue left)
+                self._attempts[-1].pop("signal", None)
         runtime = sum(float(a["end"]) - float(a["start"]) for a in self._attempts
                       if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
         final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": runtime,
                                  "attempts": self._attempts}  # fmt: skip
-        error_line: Optional[str] = None
-        if error is not None:
-            record = _error_record(error)
-            final["error"] = record
-            error_line = f"{record['type']}: {record['message']}" if record["type"] else record["message"]
-            self._attempts[-1]["error"] = error_line
+        error_line = self._set_error(final, error)
+        raise_after: Optional[BaseException] = None
+        stored = False
         try:
-            self._write(final)
-            if not self._requeued:
+            if self._fatal is None:
+                try:
+                    stored = self._write(final, wait_s=wait_s)
+                    if not stored:
+                        print(f"hpctrack: run {self.run_id}: its final update was skipped: a write in progress "
+                              f"held the run for more than {wait_s:g} s", file=sys.stderr, flush=True)  # fmt: skip
+                except Exception as err:
+                    if self._fatal is None:  # not a reason to stop writing: raised after the end is recorded
+                        status, raise_after = RunStatus.FAILED, err
+                        error_line = f"its final update could not be written: {_one_line(err)}"
+            if self._fatal is not None:
+                # Whatever the run was ending with, its record is incomplete: it failed, and says why.
+                if asked == RunStatus.COMPLETED or self._requeued:
+                    raise_after = _again(self._fatal)
+                status, error_line = RunStatus.FAILED, _one_line(self._fatal)
+                self._attempts[-1].update(end=end, outcome=status.value, error=error_line)
+                final.update(state=status.value, error=_error_record(self._fatal))
+                self._keep_in_recovery(final)
+            elif stored and not self._requeued and signalled is None:
                 self._add_to_index()
         finally:
+            if self._lease is not None and self._lease.held:  # not when another process took the run over
+                endrecord.record(self.run_dir, attempt=self.attempt, state=status.value, error=error_line,
+                                 extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None)
+            self._release_lease()
             self._restore_signal_handlers()
             atexit.unregister(self._at_exit)
             if _current is self:
                 _current = None
             for callback in self._on_finish:
-                callback(status, error_line)
+                try:
+                    callback(status, error_line)
+                except Exception as err:  # e.g. a manifest on a full disk; the end record has it
+                    print(f"hpctrack: run {self.run_id}: could not record its end in the sweep: {_one_line(err)}",
+                          file=sys.stderr)  # fmt: skip
+        if raise_after is not None:
+            raise raise_after
+
+    def _set_error(self, final: Dict[str, Any], error: Union[BaseException, str, None]) -> Optional[str]:
+        if error is None:
+            return None
+        record = _error_record(error)
+        final["error"] = record
+        error_line = f"{record['type']}: {record['message']}" if record["type"] else record["message"]
+        self._attempts[-1]["error"] = error_line
+        return error_line
 
     def _add_to_index(self) -> None:
-        """Append the ended run's record to its sweep's index (``hpctrack.index``)."""
+        """Append the ended run's record to its sweep's index (``hpctrack.index``), with its store's fingerprint."""
         if self._index_job is None:
             return
         from .index import append_rows, record_to_row
 
         try:
-            append_rows(self.run_dir.parent.parent, [record_to_row(self._index_job, self._store.read())])
+            row = record_to_row(self._index_job, self._store.read())
+            row["fingerprint"] = self._store.fingerprint()  # readers tell a store changed since from this
+            append_rows(self.run_dir.parent.parent, [row])
         except Exception as err:  # the index is rebuildable; the run's own record is what counts
             print(f"hpctrack: could not add run {self.run_id} to the sweep index: {err}", file=sys.stderr)
 
     def _at_exit(self) -> None:
-        # The interpreter is exiting and the script never ended the run: it ran to its end.
-        self.finish(RunStatus.COMPLETED)
+        # The interpreter is exiting and the script never ended the run: it ran to its end
+        # (or raised, when an uncaught exception was seen: the excepthook ended it already).
+        try:
+            self.finish(RunStatus.COMPLETED)
+        except HpctrackError as err:  # the run failed after all; the exit code must say so
+            print(f"hpctrack: {_one_line(err)}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(1)
+
+    # -- when the store can no longer be written ---------------------------------------------
+
+    def _stop_writing(self, err: BaseException) -> None:
+        """The store cannot be written any more (full disk, changed under us, lease lost): stop for good.
+
+        The training loop hears of it at its next ``run.log`` or ``flush``; what
+        the run still holds stays in memory until it ends.
+        """
+        if self._fatal is not None:
+            return
+        self._fatal = err
+        self.log = self._raise_fatal  # type: ignore[method-assign]  # no cost on log() until then
+        print(f"hpctrack: run {self.run_id} stopped writing its store: {_one_line(err)}", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+    def _raise_fatal(self, values: Mapping[str, Any], step: Optional[int] = None) -> None:
+        raise _again(self._fatal)  # type: ignore[arg-type]
+
+    def _keep_in_recovery(self, final: Mapping[str, Any]) -> None:
+        """Keep what the store never received in ``recovery-<attempt>.jsonl`` (see ``hpctrack._recovery``)."""
+        from ._recovery import write_recovery
+
+        with self._buffer_lock:
+            batch = self._buffer.batch()
+        batch.attempt = self.attempt
+        sections = {"params": self._params, "summary": dict(self.summary), "tags": dict(self.tags),
+                    "status": dict(final), "info": {"artifacts": self._artifacts} if self._artifacts else {}}
+        for name, values in self._pending_sections.items():
+            sections[name] = {**values, **sections.get(name, {})}
+        try:
+            path = write_recovery(self.run_dir, run_id=str(self.run_id), attempt=self.attempt,
+                                  reason=_one_line(self._fatal), store=self._store.path, sections=sections,
+                                  batch=batch)  # fmt: skip
+            print(f"hpctrack: run {self.run_id}: {len(batch)} points and its summary, tags and params are "
+                  f"kept in {path}", file=sys.stderr, flush=True)  # fmt: skip
+        except OSError as err:
+            print(f"hpctrack: run {self.run_id}: could not keep its {len(batch)} unstored points in a recovery "
+                  f"file: {_one_line(err)}", file=sys.stderr, flush=True)  # fmt: skip
 
     # -- logging ---------------------------------------------------------------------------
 
@@ -373,6 +608,11 @@ class Run:
         and buffers nothing. Nothing touches the disk here: a full buffer is
         written by the background thread, unless it reached twice its size
         limit (the disk is not keeping up), when this call writes it.
+
+        Raises
+        ------
+        StoreError
+            The run stopped writing its store (``DiskFullError``, ``StoreReplacedError``).
         """
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
@@ -389,9 +629,16 @@ class Run:
                 self._flush_requested = True
                 self._flusher.kick()
 
+    def _log_dropped(self, values: Mapping[str, Any], step: Optional[int] = None) -> None:
+        if self._finished:
+            raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record extra params (merged into the flattened config)."""
-        self._store.write(sections={"params": flatten_config(dict(params))})
+        flat = flatten_config(dict(params))
+        self._params.update(flat)
+        self._pending_sections.setdefault("params", {}).update(flat)
+        self.flush()
 
     def log_artifact(self, path: Union[str, os.PathLike], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
@@ -403,6 +650,8 @@ class Run:
         if not parts or Path(name).is_absolute() or ".." in parts:
             raise ValueError(f"log_artifact: name {name!r} must be a relative path inside the run's artifacts/")
         target = self.run_dir / ARTIFACTS_DIR / name
+        if not self._writes:
+            return target  # another rank's: rank 0 keeps the run's artifacts
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
@@ -412,65 +661,126 @@ class Run:
             shutil.copy2(source, target)
             entry = {"kind": "file", "size": target.stat().st_size, "sha256": _sha256(target)}
         self._artifacts[name] = {"path": f"{ARTIFACTS_DIR}/{name}", **entry}
-        self._store.write(sections={"info": {"artifacts": self._artifacts}})
+        self._pending_sections.setdefault("info", {})["artifacts"] = dict(self._artifacts)
+        self.flush()
         return target
 
     def flush(self) -> None:
-        """Write buffered points, summary and tags now, and refresh the heartbeat."""
+        """Write buffered points, summary and tags now, and refresh the heartbeat.
+
+        Raises
+        ------
+        StoreError
+            The write failed; the points stay buffered for the next flush (or,
+            for ``DiskFullError`` and ``StoreReplacedError``, the run stopped
+            writing its store for good).
+        """
         self._write(None)
 
-    def _write(self, final_status: Optional[Dict[str, Any]]) -> None:
-        with self._write_lock:
-            self._writer = threading.get_ident()
+    def _write(self, final_status: Optional[Dict[str, Any]], *, wait_s: Optional[float] = None) -> bool:
+        """One store update with everything buffered; False when the write lock was not had within ``wait_s``.
+
+        A batch goes back to the buffer only when the store did not commit it
+        (``Store.commits``), so nothing is ever written twice. From the main
+        thread, SIGINT is held until the write has ended, then delivered.
+        """
+        if not self._writes:
+            return True
+        if self._fatal is not None:
+            raise _again(self._fatal)
+        deferred = DeferredSigint().begin()
+        try:
+            if not self._acquire_write_lock(wait_s, deferred):
+                return False
             try:
-                with self._buffer_lock:
-                    taken, self._buffer = self._buffer, self._buffer.empty_like()
-                    self._flush_requested = False
-                batch = taken.batch()
-                batch.attempt = self.attempt
-                restart = None
-                if batch and self.attempt > 1 and not self._restart_recorded:
-                    # This attempt's first points: it restarted at its checkpoint's next step, or
-                    # wherever it began logging; earlier attempts' points from there on are superseded.
-                    first = min(int(cols[0].min()) for cols in batch.points.values())
-                    restart = (self.attempt, min(first, self._restart_step) if self._restart_step is not None
-                               else first)  # fmt: skip
-                    self._attempts[-1]["restart_step"] = restart[1]
-                status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step}
-                if restart is not None:
-                    status_update["attempts"] = self._attempts
-                checkpoint = self._checkpoint_info
-                if checkpoint is not None:
-                    status_update["checkpoint"] = checkpoint
-                sections: Dict[str, Any] = {"status": {**status_update, **(final_status or {})}}
-                summary = self.summary.take_dirty()
-                if summary:
-                    sections["summary"] = summary
-                tags = self.tags.take_dirty()
-                if tags:
-                    sections["tags"] = tags
-                try:
-                    self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)
-                except BaseException:
-                    self._requeue(taken, summary, tags)
-                    raise
-                if restart is not None:
-                    self._restart_recorded = True
-                if checkpoint is not None and self._checkpoint_info is checkpoint:
-                    self._checkpoint_info = None  # recorded; the next flushes need not repeat it
+                self._writer = threading.get_ident()
+                self._write_locked(final_status)
             finally:
                 self._writer = None
+                self._write_lock.release()
+        finally:
+            deferred.end()  # raises KeyboardInterrupt here, after the write, if Ctrl-C came meanwhile
         pending, self._pending_signal = self._pending_signal, None
         if pending is not None:
             self._handle_signal(pending, None)
+        return True
 
-    def _requeue(self, taken: "_Buffer", summary: Dict[str, Any], tags: Dict[str, Any]) -> None:
+    def _acquire_write_lock(self, wait_s: Optional[float], deferred: DeferredSigint) -> bool:
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while not self._write_lock.acquire(timeout=0.05):
+            if deferred.pending:
+                deferred.end()  # Ctrl-C while waiting for another thread's write: nothing was taken
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def _write_locked(self, final_status: Optional[Dict[str, Any]]) -> None:
+        if self._lease is not None and not self._lease.held:
+            from .errors import RunBusyError
+
+            self._stop_writing(RunBusyError(f"run {self.run_id} lost its writer lease to another process "
+                                            f"({self._lease.path}); it no longer writes its store"))  # fmt: skip
+            raise _again(self._fatal)  # type: ignore[arg-type]
+        with self._buffer_lock:
+            taken, self._buffer = self._buffer, self._buffer.empty_like()
+            self._flush_requested = False
+        batch = taken.batch()
+        batch.attempt = self.attempt
+        restart = None
+        if batch and self.attempt > 1 and not self._restart_recorded:
+            # This attempt's first points: it restarted at its checkpoint's next step, or
+            # wherever it began logging; earlier attempts' points from there on are superseded.
+            first = min(int(cols[0].min()) for cols in batch.points.values())
+            restart = (self.attempt, min(first, self._restart_step) if self._restart_step is not None
+                       else first)  # fmt: skip
+            self._attempts[-1]["restart_step"] = restart[1]
+        calls = self._recent_calls + taken.call_times(STEP_WINDOW + 1)
+        calls = calls[-(STEP_WINDOW + 1):]
+        status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step,
+                                         "last_log_time": calls[-1] if calls else self._last_log_time,
+                                         "step_interval_s": _median_interval(calls)}  # fmt: skip
+        if restart is not None or self._attempts_dirty:
+            status_update["attempts"] = self._attempts
+            self._attempts_dirty = False
+        checkpoint = self._checkpoint_info
+        if checkpoint is not None:
+            status_update["checkpoint"] = checkpoint
+        sections: Dict[str, Any] = {"status": {**status_update, **(final_status or {})}}
+        pending, self._pending_sections = self._pending_sections, {}
+        sections.update(pending)
+        summary = self.summary.take_dirty()
+        if summary:
+            sections["summary"] = summary
+        tags = self.tags.take_dirty()
+        if tags:
+            sections["tags"] = tags
+        before = self._store.commits
+        try:
+            self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)
+        except BaseException as err:
+            if self._store.commits == before:  # not stored: keep it all for the next write
+                self._give_back(taken, summary, tags, pending)
+            if isinstance(err, (DiskFullError, StoreReplacedError)):
+                self._stop_writing(err)
+            if self._store.commits == before:
+                raise
+        if restart is not None:
+            self._restart_recorded = True
+        if checkpoint is not None and self._checkpoint_info is checkpoint:
+            self._checkpoint_info = None  # recorded; the next flushes need not repeat it
+        self._recent_calls = calls
+        self._last_log_time = status_update["last_log_time"]
+
+    def _give_back(self, taken: _Buffer, summary: Dict[str, Any], tags: Dict[str, Any],
+                   pending: Dict[str, Dict[str, Any]]) -> None:
         # A failed write keeps its points, ahead of anything logged meanwhile.
         with self._buffer_lock:
             taken.extend(self._buffer)
             self._buffer = taken
         self.summary._dirty.update(summary)
         self.tags._dirty.update(tags)
+        for name, values in pending.items():
+            self._pending_sections[name] = {**values, **self._pending_sections.get(name, {})}
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -488,7 +798,8 @@ class Run:
         ``files`` are copied in (files your framework wrote). ``step`` defaults to the last
         logged step: a restart from this checkpoint continues at ``step + 1`` and supersedes
         what a killed attempt logged after it. Metrics logged so far are flushed first, so a
-        restart never finds a checkpoint newer than the metrics on disk.
+        restart never finds a checkpoint newer than the metrics on disk. On a rank other
+        than 0 nothing is saved (rank 0 saves the run's checkpoints).
         """
         with self.checkpoint(step=step, keep=keep, state=state) as directory:
             for item in files:
@@ -497,7 +808,8 @@ class Run:
                     shutil.copytree(source, directory / source.name)
                 else:
                     shutil.copy2(source, directory / source.name)
-        return self._checkpoints.latest().path  # type: ignore[union-attr]
+        latest = self._checkpoints.latest()
+        return latest.path if latest is not None else directory
 
     @contextlib.contextmanager
     def checkpoint(
@@ -507,9 +819,16 @@ class Run:
 
         ``with run.checkpoint() as d: torch.save(model.state_dict(), d / "model.pt")``.
         An exception in the block discards the directory; the previous checkpoint stays.
+        On a rank other than 0 the directory is a temporary one, discarded.
         """
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; checkpoint inside the `with start_run(...)` block")
+        if not self._writes:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="hpctrack-rank-checkpoint-") as tmp:
+                yield Path(tmp)
+            return
         step = self._last_step if step is None else operator.index(step)
         self.flush()  # the metrics a restart from this checkpoint relies on are on disk first
         with self._checkpoints.writing(step=step, attempt=self.attempt, state=state,
@@ -526,7 +845,9 @@ class Run:
             self._restart_step = latest.step + 1
             self._next_step = latest.step + 1
             self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
-            self._attempts[-1]["restored_from"] = latest.describe()
+            if self._attempts:
+                self._attempts[-1]["restored_from"] = latest.describe()
+                self._attempts_dirty = True
         return latest
 
     def restore_checkpoint(self) -> Any:
@@ -541,7 +862,7 @@ class Run:
     @property
     def checkpoint_keep(self) -> int:
         """How many checkpoints :meth:`save_checkpoint` keeps (``HPCTRACK_CHECKPOINT_KEEP``, default 2)."""
-        return max(1, int(os.environ.get(CHECKPOINT_KEEP_ENV, DEFAULT_CHECKPOINT_KEEP)))
+        return self._keep
 
     def on_requeue(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` when SLURM signals the time limit or preemption, before the job requeues.
@@ -553,6 +874,8 @@ class Run:
 
     def _prepare_requeue(self, reason: str) -> None:
         """The job is about to requeue itself: save what can be saved and close this attempt."""
+        if not self._writes or self._finished:
+            return
         for fn in self._on_requeue:
             try:
                 fn()
@@ -560,8 +883,10 @@ class Run:
                 print(f"hpctrack: on_requeue callback failed: {type(err).__name__}: {err}", file=sys.stderr)
         now = time.time()
         self._attempts[-1].update(end=now, outcome=f"requeued: {reason}")
+        if self._signal:
+            self._attempts[-1]["signal"] = self._signal
         self._requeued = True
-        self._write({"state": RunStatus.REQUEUED.value, "attempts": self._attempts})
+        self._write({"state": RunStatus.REQUEUED.value, "attempts": self._attempts}, wait_s=SIGNAL_WAIT_S)
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -579,7 +904,8 @@ class Run:
             return
         for sig, handler in self._previous_handlers.items():
             try:
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+                if signal.getsignal(sig) == self._on_signal:  # not one installed after ours
+                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
         self._previous_handlers.clear()
@@ -593,244 +919,68 @@ class Run:
 
     def _handle_signal(self, signum: int, frame: Any) -> None:
         previous = self._previous_handlers.get(signum, signal.SIG_DFL)
+        name = signal_name(signum)
+        # SIGTERM asks the job to end even where it is only logged (submitit, which leaves the end to
+        # SLURM's SIGKILL), and SIGUSR2 is SLURM's time-limit signal (requeue, or the limit comes).
+        ends = previous == signal.SIG_DFL or previous is None or name in ("SIGTERM", "SIGUSR2")
+        if ends and not self._finished:
+            self._signal = name
+            self._attempts[-1]["signal"] = name
+            self._attempts_dirty = True
+            if callable(previous) and name == "SIGTERM" and self._lease is not None and self._lease.held:
+                # What the end record says if the scheduler's SIGKILL follows; a run that goes on
+                # and ends otherwise rewrites it.
+                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.INTERRUPTED.value,
+                                 error=f"terminated by {name}", extra={"signal": name})  # fmt: skip
+        problem = None
         try:
-            self.flush()
-        except Exception:
-            pass
+            if not self._finished and self._fatal is None and not self._write(None, wait_s=SIGNAL_WAIT_S):
+                problem = (f"the flush on {name} was skipped: a write in progress held the run for more than "
+                           f"{SIGNAL_WAIT_S:g} s")  # fmt: skip
+        except Exception as err:
+            problem = f"the flush on {name} failed: {type(err).__name__}: {_one_line(err)}"
+        if problem is not None:
+            print(f"hpctrack: run {self.run_id}: {problem}", file=sys.stderr, flush=True)
+            if self._attempts:
+                self._attempts[-1]["flush_error"] = problem
+                self._attempts_dirty = True
         if callable(previous):
             previous(signum, frame)
             return
         if previous == signal.SIG_IGN:
             return
         # The default action ends the process: record how, then die of the same signal.
-        name = signal.Signals(signum).name
-        self.finish(RunStatus.INTERRUPTED, error=f"terminated by {name}")
+        try:
+            self.finish(RunStatus.INTERRUPTED, error=f"terminated by {name}", wait_s=SIGNAL_WAIT_S)
+        except Exception as err:
+            print(f"hpctrack: run {self.run_id}: {_one_line(err)}", file=sys.stderr, flush=True)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
 
-def _as_number(key: str, value: Any) -> float:
-    """``value`` as a float, or TypeError naming the metric; strings are not numbers here."""
-    if not isinstance(value, (str, bytes)) and value is not None:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    raise TypeError(f"run.log: value of {key!r} must be a number, got {type(value).__name__}")
+def _median_interval(times: List[float]) -> Optional[float]:
+    """Median seconds between consecutive calls; None with fewer than two."""
+    if len(times) < 2:
+        return None
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    mid = len(gaps) // 2
+    return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
 
 
-class _Group:
-    """Buffered calls that logged the same keys: flat typed arrays, no Python object per point."""
+def _one_line(err: BaseException) -> str:
+    from .store.base import one_line
 
-    __slots__ = ("keys", "steps", "times", "values")
-
-    def __init__(self, keys: Tuple[str, ...]) -> None:
-        self.keys = keys
-        self.steps = array("q")
-        self.times = array("d")
-        self.values = array("d")  # len(keys) values per call, row-major
+    if isinstance(err, HpctrackError):
+        return one_line(err)
+    return f"{type(err).__name__}: {one_line(err)}"
 
 
-class _Buffer:
-    """Points logged since the last flush.
-
-    Why flat ``array.array`` columns: a training loop logs the same few keys
-    millions of times, and a Python tuple or list per call made the cyclic
-    garbage collector walk the whole buffer over and over. Calls with other
-    keys go to another group; ``switches`` records where the calls changed
-    group, which is enough to put every key's points back in call order.
-    """
-
-    def __init__(self, valid_keys: Optional[set] = None) -> None:
-        self.groups: Dict[Tuple[str, ...], _Group] = {}
-        self.switches: List[Tuple[_Group, int]] = []  # (group, its row where a run of its calls began)
-        self.n_points = 0
-        self._last: Optional[_Group] = None
-        self._valid_keys = valid_keys if valid_keys is not None else set()  # survives flushes
-
-    def empty_like(self) -> "_Buffer":
-        return _Buffer(self._valid_keys)
-
-    def add(self, step: int, now: float, values: Mapping[str, Any]) -> int:
-        """Buffer one ``log`` call, all of it or (raising TypeError/OverflowError) none; returns the points held."""
-        keys = tuple(values)
-        group = self._last
-        if group is None or group.keys != keys:
-            group = self._switch_to(keys)
-        column = group.values
-        n = len(column)
-        try:
-            column.extend(values.values())  # C loop; any float()-able number, strings refused
-        except (TypeError, ValueError, OverflowError):
-            del column[n:]
-            for key, value in values.items():  # name the bad value
-                _as_number(key, value)
-            raise
-        try:
-            group.steps.append(step)
-        except OverflowError:
-            del column[n:]
-            raise OverflowError(f"run.log: step {step} does not fit in 64 bits") from None
-        group.times.append(now)
-        self.n_points += len(keys)
-        return self.n_points
-
-    def _switch_to(self, keys: Tuple[str, ...]) -> _Group:
-        group = self.groups.get(keys)
-        if group is None:
-            if keys not in self._valid_keys:
-                for key in keys:
-                    if type(key) is not str or not key:
-                        raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-                self._valid_keys.add(keys)
-            group = self.groups[keys] = _Group(keys)
-        self.switches.append((group, len(group.steps)))
-        self._last = group
-        return group
-
-    def extend(self, later: "_Buffer") -> None:
-        """Append the calls of ``later`` (logged after this buffer's)."""
-        base: Dict[Tuple[str, ...], int] = {}
-        for keys in later.groups:
-            mine = self.groups.setdefault(keys, _Group(keys))
-            base[keys] = len(mine.steps)
-        for theirs, start in later.switches:
-            self.switches.append((self.groups[theirs.keys], base[theirs.keys] + start))
-        for keys, theirs in later.groups.items():
-            mine = self.groups[keys]
-            mine.steps.extend(theirs.steps)
-            mine.times.extend(theirs.times)
-            mine.values.extend(theirs.values)
-        self.n_points += later.n_points
-        self._last = None  # the next call records a switch: correct whichever group it is
-
-    def batch(self) -> MetricBatch:
-        """Columns per metric, each in call order."""
-        import numpy as np
-
-        batch = MetricBatch()
-        groups = [g for g in self.groups.values() if len(g.steps)]
-        if len(groups) == 1:  # the usual case: every call logged the same keys
-            group = groups[0]
-            steps = np.frombuffer(group.steps, dtype=np.int64).copy()
-            times = np.frombuffer(group.times, dtype=np.float64).copy()
-            values = np.frombuffer(group.values, dtype=np.float64).reshape(len(steps), len(group.keys))
-            for j, key in enumerate(group.keys):
-                batch.points[key] = (steps, np.ascontiguousarray(values[:, j]), times)
-            return batch
-        # Several key sets: each key's points are the rows of its groups, in the order of the runs of calls.
-        runs: List[Tuple[_Group, int, int]] = []
-        next_start: Dict[int, int] = {}  # id(group) -> where its next run of calls begins
-        for group, start in reversed(self.switches):
-            runs.append((group, start, next_start.get(id(group), len(group.steps))))
-            next_start[id(group)] = start
-        slices: Dict[str, List[Tuple[_Group, int, int, int]]] = {}
-        for group, start, end in reversed(runs):
-            if end > start:
-                for j, key in enumerate(group.keys):
-                    slices.setdefault(key, []).append((group, j, start, end))
-        for key, parts in slices.items():
-            cols: List[List[Any]] = [[], [], []]
-            for group, j, start, end in parts:
-                width = len(group.keys)
-                cols[0].append(np.frombuffer(group.steps, dtype=np.int64)[start:end])
-                cols[1].append(np.frombuffer(group.values, dtype=np.float64).reshape(-1, width)[start:end, j])
-                cols[2].append(np.frombuffer(group.times, dtype=np.float64)[start:end])
-            batch.points[key] = tuple(np.concatenate(c) for c in cols)  # type: ignore[assignment]
-        return batch
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One saved checkpoint: a directory ``checkpoints/<seq>/`` of the run."""
-
-    path: Path
-    seq: int
-    step: int
-    attempt: int
-    time: float
-    has_state: bool
-
-    def load(self) -> Any:
-        """The saved state object (None when the checkpoint holds files only)."""
-        if not self.has_state:
-            return None
-        with open(self.path / CHECKPOINT_STATE, "rb") as fh:
-            return pickle.load(fh)
-
-    def describe(self) -> Dict[str, Any]:
-        return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
-                "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
-
-
-class Checkpoints:
-    """The checkpoints of one run: numbered directories, each written under a temporary name and renamed.
-
-    A directory only ever appears under its final name complete (``os.rename``
-    of a directory is atomic), so the newest numbered one is always whole,
-    whatever instant the writer was killed at.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def all(self) -> List[Checkpoint]:
-        if not self.directory.is_dir():
-            return []
-        out = []
-        for entry in os.scandir(self.directory):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(os.path.join(entry.path, CHECKPOINT_META)) as fh:
-                    meta = json.load(fh)
-            except (OSError, ValueError):
-                continue  # not a checkpoint (a user's stray directory): ignored
-            out.append(Checkpoint(path=Path(entry.path), seq=int(entry.name), step=int(meta["step"]),
-                                  attempt=int(meta.get("attempt", 1)), time=float(meta.get("time", 0.0)),
-                                  has_state=bool(meta.get("state"))))  # fmt: skip
-        return sorted(out, key=lambda c: c.seq)
-
-    def latest(self) -> Optional[Checkpoint]:
-        found = self.all()
-        return found[-1] if found else None
-
-    @contextlib.contextmanager
-    def writing(self, *, step: int, attempt: int, state: Any, keep: int) -> Iterator[Path]:
-        import uuid
-
-        from .locking import fsync_dir
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for entry in os.scandir(self.directory):  # left by a writer killed mid-checkpoint
-            if entry.name.startswith(".tmp-"):
-                shutil.rmtree(entry.path, ignore_errors=True)
-        latest = self.latest()
-        seq = latest.seq + 1 if latest else 1
-        tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            if state is not None:
-                with open(tmp / CHECKPOINT_STATE, "wb") as fh:
-                    pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            yield tmp
-            meta = {"step": step, "attempt": attempt, "time": time.time(), "state": state is not None}
-            with open(tmp / CHECKPOINT_META, "w") as fh:
-                json.dump(meta, fh)
-            for root, _, names in os.walk(tmp):  # every byte on disk before the name appears
-                for name in names:
-                    fd = os.open(os.path.join(root, name), os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-            os.rename(tmp, self.directory / f"{seq:06d}")
-            fsync_dir(self.directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        for old in self.all()[:-keep]:
-            shutil.rmtree(old.path, ignore_errors=True)
+def _again(err: BaseException) -> BaseException:
+    """A fresh exception like ``err`` (raising one object again and again grows its traceback)."""
+    try:
+        return type(err)(*err.args)
+    except Exception:
+        return err
 
 
 def _job_id_from_env() -> Optional[str]:
@@ -846,19 +996,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _config_yaml(cfg: Any) -> Optional[str]:
-    """The resolved config as YAML (what ``hpctrack show`` prints and a rerun starts from)."""
-    if cfg is None:
-        return None
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
-        return OmegaConf.to_yaml(conf, resolve=True)
-    except Exception as err:  # an unresolvable interpolation must not fail the run
-        return f"# could not render the config: {err}"
 
 
 def _provenance(script: Optional[str], snapshot: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -886,140 +1023,5 @@ def _host_info() -> Dict[str, Any]:
     }
 
 
-def _hydra_overrides() -> Optional[List[str]]:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        from omegaconf import OmegaConf
-
-        return list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
-    except Exception:  # not under Hydra, or Hydra not configured in this process
-        return None
-
-
-def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None) -> Run:
-    """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point)."""
-    from .manifest import load_manifest
-
-    from .errors import RunNotFoundError
-
-    manifest = load_manifest(sweep_dir)
-    job = manifest.jobs[index]
-    run_dir = manifest.run_path(index)
-    store = open_store(run_dir, manifest.store)
-    run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=store)
-    previous: Optional[Dict[str, Any]] = None
-    try:
-        previous = dict(store.read().status)  # a requeue or resume: the same run, one attempt more
-    except RunNotFoundError:
-        pass
-    if previous is not None and previous.get("state") == RunStatus.RUNNING.value:
-        # The last attempt never recorded its end: say how the scheduler saw it end, if it knows.
-        ended = job.last_state
-        previous["lost_as"] = f"{ended}: ended without recording its end" if ended else None
-    run._index_job = index
-    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index,
-                       "overrides": job.overrides, "script": manifest.script, **(extra_info or {})}, previous)
-
-
-def start_run(
-    cfg: Any = None,
-    *,
-    name: Optional[str] = None,
-    tags: Optional[Mapping[str, Any]] = None,
-    root: Optional[str] = None,
-    store: str = "hdf5",
-) -> Run:
-    """Start tracking: record ``cfg`` (resolved, flattened) as params and return the run.
-
-    Under an hpctrack launcher this returns the job's run, already opened by
-    the job entry point. Run plainly (``python train.py``), it creates a
-    one-run sweep under the storage root.
-
-    Parameters
-    ----------
-    cfg:
-        The Hydra config (``DictConfig``) or any mapping; None records no params.
-    name:
-        Sweep name for a plain run (ignored under a launcher, which names the sweep).
-    tags:
-        Initial tags.
-    root:
-        Storage root for a plain run; see :func:`hpctrack.config.resolve_root`.
-    store:
-        Store backend for a plain run.
-    """
-    run = _current if _current is not None and not _current.finished else None
-    if run is None:
-        run = _start_direct_run(name=name, root=root, store=store)
-    if not run._params_recorded:
-        params = flatten_config(cfg)
-        overrides = _hydra_overrides()
-        info: Dict[str, Any] = {"config_yaml": _config_yaml(cfg)}
-        if overrides is not None:
-            info["overrides"] = overrides
-        run._store.write(sections={"params": params, "info": info})
-        run._params_recorded = True
-    if tags:
-        run.tags.update(tags)
-    return run
-
-
-def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -> Run:
-    """A plain ``python train.py``: a sweep of one job, recorded as it runs."""
-    from .config import ensure_writable_root, resolve_root
-    from .manifest import JobRecord, Manifest, create_new_sweep, new_sweep_id, update_manifest
-    from .store import store_class
-
-    store_class(store)  # fail on an unknown store before writing anything
-    root_path = ensure_writable_root(resolve_root(root))
-    overrides = _hydra_overrides() or []
-    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    manifest = create_new_sweep(
-        root_path,
-        Manifest(
-            id=new_sweep_id(),
-            created=time.time(),
-            backend="direct",
-            store=store,
-            script=script,
-            name=name,
-            command=[sys.executable, *sys.argv],
-            cwd=os.getcwd(),
-            overrides=overrides,
-            jobs=[
-                JobRecord(
-                    index=0, overrides=overrides, run_dir="runs/0", state=JobState.RUNNING,
-                    job_id=str(os.getpid()), submitted=time.time(),
-                )
-            ],
-        ),
-    )
-    run = Run(run_id=f"{manifest.id}/0", run_dir=manifest.run_path(0), store=open_store(manifest.run_path(0), store))
-
-    def record_end(status: RunStatus, error_line: Optional[str]) -> None:
-        state = {RunStatus.COMPLETED: JobState.COMPLETED, RunStatus.INTERRUPTED: JobState.CANCELLED}.get(
-            status, JobState.FAILED
-        )
-
-        def change(m: Manifest) -> None:
-            m.jobs[0].state, m.jobs[0].ended, m.jobs[0].error = state, time.time(), error_line
-
-        update_manifest(manifest.path, change)
-
-    previous_hook = sys.excepthook
-
-    def excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
-        # An exception that ends a script which never closed its run fails that run.
-        run.finish(_status_for(exc), error=exc)
-        previous_hook(exc_type, exc, tb)
-
-    def restore_hook(status: RunStatus, error_line: Optional[str]) -> None:
-        if sys.excepthook is excepthook:
-            sys.excepthook = previous_hook
-
-    run._on_finish += [record_end, restore_hook]
-    run._index_job = 0
-    sys.excepthook = excepthook
-    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides,
-                       "script": script})
+# Starting a run builds on everything above; the names stay importable from here.
+from ._start import open_job_run, start_run  # noqa: E402

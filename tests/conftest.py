@@ -71,3 +71,26 @@ def slurm_cluster() -> None:
 def slurm_root(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) -> str:
     """One storage root for the SLURM tests (jobs on the node write there)."""
     return str(tmp_path_factory.mktemp("slurm-root"))
+
+
+# -- a small filesystem that fills up -----------------------------------------------------------
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 12 MB tmpfs mounted at ``tmp_path/full`` (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        for _ in range(50):  # a job that is still exiting may hold a file open for a moment
+            if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0:
+                break
+            import time
+
+            time.sleep(0.2)
+        else:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -67,6 +68,14 @@ def _on_time_limit_signal(signum: int, frame: Any) -> None:
     print("hpctrack: SLURM signalled that the time limit is near", file=sys.stderr, flush=True)
 
 
+#: Exit code of a packed run that closed its attempt for a requeue (EX_TEMPFAIL).
+REQUEUE_EXIT_CODE = 75
+#: How long a task waits for its packed runs to close their attempts before it requeues itself.
+PACKED_REQUEUE_WAIT_S = 90.0
+#: The packed runs this task runs side by side (``pack: parallel``), while they run.
+_PACKED: List[subprocess.Popen] = []
+
+
 class SlurmTask:
     """What each SLURM array task runs: :func:`run_task`, and submitit's checkpoint hook.
 
@@ -93,37 +102,78 @@ class SlurmTask:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         if run is not None:
             run._prepare_requeue("time limit or preemption signalled by SLURM")
+        _requeue_packed_runs()
         print(f"hpctrack: requeueing this job (requeue {restarts + 1} of at most {self.max_requeues})",
               file=sys.stderr, flush=True)  # fmt: skip
         return DelayedSubmission(self, sweep_dir, indices, pack)
 
 
+def _requeue_packed_runs() -> None:
+    """SLURM's signal reaches only this task's main process: pass it on to the packed runs beside it,
+    so each closes its attempt (flush, ``on_requeue`` hooks, checkpoint) before the task requeues."""
+    children = [p for p in _PACKED if p.poll() is None]
+    for child in children:
+        try:
+            child.send_signal(signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + PACKED_REQUEUE_WAIT_S
+    while any(child.poll() is None for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in children:
+        if child.poll() is None:
+            print(f"hpctrack: packed run (pid {child.pid}) did not close its attempt in time", file=sys.stderr,
+                  flush=True)  # fmt: skip
+
+
+def _requeue_this_packed_run(signum: int, frame: Any) -> None:
+    """In a packed run's own process: the task is about to requeue; close this run's attempt and exit."""
+    from ..run import current_run
+
+    run = current_run()
+    if run is not None:
+        run._prepare_requeue("time limit or preemption signalled by SLURM")
+    sys.exit(REQUEUE_EXIT_CODE)
+
+
+def _job_signals() -> List[int]:
+    return [getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)]
+
+
 def run_job(sweep_dir: str, index: int) -> Any:
     """Run job ``index`` of the sweep in ``sweep_dir`` and record its outcome in its run."""
+    from .._signals import EarlySignals
+
+    # First of all: a cancel or SLURM's signal that lands while the job starts is kept for its run.
+    early = EarlySignals(_job_signals())
     from .._types import RunStatus
     from ..manifest import load_manifest
     from ..run import _status_for, open_job_run
 
-    manifest = load_manifest(Path(sweep_dir))
-    code = manifest.jobs[index].code or manifest.code  # its own snapshot after `requeue --code current`
-    if manifest.script:
-        # The script's own modules (e.g. a sibling `model.py`) must import as they do when the
-        # script runs plainly: from the job's code snapshot, else from where the script is.
-        script_dir = (os.path.dirname(os.path.join(code["path"], code["script"])) if code.get("path")
-                      else os.path.dirname(manifest.script))  # fmt: skip
-        if script_dir in sys.path:
-            sys.path.remove(script_dir)
-        sys.path.insert(0, script_dir)
-    slurm = _slurm_identity(manifest)
-    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    if slurm is not None and hasattr(signal, "SIGUSR2") and restarts >= max_requeues(manifest.launcher):
-        # No requeue left: the job runs on into its time limit and ends as TIMEOUT (requeue it
-        # with more time), instead of submitit failing it at the signal.
-        signal.signal(signal.SIGUSR2, _on_time_limit_signal)
-    extra: Dict[str, Any] = {"slurm": slurm} if slurm else {}
-    if code:
-        extra["code_snapshot"] = code
-    run = open_job_run(Path(sweep_dir), index, extra or None)
+    try:
+        manifest = load_manifest(Path(sweep_dir))
+        job = manifest.jobs[index]
+        code = job.code or manifest.code  # the snapshot this job runs (a requeue may give it its own)
+        if manifest.script:
+            # The script's own modules (e.g. a sibling `model.py`) must import as they do when the
+            # script runs plainly: from the job's code snapshot, else from where the script is.
+            script_dir = (os.path.dirname(os.path.join(code["path"], code["script"])) if code.get("path")
+                          else os.path.dirname(manifest.script))  # fmt: skip
+            if script_dir in sys.path:
+                sys.path.remove(script_dir)
+            sys.path.insert(0, script_dir)
+        slurm = _slurm_identity(manifest)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        if slurm is not None and hasattr(signal, "SIGUSR2") and restarts >= max_requeues(manifest.launcher):
+            # No requeue left: the job runs on into its time limit and ends as TIMEOUT (requeue it
+            # with more time), instead of submitit failing it at the signal.
+            early.set_previous(signal.SIGUSR2, _on_time_limit_signal)
+        extra: Dict[str, Any] = {"slurm": slurm} if slurm else {}
+        run = open_job_run(Path(sweep_dir), index, extra or None, early=early)
+    except BaseException:
+        early.restore()
+        early.replay(None)
+        raise
     try:
         import cloudpickle
 
@@ -135,7 +185,10 @@ def run_job(sweep_dir: str, index: int) -> Any:
         result = job_fn(index)
     except BaseException as exc:
         # After a requeue was prepared, submitit's exit is not a failure: finish keeps "requeued".
-        run.finish(_status_for(exc), error=exc)
+        try:
+            run.finish(_status_for(exc), error=exc)
+        except Exception as err:  # the store failed too; the end record has it, the job's error stays
+            print(f"hpctrack: {err}", file=sys.stderr)
         raise
     run.finish(RunStatus.COMPLETED)
     return result
@@ -187,21 +240,27 @@ def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     procs = []
-    for slot, index in enumerate(indices):
-        env = dict(os.environ)
-        if gpus:
-            share = gpus[slot::len(indices)] or [gpus[slot % len(gpus)]]
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
-        share_cpus = cpus[slot::len(indices)] if len(cpus) >= len(indices) else cpus
-        env["OMP_NUM_THREADS"] = str(max(1, len(share_cpus)))
-        proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch._entrypoint", sweep_dir, str(index)],
-                                env=env, preexec_fn=(lambda c=share_cpus: os.sched_setaffinity(0, c)) if share_cpus else None)
-        procs.append((index, proc))
-    failures = [f"job {i} (exit code {p.wait()})" for i, p in procs if p.wait() != 0]
+    try:
+        for slot, index in enumerate(indices):
+            env = dict(os.environ)
+            if gpus:
+                share = gpus[slot::len(indices)] or [gpus[slot % len(gpus)]]
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
+            share_cpus = cpus[slot::len(indices)] if len(cpus) >= len(indices) else cpus
+            env["OMP_NUM_THREADS"] = str(max(1, len(share_cpus)))
+            proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch._packed", sweep_dir, str(index)],
+                                    env=env,
+                                    preexec_fn=(lambda c=share_cpus: os.sched_setaffinity(0, c)) if share_cpus else None)
+            procs.append((index, proc))
+            _PACKED.append(proc)
+        # Polled, not Popen.wait(): a signal handler of this process (SlurmTask.checkpoint) waits for
+        # the same children, and a blocked wait() would hold the lock it needs.
+        while any(p.poll() is None for _, p in procs):
+            time.sleep(0.1)
+        codes = {i: p.returncode for i, p in procs}
+    finally:
+        _PACKED.clear()
+    failures = [f"job {i} (exit code {code})" for i, code in codes.items() if code != 0]
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + ", ".join(failures))
     return [None] * len(indices)
-
-
-if __name__ == "__main__":  # one job of a side-by-side packed task
-    run_job(sys.argv[1], int(sys.argv[2]))

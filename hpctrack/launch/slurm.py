@@ -28,6 +28,8 @@ from .base import Backend, JobInfo
 __all__ = ["SlurmBackend", "SLURM_STATES", "parse_sacct", "parse_squeue", "max_array_size", "parse_time_min"]
 
 LOG_DIR = "logs"
+#: Seconds before the time limit at which SLURM signals a job (``--signal=USR2@N``).
+DEFAULT_SIGNAL_DELAY_S = 120
 
 #: SLURM's job states (first word of sacct's State) in hpctrack's vocabulary.
 SLURM_STATES: Dict[str, JobState] = {
@@ -168,16 +170,39 @@ class _Resources:
 
     options: Dict[str, Any]
 
-    def sbatch_parameters(self, job_name: str) -> Dict[str, Any]:
+    @property
+    def time_min(self) -> int:
         o = self.options
-        time_min = parse_time_min(o["time"]) if o.get("time") else int(o.get("timeout_min") or 60)
+        return parse_time_min(o["time"]) if o.get("time") else int(o.get("timeout_min") or 60)
+
+    def check(self) -> None:
+        """Refuse settings SLURM would accept but that defeat the job, before anything is submitted.
+
+        Raises
+        ------
+        ConfigError
+            ``signal_delay_s`` is not smaller than the time limit: SLURM would send
+            the time-limit signal at (or before) the job's start, before the run can
+            handle it, and the job would fail with nothing recorded.
+        """
+        limit_s = self.time_min * 60
+        delay = int(self.options.get("signal_delay_s") or DEFAULT_SIGNAL_DELAY_S)
+        if delay >= limit_s:
+            hint = max(1, min(limit_s // 2, DEFAULT_SIGNAL_DELAY_S))
+            raise ConfigError(f"signal_delay_s={delay} is not smaller than the time limit ({self.time_min} min = "
+                              f"{limit_s} s): SLURM would signal the job before it could start; set "
+                              f"hydra.launcher.signal_delay_s={hint} or ask for more time (--time)")  # fmt: skip
+
+    def sbatch_parameters(self, job_name: str) -> Dict[str, Any]:
+        self.check()
+        o = self.options
         params: Dict[str, Any] = {
             "job_name": job_name,
-            "time": time_min,
+            "time": self.time_min,
             "nodes": int(o.get("nodes") or 1),
             "ntasks_per_node": int(o.get("tasks_per_node") or 1),
             "array_parallelism": int(o.get("array_parallelism") or 256),
-            "signal_delay_s": int(o.get("signal_delay_s") or 120),
+            "signal_delay_s": int(o.get("signal_delay_s") or DEFAULT_SIGNAL_DELAY_S),
             "wckey": "hpctrack",
         }
         for key in ("partition", "cpus_per_task", "constraint", "account", "qos", "gres", "comment", "exclude"):
@@ -215,6 +240,7 @@ class SlurmBackend(Backend):
             raise ConfigError("array_parallelism must be at least 1")
         if options.get("time"):
             parse_time_min(str(options["time"]))
+        _Resources(dict(options)).check()
 
     def preflight(self) -> None:
         if shutil.which("sbatch") is None:

@@ -15,6 +15,14 @@ writer resynchronises it from the current copy (copy to a temporary name,
 finish. The fsync keeps a node failure from committing a copy whose last pages
 never reached the servers.
 
+The update counts as committed (``Store.commits``) exactly when ``run.h5``
+names the new copy; what follows the commit never raises. A writer that
+committed before first checks that ``run.h5`` still names the copy it left,
+unchanged (inode, size, mtime): a store truncated, replaced or removed under
+it is refused (``StoreReplacedError``), never copied over the spare. Before
+HDF5 writes a copy, its disk is allocated (``posix_fallocate``): a full disk
+fails there, as ``DiskFullError``, never inside HDF5.
+
 Readers take no lock: they resolve the symlink, read that copy, and check the
 symlink still names it, else retry. Generations only grow, so an unchanged
 name proves no commit happened during the read, hence nobody modified the
@@ -44,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
-from .base import check_key, history_of, one_line, prepare_sections, resolved_stats
+from .base import check_key, disk_full, history_of, one_line, prepare_sections, resolved_stats
 
 if TYPE_CHECKING:
     import h5py
@@ -60,6 +68,8 @@ CHUNK_ROWS = 1024
 READ_ATTEMPTS = 50
 #: Low and high HDF5 format bounds: readable by HDF5 >= 1.10, checksummed metadata.
 LIBVER = ("v110", "v110")
+#: Disk reserved per update beyond twice what it adds: HDF5's own metadata (chunk indexes, heaps).
+RESERVE_MARGIN = 1 << 20
 
 T = TypeVar("T")
 _Sig = Tuple[int, int, int]
@@ -111,7 +121,7 @@ def _read_stats_of(f: "h5py.File", key: str) -> Tuple[MetricStats, Dict[int, int
     return (MetricStats.from_json(entry) if entry is not None else MetricStats.empty()), restarts
 
 
-def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Mapping[int, int]) -> None:
+def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Mapping[int, int]) -> int:
     import h5py
 
     # One small JSON string instead of five attributes per metric: a flush of
@@ -123,6 +133,7 @@ def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Map
         f.create_dataset("stats", data=text, dtype=h5py.string_dtype("utf-8"))
     else:
         ds[()] = text
+    return len(text)
 
 
 def _sig(path: Path) -> _Sig:
@@ -168,6 +179,10 @@ class HDF5Store(Store):
         # generation, signature of the current copy, spare path, its
         # signature). None forces a resync before the next update.
         self._synced: Optional[Tuple[int, _Sig, Path, _Sig]] = None
+        # The copy this writer committed last and its signature: anything else there means
+        # the store was changed under it (None until its first commit).
+        self._last: Optional[Tuple[str, _Sig]] = None
+        self._sizes: Dict[str, int] = {}  # bytes of /stats and of each section, for the reservation
         self._copy_re = re.compile(rf"^{re.escape(self.path.stem)}\.(\d+){re.escape(self.path.suffix)}$")
 
     @property
@@ -190,7 +205,6 @@ class HDF5Store(Store):
         sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
         restart: Optional[Tuple[int, int]] = None,
     ) -> None:
-        import h5py
         import numpy as np
 
         updates = prepare_sections(self.path, sections)
@@ -201,35 +215,103 @@ class HDF5Store(Store):
                 arr = np.empty(len(steps), dtype=_metric_dtype())
                 arr["step"], arr["value"], arr["time"] = steps, values, times
                 rows[key] = (_dataset_name(key), arr)
+        self._check_not_refused()
         # filelock would silently create a missing directory; a run dir must already exist.
         if not self.path.parent.is_dir():
+            if self._last is not None:
+                raise self._replaced(f"its directory {self.path.parent} was removed")
             raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
-        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
+            target = self.path
             try:
+                self._check_unchanged()
                 gen = self._current_gen()
                 if gen is None:
-                    gen = self._create()
-                elif self._synced is None:  # refuse a newer store before touching anything
-                    with h5py.File(self._copy(gen), "r", locking=False) as f:
-                        self._check_version(f)
-                spare = self._spare(gen)
+                    target = self._copy(0)
+                    gen = self._create(guard)
+                elif self._synced is None and self._last is None:
+                    self._validate(gen)  # a new writer: refuse a newer or unreadable store before touching it
+                target = self._copy(gen + 1)
+                spare = self._spare(gen, guard)
                 self._synced = None  # the copies differ until both got the update
                 self._apply(spare, updates, rows, attempt, restart)
                 new = self._copy(gen + 1)
+                guard.check()
                 os.replace(spare, new)
                 _fsync(new)
-                self._point_to(new)  # the commit
-                self.commits += 1
+                self._commit(new, guard)
             except (StoreError, FormatVersionError):
                 raise
-            except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON
+            except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON, full disk
+                guard.check()  # a holder that lost its lock meets the other writer's files: say so
+                full = disk_full(err, self.path.parent, target)
+                if full is not None:
+                    raise full from err
                 raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
+            # The update is committed: a failure from here on is reported, never raised (the
+            # caller must not write it again), and the next update resynchronises the spare.
+            try:
+                _fsync(self.path.parent)  # the link durable before the old copy changes
+            except OSError as err:
+                self._warn_once(f"could not fsync {self.path.parent} after committing {new.name}: {one_line(err)}")
             old = self._copy(gen)
-            # The update is committed: a failure from here on only leaves the
-            # spare behind, and the next update resynchronises it.
-            with contextlib.suppress(OSError, RuntimeError, ValueError, KeyError):
+            try:
                 self._apply(old, updates, rows, attempt, restart)
                 self._synced = (gen + 1, _sig(new), old, _sig(old))
+            except (OSError, RuntimeError, ValueError, KeyError) as err:
+                self._warn_once(f"the update of {self.path} is stored, but its spare copy {old.name} could not "
+                                f"follow ({one_line(err)}); it is copied again at the next write")  # fmt: skip
+
+    def _commit(self, new: Path, guard: Any, count: bool = True) -> None:
+        """Point ``run.h5`` at ``new``: the commit. ``commits`` grows iff the link names ``new`` after it
+        (``count=False``: the empty store a first write creates, which is not an update)."""
+        tmp = self._tmp()
+        os.symlink(new.name, tmp)  # relative: the run directory can be moved
+        guard.check()
+        try:
+            os.replace(tmp, self.path)
+        finally:  # counted whatever interrupts it, exactly when the link names the new copy
+            with contextlib.suppress(OSError):
+                if os.readlink(self.path) == new.name and (self._last is None or self._last[0] != new.name):
+                    self._last = (new.name, _sig(new))
+                    self.commits += int(count)
+
+    def _check_unchanged(self) -> None:
+        """The current copy is still the one this writer committed last, untouched; else refuse the store.
+
+        Someone truncated, replaced or removed it: building on it (or copying it over the
+        good spare) would spread the damage, so the writer stops here.
+        """
+        if self._last is None:
+            return
+        name, sig = self._last
+        try:
+            target = os.readlink(self.path)
+        except FileNotFoundError:
+            raise self._replaced(f"{self.path.name} was removed (it named {name})") from None
+        except OSError:
+            raise self._replaced(f"{self.path.name} is no longer the link to its current copy") from None
+        if target != name:
+            raise self._replaced(f"{self.path.name} names {target}, not {name} that this run committed last")
+        try:
+            now = _sig(self.path.parent / name)
+        except FileNotFoundError:
+            raise self._replaced(f"its current copy {name} was removed") from None
+        if now != sig:
+            what = "truncated" if now[1] < sig[1] else "replaced" if now[0] != sig[0] else "modified"
+            raise self._replaced(f"its current copy {name} was {what} ({sig[1]} bytes committed, {now[1]} now)")
+
+    def _validate(self, gen: int) -> None:
+        """A new writer's look at the current copy: readable, not newer; and the sizes to reserve for."""
+        import h5py
+
+        with h5py.File(self._copy(gen), "r", locking=False) as f:
+            self._check_version(f)
+            ds = f.get("stats")
+            self._sizes["stats"] = 0 if ds is None else len(ds.asstr()[()])
+            for name in SECTIONS:
+                ds = f.get(f"sections/{name}")
+                self._sizes[name] = 0 if ds is None else len(ds.asstr()[()])
 
     def _apply(
         self,
@@ -242,6 +324,7 @@ class HDF5Store(Store):
         """Open-append-close one copy; closing writes out all of HDF5's cached metadata."""
         import h5py
 
+        self._reserve(path, updates, rows)
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)
             group = f.require_group("metrics")
@@ -265,18 +348,45 @@ class HDF5Store(Store):
                 ds[old.stored_rows :] = arr
                 stats[key] = old.merged(arr["step"], arr["value"], attempt)
             if rows or restart is not None or "stats" not in f:
-                _write_stats(f, stats, restarts)
+                self._sizes["stats"] = _write_stats(f, stats, restarts)
             if int(f.attrs["format_version"]) < self.format_version:
                 f.attrs["format_version"] = self.format_version  # format 2 migrated: stats moved to /stats
             secs = f.require_group("sections")
             for name, update in updates.items():
                 ds = secs.get(name)
                 if ds is None:
-                    secs.create_dataset(name, data=json.dumps(update), dtype=h5py.string_dtype("utf-8"))
+                    text = json.dumps(update)
+                    secs.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
                 else:
                     merged = json.loads(ds.asstr()[()])
                     merged.update(update)
-                    ds[()] = json.dumps(merged)  # in place: HDF5 reuses the heap space
+                    text = json.dumps(merged)
+                    ds[()] = text  # in place: HDF5 reuses the heap space
+                self._sizes[name] = len(text)
+
+    def _reserve(self, path: Path, updates: Dict[str, Dict[str, Any]], rows: Dict[str, Tuple[str, "np.ndarray"]]) -> None:
+        """Allocate, before HDF5 writes, more disk than the update can take (ENOSPC/EDQUOT raise here).
+
+        HDF5 must never meet a full disk itself: h5py then reports the error through
+        ``sys.excepthook`` while the write goes on, and releasing the file afterwards can
+        crash the process. Space allocated beyond the copy's end is given back when HDF5
+        closes the file (it truncates the file to its end of allocation).
+        """
+        grow = sum(arr.nbytes + 512 for _, arr in rows.values()) + self._sizes.get("stats", 0)
+        grow += sum(max(self._sizes.get(name, 0), 0) + len(json.dumps(update)) for name, update in updates.items())
+        size = os.stat(path).st_size
+        need = 2 * grow + RESERVE_MARGIN
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, size, need)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS):
+                raise
+            # A filesystem that cannot allocate ahead: at least never start with less free space.
+            if shutil.disk_usage(path.parent).free < need:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+        finally:
+            os.close(fd)
 
     def _current_gen(self) -> Optional[int]:
         """Generation ``run.h5`` names; None before the first write; migrates format 1."""
@@ -293,31 +403,55 @@ class HDF5Store(Store):
             raise StoreError(f"{self.path} names {target!r}, not a copy {self._copy(0).name}-like")
         return int(match.group(1))
 
-    def _create(self, v1: bool = False) -> int:
+    def _create(self, guard: Any = None, v1: bool = False) -> int:
         """Copy 0 and ``run.h5`` naming it: a new, empty store, or one migrated from format 1.
 
         Format 1 kept one plain ``run.h5`` with the same layout inside: it
-        becomes copy 0, and the symlink replaces it atomically.
+        becomes copy 0, and the symlink replaces it atomically. Copies that
+        hold data (generation 1 and later) without a link naming them are a
+        store whose link was removed: never deleted here.
         """
         import h5py
 
+        orphans = sorted(e.name for e in os.scandir(self.path.parent)
+                         if (m := self._copy_re.match(e.name)) is not None and int(m.group(1)) > 0)  # fmt: skip
+        if orphans and not v1:
+            raise StoreError(f"{self.path} is missing but its copies {', '.join(orphans)} are there: the store's "
+                             "link was removed; restore it (`hpctrack verify --repair`) before writing to this run")
+        free = shutil.disk_usage(self.path.parent).free
+        if free < RESERVE_MARGIN:
+            raise disk_full(OSError(errno.ENOSPC, "no space"), self.path.parent, self._copy(0))  # type: ignore[misc]
         self._remove_leftovers(keep=None)  # of a creation or migration that was killed
         tmp = self._tmp()
-        if v1:
-            shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a" if v1 else "w", locking=False, libver=None if v1 else LIBVER) as f:
+        try:
             if v1:
-                self._check_version(f)
-            else:
-                f.attrs["created"] = time.time()
-            f.attrs["format_version"] = self.format_version
-        first = self._copy(0)
-        os.replace(tmp, first)
+                shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "a" if v1 else "w", locking=False, libver=None if v1 else LIBVER) as f:
+                if v1:
+                    self._check_version(f)
+                else:
+                    f.attrs["created"] = time.time()
+                f.attrs["format_version"] = self.format_version
+            first = self._copy(0)
+            if guard is not None:
+                guard.check()
+            os.replace(tmp, first)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         _fsync(first)
-        self._point_to(first)
+        if guard is not None:
+            self._commit(first, guard, count=False)
+            _fsync(self.path.parent)
+        else:  # format 1 migration (under the lock of the write that asked for it)
+            link = self._tmp()
+            os.symlink(first.name, link)
+            os.replace(link, self.path)
+            _fsync(self.path.parent)
         return 0
 
-    def _spare(self, gen: int) -> Path:
+    def _spare(self, gen: int, guard: Any) -> Path:
         """The non-current copy, as complete as the current one; resynchronised when in doubt."""
         current = self._copy(gen)
         if self._synced is not None:
@@ -325,13 +459,19 @@ class HDF5Store(Store):
             with contextlib.suppress(OSError):
                 if synced_gen == gen and _sig(current) == cur_sig and _sig(spare) == spare_sig:
                     return spare
-        # First update of this writer, or the last one did not finish, or
-        # another process wrote since: start again from the current copy.
+        # First update of this writer, or the last one did not finish, or the spare was
+        # touched: start again from the current copy (validated above: ours, or readable).
         self._remove_leftovers(keep=current)
         spare = self._copy(gen + 1)
         tmp = self._tmp()
-        shutil.copyfile(current, tmp)
-        os.replace(tmp, spare)
+        try:
+            shutil.copyfile(current, tmp)
+            guard.check()
+            os.replace(tmp, spare)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk gets its space back
+            raise
         return spare
 
     def _remove_leftovers(self, keep: Optional[Path]) -> None:
@@ -343,12 +483,6 @@ class HDF5Store(Store):
             ):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
-
-    def _point_to(self, copy: Path) -> None:
-        tmp = self._tmp()
-        os.symlink(copy.name, tmp)  # relative: the run directory can be moved
-        os.replace(tmp, self.path)
-        _fsync(self.path.parent)  # the link must be durable before the old copy changes
 
     # -- reading -----------------------------------------------------------
 
@@ -565,7 +699,7 @@ class HDF5Store(Store):
         problems = self.verify()
         if not problems:
             return [], []
-        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
             try:
                 current: Optional[Path] = self.path.parent / os.readlink(self.path)
             except FileNotFoundError:
@@ -581,7 +715,8 @@ class HDF5Store(Store):
                 restored = self._copy(copies[0][0] + 1)  # generations only grow: readers rely on it
                 os.replace(candidate, restored)
                 _fsync(restored)
-                self._point_to(restored)
+                self._commit(restored, guard, count=False)  # a repair, not an update of the run
+                _fsync(self.path.parent)
                 self._synced = None
                 kept = ""
                 if current is not None and current.exists():

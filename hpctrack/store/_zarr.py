@@ -28,6 +28,12 @@ past ``count`` are overwritten by the next append. Zarr's ``Array.append`` is
 not used: it writes the new shape before the data, so a kill between the two
 reads back a zero-filled tail.
 
+The update counts as committed (``Store.commits``) exactly when the new
+``zarr.json`` is in place. A writer remembers every file it wrote (inode,
+size, mtime) and refuses a store where one changed (``StoreReplacedError``);
+a new writer first reads back the last committed row. ENOSPC/EDQUOT are
+``DiskFullError``. Every replace is fenced by the run lock's guard.
+
 Reading
 -------
 Readers take no lock. They read the record once, then rows ``[0, count)``,
@@ -39,19 +45,23 @@ at least as new as the record holds them. See ``docs/store-format.md``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import math
 import os
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
-from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, lock
+from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, fsync_dir, lock
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from .base import history_of, resolved_stats
-from .base import check_key, one_line, prepare_sections
+from .base import check_key, disk_full, one_line, prepare_sections
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,9 +101,21 @@ def _store_class() -> type:
     from zarr.storage import LocalStore
 
     class SnapshotStore(LocalStore):  # type: ignore[misc]
-        def __init__(self, root: Path, *, read_only: bool = False) -> None:
+        def __init__(self, root: Path, *, read_only: bool = False, guard: Any = None) -> None:
             super().__init__(root, read_only=read_only)
             self.files: Dict[str, Optional[bytes]] = {}
+            self.guard = guard  # the run lock's guard: every replace is fenced
+            self.written: Dict[str, Tuple[int, int, int]] = {}  # key -> (inode, size, mtime) as written
+            self._io = threading.Lock()
+            self._closed = False
+
+        def close_writes(self) -> None:
+            """No file is written through this store once this returns (one in progress ends first).
+
+            After a failed update zarr may still have writes of it running in threads;
+            they must not land after the update has given up."""
+            with self._io:
+                self._closed = True
 
         def _load(self, key: str) -> Optional[bytes]:
             # Inline, not in a thread: two concurrent first reads of one key
@@ -128,8 +150,12 @@ def _store_class() -> type:
             path = self.root / key
             path.parent.mkdir(parents=True, exist_ok=True)
             data = value.to_bytes()
-            atomic_write(path, data)  # temporary file, fsync, os.replace
-            self.files[key] = data
+            with self._io:
+                if self._closed:
+                    raise OSError(errno.ECANCELED, f"not writing {key}: its update has ended")
+                atomic_write(path, data, guard=self.guard)  # temporary file, fsync, os.replace
+                self.files[key] = data
+                self.written[key] = _sig(path)
 
         async def set(self, key: str, value: Any) -> None:
             # In a thread: the columns' shard files are written and fsynced side by side.
@@ -144,6 +170,11 @@ def _store_class() -> type:
             await super().delete_dir(prefix)
 
     return SnapshotStore
+
+
+def _sig(path: Path) -> Tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _record_stats(stats: Dict[str, Any]) -> MetricStats:
@@ -166,7 +197,12 @@ def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List[
                 await arr._async_array.resize((math.ceil(end / SHARD_ROWS) * SHARD_ROWS,))
             await arr._async_array.setitem(slice(start, end), data)
 
-        await asyncio.gather(*(one(arr, data) for arr, data in zip(arrays, columns)))
+        # Every column's write ends before this returns, failed or not: none may land later.
+        results = await asyncio.gather(*(one(arr, data) for arr, data in zip(arrays, columns)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     sync(write_all())
 
@@ -191,6 +227,10 @@ class ZarrStore(Store):
         # The column arrays and the row count this writer committed last: reused
         # while the store still holds exactly that count (nobody else wrote).
         self._arrays: Optional[Tuple[int, List["zarr.Array"]]] = None
+        # Every file this writer wrote (relative key -> inode, size, mtime) as it left them: anything
+        # else there means the store was changed under it. Empty until its first commit.
+        self._files: Dict[str, Tuple[int, int, int]] = {}
+        self._snapshot: Any = None  # the SnapshotStore of the update in progress
 
     @property
     def lock_path(self) -> Path:
@@ -209,17 +249,53 @@ class ZarrStore(Store):
         updates = prepare_sections(self.path, sections)
         attempt = metrics.attempt if metrics else 1
         points = [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
+        self._check_not_refused()
         if not self.path.parent.is_dir():
+            if "zarr.json" in self._files:
+                raise self._replaced(f"its directory {self.path.parent} was removed")
             raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
-        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S):
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
+            before = self.commits
             try:
-                self._write_locked(updates, points, attempt, restart)
+                self._check_unchanged()
+                self._write_locked(updates, points, attempt, restart, guard)
             except (StoreError, FormatVersionError):
+                self._tidy = False
+                self._arrays = None
                 raise
             except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
                 self._tidy = False
                 self._arrays = None
+                guard.check()  # a holder that lost its lock meets the other writer's files: say so
+                full = disk_full(err, self.path.parent, self.path)
+                if full is not None:
+                    raise full from err
                 raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
+            finally:
+                if self._snapshot is not None:  # what this update wrote, committed or not, is ours
+                    if self._arrays is None:  # failed: the snapshot is not reused; stop its late writes
+                        self._snapshot.close_writes()
+                    self._files.update(self._snapshot.written)
+                    self._snapshot.written.clear()
+                    self._snapshot = None
+            if self.commits > before:
+                # Committed: a failure from here on is reported, never raised.
+                try:
+                    fsync_dir(self.path)  # the new record's name durable
+                except OSError as err:
+                    self._warn_once(f"could not fsync {self.path} after committing its record: {one_line(err)}")
+
+    def _check_unchanged(self) -> None:
+        """Every file this writer wrote is as it left it; else refuse the store (see HDF5Store)."""
+        for key, sig in self._files.items():
+            try:
+                now = _sig(self.path / key)
+            except FileNotFoundError:
+                what = "its record zarr.json" if key == "zarr.json" else key
+                raise self._replaced(f"{what} was removed") from None
+            if now != sig:
+                what = "truncated" if now[1] < sig[1] else "replaced" if now[0] != sig[0] else "modified"
+                raise self._replaced(f"{key} was {what} ({sig[1]} bytes written, {now[1]} now)")
 
     def _write_locked(
         self,
@@ -227,25 +303,31 @@ class ZarrStore(Store):
         points: List[Tuple[str, Any]],
         attempt: int,
         restart: Optional[Tuple[int, int]],
+        guard: Any,
     ) -> None:
         import numpy as np
 
-        store = _store_class()(self.path)
+        store = self._snapshot = _store_class()(self.path, guard=guard)
         record = self._record(store)
         if record is None:
             # Nothing was ever committed: whatever is there is from a killed first write.
             self._tidy_up(everything=True)
             record = {"format_version": self.format_version, "created": time.time(), "sections": {},
                       "keys": [], "count": 0, "stats": {}}  # fmt: skip
-            self._commit(record)  # an empty store, before the arrays zarr would give a parent group
+            # an empty store, before the arrays zarr would give a parent group
+            self._commit(record, guard, count=False)
         elif not self._tidy:
             self._tidy_up(everything=False)
         self._tidy = True
         start = int(record["count"])
         if self._arrays is not None and self._arrays[0] == start:
             arrays = self._arrays[1]
+            self._snapshot = arrays[0].store
+            self._snapshot.guard = guard  # type: ignore[attr-defined]
         else:
             arrays = [self._column(store, *col) for col in COLUMNS]
+            if "zarr.json" not in self._files:
+                self._validate(record, arrays)  # a new writer: never build on rows it cannot read back
         self._arrays = None
         restarts = record.setdefault("restarts", {})
         if restart is not None and restarts.get(str(restart[0])) != restart[1]:
@@ -272,10 +354,27 @@ class ZarrStore(Store):
         for name, update in updates.items():
             record["sections"].setdefault(name, {}).update(update)
         record["format_version"] = self.format_version  # a format 1 store is format 2 from its next update
-        self._commit(record)  # last: rows first, then the record that covers them
-        self.commits += 1
-        arrays[0].store.files.clear()  # the snapshot served this update; keep memory flat
+        self._commit(record, guard)  # last: rows first, then the record that covers them
+        arrays[0].store.files.clear()  # type: ignore[attr-defined]  # the snapshot served this update
         self._arrays = (int(record["count"]), arrays)
+
+    def _validate(self, record: Dict[str, Any], arrays: List["zarr.Array"]) -> None:
+        """The last committed row reads back as the record says (its shards are whole); else refuse."""
+        import numpy as np
+
+        count = int(record["count"])
+        if not count:
+            return
+        try:
+            key, step, value = (np.asarray(arrays[i][count - 1 : count]) for i in range(3))
+            name = record["keys"][int(key[0])] if 0 <= int(key[0]) < len(record["keys"]) else None
+            stats = _record_stats(record["stats"][name]) if name is not None else None
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise StoreError(f"cannot write run store {self.path}: its last committed row does not read back "
+                             f"({one_line(err)}); not writing to a store it cannot validate") from err
+        if stats is None or int(step[0]) != stats.last_step or repr(float(value[0])) != repr(stats.last):
+            raise StoreError(f"cannot write run store {self.path}: its last committed row does not match its "
+                             "record (a damaged shard); not writing to a store it cannot validate")
 
     def _restat(self, record: Dict[str, Any], arrays: List["zarr.Array"], count: int) -> None:
         """Recompute every key's stats from all its rows: a restart changed what is superseded."""
@@ -290,17 +389,40 @@ class ZarrStore(Store):
             mask = key_col == i
             record["stats"][key] = resolved_stats(step_col[mask], value_col[mask], old.segments, restarts).to_json()
 
-    def _commit(self, record: Dict[str, Any]) -> None:
-        """Replace the root group's ``zarr.json``: one atomic, fsynced file replace.
+    def _commit(self, record: Dict[str, Any], guard: Any, count: bool = True) -> None:
+        """Replace the root group's ``zarr.json``: one atomic, fsynced file replace, the commit.
 
         Written here rather than through ``zarr.Group.update_attributes``: the
         same file, but compact JSON (half the size of zarr's indented form,
         which matters with thousands of keys) and no second parse of the old one.
+        ``commits`` grows iff ``zarr.json`` is the new file afterwards, whatever
+        interrupts the replace (``count=False``: the empty record of a first write).
         """
         self.path.mkdir(exist_ok=True)
         meta = {"zarr_format": 3, "node_type": "group", "attributes": record}
         # allow_nan: NaN and +-Infinity literals, as zarr writes them and Python's json reads them.
-        atomic_write(self.path / "zarr.json", json.dumps(meta, allow_nan=True, separators=(",", ":")))
+        data = json.dumps(meta, allow_nan=True, separators=(",", ":")).encode()
+        target = self.path / "zarr.json"
+        tmp = target.with_name(f".zarr.json.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            written = os.stat(tmp).st_ino
+            guard.check()
+            try:
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    now = _sig(target)
+                    if now[0] == written:
+                        self._files["zarr.json"] = now
+                        self.commits += int(count)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def _column(self, store: Any, name: str, dtype: str, fill: Any) -> "zarr.Array":
         import zarr

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import errno
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..errors import DiskFullError, StoreReplacedError
 
 __all__ = [
     "Section",
@@ -304,6 +308,29 @@ class Store(abc.ABC):
         #: :meth:`write`, so a caller that sees an exception can tell whether its update
         #: is stored (``commits`` grew) or not, whatever the exception was.
         self.commits = 0
+        # Set once this writer found its store changed under it: every later write is refused.
+        self._refused: Optional[str] = None
+        self._warned = False
+
+    def _replaced(self, reason: str) -> "StoreReplacedError":
+        """Refuse this store from now on: it is no longer what this writer committed."""
+        from ..errors import StoreReplacedError
+
+        self._refused = (f"run store {self.path} was changed under its writer: {reason}; "
+                         "the writer stopped writing to it")  # fmt: skip
+        return StoreReplacedError(self._refused)
+
+    def _check_not_refused(self) -> None:
+        if self._refused is not None:
+            from ..errors import StoreReplacedError
+
+            raise StoreReplacedError(self._refused)
+
+    def _warn_once(self, message: str) -> None:
+        """A failure after the commit: the update is stored, so it is reported, not raised (once per store)."""
+        if not self._warned:
+            self._warned = True
+            print(f"hpctrack: warning: {message}", file=sys.stderr, flush=True)
 
     @abc.abstractmethod
     def fingerprint(self) -> Optional[str]:
@@ -451,6 +478,23 @@ def prepare_sections(
         except (TypeError, ValueError) as err:
             raise TypeError(f"section {name!r} of {path}: {err}") from err
     return updates
+
+
+def disk_full(err: BaseException, directory: Path, path: Path) -> Optional["DiskFullError"]:
+    """A :class:`DiskFullError` when ``err`` (or what caused it) is ENOSPC or EDQUOT, else None."""
+    from ..errors import DiskFullError
+
+    seen = err
+    for _ in range(5):
+        if isinstance(seen, DiskFullError):
+            return seen
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return DiskFullError(f"no space left on {directory} (writing {path})")
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None:
+            break
+        seen = nxt
+    return None
 
 
 def one_line(err: BaseException) -> str:

@@ -87,9 +87,14 @@ class HydraJob:
             sweep_config.hydra.job.num = self.initial_job_idx + index
             sweep_config.hydra.job.id = run.run_id if run is not None else str(index)
             if run is not None:
-                # Hydra's own outputs (.hydra/, the job log) land in the run's directory.
+                # Hydra's own outputs (.hydra/, the job log) land in the run's directory, and the
+                # job runs there: two jobs writing "weights.npy" never share one file. Only an
+                # explicit hydra.job.chdir=false keeps the launch directory (Hydra's
+                # runtime.cwd and to_absolute_path still name it either way).
                 sweep_config.hydra.sweep.dir = str(run.run_dir)
                 sweep_config.hydra.sweep.subdir = "."
+                if sweep_config.hydra.job.get("chdir") is None:
+                    sweep_config.hydra.job.chdir = True
         HydraConfig.instance().set_config(sweep_config)
         ret = run_job(hydra_context=context, task_function=self.task_function, config=sweep_config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")

@@ -69,6 +69,10 @@ def test_reopened_run_is_the_next_attempt_and_supersedes_from_its_checkpoint(hpc
             run.save_checkpoint({"step": step})
     run.flush()
     run._flusher.stop()  # the process dies here without finishing: attempt 1 never records its end
+    run._release_lease()  # (a dead process's writer lease is broken at once on its host)
+    import atexit
+
+    atexit.unregister(run._at_exit)  # (nor does a dead process run its exit handlers)
     hpctrack.run._current = None
 
     again = open_job_run(manifest.path, 0)
@@ -86,3 +90,37 @@ def test_reopened_run_is_the_next_attempt_and_supersedes_from_its_checkpoint(hpc
     assert history.attempt.tolist() == [1, 1, 1, 2, 2]
     assert record.metrics["loss"].count == 5 and record.metrics["loss"].max == 14.0
     assert again._store.read_history("loss", raw=True).step.tolist() == [0, 1, 2, 3, 4, 5, 3, 4]
+
+
+def test_a_checkpoint_names_its_files_with_size_and_sha256(hpctrack_root, tmp_path):
+    import hashlib
+    import json
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights" * 100)
+    with hpctrack.start_run({}) as run:
+        path = run.save_checkpoint({"epoch": 1}, files=[model], step=3)
+        with run.checkpoint(step=4) as directory:
+            (directory / "sub").mkdir()
+            (directory / "sub" / "opt.bin").write_bytes(b"opt")
+    meta = json.loads((path / "checkpoint.json").read_text())
+    assert meta["format_version"] == 2 and sorted(meta["files"]) == ["model.bin", "state.pkl"]
+    for name, entry in meta["files"].items():
+        data = (path / name).read_bytes()
+        assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    latest = run._checkpoints.latest()
+    assert sorted(latest.files) == ["sub/opt.bin"] and latest.problems() == []
+    (latest.path / "sub" / "opt.bin").write_bytes(b"OPT")  # damaged since: same size, other bytes
+    assert latest.problems() == [f"{latest.path / 'sub' / 'opt.bin'}: content differs from when it was written (sha256)"]
+
+
+def test_a_checkpoint_from_before_the_files_map_still_loads(tmp_path):
+    import json
+    import pickle
+
+    old = tmp_path / "checkpoints" / "000001"
+    old.mkdir(parents=True)
+    (old / "state.pkl").write_bytes(pickle.dumps({"epoch": 7}))
+    (old / "checkpoint.json").write_text(json.dumps({"step": 7, "attempt": 1, "time": 1.0, "state": True}))
+    latest = Checkpoints(tmp_path / "checkpoints").latest()
+    assert latest.load() == {"epoch": 7} and latest.files is None and latest.problems() == []
