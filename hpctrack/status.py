@@ -323,6 +323,7 @@ class _Read:
     record: Optional[RunRecord] = None
     lost: Optional[str] = None  # why the run's data is gone or unreadable
     error: Optional[str] = None  # a read problem that is not (yet) a loss
+    failed: Optional[str] = None  # the store is unreadable, and the run's end record says it failed: why
     fresh_row: Optional[Dict[str, Any]] = None  # an index line to append (ended run, current fingerprint)
 
 
@@ -380,6 +381,10 @@ def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mappi
         if _alive(run_dir, None, None):  # its writer is at work: a transient failure, not a loss
             return _Read(error=f"run store unreadable right now: {read_failure(err)}")
         end = _end_of(run_dir, job, None)
+        if end is not None and end.get("state") == RunStatus.FAILED.value:
+            # The run itself saw its store damaged and failed: it ended FAILED, and says why.
+            return _Read(failed=f"{_end_error(end) or 'failed'}; its run store {store.path.name} is unreadable "
+                                f"({read_failure(err)}): see hpctrack verify")  # fmt: skip
         ended = f"; the run ended {end.get('state')}: {_end_error(end)}" if end is not None and _end_error(end) else ""
         return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}{ended}")
     # An ended run the index lacks (an append that failed, an older sweep): its line is added.
@@ -472,6 +477,8 @@ def sweep_status(
         record = read.record
         if read.lost is not None:
             state, error, job_note = JobState.LOST, read.lost, None
+        elif read.failed is not None:
+            state, error, job_note = JobState.FAILED, read.failed, None
         else:
             state, error, job_note = _reconcile(job, info, record, packed, run_dir=run_dir,
                                                 runner=_direct_runner(manifest, job))  # fmt: skip

@@ -124,22 +124,26 @@ def test_job_blocked_in_its_main_thread_is_flagged_stalled(hpctrack_root, tmp_pa
         # The steady job logs every second: with a threshold of max(3 s, 10 x 1 s) it is never flagged.
         seen_steady = []
 
-        def stalled_blocked():
+        def sample_steady() -> bool:
             steady = _status("steady")["jobs"][0]
             if steady["state"] == "RUNNING" and steady["last_log_age_s"] is not None:
                 seen_steady.append(steady)
+            return len(seen_steady) >= 8 and seen_steady[-1]["last_step"] >= 8
+
+        def stalled_blocked():
+            sample_steady()
             job = _status("blocked")["jobs"][0]
             return job if job["stalled"] else None
 
         job = _wait(stalled_blocked, timeout_s=90, what="the blocked job flagged")
         assert job["state"] == "RUNNING" and "last step 2" in job["note"] and not job["possibly_hung"]
-        _wait(lambda: len(seen_steady) >= 8 and seen_steady[-1]["last_step"] >= 8 and seen_steady, timeout_s=90,
-              what="the steady job's steps")  # fmt: skip
+        _wait(sample_steady, timeout_s=90, what="the steady job's steps")
         assert not any(s["stalled"] for s in seen_steady), seen_steady
         human = run_cli("status", "blocked", check=True).stdout
         assert "stalled" in human and "last step 2" in human
-        assert run_cli("status", "blocked", "--stalled", check=True).stdout.count("RUNNING") == 1
-        assert "RUNNING" not in run_cli("status", "steady", "--stalled", check=True).stdout
+        assert [j["job"] for j in _status("blocked", "--stalled")["jobs"]] == [0]
+        assert "stalled" in run_cli("status", "blocked", "--stalled", check=True).stdout
+        assert _status("steady", "--stalled")["jobs"] == []
     finally:
         for name in ("blocked", "steady"):
             run_cli("cancel", name)

@@ -274,11 +274,12 @@ def test_unreadable_store_is_lost_and_not_resumed_by_default(hpctrack_root):
     assert job.state == JobState.LOST and "unreadable" in job.error
     assert resume_sweep(manifest, dry_run=True).selected == []
     assert resume_sweep(manifest, dry_run=True, include_lost=True).selected == [0]
-    # What the run said as it ended (its writer found its store replaced) comes with the cause.
+    # The run itself found its store damaged and failed (its end record says so): FAILED, with why.
     endrecord.reserve(manifest.run_path(0))
     endrecord.record(manifest.run_path(0), attempt=1, state="failed", error="StoreReplacedError: run.h5 truncated")
     (job,) = sweep_status(manifest).jobs
-    assert job.state == JobState.LOST and job.error.endswith("the run ended failed: StoreReplacedError: run.h5 truncated")
+    assert job.state == JobState.FAILED
+    assert job.error.startswith("StoreReplacedError: run.h5 truncated") and "unreadable" in job.error
 
 
 # -- wording -------------------------------------------------------------------------------------
