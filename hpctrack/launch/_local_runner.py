@@ -77,9 +77,25 @@ class Runner:
 
         update_manifest(self.sweep_dir, change)
 
-    def _finish(self, index: int, state: JobState, error: Optional[str]) -> None:
+    def _finish(self, index: int, job_id: str, state: JobState, error: Optional[str]) -> None:
+        """Record how the submission ``job_id`` of job ``index`` ended.
+
+        A requeue may have made the job pending again between its store saying it
+        ended and this runner noticing its process exit: the outcome then belongs
+        to that earlier submission in the job's history, and the new one is left
+        for the runner that starts it.
+        """
+
         def change(m: Manifest) -> None:
             rec = m.jobs[index]
+            if rec.job_id != job_id:
+                for earlier in reversed(rec.history):
+                    if earlier.get("job_id") == job_id:
+                        earlier["ended"] = earlier.get("ended") or time.time()
+                        if earlier.get("state") is None or state != JobState.COMPLETED:
+                            earlier["state"], earlier["error"] = state.value, error
+                        break
+                return
             if rec.cancelled is not None and state != JobState.COMPLETED:
                 state_, error_ = JobState.CANCELLED, "cancelled"
             else:
@@ -100,7 +116,7 @@ class Runner:
             for index, job in list(self.running.items()):
                 if job.done():
                     del self.running[index]
-                    self._finish(index, *_outcome(job))
+                    self._finish(index, str(job.job_id), *_outcome(job))
             time.sleep(0.1)
         return 0
 
@@ -113,12 +129,20 @@ class Runner:
         for index, job in self.running.items():
             state, error = _outcome(job)
             # A job that finished before the cancel reached it keeps its real outcome.
-            self._finish(index, state if state == JobState.COMPLETED else JobState.CANCELLED,
+            self._finish(index, str(job.job_id), state if state == JobState.COMPLETED else JobState.CANCELLED,
                          None if state == JobState.COMPLETED else "cancelled")
         for index in self.pending:
-            self._finish(index, JobState.CANCELLED, "cancelled before it started")
+            self._cancel_pending(index)
         self.running.clear()
         self.pending.clear()
+
+    def _cancel_pending(self, index: int) -> None:
+        def change(m: Manifest) -> None:
+            rec = m.jobs[index]
+            if rec.state == JobState.PENDING and rec.job_id is None:  # not taken over by another runner
+                rec.state, rec.ended, rec.error = JobState.CANCELLED, time.time(), "cancelled before it started"
+
+        update_manifest(self.sweep_dir, change)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
