@@ -843,7 +843,20 @@ def _print_run(d: Dict[str, Any], packages: bool) -> None:
            f"  dir:        {d['run_dir']}",
            f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else "")]
     if d.get("record") is None and "status" not in d:
-        out.append("  the run has not started: nothing recorded yet")
+        left = d.get("left_behind") or {}
+        end = d.get("end_record")
+        if d.get("data_lost") or end or left.get("checkpoints") or left.get("recovery"):
+            out.append(f"  store:      {d.get('data_lost') or 'missing: the run ran, but its store is gone'}")
+            if end:
+                out.append(f"  end record: attempt {end.get('attempt')} ended {end.get('state')}"
+                           + (f": {end['error']}" if end.get("error") else "") + f" ({_when(end.get('time'))})")
+            if left.get("recovery"):
+                out.append(f"  recovery:   {', '.join(left['recovery'])} (what the run could not write to its store; "
+                           "JSON lines)")  # fmt: skip
+            if left.get("checkpoints"):
+                out.append(f"  checkpoints: {', '.join(left['checkpoints'])}")
+        else:
+            out.append("  the run has not started: nothing recorded yet")
         click.echo("\n".join(out))
         return
     st = d["status"]

@@ -208,14 +208,15 @@ def requeue_sweep(
         elif not status.state.is_final:
             if jobs is not None:
                 plan.skipped[status.index] = f"{status.state.value}: still queued or running"
-        elif status.state == JobState.LOST:
+        elif status.state == JobState.LOST or status.data_lost:
             if include_lost:
                 plan.selected.append(status.index)
                 plan.reasons[status.index] = status.state.value
             else:
-                plan.lost[status.index] = status.error or "its run data is gone"
+                plan.lost[status.index] = status.data_lost or status.error or "its run data is gone"
                 if jobs is not None:
-                    plan.skipped[status.index] = f"LOST: {plan.lost[status.index]}; add --include-lost to rerun it"
+                    plan.skipped[status.index] = (f"{status.state.value}: {plan.lost[status.index]}; add "
+                                                  "--include-lost to rerun it")  # fmt: skip
         elif status.state in wanted_states:
             plan.selected.append(status.index)
             plan.reasons[status.index] = status.state.value
@@ -265,7 +266,7 @@ def requeue_sweep(
     try:
         backend.preflight()
         for index in claimed:
-            if by_index[index].state == JobState.LOST:
+            if by_index[index].state == JobState.LOST or by_index[index].data_lost:
                 plan.moved[index] = str(move_aside(fresh.run_path(index)))
         backend.submit(fresh, claimed)
     except BaseException as err:
@@ -280,14 +281,15 @@ def requeue_sweep(
     return plan
 
 
-#: What a rerun of a lost job moves aside: the store, its end record, checkpoints and artifacts.
+#: What a rerun of a lost job moves aside: the store, its end record, checkpoints and artifacts
+#: (and its recovery files, which a new attempt 1 would otherwise write over).
 _LOST_DATA = ("end.json", "checkpoints", "artifacts")
 
 
 def move_aside(run_dir: Path) -> Path:
     """Move a run's damaged data into ``run_dir/lost-<time>/`` so that its job starts over; returns that folder.
 
-    The store (``run.*``), end record, checkpoints and artifacts go; logs stay.
+    The store (``run.*``), end record, recovery files, checkpoints and artifacts go; logs stay.
     Nothing is deleted.
     """
     run_dir = Path(run_dir)
@@ -298,7 +300,7 @@ def move_aside(run_dir: Path) -> Path:
         aside = run_dir / f"lost-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
     aside.mkdir()
     for entry in sorted(os.listdir(run_dir)):
-        if entry.startswith("run.") or entry in _LOST_DATA:
+        if entry.startswith(("run.", "recovery-")) or entry in _LOST_DATA:
             os.replace(run_dir / entry, aside / entry)
     return aside
 

@@ -842,6 +842,7 @@ class Run:
         """The newest checkpoint of this run (from any attempt), or None; marks this attempt as restored from it."""
         latest = self._checkpoints.latest()
         if latest is not None and self._restart_step is None:
+            self._refuse_a_gap(latest)
             self._restart_step = latest.step + 1
             self._next_step = latest.step + 1
             self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
@@ -849,6 +850,25 @@ class Run:
                 self._attempts[-1]["restored_from"] = latest.describe()
                 self._attempts_dirty = True
         return latest
+
+    def _refuse_a_gap(self, latest: "Checkpoint") -> None:
+        """Refuse a checkpoint an earlier process wrote under this attempt number or a later one.
+
+        The attempt number comes from the store: a store that starts over at attempt 1
+        while checkpoints of attempt 1 remain was lost (deleted, moved aside by hand).
+        Continuing after the checkpoint would leave the steps before it missing.
+        """
+        from .errors import StoreError
+
+        started = float((self._attempts[-1] if self._attempts else {}).get("start") or time.time())
+        if latest.attempt < self.attempt or latest.time >= started:
+            return
+        sweep = self.run_id.rsplit("/", 1)[0] if self.run_id else "SWEEP"
+        raise StoreError(f"run {self.run_id}: its store starts over at attempt {self.attempt}, but checkpoint "
+                         f"{latest.path.name} (step {latest.step}) was written by attempt {latest.attempt}: the "
+                         f"store was lost, and continuing would leave steps 0-{latest.step} missing from its "
+                         f"history; `hpctrack resume {sweep} --include-lost` starts the run over "
+                         "(its old data is moved aside)")  # fmt: skip
 
     def restore_checkpoint(self) -> Any:
         """The state object of the newest checkpoint: None on a fresh start, else what was saved.

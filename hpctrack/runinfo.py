@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import ConfigError
+from . import endrecord
+from .store.base import one_line
+from .errors import ConfigError, StoreError
 from .manifest import MANIFEST_FILE
 
 __all__ = ["resolve_run", "describe_run", "diff_runs"]
@@ -47,10 +49,21 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
                 "overrides": job.overrides, "submissions": len(job.history) + 1, "resources": job.resources},
         "run_dir": str(manifest.run_path(index)),
     }
+    run_dir = manifest.run_path(index)
+    end = endrecord.read(run_dir)
     try:
         record = sweep.run(index)
     except RunNotFoundError:
         out["record"] = None
+        out["data_lost"] = status.data_lost
+        out["end_record"] = end
+        out["left_behind"] = _left_behind(run_dir)
+        return out
+    except StoreError as err:  # unreadable: what is known of it outside the store
+        out["record"] = None
+        out["data_lost"] = status.data_lost or f"its run store is unreadable: {one_line(err)}"
+        out["end_record"] = end
+        out["left_behind"] = _left_behind(run_dir)
         return out
     info, st = record.info, record.status
     out.update({
@@ -59,9 +72,10 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "summary": record.summary,
         "tags": record.tags,
         "status": {k: st.get(k) for k in ("state", "start_time", "end_time", "runtime_s", "last_step", "attempt")},
-        "attempts": st.get("attempts") or [],
+        "attempts": _attempts_as_ended(st.get("attempts") or [], status, end),
         "error": st.get("error"),
-        "checkpoint": st.get("checkpoint"),
+        # The newest whole checkpoint on disk: the store names it only from the flush after it was saved.
+        "checkpoint": _newest_checkpoint(run_dir) or st.get("checkpoint"),
         "metrics": {k: {"count": v.count, "last": v.last, "last_step": v.last_step, "min": v.min, "max": v.max}
                     for k, v in record.metrics.items()},
         "artifacts": info.get("artifacts") or {},
@@ -69,6 +83,45 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "provenance": info.get("provenance") or {},
     })  # fmt: skip
     return out
+
+
+def _attempts_as_ended(attempts: List[Dict[str, Any]], status: Any, end: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The run's attempts, the last one with how it ended when the job has ended but the attempt never said.
+
+    A job killed (kill -9, a node failure) cannot record its attempt's end: the
+    end record speaks for it when it has one for that attempt, else the job's state.
+    """
+    out = [dict(a) for a in attempts]
+    if not out or out[-1].get("outcome") or not status.state.is_final:
+        return out
+    last = out[-1]
+    if end is not None and end.get("attempt") == last.get("attempt") and end.get("state"):
+        last["outcome"] = str(end["state"]) + (f": {end['error']}" if end.get("error") else "")
+        last.setdefault("end", end.get("time"))
+        last["outcome_from"] = "end record"
+    else:
+        last["outcome"] = f"{status.state.value}: ended without recording its end"
+        last["outcome_from"] = "job state"
+    return out
+
+
+def _newest_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
+    from .checkpoint import CHECKPOINTS_DIR, Checkpoints
+
+    latest = Checkpoints(run_dir / CHECKPOINTS_DIR).latest()
+    return latest.describe() if latest is not None else None
+
+
+def _left_behind(run_dir: Path) -> Dict[str, List[str]]:
+    """Files a run left beside its store: checkpoints and recovery files (relative names)."""
+    from .checkpoint import CHECKPOINTS_DIR, Checkpoints
+
+    checkpoints = [f"{CHECKPOINTS_DIR}/{c.path.name}" for c in Checkpoints(run_dir / CHECKPOINTS_DIR).all()]
+    try:
+        recovery = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("recovery-"))
+    except OSError:
+        recovery = []
+    return {"checkpoints": checkpoints, "recovery": recovery}
 
 
 def _flat(prefix: str, value: Any, out: Dict[str, Any]) -> None:

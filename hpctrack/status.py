@@ -16,6 +16,7 @@ gone or unreadable is ``LOST``, never shown with the index's old numbers.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -71,6 +72,9 @@ class JobStatus:
     last_log_age_s: Optional[float] = None  # seconds since the run's latest run.log call
     step_interval_s: Optional[float] = None  # the run's median seconds between run.log calls
     record: Optional[RunRecord] = field(default=None, repr=False)
+    #: Why the run's recorded data is gone or unreadable (LOST jobs, and FAILED ones whose store
+    #: was lost under them); such a job is only resubmitted with ``include_lost``.
+    data_lost: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -89,6 +93,7 @@ class JobStatus:
             "node": self.node,
             "error": self.error,
             "note": self.note,
+            "data_lost": self.data_lost,
             "run_dir": str(self.run_dir),
         }
 
@@ -199,6 +204,17 @@ def _signal_of(info: Any, record: Optional[RunRecord], end: Optional[Mapping[str
     return signal_of_exit_code(getattr(info, "exit_code", None))
 
 
+def _local_writer(run_dir: Path) -> Optional[int]:
+    """The pid of a live process on this host that holds the run's writer lease, else None."""
+    from .locking import writer_state
+
+    try:
+        writer = writer_state(run_dir)
+    except (HpctrackError, OSError):
+        return None
+    return writer.pid if writer is not None and writer.alive is True else None
+
+
 def _end_state(end: Mapping[str, Any]) -> JobState:
     return _RUN_TO_JOB.get(str(end.get("state")), JobState.FAILED)
 
@@ -263,6 +279,11 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: b
         if backend_state == JobState.RUNNING:
             return JobState.RUNNING, None, None  # the next attempt is starting
         return backend_state or JobState.PENDING, None, "requeued: waiting for its next attempt"
+    if backend_final and record is not None and run_state == RunStatus.RUNNING.value:
+        writer = _local_writer(run_dir)
+        if writer is not None:  # e.g. the job's controller was killed, its task process was not
+            return JobState.RUNNING, None, (f"{backend_state.value} to the backend (its controller ended), but its "
+                                            f"run still writes (pid {writer} on this host)")  # fmt: skip
     if backend_final or run_state in _RUN_TO_JOB:
         end = None if run_state in _RUN_TO_JOB else _end_of(run_dir, job, record)
         state, error = ended_state(job, info, run_state, own_error, signal=_signal_of(info, record, end), end=end)
@@ -324,6 +345,7 @@ class _Read:
     lost: Optional[str] = None  # why the run's data is gone or unreadable
     error: Optional[str] = None  # a read problem that is not (yet) a loss
     failed: Optional[str] = None  # the store is unreadable, and the run's end record says it failed: why
+    data_lost: Optional[str] = None  # with ``failed``: the store's data is gone (why)
     fresh_row: Optional[Dict[str, Any]] = None  # an index line to append (ended run, current fingerprint)
 
 
@@ -374,6 +396,11 @@ def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mappi
         if (end is not None and end.get("state") == RunStatus.COMPLETED.value) or (end is None and completed):
             # A launched job writes its store before its task runs: a job that completed had one.
             return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
+        wrote = _left_behind(run_dir)
+        if end is not None and wrote:
+            # It ran (it left checkpoints or a recovery file) and ended, and its store is gone.
+            gone = f"its run store {store.path.name} is gone (deleted or moved?); {wrote}"
+            return _Read(failed=f"{_end_error(end) or end.get('state') or 'failed'}; {gone}", data_lost=gone)
         return _Read()
     except FormatVersionError as err:
         return _Read(error=one_line(err))
@@ -383,14 +410,29 @@ def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mappi
         end = _end_of(run_dir, job, None)
         if end is not None and end.get("state") == RunStatus.FAILED.value:
             # The run itself saw its store damaged and failed: it ended FAILED, and says why.
-            return _Read(failed=f"{_end_error(end) or 'failed'}; its run store {store.path.name} is unreadable "
-                                f"({read_failure(err)}): see hpctrack verify")  # fmt: skip
+            unreadable = f"its run store {store.path.name} is unreadable ({read_failure(err)}): see hpctrack verify"
+            return _Read(failed=f"{_end_error(end) or 'failed'}; {unreadable}", data_lost=unreadable)
         ended = f"; the run ended {end.get('state')}: {_end_error(end)}" if end is not None and _end_error(end) else ""
         return _Read(lost=f"unreadable run store {store.path.name}: {read_failure(err)}{ended}")
     # An ended run the index lacks (an append that failed, an older sweep): its line is added.
     lacking = record.status.get("state") in ENDED_STATES and usable(fresh, job.submitted) and not usable(
         row, job.submitted)  # fmt: skip
     return _Read(record=record, fresh_row=fresh if lacking else None)
+
+
+def _left_behind(run_dir: Path) -> Optional[str]:
+    """What a run that wrote left beside its store (checkpoints, recovery files), as a phrase; None if nothing."""
+    found = []
+    try:
+        if any(e.name.isdigit() for e in os.scandir(run_dir / "checkpoints")):
+            found.append("checkpoints/")
+    except OSError:
+        pass
+    try:
+        found += sorted(e.name for e in os.scandir(run_dir) if e.name.startswith("recovery-"))
+    except OSError:
+        pass
+    return f"left behind: {', '.join(found)}" if found else None
 
 
 def _ago(seconds: float) -> str:
@@ -484,7 +526,8 @@ def sweep_status(
                                                 runner=_direct_runner(manifest, job))  # fmt: skip
             error = error or read.error
         status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides, run_dir=run_dir,
-                           error=error, note=job_note, record=record, node=getattr(info, "node", None))  # fmt: skip
+                           error=error, note=job_note, record=record, node=getattr(info, "node", None),
+                           data_lost=read.lost or read.data_lost)  # fmt: skip
         if record is not None:
             st = record.status
             status.attempt = int(st.get("attempt", 1))
@@ -558,7 +601,8 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
     runs, lost runs) and the runs' end records. Returns the states and how many
     of them are unconfirmed: not final, and nothing on disk says more (a SLURM
     job the manifest last saw queued, a local job whose runner is gone); only
-    ``hpctrack status`` can tell those.
+    ``hpctrack status`` can tell those. An ended run whose store changed since it
+    was indexed is read whole, as ``status`` does: LOST when damaged or gone.
     """
     from .index import read_index, usable
     from .launch.local import pid_alive, runner_alive
@@ -579,7 +623,19 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
         row = rows.get(job.index)
         if usable(row, job.submitted):
             assert row is not None
-            states.append(JobState.LOST if row.get("lost") else _RUN_TO_JOB[row["status"]["state"]])
+            if row.get("lost"):
+                states.append(JobState.LOST)
+                continue
+            indexed = row.get("fingerprint")
+            store = open_store(manifest.run_path(job.index), manifest.store)
+            if indexed and store.fingerprint() != indexed:  # a few stats per run; rare: an ended run's store changed
+                checked = _check_store(store, job.index)  # so it is read whole, as status does
+                if checked.lost is not None or checked.record is None:
+                    states.append(JobState.LOST)
+                    continue
+                states.append(_RUN_TO_JOB.get(checked.record.status.get("state"), JobState.FAILED))
+                continue
+            states.append(_RUN_TO_JOB[row["status"]["state"]])
             continue
         if job.state.is_final:
             states.append(job.state)

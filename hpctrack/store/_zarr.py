@@ -488,6 +488,10 @@ class ZarrStore(Store):
             if key not in record["stats"]:
                 raise KeyError(f"metric {key!r} was never logged in {self.path}")
             count, index = int(record["count"]), record["keys"].index(key)
+            missing = self._missing_shards(count, record)
+            if missing:
+                raise StoreError(f"run store {self.path} is missing {missing[0]} (deleted?): its points cannot be "
+                                 "read back; see hpctrack verify")  # fmt: skip
             try:
                 cols = [np.asarray(zarr.open_array(store=store, path=c[0], mode="r", zarr_format=3)[:count])
                         for c in COLUMNS]  # fmt: skip
@@ -506,6 +510,31 @@ class ZarrStore(Store):
             data = {c[0]: a[mask] for c, a in zip(COLUMNS[1:], cols[1:])}
             return history_of(key, data, stats, restarts, raw)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _missing_shards(self, count: int, record: Mapping[str, Any]) -> List[str]:
+        """Shard files the first ``count`` rows need that are not on disk (``value/c.0``), in column order.
+
+        A missing shard reads back as its fill value, silently. Shards made only of
+        fill values are never written, so a missing ``value`` or ``step`` shard is
+        a loss unless every point could be the fill (all values 0.0, all steps 0);
+        ``key`` (-1 fill) and ``time`` shards always exist.
+        """
+        needed = -(-count // SHARD_ROWS)
+        if not needed:
+            return []
+        stats = list(record.get("stats", {}).values())
+        could_be_fill = {
+            "value": all(s.get("min") == 0.0 and s.get("max") == 0.0 for s in stats),
+            "step": all(s.get("last_step") == 0 for s in stats),
+        }
+        out = []
+        for name, _, _ in COLUMNS:
+            try:
+                present = {e.name for e in os.scandir(self.path / name)}
+            except OSError:
+                present = set()
+            out += [f"{name}/c.{i}" for i in range(needed) if f"c.{i}" not in present and not could_be_fill.get(name)]
+        return out
 
     def _read_record(self, store: Any = None) -> Dict[str, Any]:
         if not (self.path / "zarr.json").is_file():

@@ -124,3 +124,37 @@ def test_a_checkpoint_from_before_the_files_map_still_loads(tmp_path):
     (old / "checkpoint.json").write_text(json.dumps({"step": 7, "attempt": 1, "time": 1.0, "state": True}))
     latest = Checkpoints(tmp_path / "checkpoints").latest()
     assert latest.load() == {"epoch": 7} and latest.files is None and latest.problems() == []
+
+
+def test_a_checkpoint_whose_store_is_gone_is_refused_not_restored_into_a_gap(hpctrack_root, tmp_path):
+    # The store was deleted after attempt 1 checkpointed at step 2; a requeued attempt (e.g. SLURM's own
+    # after a time limit) must not continue at step 3 in a fresh store: steps 0-2 would be missing.
+    import atexit
+    import shutil
+    import time
+
+    from hpctrack.errors import StoreError
+    from hpctrack.manifest import JobRecord, Manifest, create_sweep, new_sweep_id
+    from hpctrack.run import open_job_run
+
+    manifest = create_sweep(hpctrack_root, Manifest(id=new_sweep_id(), created=time.time(), backend="local",
+                                                    store="hdf5", jobs=[JobRecord(0, [], "runs/0")]))  # fmt: skip
+    run = open_job_run(manifest.path, 0)
+    for step in range(3):
+        run.log({"loss": float(step)}, step=step)
+    run.save_checkpoint({"step": 2})
+    run.finish()
+    run_dir = manifest.run_path(0)
+    for path in run_dir.iterdir():
+        if path.name.startswith("run."):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    again = open_job_run(manifest.path, 0)
+    try:
+        with pytest.raises(StoreError, match="--include-lost") as err:
+            again.restore_checkpoint()
+        assert "\n" not in str(err.value) and "steps 0-2" in str(err.value)
+    finally:
+        again._flusher.stop()
+        again._release_lease()
+        atexit.unregister(again._at_exit)
+        hpctrack.run._current = None

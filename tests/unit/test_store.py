@@ -252,9 +252,20 @@ def test_corrupt_zarr_shard_is_store_error(tmp_path: Path) -> None:
         st.read_history("x")
     (st.path / "value" / "c.0").write_bytes(good)
     assert st.read_history("x").value.tolist() == [1.0, 2.0]
-    (st.path / "key" / "c.0").unlink()  # a lost shard reads as fill values: caught by the record
-    with pytest.raises(StoreError, match="inconsistent"):
+    (st.path / "value" / "c.0").unlink()  # a lost shard reads as fill values (zeros): named, never returned
+    with pytest.raises(StoreError, match="missing value/c.0"):
         st.read_history("x")
+    (st.path / "value" / "c.0").write_bytes(good)
+    (st.path / "key" / "c.0").unlink()
+    with pytest.raises(StoreError, match="missing key/c.0"):
+        st.read_history("x")
+
+
+def test_a_zarr_metric_of_zeros_has_no_value_shard_and_reads_back(tmp_path: Path) -> None:
+    st = ZarrStore(tmp_path / "run.zarr")
+    st.write(metrics=batch("x", [0, 1], [0.0, 0.0]))
+    assert not (st.path / "value" / "c.0").exists()  # only fill values: zarr writes no shard
+    assert st.read_history("x").value.tolist() == [0.0, 0.0]
 
 
 def test_exception_mid_update_is_invisible(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
