@@ -140,8 +140,7 @@ def replace(source: PathLike, target: PathLike, base: PathLike) -> None:
     planted link is reported rather than silently swallowed.
     """
     source, target = Path(source), Path(target)
-    check_inside(source.parent, base, "move")
-    check_inside(source, base, "move")
+    check_inside(source.parent, base, "move")  # renaming ``source`` moves a link itself, never its target
     check_inside(target.parent, base, "overwrite")
     if os.path.islink(target):
         check_inside(target, base, "overwrite")
