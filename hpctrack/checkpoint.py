@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
