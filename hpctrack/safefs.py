@@ -39,6 +39,7 @@ __all__ = [
     "copy_tree",
     "write_file",
     "check_owner_only",
+    "check_tree_owner_only",
     "strip_write_by_others",
     "job_umask",
     "resolve_group",
@@ -248,11 +249,12 @@ def strip_write_by_others(paths: Iterable[PathLike]) -> None:
             os.chmod(path, stat.S_IMODE(st.st_mode) & ~_OTHERS_WRITE)
 
 
-def check_owner_only(path: PathLike, what: str) -> None:
+def check_owner_only(path: PathLike, what: str, *, parent: bool = True) -> None:
     """Refuse to load ``path`` unless this user owns it and no one else may write it.
 
-    Checks the file and its directory: ``what`` names it in the message
-    (e.g. "the job function"). A link is resolved first and its target checked.
+    Checks the file and (``parent``) its directory, which could swap it:
+    ``what`` names it in the message (e.g. "the job function"). A link is
+    resolved first and its target checked.
 
     Raises
     ------
@@ -261,7 +263,7 @@ def check_owner_only(path: PathLike, what: str) -> None:
     """
     path = Path(path)
     uid = os.geteuid()
-    for item in (path, path.parent):
+    for item in (path, path.parent) if parent else (path,):
         st = os.stat(item)
         if st.st_uid != uid:
             raise UnsafePathError(f"refusing to load {what} {item}: it is owned by uid {st.st_uid}, not by this "
@@ -269,6 +271,16 @@ def check_owner_only(path: PathLike, what: str) -> None:
         if st.st_mode & _OTHERS_WRITE and not (item == path.parent and st.st_mode & stat.S_ISVTX):
             raise UnsafePathError(f"refusing to load {what} {item}: its mode {stat.filemode(st.st_mode)} lets "
                                   f"others write it; run `chmod go-w {item}` after checking it")  # fmt: skip
+
+
+def check_tree_owner_only(path: PathLike, what: str) -> None:
+    """:func:`check_owner_only` for a directory and everything in it (Python's byte code aside)."""
+    check_owner_only(path, what, parent=False)  # code/ itself may be shared by the root's users
+    for folder, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in [*dirs, *names]:
+            if not name.endswith(".pyc"):
+                check_owner_only(Path(folder) / name, what)
 
 
 def job_umask(share_group: Optional[str]) -> int:

@@ -153,6 +153,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout-min", type=float, default=NO_LIMIT_MIN)
     args = parser.parse_args(argv)
     jobs = [int(i) for i in args.jobs.split(",") if i]
+    from ..safefs import job_umask
+
+    # The runner and submitit's controllers write the jobs' logs: never writable by others.
+    job_umask(load_manifest(args.sweep_dir).launcher.get("share_group"))
     return Runner(args.sweep_dir, args.parallel, jobs, args.timeout_min).run()
 
 

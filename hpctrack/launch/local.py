@@ -76,7 +76,10 @@ class LocalBackend(Backend):
                "--parallel", str(self.parallel), "--jobs", ",".join(str(i) for i in indices)]
         if self.timeout_min:
             cmd += ["--timeout-min", str(self.timeout_min)]
-        with open(manifest.path / RUNNER_LOG, "ab") as log:
+        # Created by the launching process, under its umask: never writable by others.
+        fd = os.open(manifest.path / RUNNER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o640 if manifest.launcher.get("share_group") else 0o600)
+        with open(fd, "ab") as log:
             # Own session: Ctrl-C in the launching terminal must not reach the jobs
             # directly; a waiting launch forwards it as a clean cancel instead.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
