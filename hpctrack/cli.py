@@ -357,13 +357,15 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
     from .sweep import load_sweep
 
     indices = _parse_jobs(job_list)
-    cancelled = load_sweep(sweep, root=root).cancel(states=[JobState(s.upper()) for s in states] or None,
-                                                   jobs=indices)
+    sw = load_sweep(sweep, root=root)
+    cancelled = sw.cancel(states=[JobState(s.upper()) for s in states] or None, jobs=indices)
     if not cancelled:
         click.echo("nothing to cancel")
     else:
         click.echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
                    + ",".join(str(i) for i in cancelled))
+    for note in getattr(sw, "cancel_notes", []):
+        click.echo(f"not signalled: {note}", err=True)
 
 
 _RESOURCE_OPTIONS = [
