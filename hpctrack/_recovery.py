@@ -49,8 +49,13 @@ def write_recovery(run_dir: Path, *, run_id: str, attempt: int, reason: str, sto
     from .locking import atomic_write
     from .store.base import json_default
 
+    from .safefs import check_inside
+
     path = recovery_path(run_dir, attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # atomic_write replaces a link planted at ``path``, never writes through it; the run
+    # directory itself must not be a link out of its sweep (``runs/<i>`` in ``sweeps/<id>``).
+    check_inside(path.parent, Path(run_dir).parent.parent, "write the recovery file in")
     text = "".join(json.dumps(line, allow_nan=True, default=json_default, separators=(",", ":")) + "\n"
                    for line in _lines(run_id=run_id, attempt=attempt, reason=reason, store=store,
                                       sections=sections, batch=batch))  # fmt: skip

@@ -63,6 +63,9 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
     manifest = load_manifest(sweep_dir)
     job = manifest.jobs[index]
     run_dir = manifest.run_path(index)
+    from .safefs import check_inside
+
+    check_inside(run_dir, manifest.path, "write the run in")  # runs/<i> planted as a link out of the sweep
     store = open_store(run_dir, manifest.store)
     run = Run(run_id=f"{manifest.id}/{index}", run_dir=run_dir, store=store, settings=settings,
               writes=global_rank() == 0)  # fmt: skip

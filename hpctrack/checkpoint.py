@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +97,8 @@ class Checkpoints:
             return []
         out = []
         for entry in os.scandir(self.directory):
-            if not entry.name.isdigit():
-                continue
+            if not entry.name.isdigit() or entry.is_symlink():
+                continue  # a link is not a checkpoint hpctrack wrote: never restored from, never removed
             try:
                 with open(os.path.join(entry.path, CHECKPOINT_META)) as fh:
                     meta = json.load(fh)
@@ -122,10 +121,21 @@ class Checkpoints:
 
         from .locking import fsync_dir
 
+        from .safefs import check_inside
+        from .safefs import rmtree as safe_rmtree
+
+        base = self.directory.parent  # the run directory: checkpoints/ planted as a link out of it is refused
+        check_inside(self.directory, base, "write checkpoints in")
         self.directory.mkdir(parents=True, exist_ok=True)
+        check_inside(self.directory, base, "write checkpoints in")
+
+        def remove(path: str) -> None:
+            with contextlib.suppress(OSError):  # UnsafePathError is not an OSError: a planted link is said
+                safe_rmtree(path, self.directory)
+
         for entry in os.scandir(self.directory):  # left by a writer killed mid-checkpoint
-            if entry.name.startswith(".tmp-"):
-                shutil.rmtree(entry.path, ignore_errors=True)
+            if entry.name.startswith(".tmp-") and not entry.is_symlink():
+                remove(entry.path)
         latest = self.latest()
         seq = latest.seq + 1 if latest else 1
         tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
@@ -155,7 +165,7 @@ class Checkpoints:
             os.rename(tmp, self.directory / f"{seq:06d}")
             fsync_dir(self.directory)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove(str(tmp))
             raise
         for old in self.all()[:-keep]:
-            shutil.rmtree(old.path, ignore_errors=True)
+            remove(str(old.path))

@@ -149,11 +149,14 @@ def cli(debug: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
 @click.option("--no-code-snapshot", is_flag=True,
               help="Jobs run the code where it is, not a copy taken at launch (hydra.launcher.code_snapshot=false).")
+@click.option("--share-group", default=None, metavar="GROUP",
+              help="Make the sweep readable, never writable, by GROUP (hydra.launcher.share_group; "
+                   "default: share_group in the user config, else owner only).")
 @root_option
 @_handle_errors
 def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], partition: Optional[str],
            time_limit: Optional[str], detach: bool, name: Optional[str], store: str, no_progress: bool,
-           no_code_snapshot: bool, root: Optional[str]) -> None:
+           no_code_snapshot: bool, share_group: Optional[str], root: Optional[str]) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
@@ -166,7 +169,7 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
                                  name=name, root=root, store=store, progress=not no_progress,
                                  command=["hpctrack", *sys.argv[1:]],
                                  slurm={"partition": partition, "time": time_limit},
-                                 code_snapshot=not no_code_snapshot)
+                                 code_snapshot=not no_code_snapshot, share_group=share_group)
     except KeyboardInterrupt:
         click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
@@ -354,13 +357,15 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
     from .sweep import load_sweep
 
     indices = _parse_jobs(job_list)
-    cancelled = load_sweep(sweep, root=root).cancel(states=[JobState(s.upper()) for s in states] or None,
-                                                   jobs=indices)
+    sw = load_sweep(sweep, root=root)
+    cancelled = sw.cancel(states=[JobState(s.upper()) for s in states] or None, jobs=indices)
     if not cancelled:
         click.echo("nothing to cancel")
     else:
         click.echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
                    + ",".join(str(i) for i in cancelled))
+    for note in getattr(sw, "cancel_notes", []):
+        click.echo(f"not signalled: {note}", err=True)
 
 
 _RESOURCE_OPTIONS = [

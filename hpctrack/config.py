@@ -24,6 +24,7 @@ __all__ = [
     "resolve_root",
     "ensure_writable_root",
     "user_config_path",
+    "user_share_group",
 ]
 
 #: Environment variable that sets the storage root.
@@ -48,6 +49,9 @@ class BaseLauncherConf:
     sweep_id: Optional[str] = None
     # jobs run a copy of the code taken at launch (git-tracked files, or the script's folder)
     code_snapshot: bool = True
+    # make the sweep readable (never writable) by this group: directories 2750, files 0640;
+    # None -> `share_group:` in the user config file, else owner only
+    share_group: Optional[str] = None
 
 
 @dataclass
@@ -114,7 +118,7 @@ def default_root() -> Path:
     return Path(base) / "hpctrack"
 
 
-def _root_from_user_config() -> Optional[str]:
+def _from_user_config(key: str) -> Optional[str]:
     path = user_config_path()
     if not path.is_file():
         return None
@@ -124,8 +128,17 @@ def _root_from_user_config() -> Optional[str]:
         conf = OmegaConf.load(path)
     except Exception as err:  # a broken user config must name itself, on one line
         raise ConfigError(f"cannot read {path}: {_yaml_problem(err)}; fix or remove it") from err
-    root = conf.get("root") if hasattr(conf, "get") else None
-    return str(root) if root else None
+    value = conf.get(key) if hasattr(conf, "get") else None
+    return str(value) if value else None
+
+
+def _root_from_user_config() -> Optional[str]:
+    return _from_user_config("root")
+
+
+def user_share_group() -> Optional[str]:
+    """``share_group:`` of the user config file: the group every sweep is shared with by default."""
+    return _from_user_config("share_group")
 
 
 def _yaml_problem(err: BaseException) -> str:
@@ -144,10 +157,32 @@ def resolve_root(root: Optional[str] = None) -> Path:
     return path.absolute()
 
 
+_WARNED: set = set()  # roots already warned about in this process
+
+
 def ensure_writable_root(root: Path) -> Path:
-    """Create ``root`` if needed and prove it writable, or raise a one-line :class:`ConfigError`."""
+    """Create ``root`` if needed and prove it writable, or raise a one-line :class:`ConfigError`.
+
+    A root created here is mode 0700 (the owner only) whatever the umask; an
+    existing root's mode is left alone, with a warning (once) when others may
+    write into it.
+    """
+    import stat
+    import sys
+
+    from .safefs import ROOT_MODE
+
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+            os.chmod(root, ROOT_MODE)
+        else:
+            mode = root.stat().st_mode
+            if mode & (stat.S_IWGRP | stat.S_IWOTH) and root not in _WARNED:
+                _WARNED.add(root)
+                who = "anyone" if mode & stat.S_IWOTH else "its group"
+                print(f"hpctrack: warning: {who} may write into the root {root} ({stat.filemode(mode)}); "
+                      f"`chmod go-w {root}` unless that is meant", file=sys.stderr)  # fmt: skip
         probe = root / f".write-test-{uuid.uuid4().hex}"
         with open(probe, "w") as fh:
             fh.write("ok")

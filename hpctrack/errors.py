@@ -19,6 +19,7 @@ __all__ = [
     "StoreReplacedError",
     "DiskFullError",
     "RunBusyError",
+    "UnsafePathError",
 ]
 
 
@@ -28,6 +29,11 @@ class HpctrackError(Exception):
 
 class ConfigError(HpctrackError, ValueError):
     """Bad user input: unknown key, malformed sweep, missing script, unwritable root."""
+
+
+class UnsafePathError(ConfigError):
+    """A path hpctrack would delete, overwrite or rename leads out of its run or sweep directory
+    (a planted symlink), or a file a job would load could have been written by another user."""
 
 
 class SubmissionError(HpctrackError, RuntimeError):

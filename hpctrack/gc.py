@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import List
 
 from .manifest import Manifest
+from .safefs import check_inside, unlink
 from .status import sweep_status
 
 __all__ = ["GcReport", "collect_sweep"]
@@ -50,29 +51,36 @@ def collect_sweep(manifest: Manifest, *, dry_run: bool = False) -> GcReport:
     ended = {s.index for s in statuses if s.state.is_final}
     report.skipped_jobs = len(statuses) - len(ended)
     candidates: List[Path] = []
+    base = manifest.path
+    # Every folder is checked before anything is removed: a log folder planted as a symlink
+    # out of the sweep refuses the whole collection, naming it.
     for index in sorted(ended):
         for folder in _job_folders(manifest, index):
             if folder.is_dir():
+                check_inside(folder, base, "delete files in")
                 candidates += [p for p in folder.iterdir() if p.name.endswith(_JOB_FILE_SUFFIXES)]
     logs = manifest.path / "logs"
+    if logs.is_dir():
+        check_inside(logs, base, "delete files in")
     if logs.is_dir() and not report.skipped_jobs:
         # Array-level sbatch scripts, and pickles of a submission sbatch refused.
         for path in logs.iterdir():
             if path.is_file() and path.suffix == ".pkl":
                 candidates.append(path)
             elif path.is_dir() and "_" not in path.name:
+                check_inside(path, base, "delete files in")
                 candidates += [p for p in path.iterdir() if p.name.endswith(_JOB_FILE_SUFFIXES)]
     for path in candidates:
         try:
             size = path.lstat().st_size
             if not dry_run:
-                path.unlink()
+                unlink(path, base, missing_ok=False)
         except FileNotFoundError:
             continue
         report.files.append(path)
         report.bytes += size
     if not dry_run and logs.is_dir():
         for folder in sorted(logs.iterdir(), reverse=True):
-            if folder.is_dir() and not any(folder.iterdir()):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                 folder.rmdir()
     return report

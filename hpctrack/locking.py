@@ -200,14 +200,21 @@ def atomic_write(path: PathLike, data: Union[str, bytes], guard: Optional[LockGu
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
 
     Writes a uniquely named temporary file next to ``path``, fsyncs it, then
-    ``os.replace``-s it over the target (never remove-then-rename). With
-    ``guard`` (from :func:`lock`), the lock is checked right before the replace.
+    ``os.replace``-s it over the target (never remove-then-rename): a symlink at
+    ``path`` is replaced, never written through. The file is never group- or
+    world-writable, whatever the umask. With ``guard`` (from :func:`lock`), the
+    lock is checked right before the replace.
     """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
-        with open(tmp, mode) as fh:
+        # Exclusive and no-follow: a link planted under the temporary name is never written through.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with open(fd, mode) as fh:
+            st_mode = os.fstat(fd).st_mode & 0o7777
+            if st_mode & 0o022:  # never group- or world-writable, whatever the umask
+                os.fchmod(fd, st_mode & ~0o022)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -68,6 +68,9 @@ class JobRecord:
     resources: Dict[str, Any] = field(default_factory=dict)  # launcher options changed by a requeue
     # the code snapshot this job runs when it is not the sweep's (``requeue --code current``); {}: the sweep's
     code: Dict[str, Any] = field(default_factory=dict)
+    # the local process running this submission: host, pid, start (clock ticks since boot), boot id;
+    # `cancel` signals it only when all of them still match (hpctrack.launch.local.process_identity)
+    process: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_state(self) -> Optional[str]:

@@ -29,6 +29,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ._types import JobState
 from .errors import ConfigError
 from .manifest import Manifest, load_manifest, update_manifest
+from .safefs import check_inside
+from .safefs import replace as safe_replace
 from .status import JobStatus, sweep_status
 
 __all__ = ["DEFAULT_REQUEUE_STATES", "CODE_CHOICES", "RequeuePlan", "requeue_sweep", "resume_sweep",
@@ -267,12 +269,12 @@ def requeue_sweep(
         backend.preflight()
         for index in claimed:
             if by_index[index].state == JobState.LOST or by_index[index].data_lost:
-                plan.moved[index] = str(move_aside(fresh.run_path(index)))
+                plan.moved[index] = str(move_aside(fresh.run_path(index), base=fresh.path))
         backend.submit(fresh, claimed)
     except BaseException as err:
         for index, aside in plan.moved.items():  # nothing was submitted: the data goes back where it was
             for entry in os.listdir(aside):
-                os.replace(Path(aside) / entry, fresh.run_path(index) / entry)
+                safe_replace(Path(aside) / entry, fresh.run_path(index) / entry, fresh.path)
             os.rmdir(aside)
         plan.moved.clear()
         _release(manifest, claimed, earlier_code)
@@ -286,13 +288,15 @@ def requeue_sweep(
 _LOST_DATA = ("end.json", "checkpoints", "artifacts")
 
 
-def move_aside(run_dir: Path) -> Path:
+def move_aside(run_dir: Path, *, base: Optional[Path] = None) -> Path:
     """Move a run's damaged data into ``run_dir/lost-<time>/`` so that its job starts over; returns that folder.
 
     The store (``run.*``), end record, recovery files, checkpoints and artifacts go; logs stay.
-    Nothing is deleted.
+    Nothing is deleted. ``base``: the sweep directory (default: the one holding
+    ``runs/<i>``); a run directory planted as a link out of it is refused.
     """
     run_dir = Path(run_dir)
+    check_inside(run_dir, base if base is not None else run_dir.parent.parent, "move the data of")
     aside = run_dir / f"lost-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while aside.exists():
@@ -301,7 +305,7 @@ def move_aside(run_dir: Path) -> Path:
     aside.mkdir()
     for entry in sorted(os.listdir(run_dir)):
         if entry.startswith(("run.", "recovery-")) or entry in _LOST_DATA:
-            os.replace(run_dir / entry, aside / entry)
+            safe_replace(run_dir / entry, aside / entry, run_dir)
     return aside
 
 

@@ -8,11 +8,13 @@ uncommitted diff applied, so the code is the run's own.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ConfigError
+from .safefs import check_inside, unlink, write_file
 
 __all__ = ["rerun_run", "WORKTREES_DIR"]
 
@@ -55,16 +57,23 @@ def _worktree(root: Path, git: Dict[str, Any]) -> Path:
     target = root / WORKTREES_DIR / f"{commit[:12]}-{key}"
     # The marker lives beside the worktree: inside, it would be an untracked file of the rerun's code.
     ready = target.with_name(target.name + READY_SUFFIX)
+    # The rerun executes this code, and an interrupted one is removed with --force: worktrees/ or the
+    # worktree planted as a link out of the root is refused.
+    if (root / WORKTREES_DIR).exists():
+        check_inside(root / WORKTREES_DIR, root, "write worktrees in")
+    if os.path.lexists(target):
+        check_inside(target, root / WORKTREES_DIR, "use the worktree")
     if (target / _OLD_READY).is_file():  # made by an older hpctrack: move its marker out
-        (target / _OLD_READY).unlink()
-        ready.write_text(commit + "\n")
+        unlink(target / _OLD_READY, root)
+        write_file(ready, commit + "\n", root)
     if ready.is_file() and target.is_dir():
         return target
     repo = git["root"]
     if not Path(repo).is_dir():
         raise ConfigError(f"the run's repository {repo} is gone: cannot check out commit {commit[:12]}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    ready.unlink(missing_ok=True)  # a worktree removed by hand: made again, and ready only once whole
+    check_inside(target.parent, root, "write worktrees in")
+    unlink(ready, root)  # a worktree removed by hand: made again, and ready only once whole
     if target.exists():  # a half-made worktree of an interrupted rerun
         subprocess.run(["git", "worktree", "remove", "--force", str(target)], cwd=repo, capture_output=True)
     subprocess.run(["git", "worktree", "prune"], cwd=repo, capture_output=True)  # forget one deleted by hand
@@ -79,7 +88,7 @@ def _worktree(root: Path, git: Dict[str, Any]) -> Path:
         if proc.returncode != 0:
             raise ConfigError(f"the run's recorded diff does not apply at {commit[:12]}: "
                               f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")  # fmt: skip
-    ready.write_text(commit + "\n")
+    write_file(ready, commit + "\n", root)
     return target
 
 

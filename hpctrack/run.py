@@ -652,13 +652,18 @@ class Run:
         target = self.run_dir / ARTIFACTS_DIR / name
         if not self._writes:
             return target  # another rank's: rank 0 keeps the run's artifacts
+        from .safefs import check_inside, copy_file, copy_tree
+
+        # A link planted in artifacts/ (or artifacts/ itself a link) is refused, never written through.
+        check_inside(target.parent, self.run_dir, "write the artifact")
         target.parent.mkdir(parents=True, exist_ok=True)
+        check_inside(target.parent, self.run_dir, "write the artifact")
         if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
+            copy_tree(source, target, self.run_dir)
             size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
             entry: Dict[str, Any] = {"kind": "dir", "size": size}
         else:
-            shutil.copy2(source, target)
+            copy_file(source, target, self.run_dir)
             entry = {"kind": "file", "size": target.stat().st_size, "sha256": _sha256(target)}
         self._artifacts[name] = {"path": f"{ARTIFACTS_DIR}/{name}", **entry}
         self._pending_sections.setdefault("info", {})["artifacts"] = dict(self._artifacts)

@@ -11,15 +11,17 @@ the digest of the snapshot it ran.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import ConfigError
+from .safefs import check_inside, copy_file, strip_write_by_others
+from .safefs import rmtree as safe_rmtree
 
 __all__ = ["make_snapshot", "code_digest", "snapshot_files", "code_changes", "CODE_DIR",
            "MAX_SNAPSHOT_BYTES"]  # fmt: skip
@@ -88,7 +90,11 @@ def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) 
     """
     root, files, ident = _files(script)
     name, total = _digest(root, files, too_big)
-    target = Path(hpctrack_root) / CODE_DIR / name
+    base = Path(hpctrack_root)
+    target = base / CODE_DIR / name
+    # Jobs run this code: code/ planted as a link out of the root would let its owner choose it.
+    (base / CODE_DIR).mkdir(parents=True, exist_ok=True)
+    check_inside(base / CODE_DIR, base, "write the code snapshot in")
     if not target.is_dir():
         tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True)
@@ -96,7 +102,9 @@ def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) 
             for rel in files:
                 dest = tmp / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(root / rel, dest)
+                # Never group- or world-writable, whatever the umask or the source's mode: jobs execute it.
+                copy_file(root / rel, dest, tmp)
+            strip_write_by_others(Path(folder) for folder, _, _ in os.walk(tmp))
             try:
                 os.rename(tmp, target)  # whole or not at all; a concurrent launch may have won
             except OSError:
@@ -104,7 +112,8 @@ def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) 
                     raise
         finally:
             if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    safe_rmtree(tmp, base / CODE_DIR)
     script_rel = os.path.relpath(Path(script).resolve(), root.resolve())
     return {"path": str(target), "digest": name, "root": str(root), "script": script_rel, "files": len(files),
             "bytes": total, **ident}  # fmt: skip

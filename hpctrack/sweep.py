@@ -58,9 +58,11 @@ class Sweep:
                jobs: Optional[Sequence[int]] = None) -> List[int]:
         """Cancel the jobs that have not ended, optionally only those in ``states`` or ``jobs``.
 
-        Returns the indices of the jobs asked to stop.
+        Returns the indices of the jobs asked to stop; :attr:`cancel_notes` then
+        says which of them could not be signalled from here, and why.
         """
         manifest = self.manifest
+        self.cancel_notes: List[str] = []
         if jobs is not None:
             unknown = sorted(set(jobs) - {j.index for j in manifest.jobs})
             if unknown:
@@ -74,7 +76,7 @@ class Sweep:
         else:
             from .launch import get_backend
 
-            get_backend(manifest.backend).cancel(manifest, wanted)
+            self.cancel_notes = list(get_backend(manifest.backend).cancel(manifest, wanted) or [])
         return wanted
 
     def requeue(

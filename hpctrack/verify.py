@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Mapping, Optional
 from .errors import HpctrackError
 from .index import ENDED_STATES, INDEX_FILE, had_started, read_index_lines, rebuild_index, record_to_row, usable
 from .manifest import Manifest
+from .safefs import check_inside
+from .safefs import replace as safe_replace
 from .store import open_store
 
 __all__ = ["Problem", "RepairReport", "verify_sweep", "repair_sweep", "checkpoint_problems"]
@@ -163,13 +165,13 @@ def checkpoint_problems(run_dir: Path) -> List[str]:
     return problems
 
 
-def _move_aside(checkpoint: Path) -> Path:
+def _move_aside(checkpoint: Path, base: Path) -> Path:
     aside = checkpoint.with_name(f"{DAMAGED_PREFIX}{checkpoint.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while aside.exists():
         n += 1
         aside = aside.with_name(f"{DAMAGED_PREFIX}{checkpoint.name}-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
-    checkpoint.rename(aside)
+    safe_replace(checkpoint, aside, base)
     return aside
 
 
@@ -190,6 +192,8 @@ def repair_sweep(manifest: Manifest) -> RepairReport:
         if index is None:
             continue
         prefix = f"{manifest.id}/{index}: "
+        # Repairs rename inside the run directory: one planted as a link out of the sweep is refused.
+        check_inside(manifest.run_path(index), manifest.path, "repair")
         if any(p.part == "store" for p in found):
             store = open_store(manifest.run_path(index), manifest.store)
             missing = any(p.what.startswith("run store missing") for p in found)
@@ -200,7 +204,7 @@ def repair_sweep(manifest: Manifest) -> RepairReport:
                               for line in cannot[:1]]  # fmt: skip
         damaged = sorted({p.what.split(":", 1)[0] for p in found if p.part == "checkpoint"})
         for rel in damaged:
-            aside = _move_aside(manifest.run_path(index) / rel)
+            aside = _move_aside(manifest.run_path(index) / rel, manifest.run_path(index))
             report.done.append(f"{prefix}moved the damaged {rel} aside to {aside.name}; the previous checkpoint "
                                "is the latest")  # fmt: skip
     if rebuild:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type
 
-from ..config import ensure_writable_root, resolve_root
+from ..config import ensure_writable_root, resolve_root, user_share_group
 from ..errors import ConfigError
-from ..locking import atomic_write
-from ..manifest import JobRecord, Manifest, create_new_sweep, create_sweep, load_manifest, new_sweep_id
+from ..manifest import SWEEPS_DIR, JobRecord, Manifest, create_new_sweep, create_sweep, load_manifest, new_sweep_id
+from ..safefs import PRIVATE_FILE_MODE, SHARED_DIR_MODE, resolve_group, share_tree, strip_write_by_others
+from ..safefs import write_file
+from ..snapshot import CODE_DIR
 from ..store import store_class
 from ._entrypoint import JOB_FN_FILE
 from .base import Backend
@@ -58,7 +61,8 @@ def get_backend(name: str, **options: Any) -> Backend:
 
 
 #: Launcher config keys that are not options of the backend itself.
-NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot")
+NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot",
+                       "share_group")
 
 
 def backend_options(backend: str, launcher: Dict[str, Any]) -> Dict[str, Any]:
@@ -88,6 +92,25 @@ def swept_keys(jobs: Sequence[Sequence[str]]) -> List[str]:
     return [key for key, seen in values.items() if len(seen) > 1]
 
 
+def _set_modes(root: Path, manifest: Manifest, gid: Optional[int]) -> None:
+    """What the launch wrote (Hydra's files too): never writable by others; with a group, readable by it."""
+    if gid is None:
+        if not root.stat().st_mode & 0o022:  # a root others may write into is meant so: its folders stay as they are
+            strip_write_by_others(folder for folder in (root / SWEEPS_DIR, root / CODE_DIR) if folder.is_dir())
+        strip_write_by_others(Path(d) / n for d, dirs, names in os.walk(manifest.path) for n in [".", *names])
+        if manifest.code.get("path"):
+            snapshot = Path(manifest.code["path"])
+            strip_write_by_others(Path(d) / n for d, _, names in os.walk(snapshot) for n in [".", *names])
+        return
+    share_tree(manifest.path, gid, private=[JOB_FN_FILE])
+    for folder in (root, root / SWEEPS_DIR, root / CODE_DIR):  # the way in: traversable and listable by the group
+        if folder.is_dir() and folder.stat().st_uid == os.geteuid():
+            os.chown(folder, -1, gid)
+            os.chmod(folder, SHARED_DIR_MODE)
+    if manifest.code.get("path"):
+        share_tree(Path(manifest.code["path"]), gid)
+
+
 def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifest:
     """Write the sweep's manifest and job function, then submit every job.
 
@@ -107,6 +130,8 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     if not request.jobs:
         raise ConfigError("the sweep has no jobs: an override matched nothing (glob() selects config group options)")
     store_class(request.store)  # validate before anything is written
+    share_group = request.launcher.get("share_group") or user_share_group()
+    gid = resolve_group(str(share_group)) if share_group else None
     backend = get_backend(request.backend, **request.backend_options)
     backend.preflight()
     root = ensure_writable_root(resolve_root(request.root))
@@ -121,7 +146,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         cwd=request.cwd,
         overrides=list(request.overrides),
         swept_keys=swept_keys(request.jobs),
-        launcher=dict(request.launcher),
+        launcher={**request.launcher, "share_group": share_group or None},
         jobs=[JobRecord(index=i, overrides=list(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)],
     )
     import cloudpickle
@@ -133,7 +158,9 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     payload = cloudpickle.dumps(job_fn)
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)
-    atomic_write(manifest.path / JOB_FN_FILE, payload)
+    # Owner-only whatever the umask or sharing: every job unpickles it, and it holds the job's overrides.
+    write_file(manifest.path / JOB_FN_FILE, payload, manifest.path, mode=PRIVATE_FILE_MODE)
+    _set_modes(root, manifest, gid)
     backend.submit(manifest, [job.index for job in manifest.jobs])
     return load_manifest(manifest.path)
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..safefs import check_owner_only, check_tree_owner_only, job_umask
+
 JOB_FN_FILE = "job.pkl"
 DEFAULT_MAX_REQUEUES = 3
 
@@ -51,7 +53,8 @@ def _slurm_identity(manifest: Any) -> Optional[Dict[str, Any]]:
     except Exception:  # not started by submitit: the ids above still say where it ran
         pass
     ident["requested"] = {k: v for k, v in manifest.launcher.items()
-                          if k not in ("_target_", "root", "name", "sweep_id", "detach", "progress", "code_snapshot")
+                          if k not in ("_target_", "root", "name", "sweep_id", "detach", "progress", "code_snapshot",
+                                       "share_group")
                           and v is not None}  # fmt: skip
     return ident
 
@@ -152,6 +155,8 @@ def run_job(sweep_dir: str, index: int) -> Any:
 
     try:
         manifest = load_manifest(Path(sweep_dir))
+        # What the job writes is never writable by others (readable by the sweep's share_group, if any).
+        job_umask(manifest.launcher.get("share_group"))
         job = manifest.jobs[index]
         code = job.code or manifest.code  # the snapshot this job runs (a requeue may give it its own)
         if manifest.script:
@@ -177,6 +182,11 @@ def run_job(sweep_dir: str, index: int) -> Any:
     try:
         import cloudpickle
 
+        # Refused before anything of the user's runs (the run records why): a job.pkl or code that
+        # another user could have written would run as this user.
+        check_owner_only(Path(sweep_dir) / JOB_FN_FILE, "the job function")
+        if code.get("path"):
+            check_tree_owner_only(Path(code["path"]), "the code snapshot")
         with open(Path(sweep_dir) / JOB_FN_FILE, "rb") as fh:
             job_fn = cloudpickle.load(fh)
         if code and hasattr(job_fn, "with_code"):

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 from .._types import JobState
 from ..manifest import Manifest, load_manifest, update_manifest
 from ._entrypoint import run_job
+from .local import process_identity
 
 # submitit's local controller kills a job after timeout_min (default 2 min); "no limit" is a year.
 NO_LIMIT_MIN = 60 * 24 * 365
@@ -72,9 +73,11 @@ class Runner:
         def change(m: Manifest) -> None:
             rec = m.jobs[index]
             rec.state, rec.job_id, rec.submitted = JobState.RUNNING, str(job.job_id), time.time()
+            rec.process = ident  # what `cancel` checks before it signals this pid
             rec.stdout, rec.stderr = str(job.paths.stdout), str(job.paths.stderr)
             rec.ended = rec.exit_code = rec.error = None
 
+        ident = process_identity(int(job.job_id))
         update_manifest(self.sweep_dir, change)
 
     def _finish(self, index: int, job_id: str, state: JobState, error: Optional[str]) -> None:
@@ -153,6 +156,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout-min", type=float, default=NO_LIMIT_MIN)
     args = parser.parse_args(argv)
     jobs = [int(i) for i in args.jobs.split(",") if i]
+    from ..safefs import job_umask
+
+    # The runner and submitit's controllers write the jobs' logs: never writable by others.
+    job_umask(load_manifest(args.sweep_dir).launcher.get("share_group"))
     return Runner(args.sweep_dir, args.parallel, jobs, args.timeout_min).run()
 
 

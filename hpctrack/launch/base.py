@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from .._types import JobState
 from ..manifest import Manifest
@@ -49,5 +49,9 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
-        """Cancel the given jobs (default: every job of the sweep that has not ended)."""
+    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> Optional[List[str]]:
+        """Cancel the given jobs (default: every job of the sweep that has not ended).
+
+        May return one line per job it could not signal from here, saying why
+        (it runs on another host, or has already gone).
+        """

@@ -23,7 +23,7 @@ from .._types import JobState
 from ..manifest import Manifest, load_manifest, update_manifest
 from .base import Backend, JobInfo
 
-__all__ = ["LocalBackend", "RUNNER_LOG", "pid_alive", "runner_alive"]
+__all__ = ["LocalBackend", "RUNNER_LOG", "pid_alive", "runner_alive", "process_identity", "why_not_ours"]
 
 RUNNER_LOG = "runner.log"
 
@@ -41,6 +41,57 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def process_identity(pid: int) -> Dict[str, Any]:
+    """What tells the live process ``pid`` on this host apart from a later one given the same pid.
+
+    ``{"host", "pid", "start", "boot"}``: its start time in clock ticks since
+    boot and the boot id; ``{}`` when it cannot be read (no such process, no /proc).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            start = int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {"host": socket.gethostname(), "pid": pid, "start": start, "boot": _boot_id()}
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def why_not_ours(recorded: Dict[str, Any], names: str) -> Optional[str]:
+    """Why the process ``recorded`` (host, pid, start, boot) must not be signalled; None when it may be.
+
+    It may be only on the host that recorded it, while it is alive with the
+    recorded start time and boot, and while its command line names ``names``
+    (the run's or the sweep's directory): a pid alone may have been reused.
+    """
+    host = recorded.get("host")
+    if host and host != socket.gethostname():
+        return f"runs on {host}, not on this host; cancel it there"
+    try:
+        pid = int(recorded["pid"])
+    except (KeyError, TypeError, ValueError):
+        return "has no process recorded"
+    now = process_identity(pid)
+    if not now or not pid_alive(pid):
+        return "has already gone"
+    if "start" in recorded and (recorded.get("start"), recorded.get("boot")) != (now["start"], now["boot"]):
+        return f"has already gone (pid {pid} is now another process)"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "has already gone"
+    if names not in cmdline:
+        return f"has already gone (pid {pid} is now another process)"
+    return None
 
 
 def _runners(manifest: Manifest) -> List[Dict[str, Any]]:
@@ -76,17 +127,23 @@ class LocalBackend(Backend):
                "--parallel", str(self.parallel), "--jobs", ",".join(str(i) for i in indices)]
         if self.timeout_min:
             cmd += ["--timeout-min", str(self.timeout_min)]
-        with open(manifest.path / RUNNER_LOG, "ab") as log:
+        # Created by the launching process, under its umask: never writable by others.
+        fd = os.open(manifest.path / RUNNER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, 0o640 if manifest.launcher.get("share_group") else 0o600)
+        with open(fd, "ab") as log:
             # Own session: Ctrl-C in the launching terminal must not reach the jobs
             # directly; a waiting launch forwards it as a clean cancel instead.
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, cwd=manifest.cwd or None)
 
         def record(m: Manifest) -> None:
-            earlier = [{k: r[k] for k in ("host", "pid", "started") if k in r} for r in _runners(m)]
+            earlier = [{k: r[k] for k in ("host", "pid", "started", "start", "boot") if k in r} for r in _runners(m)]
             alive = [r for r in earlier if r.get("host") != socket.gethostname() or pid_alive(int(r["pid"]))]
             m.runner = {"host": socket.gethostname(), "pid": proc.pid, "started": time.time(),
+                        **{k: v for k, v in ident.items() if k in ("start", "boot")},
                         **({"previous": alive} if alive else {})}  # fmt: skip
+
+        ident = process_identity(proc.pid)  # what `cancel` checks before it signals this pid
 
         update_manifest(manifest.path, record)
 
@@ -104,13 +161,26 @@ class LocalBackend(Backend):
                 infos[job.index] = JobInfo(state=job.state, reason=job.error)
         return infos, None
 
-    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
+    def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> List[str]:
+        """Cancel jobs; returns one line per job or runner that was not signalled, saying why.
+
+        A pid is signalled only when :func:`why_not_ours` finds it is still the
+        runner's or the job's process on this host.
+        """
+        notes: List[str] = []
         everything = indices is None or set(indices) >= {j.index for j in manifest.jobs if not j.state.is_final}
         if everything and runner_alive(manifest):
+            signalled = False
             for runner in _runners(manifest):  # each runner stops all its jobs and records it
+                why = why_not_ours(runner, str(manifest.path))
+                if why is not None:
+                    notes.append(f"the job runner (pid {runner.get('pid')}) {why}")
+                    continue
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(runner["pid"]), signal.SIGTERM)
-            return
+                    signalled = True
+            if signalled:
+                return notes
         wanted = set(indices) if indices is not None else {j.index for j in manifest.jobs}
         now = time.time()
 
@@ -124,10 +194,15 @@ class LocalBackend(Backend):
         manifest = update_manifest(manifest.path, mark)
         for job in manifest.jobs:
             if job.index in wanted and job.state == JobState.RUNNING and job.job_id:
-                try:  # the job id is its submitit controller's pid; SIGINT makes it stop its tasks
-                    os.kill(int(job.job_id), signal.SIGINT)
-                except (ProcessLookupError, PermissionError, ValueError):
-                    pass
+                # The job id is its submitit controller's pid, whose command line names the run's logs.
+                recorded = job.process or {"host": (manifest.runner or {}).get("host"), "pid": job.job_id}
+                why = why_not_ours(recorded, str(manifest.run_path(job.index)))
+                if why is not None:
+                    notes.append(f"job {job.index} {why}")
+                    continue
+                with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                    os.kill(int(job.job_id), signal.SIGINT)  # the controller stops its tasks
+        return notes
 
 
 def wait_for_sweep(

@@ -142,6 +142,7 @@ def launch_script(
     command: Optional[List[str]] = None,
     slurm: Optional[Dict[str, Optional[str]]] = None,
     code_snapshot: bool = True,
+    share_group: Optional[str] = None,
 ) -> Manifest:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
@@ -150,6 +151,7 @@ def launch_script(
     unless ``detach``; a SLURM launch returns once the array is queued. A failed
     job does not raise here: it is recorded in the sweep. ``slurm`` holds
     SLURM launcher settings given as options (``partition``, ``time``).
+    ``share_group`` makes the sweep readable by that group (see ``--share-group``).
 
     Returns
     -------
@@ -169,6 +171,10 @@ def launch_script(
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     store_class(store)
+    if share_group:
+        from ..safefs import resolve_group
+
+        resolve_group(share_group)  # a bad group is said before the root is even created
     root_path = ensure_writable_root(resolve_root(root))
     _check_overrides(overrides)
     path = path.absolute()
@@ -196,6 +202,8 @@ def launch_script(
         hydra_args.append(f"hydra.launcher.name={_quote(name)}")
     if not code_snapshot:
         hydra_args.append("hydra.launcher.code_snapshot=false")
+    if share_group:
+        hydra_args.append(f"hydra.launcher.share_group={_quote(share_group)}")
     flags, plain = _split_flags(overrides)
     with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -258,6 +259,11 @@ class SlurmBackend(Backend):
         job_name = f"hpctrack-{manifest.name or manifest.id}"
         params = _Resources(self.options).sbatch_parameters(job_name)
         submitted: Dict[int, Tuple[str, str, str]] = {}
+        from ..safefs import job_umask
+
+        # submitit writes the submission scripts and pickles the jobs run, and sbatch passes the umask
+        # on to the jobs (SLURM_UMASK): never writable by others, for this submission only.
+        previous = job_umask(manifest.launcher.get("share_group"))
         try:
             for chunk in chunks:
                 # submitit requeues a task on SLURM's signal at most max_num_timeout times
@@ -283,6 +289,8 @@ class SlurmBackend(Backend):
             raise SubmissionError(f"sbatch refused the sweep: {reason}"
                                   + (f" ({len(submitted)} jobs had been queued)" if submitted else
                                      " (nothing was submitted)"), reason=reason) from err
+        finally:
+            os.umask(previous)
         self._record(manifest, submitted, error=None)
 
     @staticmethod

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
+from ..safefs import check_inside
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from .base import check_key, disk_full, history_of, one_line, prepare_sections, resolved_stats
 
@@ -324,6 +325,7 @@ class HDF5Store(Store):
         """Open-append-close one copy; closing writes out all of HDF5's cached metadata."""
         import h5py
 
+        check_inside(path, self.path.parent, "update the store copy")  # a planted link to another HDF5 file
         self._reserve(path, updates, rows)
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, fsync_dir, lock
+from ..safefs import check_inside
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from .base import history_of, resolved_stats
 from .base import check_key, disk_full, one_line, prepare_sections
@@ -149,6 +150,7 @@ def _store_class() -> type:
             self._check_writable()
             path = self.root / key
             path.parent.mkdir(parents=True, exist_ok=True)
+            check_inside(path.parent, self.root)  # a column folder planted as a link leads out: never written
             data = value.to_bytes()
             with self._io:
                 if self._closed:
@@ -250,6 +252,7 @@ class ZarrStore(Store):
         attempt = metrics.attempt if metrics else 1
         points = [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
         self._check_not_refused()
+        self._check_links()
         if not self.path.parent.is_dir():
             if "zarr.json" in self._files:
                 raise self._replaced(f"its directory {self.path.parent} was removed")
@@ -284,6 +287,18 @@ class ZarrStore(Store):
                     fsync_dir(self.path)  # the new record's name durable
                 except OSError as err:
                     self._warn_once(f"could not fsync {self.path} after committing its record: {one_line(err)}")
+
+    def _check_links(self) -> None:
+        """The store and its column folders are in the run directory, not symlinks leading out of it.
+
+        The clean-up of a killed first write deletes every file of the store:
+        through a planted link it would delete someone else's files.
+        """
+        check_inside(self.path, self.path.parent, "write the run store")
+        for name, _, _ in COLUMNS:
+            column = self.path / name
+            if os.path.islink(column):
+                check_inside(column, self.path, "write the run store column")
 
     def _check_unchanged(self) -> None:
         """Every file this writer wrote is as it left it; else refuse the store (see HDF5Store)."""
@@ -443,7 +458,9 @@ class ZarrStore(Store):
         if not self.path.is_dir():
             return
         names = {c[0] for c in COLUMNS}
-        for root, dirs, files in os.walk(self.path):
+        self._check_links()
+        for root, dirs, files in os.walk(self.path):  # never into a linked folder: os.walk lists, not follows
+            check_inside(root, self.path, "clean up")
             rel = Path(root).relative_to(self.path)
             for fname in files:
                 keep = fname == "zarr.json" or (rel.name in names and fname.startswith("c.") and fname[2:].isdigit())
