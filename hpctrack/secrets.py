@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["MASK", "is_secret_key", "masked_keys", "mask_mapping", "mask_config", "mask_overrides", "mask_argv",
-           "mask_text", "mask_yaml_text", "mask_diff", "mask_json_argv"]  # fmt: skip
+           "mask_text", "mask_yaml_text", "mask_diff", "mask_json_argv",
+           "mask_yaml_file"]  # fmt: skip
 
 #: What a secret value is recorded as.
 MASK = "***"
@@ -215,6 +217,40 @@ def mask_yaml_text(text: str) -> str:
     if masked == data:
         return text
     return yaml.safe_dump(masked, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def mask_yaml_file(path: "os.PathLike[str] | str") -> bool:
+    """Rewrite the YAML file ``path`` with secrets masked (atomically); whether it changed.
+
+    Never raises: a file that is missing is left alone, one that cannot be read or
+    rewritten is said on stderr.
+    """
+    import sys
+    from pathlib import Path
+
+    from .locking import atomic_write
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        print(f"hpctrack: warning: cannot mask secrets in {file}: {err}", file=sys.stderr)
+        return False
+    try:
+        masked = mask_yaml_text(text)
+    except Exception as err:  # not YAML we can read: leave it, say so
+        print(f"hpctrack: warning: cannot mask secrets in {file}: {type(err).__name__}: {err}", file=sys.stderr)
+        return False
+    if masked == text:
+        return False
+    try:
+        atomic_write(file, masked)
+    except OSError as err:
+        print(f"hpctrack: warning: cannot mask secrets in {file}: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 # A line assigning a value to a key, in YAML, INI, .env, Python or JSON: (indent and key)(separator)(value).

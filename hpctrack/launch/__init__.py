@@ -110,6 +110,9 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     backend = get_backend(request.backend, **request.backend_options)
     backend.preflight()
     root = ensure_writable_root(resolve_root(request.root))
+    from ..secrets import mask_argv, mask_mapping, mask_overrides
+
+    # Secret values never reach the manifest: the jobs get theirs from the job function.
     manifest = Manifest(
         id=request.sweep_id or new_sweep_id(),
         created=time.time(),
@@ -117,12 +120,13 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         store=request.store,
         script=request.script,
         name=request.name,
-        command=list(request.command),
+        command=mask_argv(request.command),
         cwd=request.cwd,
-        overrides=list(request.overrides),
+        overrides=mask_overrides(request.overrides),
         swept_keys=swept_keys(request.jobs),
-        launcher=dict(request.launcher),
-        jobs=[JobRecord(index=i, overrides=list(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)],
+        launcher=mask_mapping(dict(request.launcher)),
+        jobs=[JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}")
+              for i, ov in enumerate(request.jobs)],
     )
     import cloudpickle
 

@@ -170,7 +170,7 @@ def test_secrets_in_overrides_and_git_config_never_reach_the_disk(secret_env, hp
     assert "db.password=***" in run.info["overrides"]
     assert "db.password=***" in sweep.manifest.jobs[0].overrides
     diff = run.info["provenance"]["git"]["diff"]
-    assert "+  api_token: ***" in diff and "-  api_token: none" in diff
+    assert "+  api_token: ***" in diff and "-  api_token: ***" in diff and "cfgs3cr3t" not in diff
     shown = run_cli("show", "sec/0", check=True).stdout + run_cli("table", "sec", check=True).stdout
     assert "hunter2" not in shown and "cfgs3cr3t" not in shown
 
