@@ -134,6 +134,15 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         from ..snapshot import make_snapshot
 
         manifest.code = make_snapshot(request.script, root)  # before anything is written to the sweep
+        if manifest.code.get("skipped_count"):
+            import sys
+
+            names = manifest.code["skipped"]
+            shown = ", ".join(names[:5]) + (f" and {manifest.code['skipped_count'] - 5} more"
+                                            if manifest.code["skipped_count"] > 5 else "")  # fmt: skip
+            print(f"hpctrack: code snapshot: skipped {manifest.code['skipped_count']} "
+                  f"file{'s' if manifest.code['skipped_count'] != 1 else ''} that may hold secrets or that "
+                  f".hpctrackignore lists: {shown}", file=sys.stderr, flush=True)  # fmt: skip
     payload = cloudpickle.dumps(job_fn)
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)
