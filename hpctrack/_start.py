@@ -17,7 +17,7 @@ from ._types import JobState, RunStatus
 from .run import Run, RunSettings, _one_line, _status_for, current_run, flatten_config, global_rank
 from .store import open_store
 
-__all__ = ["start_run", "open_job_run"]
+__all__ = ["start_run", "open_job_run", "mask_hydra_outputs"]
 
 
 def _config_yaml(cfg: Any) -> Optional[str]:
@@ -25,23 +25,52 @@ def _config_yaml(cfg: Any) -> Optional[str]:
     if cfg is None:
         return None
     try:
-        from omegaconf import DictConfig, OmegaConf
+        from omegaconf import OmegaConf
 
-        conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
-        return OmegaConf.to_yaml(conf, resolve=True)
+        from .secrets import mask_config
+
+        # Masked, and rendered without resolving again: what mask_config kept unresolved
+        # (${oc.env:DB_PASSWORD}) is recorded as written.
+        return OmegaConf.to_yaml(OmegaConf.create(mask_config(cfg)), resolve=False)
     except Exception as err:  # an unresolvable interpolation must not fail the run
         return f"# could not render the config: {err}"
 
 
 def _hydra_overrides() -> Optional[List[str]]:
+    """This process's Hydra task overrides, secrets masked; None outside Hydra."""
+    from .secrets import mask_overrides
+
     try:
         from hydra.core.hydra_config import HydraConfig
 
         from omegaconf import OmegaConf
 
-        return list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
+        task = list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
     except Exception:  # not under Hydra, or Hydra not configured in this process
         return None
+    return mask_overrides(task)
+
+
+def mask_hydra_outputs() -> None:
+    """Rewrite Hydra's record of this job (``<output_dir>/.hydra/*.yaml``) with secrets masked.
+
+    Hydra writes these files with the real values before the task starts; this runs first
+    thing in the task, so the secret is on disk only for that moment. Never raises: a file
+    that cannot be rewritten is said once on stderr.
+    """
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra = HydraConfig.get()
+        if hydra.output_subdir is None:
+            return
+        folder = Path(hydra.runtime.output_dir) / hydra.output_subdir
+    except Exception:  # not under Hydra
+        return
+    from .secrets import mask_yaml_file
+
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        mask_yaml_file(folder / name)
 
 
 def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None,
@@ -129,6 +158,7 @@ def start_run(
     active = current_run()
     run = active if active is not None and not active.finished else None
     if run is None:
+        mask_hydra_outputs()  # a plain run of a Hydra script (a launched job's are masked before its task)
         run = _start_direct_run(name=name, root=root, store=store)
     if not run._params_recorded:
         params = flatten_config(cfg)
@@ -150,6 +180,7 @@ def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -
     """A plain ``python train.py``: a sweep of one job, recorded as it runs."""
     from .config import ensure_writable_root, resolve_root
     from .manifest import JobRecord, Manifest, create_new_sweep, new_sweep_id, update_manifest
+    from .secrets import mask_argv
     from .store import store_class
 
     store_class(store)  # fail on an unknown store before writing anything
@@ -173,7 +204,7 @@ def _start_direct_run(*, name: Optional[str], root: Optional[str], store: str) -
             store=store,
             script=script,
             name=name,
-            command=[sys.executable, *sys.argv],
+            command=mask_argv([sys.executable, *sys.argv]),
             cwd=os.getcwd(),
             overrides=overrides,
             runner={"host": socket.gethostname(), "pid": os.getpid(), "started": now},

@@ -809,6 +809,7 @@ def _print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> boo
 
 @cli.command()
 @click.argument("run")
+@click.argument("secrets", nargs=-1)
 @click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
 @click.option("--at-commit", is_flag=True,
               help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.")
@@ -816,15 +817,19 @@ def _print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> boo
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
 @root_option
 @_handle_errors
-def rerun(run: str, backend: str, at_commit: bool, detach: bool, no_progress: bool, root: Optional[str]) -> None:
-    """RUN's exact config again, as a new one-run sweep (RUN: SWEEP/JOB, a run id or a run directory)."""
+def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detach: bool, no_progress: bool,
+          root: Optional[str]) -> None:
+    """RUN's exact config again, as a new one-run sweep (RUN: SWEEP/JOB, a run id or a run directory).
+
+    SECRETS: the values of the run's secret overrides, recorded masked, given again (db.password=VALUE).
+    """
     from .rerun import rerun_run
     from .runinfo import resolve_run
     from .status import job_statuses
 
     sweep, index = resolve_run(run, root)
     manifest, warnings = rerun_run(sweep, index, backend=backend, at_commit=at_commit, root=root,
-                                   progress=not no_progress, detach=detach)  # fmt: skip
+                                   progress=not no_progress, detach=detach, secrets=list(secrets))  # fmt: skip
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if backend == "slurm" or detach:

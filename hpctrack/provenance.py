@@ -2,8 +2,10 @@
 
 :func:`capture` never raises and never takes long: each probe (git, nvidia-smi) has a
 short timeout, and whatever could not be captured is named under ``not_captured`` with
-the reason. Secrets are never recorded: environment variables come from an allowlist,
-and values of names that look like credentials are dropped even when allowed.
+the reason. Secrets are never recorded: environment variables come from an allowlist
+(SLURM's included), variables whose name looks like a secret (:func:`hpctrack.secrets.is_secret_key`)
+are dropped even when allowed, secret values in command lines and in the git diff are masked,
+and remote URLs keep only scheme, host and path.
 """
 
 from __future__ import annotations
@@ -29,13 +31,31 @@ ENV_ALLOWLIST = (
     "VIRTUAL_ENV", "CONDA_DEFAULT_ENV", "CONDA_PREFIX", "HOSTNAME", "USER", "LANG", "TZ",
     "SLURM_*", "SUBMITIT_*", "HPCTRACK_*", "NCCL_*", "TORCH_*", "CUBLAS_WORKSPACE_CONFIG",
 )  # fmt: skip
-_SECRET = re.compile(r"(TOKEN|SECRET|PASSW|PASSWD|PWD|KEY|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
 _PROBE_TIMEOUT_S = 2.0
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-\[\]]+(:\d*)?$")
+_HOST_START = re.compile(r"^[A-Za-z0-9.\-\[\]]+(:\d*)?(/|$)")
+
+
 def redact_url(url: str) -> str:
-    """A remote URL without credentials: ``https://user:token@host/x`` -> ``https://host/x``."""
-    return re.sub(r"^(\w[\w+.-]*://)[^/@]*@", r"\1", url.strip())
+    """A remote URL reduced to scheme, host (and port) and path: no user, password, query or fragment.
+
+    ``https://user:to/ken@host:8443/x.git?private_token=t#f`` -> ``https://host:8443/x.git``;
+    ``git@host:org/x.git`` -> ``host:org/x.git``. A password holding ``/`` or ``@`` is removed
+    whole: the credentials end at the last ``@`` that a host follows.
+    """
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or not re.match(r"^\w[\w+.-]*$", scheme):
+        scheme, sep, rest = "", "", url  # scp-like (user@host:path) or a local path
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    first = rest.split("/", 1)[0]
+    if "@" in rest and ("@" in first or not _HOST.match(first) or not sep):
+        cuts = [i for i, c in enumerate(rest) if c == "@" and (not sep or _HOST_START.match(rest[i + 1:]))]
+        # Without an @ that a host follows, the end of the credentials cannot be told: cut at the last @.
+        rest = rest[cuts[-1] + 1:] if cuts else rest.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
 
 
 def _run(cmd: List[str], cwd: Optional[str] = None, max_bytes: Optional[int] = None) -> Tuple[int, str]:
@@ -49,6 +69,8 @@ def git_info(path: Optional[str]) -> Dict[str, Any]:
 
     ``{"available": False, "reason": ...}`` without git or outside a repository.
     """
+    from .secrets import mask_diff
+
     folder = os.path.dirname(os.path.abspath(path)) if path and os.path.isfile(path) else (path or os.getcwd())
     try:
         code, root = _run(["git", "rev-parse", "--show-toplevel"], cwd=folder)
@@ -69,7 +91,10 @@ def git_info(path: Optional[str]) -> Dict[str, Any]:
         _, diff = _run(["git", "diff", "HEAD", "--no-color", "--no-ext-diff"], cwd=root, max_bytes=DIFF_CAP_BYTES)
         info["dirty"] = bool(diff)
         info["diff_truncated"] = len(diff.encode()) > DIFF_CAP_BYTES
-        info["diff"] = diff.encode()[:DIFF_CAP_BYTES].decode("utf-8", errors="ignore")
+        # Values assigned to secret-looking keys are masked: the diff is recorded, the secret is not.
+        info["diff"], masked = mask_diff(diff.encode()[:DIFF_CAP_BYTES].decode("utf-8", errors="ignore"))
+        if masked:
+            info["diff_masked_lines"] = masked
         info["diff_cap_bytes"] = DIFF_CAP_BYTES
         _, untracked = _run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root)
         files = [f for f in untracked.splitlines() if f]
@@ -113,13 +138,28 @@ def _gpus() -> Optional[List[Dict[str, str]]]:
     return gpus
 
 
+def _kept(name: str, value: str) -> Optional[str]:
+    """An environment variable's value as recorded: None for a secret-looking name; command lines masked."""
+    from .secrets import is_secret_key, mask_json_argv, mask_text
+
+    if is_secret_key(name):
+        return None
+    return mask_json_argv(value) if name == "HPCTRACK_COMMAND" else mask_text(value)
+
+
 def _environment() -> Dict[str, str]:
     out = {}
     for name, value in os.environ.items():
-        allowed = any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in ENV_ALLOWLIST)
-        if allowed and not _SECRET.search(name):
-            out[name] = value
+        if any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in ENV_ALLOWLIST):
+            kept = _kept(name, value)
+            if kept is not None:
+                out[name] = kept
     return dict(sorted(out.items()))
+
+
+def _slurm() -> Optional[Dict[str, str]]:
+    out = {k: _kept(k, v) for k, v in os.environ.items() if k.startswith("SLURM_")}
+    return {k: v for k, v in out.items() if v is not None} or None
 
 
 def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -128,6 +168,8 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     With a code ``snapshot`` (the sweep's, taken at launch), the code recorded is the
     snapshot's: its git identity as captured at launch, not the repository as it is now.
     """
+    from .secrets import mask_argv
+
     started = time.perf_counter()
     out: Dict[str, Any] = {"captured_at": time.time()}
     missing: Dict[str, str] = {}
@@ -141,7 +183,7 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
         if value is not None:
             out[name] = value
 
-    probe("command", lambda: [sys.executable, *sys.argv])
+    probe("command", lambda: mask_argv([sys.executable, *sys.argv]))
     probe("cwd", os.getcwd)
     probe("script", lambda: os.path.abspath(script) if script else (os.path.abspath(sys.argv[0]) if sys.argv
                                                                      and sys.argv[0] else None))  # fmt: skip
@@ -163,7 +205,7 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     probe("cpu_count", os.cpu_count)
     probe("cpus_usable", lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
     probe("gpus", _gpus)
-    probe("slurm", lambda: {k: v for k, v in os.environ.items() if k.startswith("SLURM_")} or None)
+    probe("slurm", _slurm)
     probe("environment", _environment)
     out["not_captured"] = missing
     out["capture_s"] = round(time.perf_counter() - started, 4)

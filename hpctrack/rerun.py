@@ -11,7 +11,7 @@ import hashlib
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 from .safefs import check_inside, unlink, write_file
@@ -92,6 +92,36 @@ def _worktree(root: Path, git: Dict[str, Any]) -> Path:
     return target
 
 
+def _with_secrets(run: str, overrides: List[str], given: List[str]) -> List[str]:
+    """The run's overrides with its masked secret values replaced by those ``given`` again."""
+    from .secrets import masked_keys
+
+    def key(override: str) -> str:
+        return override.partition("=")[0].strip().lstrip("+~")
+
+    masked = {key(k): k for k in masked_keys(overrides)}
+    given_by_key = {key(g): g for g in given}
+    for name, override in given_by_key.items():
+        if "=" not in override or name not in masked:
+            secret = ", ".join(masked) or "none"
+            raise ConfigError(f"{override!r}: rerun takes only the values of the run's masked secrets "
+                              f"(the run's: {secret}), as KEY=VALUE")  # fmt: skip
+    missing = [k for k in masked if k not in given_by_key]
+    if missing:
+        again = " ".join(f"{masked[k]}=..." for k in missing)
+        raise ConfigError(f"run {run} had secret values that were recorded masked; pass them again: "
+                          f"hpctrack rerun {run} {again}")  # fmt: skip
+    out = []
+    for override in overrides:
+        k = key(override)
+        if k in masked:
+            prefix = masked[k][: len(masked[k]) - len(k)]  # the run's +/++/~, kept
+            out.append(f"{prefix}{k}={given_by_key[k].partition('=')[2]}")
+        else:
+            out.append(override)
+    return out
+
+
 def rerun_run(
     sweep: Any,
     index: int,
@@ -101,8 +131,14 @@ def rerun_run(
     root: Optional[str] = None,
     progress: bool = True,
     detach: bool = False,
+    secrets: Sequence[str] = (),
 ) -> Tuple[Any, List[str]]:
-    """Launch job ``index`` of ``sweep`` again with its exact overrides; returns (manifest, warnings)."""
+    """Launch job ``index`` of ``sweep`` again with its exact overrides; returns (manifest, warnings).
+
+    ``secrets`` gives again, as overrides (``db.password=VALUE``), the values the run's
+    overrides held for secret-looking keys: they were recorded masked, and a rerun never
+    runs with the mask. Raises :class:`ConfigError` naming the keys when one is missing.
+    """
     from .config import resolve_root
     from .launch.script import launch_script
 
@@ -110,6 +146,7 @@ def rerun_run(
     if not manifest.script:
         raise ConfigError(f"sweep {manifest.id} does not record its script: it cannot be rerun")
     job = manifest.jobs[index]
+    overrides = _with_secrets(f"{manifest.id}/{index}", list(job.overrides), list(secrets))
     record = sweep.run(index)
     provenance = record.info.get("provenance") or {}
     git = provenance.get("git") or {}
@@ -119,6 +156,10 @@ def rerun_run(
         if not git.get("available") or not git.get("commit"):
             raise ConfigError(f"run {manifest.id}/{index} recorded no git commit "
                               f"({git.get('reason', 'no provenance')}): --at-commit needs one")  # fmt: skip
+        if git.get("diff_masked_lines"):
+            raise ConfigError(f"run {manifest.id}/{index}'s uncommitted diff assigned secret values, recorded "
+                              "masked: its code cannot be rebuilt exactly; commit the change (keeping the secret "
+                              "out of it) or rerun without --at-commit")  # fmt: skip
         try:
             relative = Path(script).resolve().relative_to(Path(git["root"]).resolve())
         except ValueError:
@@ -132,7 +173,7 @@ def rerun_run(
                     else f"the run's code is in {kept}" if kept else "the run's code was not kept")  # fmt: skip
             warnings.append(f"the current code is not the run's ({why}); {hint}")
     name = f"rerun-{manifest.name or manifest.id}-{index}"
-    new = launch_script(script, list(job.overrides), backend=backend, name=name, root=root, progress=progress,
+    new = launch_script(script, overrides, backend=backend, name=name, root=root, progress=progress,
                         detach=detach, command=["hpctrack", "rerun", f"{manifest.id}/{index}"],
                         store=manifest.store)  # fmt: skip
     return new, warnings

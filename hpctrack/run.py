@@ -161,16 +161,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def flatten_config(cfg: Any) -> Dict[str, Any]:
-    """The resolved config as ``{"optimizer.lr": 0.1, ...}``; lists stay whole values."""
+    """The resolved config as ``{"optimizer.lr": 0.1, ...}``; lists stay whole values.
+
+    Values of secret-looking keys are masked (:mod:`hpctrack.secrets`); a secret given as
+    ``${oc.env:NAME}`` stays unresolved.
+    """
+    from .secrets import mask_config
+
     if cfg is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+    if isinstance(cfg, Mapping):  # a DictConfig too
+        cfg = mask_config(cfg)
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"start_run(cfg): cfg must be a mapping or DictConfig, got {type(cfg).__name__}")
     out: Dict[str, Any] = {}
@@ -1032,6 +1033,8 @@ def _provenance(script: Optional[str], snapshot: Optional[Mapping[str, Any]] = N
 def _host_info() -> Dict[str, Any]:
     from . import __version__
 
+    from .secrets import mask_argv
+
     env_ids = {
         key: os.environ[key]
         for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID")
@@ -1041,7 +1044,7 @@ def _host_info() -> Dict[str, Any]:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "python": platform.python_version(),
-        "argv": list(sys.argv),
+        "argv": mask_argv(sys.argv),
         "cwd": os.getcwd(),
         "hpctrack_version": __version__,
         **({"job_env": env_ids} if env_ids else {}),

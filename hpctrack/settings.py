@@ -54,6 +54,9 @@ SETTINGS: Dict[str, Setting] = {
         Setting("HPCTRACK_STALL_FACTOR", "float", 10.0,
                 "a running job is stalled after this many of its median step intervals without a run.log call",
                 positive=True),
+        Setting("HPCTRACK_SECRET_KEYS", "str", "",
+                "comma-separated patterns of config keys to mask as secrets, added to the built-in rule; "
+                "'!pattern' exempts keys (e.g. 'license,*_dsn,!pad_token')"),
     )
 }
 

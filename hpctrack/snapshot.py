@@ -4,7 +4,9 @@ At submission the git-tracked files of the script's repository (their working-tr
 contents, uncommitted edits included), or the script's folder outside git, are copied
 once into ``ROOT/code/<digest>/``; the digest is over every file's path and content, so
 sweeps launched from the same code share one copy. Jobs import from the copy, so editing
-the code while they wait in the queue changes nothing they run. ``requeue --code current``
+the code while they wait in the queue changes nothing they run. Outside git, files that may
+hold credentials (:data:`SECRET_PATTERNS`) and those a ``.hpctrackignore`` lists are not
+copied; the manifest's ``code`` names them under ``skipped``. ``requeue --code current``
 takes a new snapshot for the jobs it resubmits (``JobRecord.code``); every attempt records
 the digest of the snapshot it ran.
 """
@@ -24,13 +26,33 @@ from .safefs import check_inside, copy_file, strip_write_by_others
 from .safefs import rmtree as safe_rmtree
 
 __all__ = ["make_snapshot", "code_digest", "snapshot_files", "code_changes", "CODE_DIR",
-           "MAX_SNAPSHOT_BYTES"]  # fmt: skip
+           "MAX_SNAPSHOT_BYTES", "SECRET_PATTERNS", "IGNORE_FILE"]  # fmt: skip
 
 CODE_DIR = "code"
 #: A snapshot bigger than this is refused (set ``code_snapshot: false`` for such repositories).
 MAX_SNAPSHOT_BYTES = 200 * 1024 * 1024
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", "outputs",
               "multirun"}  # fmt: skip
+#: Outside git, files that may hold credentials are never copied (gitignore-style patterns).
+SECRET_PATTERNS = (".env*", "*.pem", "*.key", "id_*", ".git/", ".ssh/", "credentials*")
+#: Outside git, a file of the script's folder listing more patterns (gitignore syntax) not to copy.
+IGNORE_FILE = ".hpctrackignore"
+#: Skipped files named at most in the manifest (all are counted).
+SKIPPED_CAP = 100
+
+
+def _ignore_spec(root: Path) -> Any:
+    """The patterns of files not to copy from ``root``: :data:`SECRET_PATTERNS` and ``root/.hpctrackignore``."""
+    import pathspec
+
+    lines = list(SECRET_PATTERNS)
+    try:
+        lines += (root / IGNORE_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {root / IGNORE_FILE}: {err}; fix or remove it") from None
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
@@ -47,11 +69,29 @@ def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
                  "source": "git", "git": git}  # fmt: skip
         return root, files, ident
     root = Path(script).resolve().parent
-    files = []
+    spec = _ignore_spec(root)
+    files: List[str] = []
+    skipped: List[str] = []
     for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
-        files += [os.path.relpath(os.path.join(folder, n), root) for n in names if not n.endswith(".pyc")]
-    return root, sorted(files), {"source": "folder", "reason": git.get("reason")}
+        rel_folder = os.path.relpath(folder, root)
+        prefix = "" if rel_folder == "." else rel_folder + "/"
+        kept_dirs = []
+        for d in dirs:
+            if d in _SKIP_DIRS and d != ".git":
+                continue
+            if spec.match_file(f"{prefix}{d}/"):
+                skipped.append(f"{prefix}{d}/")
+            else:
+                kept_dirs.append(d)
+        dirs[:] = kept_dirs
+        for n in names:
+            if n.endswith(".pyc"):
+                continue
+            (skipped if spec.match_file(prefix + n) else files).append(prefix + n)
+    ident = {"source": "folder", "reason": git.get("reason")}
+    if skipped:
+        ident["skipped"], ident["skipped_count"] = sorted(skipped)[:SKIPPED_CAP], len(skipped)
+    return root, sorted(files), ident
 
 
 def _digest(root: Path, files: List[str], too_big: str) -> Tuple[str, int]:

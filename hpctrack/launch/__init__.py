@@ -135,6 +135,9 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     backend = get_backend(request.backend, **request.backend_options)
     backend.preflight()
     root = ensure_writable_root(resolve_root(request.root))
+    from ..secrets import mask_argv, mask_mapping, mask_overrides
+
+    # Secret values never reach the manifest: the jobs get theirs from the job function.
     manifest = Manifest(
         id=request.sweep_id or new_sweep_id(),
         created=time.time(),
@@ -142,12 +145,13 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         store=request.store,
         script=request.script,
         name=request.name,
-        command=list(request.command),
+        command=mask_argv(request.command),
         cwd=request.cwd,
-        overrides=list(request.overrides),
+        overrides=mask_overrides(request.overrides),
         swept_keys=swept_keys(request.jobs),
-        launcher={**request.launcher, "share_group": share_group or None},
-        jobs=[JobRecord(index=i, overrides=list(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)],
+        launcher=mask_mapping({**request.launcher, "share_group": share_group or None}),
+        jobs=[JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}")
+              for i, ov in enumerate(request.jobs)],
     )
     import cloudpickle
 
@@ -155,6 +159,15 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         from ..snapshot import make_snapshot
 
         manifest.code = make_snapshot(request.script, root)  # before anything is written to the sweep
+        if manifest.code.get("skipped_count"):
+            import sys
+
+            names = manifest.code["skipped"]
+            shown = ", ".join(names[:5]) + (f" and {manifest.code['skipped_count'] - 5} more"
+                                            if manifest.code["skipped_count"] > 5 else "")  # fmt: skip
+            print(f"hpctrack: code snapshot: skipped {manifest.code['skipped_count']} "
+                  f"file{'s' if manifest.code['skipped_count'] != 1 else ''} that may hold secrets or that "
+                  f".hpctrackignore lists: {shown}", file=sys.stderr, flush=True)  # fmt: skip
     payload = cloudpickle.dumps(job_fn)
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional
 from ..config import ensure_writable_root, resolve_root
 from ..errors import ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
+from ..secrets import mask_argv
 from ..store import store_class
 
 __all__ = ["launch_script"]
@@ -113,7 +114,7 @@ def _as_script(script: Path, argv: List[str], command: List[str]) -> Iterator[No
     sys.argv = [str(script), *argv]
     sys.path.insert(0, str(script.parent))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us as exceptions
-    os.environ["HPCTRACK_COMMAND"] = json.dumps(command)
+    os.environ["HPCTRACK_COMMAND"] = json.dumps(mask_argv(command))  # jobs inherit it: recorded masked
     try:
         yield
     finally:

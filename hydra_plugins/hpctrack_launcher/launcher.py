@@ -96,11 +96,25 @@ class HydraJob:
                 if sweep_config.hydra.job.get("chdir") is None:
                     sweep_config.hydra.job.chdir = True
         HydraConfig.instance().set_config(sweep_config)
-        ret = run_job(hydra_context=context, task_function=self.task_function, config=sweep_config,
+        ret = run_job(hydra_context=context, task_function=_masking_outputs(self.task_function), config=sweep_config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
+
+
+def _masking_outputs(task_function: TaskFunction) -> TaskFunction:
+    """The task, first rewriting what Hydra just recorded of the job (``.hydra/*.yaml``) with secrets masked."""
+    import functools
+
+    @functools.wraps(task_function)
+    def task(cfg: DictConfig) -> Any:
+        from hpctrack._start import mask_hydra_outputs
+
+        mask_hydra_outputs()
+        return task_function(cfg)
+
+    return task
 
 
 def _context_in(context: HydraContext, code: Dict[str, Any]) -> HydraContext:
@@ -200,7 +214,12 @@ class BaseHpctrackLauncher(Launcher):
         from hpctrack.launch import SweepRequest, submit_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        from hpctrack.secrets import mask_yaml_file
+
         jobs = [list(o) for o in job_overrides]
+        # Hydra's sweeper has just saved the sweep's config with the real values; only the job
+        # function (job.pkl, owner-only) keeps them. The manifest is masked by submit_sweep.
+        mask_yaml_file(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")
         command = json.loads(os.environ[COMMAND_ENV]) if COMMAND_ENV in os.environ else [sys.executable, *sys.argv]
         launcher_conf = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
         request = SweepRequest(
