@@ -119,7 +119,7 @@ class Expr:
             value = pd.Series([value] * len(frame), index=frame.index, dtype=object)
         if not _is_boolean(value):
             raise FilterError(f"the filter must be a condition (true or false per row), not a value; {SYNTAX_HELP}")
-        return value.fillna(False).astype(bool)
+        return _bools(value)
 
 
 # -- tokens -------------------------------------------------------------------------------------
@@ -438,10 +438,10 @@ class _Parser:
 
     def _column(self) -> Expr:
         name = self.take().value
-        if self.at("op", "("):
-            raise FilterError(f"function calls are not allowed in a filter ({name}(...)); {SYNTAX_HELP}")
         if _dunder(name) and (self.columns is None or name not in self.columns):
             raise FilterError(f"dunder names are not allowed in a filter: {name!r}")
+        if self.at("op", "("):
+            raise FilterError(f"function calls are not allowed in a filter ({name}(...)); {SYNTAX_HELP}")
         if self.columns is not None and name not in self.columns:
             owner = next((c for c in sorted(self.columns, key=len, reverse=True)
                           if name.startswith(c + ".")), None)  # fmt: skip
@@ -457,7 +457,7 @@ class _Parser:
         self.take()
         items: List[Any] = []
         while not self.at("op", "]"):
-            item = self.unary()
+            item = self.sum_()
             if item.op in ("neg", "pos") and item.args[0].op == "lit" and _is_number(item.args[0].args[0]):
                 value = item.args[0].args[0]
                 item = Expr("lit", (-value if item.op == "neg" else value,))
@@ -522,6 +522,15 @@ def _is_boolean(series: "pd.Series") -> bool:
     return all(isinstance(v, bool) or type(v).__name__ == "bool_" for v in series.dropna())
 
 
+def _bools(series: "pd.Series") -> "pd.Series":
+    """A true/false Series, a missing value being false."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(bool)
+    return pd.Series([not _missing(v) and bool(v) for v in series], index=series.index, dtype=bool)
+
+
 _ARITHMETIC: Dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
     "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
@@ -558,6 +567,14 @@ def _eval(node: Expr, frame: "pd.DataFrame") -> Any:
         return -value if op == "neg" else value
     if op == "cmp":
         kind, left_node, right_node = node.args
+        null = next((n for n in (left_node, right_node) if n.op == "lit" and _missing(n.args[0])), None)
+        if null is not None:  # x == null, nan != x: whether x is missing
+            if kind not in ("==", "!="):
+                raise FilterError(f"null and nan can only be compared with == or != (x == null), not with {kind}")
+            other = _eval(right_node if null is left_node else left_node, frame)
+            if isinstance(other, pd.Series):
+                return other.isna() if kind == "==" else other.notna()
+            return _missing(other) == (kind == "==")
         return _compare(kind, _eval(left_node, frame), _eval(right_node, frame), frame)
     left, right = (_numeric(_eval(a, frame), node) for a in node.args)
     return _arithmetic(op, left, right)
@@ -601,7 +618,7 @@ def _as_mask(value: Any, frame: "pd.DataFrame") -> "pd.Series":
     import pandas as pd
 
     if isinstance(value, pd.Series) and _is_boolean(value):
-        return value.fillna(False).astype(bool)
+        return _bools(value)
     if isinstance(value, bool):
         return pd.Series([value] * len(frame), index=frame.index, dtype=bool)
     raise FilterError("and/or/not combine conditions, not values; e.g. x > 1 and y < 2")
@@ -616,18 +633,10 @@ def _compare(kind: str, left: Any, right: Any, frame: "pd.DataFrame") -> Any:
             hit = left.isin([v for v in values if not _missing(v)])
             if any(_missing(v) for v in values):
                 hit = hit | left.isna()
-            hit = hit.fillna(False).astype(bool)
+            hit = _bools(hit)
             return ~hit if kind == "not in" else hit
         found = any(_same(left, v) for v in values)
         return (not found) if kind == "not in" else found
-    if (not isinstance(right, pd.Series) and _missing(right)) or (
-            not isinstance(left, pd.Series) and _missing(left)):  # fmt: skip  # x == null, x != nan
-        if kind not in ("==", "!="):
-            raise FilterError(f"null and nan can only be compared with == or != (x == null), not with {kind}")
-        other = left if _missing(right) and not isinstance(right, pd.Series) else right
-        if isinstance(other, pd.Series):
-            return other.isna() if kind == "==" else other.notna()
-        return _missing(other) == (kind == "==")
     fn = _COMPARE[kind]
     if isinstance(left, pd.Series) or isinstance(right, pd.Series):
         return _compare_series(fn, kind, left, right, frame)
