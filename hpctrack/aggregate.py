@@ -647,12 +647,24 @@ def export_table(frame: "pd.DataFrame", fmt: str, path: Optional[Path] = None) -
         # Strict JSON: NaN and +-inf become null (JSON has no such numbers).
         records = finite_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
         text = json.dumps(records, indent=1, default=_plain, allow_nan=False) + "\n"
-    else:
-        text = frame.to_markdown(index=False, floatfmt=".4g") + "\n"
+    else:  # for people: names and text cells with their control characters shown, not obeyed
+        text = _printable_frame(frame).to_markdown(index=False, floatfmt=".4g") + "\n"
     if path is not None:
         _write_output(Path(path), text)
         return None
     return text
+
+
+def _printable_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``frame`` with column names and text cells escaped for a person's eyes (numbers unchanged)."""
+    from ._terminal import printable
+
+    out = frame.copy()
+    out.columns = [printable(c) for c in frame.columns]
+    for position in range(out.shape[1]):
+        if out.iloc[:, position].dtype == object:
+            out.isetitem(position, out.iloc[:, position].map(lambda v: printable(v) if isinstance(v, str) else v))
+    return out
 
 
 def _write_output(path: Path, data: Any) -> None:
