@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ._names import check_name
 from .store import MetricBatch
 
 __all__ = ["Buffer"]
@@ -91,6 +92,7 @@ class Buffer:
                 for key in keys:
                     if type(key) is not str or not key:
                         raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
+                    check_name("run.log: metric name", key)
                 self._valid_keys.add(keys)
             group = self.groups[keys] = _Group(keys)
         self.switches.append((group, len(group.steps)))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from ._names import check_name
 from ._signals import EarlySignals
 from ._types import JobState, RunStatus
 from .run import Run, RunSettings, _one_line, _status_for, current_run, flatten_config, global_rank
@@ -159,6 +160,9 @@ def start_run(
     run = active if active is not None and not active.finished else None
     if run is None:
         mask_hydra_outputs()  # a plain run of a Hydra script (a launched job's are masked before its task)
+        if name is not None:
+            check_name("sweep name", name, "give start_run a shorter name")
+        flatten_config(cfg)  # a bad config (a key over 255 characters) is refused before a sweep is created
         run = _start_direct_run(name=name, root=root, store=store)
     if not run._params_recorded:
         params = flatten_config(cfg)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -214,8 +213,8 @@ def sweep_table(
         aggregations ``agg`` (default mean, std, count) as ``COLUMN mean`` ...
     where:
         A filter on params, metric columns and ``state`` applied to the runs,
-        e.g. ``"optimizer.lr < 0.1 and state == 'COMPLETED'"`` (pandas query
-        syntax; column names may be written bare).
+        e.g. ``"optimizer.lr < 0.1 and state == 'COMPLETED'"``, in the filter
+        language of :mod:`hpctrack.query` (column names may be written bare).
     sort:
         Columns to sort by, ``-COLUMN`` for descending.
     top:
@@ -596,26 +595,14 @@ def _best(frame: "pd.DataFrame") -> Optional[int]:
     return int(column.idxmin() if lower_is_better(first[: -len(" mean")]) else column.idxmax())
 
 
-_QUOTED = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`)")
-
-
 def _filter(frame: "pd.DataFrame", where: str) -> "pd.DataFrame":
-    """``frame.query(where)`` with bare column names such as ``optimizer.lr`` or ``val/acc:max`` allowed."""
-    names = sorted((c for c in frame.columns if not str(c).isidentifier()), key=len, reverse=True)
-    pattern = re.compile("|".join(rf"(?<![\w.`/:]){re.escape(str(n))}(?![\w.`/:=])" for n in names)) if names \
-        else None  # fmt: skip
-    parts = _QUOTED.split(where)
-    for i in range(0, len(parts), 2):  # outside quotes and backticks only
-        if pattern is not None:
-            parts[i] = pattern.sub(lambda m: f"`{m.group(0)}`", parts[i])
+    """The runs matching filter ``where`` (:mod:`hpctrack.query`: a filter is data, never code)."""
+    from .query import FilterError, filter_frame
+
     try:
-        out = frame.query("".join(parts), engine="python")
-    except Exception as err:  # pandas raises many types for a bad expression
-        raise ConfigError(f"bad --filter {where!r}: {' '.join(str(err).split()) or type(err).__name__}; "
-                          f"columns: {', '.join(map(str, frame.columns))}") from None  # fmt: skip
-    if not isinstance(out, type(frame)):
-        raise ConfigError(f"bad --filter {where!r}: it must be a condition, e.g. \"optimizer.lr < 0.1\"")
-    return out.reset_index(drop=True)
+        return filter_frame(frame, where)
+    except FilterError as err:
+        raise FilterError(f"bad --filter {where!r}: {err}") from None
 
 
 def _sort(frame: "pd.DataFrame", sort: Sequence[str]) -> "pd.DataFrame":
@@ -660,12 +647,24 @@ def export_table(frame: "pd.DataFrame", fmt: str, path: Optional[Path] = None) -
         # Strict JSON: NaN and +-inf become null (JSON has no such numbers).
         records = finite_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
         text = json.dumps(records, indent=1, default=_plain, allow_nan=False) + "\n"
-    else:
-        text = frame.to_markdown(index=False, floatfmt=".4g") + "\n"
+    else:  # for people: names and text cells with their control characters shown, not obeyed
+        text = _printable_frame(frame).to_markdown(index=False, floatfmt=".4g") + "\n"
     if path is not None:
         _write_output(Path(path), text)
         return None
     return text
+
+
+def _printable_frame(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """``frame`` with column names and text cells escaped for a person's eyes (numbers unchanged)."""
+    from ._terminal import printable
+
+    out = frame.copy()
+    out.columns = [printable(c) for c in frame.columns]
+    for position in range(out.shape[1]):
+        if out.iloc[:, position].dtype == object:
+            out.isetitem(position, out.iloc[:, position].map(lambda v: printable(v) if isinstance(v, str) else v))
+    return out
 
 
 def _write_output(path: Path, data: Any) -> None:

@@ -22,6 +22,7 @@ import click
 
 from .aggregate import AGGREGATIONS
 
+from ._terminal import markup, printable, printable_block
 from ._types import JobState, finite_json, state_summary
 from .errors import HpctrackError
 
@@ -31,8 +32,13 @@ _DEBUG = {"on": False}
 
 
 def _fail(message: str) -> "None":
-    click.echo(f"Error: {' '.join(message.split())}", err=True)  # one line, whatever the message held
+    click.echo(f"Error: {printable(' '.join(message.split()))}", err=True)  # one line, whatever the message held
     sys.exit(1)
+
+
+def _echo(text: str = "", err: bool = False) -> None:
+    """One line for a person: names and values in it come from the store, so controls are shown, not obeyed."""
+    click.echo(printable(text), err=err)
 
 
 def _os_error_line(err: OSError) -> str:
@@ -58,7 +64,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             if _DEBUG["on"]:
                 raise
-            click.echo("interrupted", err=True)
+            _echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper
@@ -82,6 +88,11 @@ def _fmt_duration(seconds: Optional[float]) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _cell(value: Any) -> str:
+    """A value in a rich table: formatted, controls escaped, and never read as markup."""
+    return markup(_fmt_value(value))
 
 
 def _fmt_value(value: Any) -> str:
@@ -171,22 +182,22 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
                                  slurm={"partition": partition, "time": time_limit},
                                  code_snapshot=not no_code_snapshot, share_group=share_group)
     except KeyboardInterrupt:
-        click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
+        _echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
     ref = manifest.name or manifest.id
     if manifest.backend == "slurm":
         arrays = sorted({j.job_id.split("_", 1)[0] for j in manifest.jobs if j.job_id})
-        click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as SLURM job array "
+        _echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as SLURM job array "
                    f"{', '.join(arrays)} (watch: hpctrack status {ref} --watch)")
         return
     if detach:
-        click.echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "
+        _echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "
                    f"(watch: hpctrack status {ref})")
         return
     from .status import job_statuses
 
     states = [s.state for s in job_statuses(manifest)]
-    click.echo(f"sweep {manifest.id}: {state_summary(states)}  (results: hpctrack table {ref})")
+    _echo(f"sweep {manifest.id}: {state_summary(states)}  (results: hpctrack table {ref})")
     if any(s != JobState.COMPLETED for s in states):
         sys.exit(1)
 
@@ -207,7 +218,7 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
             m = sweep.manifest
             states, unconfirmed = recorded_states(m)
         except HpctrackError as err:
-            click.echo(f"skipped {sweep.path}: {' '.join(str(err).split())}", err=True)
+            _echo(f"skipped {sweep.path}: {' '.join(str(err).split())}", err=True)
             continue
         summary = state_summary(states)
         if unconfirmed:
@@ -221,7 +232,7 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
         _echo_json(rows)
         return
     if not rows:
-        click.echo(f"no sweeps under {resolve_root(root)}")
+        _echo(f"no sweeps under {resolve_root(root)}")
         return
     from rich.table import Table
 
@@ -229,7 +240,7 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
     for column in ("name", "id", "created", "backend", "script", "jobs"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(row[c] or "" for c in ("name", "id", "created", "backend", "script", "jobs")))
+        table.add_row(*(markup(row[c] or "") for c in ("name", "id", "created", "backend", "script", "jobs")))
     _print_wide(table)
 
 
@@ -300,7 +311,6 @@ def _status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]"
     """The status table of a sweep as a rich renderable, whether every job has ended, and what it shows
     (states, errors, notes, flags; not runtimes), to tell whether it changed."""
     from rich.console import Group
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -308,38 +318,39 @@ def _status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]"
     st = sw.sweep_status()
     ref = manifest.name or manifest.id
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
-    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    table = Table(title=markup(title), title_justify="left", box=None, header_style="bold")
     for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error / note"):
         table.add_column(column, no_wrap=column != "error / note")
     shown = [s for s in st.jobs if s.stalled] if only_stalled else st.jobs
     for s in shown:
         flag = " [red](hung?)" if s.possibly_hung else (" [yellow](stalled)" if s.stalled else "")
         state = f"[{_STATE_STYLE.get(s.state, '')}]{s.state.value}" + flag
-        said = escape(s.error) if s.error else (f"[dim]{escape(s.note)}" if s.note else "")
+        said = markup(s.error) if s.error else (f"[dim]{markup(s.note)}" if s.note else "")
         if s.error and s.note:
-            said += f" [dim]({escape(s.note)})"
-        table.add_row(str(s.index), state, escape(" ".join(s.overrides)),
+            said += f" [dim]({markup(s.note)})"
+        table.add_row(str(s.index), state, markup(" ".join(s.overrides)),
                       "" if s.last_step is None else str(s.last_step), "" if s.attempt is None else str(s.attempt),
-                      _fmt_duration(s.runtime_s), s.job_id or "", s.node or "", said)
+                      _fmt_duration(s.runtime_s), markup(s.job_id or ""), markup(s.node or ""), said)
+    # Text is never markup; printable() keeps its controls from the terminal.
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
     from .requeue import incomplete_jobs
 
     gap = {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}
     if gap:
         listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
-        parts.append(Text(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
-                          f"`hpctrack resume {ref}` submits them", style="yellow"))
+        parts.append(Text(printable(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
+                                    f"`hpctrack resume {ref}` submits them"), style="yellow"))
     if st.lost:
         listing = "; ".join(f"job {i} ({why})" for i, why in sorted(st.lost.items()))
-        parts.append(Text(f"lost: {listing}. Their run data is gone or unreadable: `hpctrack verify {ref}` says "
-                          f"more and `--repair` restores what it can; `hpctrack resume {ref} --include-lost` reruns "
-                          "them", style="red"))  # fmt: skip
+        parts.append(Text(printable(f"lost: {listing}. Their run data is gone or unreadable: `hpctrack verify {ref}` "
+                                    f"says more and `--repair` restores what it can; `hpctrack resume {ref} "
+                                    "--include-lost` reruns them"), style="red"))  # fmt: skip
     stalled = [s.index for s in st.jobs if s.stalled]
     if stalled:
         parts.append(Text(f"stalled: job {', '.join(map(str, stalled))}: no run.log call for far longer than the "
                           "job's own step interval (a blocked collective or data loader?)", style="yellow"))
     if st.note:
-        parts.append(Text(f"note: {st.note}", style="yellow"))
+        parts.append(Text(printable(f"note: {st.note}"), style="yellow"))
     signature = [(s.index, s.state, s.error, s.note, s.stalled, s.possibly_hung) for s in shown] + [st.note]
     return Group(*parts), all(s.state.is_final for s in st.jobs), signature
 
@@ -360,9 +371,9 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
     sw = load_sweep(sweep, root=root)
     cancelled = sw.cancel(states=[JobState(s.upper()) for s in states] or None, jobs=indices)
     if not cancelled:
-        click.echo("nothing to cancel")
+        _echo("nothing to cancel")
     else:
-        click.echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
+        _echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
                    + ",".join(str(i) for i in cancelled))
     for note in getattr(sw, "cancel_notes", []):
         click.echo(f"not signalled: {note}", err=True)
@@ -395,30 +406,30 @@ _CODE_OPTION = click.option(
 
 def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: bool) -> None:
     for index, why in sorted(plan.skipped.items()):
-        click.echo(f"job {index} skipped: {why}")
+        _echo(f"job {index} skipped: {why}")
     unlisted = {i: why for i, why in plan.lost.items() if i not in plan.skipped}
     if unlisted:
         ref = sw.manifest.name or sw.manifest.id
-        click.echo(f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
+        _echo(f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
                    + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
                    + f". `hpctrack verify {ref}` says why; add --include-lost to rerun them from scratch")
     for index, where in sorted(plan.moved.items()):
-        click.echo(f"job {index}: its damaged run data was moved aside to {where}")
+        _echo(f"job {index}: its damaged run data was moved aside to {where}")
     if not plan.selected:
-        click.echo(f"nothing to {verb}")
+        _echo(f"nothing to {verb}")
         return
     if plan.code_warning:
-        click.echo(f"warning: {plan.code_warning}", err=True)
+        _echo(f"warning: {plan.code_warning}", err=True)
     listing = ", ".join(f"{i} ({plan.reasons.get(i, '?')})" for i in plan.selected)
     changes = "".join(f" {k}={v}" for k, v in plan.resources.items())
     listing += (f" with{changes}" if changes else "") + (
         f", running the code as it is now (snapshot {plan.code_snapshot.get('digest')})" if plan.code == "current"
         else "")  # fmt: skip
     if dry_run:
-        click.echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
+        _echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
         return
     manifest = sw.manifest
-    click.echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
+    _echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
                f"{listing}")
     if manifest.backend == "local" and not detach:
         from .launch.progress import wait_with_progress
@@ -426,10 +437,10 @@ def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: b
         try:
             wait_with_progress(manifest.path, show=sys.stderr.isatty())
         except KeyboardInterrupt:
-            click.echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status`)", err=True)
+            _echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status`)", err=True)
             sys.exit(130)
         states = [s.state for s in sw.status() if s.index in plan.selected]
-        click.echo(f"sweep {manifest.id}: {state_summary(states)} of the resubmitted jobs")
+        _echo(f"sweep {manifest.id}: {state_summary(states)} of the resubmitted jobs")
         if any(s != JobState.COMPLETED for s in states):
             sys.exit(1)
 
@@ -511,12 +522,12 @@ def gc(sweeps: Sequence[str], all_sweeps: bool, dry_run: bool, root: Optional[st
     for sw in targets:
         total.add(collect_sweep(sw.manifest, dry_run=dry_run))
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {len(total.files)} files ({total.bytes / 1024:.1f} KiB) from {len(targets)} "
+    _echo(f"{verb} {len(total.files)} files ({total.bytes / 1024:.1f} KiB) from {len(targets)} "
                f"sweep{'s' if len(targets) != 1 else ''}"
                + (f"; {total.skipped_jobs} jobs still pending or running were left alone" if total.skipped_jobs else ""))
     if dry_run:
         for path in total.files:
-            click.echo(f"  {path}")
+            _echo(f"  {path}")
 
 
 def _parse_jobs(text: Optional[str]) -> Optional[List[int]]:
@@ -573,7 +584,7 @@ def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: 
     )
     _emit_frame(frame, fmt, output, _print_frame)
     if frame.attrs.get("note"):
-        click.echo(f"note: {frame.attrs['note']}", err=True)
+        _echo(f"note: {frame.attrs['note']}", err=True)
 
 
 def _emit_frame(frame: Any, fmt: str, output: Optional[str], show: Callable[[Any], None]) -> None:
@@ -587,7 +598,7 @@ def _emit_frame(frame: Any, fmt: str, output: Optional[str], show: Callable[[Any
     if text is not None:
         click.echo(text, nl=False)
     else:
-        click.echo(f"wrote {len(frame)} rows to {output}", err=True)
+        _echo(f"wrote {len(frame)} rows to {output}", err=True)
 
 
 def _keys(text: str) -> List[str]:
@@ -622,7 +633,7 @@ def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[st
                            seed_keys=_keys(seed_keys))  # fmt: skip
     _emit_frame(frame, fmt, output, _print_comparison)
     if frame.attrs.get("note"):
-        click.echo(f"note: {frame.attrs['note']}", err=True)
+        _echo(f"note: {frame.attrs['note']}", err=True)
 
 
 @cli.command()
@@ -649,8 +660,8 @@ def plot(sweep: str, metric: str, group_by: Sequence[str], x: str, band: str, se
                          band=band, include_incomplete=not completed_only,
                          seed_keys=_keys(seed_keys))  # fmt: skip
     for index, why in sorted(result.skipped.items()):
-        click.echo(f"skipped job {index}: {why}", err=True)
-    click.echo(f"wrote {result.path}")
+        _echo(f"skipped job {index}: {why}", err=True)
+    _echo(f"wrote {result.path}")
 
 
 @cli.command()
@@ -667,11 +678,11 @@ def reindex(sweeps: Sequence[str], all_sweeps: bool, root: Optional[str]) -> Non
     targets = list(list_sweeps(root)) if all_sweeps else [load_sweep(ref, root=root) for ref in sweeps]
     for sw in targets:
         count, lost = sw.reindex()
-        click.echo(f"sweep {sw.id}: indexed {count} ended run{'s' if count != 1 else ''}"
+        _echo(f"sweep {sw.id}: indexed {count} ended run{'s' if count != 1 else ''}"
                    + (f"; kept {len(lost)} unreadable run{'s' if len(lost) != 1 else ''} in the index, marked LOST:"
                       if lost else ""))  # fmt: skip
         for index, reason in sorted(lost.items()):
-            click.echo(f"  job {index}: {reason}")
+            _echo(f"  job {index}: {reason}")
 
 
 @cli.command()
@@ -714,14 +725,14 @@ def verify(sweeps: Sequence[str], all_sweeps: bool, repair: bool, fmt: str, root
     else:
         for entry in out:
             for p in entry["problems"]:
-                click.echo(f"{entry['sweep']}/{p['job']}: {p['what']}" if p["job"] is not None
+                _echo(f"{entry['sweep']}/{p['job']}: {p['what']}" if p["job"] is not None
                            else f"{entry['sweep']}: {p['what']}")  # fmt: skip
             for line in entry.get("repaired", []):
-                click.echo(f"repaired {line}")
+                _echo(f"repaired {line}")
             for line in entry.get("cannot", []):
-                click.echo(f"cannot repair {line}")
+                _echo(f"cannot repair {line}")
             left = entry.get("remaining", entry["problems"])
-            click.echo(f"sweep {entry['sweep']}: " + (f"{len(left)} problem{'s' if len(left) != 1 else ''}"
+            _echo(f"sweep {entry['sweep']}: " + (f"{len(left)} problem{'s' if len(left) != 1 else ''}"
                                                       + (" left" if "remaining" in entry else "")
                                                       if left else "no problem found"))  # fmt: skip
     if remaining:
@@ -744,7 +755,7 @@ def show(run: str, fmt: str, packages: bool, root: Optional[str]) -> None:
 
     data = describe_run(*resolve_run(run, root))
     if fmt == "json":
-        click.echo(json.dumps(data, indent=1, default=str))
+        click.echo(json.dumps(data, indent=1, default=str))  # JSON escapes control characters itself
         return
     _print_run(data, packages)
 
@@ -764,46 +775,47 @@ def diff_command(run_a: str, run_b: str, full_code: bool, fmt: str, root: Option
     if fmt == "json":
         click.echo(json.dumps(result, indent=1, default=str))
         return
-    click.echo(f"--- {result['runs'][0]}\n+++ {result['runs'][1]}")
+    _echo(f"--- {result['runs'][0]}")
+    _echo(f"+++ {result['runs'][1]}")
     same = True
     for section in ("config", "code", "packages", "host_and_resources"):
         changes = result[section]
         if not changes:
             continue
         same = False
-        click.echo(f"{section.replace('_', ' ')}:")
+        _echo(f"{section.replace('_', ' ')}:")
         for key, (a, b) in changes.items():
-            click.echo(f"  {key}: {_fmt_value(a) if a is not None else '(none)'} -> "
+            _echo(f"  {key}: {_fmt_value(a) if a is not None else '(none)'} -> "
                        f"{_fmt_value(b) if b is not None else '(none)'}")
     files = result["code_files"]
     same = _print_code_files(files, result["runs"], full_code) and same
     if result["code_diff_differs"] and not files["comparable"]:
         same = False
-        click.echo("code: the uncommitted changes differ (hpctrack show RUN --format json has both diffs)")
+        _echo("code: the uncommitted changes differ (hpctrack show RUN --format json has both diffs)")
     if same:
-        click.echo("no difference in config, code, packages, host or resources")
+        _echo("no difference in config, code, packages, host or resources")
 
 
 def _print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> bool:
     """Print the files of code that differ (``full``: their unified diffs); whether the code is the same."""
     notes = [f"{run}: {files['notes'][side]}" for side, run in zip("ab", runs) if files["notes"].get(side)]
     if not files["comparable"]:
-        click.echo(f"code files: cannot compare the code ({'; '.join(notes)})")
+        _echo(f"code files: cannot compare the code ({'; '.join(notes)})")
         return False
     for note in notes:
-        click.echo(f"code files: {note}")
+        _echo(f"code files: {note}")
     changed = files["files"]
     if not changed:
         return True
-    click.echo(f"code files: {files['a']} -> {files['b']}: {len(changed)} file{'s' if len(changed) != 1 else ''} "
+    _echo(f"code files: {files['a']} -> {files['b']}: {len(changed)} file{'s' if len(changed) != 1 else ''} "
                f"differ{'s' if len(changed) == 1 else ''}")  # fmt: skip
     for f in changed:
         counts = f"(+{f['added_lines']} -{f['removed_lines']})" if f["added_lines"] is not None else "(binary or large)"
-        click.echo(f"  {f['change']}  {f['path']}  {counts}")
+        _echo(f"  {f['change']}  {f['path']}  {counts}")
     if full:
-        click.echo("".join(f["text"] for f in changed), nl=False)
+        click.echo(printable_block("".join(f["text"] for f in changed)), nl=False)
     else:
-        click.echo("  (--code prints the unified diff)")
+        _echo("  (--code prints the unified diff)")
     return False
 
 
@@ -831,12 +843,12 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
     manifest, warnings = rerun_run(sweep, index, backend=backend, at_commit=at_commit, root=root,
                                    progress=not no_progress, detach=detach, secrets=list(secrets))  # fmt: skip
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _echo(f"warning: {warning}", err=True)
     if backend == "slurm" or detach:
-        click.echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
+        _echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
         return
     states = [s.state for s in job_statuses(manifest)]
-    click.echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id}: {state_summary(states)}  "
+    _echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id}: {state_summary(states)}  "
                f"(compare: hpctrack diff {sweep.id}/{index} {manifest.id}/0)")
     if any(s != JobState.COMPLETED for s in states):
         sys.exit(1)
@@ -867,7 +879,7 @@ def _print_run(d: Dict[str, Any], packages: bool) -> None:
                 out.append(f"  checkpoints: {', '.join(left['checkpoints'])}")
         else:
             out.append("  the run has not started: nothing recorded yet")
-        click.echo("\n".join(out))
+        click.echo("\n".join(printable(line) for line in out))
         return
     st = d["status"]
     out += [f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
@@ -936,7 +948,7 @@ def _print_run(d: Dict[str, Any], packages: bool) -> None:
     if packages:
         out.append("  packages:")
         out += ["    " + p for p in prov.get("packages") or []]
-    click.echo("\n".join(out))
+    click.echo("\n".join(printable(line) for line in out))
 
 
 def _print_frame(frame: Any) -> None:
@@ -950,37 +962,37 @@ def _print_frame(frame: Any) -> None:
         # Grouped: one "mean ± std" cell per metric, other aggregations as their own columns.
         shown = [c for c in frame.columns if not any(str(c) == f"{m} {a}" for m in metrics for a in aggs)]
         for column in shown:
-            grid.add_column(str(column), justify="right")
+            grid.add_column(markup(column), justify="right")
         for metric in metrics:
-            grid.add_column(metric + (" (mean ± std)" if "std" in aggs else " (mean)"), justify="right")
+            grid.add_column(markup(metric) + (" (mean ± std)" if "std" in aggs else " (mean)"), justify="right")
             for agg in aggs:
                 if agg not in ("mean", "std", "count"):
-                    grid.add_column(f"{metric} {agg}", justify="right")
+                    grid.add_column(markup(f"{metric} {agg}"), justify="right")
         grid.add_column("", justify="left")
         for pos, row in enumerate(frame.to_dict(orient="records")):
-            cells = [_fmt_value(row[c]) for c in shown]
+            cells = [_cell(row[c]) for c in shown]
             for metric in metrics:
-                mean = _fmt_value(row[f"{metric} mean"])
-                cells.append(mean + (f" ± {_fmt_value(row[f'{metric} std'])}" if "std" in aggs else ""))
-                cells.extend(_fmt_value(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
+                mean = _cell(row[f"{metric} mean"])
+                cells.append(mean + (f" ± {_cell(row[f'{metric} std'])}" if "std" in aggs else ""))
+                cells.extend(_cell(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
             cells.append("[bold green]* best[/]" if pos == best else "")
             grid.add_row(*cells)
         _print_wide(grid)
         best_by = frame.attrs.get("best_by")
         if best is not None and best_by:  # which metric ranked the groups, and which way
-            click.echo(f"* best: {best_by['direction']} mean of {best_by['column']}")
+            _echo(f"* best: {best_by['direction']} mean of {best_by['column']}")
         return
-    for column in frame.columns:
-        grid.add_column(str(column), justify="right" if frame[column].dtype.kind in "iuf" else "left")
+    for position, column in enumerate(frame.columns):  # by position: a param and a summary key may share a name
+        grid.add_column(markup(column), justify="right" if frame.iloc[:, position].dtype.kind in "iuf" else "left")
     for row in frame.itertuples(index=False):
         cells = []
         for column, value in zip(frame.columns, row):
             if column == "runtime_s":
                 cells.append(_fmt_duration(value if value == value else None) if value is not None else "")
             elif column == "state":
-                cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}" if value in _STATES else str(value))
+                cells.append(f"[{_STATE_STYLE.get(JobState(value), '')}]{value}" if value in _STATES else markup(value))
             else:
-                cells.append(_fmt_value(value))
+                cells.append(_cell(value))
         grid.add_row(*cells)
     _print_wide(grid)
 
@@ -991,23 +1003,23 @@ def _print_comparison(frame: Any) -> None:
     labels, metrics, keys = frame.attrs["labels"], frame.attrs["metrics"], frame.attrs["group_by"]
     grid = Table(box=None, header_style="bold")
     for key in keys:
-        grid.add_column(key, justify="right")
+        grid.add_column(markup(key), justify="right")
     for metric in metrics:
         for label in labels:
-            grid.add_column(f"{metric}\n{label}", justify="right")
+            grid.add_column(f"{markup(metric)}\n{markup(label)}", justify="right")
         for label in labels[1:]:
-            grid.add_column(f"delta\n{label}", justify="right")
+            grid.add_column(f"delta\n{markup(label)}", justify="right")
     for row in frame.to_dict(orient="records"):
-        cells = [_fmt_value(row[k]) for k in keys]
+        cells = [_cell(row[k]) for k in keys]
         for metric in metrics:
             for label in labels:
                 n = row[f"{metric} count {label}"]
-                cells.append(f"{_fmt_value(row[f'{metric} mean {label}'])} ± {_fmt_value(row[f'{metric} std {label}'])}"
-                             f" (n={_fmt_value(n)})")  # fmt: skip
+                cells.append(f"{_cell(row[f'{metric} mean {label}'])} ± {_cell(row[f'{metric} std {label}'])}"
+                             f" (n={_cell(n)})")  # fmt: skip
             for label in labels[1:]:
                 beyond = row[f"{metric} beyond spread {label}"]
                 mark = " [bold]beyond spread[/]" if beyond else ""
-                cells.append(f"{_fmt_value(row[f'{metric} delta {label}'])}{mark}")
+                cells.append(f"{_cell(row[f'{metric} delta {label}'])}{mark}")
         grid.add_row(*cells)
     _print_wide(grid)
 

@@ -323,6 +323,14 @@ def _created_or_oldest(path: Path) -> float:
         return float("-inf")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, false for a name too long to be a path (a sweep name of 300 characters is not one)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def find_sweep(root: Path, ref: str) -> Path:
     """Resolve ``ref`` to a sweep directory.
 
@@ -331,7 +339,7 @@ def find_sweep(root: Path, ref: str) -> Path:
     """
     root = Path(root)
     candidate = Path(os.path.expanduser(ref))
-    if (candidate / MANIFEST_FILE).is_file():
+    if _is_file(candidate / MANIFEST_FILE):
         return candidate.absolute()
     if ref == "latest":
         newest = _newest(root)
@@ -341,7 +349,7 @@ def find_sweep(root: Path, ref: str) -> Path:
             )
         return newest
     by_id = root / SWEEPS_DIR / ref
-    if (by_id / MANIFEST_FILE).is_file():
+    if _is_file(by_id / MANIFEST_FILE):
         return by_id
     dirs = list(iter_sweep_dirs(root))
     prefixed = [d for d in dirs if d.name.startswith(ref)]

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from . import endrecord
 from ._buffer import Buffer as _Buffer
+from ._names import check_name
 from ._signals import DeferredSigint, EarlySignals, signal_name
 from ._types import RunStatus
 from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints  # noqa: F401
@@ -125,6 +126,7 @@ class _TrackedDict(dict):  # type: ignore[type-arg]
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"keys must be strings, got {type(key).__name__}")
+        check_name("key", key)
         super().__setitem__(key, _jsonable(value))
         self._dirty.add(key)
 
@@ -178,7 +180,7 @@ def flatten_config(cfg: Any) -> Dict[str, Any]:
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
         for key, value in node.items():
-            name = f"{prefix}{key}"
+            name = check_name("param key", f"{prefix}{key}", "shorten the config key")
             if isinstance(value, Mapping) and value:
                 walk(value, name + ".")
             else:

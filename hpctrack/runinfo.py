@@ -22,7 +22,11 @@ def resolve_run(ref: str, root: Optional[str] = None) -> Tuple[Any, int]:
     from .sweep import Sweep, load_sweep
 
     path = Path(ref).expanduser()
-    if path.is_dir() and (path.parent.parent / MANIFEST_FILE).is_file() and path.name.isdigit():
+    try:
+        is_run_dir = path.is_dir() and (path.parent.parent / MANIFEST_FILE).is_file() and path.name.isdigit()
+    except OSError:  # not a path at all (a sweep name longer than a file name may be)
+        is_run_dir = False
+    if is_run_dir:
         return Sweep(path.parent.parent.absolute()), int(path.name)
     sweep_ref, sep, job = ref.rstrip("/").rpartition("/")
     if not sep or not job.isdigit():

@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .._terminal import markup
 from .._types import JobState
 from ..manifest import Manifest
 from .local import wait_for_sweep
@@ -35,7 +36,7 @@ def wait_with_progress(sweep_dir: Path, *, show: bool = True) -> Manifest:
             counts = Counter(job.state for job in manifest.jobs)
             done = sum(n for state, n in counts.items() if state.is_final)
             failed = sum(n for state, n in counts.items() if state.is_final and state != JobState.COMPLETED)
-            progress.update(task, description=manifest.name or manifest.id, total=len(manifest.jobs),
+            progress.update(task, description=markup(manifest.name or manifest.id), total=len(manifest.jobs),
                             completed=done, running=counts.get(JobState.RUNNING, 0), failed=failed)
 
         return wait_for_sweep(sweep_dir, on_update=update)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
 from ..errors import ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
@@ -50,11 +51,12 @@ def _check_overrides(args: List[str]) -> None:
             skip_next = arg in _HYDRA_VALUE_FLAGS
             continue
         try:
-            parser.parse_override(arg)
+            override = parser.parse_override(arg)
         except HydraException as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             reason = lines[-1] if lines else type(err).__name__
             raise ConfigError(f"malformed override {arg!r}: {reason}") from None
+        check_name("param key", override.key_or_group, "shorten the override's key")
 
 
 def _split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
@@ -172,12 +174,14 @@ def launch_script(
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     store_class(store)
+    if name is not None:
+        check_name("sweep name", name, "give a shorter --name")
     if share_group:
         from ..safefs import resolve_group
 
         resolve_group(share_group)  # a bad group is said before the root is even created
-    root_path = ensure_writable_root(resolve_root(root))
     _check_overrides(overrides)
+    root_path = ensure_writable_root(resolve_root(root))
     path = path.absolute()
     sweep_id = new_sweep_id()
     sweep_dir = root_path / SWEEPS_DIR / sweep_id
