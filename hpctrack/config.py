@@ -157,19 +157,48 @@ def resolve_root(root: Optional[str] = None) -> Path:
     return path.absolute()
 
 
-_WARNED: set = set()  # roots already warned about in this process
+#: The root's folders that hold what jobs load: made owner-only, refused when others may write into them.
+_PRIVATE_TOPS = ("sweeps", "code")
+
+
+def _check_private(path: Path, what: str, *, sticky_ok: bool = False) -> None:
+    """Refuse ``path`` unless this user owns it and no one else may write into it.
+
+    ``sticky_ok``: a sticky directory (``/scratch``-like) lets others add entries
+    but not rename this user's, which is enough for the root itself.
+    """
+    import stat
+
+    from .errors import UnsafePathError
+
+    st = path.stat()
+    if st.st_uid != os.geteuid():
+        raise UnsafePathError(f"{what} {path} belongs to uid {st.st_uid}, not to you: its owner could change the "
+                              "files your jobs load and run code as you; use a root of your own "
+                              f"(--root or {ROOT_ENV})")  # fmt: skip
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+        who = "anyone" if st.st_mode & stat.S_IWOTH else "its group"
+        raise UnsafePathError(f"{what} {path} is writable by {who} ({stat.filemode(st.st_mode)}): they could swap "
+                              f"the files your jobs load and run code as you; `chmod go-w {path}`, or use a root "
+                              "of your own inside it (a group reads a sweep launched with --share-group)")  # fmt: skip
 
 
 def ensure_writable_root(root: Path) -> Path:
     """Create ``root`` if needed and prove it writable, or raise a one-line :class:`ConfigError`.
 
-    A root created here is mode 0700 (the owner only) whatever the umask; an
-    existing root's mode is left alone, with a warning (once) when others may
-    write into it.
-    """
-    import stat
-    import sys
+    A root created here is mode 0700 (the owner only) whatever the umask. An
+    existing root keeps its mode, but must be this user's and not writable by
+    others (nor may its ``sweeps/``, ``code/`` and ``worktrees/``): whoever can
+    rename entries there can swap the files a job unpickles and runs before any
+    check of the job's own (submitit's pickles) and run code as this user.
+    A root shared with a group is readable by it, never writable
+    (``--share-group``).
 
+    Raises
+    ------
+    UnsafePathError
+        The root, or one of its top folders, belongs to someone else or others may write into it.
+    """
     from .safefs import ROOT_MODE
 
     try:
@@ -177,12 +206,14 @@ def ensure_writable_root(root: Path) -> Path:
             root.mkdir(parents=True, exist_ok=True)
             os.chmod(root, ROOT_MODE)
         else:
-            mode = root.stat().st_mode
-            if mode & (stat.S_IWGRP | stat.S_IWOTH) and root not in _WARNED:
-                _WARNED.add(root)
-                who = "anyone" if mode & stat.S_IWOTH else "its group"
-                print(f"hpctrack: warning: {who} may write into the root {root} ({stat.filemode(mode)}); "
-                      f"`chmod go-w {root}` unless that is meant", file=sys.stderr)  # fmt: skip
+            _check_private(root, "the hpctrack root", sticky_ok=True)
+        for top in _PRIVATE_TOPS:
+            try:  # made here, whatever the umask, before anything else would make them group-writable
+                os.mkdir(root / top, ROOT_MODE)
+            except FileExistsError:
+                _check_private(root / top, f"the root's {top}/")
+        if (root / "worktrees").is_dir():  # rerun --at-commit runs code from there
+            _check_private(root / "worktrees", "the root's worktrees/")
         probe = root / f".write-test-{uuid.uuid4().hex}"
         with open(probe, "w") as fh:
             fh.write("ok")

@@ -95,8 +95,7 @@ def swept_keys(jobs: Sequence[Sequence[str]]) -> List[str]:
 def _set_modes(root: Path, manifest: Manifest, gid: Optional[int]) -> None:
     """What the launch wrote (Hydra's files too): never writable by others; with a group, readable by it."""
     if gid is None:
-        if not root.stat().st_mode & 0o022:  # a root others may write into is meant so: its folders stay as they are
-            strip_write_by_others(folder for folder in (root / SWEEPS_DIR, root / CODE_DIR) if folder.is_dir())
+        strip_write_by_others(folder for folder in (root / SWEEPS_DIR, root / CODE_DIR) if folder.is_dir())
         strip_write_by_others(Path(d) / n for d, dirs, names in os.walk(manifest.path) for n in [".", *names])
         if manifest.code.get("path"):
             snapshot = Path(manifest.code["path"])

@@ -45,14 +45,29 @@ def test_nothing_under_a_new_root_is_writable_by_others(hpctrack_root, umask):
     assert stat.S_IMODE(pkl.stat().st_mode) == 0o600
 
 
-def test_an_existing_root_keeps_its_mode_and_a_writable_one_is_warned_about(hpctrack_root):
+def test_an_existing_root_keeps_its_mode_and_one_others_may_write_into_is_refused(hpctrack_root, tmp_path):
     hpctrack_root.mkdir()
-    os.chmod(hpctrack_root, 0o775)
+    os.chmod(hpctrack_root, 0o750)
     proc = _cli("launch", str(SLEEPY), "x=1", "steps=1", "sleep_s=0", umask=0o002)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert stat.S_IMODE(hpctrack_root.stat().st_mode) == 0o775
-    warnings = [line for line in proc.stderr.splitlines() if "may write into the root" in line]
-    assert len(warnings) == 1 and str(hpctrack_root) in warnings[0]
+    assert stat.S_IMODE(hpctrack_root.stat().st_mode) == 0o750
+    # A group-writable root (a project directory used as is): a group member could rename sweeps/ and
+    # plant the pickles a job loads before any check of its own. Refused before anything is written.
+    for target, mode in ((hpctrack_root, 0o2770), (hpctrack_root / "sweeps", 0o2775)):
+        before = sorted(p.name for p in hpctrack_root.rglob("*"))
+        os.chmod(target, mode)
+        proc = _cli("launch", str(SLEEPY), "x=1", "steps=1", "sleep_s=0", umask=0o002)
+        assert proc.returncode == 1 and error_lines(proc.stderr) == [proc.stderr.strip()], proc.stderr
+        assert "writable by its group" in proc.stderr and str(target) in proc.stderr
+        assert sorted(p.name for p in hpctrack_root.rglob("*")) == before  # nothing written
+        os.chmod(target, 0o750)
+    # A root someone else owns (pre-created in a shared scratch directory): refused too.
+    os.chown(hpctrack_root, 65534, -1)
+    try:
+        proc = _cli("launch", str(SLEEPY), "x=1", "steps=1", "sleep_s=0", umask=0o022)
+        assert proc.returncode == 1 and "belongs to uid 65534" in proc.stderr, proc.stderr
+    finally:
+        os.chown(hpctrack_root, os.geteuid(), -1)
 
 
 def _other_group() -> grp.struct_group:
