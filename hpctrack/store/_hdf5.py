@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
-from ..safefs import check_inside
+from ..safefs import check_inside, is_inside
 from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from .base import check_key, disk_full, history_of, one_line, prepare_sections, resolved_stats
 
@@ -721,10 +721,12 @@ class HDF5Store(Store):
                 _fsync(self.path.parent)
                 self._synced = None
                 kept = ""
-                if current is not None and current.exists():
+                if current is not None and current.exists() and is_inside(current, self.path.parent):
                     aside = current.with_name(f"{current.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
                     os.replace(current, aside)
                     kept = f"; the damaged copy is kept as {aside.name}"
+                elif current is not None and current.exists():  # a link planted out of the run: left alone
+                    kept = f"; {self.path.name} pointed out of the run (to {current.resolve()}), which was left alone"
                 return [f"restored {self.path.name} from its intact spare copy {candidate.name} as of its last "
                         f"complete update (now {restored.name}){kept}"], []  # fmt: skip
         return [], [f"{problems[0]}; no intact copy to restore from"]

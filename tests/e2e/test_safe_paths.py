@@ -193,3 +193,19 @@ def test_move_aside_never_moves_out_of_a_symlinked_run_directory(hpctrack_root, 
     _one_line(err.value, run.run_dir)
     assert (victim / "run.h5").read_text() == "someone else's run\n"
     assert not any(p.name.startswith("lost-") for p in victim.iterdir())
+
+
+def test_verify_repair_never_renames_a_file_a_planted_link_points_to(hpctrack_root, tmp_path):
+    with start_run({"a": 1}, name="rep") as run:
+        for step in range(3):
+            run.log({"x": float(step)}, step=step)
+    run_dir = run.run_dir
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "bad.h5").write_bytes(os.urandom(4096))  # damaged-looking, and not the run's
+    os.unlink(run_dir / "run.h5")
+    os.symlink(victim / "bad.h5", run_dir / "run.h5")
+    proc = run_cli("verify", "rep", "--repair")
+    assert sorted(p.name for p in victim.iterdir()) == ["bad.h5"], proc.stdout + proc.stderr
+    assert "pointed out of the run" in proc.stdout and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert run_cli("verify", "rep").returncode == 0  # the run's own spare copy was restored
