@@ -602,7 +602,8 @@ def _filter(frame: "pd.DataFrame", where: str) -> "pd.DataFrame":
     try:
         return filter_frame(frame, where)
     except FilterError as err:
-        raise FilterError(f"bad --filter {where!r}: {err}") from None
+        shown = where if len(where) <= 120 else where[:100] + f"... ({len(where)} characters)"
+        raise FilterError(f"bad --filter {shown!r}: {err}") from None
 
 
 def _sort(frame: "pd.DataFrame", sort: Sequence[str]) -> "pd.DataFrame":

@@ -325,18 +325,20 @@ class _Parser:
         raise FilterError(f"unexpected {shown} at position {tok.pos}; {SYNTAX_HELP}")
 
     def or_(self) -> Expr:
-        node = self.and_()
+        # and/or chains are one node with every operand (a or b or c ...): evaluated in a loop,
+        # so a long chain never deepens the recursion.
+        parts = [self.and_()]
         while self.at("kw", "or") or self.at("op", "|"):
             self.take()
-            node = Expr("or", (node, self.and_()))
-        return node
+            parts.append(self.and_())
+        return parts[0] if len(parts) == 1 else Expr("or", tuple(parts))
 
     def and_(self) -> Expr:
-        node = self.not_()
+        parts = [self.not_()]
         while self.at("kw", "and") or self.at("op", "&"):
             self.take()
-            node = Expr("and", (node, self.not_()))
-        return node
+            parts.append(self.not_())
+        return parts[0] if len(parts) == 1 else Expr("and", tuple(parts))
 
     def not_(self) -> Expr:
         if self.at("kw", "not") or self.at("op", "~"):
@@ -377,23 +379,26 @@ class _Parser:
             left = right
         if not parts:
             return left
-        node = parts[0]
-        for part in parts[1:]:  # 0 < x <= 1 is 0 < x and x <= 1
-            node = Expr("and", (node, part))
-        return node
+        return parts[0] if len(parts) == 1 else Expr("and", tuple(parts))  # 0 < x <= 1: 0 < x and x <= 1
 
     def sum_(self) -> Expr:
         node = self.term()
+        depth = self.depth
         while self.at("op", "+", "-"):
             op = self.take().value
+            self.deeper()  # each operator of a chain nests the tree one level: counted like brackets
             node = Expr(op, (node, self.term()))
+        self.depth = depth
         return node
 
     def term(self) -> Expr:
         node = self.unary()
+        depth = self.depth
         while self.at("op", "*", "/", "//", "%"):
             op = self.take().value
+            self.deeper()
             node = Expr(op, (node, self.unary()))
+        self.depth = depth
         return node
 
     def unary(self) -> Expr:
@@ -558,8 +563,11 @@ def _eval(node: Expr, frame: "pd.DataFrame") -> Any:
                               "filter on a metric selector instead (e.g. KEY:last)")  # fmt: skip
         return column
     if op in ("and", "or"):
-        left, right = (_as_mask(_eval(a, frame), frame) for a in node.args)
-        return (left & right) if op == "and" else (left | right)
+        result = _as_mask(_eval(node.args[0], frame), frame)
+        for arg in node.args[1:]:
+            mask = _as_mask(_eval(arg, frame), frame)
+            result = (result & mask) if op == "and" else (result | mask)
+        return result
     if op == "not":
         return ~_as_mask(_eval(node.args[0], frame), frame)
     if op in ("neg", "pos"):

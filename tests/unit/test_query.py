@@ -282,3 +282,24 @@ def test_nothing_reaches_python_eval(frame, monkeypatch):
     monkeypatch.setattr(pd, "eval", forbidden)
     assert jobs(frame, "optimizer.lr < 0.1 and state == 'COMPLETED' or a ** 2 in [16]") == [1, 3]
     assert math.isnan(frame["optimizer.lr"][4])
+
+
+def test_long_and_or_chains_evaluate_without_deep_recursion(frame):
+    # 500 clauses: well under the length limit, and a left-deep tree would overflow Python's stack.
+    text = " or ".join(["job == 0"] * 500)
+    assert len(filter_frame(frame, text)) == len(frame[frame.job == 0])
+    assert len(filter_frame(frame, " and ".join(["job >= 0"] * 500))) == len(frame)
+
+
+def test_a_long_arithmetic_chain_is_one_line_not_a_recursion_error(frame):
+    with pytest.raises(FilterError, match="nests deeper") as err:
+        filter_frame(frame, " + ".join(["job"] * 900) + " > 0")
+    assert "\n" not in str(err.value)
+
+
+def test_an_overlong_filter_is_not_echoed_whole():
+    from hpctrack.aggregate import _filter
+
+    with pytest.raises(FilterError) as err:
+        _filter(pd.DataFrame({"seed": [0]}), "x" * 1_000_000)
+    assert len(str(err.value)) < 400 and "1000000 characters" in str(err.value)
