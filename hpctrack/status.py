@@ -585,8 +585,8 @@ def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:
 
     try:
         update_manifest(manifest.path, change)
-    except StoreError:
-        pass  # a read-only view of someone else's sweep still works
+    except (StoreError, OSError):
+        pass  # a read-only view of someone else's sweep (no right to create its lock file) still works
 
 
 def job_statuses(manifest: Manifest, *, now: Optional[float] = None) -> List[JobStatus]:

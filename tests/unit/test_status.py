@@ -300,3 +300,20 @@ def test_cancelled_jobs_share_one_wording(hpctrack_root):
     jobs = sweep_status(reload(manifest)).jobs
     assert [j.state for j in jobs] == [JobState.CANCELLED] * 3
     assert [j.error for j in jobs] == ["cancelled (SIGINT)", "cancelled (SIGTERM)", "cancelled before it started"]
+
+
+def test_a_reader_who_may_not_lock_the_manifest_still_gets_the_status(tmp_path, monkeypatch):
+    # A group member reading a shared SLURM sweep cannot create sweep.json.lock: the final states
+    # learned from the scheduler are not written back, and the status is still shown.
+    import hpctrack.status as status_module
+    from hpctrack._types import JobState
+    from hpctrack.status import JobStatus
+
+    manifest = make_sweep(tmp_path, 1, backend="slurm", state=JobState.RUNNING, job_ids=["7_0"])
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(manifest.path / "sweep.json.lock"))
+
+    monkeypatch.setattr(status_module, "update_manifest", denied)
+    done = JobStatus(index=0, state=JobState.COMPLETED, job_id="7_0", overrides=[], run_dir=manifest.run_path(0))
+    status_module._persist_final(manifest, [done])  # no exception: nothing written, nothing lost
