@@ -26,6 +26,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hpctrack.secrets import mask_overrides
+
 log = logging.getLogger(__name__)
 
 #: Set by ``hpctrack launch`` so the manifest records the command the user typed.
@@ -242,7 +244,8 @@ class BaseHpctrackLauncher(Launcher):
                  f"{self._BACKEND}) in {manifest.path}")
         if self.params.get("detach"):
             # Placeholders: Hydra's launcher contract is synchronous, hpctrack's is not (see module docs).
-            return [JobReturn(overrides=o, status=JobStatus.COMPLETED, _return_value=None) for o in jobs]
+            return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)
+                    for o in jobs]  # fmt: skip
         return self._wait(manifest.path, jobs)
 
     @abc.abstractmethod
@@ -268,7 +271,7 @@ class LocalLauncher(BaseHpctrackLauncher):
 
         manifest = wait_with_progress(sweep_dir, show=bool(self.params.get("progress", True)))
         returns = []
-        for job, overrides in zip(manifest.jobs, jobs):
+        for job, overrides in zip(manifest.jobs, map(mask_overrides, jobs)):  # Hydra prints them on failure
             if job.state == JobState.COMPLETED and job.job_id:
                 folder = manifest.run_path(job.index) / "logs"
                 value = submitit.local.local.LocalJob(folder=folder, job_id=job.job_id).results()[0]

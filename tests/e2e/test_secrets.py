@@ -231,3 +231,15 @@ def test_rerun_of_a_masked_run_asks_for_the_secret_again(secret_env, hpctrack_ro
     assert again.returncode == 0, again.stdout + again.stderr
     assert _evidence(secret_env)["seed5"]["password"] == "hunter2"
     assert [p for p in _holding(hpctrack_root, "hunter2") if not p.endswith("job.pkl")] == []
+
+
+def test_a_failed_job_does_not_print_its_secret_override(hpctrack_root, tmp_path):
+    from conftest import SCRIPTS
+
+    flag = tmp_path / "fail"
+    flag.write_text("x")
+    proc = run_cli("launch", str(SCRIPTS / "resumable.py"), "+db.password=hunter2", f"fail_flag={flag}",
+                   "fail_at=0", "--name", "loud", "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failing on purpose" in proc.stdout + proc.stderr or "FAILED" in proc.stdout + proc.stderr
+    assert "hunter2" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
