@@ -94,7 +94,7 @@ def _worktree(root: Path, git: Dict[str, Any]) -> Path:
 
 def _with_secrets(run: str, overrides: List[str], given: List[str]) -> List[str]:
     """The run's overrides with its masked secret values replaced by those ``given`` again."""
-    from .secrets import masked_keys
+    from .secrets import MASK, masked_keys
 
     def key(override: str) -> str:
         return override.partition("=")[0].strip().lstrip("+~")
@@ -107,6 +107,10 @@ def _with_secrets(run: str, overrides: List[str], given: List[str]) -> List[str]
             raise ConfigError(f"{override!r}: rerun takes only the values of the run's masked secrets "
                               f"(the run's: {secret}), as KEY=VALUE")  # fmt: skip
     missing = [k for k in masked if k not in given_by_key]
+    for name in masked:
+        if name in given_by_key and given_by_key[name].partition("=")[2].strip().strip("'\"") == MASK:
+            raise ConfigError(f"{name}={MASK}: that is the mask the run was recorded with, not its value; pass the "
+                              f"real value again: hpctrack rerun {run} {masked[name]}=...")  # fmt: skip
     if missing:
         again = " ".join(f"{masked[k]}=..." for k in missing)
         raise ConfigError(f"run {run} had secret values that were recorded masked; pass them again: "

@@ -226,6 +226,9 @@ def test_rerun_of_a_masked_run_asks_for_the_secret_again(secret_env, hpctrack_ro
     errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "db.password=..." in errors[0], refused.stderr
     assert not (secret_env / "seed5.json").exists()  # nothing ran
+    masked = run_cli("rerun", "orig/0", "db.password=***", "--no-progress", cwd=tmp_path)  # the mask, copied back
+    assert masked.returncode == 1 and "the mask" in masked.stderr, masked.stdout + masked.stderr
+    assert not (secret_env / "seed5.json").exists()
 
     again = run_cli("rerun", "orig/0", "db.password=hunter2", "--no-progress", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
