@@ -270,23 +270,76 @@ def _mask_line(line: str) -> Tuple[str, bool]:
     return f"{m.group('head')}{m.group('sep')}{quote}{MASK}{quote}{m.group('tail')}", True
 
 
-def mask_diff(diff: str) -> Tuple[str, int]:
-    """A unified diff with the values of lines assigning secret-looking keys masked; (diff, lines masked).
+#: ``"key": "value"``, ``key='value'``, ``["KEY"] = "value"`` anywhere in a line: a quoted literal value.
+_QUOTED_PAIR = re.compile(r"""(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)\s*\]?\s*(?P<sep>:|=(?!=))\s*"""
+                          r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")  # fmt: skip
+#: Credentials in a URL (``scheme://user:pass@host``) and bearer tokens, wherever they appear.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s'\"<>]*@(?=[\w\[])")
+_BEARER = re.compile(r"(?i)\b(?P<word>bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
+#: A YAML key whose value follows on the next, more indented lines (a block scalar or a nested block).
+_BLOCK_START = re.compile(r"""^(?P<indent>\s*)(?:-\s+)?["']?(?P<key>[A-Za-z_][\w.\-]*)["']?\s*:\s*"""
+                          r"""(?P<value>[|>][-+0-9]*\s*(?:#.*)?$|[\[{].*$|\s*(?:#.*)?$)""")  # fmt: skip
 
-    Lines assigning a literal (``password: x``, ``TOKEN=x``, ``api_key = "x"``) are masked;
-    expressions (``password = os.environ["PW"]``) and interpolations are kept.
+
+def _mask_content(line: str) -> Tuple[str, bool]:
+    """One line of a file with every secret it shows masked: (line, whether anything was masked)."""
+    masked, hit = _mask_line(line)
+
+    def pair(m: "re.Match[str]") -> str:
+        value = m.group("value")
+        if not is_secret_key(m.group("key")) or value[1:-1] == MASK:
+            return m.group(0)
+        return m.group(0)[: m.start("value") - m.start()] + value[0] + MASK + value[0]
+
+    masked = _QUOTED_PAIR.sub(pair, masked)
+    masked = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{MASK}@", masked)
+    masked = _BEARER.sub(lambda m: f"{m.group('word')} {MASK}", masked)
+    return masked, hit or masked != line
+
+
+def mask_diff(diff: str) -> Tuple[str, int]:
+    """A unified diff with the secrets its lines show masked; (diff, lines masked).
+
+    Masked: the values of keys that look secret, assigned a literal on one line
+    (``password: x``, ``TOKEN=x``, ``api_key = "x"``, ``{"token": "x"}``,
+    ``os.environ["HF_TOKEN"] = "x"``), or on the more indented lines below the
+    key (a YAML block scalar, list or mapping); credentials in URLs and bearer
+    tokens anywhere. Expressions (``password = os.environ["PW"]``) and
+    interpolations are kept.
     """
     out: List[str] = []
     count = 0
+    block: Optional[int] = None  # the indent of a secret key whose value continues on deeper lines
     for line in diff.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         end = line[len(body):]
-        if body[:1] in ("+", "-", " ") and not body.startswith(("+++ ", "--- ")):
-            masked, hit = _mask_line(body[1:])
-            if hit:
-                out.append(body[0] + masked + end)
+        if not body[:1] in ("+", "-", " ") or body.startswith(("+++ ", "--- ")):
+            block = None  # a new file or hunk
+            out.append(line)
+            continue
+        content = body[1:]
+        indent = len(content) - len(content.lstrip())
+        if block is not None and content.strip() and indent > block:
+            out.append(f"{body[0]}{' ' * indent}{MASK}{end}")
+            count += 1
+            continue
+        if content.strip():
+            block = None
+        opened = _BLOCK_START.match(content)
+        if opened and is_secret_key(opened.group("key")):
+            value = opened.group("value") or ""
+            if value[:1] in ("[", "{"):  # a flow collection: masked whole, to the end of the line
+                content = content[: opened.start("value")] + MASK
+                out.append(body[0] + content + end)
                 count += 1
+                block = len(opened.group("indent"))
                 continue
+            block = len(opened.group("indent"))
+        masked, hit = _mask_content(content)
+        if hit:
+            out.append(body[0] + masked + end)
+            count += 1
+            continue
         out.append(line)
     return "".join(out), count
 

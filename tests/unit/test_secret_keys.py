@@ -91,3 +91,25 @@ def test_mask_diff():
     assert "+    password = \"***\"\n" in out and "os.environ['PW']" in out and "${oc.env:X}" in out
     assert "+  \"secret\": \"***\",\n" in out and "+token:\n" in out
     assert mask_diff("") == ("", 0)
+
+
+def test_mask_diff_catches_json_yaml_blocks_flows_headers_environ_and_url_credentials():
+    from hpctrack.secrets import mask_diff
+
+    diff = "\n".join([
+        "--- a/c.yaml", "+++ b/c.yaml", "@@ -1,3 +1,12 @@",
+        '+{"password": "jsonval-Q2", "token":"jsonval-Q2b"}',
+        "+secret_key: |", "+  blockval-Q3", "+after: 1",
+        "+passwords:", "+  - listval-Q7",
+        "+secret: {a: flowval-Q8}",
+        '+headers = {"Authorization": "Bearer bearer-Q5abcdefgh"}',
+        '+os.environ["HF_TOKEN"] = "hf-Q6"',
+        "+url: https://u:urlval-Q4@h.example/",
+        '+password = os.environ["PW"]', "+def f(password: str): pass", "+max_tokens: 5", "+token = compute()",
+    ]) + "\n"  # fmt: skip
+    masked, count = mask_diff(diff)
+    for secret in ("Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8"):
+        assert secret not in masked, (secret, masked)
+    for kept in ("after: 1", 'os.environ["PW"]', "def f(password: str)", "max_tokens: 5", "compute()"):
+        assert kept in masked, (kept, masked)
+    assert count == 8  # the two JSON values share a line; the block is its key line and one value line
