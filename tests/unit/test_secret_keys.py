@@ -112,4 +112,4 @@ def test_mask_diff_catches_json_yaml_blocks_flows_headers_environ_and_url_creden
         assert secret not in masked, (secret, masked)
     for kept in ("after: 1", 'os.environ["PW"]', "def f(password: str)", "max_tokens: 5", "compute()"):
         assert kept in masked, (kept, masked)
-    assert count == 8  # the two JSON values share a line; the block is its key line and one value line
+    assert count == 8  # one per line that shows a secret
