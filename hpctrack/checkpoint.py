@@ -136,8 +136,8 @@ class Checkpoints:
         for entry in os.scandir(self.directory):  # left by a writer killed mid-checkpoint
             if entry.name.startswith(".tmp-") and not entry.is_symlink():
                 remove(entry.path)
-        latest = self.latest()
-        seq = latest.seq + 1 if latest else 1
+        # After every numbered name, a checkpoint's or not (a planted link, a stray folder): never onto one.
+        seq = max((int(e.name) for e in os.scandir(self.directory) if e.name.isdigit()), default=0) + 1
         tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:

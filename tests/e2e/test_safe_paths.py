@@ -209,3 +209,15 @@ def test_verify_repair_never_renames_a_file_a_planted_link_points_to(hpctrack_ro
     assert sorted(p.name for p in victim.iterdir()) == ["bad.h5"], proc.stdout + proc.stderr
     assert "pointed out of the run" in proc.stdout and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     assert run_cli("verify", "rep").returncode == 0  # the run's own spare copy was restored
+
+
+def test_a_planted_link_at_the_next_checkpoints_name_is_skipped_over(hpctrack_root, tmp_path):
+    victim = _victim(tmp_path)
+    with start_run({"a": 1}, name="ck3") as run:
+        run.log({"x": 1.0})
+        os.makedirs(run.run_dir / "checkpoints")
+        os.symlink(victim, run.run_dir / "checkpoints" / "000001")  # where the first checkpoint would go
+        run.save_checkpoint({"w": 1}, keep=1)
+        assert run.latest_checkpoint().load() == {"w": 1}
+    _intact(victim)
+    assert os.path.islink(run.run_dir / "checkpoints" / "000001")  # left as it was: not ours to remove
