@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -201,8 +202,8 @@ def atomic_write(path: PathLike, data: Union[str, bytes], guard: Optional[LockGu
 
     Writes a uniquely named temporary file next to ``path``, fsyncs it, then
     ``os.replace``-s it over the target (never remove-then-rename): a symlink at
-    ``path`` is replaced, never written through. The file is never group- or
-    world-writable, whatever the umask. With ``guard`` (from :func:`lock`), the
+    ``path`` is replaced, never written through. A file rewritten keeps its
+    mode; none is ever group- or world-writable, whatever the umask. With ``guard`` (from :func:`lock`), the
     lock is checked right before the replace.
     """
     target = Path(path)
@@ -213,8 +214,11 @@ def atomic_write(path: PathLike, data: Union[str, bytes], guard: Optional[LockGu
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
         with open(fd, mode) as fh:
             st_mode = os.fstat(fd).st_mode & 0o7777
-            if st_mode & 0o022:  # never group- or world-writable, whatever the umask
-                os.fchmod(fd, st_mode & ~0o022)
+            with contextlib.suppress(OSError):  # a rewrite keeps the file's mode (0640 in a shared sweep)
+                existing = os.lstat(target)
+                if stat.S_ISREG(existing.st_mode):
+                    st_mode = existing.st_mode & 0o777
+            os.fchmod(fd, st_mode & ~0o022)  # never group- or world-writable, whatever the umask
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -107,3 +107,26 @@ def test_processes_that_see_different_hostnames_still_exclude_each_other(tmp_pat
 
 def test_describe_holder_without_a_lock(tmp_path):
     assert describe_holder(tmp_path / "none.lock") == "no holder any more"
+
+
+def test_atomic_write_keeps_a_rewritten_files_mode_and_never_adds_group_write(tmp_path):
+    import stat
+
+    from hpctrack.locking import atomic_write
+
+    target = tmp_path / "sweep.json"
+    target.write_text("{}")
+    os.chmod(target, 0o640)  # a shared sweep's file: group-readable, hidden from others
+    previous = os.umask(0o022)
+    try:
+        atomic_write(target, "{}")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640
+        os.chmod(target, 0o664)
+        atomic_write(target, "{}")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        fresh = tmp_path / "new.json"
+        os.umask(0o002)
+        atomic_write(fresh, "{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+    finally:
+        os.umask(previous)
