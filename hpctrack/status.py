@@ -296,6 +296,8 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: b
             end = _end_of(run_dir, job, record)
             if end is not None:
                 return _end_state(end), _end_error(end), None
+            if job.cancelled is not None:  # asked to stop, and it stopped before it could say so
+                return JobState.CANCELLED, cancelled_line(None), None
             signal = _signal_of(info, record, None)
             return JobState.FAILED, (f"killed by {signal} without recording a result" if signal else
                                      "the job ended without recording a result (killed?)"), None  # fmt: skip

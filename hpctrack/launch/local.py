@@ -94,6 +94,26 @@ def why_not_ours(recorded: Dict[str, Any], names: str) -> Optional[str]:
     return None
 
 
+def _interrupt_writer(run_dir: Path, controller: int) -> None:
+    """SIGINT the process writing the run (the job's task) when it is not its controller.
+
+    A controller whose runner died does not always take its task down with it;
+    the task is signalled itself, under the same checks (this host, alive, its
+    command line naming the run).
+    """
+    from ..locking import writer_state
+
+    try:
+        writer = writer_state(run_dir)
+    except OSError:
+        return
+    if writer is None or writer.alive is not True or writer.pid == controller:
+        return
+    if why_not_ours({"host": writer.host, "pid": writer.pid}, str(run_dir)) is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(writer.pid, signal.SIGINT)
+
+
 def _runners(manifest: Manifest) -> List[Dict[str, Any]]:
     runner = manifest.runner
     if not runner or "pid" not in runner:
@@ -202,6 +222,7 @@ class LocalBackend(Backend):
                     continue
                 with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
                     os.kill(int(job.job_id), signal.SIGINT)  # the controller stops its tasks
+                _interrupt_writer(manifest.run_path(job.index), int(job.job_id))
         return notes
 
 

@@ -111,3 +111,31 @@ def test_cancel_still_stops_a_live_local_sweep(hpctrack_root):
     proc = run_cli("cancel", "live", check=True)
     assert "not signalled" not in proc.stderr
     _wait(lambda: json.loads((sweep / "sweep.json").read_text())["jobs"][0]["state"] == "CANCELLED")
+
+
+def test_cancel_of_a_sweep_whose_runner_died_stops_the_job_and_says_cancelled(hpctrack_root, tmp_path):
+    import hpctrack
+
+    proc = run_cli("launch", str(SCRIPTS / "resumable.py"), "x=1", "steps=600", "sleep_s=0.1", "--name", "orphaned",
+                   "--detach", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def status():
+        return json.loads(run_cli("status", "orphaned", "--format", "json", check=True).stdout)["jobs"][0]
+
+    deadline = time.time() + 120
+    while (status()["last_step"] or 0) < 2:
+        assert time.time() < deadline, "the job did not start"
+        time.sleep(0.3)
+    sweep = hpctrack.load_sweep("orphaned")
+    training = int(sweep.run(0).status["attempts"][-1]["pid"])
+    os.kill(int(sweep.manifest.runner["pid"]), signal.SIGKILL)
+    cancelled = run_cli("cancel", "orphaned")
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    deadline = time.time() + 120
+    while status()["state"] == "RUNNING":
+        assert time.time() < deadline, "the job was not stopped"
+        time.sleep(0.3)
+    job = status()
+    assert job["state"] == "CANCELLED" and "cancelled" in (job["error"] or ""), job
+    assert not os.path.exists(f"/proc/{training}") or "Z" in open(f"/proc/{training}/stat").read().split()[2]
