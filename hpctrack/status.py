@@ -249,6 +249,10 @@ def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: 
             state, error = JobState.FAILED, "the job ended without recording its end (killed?)"
         else:
             state, error = backend_state, own_error or end_error or killed or job.error
+            if error is None and backend_state == JobState.FAILED and run_state == RunStatus.RUNNING.value:
+                code = str(getattr(info, "exit_code", None) or "").partition(":")[0]
+                exited = f" (exit code {code})" if code not in ("", "0") else ""
+                error = f"the job ended without recording its end{exited} (killed?)"
     elif run_state in _RUN_TO_JOB:
         state, error = _RUN_TO_JOB[run_state], own_error
     else:

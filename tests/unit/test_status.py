@@ -317,3 +317,14 @@ def test_a_reader_who_may_not_lock_the_manifest_still_gets_the_status(tmp_path, 
     monkeypatch.setattr(status_module, "update_manifest", denied)
     done = JobStatus(index=0, state=JobState.COMPLETED, job_id="7_0", overrides=[], run_dir=manifest.run_path(0))
     status_module._persist_final(manifest, [done])  # no exception: nothing written, nothing lost
+
+
+def test_a_job_killed_with_kill_9_on_slurm_says_it_ended_without_recording_its_end(hpctrack_root, sacct):
+    # What sacct printed after `kill -9` of the training process: the job FAILED with exit code 9,
+    # no signal in its ExitCode (the step has it); the run's store still says running.
+    manifest = make_sweep(hpctrack_root, 1, backend="slurm", state=JobState.PENDING, job_ids=["610_0"])
+    write_run(manifest, 0, state="running", pid=dead_pid())
+    sacct["text"] = "610_0|FAILED|9:0|node1|NonZeroExitCode\n"
+    (job,) = sweep_status(manifest, persist=False).jobs
+    assert job.state == JobState.FAILED
+    assert job.error and "without recording its end" in job.error and "exit code 9" in job.error, job.error
