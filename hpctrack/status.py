@@ -248,7 +248,7 @@ def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: 
         elif backend_state == JobState.COMPLETED:  # the task ended well, but this run never recorded its end
             state, error = JobState.FAILED, "the job ended without recording its end (killed?)"
         else:
-            state, error = backend_state, own_error or end_error or killed or job.error
+            state, error = backend_state, own_error or end_error or killed or job.error or getattr(info, "error", None)
             if error is None and backend_state == JobState.FAILED and run_state == RunStatus.RUNNING.value:
                 code = str(getattr(info, "exit_code", None) or "").partition(":")[0]
                 exited = f" (exit code {code})" if code not in ("", "0") else ""

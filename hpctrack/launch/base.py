@@ -22,6 +22,7 @@ class JobInfo:
     exit_code: Optional[str] = None
     scheduler_state: Optional[str] = None  # the scheduler's own word (REQUEUED, COMPLETING, ...)
     ended: bool = False
+    error: Optional[str] = None  # why the backend ended the job itself (not a scheduler's pending reason)
 
 
 class Backend(abc.ABC):

@@ -174,7 +174,8 @@ class LocalBackend(Backend):
         infos = {}
         for job in manifest.jobs:
             if alive is False and job.state == JobState.PENDING:
-                infos[job.index] = JobInfo(state=JobState.CANCELLED, reason="the job runner stopped before it started")
+                infos[job.index] = JobInfo(state=JobState.CANCELLED, ended=True,
+                                           error="never started: its job runner stopped (killed?)")  # fmt: skip
             elif alive is False and job.state == JobState.RUNNING:
                 infos[job.index] = JobInfo(state=None, ended=True)
             else:

@@ -328,3 +328,10 @@ def test_a_job_killed_with_kill_9_on_slurm_says_it_ended_without_recording_its_e
     (job,) = sweep_status(manifest, persist=False).jobs
     assert job.state == JobState.FAILED
     assert job.error and "without recording its end" in job.error and "exit code 9" in job.error, job.error
+
+
+def test_a_pending_job_of_a_killed_local_runner_says_it_never_started_not_just_cancelled(hpctrack_root):
+    manifest = make_sweep(hpctrack_root, 1, backend="local", state=JobState.PENDING, job_ids=[None],
+                          runner={"host": socket.gethostname(), "pid": dead_pid(), "started": 100.0})  # fmt: skip
+    (job,) = sweep_status(manifest, persist=False).jobs
+    assert job.state == JobState.CANCELLED and "never started" in job.error and "runner stopped" in job.error
