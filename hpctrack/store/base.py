@@ -424,7 +424,7 @@ class Store(abc.ABC):
                 problems.append(f"{key!r} has {len(steps)} points, its stats say {stats.count}")
             elif len(steps) and (int(steps[-1]) != stats.last_step or not (
                     values[-1] == stats.last or (math.isnan(values[-1]) and math.isnan(stats.last)))):  # fmt: skip
-                problems.append(f"{key!r} ends at step {int(steps[-1])} = {values[-1]!r}, "
+                problems.append(f"{key!r} ends at step {int(steps[-1])} = {float(values[-1])!r}, "
                                 f"its stats say step {stats.last_step} = {stats.last!r}")  # fmt: skip
         return problems
 
