@@ -137,6 +137,26 @@ def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Map
     return len(text)
 
 
+def _v1_to_v2(f: "h5py.File") -> None:
+    """Format 1 -> 2: one plain ``run.h5`` updated in place becomes copy 0 behind the ``run.h5`` symlink.
+
+    The layout inside is the same; ``HDF5Store._create`` moves the file (a copy,
+    then ``os.replace``) and calls this on the copy, before the link names it.
+    """
+    f.attrs["format_version"] = 2
+
+
+def _v2_to_v3(f: "h5py.File") -> None:
+    """Format 2 -> 3: each metric's stats move from its dataset's attributes into ``/stats``."""
+    stats, restarts = _read_stats(f)
+    _write_stats(f, stats, restarts)
+    f.attrs["format_version"] = 3
+
+
+#: Upgrades of one copy by the version they start from (:data:`hpctrack.store.base.Migrations`).
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
 def _sig(path: Path) -> _Sig:
     """Identity and last change of a copy: whoever else touched it changes one of them."""
     st = os.stat(path)
@@ -173,6 +193,8 @@ class HDF5Store(Store):
     name = "hdf5"
     suffix = ".h5"
     format_version = 3
+    migrations = MIGRATIONS
+    keeps_spare_copy = True
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -304,6 +326,8 @@ class HDF5Store(Store):
         self._reserve(path, updates, rows)
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)
+            version = int(f.attrs["format_version"])
+            self._upgrade(f, version)  # the first update of an older store (each copy in turn)
             group = f.require_group("metrics")
             stats, restarts = _read_stats(f)
             if restart is not None and restarts.get(restart[0]) != restart[1]:
@@ -324,10 +348,8 @@ class HDF5Store(Store):
                 ds.resize((old.stored_rows + len(arr),))
                 ds[old.stored_rows :] = arr
                 stats[key] = old.merged(arr["step"], arr["value"], attempt)
-            if rows or restart is not None or "stats" not in f:
+            if rows or restart is not None or "stats" not in f or version < self.format_version:
                 self._sizes["stats"] = _write_stats(f, stats, restarts)
-            if int(f.attrs["format_version"]) < self.format_version:
-                f.attrs["format_version"] = self.format_version  # format 2 migrated: stats moved to /stats
             secs = f.require_group("sections")
             for name, update in updates.items():
                 ds = secs.get(name)
@@ -366,7 +388,7 @@ class HDF5Store(Store):
             os.close(fd)
 
     def _current_gen(self) -> Optional[int]:
-        """Generation ``run.h5`` names; None before the first write; migrates format 1."""
+        """Generation ``run.h5`` names; None before the first write; migrates format 1 (:func:`_v1_to_v2`)."""
         try:
             target = os.readlink(self.path)
         except FileNotFoundError:
@@ -406,9 +428,10 @@ class HDF5Store(Store):
             with h5py.File(tmp, "a" if v1 else "w", locking=False, libver=None if v1 else LIBVER) as f:
                 if v1:
                     self._check_version(f)
+                    self.migrations[1](f)  # copies behind a symlink; _apply upgrades each copy further
                 else:
                     f.attrs["created"] = time.time()
-                f.attrs["format_version"] = self.format_version
+                    f.attrs["format_version"] = self.format_version
             first = self._copy(0)
             if guard is not None:
                 guard.check()

@@ -1,4 +1,4 @@
-"""Zarr v3 run store: one long table and a commit record, ``format_version`` 1.
+"""Zarr v3 run store: one long table and a commit record, ``format_version`` 2.
 
 Layout
 ------
@@ -182,6 +182,17 @@ def _record_stats(stats: Dict[str, Any]) -> MetricStats:
     return MetricStats.from_json(stats)
 
 
+def _v1_to_v2(record: Dict[str, Any]) -> None:
+    """Format 1 -> 2: restarts, and each metric's ``rows`` and ``segments`` (format 1 had one attempt)."""
+    record["stats"] = {key: _record_stats(stats).to_json() for key, stats in record["stats"].items()}
+    record.setdefault("restarts", {})
+    record["format_version"] = 2
+
+
+#: Upgrades of the commit record by the version they start from (:data:`hpctrack.store.base.Migrations`).
+MIGRATIONS = {1: _v1_to_v2}
+
+
 def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List["np.ndarray"]) -> None:
     """Write rows ``start:end`` of every column at once.
 
@@ -221,6 +232,7 @@ class ZarrStore(Store):
     name = "zarr"
     suffix = ".zarr"
     format_version = 2
+    migrations = MIGRATIONS
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -307,8 +319,10 @@ class ZarrStore(Store):
                       "keys": [], "count": 0, "stats": {}}  # fmt: skip
             # an empty store, before the arrays zarr would give a parent group
             self._commit(record, guard, count=False)
-        elif not self._tidy:
-            self._tidy_up(everything=False)
+        else:
+            self._upgrade(record, int(record["format_version"]))  # committed with this update
+            if not self._tidy:
+                self._tidy_up(everything=False)
         self._tidy = True
         start = int(record["count"])
         if self._arrays is not None and self._arrays[0] == start:
@@ -344,7 +358,6 @@ class ZarrStore(Store):
             record["count"] = end
         for name, update in updates.items():
             record["sections"].setdefault(name, {}).update(update)
-        record["format_version"] = self.format_version  # a format 1 store is format 2 from its next update
         self._commit(record, guard)  # last: rows first, then the record that covers them
         arrays[0].store.files.clear()  # type: ignore[attr-defined]  # the snapshot served this update
         self._arrays = (int(record["count"]), arrays)
