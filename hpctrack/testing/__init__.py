@@ -16,6 +16,10 @@ __all__ = ["StoreTests"]
 
 def __getattr__(name: str) -> Any:
     if name == "StoreTests":
+        import pytest
+
+        # Detailed assertion messages in the suite, as in a test module (before its first import).
+        pytest.register_assert_rewrite(f"{__name__}.stores")
         from .stores import StoreTests
 
         return StoreTests
