@@ -78,19 +78,7 @@ def slurm_root(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) ->
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
     """A 12 MB tmpfs mounted at ``tmp_path/full`` (root only), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount_point)], check=True)
-    try:
-        yield mount_point
-    finally:
-        for _ in range(50):  # a job that is still exiting may hold a file open for a moment
-            if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode == 0:
-                break
-            import time
+    from hpctrack.testing.stores import mounted_tmpfs
 
-            time.sleep(0.2)
-        else:
-            subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    with mounted_tmpfs(tmp_path / "full") as mount_point:
+        yield mount_point

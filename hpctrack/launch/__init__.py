@@ -152,7 +152,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         jobs=[JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}")
               for i, ov in enumerate(request.jobs)],
     )
-    import cloudpickle
+    from ..formats import dump_job
 
     if request.script and request.launcher.get("code_snapshot", True) and backend.name != "direct":
         from ..snapshot import make_snapshot
@@ -167,7 +167,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
             print(f"hpctrack: code snapshot: skipped {manifest.code['skipped_count']} "
                   f"file{'s' if manifest.code['skipped_count'] != 1 else ''} that may hold secrets or that "
                   f".hpctrackignore lists: {shown}", file=sys.stderr, flush=True)  # fmt: skip
-    payload = cloudpickle.dumps(job_fn)
+    payload = dump_job(job_fn)  # cloudpickle behind a version header
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)
     # Owner-only whatever the umask or sharing: every job unpickles it, and it holds the job's overrides.

@@ -180,15 +180,14 @@ def run_job(sweep_dir: str, index: int) -> Any:
         early.replay(None)
         raise
     try:
-        import cloudpickle
+        from ..formats import load_job
 
         # Refused before anything of the user's runs (the run records why): a job.pkl or code that
         # another user could have written would run as this user.
         check_owner_only(Path(sweep_dir) / JOB_FN_FILE, "the job function")
         if code.get("path"):
             check_tree_owner_only(Path(code["path"]), "the code snapshot")
-        with open(Path(sweep_dir) / JOB_FN_FILE, "rb") as fh:
-            job_fn = cloudpickle.load(fh)
+        job_fn = load_job(Path(sweep_dir) / JOB_FN_FILE)  # a job.pkl without a version header is version 1
         if code and hasattr(job_fn, "with_code"):
             # The config files as in the snapshot; the script too when it is the job's own, not the sweep's.
             job_fn = job_fn.with_code(code, script=bool(manifest.jobs[index].code))

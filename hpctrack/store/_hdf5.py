@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from ..safefs import check_inside, is_inside
-from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
-from .base import check_key, disk_full, history_of, one_line, prepare_sections, resolved_stats
+from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Store, Update
+from .base import check_key, disk_full, history_of, one_line, resolved_stats
 
 if TYPE_CHECKING:
     import h5py
@@ -137,6 +137,26 @@ def _write_stats(f: "h5py.File", stats: Mapping[str, MetricStats], restarts: Map
     return len(text)
 
 
+def _v1_to_v2(f: "h5py.File") -> None:
+    """Format 1 -> 2: one plain ``run.h5`` updated in place becomes copy 0 behind the ``run.h5`` symlink.
+
+    The layout inside is the same; ``HDF5Store._create`` moves the file (a copy,
+    then ``os.replace``) and calls this on the copy, before the link names it.
+    """
+    f.attrs["format_version"] = 2
+
+
+def _v2_to_v3(f: "h5py.File") -> None:
+    """Format 2 -> 3: each metric's stats move from its dataset's attributes into ``/stats``."""
+    stats, restarts = _read_stats(f)
+    _write_stats(f, stats, restarts)
+    f.attrs["format_version"] = 3
+
+
+#: Upgrades of one copy by the version they start from (:data:`hpctrack.store.base.Migrations`).
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
 def _sig(path: Path) -> _Sig:
     """Identity and last change of a copy: whoever else touched it changes one of them."""
     st = os.stat(path)
@@ -173,6 +193,8 @@ class HDF5Store(Store):
     name = "hdf5"
     suffix = ".h5"
     format_version = 3
+    migrations = MIGRATIONS
+    keeps_spare_copy = True
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -186,11 +208,6 @@ class HDF5Store(Store):
         self._sizes: Dict[str, int] = {}  # bytes of /stats and of each section, for the reservation
         self._copy_re = re.compile(rf"^{re.escape(self.path.stem)}\.(\d+){re.escape(self.path.suffix)}$")
 
-    @property
-    def lock_path(self) -> Path:
-        """The run lock, ``run.h5.lock`` beside ``run.h5``."""
-        return self.path.with_name(self.path.name + ".lock")
-
     def _copy(self, gen: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.{gen}{self.path.suffix}")
 
@@ -199,69 +216,54 @@ class HDF5Store(Store):
 
     # -- writing -----------------------------------------------------------
 
-    def write(
-        self,
-        *,
-        metrics: Optional[MetricBatch] = None,
-        sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
-        restart: Optional[Tuple[int, int]] = None,
-    ) -> None:
+    def _encode_points(self, metrics: Optional[MetricBatch]) -> Dict[str, Tuple[str, "np.ndarray"]]:
+        """Each key's points as one structured array, under its dataset name."""
         import numpy as np
 
-        updates = prepare_sections(self.path, sections)
-        attempt = metrics.attempt if metrics else 1
         rows: Dict[str, Tuple[str, "np.ndarray"]] = {}
         for key, (steps, values, times) in (metrics.points if metrics else {}).items():
             if len(steps):
                 arr = np.empty(len(steps), dtype=_metric_dtype())
                 arr["step"], arr["value"], arr["time"] = steps, values, times
                 rows[key] = (_dataset_name(key), arr)
-        self._check_not_refused()
-        # filelock would silently create a missing directory; a run dir must already exist.
-        if not self.path.parent.is_dir():
-            if self._last is not None:
-                raise self._replaced(f"its directory {self.path.parent} was removed")
-            raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
-        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
-            target = self.path
-            try:
-                self._check_unchanged()
-                gen = self._current_gen()
-                if gen is None:
-                    target = self._copy(0)
-                    gen = self._create(guard)
-                elif self._synced is None and self._last is None:
-                    self._validate(gen)  # a new writer: refuse a newer or unreadable store before touching it
-                target = self._copy(gen + 1)
-                spare = self._spare(gen, guard)
-                self._synced = None  # the copies differ until both got the update
-                self._apply(spare, updates, rows, attempt, restart)
-                new = self._copy(gen + 1)
-                guard.check()
-                os.replace(spare, new)
-                _fsync(new)
-                self._commit(new, guard)
-            except (StoreError, FormatVersionError):
-                raise
-            except (OSError, RuntimeError, ValueError, KeyError) as err:  # corrupt file, bad JSON, full disk
-                guard.check()  # a holder that lost its lock meets the other writer's files: say so
-                full = disk_full(err, self.path.parent, target)
-                if full is not None:
-                    raise full from err
-                raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
-            # The update is committed: a failure from here on is reported, never raised (the
-            # caller must not write it again), and the next update resynchronises the spare.
+        return rows
+
+    def _has_committed(self) -> bool:
+        return self._last is not None
+
+    def _commit_update(self, update: Update, guard: Any) -> Optional[Callable[[], None]]:
+        self._check_unchanged()
+        gen = self._current_gen()
+        if gen is None:
+            self._writing = self._copy(0)
+            gen = self._create(guard)
+        elif self._synced is None and self._last is None:
+            self._validate(gen)  # a new writer: refuse a newer or unreadable store before touching it
+        self._writing = self._copy(gen + 1)
+        spare = self._spare(gen, guard)
+        self._synced = None  # the copies differ until both got the update
+        self._apply(spare, update)
+        new = self._copy(gen + 1)
+        guard.check()
+        os.replace(spare, new)
+        _fsync(new)
+        self._commit(new, guard)
+
+        def follow() -> None:
+            # The update is committed: the next one resynchronises the spare if this fails.
             try:
                 _fsync(self.path.parent)  # the link durable before the old copy changes
             except OSError as err:
                 self._warn_once(f"could not fsync {self.path.parent} after committing {new.name}: {one_line(err)}")
             old = self._copy(gen)
             try:
-                self._apply(old, updates, rows, attempt, restart)
+                self._apply(old, update)
                 self._synced = (gen + 1, _sig(new), old, _sig(old))
             except (OSError, RuntimeError, ValueError, KeyError) as err:
                 self._warn_once(f"the update of {self.path} is stored, but its spare copy {old.name} could not "
                                 f"follow ({one_line(err)}); it is copied again at the next write")  # fmt: skip
+
+        return follow
 
     def _commit(self, new: Path, guard: Any, count: bool = True) -> None:
         """Point ``run.h5`` at ``new``: the commit. ``commits`` grows iff the link names ``new`` after it
@@ -314,21 +316,18 @@ class HDF5Store(Store):
                 ds = f.get(f"sections/{name}")
                 self._sizes[name] = 0 if ds is None else len(ds.asstr()[()])
 
-    def _apply(
-        self,
-        path: Path,
-        updates: Dict[str, Dict[str, Any]],
-        rows: Dict[str, Tuple[str, "np.ndarray"]],
-        attempt: int,
-        restart: Optional[Tuple[int, int]],
-    ) -> None:
+    def _apply(self, path: Path, update: Update) -> None:
         """Open-append-close one copy; closing writes out all of HDF5's cached metadata."""
         import h5py
+
+        updates, rows, attempt, restart = update.sections, update.points, update.attempt, update.restart
 
         check_inside(path, self.path.parent, "update the store copy")  # a planted link to another HDF5 file
         self._reserve(path, updates, rows)
         with h5py.File(path, "a", locking=False, libver=LIBVER) as f:
             self._check_version(f)
+            version = int(f.attrs["format_version"])
+            self._upgrade(f, version)  # the first update of an older store (each copy in turn)
             group = f.require_group("metrics")
             stats, restarts = _read_stats(f)
             if restart is not None and restarts.get(restart[0]) != restart[1]:
@@ -349,10 +348,8 @@ class HDF5Store(Store):
                 ds.resize((old.stored_rows + len(arr),))
                 ds[old.stored_rows :] = arr
                 stats[key] = old.merged(arr["step"], arr["value"], attempt)
-            if rows or restart is not None or "stats" not in f:
+            if rows or restart is not None or "stats" not in f or version < self.format_version:
                 self._sizes["stats"] = _write_stats(f, stats, restarts)
-            if int(f.attrs["format_version"]) < self.format_version:
-                f.attrs["format_version"] = self.format_version  # format 2 migrated: stats moved to /stats
             secs = f.require_group("sections")
             for name, update in updates.items():
                 ds = secs.get(name)
@@ -391,7 +388,7 @@ class HDF5Store(Store):
             os.close(fd)
 
     def _current_gen(self) -> Optional[int]:
-        """Generation ``run.h5`` names; None before the first write; migrates format 1."""
+        """Generation ``run.h5`` names; None before the first write; migrates format 1 (:func:`_v1_to_v2`)."""
         try:
             target = os.readlink(self.path)
         except FileNotFoundError:
@@ -431,9 +428,10 @@ class HDF5Store(Store):
             with h5py.File(tmp, "a" if v1 else "w", locking=False, libver=None if v1 else LIBVER) as f:
                 if v1:
                     self._check_version(f)
+                    self.migrations[1](f)  # copies behind a symlink; _apply upgrades each copy further
                 else:
                     f.attrs["created"] = time.time()
-                f.attrs["format_version"] = self.format_version
+                    f.attrs["format_version"] = self.format_version
             first = self._copy(0)
             if guard is not None:
                 guard.check()

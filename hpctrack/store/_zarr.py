@@ -1,4 +1,4 @@
-"""Zarr v3 run store: one long table and a commit record, ``format_version`` 1.
+"""Zarr v3 run store: one long table and a commit record, ``format_version`` 2.
 
 Layout
 ------
@@ -55,14 +55,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
-from ..locking import DEFAULT_LOCK_TIMEOUT_S, atomic_write, fsync_dir, lock
+from ..locking import atomic_write, fsync_dir
 from ..safefs import check_inside
-from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
-from .base import history_of, resolved_stats
-from .base import check_key, disk_full, one_line, prepare_sections
+from .base import SECTIONS, MetricHistory, MetricStats, RunRecord, Store, Update
+from .base import check_key, history_of, one_line, resolved_stats
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,6 +182,17 @@ def _record_stats(stats: Dict[str, Any]) -> MetricStats:
     return MetricStats.from_json(stats)
 
 
+def _v1_to_v2(record: Dict[str, Any]) -> None:
+    """Format 1 -> 2: restarts, and each metric's ``rows`` and ``segments`` (format 1 had one attempt)."""
+    record["stats"] = {key: _record_stats(stats).to_json() for key, stats in record["stats"].items()}
+    record.setdefault("restarts", {})
+    record["format_version"] = 2
+
+
+#: Upgrades of the commit record by the version they start from (:data:`hpctrack.store.base.Migrations`).
+MIGRATIONS = {1: _v1_to_v2}
+
+
 def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List["np.ndarray"]) -> None:
     """Write rows ``start:end`` of every column at once.
 
@@ -222,6 +232,7 @@ class ZarrStore(Store):
     name = "zarr"
     suffix = ".zarr"
     format_version = 2
+    migrations = MIGRATIONS
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -234,59 +245,41 @@ class ZarrStore(Store):
         self._files: Dict[str, Tuple[int, int, int]] = {}
         self._snapshot: Any = None  # the SnapshotStore of the update in progress
 
-    @property
-    def lock_path(self) -> Path:
-        """The run lock, ``run.zarr.lock`` beside ``run.zarr``."""
-        return self.path.with_name(self.path.name + ".lock")
-
     # -- writing -----------------------------------------------------------
 
-    def write(
-        self,
-        *,
-        metrics: Optional[MetricBatch] = None,
-        sections: Optional[Mapping[Section, Mapping[str, Any]]] = None,
-        restart: Optional[Tuple[int, int]] = None,
-    ) -> None:
-        updates = prepare_sections(self.path, sections)
-        attempt = metrics.attempt if metrics else 1
-        points = [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
-        self._check_not_refused()
+    #: Zarr raises TypeError for some damaged metadata: it means the store could not be written too.
+    write_errors = Store.write_errors + (TypeError,)
+
+    def _has_committed(self) -> bool:
+        return "zarr.json" in self._files
+
+    def _check_paths(self) -> None:
         self._check_links()
-        if not self.path.parent.is_dir():
-            if "zarr.json" in self._files:
-                raise self._replaced(f"its directory {self.path.parent} was removed")
-            raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
-        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
-            before = self.commits
-            try:
-                self._check_unchanged()
-                self._write_locked(updates, points, attempt, restart, guard)
-            except (StoreError, FormatVersionError):
-                self._tidy = False
-                self._arrays = None
-                raise
-            except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
-                self._tidy = False
-                self._arrays = None
-                guard.check()  # a holder that lost its lock meets the other writer's files: say so
-                full = disk_full(err, self.path.parent, self.path)
-                if full is not None:
-                    raise full from err
-                raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
-            finally:
-                if self._snapshot is not None:  # what this update wrote, committed or not, is ours
-                    if self._arrays is None:  # failed: the snapshot is not reused; stop its late writes
-                        self._snapshot.close_writes()
-                    self._files.update(self._snapshot.written)
-                    self._snapshot.written.clear()
-                    self._snapshot = None
-            if self.commits > before:
-                # Committed: a failure from here on is reported, never raised.
-                try:
-                    fsync_dir(self.path)  # the new record's name durable
-                except OSError as err:
-                    self._warn_once(f"could not fsync {self.path} after committing its record: {one_line(err)}")
+
+    def _abandon(self) -> None:
+        self._tidy = False
+        self._arrays = None
+
+    def _commit_update(self, update: Update, guard: Any) -> Optional[Callable[[], None]]:
+        done = False
+        try:
+            self._check_unchanged()
+            self._write_locked(update, guard)
+            done = True
+        finally:
+            if self._snapshot is not None:  # what this update wrote, committed or not, is ours
+                if not done:  # failed: the snapshot is not reused; stop its late writes
+                    self._snapshot.close_writes()
+                self._files.update(self._snapshot.written)
+                self._snapshot.written.clear()
+                self._snapshot = None
+        return self._after_commit
+
+    def _after_commit(self) -> None:
+        try:
+            fsync_dir(self.path)  # the new record's name durable
+        except OSError as err:
+            self._warn_once(f"could not fsync {self.path} after committing its record: {one_line(err)}")
 
     def _check_links(self) -> None:
         """The store and its column folders are in the run directory, not symlinks leading out of it.
@@ -312,15 +305,10 @@ class ZarrStore(Store):
                 what = "truncated" if now[1] < sig[1] else "replaced" if now[0] != sig[0] else "modified"
                 raise self._replaced(f"{key} was {what} ({sig[1]} bytes written, {now[1]} now)")
 
-    def _write_locked(
-        self,
-        updates: Dict[str, Dict[str, Any]],
-        points: List[Tuple[str, Any]],
-        attempt: int,
-        restart: Optional[Tuple[int, int]],
-        guard: Any,
-    ) -> None:
+    def _write_locked(self, update: Update, guard: Any) -> None:
         import numpy as np
+
+        updates, points, attempt, restart = update.sections, update.points, update.attempt, update.restart
 
         store = self._snapshot = _store_class()(self.path, guard=guard)
         record = self._record(store)
@@ -331,8 +319,10 @@ class ZarrStore(Store):
                       "keys": [], "count": 0, "stats": {}}  # fmt: skip
             # an empty store, before the arrays zarr would give a parent group
             self._commit(record, guard, count=False)
-        elif not self._tidy:
-            self._tidy_up(everything=False)
+        else:
+            self._upgrade(record, int(record["format_version"]))  # committed with this update
+            if not self._tidy:
+                self._tidy_up(everything=False)
         self._tidy = True
         start = int(record["count"])
         if self._arrays is not None and self._arrays[0] == start:
@@ -368,7 +358,6 @@ class ZarrStore(Store):
             record["count"] = end
         for name, update in updates.items():
             record["sections"].setdefault(name, {}).update(update)
-        record["format_version"] = self.format_version  # a format 1 store is format 2 from its next update
         self._commit(record, guard)  # last: rows first, then the record that covers them
         arrays[0].store.files.clear()  # type: ignore[attr-defined]  # the snapshot served this update
         self._arrays = (int(record["count"]), arrays)

@@ -17,12 +17,13 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..errors import DiskFullError, StoreReplacedError
+    from ..locking import LockGuard
 
 __all__ = [
     "Section",
@@ -33,6 +34,8 @@ __all__ = [
     "RunRecord",
     "Segments",
     "Store",
+    "Update",
+    "Migrations",
 ]
 
 #: Named JSON sections of a run record. Writes merge keys into a section.
@@ -280,6 +283,26 @@ class RunRecord:
     restarts: Dict[int, int] = field(default_factory=dict)  # attempt -> step it restarted at
 
 
+@dataclass(frozen=True)
+class Update:
+    """One validated update, as :meth:`Store.write` hands it to the backend's :meth:`Store._commit_update`."""
+
+    #: Section name -> keys to merge, already round-tripped through JSON.
+    sections: Dict[str, Dict[str, Any]]
+    #: The metric points in the backend's own encoding (:meth:`Store._encode_points`), keys validated.
+    points: Any
+    #: The run attempt that logged the points.
+    attempt: int
+    #: ``(attempt, step)``: ``attempt`` restarted the run at ``step``; None when it did not.
+    restart: Optional[Tuple[int, int]]
+
+
+#: Upgrades of a stored layout, keyed by the format version each one upgrades *from*:
+#: ``migrations[v](obj)`` brings ``obj`` (what the backend migrates: an open file, a record)
+#: from version ``v`` to ``v + 1``. A store of version ``v`` runs ``v``, ``v + 1``, ... in turn.
+Migrations = Mapping[int, Callable[[Any], None]]
+
+
 class Store(abc.ABC):
     """Persistent record of one run.
 
@@ -301,6 +324,19 @@ class Store(abc.ABC):
     suffix: ClassVar[str]
     #: Short name used in configs and manifests (``store: hdf5``).
     name: ClassVar[str]
+    #: Upgrades from older format versions (see :data:`Migrations`): one entry for every
+    #: version from 1 up to ``format_version - 1``. Writers apply them under the run lock
+    #: before their first update; readers read older versions as they are.
+    migrations: ClassVar[Migrations] = {}
+
+    # -- capabilities: what code outside the backend may ask, instead of its name ----------
+
+    #: The store keeps a second complete copy of itself that :meth:`repair` restores from.
+    keeps_spare_copy: ClassVar[bool] = False
+
+    #: Exceptions of :meth:`_commit_update` that mean "the store could not be written":
+    #: :meth:`write` turns them into ``StoreError`` (``DiskFullError`` for ENOSPC/EDQUOT).
+    write_errors: ClassVar[Tuple[type, ...]] = (OSError, RuntimeError, ValueError, KeyError)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -311,6 +347,16 @@ class Store(abc.ABC):
         # Set once this writer found its store changed under it: every later write is refused.
         self._refused: Optional[str] = None
         self._warned = False
+        # The file the update in progress was writing, named by a full disk's error.
+        self._writing = self.path
+
+    @property
+    def lock_path(self) -> Path:
+        """The run lock, ``<store name>.lock`` beside the store (``run.h5.lock``, ``run.zarr.lock``).
+
+        Held by :meth:`write` for each update only; readers never take it.
+        """
+        return self.path.with_name(self.path.name + ".lock")
 
     def _replaced(self, reason: str) -> "StoreReplacedError":
         """Refuse this store from now on: it is no longer what this writer committed."""
@@ -342,7 +388,6 @@ class Store(abc.ABC):
         holds what the index says.
         """
 
-    @abc.abstractmethod
     def write(
         self,
         *,
@@ -359,7 +404,103 @@ class Store(abc.ABC):
         ``restart=(attempt, step)`` records that ``attempt`` restarted the run
         at ``step``: points earlier attempts logged at ``step`` or later are
         superseded (kept, but left out of stats and resolved histories).
+
+        A template method: this validates the whole update before touching
+        anything, refuses a store changed under its writer, takes the run
+        lock and maps the backend's errors; the backend's
+        :meth:`_commit_update` applies and commits the update under the lock.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Bad input (an unknown section, a value JSON cannot hold, an empty
+            metric key); nothing was written.
+        StoreReplacedError
+            The store was changed under this writer; it stays refused.
+        DiskFullError
+            No space left (ENOSPC/EDQUOT); the committed store stays readable.
+        StoreError
+            The store could not be written (``commits`` tells whether the update is stored).
         """
+        from ..errors import FormatVersionError, StoreError
+        from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
+
+        update = Update(sections=prepare_sections(self.path, sections), points=self._encode_points(metrics),
+                        attempt=metrics.attempt if metrics else 1, restart=restart)  # fmt: skip
+        self._check_not_refused()
+        self._check_paths()
+        # filelock would silently create a missing directory; a run dir must already exist.
+        if not self.path.parent.is_dir():
+            if self._has_committed():
+                raise self._replaced(f"its directory {self.path.parent} was removed")
+            raise StoreError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
+        with lock(self.lock_path, DEFAULT_LOCK_TIMEOUT_S) as guard:
+            before = self.commits
+            self._writing = self.path
+            try:
+                after = self._commit_update(update, guard)
+            except (StoreError, FormatVersionError):
+                self._abandon()
+                raise
+            except self.write_errors as err:  # corrupt file, bad JSON, full disk
+                self._abandon()
+                guard.check()  # a holder that lost its lock meets the other writer's files: say so
+                full = disk_full(err, self.path.parent, self._writing)
+                if full is not None:
+                    raise full from err
+                raise StoreError(f"cannot write run store {self.path}: {one_line(err)}") from err
+            # Committed: what follows reports failures (``_warn_once``), never raises; the
+            # caller must not write the update again.
+            if self.commits > before and after is not None:
+                after()
+
+    def _encode_points(self, metrics: Optional[MetricBatch]) -> Any:
+        """The batch's points as the backend writes them, every key validated; before anything is touched.
+
+        The default: ``[(key, (steps, values, times)), ...]`` for each key with points.
+        """
+        return [(check_key(k), cols) for k, cols in (metrics.points if metrics else {}).items() if len(cols[0])]
+
+    def _check_paths(self) -> None:
+        """Refuse a store whose files lead out of the run directory (before the lock); the default checks nothing."""
+
+    @abc.abstractmethod
+    def _has_committed(self) -> bool:
+        """Whether this writer object committed to its store before (a missing directory then means removed)."""
+
+    @abc.abstractmethod
+    def _commit_update(self, update: Update, guard: "LockGuard") -> Optional[Callable[[], None]]:
+        """Apply ``update`` and commit it, under the run lock; the backend's one write primitive.
+
+        Called by :meth:`write` only. It creates the store when missing, applies
+        :attr:`migrations` to an older one before changing it, and refuses a newer
+        one (``FormatVersionError``) before touching a file. ``commits`` grows by
+        one exactly at the commit point; ``guard.check()`` goes right before each
+        ``os.replace`` made under the lock. Set ``self._writing`` to the file being
+        written, for the message of a full disk. Errors in :attr:`write_errors` are
+        mapped by :meth:`write`.
+
+        Returns
+        -------
+        callable or None
+            Work to do once the update is committed, still under the lock (an
+            fsync, bringing a spare copy up to date). It must not raise: a
+            failure there is reported with ``_warn_once``.
+        """
+
+    def _abandon(self) -> None:
+        """Forget what this writer cached about the store after an update that failed; the default has none."""
+
+    def _upgrade(self, obj: Any, version: int) -> None:
+        """Bring ``obj`` of format ``version`` to :attr:`format_version` through :attr:`migrations`, in turn."""
+        from ..errors import FormatVersionError
+
+        for v in range(version, self.format_version):
+            step = self.migrations.get(v)
+            if step is None:
+                raise FormatVersionError(f"{self.path} has format_version {v}, which this hpctrack cannot upgrade "
+                                         f"to {self.format_version}")  # fmt: skip
+            step(obj)
 
     @abc.abstractmethod
     def read(self) -> RunRecord:
