@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import endrecord, settings
-from ._types import JobState, RunStatus, signal_name
+from ._types import JobState, RunStatus, attempts_runtime_s, signal_name
 from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
@@ -538,8 +538,7 @@ def sweep_status(
                 status.runtime_s = float(st["runtime_s"])  # the attempts' own time, not the queue between
             elif status.start_time is not None:
                 start = st.get("attempt_start") or status.start_time
-                earlier = sum(float(a["end"]) - float(a["start"]) for a in (st.get("attempts") or [])[:-1]
-                              if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
+                earlier = attempts_runtime_s((st.get("attempts") or [])[:-1])
                 end = st.get("end_time") or (job.ended if state.is_final else None) or (
                     st.get("heartbeat") if state.is_final else now)
                 status.runtime_s = earlier + max(0.0, (end or now) - start)

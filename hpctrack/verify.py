@@ -15,7 +15,6 @@ what cannot be restored is named, with ``resume --include-lost`` to rerun it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickletools
 import time
@@ -26,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from .errors import HpctrackError
 from .index import ENDED_STATES, INDEX_FILE, had_started, read_index_lines, rebuild_index, record_to_row, usable
 from .manifest import Manifest
-from .safefs import check_inside
+from .safefs import check_inside, sha256_file
 from .safefs import replace as safe_replace
 from .store import open_store
 
@@ -104,14 +103,6 @@ def _verify_run(manifest: Manifest, index: int, row: Optional[Dict[str, Any]]) -
     return problems
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _pickle_problem(path: Path) -> Optional[str]:
     """Why ``path`` is not one whole pickle stream, or None. Walks the opcodes: never unpickles."""
     try:
@@ -151,7 +142,7 @@ def checkpoint_problems(run_dir: Path) -> List[str]:
                 elif isinstance(spec, dict) and path.stat().st_size != spec.get("size"):
                     problems.append(f"{rel}: {name} has {path.stat().st_size} bytes, the checkpoint recorded "
                                     f"{spec.get('size')}")  # fmt: skip
-                elif isinstance(spec, dict) and spec.get("sha256") and _sha256(path) != spec["sha256"]:
+                elif isinstance(spec, dict) and spec.get("sha256") and sha256_file(path) != spec["sha256"]:
                     problems.append(f"{rel}: {name} changed since it was saved (its sha256 differs)")
             continue
         state = entry / CHECKPOINT_STATE
