@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import endrecord, settings
-from ._types import JobState, RunStatus, attempts_runtime_s, signal_name
+from ._types import JobState, RunStatus, attempts_runtime_s, signal_name, state_summary
 from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
@@ -109,6 +109,24 @@ class SweepStatus:
     def lost(self) -> Dict[int, str]:
         """Jobs whose run data is gone or unreadable: index -> why."""
         return {s.index: s.error or "run store missing or unreadable" for s in self.jobs if s.state == JobState.LOST}
+
+    @property
+    def stalled(self) -> List[int]:
+        """Jobs that stalled: running, but no ``run.log`` call for far longer than their step cadence."""
+        return [s.index for s in self.jobs if s.stalled]
+
+    def to_json(self, manifest: Manifest, *, only_stalled: bool = False) -> Dict[str, Any]:
+        """The ``hpctrack status --format json`` payload (stable keys); ``only_stalled`` lists only those jobs."""
+        from .requeue import incomplete_jobs  # requeue builds on this module
+
+        jobs = [s for s in self.jobs if s.stalled] if only_stalled else self.jobs
+        return {"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
+                "backend": manifest.backend, "note": self.note,
+                "summary": state_summary(s.state for s in self.jobs),
+                "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, self.jobs).items()},
+                "lost": {str(i): why for i, why in self.lost.items()},
+                "stalled": self.stalled,
+                "jobs": [s.to_json() for s in jobs]}  # fmt: skip
 
 
 def read_run(manifest: Manifest, index: int) -> Tuple[Optional[RunRecord], Optional[str]]:
