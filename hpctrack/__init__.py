@@ -30,6 +30,7 @@ __all__ = [
     "current_run",
     "load_sweep",
     "Run",
+    "Checkpoint",
     "Sweep",
     "JobState",
     "RunStatus",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
     from .run import Run, current_run, start_run
     from .sweep import Sweep, load_sweep
 
@@ -51,6 +53,7 @@ _LAZY = {
     "start_run": "run",
     "current_run": "run",
     "Run": "run",
+    "Checkpoint": "checkpoint",
     "load_sweep": "sweep",
     "Sweep": "sweep",
 }

@@ -1,14 +1,23 @@
-"""The in-memory buffer ``Run.log`` appends to, written to the store in one update per flush."""
+"""The in-memory buffer ``Run.log`` appends to, and the thread that writes it to the store.
+
+One flush is one store update with everything buffered; :class:`Flusher` runs it every
+``flush_interval_s`` seconds and whenever ``Run.log`` finds the buffer full.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
 from array import array
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from ._names import check_name
 from .store import MetricBatch
 
-__all__ = ["Buffer"]
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["Buffer", "Flusher"]
 
 
 def _as_number(key: str, value: Any) -> float:
@@ -150,3 +159,47 @@ class Buffer:
             batch.points[key] = tuple(np.concatenate(c) for c in cols)  # type: ignore[assignment]
         return batch
 
+
+class Flusher(threading.Thread):
+    """Flushes the buffer and refreshes the heartbeat every ``interval_s`` seconds, or when kicked.
+
+    ``Run.log`` kicks it when the buffer is full, so the training loop goes on
+    logging into a fresh buffer while the full one is written (an fsync on a
+    busy parallel filesystem can take a long time). A write error is retried at
+    the next interval, except one that ends the run's writing for good (a full
+    disk, a store changed under it): the training loop hears of that at its
+    next ``run.log``.
+    """
+
+    def __init__(self, run: "Run", interval_s: float) -> None:
+        super().__init__(name="hpctrack-flush", daemon=True)
+        self._run = run
+        self._interval_s = interval_s
+        self._wake = threading.Event()
+        self._stopping = False
+        self._warned = False
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()  # before flushing: a kick from now on means another flush
+            if self._stopping:
+                return
+            try:
+                self._run.flush()
+            except Exception as err:  # a slow filesystem must not kill training
+                if self._run._fatal is not None:
+                    return  # recorded by the run; nothing more to write
+                if not self._warned:
+                    print(f"hpctrack: flush failed, will retry: {err}", file=sys.stderr)
+                    self._warned = True
+
+    def kick(self) -> None:
+        """Flush now, in this thread."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self is not threading.current_thread() and self.is_alive():
+            self.join(timeout=timeout_s)

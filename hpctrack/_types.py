@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 JSONValue = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
 
@@ -54,6 +54,17 @@ def state_summary(states: Iterable[JobState]) -> str:
     total = sum(counts.values())
     parts = [f"{counts[s]} {s.value}" for s in JobState if counts.get(s)]
     return f"{total} job{'s' if total != 1 else ''}: " + ", ".join(parts)
+
+
+def exit_code_for(states: Iterable[JobState]) -> int:
+    """The exit code of a command that waited for jobs to end: 0 when every one COMPLETED, else 1."""
+    return 0 if all(s == JobState.COMPLETED for s in states) else 1
+
+
+def attempts_runtime_s(attempts: Iterable[Mapping[str, Any]]) -> float:
+    """Seconds a run's attempts ran, summed over those with a start and an end (the queue between is not counted)."""
+    return sum(float(a["end"]) - float(a["start"]) for a in attempts
+               if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
 
 
 def finite_json(value: Any) -> Any:

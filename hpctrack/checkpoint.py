@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import pickle
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
-__all__ = ["Checkpoint", "Checkpoints", "CHECKPOINTS_DIR", "CHECKPOINT_STATE", "CHECKPOINT_META",
+from .errors import HpctrackError, StoreError
+from .safefs import sha256_file
+
+__all__ = ["Checkpoint", "Checkpoints", "RunCheckpoints", "CHECKPOINTS_DIR", "CHECKPOINT_STATE", "CHECKPOINT_META",
            "CHECKPOINT_VERSION"]
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -25,16 +30,6 @@ CHECKPOINT_STATE = "state.pkl"
 CHECKPOINT_META = "checkpoint.json"
 #: Version of ``checkpoint.json``: 2 adds ``files`` (1 had none, and no ``format_version``).
 CHECKPOINT_VERSION = 2
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ class Checkpoint:
                 continue
             if size != expected.get("size"):
                 out.append(f"{path}: {size} bytes, {expected.get('size')} when written")
-            elif _sha256(str(path)) != expected.get("sha256"):
+            elif sha256_file(path) != expected.get("sha256"):
                 out.append(f"{path}: content differs from when it was written (sha256)")
         return out
 
@@ -150,7 +145,7 @@ class Checkpoints:
                 for name in names:
                     full = os.path.join(root, name)
                     rel = os.path.relpath(full, tmp).replace(os.sep, "/")
-                    files[rel] = {"size": os.path.getsize(full), "sha256": _sha256(full)}
+                    files[rel] = {"size": os.path.getsize(full), "sha256": sha256_file(full)}
             meta = {"format_version": CHECKPOINT_VERSION, "step": step, "attempt": attempt, "time": time.time(),
                     "state": state is not None, "files": files}  # fmt: skip
             with open(tmp / CHECKPOINT_META, "w") as fh:
@@ -169,3 +164,131 @@ class Checkpoints:
             raise
         for old in self.all()[:-keep]:
             remove(str(old.path))
+
+
+class RunCheckpoints:
+    """The checkpoint methods of :class:`hpctrack.Run` (a mixin: the state it reads is the run's).
+
+    Kept here, beside the storage they drive, because they change with it: how a
+    checkpoint is written, which one a restart uses, and what a restart supersedes.
+    """
+
+    # Set by Run.__init__ / Run._begin; declared here for the methods below.
+    _finished: bool
+    _writes: bool
+    _keep: int
+    _last_step: int
+    _next_step: int
+    _restart_step: Optional[int]
+    _attempts: List[Dict[str, Any]]
+    _attempts_dirty: bool
+    _checkpoints: "Checkpoints"
+    _checkpoint_info: Optional[Dict[str, Any]]
+
+    if TYPE_CHECKING:
+
+        @property
+        def run_id(self) -> Optional[str]: ...
+
+        @property
+        def attempt(self) -> int: ...
+
+        def flush(self) -> None: ...
+
+    def save_checkpoint(
+        self,
+        state: Any = None,
+        *,
+        step: Optional[int] = None,
+        files: Sequence[Union[str, os.PathLike]] = (),
+        keep: Optional[int] = None,
+    ) -> Path:
+        """Save a checkpoint atomically and keep only the newest ``keep``; returns its directory.
+
+        ``state`` is any picklable object (e.g. ``{"epoch": e, "model": model.state_dict()}``);
+        ``files`` are copied in (files your framework wrote). ``step`` defaults to the last
+        logged step: a restart from this checkpoint continues at ``step + 1`` and supersedes
+        what a killed attempt logged after it. Metrics logged so far are flushed first, so a
+        restart never finds a checkpoint newer than the metrics on disk. On a rank other
+        than 0 nothing is saved (rank 0 saves the run's checkpoints).
+        """
+        with self.checkpoint(step=step, keep=keep, state=state) as directory:
+            for item in files:
+                source = Path(item)
+                if source.is_dir():
+                    shutil.copytree(source, directory / source.name)
+                else:
+                    shutil.copy2(source, directory / source.name)
+        latest = self._checkpoints.latest()
+        return latest.path if latest is not None else directory
+
+    @contextlib.contextmanager
+    def checkpoint(
+        self, *, step: Optional[int] = None, keep: Optional[int] = None, state: Any = None
+    ) -> Iterator[Path]:
+        """A fresh directory to write a checkpoint's files into, committed when the block ends.
+
+        ``with run.checkpoint() as d: torch.save(model.state_dict(), d / "model.pt")``.
+        An exception in the block discards the directory; the previous checkpoint stays.
+        On a rank other than 0 the directory is a temporary one, discarded.
+        """
+        if self._finished:
+            raise HpctrackError(f"run {self.run_id} has ended; checkpoint inside the `with start_run(...)` block")
+        if not self._writes:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="hpctrack-rank-checkpoint-") as tmp:
+                yield Path(tmp)
+            return
+        step = self._last_step if step is None else operator.index(step)
+        self.flush()  # the metrics a restart from this checkpoint relies on are on disk first
+        with self._checkpoints.writing(step=step, attempt=self.attempt, state=state,
+                                       keep=keep if keep is not None else self.checkpoint_keep) as directory:
+            yield directory
+        latest = self._checkpoints.latest()
+        if latest is not None:
+            self._checkpoint_info = latest.describe()
+
+    def latest_checkpoint(self) -> Optional[Checkpoint]:
+        """The newest checkpoint of this run (from any attempt), or None; marks this attempt as restored from it."""
+        latest = self._checkpoints.latest()
+        if latest is not None and self._restart_step is None:
+            self._refuse_a_gap(latest)
+            self._restart_step = latest.step + 1
+            self._next_step = latest.step + 1
+            self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
+            if self._attempts:
+                self._attempts[-1]["restored_from"] = latest.describe()
+                self._attempts_dirty = True
+        return latest
+
+    def _refuse_a_gap(self, latest: Checkpoint) -> None:
+        """Refuse a checkpoint an earlier process wrote under this attempt number or a later one.
+
+        The attempt number comes from the store: a store that starts over at attempt 1
+        while checkpoints of attempt 1 remain was lost (deleted, moved aside by hand).
+        Continuing after the checkpoint would leave the steps before it missing.
+        """
+        started = float((self._attempts[-1] if self._attempts else {}).get("start") or time.time())
+        if latest.attempt < self.attempt or latest.time >= started:
+            return
+        sweep = self.run_id.rsplit("/", 1)[0] if self.run_id else "SWEEP"
+        raise StoreError(f"run {self.run_id}: its store starts over at attempt {self.attempt}, but checkpoint "
+                         f"{latest.path.name} (step {latest.step}) was written by attempt {latest.attempt}: the "
+                         f"store was lost, and continuing would leave steps 0-{latest.step} missing from its "
+                         f"history; `hpctrack resume {sweep} --include-lost` starts the run over "
+                         "(its old data is moved aside)")  # fmt: skip
+
+    def restore_checkpoint(self) -> Any:
+        """The state object of the newest checkpoint: None on a fresh start, else what was saved.
+
+        Logging then continues at the checkpoint's step + 1 (when ``step`` is omitted), and
+        points an earlier attempt logged after that step are superseded by this attempt's.
+        """
+        latest = self.latest_checkpoint()
+        return None if latest is None else latest.load()
+
+    @property
+    def checkpoint_keep(self) -> int:
+        """How many checkpoints :meth:`save_checkpoint` keeps (``HPCTRACK_CHECKPOINT_KEEP``, default 2)."""
+        return self._keep

@@ -124,6 +124,10 @@ class Manifest:
     def run_path(self, index: int) -> Path:
         return self.path / self.jobs[index].run_dir
 
+    def array_ids(self) -> List[str]:
+        """The scheduler's job arrays the jobs were submitted as (a job id ``ARRAY_TASK``'s ``ARRAY``), sorted."""
+        return sorted({j.job_id.split("_", 1)[0] for j in self.jobs if j.job_id})
+
     def to_json(self) -> Dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         out["jobs"] = [j.to_json() for j in self.jobs]

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["capture", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]
+__all__ = ["capture", "host_info", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]
 
 #: The recorded diff of tracked files is cut at this size (the cut is recorded).
 DIFF_CAP_BYTES = 256 * 1024
@@ -160,6 +160,30 @@ def _environment() -> Dict[str, str]:
 def _slurm() -> Optional[Dict[str, str]]:
     out = {k: _kept(k, v) for k, v in os.environ.items() if k.startswith("SLURM_")}
     return {k: v for k, v in out.items() if v is not None} or None
+
+
+#: The scheduler's job id variables a run's ``info`` keeps under ``job_env``.
+JOB_ENV_IDS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID")
+
+
+def host_info() -> Dict[str, Any]:
+    """Where this process runs, for the top level of a run's ``info``: host, pid, python, argv, cwd, job ids.
+
+    Cheap (no probe), unlike :func:`capture`; ``argv`` has its secret values masked.
+    """
+    from . import __version__
+    from .secrets import mask_argv
+
+    env_ids = {key: os.environ[key] for key in JOB_ENV_IDS if key in os.environ}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "python": platform.python_version(),
+        "argv": mask_argv(sys.argv),
+        "cwd": os.getcwd(),
+        "hpctrack_version": __version__,
+        **({"job_env": env_ids} if env_ids else {}),
+    }
 
 
 def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

@@ -16,12 +16,8 @@ opens the run before the task starts, and ``start_run`` returns that run.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import hashlib
 import operator
 import os
-import platform
-import shutil
 import signal
 import socket
 import sys
@@ -30,15 +26,18 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import endrecord
 from ._buffer import Buffer as _Buffer
-from ._names import check_name
+from ._buffer import Flusher
 from ._signals import DeferredSigint, EarlySignals, signal_name
-from ._types import RunStatus
+from ._types import RunStatus, attempts_runtime_s
+from ._values import TrackedDict, flatten_config
 from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints  # noqa: F401
-from .errors import ConfigError, DiskFullError, HpctrackError, StoreReplacedError
+from .checkpoint import RunCheckpoints
+from .errors import DiskFullError, HpctrackError, StoreReplacedError
+from .settings import scheduler_job_id
 from .store import Store
 from .store.base import disk_full
 
@@ -116,80 +115,6 @@ def global_rank() -> int:
     return 0
 
 
-class _TrackedDict(dict):  # type: ignore[type-arg]
-    """A dict that remembers which keys were set since the last flush."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._dirty: set = set()
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"keys must be strings, got {type(key).__name__}")
-        check_name("key", key)
-        super().__setitem__(key, _jsonable(value))
-        self._dirty.add(key)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def take_dirty(self) -> Dict[str, Any]:
-        dirty, self._dirty = self._dirty, set()
-        return {k: self[k] for k in dirty if k in self}
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types from numpy/torch scalars, tuples, paths and mappings."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    return str(value)
-
-
-def flatten_config(cfg: Any) -> Dict[str, Any]:
-    """The resolved config as ``{"optimizer.lr": 0.1, ...}``; lists stay whole values.
-
-    Values of secret-looking keys are masked (:mod:`hpctrack.secrets`); a secret given as
-    ``${oc.env:NAME}`` stays unresolved.
-    """
-    from .secrets import mask_config
-
-    if cfg is None:
-        return {}
-    if isinstance(cfg, Mapping):  # a DictConfig too
-        cfg = mask_config(cfg)
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"start_run(cfg): cfg must be a mapping or DictConfig, got {type(cfg).__name__}")
-    out: Dict[str, Any] = {}
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            name = check_name("param key", f"{prefix}{key}", "shorten the config key")
-            if isinstance(value, Mapping) and value:
-                walk(value, name + ".")
-            else:
-                out[name] = _jsonable(value)
-
-    walk(cfg, "")
-    return out
-
-
 def _error_record(error: Union[BaseException, str]) -> Dict[str, str]:
     if isinstance(error, BaseException):
         tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -208,52 +133,7 @@ def _status_for(exc: Optional[BaseException]) -> RunStatus:
     return RunStatus.FAILED
 
 
-class _Flusher(threading.Thread):
-    """Flushes the buffer and refreshes the heartbeat every ``interval_s`` seconds, or when kicked.
-
-    ``Run.log`` kicks it when the buffer is full, so the training loop goes on
-    logging into a fresh buffer while the full one is written (an fsync on a
-    busy parallel filesystem can take a long time). A write error is retried at
-    the next interval, except one that ends the run's writing for good (a full
-    disk, a store changed under it): the training loop hears of that at its
-    next ``run.log``.
-    """
-
-    def __init__(self, run: "Run", interval_s: float) -> None:
-        super().__init__(name="hpctrack-flush", daemon=True)
-        self._run = run
-        self._interval_s = interval_s
-        self._wake = threading.Event()
-        self._stopping = False
-        self._warned = False
-
-    def run(self) -> None:
-        while True:
-            self._wake.wait(self._interval_s)
-            self._wake.clear()  # before flushing: a kick from now on means another flush
-            if self._stopping:
-                return
-            try:
-                self._run.flush()
-            except Exception as err:  # a slow filesystem must not kill training
-                if self._run._fatal is not None:
-                    return  # recorded by the run; nothing more to write
-                if not self._warned:
-                    print(f"hpctrack: flush failed, will retry: {err}", file=sys.stderr)
-                    self._warned = True
-
-    def kick(self) -> None:
-        """Flush now, in this thread."""
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 60.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self is not threading.current_thread() and self.is_alive():
-            self.join(timeout=timeout_s)
-
-
-class Run:
+class Run(RunCheckpoints):
     """One tracked run: params, step-wise metrics, summary, tags, artifacts, status.
 
     Do not construct directly; use :func:`start_run`. Use it as a context
@@ -269,6 +149,8 @@ class Run:
 
     Attributes
     ----------
+    dir, run_id, attempt:
+        Where the run keeps its files, its id, and which attempt this is (read-only).
     summary:
         Final values (``run.summary["test/acc"] = 0.97``), written at the next flush.
     tags:
@@ -287,10 +169,10 @@ class Run:
         writes: bool = True,
     ) -> None:
         settings = settings or RunSettings.from_env()
-        self.run_id = run_id
-        self.run_dir = Path(run_dir)
-        self.summary = _TrackedDict()
-        self.tags = _TrackedDict()
+        self._run_id = run_id
+        self._run_dir = Path(run_dir)
+        self.summary = TrackedDict()
+        self.tags = TrackedDict()
         self._store = store
         self._writes = writes  # False on ranks other than 0: every write is dropped
         self._interval_s = float(flush_interval_s if flush_interval_s is not None else settings.flush_interval_s)
@@ -309,7 +191,7 @@ class Run:
         self._recent_calls: List[float] = []  # times of the last run.log calls stored, for the step interval
         self._last_log_time: Optional[float] = None
         self._start_time = time.time()
-        self.attempt = 1  # 2, 3, ... when a requeue or resume reopens the run
+        self._attempt = 1  # 2, 3, ... when a requeue or resume reopens the run
         self._attempts: List[Dict[str, Any]] = []  # every attempt's record, this one last
         self._first_start = self._start_time  # the first attempt's start
         self._restart_step: Optional[int] = None  # set by restoring a checkpoint
@@ -328,7 +210,7 @@ class Run:
         self._attempts_dirty = False  # this attempt's record changed: the next write carries it
         self._on_finish: List[Callable[[RunStatus, Optional[str]], None]] = []
         self._previous_handlers: Dict[int, Any] = {}
-        self._flusher = _Flusher(self, self._interval_s)
+        self._flusher = Flusher(self, self._interval_s)
         if not writes:
             self.log = self._log_dropped  # type: ignore[method-assign]
 
@@ -339,9 +221,34 @@ class Run:
         Under an hpctrack launcher each job also runs in this directory (unless
         ``hydra.job.chdir=false``), so relative file names of two jobs never
         collide; ``hydra.utils.to_absolute_path`` still resolves against the
-        directory the sweep was launched from.
+        directory the sweep was launched from. The run's store, checkpoints
+        (``checkpoints/``) and artifacts (``artifacts/``) are kept here too.
         """
-        return self.run_dir
+        return self._run_dir
+
+    @property
+    def run_dir(self) -> Path:
+        """The same as :attr:`dir` (``ROOT/sweeps/<sweep id>/runs/<job>``)."""
+        return self._run_dir
+
+    @property
+    def run_id(self) -> Optional[str]:
+        """The run's id, ``<sweep id>/<job index>``: what ``hpctrack show`` and ``diff`` take.
+
+        The same in every attempt of the run and on every rank of its job. None
+        only on a rank other than 0 that could not learn rank 0's run.
+        """
+        return self._run_id
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number: 1, then 2, 3, ... each time a requeue or resume reopens the run.
+
+        Read from the run's store when the attempt starts; every point logged is
+        recorded with it, so a later attempt supersedes what an earlier one logged
+        after the checkpoint it restarted from.
+        """
+        return self._attempt
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -381,7 +288,7 @@ class Run:
             return self
         attempt_record: Dict[str, Any] = {"attempt": 1, "start": self._start_time, "host": socket.gethostname(),
                                           "pid": os.getpid(), "code": (info.get("code_snapshot") or {}).get("digest")}
-        job_id = _job_id_from_env()
+        job_id = scheduler_job_id()
         if job_id:
             attempt_record["job_id"] = job_id
         if previous:
@@ -392,11 +299,13 @@ class Run:
             if last.get("end") is None:  # it never recorded its end: killed, cancelled, node failure
                 last["end"] = previous.get("heartbeat") or last.get("start")
                 last["outcome"] = previous.get("lost_as") or "ended without recording its end (killed?)"
-            self.attempt = int(last.get("attempt", len(self._attempts))) + 1
+            self._attempt = int(last.get("attempt", len(self._attempts))) + 1
             self._first_start = float(previous.get("start_time") or self._start_time)
             attempt_record["attempt"] = self.attempt
         self._attempts.append(attempt_record)
         self._acquire_lease()
+        from .provenance import capture, host_info
+
         reserved = False
         try:
             try:
@@ -420,8 +329,8 @@ class Run:
                         "end_time": None,
                         "error": None,
                     },
-                    "info": {**_host_info(), **info, "provenance": _provenance(info.get("script"),
-                                                                                info.get("code_snapshot"))},
+                    "info": {**host_info(), **info, "provenance": capture(info.get("script"),
+                                                                          info.get("code_snapshot"))},
                 }
             )
         except BaseException as err:
@@ -484,8 +393,7 @@ class Run:
                 self._attempts[-1]["signal"] = signalled
             else:  # a signal that did not end it (e.g. SLURM's warning with no requeue left)
                 self._attempts[-1].pop("signal", None)
-        runtime = sum(float(a["end"]) - float(a["start"]) for a in self._attempts
-                      if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
+        runtime = attempts_runtime_s(self._attempts)
         final: Dict[str, Any] = {"state": status.value, "end_time": end, "runtime_s": runtime,
                                  "attempts": self._attempts}  # fmt: skip
         error_line = self._set_error(final, error)
@@ -655,7 +563,7 @@ class Run:
         target = self.run_dir / ARTIFACTS_DIR / name
         if not self._writes:
             return target  # another rank's: rank 0 keeps the run's artifacts
-        from .safefs import check_inside, copy_file, copy_tree
+        from .safefs import check_inside, copy_file, copy_tree, sha256_file
 
         # A link planted in artifacts/ (or artifacts/ itself a link) is refused, never written through.
         check_inside(target.parent, self.run_dir, "write the artifact")
@@ -667,7 +575,7 @@ class Run:
             entry: Dict[str, Any] = {"kind": "dir", "size": size}
         else:
             copy_file(source, target, self.run_dir)
-            entry = {"kind": "file", "size": target.stat().st_size, "sha256": _sha256(target)}
+            entry = {"kind": "file", "size": target.stat().st_size, "sha256": sha256_file(target)}
         self._artifacts[name] = {"path": f"{ARTIFACTS_DIR}/{name}", **entry}
         self._pending_sections.setdefault("info", {})["artifacts"] = dict(self._artifacts)
         self.flush()
@@ -790,108 +698,6 @@ class Run:
         for name, values in pending.items():
             self._pending_sections[name] = {**values, **self._pending_sections.get(name, {})}
 
-    # -- checkpoints -----------------------------------------------------------------------
-
-    def save_checkpoint(
-        self,
-        state: Any = None,
-        *,
-        step: Optional[int] = None,
-        files: Sequence[Union[str, os.PathLike]] = (),
-        keep: Optional[int] = None,
-    ) -> Path:
-        """Save a checkpoint atomically and keep only the newest ``keep``; returns its directory.
-
-        ``state`` is any picklable object (e.g. ``{"epoch": e, "model": model.state_dict()}``);
-        ``files`` are copied in (files your framework wrote). ``step`` defaults to the last
-        logged step: a restart from this checkpoint continues at ``step + 1`` and supersedes
-        what a killed attempt logged after it. Metrics logged so far are flushed first, so a
-        restart never finds a checkpoint newer than the metrics on disk. On a rank other
-        than 0 nothing is saved (rank 0 saves the run's checkpoints).
-        """
-        with self.checkpoint(step=step, keep=keep, state=state) as directory:
-            for item in files:
-                source = Path(item)
-                if source.is_dir():
-                    shutil.copytree(source, directory / source.name)
-                else:
-                    shutil.copy2(source, directory / source.name)
-        latest = self._checkpoints.latest()
-        return latest.path if latest is not None else directory
-
-    @contextlib.contextmanager
-    def checkpoint(
-        self, *, step: Optional[int] = None, keep: Optional[int] = None, state: Any = None
-    ) -> Iterator[Path]:
-        """A fresh directory to write a checkpoint's files into, committed when the block ends.
-
-        ``with run.checkpoint() as d: torch.save(model.state_dict(), d / "model.pt")``.
-        An exception in the block discards the directory; the previous checkpoint stays.
-        On a rank other than 0 the directory is a temporary one, discarded.
-        """
-        if self._finished:
-            raise HpctrackError(f"run {self.run_id} has ended; checkpoint inside the `with start_run(...)` block")
-        if not self._writes:
-            import tempfile
-
-            with tempfile.TemporaryDirectory(prefix="hpctrack-rank-checkpoint-") as tmp:
-                yield Path(tmp)
-            return
-        step = self._last_step if step is None else operator.index(step)
-        self.flush()  # the metrics a restart from this checkpoint relies on are on disk first
-        with self._checkpoints.writing(step=step, attempt=self.attempt, state=state,
-                                       keep=keep if keep is not None else self.checkpoint_keep) as directory:
-            yield directory
-        latest = self._checkpoints.latest()
-        if latest is not None:
-            self._checkpoint_info = latest.describe()
-
-    def latest_checkpoint(self) -> Optional["Checkpoint"]:
-        """The newest checkpoint of this run (from any attempt), or None; marks this attempt as restored from it."""
-        latest = self._checkpoints.latest()
-        if latest is not None and self._restart_step is None:
-            self._refuse_a_gap(latest)
-            self._restart_step = latest.step + 1
-            self._next_step = latest.step + 1
-            self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
-            if self._attempts:
-                self._attempts[-1]["restored_from"] = latest.describe()
-                self._attempts_dirty = True
-        return latest
-
-    def _refuse_a_gap(self, latest: "Checkpoint") -> None:
-        """Refuse a checkpoint an earlier process wrote under this attempt number or a later one.
-
-        The attempt number comes from the store: a store that starts over at attempt 1
-        while checkpoints of attempt 1 remain was lost (deleted, moved aside by hand).
-        Continuing after the checkpoint would leave the steps before it missing.
-        """
-        from .errors import StoreError
-
-        started = float((self._attempts[-1] if self._attempts else {}).get("start") or time.time())
-        if latest.attempt < self.attempt or latest.time >= started:
-            return
-        sweep = self.run_id.rsplit("/", 1)[0] if self.run_id else "SWEEP"
-        raise StoreError(f"run {self.run_id}: its store starts over at attempt {self.attempt}, but checkpoint "
-                         f"{latest.path.name} (step {latest.step}) was written by attempt {latest.attempt}: the "
-                         f"store was lost, and continuing would leave steps 0-{latest.step} missing from its "
-                         f"history; `hpctrack resume {sweep} --include-lost` starts the run over "
-                         "(its old data is moved aside)")  # fmt: skip
-
-    def restore_checkpoint(self) -> Any:
-        """The state object of the newest checkpoint: None on a fresh start, else what was saved.
-
-        Logging then continues at the checkpoint's step + 1 (when ``step`` is omitted), and
-        points an earlier attempt logged after that step are superseded by this attempt's.
-        """
-        latest = self.latest_checkpoint()
-        return None if latest is None else latest.load()
-
-    @property
-    def checkpoint_keep(self) -> int:
-        """How many checkpoints :meth:`save_checkpoint` keeps (``HPCTRACK_CHECKPOINT_KEEP``, default 2)."""
-        return self._keep
-
     def on_requeue(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` when SLURM signals the time limit or preemption, before the job requeues.
 
@@ -1011,47 +817,5 @@ def _again(err: BaseException) -> BaseException:
         return err
 
 
-def _job_id_from_env() -> Optional[str]:
-    if "SLURM_JOB_ID" in os.environ:
-        array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-        return f"{array}_{task}" if array and task else os.environ["SLURM_JOB_ID"]
-    return os.environ.get("SUBMITIT_LOCAL_JOB_ID")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _provenance(script: Optional[str], snapshot: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    from .provenance import capture
-
-    return capture(script, snapshot=snapshot)
-
-
-def _host_info() -> Dict[str, Any]:
-    from . import __version__
-
-    from .secrets import mask_argv
-
-    env_ids = {
-        key: os.environ[key]
-        for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SUBMITIT_LOCAL_JOB_ID")
-        if key in os.environ
-    }
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "python": platform.python_version(),
-        "argv": mask_argv(sys.argv),
-        "cwd": os.getcwd(),
-        "hpctrack_version": __version__,
-        **({"job_env": env_ids} if env_ids else {}),
-    }
-
-
 # Starting a run builds on everything above; the names stay importable from here.
-from ._start import open_job_run, start_run  # noqa: E402
+from ._start import open_job_run, start_run  # noqa: E402, F401

@@ -30,6 +30,7 @@ from typing import Iterable, Optional, Union
 from .errors import ConfigError, UnsafePathError
 
 __all__ = [
+    "sha256_file",
     "is_inside",
     "check_inside",
     "unlink",
@@ -63,6 +64,17 @@ SHARED_FILE_MODE = 0o640
 #: Group and world write bits.
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def sha256_file(path: PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks (artifacts, checkpoint files)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_inside(path: PathLike, base: PathLike) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import endrecord, settings
-from ._types import JobState, RunStatus, signal_name
+from ._types import JobState, RunStatus, attempts_runtime_s, signal_name, state_summary
 from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
@@ -109,6 +109,24 @@ class SweepStatus:
     def lost(self) -> Dict[int, str]:
         """Jobs whose run data is gone or unreadable: index -> why."""
         return {s.index: s.error or "run store missing or unreadable" for s in self.jobs if s.state == JobState.LOST}
+
+    @property
+    def stalled(self) -> List[int]:
+        """Jobs that stalled: running, but no ``run.log`` call for far longer than their step cadence."""
+        return [s.index for s in self.jobs if s.stalled]
+
+    def to_json(self, manifest: Manifest, *, only_stalled: bool = False) -> Dict[str, Any]:
+        """The ``hpctrack status --format json`` payload (stable keys); ``only_stalled`` lists only those jobs."""
+        from .requeue import incomplete_jobs  # requeue builds on this module
+
+        jobs = [s for s in self.jobs if s.stalled] if only_stalled else self.jobs
+        return {"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
+                "backend": manifest.backend, "note": self.note,
+                "summary": state_summary(s.state for s in self.jobs),
+                "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, self.jobs).items()},
+                "lost": {str(i): why for i, why in self.lost.items()},
+                "stalled": self.stalled,
+                "jobs": [s.to_json() for s in jobs]}  # fmt: skip
 
 
 def read_run(manifest: Manifest, index: int) -> Tuple[Optional[RunRecord], Optional[str]]:
@@ -544,8 +562,7 @@ def sweep_status(
                 status.runtime_s = float(st["runtime_s"])  # the attempts' own time, not the queue between
             elif status.start_time is not None:
                 start = st.get("attempt_start") or status.start_time
-                earlier = sum(float(a["end"]) - float(a["start"]) for a in (st.get("attempts") or [])[:-1]
-                              if a.get("end") is not None and a.get("start") is not None)  # fmt: skip
+                earlier = attempts_runtime_s((st.get("attempts") or [])[:-1])
                 end = st.get("end_time") or (job.ended if state.is_final else None) or (
                     st.get("heartbeat") if state.is_final else now)
                 status.runtime_s = earlier + max(0.0, (end or now) - start)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .requeue import RequeuePlan
     from .verify import Problem, RepairReport
 
-__all__ = ["Sweep", "load_sweep", "list_sweeps"]
+__all__ = ["Sweep", "load_sweep", "list_sweeps", "sweep_rows"]
 
 
 class Sweep:
@@ -348,6 +348,39 @@ def list_sweeps(root: Optional[str] = None) -> Iterator[Sweep]:
     """Every sweep under the root, newest first."""
     for path in iter_sweep_dirs(resolve_root(root)):
         yield Sweep(path)
+
+
+def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[str]]":
+    """One row per sweep under the root, newest first (``hpctrack ls``), and a line per damaged sweep skipped.
+
+    A row has ``name``, ``id``, ``created`` (local time), ``backend``, ``script`` (file name),
+    ``jobs`` (the state summary), ``unconfirmed`` (jobs whose state only the backend can
+    confirm) and ``path``.
+    """
+    import time
+
+    from .status import recorded_states
+    from ._types import state_summary
+    from .errors import HpctrackError
+
+    rows: List[Dict[str, Any]] = []
+    skipped: List[str] = []
+    for sweep in list_sweeps(root):
+        try:  # one damaged sweep is named and skipped, never fatal to the listing
+            m = sweep.manifest
+            states, unconfirmed = recorded_states(m)
+        except HpctrackError as err:
+            skipped.append(f"skipped {sweep.path}: {' '.join(str(err).split())}")
+            continue
+        summary = state_summary(states)
+        if unconfirmed:
+            summary += f" ({unconfirmed} unconfirmed: `hpctrack status {m.name or m.id}` asks {m.backend})"
+        rows.append({
+            "name": m.name, "id": m.id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
+            "backend": m.backend, "script": os.path.basename(m.script) if m.script else "",
+            "jobs": summary, "unconfirmed": unconfirmed, "path": str(m.path),
+        })
+    return rows, skipped
 
 
 def _stop_direct_run(info: dict) -> None:

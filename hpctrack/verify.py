@@ -15,22 +15,21 @@ what cannot be restored is named, with ``resume --include-lost`` to rerun it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickletools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .errors import HpctrackError
 from .index import ENDED_STATES, INDEX_FILE, had_started, read_index_lines, rebuild_index, record_to_row, usable
 from .manifest import Manifest
-from .safefs import check_inside
+from .safefs import check_inside, sha256_file
 from .safefs import replace as safe_replace
 from .store import open_store
 
-__all__ = ["Problem", "RepairReport", "verify_sweep", "repair_sweep", "checkpoint_problems"]
+__all__ = ["Problem", "RepairReport", "verify_sweep", "repair_sweep", "checkpoint_problems", "check_sweeps"]
 
 #: Where a run keeps its checkpoints, and their files (as ``hpctrack.run`` writes them).
 CHECKPOINTS_DIR = "checkpoints"
@@ -104,14 +103,6 @@ def _verify_run(manifest: Manifest, index: int, row: Optional[Dict[str, Any]]) -
     return problems
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _pickle_problem(path: Path) -> Optional[str]:
     """Why ``path`` is not one whole pickle stream, or None. Walks the opcodes: never unpickles."""
     try:
@@ -151,7 +142,7 @@ def checkpoint_problems(run_dir: Path) -> List[str]:
                 elif isinstance(spec, dict) and path.stat().st_size != spec.get("size"):
                     problems.append(f"{rel}: {name} has {path.stat().st_size} bytes, the checkpoint recorded "
                                     f"{spec.get('size')}")  # fmt: skip
-                elif isinstance(spec, dict) and spec.get("sha256") and _sha256(path) != spec["sha256"]:
+                elif isinstance(spec, dict) and spec.get("sha256") and sha256_file(path) != spec["sha256"]:
                     problems.append(f"{rel}: {name} changed since it was saved (its sha256 differs)")
             continue
         state = entry / CHECKPOINT_STATE
@@ -212,3 +203,33 @@ def repair_sweep(manifest: Manifest) -> RepairReport:
         report.done.append(f"{manifest.id}: rebuilt {INDEX_FILE} from the run stores ({count} ended runs"
                            + (f", {len(lost)} kept marked LOST" if lost else "") + ")")
     return report
+
+
+def check_sweeps(sweeps: Sequence[Any], *, repair: bool = False) -> Dict[str, Any]:
+    """Verify each sweep (a :class:`~hpctrack.sweep.Sweep`), repairing first with ``repair``: the report.
+
+    Returns ``{"sweeps": [...], "problems": N}`` (``hpctrack verify --format json``): per sweep
+    ``sweep``, ``path``, ``problems`` [{``job``, ``what``, ``part``}] and, after a repair,
+    ``repaired``, ``cannot`` and ``remaining``; N counts the problems left. A sweep whose
+    manifest cannot be read is one problem of part ``manifest``.
+    """
+    out: List[Dict[str, Any]] = []
+    remaining = 0
+    for sw in sweeps:
+        entry: Dict[str, Any] = {"sweep": sw.id, "path": str(sw.path)}
+        try:
+            problems = sw.verify()
+        except HpctrackError as err:  # a damaged manifest: nothing else of the sweep can be checked
+            entry.update(problems=[{"job": None, "what": " ".join(str(err).split()), "part": "manifest"}])
+            remaining += 1
+            out.append(entry)
+            continue
+        entry["problems"] = [{"job": p.job, "what": p.what, "part": p.part} for p in problems]
+        if repair and problems:
+            report = sw.repair()
+            entry.update(repaired=report.done, cannot=report.cannot)
+            problems = sw.verify()
+            entry["remaining"] = [{"job": p.job, "what": p.what, "part": p.part} for p in problems]
+        remaining += len(problems)
+        out.append(entry)
+    return {"sweeps": out, "problems": remaining}

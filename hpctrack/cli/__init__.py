@@ -1,0 +1,33 @@
+"""The ``hpctrack`` command line: each command parses, makes one library call, renders.
+
+Expected failures (errors from hpctrack, and OS errors such as an unwritable
+output file) become ``Error: <one line>`` and exit code 1; usage errors exit 2;
+Ctrl-C exits 130. ``--debug`` (or ``HPCTRACK_DEBUG=1``) shows the full
+traceback instead. Every ``HPCTRACK_*`` variable is checked before a command
+runs, so a bad value is one line naming it. JSON outputs are strict JSON: NaN
+and infinities become null.
+
+The commands are grouped by verb family: :mod:`.jobs` (launch, requeue, resume,
+cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.results` (table,
+compare, plot) and :mod:`.upkeep` (verify, reindex, gc); what they print is
+rendered in :mod:`.render`. Nothing in the library imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+# Importing each family registers its commands on the group.
+from . import jobs, results, upkeep, views  # noqa: F401
+from ._base import cli
+
+__all__ = ["main", "cli"]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point of the ``hpctrack`` console script."""
+    cli.main(args=argv, prog_name="hpctrack")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

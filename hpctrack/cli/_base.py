@@ -1,0 +1,99 @@
+"""What every command shares: the click group, error handling, one-line output, common options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable, List, Optional
+
+import click
+
+from .._terminal import printable
+from .._types import finite_json
+from ..errors import HpctrackError
+
+__all__ = ["cli", "fail", "echo", "echo_json", "handle_errors", "root_option", "parse_jobs", "split_keys"]
+
+_DEBUG = {"on": False}
+
+
+def fail(message: str) -> "None":
+    click.echo(f"Error: {printable(' '.join(message.split()))}", err=True)  # one line, whatever the message held
+    sys.exit(1)
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """One line for a person: names and values in it come from the store, so controls are shown, not obeyed."""
+    click.echo(printable(text), err=err)
+
+
+def _os_error_line(err: OSError) -> str:
+    """An OSError as ``<what>: <path>`` (``No such file or directory: /x/y.csv``)."""
+    what = err.strerror or str(err) or type(err).__name__
+    path = err.filename if err.filename is not None else None
+    return f"{what}: {path}" if path is not None else what
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HpctrackError as err:
+            if _DEBUG["on"]:
+                raise
+            fail(str(err))
+        except OSError as err:  # a path that is not there or not writable: expected, one line
+            if _DEBUG["on"]:
+                raise
+            fail(_os_error_line(err))
+        except KeyboardInterrupt:
+            if _DEBUG["on"]:
+                raise
+            echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def echo_json(data: Any) -> None:
+    """Strict JSON on stdout: NaN and infinities become null (JSON has no such numbers)."""
+    click.echo(json.dumps(finite_json(data), indent=1, default=str, allow_nan=False))
+
+
+root_option = click.option(
+    "--root", envvar="HPCTRACK_ROOT", default=None, metavar="DIR",
+    help="Storage root (default: $HPCTRACK_ROOT, `root:` in ~/.config/hpctrack/config.yaml, ~/.local/share/hpctrack).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hpctrack")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors (also HPCTRACK_DEBUG=1).")
+def cli(debug: bool) -> None:
+    """Experiment tracking for HPC clusters: launch Hydra sweeps, watch them, tabulate results."""
+    from .. import settings
+
+    try:
+        _DEBUG["on"] = debug or bool(settings.get("HPCTRACK_DEBUG"))
+        for name in settings.SETTINGS:  # a bad value stops here, naming itself, before anything is written
+            settings.get(name)
+    except HpctrackError as err:
+        if _DEBUG["on"]:
+            raise
+        fail(str(err))
+
+
+def parse_jobs(text: Optional[str]) -> Optional[List[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated job indices like 3,7, got {text!r}") from None
+
+
+def split_keys(text: str) -> List[str]:
+    """``seed,rep`` -> ``["seed", "rep"]``."""
+    return [k for k in text.split(",") if k]

@@ -1,0 +1,418 @@
+"""Rendering for the terminal: tables, the status view, a run's description, a diff, a report.
+
+Every name and value shown comes from a store or a manifest, so text goes through
+:func:`hpctrack._terminal.printable` (controls shown, not obeyed) and rich cells through
+``markup`` (never read as markup). Nothing here decides an outcome or an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import click
+
+from .._terminal import markup, printable, printable_block
+from .._types import JobState, state_summary
+from ._base import echo
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def cell(value: Any) -> str:
+    """A value in a rich table: formatted, controls escaped, and never read as markup."""
+    return markup(fmt_value(value))
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return f"{value:.4g}"
+    return str(value)
+
+
+STATE_STYLE = {
+    JobState.COMPLETED: "green", JobState.RUNNING: "cyan", JobState.PENDING: "dim",
+    JobState.FAILED: "red", JobState.CANCELLED: "yellow", JobState.TIMEOUT: "red",
+    JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red", JobState.PREEMPTED: "yellow",
+    JobState.LOST: "bold red",
+}
+
+
+STATES = {s.value for s in JobState}
+
+
+def print_wide(renderable: Any) -> None:
+    """Print a table at its natural width: cells are never cut to fit a narrow terminal or pipe."""
+    from rich.console import Console
+
+    console = Console()
+    needed = console.measure(renderable, options=console.options.update_width(100_000)).maximum
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(renderable)
+
+
+def watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
+    """``status --watch`` into a pipe or file: each view at its natural width, printed when something changed."""
+    last = None
+    try:
+        while True:
+            view, done, signature = status_view(sw, only_stalled)
+            if signature != last:  # states, errors, flags; not every tick of the runtimes
+                print_wide(view)
+                sys.stdout.flush()
+                last = signature
+            if done:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
+    """The status table of a sweep as a rich renderable, whether every job has ended, and what it shows
+    (states, errors, notes, flags; not runtimes), to tell whether it changed."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    manifest = sw.manifest
+    st = sw.sweep_status()
+    ref = manifest.name or manifest.id
+    title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
+    table = Table(title=markup(title), title_justify="left", box=None, header_style="bold")
+    for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error / note"):
+        table.add_column(column, no_wrap=column != "error / note")
+    shown = [s for s in st.jobs if s.stalled] if only_stalled else st.jobs
+    for s in shown:
+        flag = " [red](hung?)" if s.possibly_hung else (" [yellow](stalled)" if s.stalled else "")
+        state = f"[{STATE_STYLE.get(s.state, '')}]{s.state.value}" + flag
+        said = markup(s.error) if s.error else (f"[dim]{markup(s.note)}" if s.note else "")
+        if s.error and s.note:
+            said += f" [dim]({markup(s.note)})"
+        table.add_row(str(s.index), state, markup(" ".join(s.overrides)),
+                      "" if s.last_step is None else str(s.last_step), "" if s.attempt is None else str(s.attempt),
+                      fmt_duration(s.runtime_s), markup(s.job_id or ""), markup(s.node or ""), said)
+    # Text is never markup; printable() keeps its controls from the terminal.
+    parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
+    from ..requeue import incomplete_jobs
+
+    gap = {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}
+    if gap:
+        listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
+        parts.append(Text(printable(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
+                                    f"`hpctrack resume {ref}` submits them"), style="yellow"))
+    if st.lost:
+        listing = "; ".join(f"job {i} ({why})" for i, why in sorted(st.lost.items()))
+        parts.append(Text(printable(f"lost: {listing}. Their run data is gone or unreadable: `hpctrack verify {ref}` "
+                                    f"says more and `--repair` restores what it can; `hpctrack resume {ref} "
+                                    "--include-lost` reruns them"), style="red"))  # fmt: skip
+    stalled = [s.index for s in st.jobs if s.stalled]
+    if stalled:
+        parts.append(Text(f"stalled: job {', '.join(map(str, stalled))}: no run.log call for far longer than the "
+                          "job's own step interval (a blocked collective or data loader?)", style="yellow"))
+    if st.note:
+        parts.append(Text(printable(f"note: {st.note}"), style="yellow"))
+    signature = [(s.index, s.state, s.error, s.note, s.stalled, s.possibly_hung) for s in shown] + [st.note]
+    return Group(*parts), all(s.state.is_final for s in st.jobs), signature
+
+
+def report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool) -> bool:
+    """Say what a requeue or resume skipped, moved and submitted; whether it submitted anything (not a dry run)."""
+    for index, why in sorted(plan.skipped.items()):
+        echo(f"job {index} skipped: {why}")
+    unlisted = {i: why for i, why in plan.lost.items() if i not in plan.skipped}
+    if unlisted:
+        ref = sw.manifest.name or sw.manifest.id
+        echo(f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
+                   + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
+                   + f". `hpctrack verify {ref}` says why; add --include-lost to rerun them from scratch")
+    for index, where in sorted(plan.moved.items()):
+        echo(f"job {index}: its damaged run data was moved aside to {where}")
+    if not plan.selected:
+        echo(f"nothing to {verb}")
+        return False
+    if plan.code_warning:
+        echo(f"warning: {plan.code_warning}", err=True)
+    listing = ", ".join(f"{i} ({plan.reasons.get(i, '?')})" for i in plan.selected)
+    changes = "".join(f" {k}={v}" for k, v in plan.resources.items())
+    listing += (f" with{changes}" if changes else "") + (
+        f", running the code as it is now (snapshot {plan.code_snapshot.get('digest')})" if plan.code == "current"
+        else "")  # fmt: skip
+    if dry_run:
+        echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
+        return False
+    manifest = sw.manifest
+    echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
+               f"{listing}")
+    return True
+
+
+def emit_frame(frame: Any, fmt: str, output: Optional[str], show: Callable[[Any], None]) -> None:
+    """``show`` the frame in the terminal, or export it (``fmt``) to stdout or ``output``."""
+    from ..aggregate import export_table
+
+    if fmt == "table" and output is None:
+        show(frame)
+        return
+    text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
+    if text is not None:
+        click.echo(text, nl=False)
+    else:
+        echo(f"wrote {len(frame)} rows to {output}", err=True)
+
+
+def print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> bool:
+    """Print the files of code that differ (``full``: their unified diffs); whether the code is the same."""
+    notes = [f"{run}: {files['notes'][side]}" for side, run in zip("ab", runs) if files["notes"].get(side)]
+    if not files["comparable"]:
+        echo(f"code files: cannot compare the code ({'; '.join(notes)})")
+        return False
+    for note in notes:
+        echo(f"code files: {note}")
+    changed = files["files"]
+    if not changed:
+        return True
+    echo(f"code files: {files['a']} -> {files['b']}: {len(changed)} file{'s' if len(changed) != 1 else ''} "
+               f"differ{'s' if len(changed) == 1 else ''}")  # fmt: skip
+    for f in changed:
+        counts = f"(+{f['added_lines']} -{f['removed_lines']})" if f["added_lines"] is not None else "(binary or large)"
+        echo(f"  {f['change']}  {f['path']}  {counts}")
+    if full:
+        click.echo(printable_block("".join(f["text"] for f in changed)), nl=False)
+    else:
+        echo("  (--code prints the unified diff)")
+    return False
+
+
+def _when(t: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "-"
+
+
+def print_run(d: Dict[str, Any], packages: bool) -> None:
+    job, prov = d["job"], d.get("provenance") or {}
+    out = [f"run {d['run_id']}  ({d['sweep']['name'] or d['sweep']['id']}, job {job['index']}, "
+           f"{d['sweep']['backend']}, store {d['sweep']['store']})",
+           f"  dir:        {d['run_dir']}",
+           f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else "")]
+    if d.get("record") is None and "status" not in d:
+        left = d.get("left_behind") or {}
+        end = d.get("end_record")
+        if d.get("data_lost") or end or left.get("checkpoints") or left.get("recovery"):
+            out.append(f"  store:      {d.get('data_lost') or 'missing: the run ran, but its store is gone'}")
+            if end:
+                out.append(f"  end record: attempt {end.get('attempt')} ended {end.get('state')}"
+                           + (f": {end['error']}" if end.get("error") else "") + f" ({_when(end.get('time'))})")
+            if left.get("recovery"):
+                out.append(f"  recovery:   {', '.join(left['recovery'])} (what the run could not write to its store; "
+                           "JSON lines)")  # fmt: skip
+            if left.get("checkpoints"):
+                out.append(f"  checkpoints: {', '.join(left['checkpoints'])}")
+        else:
+            out.append("  the run has not started: nothing recorded yet")
+        click.echo("\n".join(printable(line) for line in out))
+        return
+    st = d["status"]
+    out += [f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
+            f"runtime: {fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
+            f"  overrides:  {' '.join(job['overrides']) or '-'}",
+            f"  command:    {' '.join(map(str, prov.get('command') or []))}",
+            f"  cwd:        {prov.get('cwd', '-')}",
+            f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}"]
+    git = prov.get("git") or {}
+    if git.get("available"):
+        dirty = f", uncommitted changes ({len((git.get('diff') or '').encode())} bytes of diff" + (
+            f", {git.get('untracked_count')} untracked files" if git.get("untracked_count") else "") + ")" \
+            if git.get("dirty") else ", clean"  # fmt: skip
+        out.append(f"  code:       {git.get('commit')} on {git.get('branch') or '(detached)'}{dirty}")
+        out.append(f"              repo {git.get('root')}" + (f", remote {git['remote']}" if git.get("remote") else ""))
+    else:
+        out.append(f"  code:       {(prov.get('not_captured') or {}).get('git') or git.get('reason') or 'not recorded'}")
+    snapshot = prov.get("code_snapshot") or {}
+    out.append(f"  snapshot:   {snapshot['digest']} ({snapshot.get('source')}, {snapshot.get('path')})" if snapshot
+               else "  snapshot:   none (the run imported the code where it was)")  # fmt: skip
+    py = prov.get("python") or {}
+    out += [f"  python:     {py.get('version', '-')} ({py.get('executable', '-')}); "
+            f"{len(prov.get('packages') or [])} packages" + (f"; conda env {prov['conda']['env']}" if prov.get("conda")
+                                                               else ""),  # fmt: skip
+            f"  host:       {prov.get('hostname', '-')}, {prov.get('platform', '-')}, "
+            f"{prov.get('cpus_usable', prov.get('cpu_count', '-'))} CPUs"
+            + (f", GPUs: {', '.join(g['name'] + ' (driver ' + g['driver'] + ')' for g in prov['gpus'])}"
+               if prov.get("gpus") else "")]  # fmt: skip
+    slurm = d.get("slurm") or {}
+    if slurm:
+        out.append(f"  slurm:      job {slurm.get('job_id')}"
+                   + (f" (array {slurm.get('array_job_id')}_{slurm.get('array_task_id')})" if slurm.get("array_job_id") else "")
+                   + f", partition {slurm.get('partition')}, nodes {slurm.get('nodelist')}")  # fmt: skip
+        if slurm.get("requested"):
+            out.append("              requested: " + ", ".join(f"{k}={v}" for k, v in slurm["requested"].items()))
+    if prov.get("not_captured"):
+        out.append("  not captured: " + "; ".join(f"{k}: {v}" for k, v in prov["not_captured"].items()))
+    attempts = d.get("attempts") or []
+    if attempts:
+        out.append("  attempts:")
+        for a in attempts:
+            out.append(f"    {a.get('attempt')}: job {a.get('job_id', '-')} on {a.get('host', '-')}, "
+                       f"{_when(a.get('start'))} -> {_when(a.get('end'))}, {a.get('outcome') or 'running'}"
+                       + (f", restarted at step {a['restart_step']}" if a.get("restart_step") is not None else "")
+                       + (f", code {a['code']}" if a.get("code") else ""))  # fmt: skip
+    if d.get("error"):
+        out.append(f"  error:      {d['error'].get('type')}: {d['error'].get('message')}")
+    if d.get("summary"):
+        out.append("  summary:    " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["summary"].items()))
+    if d.get("metrics"):
+        out.append("  metrics:    " + ", ".join(f"{k} (last {fmt_value(v['last'])} at step {v['last_step']}, "
+                                                f"{v['count']} points)" for k, v in d["metrics"].items()))
+    if d.get("artifacts"):
+        out.append("  artifacts:")
+        for name, a in d["artifacts"].items():
+            out.append(f"    {name}  {a.get('size', 0)} bytes  sha256 {a.get('sha256', '(directory)')}")
+    if d.get("checkpoint"):
+        c = d["checkpoint"]
+        out.append(f"  checkpoint: {c.get('path')} (step {c.get('step')}, attempt {c.get('attempt')})")
+    if d.get("config_yaml"):
+        out.append("  config:")
+        out += ["    " + line for line in d["config_yaml"].rstrip().splitlines()]
+    env = prov.get("environment") or {}
+    if env:
+        out.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    if packages:
+        out.append("  packages:")
+        out += ["    " + p for p in prov.get("packages") or []]
+    click.echo("\n".join(printable(line) for line in out))
+
+
+def print_frame(frame: Any) -> None:
+    from rich.table import Table
+
+    best = frame.attrs.get("best")
+    aggs = frame.attrs.get("aggregations") or []
+    metrics = frame.attrs.get("metrics") or []
+    grid = Table(box=None, header_style="bold")
+    if "group_by" in frame.attrs and "mean" in aggs:
+        # Grouped: one "mean ± std" cell per metric, other aggregations as their own columns.
+        shown = [c for c in frame.columns if not any(str(c) == f"{m} {a}" for m in metrics for a in aggs)]
+        for column in shown:
+            grid.add_column(markup(column), justify="right")
+        for metric in metrics:
+            grid.add_column(markup(metric) + (" (mean ± std)" if "std" in aggs else " (mean)"), justify="right")
+            for agg in aggs:
+                if agg not in ("mean", "std", "count"):
+                    grid.add_column(markup(f"{metric} {agg}"), justify="right")
+        grid.add_column("", justify="left")
+        for pos, row in enumerate(frame.to_dict(orient="records")):
+            cells = [cell(row[c]) for c in shown]
+            for metric in metrics:
+                mean = cell(row[f"{metric} mean"])
+                cells.append(mean + (f" ± {cell(row[f'{metric} std'])}" if "std" in aggs else ""))
+                cells.extend(cell(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
+            cells.append("[bold green]* best[/]" if pos == best else "")
+            grid.add_row(*cells)
+        print_wide(grid)
+        best_by = frame.attrs.get("best_by")
+        if best is not None and best_by:  # which metric ranked the groups, and which way
+            echo(f"* best: {best_by['direction']} mean of {best_by['column']}")
+        return
+    for position, column in enumerate(frame.columns):  # by position: a param and a summary key may share a name
+        grid.add_column(markup(column), justify="right" if frame.iloc[:, position].dtype.kind in "iuf" else "left")
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row):
+            if column == "runtime_s":
+                cells.append(fmt_duration(value if value == value else None) if value is not None else "")
+            elif column == "state":
+                cells.append(f"[{STATE_STYLE.get(JobState(value), '')}]{value}" if value in STATES else markup(value))
+            else:
+                cells.append(cell(value))
+        grid.add_row(*cells)
+    print_wide(grid)
+
+
+def print_comparison(frame: Any) -> None:
+    from rich.table import Table
+
+    labels, metrics, keys = frame.attrs["labels"], frame.attrs["metrics"], frame.attrs["group_by"]
+    grid = Table(box=None, header_style="bold")
+    for key in keys:
+        grid.add_column(markup(key), justify="right")
+    for metric in metrics:
+        for label in labels:
+            grid.add_column(f"{markup(metric)}\n{markup(label)}", justify="right")
+        for label in labels[1:]:
+            grid.add_column(f"delta\n{markup(label)}", justify="right")
+    for row in frame.to_dict(orient="records"):
+        cells = [cell(row[k]) for k in keys]
+        for metric in metrics:
+            for label in labels:
+                n = row[f"{metric} count {label}"]
+                cells.append(f"{cell(row[f'{metric} mean {label}'])} ± {cell(row[f'{metric} std {label}'])}"
+                             f" (n={cell(n)})")  # fmt: skip
+            for label in labels[1:]:
+                beyond = row[f"{metric} beyond spread {label}"]
+                mark = " [bold]beyond spread[/]" if beyond else ""
+                cells.append(f"{cell(row[f'{metric} delta {label}'])}{mark}")
+        grid.add_row(*cells)
+    print_wide(grid)
+
+
+def print_verify(report: Dict[str, Any]) -> None:
+    """``hpctrack verify`` as text: one line per problem, what was repaired, and a line per sweep."""
+    for entry in report["sweeps"]:
+        for p in entry["problems"]:
+            echo(f"{entry['sweep']}/{p['job']}: {p['what']}" if p["job"] is not None
+                 else f"{entry['sweep']}: {p['what']}")  # fmt: skip
+        for line in entry.get("repaired", []):
+            echo(f"repaired {line}")
+        for line in entry.get("cannot", []):
+            echo(f"cannot repair {line}")
+        left = entry.get("remaining", entry["problems"])
+        echo(f"sweep {entry['sweep']}: " + (f"{len(left)} problem{'s' if len(left) != 1 else ''}"
+                                            + (" left" if "remaining" in entry else "")
+                                            if left else "no problem found"))  # fmt: skip
+
+
+def print_sweeps(rows: List[Dict[str, Any]]) -> None:
+    """``hpctrack ls`` as a table."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "id", "created", "backend", "script", "jobs"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(markup(row[c] or "") for c in ("name", "id", "created", "backend", "script", "jobs")))
+    print_wide(table)
+
+
+def print_diff(result: Dict[str, Any], full_code: bool) -> None:
+    """``hpctrack diff`` as text: the differing config keys, code, packages, host and resources."""
+    echo(f"--- {result['runs'][0]}")
+    echo(f"+++ {result['runs'][1]}")
+    same = True
+    for section in ("config", "code", "packages", "host_and_resources"):
+        changes = result[section]
+        if not changes:
+            continue
+        same = False
+        echo(f"{section.replace('_', ' ')}:")
+        for key, (a, b) in changes.items():
+            echo(f"  {key}: {fmt_value(a) if a is not None else '(none)'} -> "
+                 f"{fmt_value(b) if b is not None else '(none)'}")
+    files = result["code_files"]
+    same = print_code_files(files, result["runs"], full_code) and same
+    if result["code_diff_differs"] and not files["comparable"]:
+        same = False
+        echo("code: the uncommitted changes differ (hpctrack show RUN --format json has both diffs)")
+    if same:
+        echo("no difference in config, code, packages, host or resources")
