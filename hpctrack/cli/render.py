@@ -169,7 +169,11 @@ def emit_frame(frame: Any, fmt: str, output: Optional[str], show: Callable[[Any]
         return
     text = export_table(frame, "markdown" if fmt == "table" else fmt, Path(output) if output else None)
     if text is not None:
-        click.echo(text, nl=False)
+        if sys.stdout.isatty():  # a person reads it: no control sequence reaches the terminal
+            click.echo(printable_block(text), nl=False)
+        else:  # piped or redirected: the exact values (click.echo would strip ANSI sequences)
+            sys.stdout.write(text)
+            sys.stdout.flush()
     else:
         echo(f"wrote {len(frame)} rows to {output}", err=True)
 
