@@ -53,7 +53,8 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
         sys.exit(130)
     ref = manifest.name or manifest.id
     if manifest.backend == "slurm":
-        echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as SLURM job array "
+        echo(f"sweep {manifest.id}: {len(manifest.jobs)} job{'s' if len(manifest.jobs) != 1 else ''} queued as "
+             "SLURM job array "
              f"{', '.join(manifest.array_ids())} (watch: hpctrack status {ref} --watch)")
         return
     if detach:
@@ -102,6 +103,7 @@ _RESOURCE_OPTIONS = [
     click.option("--parallel", "-j", type=int, default=None, help="Local sweeps: jobs at once."),
     click.option("--detach", is_flag=True, help="Local sweeps: return at once, the jobs run in the background."),
     click.option("--dry-run", is_flag=True, help="Only list what would be submitted."),
+    click.option("--no-progress", is_flag=True, help="Local sweeps: no live progress bar while waiting."),
 ]
 
 
@@ -139,7 +141,7 @@ def _resources(**options: Any) -> Dict[str, Any]:
 @root_option
 @handle_errors
 def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool, code: str,
-            include_lost: bool, root: Optional[str], **resources: Any) -> None:
+            include_lost: bool, root: Optional[str], no_progress: bool, **resources: Any) -> None:
     """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
 
     Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
@@ -152,7 +154,7 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
     plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=parse_jobs(job_list),
                       resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
     if report_resubmission(sw, plan, "requeue", dry_run):
-        _wait_for_resubmitted(sw, plan, detach)
+        _wait_for_resubmitted(sw, plan, detach, progress=not no_progress)
 
 
 @cli.command()
@@ -163,7 +165,7 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
 @root_option
 @handle_errors
 def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: bool, root: Optional[str],
-           **resources: Any) -> None:
+           no_progress: bool, **resources: Any) -> None:
     """Submit every job of SWEEP without a completed run that is not queued or running.
 
     For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
@@ -175,7 +177,7 @@ def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: boo
     sw = load_sweep(sweep, root=root)
     plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
     if report_resubmission(sw, plan, "resume", dry_run):
-        _wait_for_resubmitted(sw, plan, detach)
+        _wait_for_resubmitted(sw, plan, detach, progress=not no_progress)
 
 
 @cli.command()
@@ -213,14 +215,14 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
         sys.exit(1)
 
 
-def _wait_for_resubmitted(sw: Any, plan: Any, detach: bool) -> None:
+def _wait_for_resubmitted(sw: Any, plan: Any, detach: bool, *, progress: bool = True) -> None:
     """A local sweep's resubmitted jobs, waited for unless ``detach``; exit 1 unless every one completed."""
     manifest = sw.manifest
     if manifest.backend == "local" and not detach:
         from ..launch.progress import wait_with_progress
 
         try:
-            wait_with_progress(manifest.path, show=sys.stderr.isatty())
+            wait_with_progress(manifest.path, show=progress and sys.stderr.isatty())
         except KeyboardInterrupt:
             echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status`)", err=True)
             sys.exit(130)

@@ -276,6 +276,8 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         out.append(f"  error:      {d['error'].get('type')}: {d['error'].get('message')}")
     if d.get("summary"):
         out.append("  summary:    " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["summary"].items()))
+    if d.get("tags"):
+        out.append("  tags:       " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["tags"].items()))
     if d.get("metrics"):
         out.append("  metrics:    " + ", ".join(f"{k} (last {fmt_value(v['last'])} at step {v['last_step']}, "
                                                 f"{v['count']} points)" for k, v in d["metrics"].items()))

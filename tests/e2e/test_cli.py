@@ -209,3 +209,19 @@ def test_both_stores_give_identical_tables(hpctrack_root):
     assert len(tables["zarr"]) == 6
     assert sorted((r["state"], r["loss:last"]) for r in tables["zarr"]) == (
         [("COMPLETED", 1 / 5)] * 3 + [("FAILED", 1 / 3)] * 3)
+
+
+def test_requeue_takes_no_progress_and_show_prints_tags(hpctrack_root, tmp_path):
+    import hpctrack
+    from hpctrack.store import open_store
+
+    from conftest import SCRIPTS
+
+    assert run_cli("launch", str(SCRIPTS / "sleepy.py"), "x=1", "steps=2", "sleep_s=0", "--name", "tg",
+                   "--no-progress", cwd=tmp_path).returncode == 0  # fmt: skip
+    sweep = hpctrack.load_sweep("tg")
+    open_store(sweep.path / "runs" / "0", sweep.manifest.store).write(sections={"tags": {"stage": "baseline"}})
+    assert "tags:       stage=baseline" in run_cli("show", "tg/0", check=True).stdout
+    again = run_cli("requeue", "tg", "--state", "COMPLETED", "--no-progress")
+    assert again.returncode == 0 and "1 COMPLETED of the resubmitted jobs" in again.stdout, again.stdout + again.stderr
+    assert run_cli("resume", "tg", "--no-progress", "--dry-run").returncode == 0
