@@ -215,8 +215,6 @@ def test_requeue_takes_no_progress_and_show_prints_tags(hpctrack_root, tmp_path)
     import hpctrack
     from hpctrack.store import open_store
 
-    from conftest import SCRIPTS
-
     assert run_cli("launch", str(SCRIPTS / "sleepy.py"), "x=1", "steps=2", "sleep_s=0", "--name", "tg",
                    "--no-progress", cwd=tmp_path).returncode == 0  # fmt: skip
     sweep = hpctrack.load_sweep("tg")
