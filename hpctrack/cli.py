@@ -25,6 +25,7 @@ from .aggregate import AGGREGATIONS
 from ._terminal import markup, printable, printable_block
 from ._types import JobState, finite_json, state_summary
 from .errors import HpctrackError
+from .launch.registry import backend_class, backend_names
 
 __all__ = ["main", "cli"]
 
@@ -147,7 +148,7 @@ def cli(debug: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True,
               help="Where jobs run.")
 @click.option("--parallel", "-j", type=int, default=None,
               help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).")
@@ -185,9 +186,10 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
         _echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
     ref = manifest.name or manifest.id
-    if manifest.backend == "slurm":
+    if backend_class(manifest.backend).has_queue:
         arrays = sorted({j.job_id.split("_", 1)[0] for j in manifest.jobs if j.job_id})
-        _echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as SLURM job array "
+        _echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs queued as "
+              f"{backend_class(manifest.backend).label} job array "
                    f"{', '.join(arrays)} (watch: hpctrack status {ref} --watch)")
         return
     if detach:
@@ -431,7 +433,7 @@ def _report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool, detach: b
     manifest = sw.manifest
     _echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
                f"{listing}")
-    if manifest.backend == "local" and not detach:
+    if not backend_class(manifest.backend).has_queue and not detach:
         from .launch.progress import wait_with_progress
 
         try:
@@ -822,7 +824,7 @@ def _print_code_files(files: Dict[str, Any], runs: List[str], full: bool) -> boo
 @cli.command()
 @click.argument("run")
 @click.argument("secrets", nargs=-1)
-@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True)
 @click.option("--at-commit", is_flag=True,
               help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.")
 @click.option("--detach", is_flag=True, help="Return at once; the job carries on in the background.")
@@ -844,7 +846,7 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
                                    progress=not no_progress, detach=detach, secrets=list(secrets))  # fmt: skip
     for warning in warnings:
         _echo(f"warning: {warning}", err=True)
-    if backend == "slurm" or detach:
+    if backend_class(backend).has_queue or detach:
         _echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
         return
     states = [s.state for s in job_statuses(manifest)]
