@@ -138,14 +138,19 @@ class Backend(abc.ABC):
 
         ``on_update`` is called with the manifest after each poll. A
         KeyboardInterrupt cancels the sweep's jobs and is re-raised. This default
-        watches the manifest; a backend whose jobs may end unrecorded overrides it.
+        watches the manifest, and asks :meth:`query` about the jobs it does not
+        record as ended when the backend does not record final states itself.
         """
         try:
             while True:
                 manifest = load_manifest(sweep_dir)
                 if on_update is not None:
                     on_update(manifest)
-                if all(j.state.is_final for j in manifest.jobs):
+                open_jobs = [j for j in manifest.jobs if not j.state.is_final]
+                if open_jobs and not self.records_final_states:
+                    infos = self.query(manifest)[0]
+                    open_jobs = [j for j in open_jobs if not _ended(infos.get(j.index))]
+                if not open_jobs:
                     return manifest
                 time.sleep(poll_s)
         except KeyboardInterrupt:
@@ -155,3 +160,7 @@ class Backend(abc.ABC):
     def result(self, manifest: Manifest, index: int) -> Any:
         """The value job ``index``'s function returned, when the backend keeps it; else None."""
         return None
+
+
+def _ended(info: Optional[JobInfo]) -> bool:
+    return info is not None and (info.ended or (info.state is not None and info.state.is_final))
