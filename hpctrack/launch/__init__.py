@@ -21,12 +21,12 @@ from ..safefs import PRIVATE_FILE_MODE, SHARED_DIR_MODE, resolve_group, share_tr
 from ..safefs import write_file
 from ..snapshot import CODE_DIR
 from ..store import store_class
-from ._entrypoint import JOB_FN_FILE
+from ._entrypoint import JOB_FN_FILE, job_command
 from .base import NOT_BACKEND_OPTIONS, Backend
 from .registry import BACKENDS, backend_class, backend_names
 
 __all__ = ["SweepRequest", "submit_sweep", "get_backend", "backend_class", "backend_names", "backend_options",
-           "wait_for_sweep", "swept_keys", "BACKENDS", "NOT_BACKEND_OPTIONS"]  # fmt: skip
+           "wait_for_sweep", "swept_keys", "job_command", "BACKENDS", "NOT_BACKEND_OPTIONS"]  # fmt: skip
 
 
 @dataclass

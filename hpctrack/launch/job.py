@@ -1,7 +1,7 @@
 """Run one job of a sweep in this process: ``python -m hpctrack.launch.job SWEEP_DIR INDEX``.
 
 For schedulers that start a command per job (see
-:func:`hpctrack.launch._entrypoint.job_command`). Its own module, so that
+:func:`hpctrack.launch.job_command`). Its own module, so that
 running it does not import :mod:`hpctrack.launch._entrypoint` twice (once
 as ``__main__``, once as itself). Exits 0 when the job's function returned,
 1 when it raised (its run records why).

@@ -22,7 +22,7 @@ import pytest
 from hpctrack._process import pid_alive, process_identity, why_not_ours
 from hpctrack._types import JobState
 from hpctrack.config import BaseLauncherConf, launcher_target
-from hpctrack.launch._entrypoint import job_command
+from hpctrack.launch import job_command
 from hpctrack.launch.base import Backend, JobInfo
 from hpctrack.launch.registry import BACKENDS
 from hpctrack.manifest import LOG_DIR, Manifest, update_manifest
