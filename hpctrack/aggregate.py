@@ -405,7 +405,10 @@ def _run_frame(
     rest = sorted(set(range(n)) - set(row_of))
     others = {st.index: st for st in sweep_status(manifest, only=set(rest), view=view, records={},
                                                   index_rows=_light_rows(cols, rest)).jobs}  # fmt: skip
-    if manifest.backend == "slurm":  # final states learned from SLURM go to the manifest, as status does
+    from .launch.registry import backend_class
+
+    # Final states learned from the scheduler go to the manifest, as status does.
+    if not backend_class(manifest.backend).records_final_states:
         learned = [JobStatus(index=j, state=JobState(states[j]), job_id=jobs[j].job_id, overrides=jobs[j].overrides,
                              run_dir=manifest.path, error=errors[j]) for j in row_of
                    if jobs[j].state.value != states[j] and jobs[j].job_id]  # fmt: skip

@@ -1,24 +1,26 @@
 """Launcher configuration schemas and storage-root resolution.
 
-The dataclasses here are plain (no Hydra import) so ``import hpctrack`` stays
-light; ``hydra_plugins.hpctrack_launcher`` registers them in Hydra's
-ConfigStore as ``hydra/launcher=hpctrack_local``.
+The dataclasses are plain (no Hydra import) so ``import hpctrack`` stays
+light. :class:`BaseLauncherConf` holds the fields every launcher shares; each
+backend's own config subclasses it in the backend's folder
+(``hpctrack/launch/<name>/``) and is named by the backend's ``conf``;
+``hydra_plugins.hpctrack_launcher`` registers every one of the registry in
+Hydra's ConfigStore as ``hydra/launcher=hpctrack_<name>``.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Optional
 
 from .errors import ConfigError
 
 __all__ = [
     "BaseLauncherConf",
-    "LocalLauncherConf",
-    "SlurmLauncherConf",
+    "launcher_target",
     "ROOT_ENV",
     "default_root",
     "resolve_root",
@@ -54,56 +56,9 @@ class BaseLauncherConf:
     share_group: Optional[str] = None
 
 
-@dataclass
-class LocalLauncherConf(BaseLauncherConf):
-    """Run the sweep's jobs as local processes through submitit's LocalExecutor."""
-
-    _target_: str = "hydra_plugins.hpctrack_launcher.launcher.LocalLauncher"
-    # most jobs running at once; None -> number of CPU cores
-    parallel: Optional[int] = None
-    # wall-clock limit per job in minutes; None -> no limit
-    timeout_min: Optional[float] = None
-
-
-@dataclass
-class SlurmLauncherConf(BaseLauncherConf):
-    """Submit the sweep to SLURM as one job array; returns once the array is queued."""
-
-    _target_: str = "hydra_plugins.hpctrack_launcher.launcher.SlurmLauncher"
-    # partition (queue); None -> the cluster's default
-    partition: Optional[str] = None
-    # time limit in minutes (sbatch --time); see `time` for SLURM's own format
-    timeout_min: int = 60
-    # time limit in SLURM's format ("04:00:00", "1-12:00:00"); wins over timeout_min
-    time: Optional[str] = None
-    nodes: int = 1
-    tasks_per_node: int = 1
-    cpus_per_task: Optional[int] = None
-    # memory per node in GB (sbatch --mem)
-    mem_gb: Optional[float] = None
-    # GPUs per node (sbatch --gpus-per-node)
-    gpus_per_node: Optional[int] = None
-    # generic resources, e.g. "gpu:a100:2" (sbatch --gres)
-    gres: Optional[str] = None
-    constraint: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    exclusive: bool = False
-    # most array tasks running at once (sbatch --array=...%N)
-    array_parallelism: int = 256
-    # runs of the sweep per array task, for many short runs
-    runs_per_task: int = 1
-    # packed runs: "serial" (one after the other) or "parallel" (side by side on the allocation)
-    pack: str = "serial"
-    # seconds before the time limit that SLURM signals the job (USR2): it flushes, calls the
-    # run's on_requeue hooks and requeues itself (see max_requeues)
-    signal_delay_s: int = 120
-    # automatic requeues per job on a time limit or preemption; 0: let the job end (TIMEOUT)
-    max_requeues: int = 3
-    # shell lines run before the job, e.g. ["module load cuda", "source .venv/bin/activate"]
-    setup: List[str] = field(default_factory=list)
-    # any other sbatch option, e.g. {"mail-type": "END"}
-    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+def launcher_target(backend: str) -> str:
+    """The ``_target_`` of a backend's launcher config: the Hydra launcher class made for ``backend``."""
+    return f"hydra_plugins.hpctrack_launcher.launcher.{backend.capitalize()}Launcher"
 
 
 def user_config_path() -> Path:

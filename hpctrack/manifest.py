@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "SWEEPS_DIR",
+    "LOG_DIR",
     "JobRecord",
     "Manifest",
     "new_sweep_id",
@@ -41,6 +42,8 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
+#: Folder of a job's scheduler logs and submission files: ``runs/<i>/logs`` (local), ``logs/<job id>`` (SLURM).
+LOG_DIR = "logs"
 
 
 _JOB_FIELDS: set = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
@@ -69,7 +72,7 @@ class JobRecord:
     # the code snapshot this job runs when it is not the sweep's (``requeue --code current``); {}: the sweep's
     code: Dict[str, Any] = field(default_factory=dict)
     # the local process running this submission: host, pid, start (clock ticks since boot), boot id;
-    # `cancel` signals it only when all of them still match (hpctrack.launch.local.process_identity)
+    # `cancel` signals it only when all of them still match (hpctrack._process.process_identity)
     process: Dict[str, Any] = field(default_factory=dict)
 
     @property

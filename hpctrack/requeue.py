@@ -73,8 +73,10 @@ class RequeuePlan:
 
 def _never_submitted(manifest: Manifest, status: JobStatus) -> bool:
     job = manifest.jobs[status.index]
-    # A local runner's queue holds pending jobs without ids; a SLURM job without an id never reached sbatch.
-    return status.state == JobState.PENDING and job.job_id is None and manifest.backend == "slurm"
+    # A local runner's queue holds pending jobs without ids; a queued job without an id never reached the scheduler.
+    from .launch.registry import backend_class
+
+    return status.state == JobState.PENDING and job.job_id is None and backend_class(manifest.backend).has_queue
 
 
 def incomplete_jobs(manifest: Manifest, statuses: Sequence[JobStatus]) -> Dict[int, str]:
@@ -101,18 +103,22 @@ def _check(manifest: Manifest, resources: Mapping[str, Any], code: str = "launch
     if code not in CODE_CHOICES:
         raise ConfigError(f"code must be 'launch' or 'current', not {code!r}: launch runs the sweep's code "
                           "snapshot taken at launch, current the code as it is now")  # fmt: skip
-    if manifest.backend == "direct":
+    from .launch.registry import backend_class, backend_names
+
+    backend = backend_class(manifest.backend)
+    if not backend.launches:
         raise ConfigError(f"sweep {manifest.id} is a plain script run (python train.py), not a launched sweep: "
                           "run the script again")  # fmt: skip
     unknown = sorted(set(resources) - set(RESOURCE_OPTIONS))
     if unknown:
         raise ConfigError(f"cannot change {', '.join(unknown)} on requeue; changeable: {', '.join(RESOURCE_OPTIONS)}")
-    if manifest.backend == "local" and set(resources) - {"parallel", "timeout_min"}:
-        raise ConfigError("--time, --partition and other SLURM resources apply to SLURM sweeps only")
-    if resources.get("time"):
-        from .launch.slurm import parse_time_min
-
-        parse_time_min(str(resources["time"]))
+    foreign = sorted(set(resources) - set(backend.resource_options))
+    if foreign:
+        owners = [n for n in backend_names() if set(foreign) <= set(backend_class(n).resource_options)]
+        where = " or ".join(backend_class(n).label for n in owners) or "other backends'"
+        given = " and ".join(f"--{key.replace('_', '-')}" for key in foreign)
+        raise ConfigError(f"{given}: {where} resources, which apply to {where} sweeps only")
+    backend(**_backend_options(manifest, resources))  # the backend checks the values, before anything is claimed
 
 
 def _launch_code_warning(manifest: Manifest) -> Optional[str]:

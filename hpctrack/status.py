@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import endrecord, settings
 from ._types import JobState, RunStatus, attempts_runtime_s, signal_name, state_summary
-from .errors import FormatVersionError, HpctrackError, RunNotFoundError, StoreError
+from .errors import ConfigError, FormatVersionError, HpctrackError, RunNotFoundError, StoreError
 from .manifest import JobRecord, Manifest, update_manifest
 from .store import RunRecord, open_store
 from .store.base import one_line, read_failure
@@ -182,7 +182,7 @@ def _alive(run_dir: Path, host: Optional[str], pid: Any) -> Optional[bool]:
     True when the lease is presumed alive or the process is alive here; False when
     the process is provably gone; None when nothing can be told from here.
     """
-    from .launch.local import pid_alive
+    from ._process import pid_alive
     from .locking import writer_state
 
     try:
@@ -350,15 +350,11 @@ def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: b
     return job.state, job.error, None
 
 
-def _direct_runner(manifest: Manifest, job: JobRecord) -> Optional[Dict[str, Any]]:
-    """Where a plain script run's process is: ``manifest.runner``, else its job id (the pid) on this host."""
-    if manifest.backend != "direct":
-        return None
-    if manifest.runner.get("pid") is not None:
-        return dict(manifest.runner)
-    # Recorded before runs named their host: the job id is the script's pid. A run on another host
-    # writes its store within a second of its manifest, after which its record's host/pid decide.
-    return {"host": socket.gethostname(), "pid": job.job_id} if job.job_id else None
+def _backend(manifest: Manifest) -> Any:
+    """The sweep's backend, with no options: enough to ask it about the sweep."""
+    from .launch.registry import backend_class
+
+    return backend_class(manifest.backend)()
 
 
 @dataclass
@@ -519,6 +515,7 @@ def sweep_status(
 
     now = time.time() if now is None else now
     infos, note = view if view is not None else backend_view(manifest)
+    backend = _backend(manifest)
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     notes = [note] if note else []
     if index_rows is None:
@@ -547,7 +544,7 @@ def sweep_status(
             state, error, job_note = JobState.FAILED, read.failed, None
         else:
             state, error, job_note = _reconcile(job, info, record, packed, run_dir=run_dir,
-                                                runner=_direct_runner(manifest, job))  # fmt: skip
+                                                runner=backend.process_of(manifest, job))  # fmt: skip
             error = error or read.error
         status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides, run_dir=run_dir,
                            error=error, note=job_note, record=record, node=getattr(info, "node", None),
@@ -569,7 +566,7 @@ def sweep_status(
             if state == JobState.RUNNING:
                 _progress(status, st, now)
         out.append(status)
-    if persist and manifest.backend == "slurm":
+    if persist and not backend.records_final_states:
         _persist_final(manifest, out)
     if persist and fresh_rows:  # ended runs the index lacks, or whose store changed since: add their lines
         try:
@@ -581,12 +578,10 @@ def sweep_status(
 
 def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
     """What the backend says of each job (one query for the whole sweep), and a note when degraded."""
-    from .launch import get_backend
-
     note: Optional[str] = None
     infos: Dict[int, Any] = {}
-    if manifest.backend != "direct" and (not manifest.submission_error or any(j.job_id for j in manifest.jobs)):
-        infos, note = get_backend(manifest.backend).query(manifest)
+    if not manifest.submission_error or any(j.job_id for j in manifest.jobs):
+        infos, note = _backend(manifest).query(manifest)
     if manifest.submission_error:
         note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
     return infos, note
@@ -628,18 +623,11 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
     was indexed is read whole, as ``status`` does: LOST when damaged or gone.
     """
     from .index import read_index, usable
-    from .launch.local import pid_alive, runner_alive
 
     rows = read_index(manifest.path)
-    if manifest.backend == "local":
-        confirmed = runner_alive(manifest) is True  # the runner records every state change as it happens
-    elif manifest.backend == "direct":
-        runner = _direct_runner(manifest, manifest.jobs[0]) if manifest.jobs else None
-        try:
-            confirmed = runner is not None and _same_host(runner.get("host")) and pid_alive(int(runner["pid"]))
-        except (TypeError, ValueError, KeyError):
-            confirmed = False
-    else:
+    try:
+        confirmed = _backend(manifest).states_current(manifest)
+    except ConfigError:  # a backend not registered here: nothing on this host keeps its states current
         confirmed = False
     states, unconfirmed = [], 0
     for job in manifest.jobs:

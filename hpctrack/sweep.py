@@ -71,12 +71,9 @@ class Sweep:
                   and (states is None or s.state in states) and (jobs is None or s.index in jobs)]
         if not wanted:
             return []
-        if manifest.backend == "direct":
-            _stop_direct_run(self.run(0).info)
-        else:
-            from .launch import get_backend
+        from .launch import get_backend
 
-            self.cancel_notes = list(get_backend(manifest.backend).cancel(manifest, wanted) or [])
+        self.cancel_notes = list(get_backend(manifest.backend).cancel(manifest, wanted) or [])
         return wanted
 
     def requeue(
@@ -381,16 +378,3 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
             "jobs": summary, "unconfirmed": unconfirmed, "path": str(m.path),
         })
     return rows, skipped
-
-
-def _stop_direct_run(info: dict) -> None:
-    import os
-    import signal
-    import socket
-
-    if info.get("host") != socket.gethostname():
-        raise ConfigError(f"this run is a plain script on {info.get('host')}; stop it there (pid {info.get('pid')})")
-    try:
-        os.kill(int(info["pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        pass

@@ -8,13 +8,15 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import click
 
 from .._types import JobState, exit_code_for, state_summary
+from ..launch.registry import backend_class, backend_names
 from ._base import cli, echo, handle_errors, parse_jobs, root_option
 from .render import report_resubmission
+
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True,
               help="Where jobs run.")
 @click.option("--parallel", "-j", type=int, default=None,
               help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).")
@@ -52,9 +54,9 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
         echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
     ref = manifest.name or manifest.id
-    if manifest.backend == "slurm":
+    if backend_class(manifest.backend).has_queue:
         echo(f"sweep {manifest.id}: {len(manifest.jobs)} job{'s' if len(manifest.jobs) != 1 else ''} queued as "
-             "SLURM job array "
+             f"{backend_class(manifest.backend).label} job array "
              f"{', '.join(manifest.array_ids())} (watch: hpctrack status {ref} --watch)")
         return
     if detach:
@@ -183,7 +185,7 @@ def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: boo
 @cli.command()
 @click.argument("run")
 @click.argument("secrets", nargs=-1)
-@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True)
 @click.option("--at-commit", is_flag=True,
               help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.")
 @click.option("--detach", is_flag=True, help="Return at once; the job carries on in the background.")
@@ -205,7 +207,7 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
                                    progress=not no_progress, detach=detach, secrets=list(secrets))  # fmt: skip
     for warning in warnings:
         echo(f"warning: {warning}", err=True)
-    if backend == "slurm" or detach:
+    if backend_class(backend).has_queue or detach:
         echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
         return
     states = [s.state for s in job_statuses(manifest)]
@@ -218,7 +220,7 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
 def _wait_for_resubmitted(sw: Any, plan: Any, detach: bool, *, progress: bool = True) -> None:
     """A local sweep's resubmitted jobs, waited for unless ``detach``; exit 1 unless every one completed."""
     manifest = sw.manifest
-    if manifest.backend == "local" and not detach:
+    if not backend_class(manifest.backend).has_queue and not detach:
         from ..launch.progress import wait_with_progress
 
         try:

@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..config import ensure_writable_root, resolve_root, user_share_group
 from ..errors import ConfigError
@@ -21,16 +21,12 @@ from ..safefs import PRIVATE_FILE_MODE, SHARED_DIR_MODE, resolve_group, share_tr
 from ..safefs import write_file
 from ..snapshot import CODE_DIR
 from ..store import store_class
-from ._entrypoint import JOB_FN_FILE
-from .base import Backend
-from .local import LocalBackend, wait_for_sweep
-from .slurm import SlurmBackend
+from ._entrypoint import JOB_FN_FILE, job_command
+from .base import NOT_BACKEND_OPTIONS, Backend
+from .registry import BACKENDS, backend_class, backend_names
 
-__all__ = ["SweepRequest", "submit_sweep", "get_backend", "backend_options", "wait_for_sweep", "swept_keys",
-           "BACKENDS"]  # fmt: skip
-
-#: Backends by name, as in ``--backend`` and ``hydra/launcher=hpctrack_<name>``.
-BACKENDS: Dict[str, Type[Backend]] = {"local": LocalBackend, "slurm": SlurmBackend}
+__all__ = ["SweepRequest", "submit_sweep", "get_backend", "backend_class", "backend_names", "backend_options",
+           "wait_for_sweep", "swept_keys", "job_command", "BACKENDS", "NOT_BACKEND_OPTIONS"]  # fmt: skip
 
 
 @dataclass
@@ -53,23 +49,22 @@ class SweepRequest:
 
 def get_backend(name: str, **options: Any) -> Backend:
     """The backend called ``name`` configured with ``options``."""
-    try:
-        cls = BACKENDS[name]
-    except KeyError:
-        raise ConfigError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
-    return cls(**options)
-
-
-#: Launcher config keys that are not options of the backend itself.
-NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot",
-                       "share_group")
+    return backend_class(name)(**options)
 
 
 def backend_options(backend: str, launcher: Dict[str, Any]) -> Dict[str, Any]:
     """The options of ``backend`` in a launcher config (as recorded in a manifest)."""
-    if backend == "local":
-        return {k: launcher.get(k) for k in ("parallel", "timeout_min")}
-    return {k: v for k, v in launcher.items() if k not in NOT_BACKEND_OPTIONS}
+    return backend_class(backend).options_from_launcher(launcher)
+
+
+def wait_for_sweep(sweep_dir: Path, *, poll_s: float = 0.5,
+                   on_update: Optional[Callable[[Manifest], None]] = None) -> Manifest:
+    """Block until every job of a sweep launched on a backend without a queue has ended.
+
+    See :meth:`hpctrack.launch.base.Backend.wait`; a KeyboardInterrupt cancels the jobs and is re-raised.
+    """
+    backend = backend_class(load_manifest(sweep_dir).backend)()
+    return backend.wait(sweep_dir, poll_s=poll_s, on_update=on_update)
 
 
 def _split(override: str) -> "tuple[str, str]":
@@ -132,6 +127,9 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     share_group = request.launcher.get("share_group") or user_share_group()
     gid = resolve_group(str(share_group)) if share_group else None
     backend = get_backend(request.backend, **request.backend_options)
+    if not backend.launches:
+        raise ConfigError(f"backend {request.backend!r} cannot launch sweeps; choose one of: "
+                          f"{', '.join(backend_names())}")  # fmt: skip
     backend.preflight()
     root = ensure_writable_root(resolve_root(request.root))
     from ..secrets import mask_argv, mask_mapping, mask_overrides
@@ -154,7 +152,7 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     )
     from ..formats import dump_job
 
-    if request.script and request.launcher.get("code_snapshot", True) and backend.name != "direct":
+    if request.script and request.launcher.get("code_snapshot", True):
         from ..snapshot import make_snapshot
 
         manifest.code = make_snapshot(request.script, root)  # before anything is written to the sweep

@@ -9,13 +9,13 @@ from pathlib import Path
 from .._terminal import markup
 from .._types import JobState
 from ..manifest import Manifest
-from .local import wait_for_sweep
+from . import wait_for_sweep
 
 __all__ = ["wait_with_progress"]
 
 
 def wait_with_progress(sweep_dir: Path, *, show: bool = True) -> Manifest:
-    """Wait for a local sweep, drawing a progress bar on stderr when ``show``."""
+    """Wait for a sweep on a backend without a queue, drawing a progress bar on stderr when ``show``."""
     if not show:
         return wait_for_sweep(sweep_dir)
     from rich.console import Console

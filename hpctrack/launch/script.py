@@ -24,10 +24,17 @@ from ..errors import ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
 from ..secrets import mask_argv
 from ..store import store_class
+from .registry import backend_class, backend_names
 
 __all__ = ["launch_script"]
 
-_BACKENDS = ("local", "slurm")
+
+def _has_option(backend: str, key: str) -> bool:
+    """Whether ``backend``'s launcher config has the field ``key``."""
+    import dataclasses
+
+    conf = backend_class(backend).conf
+    return conf is not None and key in {f.name for f in dataclasses.fields(conf)}
 
 
 def _quote(value: str) -> str:
@@ -169,8 +176,8 @@ def launch_script(
     path = Path(script)
     if not path.is_file():
         raise ConfigError(f"script not found: {script}")
-    if backend not in _BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(_BACKENDS)}")
+    if backend not in backend_names():
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     store_class(store)
@@ -196,12 +203,15 @@ def launch_script(
         f"hydra.sweep.dir={_quote(str(sweep_dir / 'hydra'))}",
     ]
     if parallel is not None:
-        key = "array_parallelism" if backend == "slurm" else "parallel"
-        hydra_args.append(f"hydra.launcher.{key}={parallel}")
+        hydra_args.append(f"hydra.launcher.{backend_class(backend).parallel_option}={parallel}")
     for key, value in (slurm or {}).items():
         if value is not None:
-            if backend != "slurm":
-                raise ConfigError(f"--{key} is a SLURM option; add --backend slurm")
+            if not _has_option(backend, key):
+                owners = [n for n in backend_names() if _has_option(n, key)]
+                if not owners:
+                    raise ConfigError(f"--{key} is an option of no backend ({', '.join(backend_names())})")
+                raise ConfigError(f"--{key} is a {' or '.join(backend_class(n).label for n in owners)} option; "
+                                  f"add --backend {owners[0]}")  # fmt: skip
             hydra_args.append(f"hydra.launcher.{key}={_quote(str(value))}")
     if name:
         hydra_args.append(f"hydra.launcher.name={_quote(name)}")

@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 from types import CodeType, FunctionType
-from typing import Any, ClassVar, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
@@ -194,9 +194,19 @@ class JobFailedError(RuntimeError):
 
 
 class BaseHpctrackLauncher(Launcher):
-    """Launches the sweep through hpctrack; subclasses pick the backend."""
+    """Launches the sweep through hpctrack; each backend of the registry gets a subclass (below).
 
-    _BACKEND: ClassVar[str]
+    On a backend with a queue (``has_queue``), ``launch`` returns as soon as the
+    scheduler accepted the jobs, with placeholder ``JobReturn``s: waiting for a
+    cluster queue in the foreground is what such a launcher exists to avoid.
+    Outcomes are in the sweep (``hpctrack status``). Otherwise it waits for the
+    jobs (unless ``detach``) and returns their real outcomes.
+    """
+
+    @property
+    @abc.abstractmethod
+    def _BACKEND(self) -> str:  # noqa: N802  (each backend's subclass sets it as a plain class attribute)
+        """The backend's name in hpctrack's registry."""
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -210,14 +220,19 @@ class BaseHpctrackLauncher(Launcher):
         self.task_function = task_function
 
     def _backend_options(self) -> Dict[str, Any]:
-        return {}
+        from hpctrack.launch import backend_options
+
+        options = backend_options(self._BACKEND, dict(self.params))
+        return {k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v) for k, v in options.items()}
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hpctrack.launch import SweepRequest, submit_sweep
+        from hpctrack.launch import SweepRequest, backend_class, submit_sweep
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         from hpctrack.secrets import mask_yaml_file
 
+        if backend_class(self._BACKEND).has_queue:
+            self.params["detach"] = True  # never wait for a queue in the foreground
         jobs = [list(o) for o in job_overrides]
         # Hydra's sweeper has just saved the sweep's config with the real values; only the job
         # function (job.pkl, owner-only) keeps them. The manifest is masked by submit_sweep.
@@ -248,33 +263,18 @@ class BaseHpctrackLauncher(Launcher):
                     for o in jobs]  # fmt: skip
         return self._wait(manifest.path, jobs)
 
-    @abc.abstractmethod
     def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
         """Wait for the sweep's jobs and return their outcomes as Hydra expects."""
-
-
-class LocalLauncher(BaseHpctrackLauncher):
-    """``hydra/launcher=hpctrack_local``: jobs run on this machine, ``parallel`` at a time."""
-
-    _BACKEND = "local"
-
-    def _backend_options(self) -> Dict[str, Any]:
-        from hpctrack.launch import backend_options
-
-        return backend_options(self._BACKEND, dict(self.params))
-
-    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
-        import submitit
-
         from hpctrack._types import JobState
+        from hpctrack.launch import get_backend
         from hpctrack.launch.progress import wait_with_progress
 
         manifest = wait_with_progress(sweep_dir, show=bool(self.params.get("progress", True)))
+        backend = get_backend(self._BACKEND)
         returns = []
         for job, overrides in zip(manifest.jobs, map(mask_overrides, jobs)):  # Hydra prints them on failure
             if job.state == JobState.COMPLETED and job.job_id:
-                folder = manifest.run_path(job.index) / "logs"
-                value = submitit.local.local.LocalJob(folder=folder, job_id=job.job_id).results()[0]
+                value = backend.result(manifest, job.index)
                 returns.append(JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value))
             else:
                 error = JobFailedError(f"job {job.index} {job.state.value}: {job.error or 'see hpctrack status'}")
@@ -282,25 +282,22 @@ class LocalLauncher(BaseHpctrackLauncher):
         return returns
 
 
-class SlurmLauncher(BaseHpctrackLauncher):
-    """``hydra/launcher=hpctrack_slurm``: the sweep becomes one SLURM job array.
+def _launcher_for(backend: str) -> type:
+    """The Hydra launcher class of ``backend``: ``hydra/launcher=hpctrack_<backend>`` instantiates it."""
+    from hpctrack.config import launcher_target
 
-    Returns as soon as ``sbatch`` accepted the array, with placeholder
-    ``JobReturn``s: waiting for a cluster queue in the foreground is what this
-    launcher exists to avoid. Outcomes are in the sweep (``hpctrack status``).
-    """
+    name = launcher_target(backend).rsplit(".", 1)[1]
+    doc = f"``hydra/launcher=hpctrack_{backend}``: the sweep's jobs go to hpctrack's {backend!r} backend."
+    return type(name, (BaseHpctrackLauncher,), {"_BACKEND": backend, "__doc__": doc, "__module__": __name__})
 
-    _BACKEND = "slurm"
 
-    def _backend_options(self) -> Dict[str, Any]:
-        from hpctrack.launch import backend_options
+def _make_launchers() -> None:
+    from hpctrack.launch.registry import backend_names
 
-        options = backend_options(self._BACKEND, dict(self.params))
-        return {k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v) for k, v in options.items()}
+    for backend in backend_names():
+        cls = _launcher_for(backend)
+        globals()[cls.__name__] = cls
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        self.params["detach"] = True
-        return super().launch(job_overrides, initial_job_idx)
 
-    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
-        raise AssertionError("a SLURM launch never waits")  # launch() always detaches
+# One launcher class per backend of the registry: LocalLauncher, SlurmLauncher, ... (Hydra's plugin scan finds them).
+_make_launchers()

@@ -58,7 +58,7 @@ def test_a_sigterm_that_lands_while_the_job_starts_is_recorded_by_its_run(hpctra
     # The signal arrives before the run exists (here: while the job reads its SLURM identity).
     proc = _run_job(manifest, """
         import os, signal
-        import hpctrack.launch._entrypoint as ep
+        import hpctrack.launch.slurm._task as ep
         real = ep._slurm_identity
         def signalled(manifest):
             os.kill(os.getpid(), signal.SIGTERM)

@@ -12,7 +12,8 @@ import pytest
 from hpctrack._types import JobState
 from hpctrack.errors import ConfigError
 from hpctrack.launch import SweepRequest, submit_sweep, swept_keys, wait_for_sweep
-from hpctrack.launch.local import LocalBackend, pid_alive
+from hpctrack._process import pid_alive
+from hpctrack.launch.local import LocalBackend
 from hpctrack.manifest import load_manifest
 from hpctrack.status import job_statuses
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from hpctrack._types import JobState
-from hpctrack.launch._local_runner import Runner
+from hpctrack.launch.local._runner import Runner
 from hpctrack.manifest import JobRecord, Manifest, create_sweep, load_manifest, update_manifest
 
 

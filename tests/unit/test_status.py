@@ -1,7 +1,7 @@
 """What `status` makes of a job: the scheduler's recorded answers merged with the run's own record.
 
 Scheduler answers are recorded ``sacct`` output fed through the real query path
-(``hpctrack.launch.slurm._run`` returns it); runs are real stores written here.
+(``hpctrack.launch.slurm.backend._run`` returns it); runs are real stores written here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from hpctrack import endrecord
 from hpctrack._types import JobState
-from hpctrack.launch import slurm
+from hpctrack.launch.slurm import backend as slurm
 from hpctrack.requeue import resume_sweep
 from hpctrack.status import sweep_status
 

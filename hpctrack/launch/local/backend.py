@@ -1,6 +1,6 @@
 """Local backend: the sweep's jobs run as processes on this machine.
 
-A detached job runner (``python -m hpctrack.launch._local_runner``) starts each
+A detached job runner (``python -m hpctrack.launch.local._runner``) starts each
 job through submitit's LocalExecutor, at most ``parallel`` at a time, and
 records job ids and final states in the manifest. Because the runner is its own
 session, the launching shell may exit (``--detach``) and the jobs carry on;
@@ -16,82 +16,30 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .._types import JobState
-from ..manifest import Manifest, load_manifest, update_manifest
-from .base import Backend, JobInfo
+from ..._process import pid_alive, process_identity, why_not_ours
+from ..._types import JobState
+from ...config import BaseLauncherConf, launcher_target
+from ...manifest import LOG_DIR, Manifest, load_manifest, update_manifest
+from ..base import Backend, JobInfo
 
-__all__ = ["LocalBackend", "RUNNER_LOG", "pid_alive", "runner_alive", "process_identity", "why_not_ours"]
+__all__ = ["LocalBackend", "LocalLauncherConf", "RUNNER_LOG", "runner_alive", "wait_for_sweep"]
 
 RUNNER_LOG = "runner.log"
 
 
-def pid_alive(pid: int) -> bool:
-    """True when ``pid`` is a live (not zombie) process on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+@dataclass
+class LocalLauncherConf(BaseLauncherConf):
+    """Run the sweep's jobs as local processes through submitit's LocalExecutor."""
 
-
-def process_identity(pid: int) -> Dict[str, Any]:
-    """What tells the live process ``pid`` on this host apart from a later one given the same pid.
-
-    ``{"host", "pid", "start", "boot"}``: its start time in clock ticks since
-    boot and the boot id; ``{}`` when it cannot be read (no such process, no /proc).
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            start = int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return {}
-    return {"host": socket.gethostname(), "pid": pid, "start": start, "boot": _boot_id()}
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
-def why_not_ours(recorded: Dict[str, Any], names: str) -> Optional[str]:
-    """Why the process ``recorded`` (host, pid, start, boot) must not be signalled; None when it may be.
-
-    It may be only on the host that recorded it, while it is alive with the
-    recorded start time and boot, and while its command line names ``names``
-    (the run's or the sweep's directory): a pid alone may have been reused.
-    """
-    host = recorded.get("host")
-    if host and host != socket.gethostname():
-        return f"runs on {host}, not on this host; cancel it there"
-    try:
-        pid = int(recorded["pid"])
-    except (KeyError, TypeError, ValueError):
-        return "has no process recorded"
-    now = process_identity(pid)
-    if not now or not pid_alive(pid):
-        return "has already gone"
-    if "start" in recorded and (recorded.get("start"), recorded.get("boot")) != (now["start"], now["boot"]):
-        return f"has already gone (pid {pid} is now another process)"
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "has already gone"
-    if names not in cmdline:
-        return f"has already gone (pid {pid} is now another process)"
-    return None
+    _target_: str = launcher_target("local")
+    # most jobs running at once; None -> number of CPU cores
+    parallel: Optional[int] = None
+    # wall-clock limit per job in minutes; None -> no limit
+    timeout_min: Optional[float] = None
 
 
 def _interrupt_writer(run_dir: Path, controller: int) -> None:
@@ -101,7 +49,7 @@ def _interrupt_writer(run_dir: Path, controller: int) -> None:
     the task is signalled itself, under the same checks (this host, alive, its
     command line naming the run).
     """
-    from ..locking import writer_state
+    from ...locking import writer_state
 
     try:
         writer = writer_state(run_dir)
@@ -137,13 +85,23 @@ class LocalBackend(Backend):
     """Run jobs as local processes, ``parallel`` at a time (default: CPU count)."""
 
     name = "local"
+    label = "local"
+    conf = LocalLauncherConf
+    has_queue = False
+    records_final_states = True  # the runner records every state change as it happens
+    parallel_option = "parallel"
+    resource_options = ("parallel", "timeout_min")
+
+    @classmethod
+    def options_from_launcher(cls, launcher: Mapping[str, Any]) -> Dict[str, Any]:
+        return {k: launcher.get(k) for k in ("parallel", "timeout_min")}
 
     def __init__(self, *, parallel: Optional[int] = None, timeout_min: Optional[float] = None) -> None:
         self.parallel = parallel or os.cpu_count() or 1
         self.timeout_min = timeout_min
 
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
-        cmd = [sys.executable, "-m", "hpctrack.launch._local_runner", str(manifest.path),
+        cmd = [sys.executable, "-m", "hpctrack.launch.local._runner", str(manifest.path),
                "--parallel", str(self.parallel), "--jobs", ",".join(str(i) for i in indices)]
         if self.timeout_min:
             cmd += ["--timeout-min", str(self.timeout_min)]
@@ -225,6 +183,22 @@ class LocalBackend(Backend):
                     os.kill(int(job.job_id), signal.SIGINT)  # the controller stops its tasks
                 _interrupt_writer(manifest.run_path(job.index), int(job.job_id))
         return notes
+
+    def states_current(self, manifest: Manifest) -> bool:
+        return runner_alive(manifest) is True  # the runner records every state change as it happens
+
+    def wait(self, sweep_dir: Path, *, poll_s: float = 0.5,
+             on_update: Optional[Callable[[Manifest], None]] = None) -> Manifest:
+        return wait_for_sweep(sweep_dir, poll_s=poll_s, on_update=on_update)
+
+    def result(self, manifest: Manifest, index: int) -> Any:
+        """What job ``index`` returned, from submitit's result file in the run's log folder."""
+        job = manifest.jobs[index]
+        if job.state != JobState.COMPLETED or not job.job_id:
+            return None
+        import submitit
+
+        return submitit.LocalJob(folder=manifest.run_path(index) / LOG_DIR, job_id=job.job_id).results()[0]
 
 
 def wait_for_sweep(

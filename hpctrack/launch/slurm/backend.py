@@ -18,17 +18,58 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .._types import JobState
-from ..errors import ConfigError, SubmissionError
-from ..manifest import Manifest, update_manifest
-from .base import Backend, JobInfo
+from ..._types import JobState
+from ...config import BaseLauncherConf, launcher_target
+from ...errors import ConfigError, SubmissionError
+from ...manifest import LOG_DIR, Manifest, update_manifest
+from ..base import Backend, JobInfo
 
-__all__ = ["SlurmBackend", "SLURM_STATES", "parse_sacct", "parse_squeue", "max_array_size", "parse_time_min"]
+__all__ = ["SlurmBackend", "SlurmLauncherConf", "SLURM_STATES", "parse_sacct", "parse_squeue", "max_array_size",
+           "parse_time_min"]  # fmt: skip
+@dataclass
+class SlurmLauncherConf(BaseLauncherConf):
+    """Submit the sweep to SLURM as one job array; returns once the array is queued."""
 
-LOG_DIR = "logs"
+    _target_: str = launcher_target("slurm")
+    # partition (queue); None -> the cluster's default
+    partition: Optional[str] = None
+    # time limit in minutes (sbatch --time); see `time` for SLURM's own format
+    timeout_min: int = 60
+    # time limit in SLURM's format ("04:00:00", "1-12:00:00"); wins over timeout_min
+    time: Optional[str] = None
+    nodes: int = 1
+    tasks_per_node: int = 1
+    cpus_per_task: Optional[int] = None
+    # memory per node in GB (sbatch --mem)
+    mem_gb: Optional[float] = None
+    # GPUs per node (sbatch --gpus-per-node)
+    gpus_per_node: Optional[int] = None
+    # generic resources, e.g. "gpu:a100:2" (sbatch --gres)
+    gres: Optional[str] = None
+    constraint: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    exclusive: bool = False
+    # most array tasks running at once (sbatch --array=...%N)
+    array_parallelism: int = 256
+    # runs of the sweep per array task, for many short runs
+    runs_per_task: int = 1
+    # packed runs: "serial" (one after the other) or "parallel" (side by side on the allocation)
+    pack: str = "serial"
+    # seconds before the time limit that SLURM signals the job (USR2): it flushes, calls the
+    # run's on_requeue hooks and requeues itself (see max_requeues)
+    signal_delay_s: int = 120
+    # automatic requeues per job on a time limit or preemption; 0: let the job end (TIMEOUT)
+    max_requeues: int = 3
+    # shell lines run before the job, e.g. ["module load cuda", "source .venv/bin/activate"]
+    setup: List[str] = field(default_factory=list)
+    # any other sbatch option, e.g. {"mail-type": "END"}
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+
+
 #: Seconds before the time limit at which SLURM signals a job (``--signal=USR2@N``).
 DEFAULT_SIGNAL_DELAY_S = 120
 
@@ -226,6 +267,19 @@ class SlurmBackend(Backend):
     """Submit a sweep to SLURM as one job array (several when it exceeds ``MaxArraySize``)."""
 
     name = "slurm"
+    label = "SLURM"
+    conf = SlurmLauncherConf
+    has_queue = True
+    records_final_states = False  # only sacct knows how a job ended: status records what it learns
+    parallel_option = "array_parallelism"
+    resource_options = ("time", "timeout_min", "partition", "mem_gb", "cpus_per_task", "gpus_per_node", "gres",
+                        "constraint", "account", "qos", "parallel")  # fmt: skip
+
+    @classmethod
+    def job_environment(cls, manifest: Manifest, early: Any) -> Optional[Dict[str, Any]]:
+        from ._task import slurm_environment
+
+        return slurm_environment(manifest, early)
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -251,7 +305,7 @@ class SlurmBackend(Backend):
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         import submitit
 
-        from ._entrypoint import SlurmTask, max_requeues
+        from ._task import SlurmTask, max_requeues
 
         tasks = [list(indices[i:i + self.runs_per_task]) for i in range(0, len(indices), self.runs_per_task)]
         limit = max_array_size()
@@ -259,7 +313,7 @@ class SlurmBackend(Backend):
         job_name = f"hpctrack-{manifest.name or manifest.id}"
         params = _Resources(self.options).sbatch_parameters(job_name)
         submitted: Dict[int, Tuple[str, str, str]] = {}
-        from ..safefs import job_umask
+        from ...safefs import job_umask
 
         # submitit writes the submission scripts and pickles the jobs run, and sbatch passes the umask
         # on to the jobs (SLURM_UMASK): never writable by others, for this submission only.

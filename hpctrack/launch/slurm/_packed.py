@@ -1,6 +1,6 @@
-"""One run of a side-by-side packed task: ``python -m hpctrack.launch._packed SWEEP_DIR INDEX``.
+"""One run of a side-by-side packed task: ``python -m hpctrack.launch.slurm._packed SWEEP_DIR INDEX``.
 
-Its own module, so that running it does not import :mod:`hpctrack.launch._entrypoint` twice
+Its own module, so that running it does not import :mod:`hpctrack.launch.slurm._task` twice
 (once as ``__main__``, once as itself).
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import signal
 import sys
 
-from ._entrypoint import _requeue_this_packed_run, run_job
+from .._entrypoint import run_job
+from ._task import _requeue_this_packed_run
 
 
 def main(argv: list) -> None:

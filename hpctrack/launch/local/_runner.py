@@ -1,4 +1,4 @@
-"""The local job runner: ``python -m hpctrack.launch._local_runner SWEEP_DIR``.
+"""The local job runner: ``python -m hpctrack.launch.local._runner SWEEP_DIR``.
 
 Starts the sweep's pending jobs through submitit's LocalExecutor, at most
 ``--parallel`` at once, and records each job's id, log files and final state in
@@ -15,14 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .._types import JobState
-from ..manifest import Manifest, load_manifest, update_manifest
-from ._entrypoint import run_job
-from .local import process_identity
+from ..._process import process_identity
+from ..._types import JobState
+from ...manifest import LOG_DIR, Manifest, load_manifest, update_manifest
+from .._entrypoint import run_job
 
 # submitit's local controller kills a job after timeout_min (default 2 min); "no limit" is a year.
 NO_LIMIT_MIN = 60 * 24 * 365
-LOG_DIR = "logs"
 
 
 def _last_line(text: str) -> str:
@@ -156,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--timeout-min", type=float, default=NO_LIMIT_MIN)
     args = parser.parse_args(argv)
     jobs = [int(i) for i in args.jobs.split(",") if i]
-    from ..safefs import job_umask
+    from ...safefs import job_umask
 
     # The runner and submitit's controllers write the jobs' logs: never writable by others.
     job_umask(load_manifest(args.sweep_dir).launcher.get("share_group"))
