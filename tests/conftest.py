@@ -82,3 +82,14 @@ def small_tmpfs(tmp_path: Path):
 
     with mounted_tmpfs(tmp_path / "full") as mount_point:
         yield mount_point
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """With pytest-xdist (``--dist loadgroup``), the SLURM tests run one after another in one worker.
+
+    The test cluster is one node: tests that each wait for their own jobs would
+    otherwise queue behind each other's and time out.
+    """
+    for item in items:
+        if item.get_closest_marker("slurm") is not None:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
