@@ -231,6 +231,8 @@ class ZarrStore(Store):
 
     name = "zarr"
     suffix = ".zarr"
+    requires = ("zarr",)
+    install_hint = "pip install 'hpctrack[zarr]' (zarr 3 needs Python >= 3.11)"
     format_version = 2
     migrations = MIGRATIONS
 

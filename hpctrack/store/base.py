@@ -329,6 +329,12 @@ class Store(abc.ABC):
     #: before their first update; readers read older versions as they are.
     migrations: ClassVar[Migrations] = {}
 
+    #: Modules this backend imports (lazily) to work at all; ``store_class`` checks them
+    #: before anything is written.
+    requires: ClassVar[Tuple[str, ...]] = ()
+    #: What to install when one of :attr:`requires` is missing, e.g. ``"pip install 'hpctrack[zarr]'"``.
+    install_hint: ClassVar[str] = ""
+
     # -- capabilities: what code outside the backend may ask, instead of its name ----------
 
     #: The store keeps a second complete copy of itself that :meth:`repair` restores from.
