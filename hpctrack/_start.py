@@ -41,7 +41,7 @@ def _hydra_overrides() -> Optional[List[str]]:
 
         from omegaconf import OmegaConf
 
-        task = list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
+        task = [str(t) for t in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
     except Exception:  # not under Hydra, or Hydra not configured in this process
         return None
     return mask_overrides(task)

@@ -148,8 +148,8 @@ class Checkpoints:
                     files[rel] = {"size": os.path.getsize(full), "sha256": sha256_file(full)}
             meta = {"format_version": CHECKPOINT_VERSION, "step": step, "attempt": attempt, "time": time.time(),
                     "state": state is not None, "files": files}  # fmt: skip
-            with open(tmp / CHECKPOINT_META, "w") as fh:
-                json.dump(meta, fh)
+            with open(tmp / CHECKPOINT_META, "w") as meta_fh:
+                json.dump(meta, meta_fh)
             for root, _, names in os.walk(tmp):  # every byte on disk before the name appears
                 for name in names:
                     fd = os.open(os.path.join(root, name), os.O_RDONLY)
@@ -200,7 +200,7 @@ class RunCheckpoints:
         state: Any = None,
         *,
         step: Optional[int] = None,
-        files: Sequence[Union[str, os.PathLike]] = (),
+        files: Sequence[Union[str, "os.PathLike[str]"]] = (),
         keep: Optional[int] = None,
     ) -> Path:
         """Save a checkpoint atomically and keep only the newest ``keep``; returns its directory.

@@ -71,7 +71,8 @@ def _lease() -> Any:
         from filelock._util import break_lock_file  # noqa: PLC2701 - its race-free break
 
         class _JobLease(filelock.SoftFileLease):
-            def _write_lock_info(self, fd: int) -> None:
+            # filelock declares the hook a staticmethod; an instance method is called the same way
+            def _write_lock_info(self, fd: int) -> None:  # type: ignore[override]
                 super()._write_lock_info(fd)
                 from .settings import scheduler_job_id
 

@@ -352,9 +352,8 @@ class Run(RunCheckpoints):
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self.finish(_status_for(exc), error=exc if _status_for(exc) != RunStatus.COMPLETED else None)
-        return False
 
     @property
     def finished(self) -> bool:
@@ -501,7 +500,7 @@ class Run(RunCheckpoints):
             sections[name] = {**values, **sections.get(name, {})}
         try:
             path = write_recovery(self.run_dir, run_id=str(self.run_id), attempt=self.attempt,
-                                  reason=_one_line(self._fatal), store=self._store.path, sections=sections,
+                                  reason=_one_line(self._fatal) if self._fatal else "", store=self._store.path, sections=sections,
                                   batch=batch)  # fmt: skip
             print(f"hpctrack: run {self.run_id}: {len(batch)} points and its summary, tags and params are "
                   f"kept in {path}", file=sys.stderr, flush=True)  # fmt: skip
@@ -551,7 +550,7 @@ class Run(RunCheckpoints):
         self._pending_sections.setdefault("params", {}).update(flat)
         self.flush()
 
-    def log_artifact(self, path: Union[str, os.PathLike], name: Optional[str] = None) -> Path:
+    def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
         source = Path(path)
         if not source.exists():
@@ -672,7 +671,7 @@ class Run(RunCheckpoints):
             sections["tags"] = tags
         before = self._store.commits
         try:
-            self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)
+            self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)  # type: ignore[arg-type]
         except BaseException as err:
             if self._store.commits == before:  # not stored: keep it all for the next write
                 self._give_back(taken, summary, tags, pending)

@@ -383,7 +383,7 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
     return rows, skipped
 
 
-def _stop_direct_run(info: dict) -> None:
+def _stop_direct_run(info: Dict[str, Any]) -> None:
     import os
     import signal
     import socket

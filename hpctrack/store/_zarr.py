@@ -100,7 +100,7 @@ def _store_class() -> type:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 
-    class SnapshotStore(LocalStore):  # type: ignore[misc]
+    class SnapshotStore(LocalStore):
         def __init__(self, root: Path, *, read_only: bool = False, guard: Any = None) -> None:
             super().__init__(root, read_only=read_only)
             self.files: Dict[str, Optional[bytes]] = {}
@@ -330,7 +330,7 @@ class ZarrStore(Store):
         if self._arrays is not None and self._arrays[0] == start:
             arrays = self._arrays[1]
             self._snapshot = arrays[0].store
-            self._snapshot.guard = guard  # type: ignore[attr-defined]
+            self._snapshot.guard = guard
         else:
             arrays = [self._column(store, *col) for col in COLUMNS]
             if "zarr.json" not in self._files:
@@ -358,8 +358,8 @@ class ZarrStore(Store):
             # Rows past `count` from a killed update are overwritten.
             _write_rows(arrays, start, end, [np.concatenate([p[i] for p in parts]) for i in range(len(COLUMNS))])
             record["count"] = end
-        for name, update in updates.items():
-            record["sections"].setdefault(name, {}).update(update)
+        for name, values in updates.items():
+            record["sections"].setdefault(name, {}).update(values)
         self._commit(record, guard)  # last: rows first, then the record that covers them
         arrays[0].store.files.clear()  # type: ignore[attr-defined]  # the snapshot served this update
         self._arrays = (int(record["count"]), arrays)
@@ -441,7 +441,7 @@ class ZarrStore(Store):
                 store, name=name, shape=(0,), dtype=dtype, fill_value=fill, chunks=(CHUNK_ROWS,), shards=(SHARD_ROWS,),
                 compressors=ZstdCodec(level=1, checksum=True), dimension_names=("row",),
                 chunk_key_encoding={"name": "default", "separator": "."}, overwrite=True,
-                config={"write_empty_chunks": False},
+                config={"write_empty_chunks": False},  # type: ignore[arg-type]  # an ArrayConfigParams
             )  # fmt: skip
 
     def _tidy_up(self, everything: bool) -> None:
@@ -570,4 +570,4 @@ class ZarrStore(Store):
                 f"{self.path} has format_version {int(version)} but this hpctrack reads up to "
                 f"{self.format_version}; upgrade hpctrack: pip install -U hpctrack"
             )
-        return record  # type: ignore[no-any-return]
+        return record

@@ -17,7 +17,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,13 +52,14 @@ class MetricBatch:
     after each requeue) that logged them.
     """
 
-    points: Dict[str, Tuple[List[int], List[float], List[float]]] = field(default_factory=dict)
+    #: Lists as :meth:`add` builds them, or 1-D numpy arrays as the run's buffer hands them over.
+    points: Dict[str, Tuple[Any, Any, Any]] = field(default_factory=dict)
     attempt: int = 1
 
     def add(self, key: str, step: int, value: float, time_s: float) -> None:
         cols = self.points.get(key)
         if cols is None:
-            cols = self.points[key] = ([], [], [])
+            cols = self.points[key] = ([], [], [])  # lists: they grow here
         cols[0].append(step)
         cols[1].append(value)
         cols[2].append(time_s)
@@ -342,7 +343,7 @@ class Store(abc.ABC):
 
     #: Exceptions of :meth:`_commit_update` that mean "the store could not be written":
     #: :meth:`write` turns them into ``StoreError`` (``DiskFullError`` for ENOSPC/EDQUOT).
-    write_errors: ClassVar[Tuple[type, ...]] = (OSError, RuntimeError, ValueError, KeyError)
+    write_errors: ClassVar[Tuple[Type[BaseException], ...]] = (OSError, RuntimeError, ValueError, KeyError)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
