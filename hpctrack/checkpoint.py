@@ -115,7 +115,6 @@ class Checkpoints:
         import uuid
 
         from .locking import fsync_dir
-
         from .safefs import check_inside
         from .safefs import rmtree as safe_rmtree
 

@@ -34,8 +34,14 @@ from ._buffer import Flusher
 from ._signals import DeferredSigint, EarlySignals, signal_name
 from ._types import RunStatus, attempts_runtime_s
 from ._values import TrackedDict, flatten_config
-from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints  # noqa: F401
-from .checkpoint import RunCheckpoints
+from .checkpoint import (  # noqa: F401  (re-exported: hpctrack.run.Checkpoint and the file names)
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
+    CHECKPOINTS_DIR,
+    Checkpoint,
+    Checkpoints,
+    RunCheckpoints,
+)
 from .errors import DiskFullError, HpctrackError, StoreReplacedError
 from .settings import scheduler_job_id
 from .store import Store
@@ -312,7 +318,7 @@ class Run(RunCheckpoints):
                 endrecord.reserve(self.run_dir)
                 reserved = True
             except OSError as err:
-                raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err
+                raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err  # noqa: B904 - see locking
             self._store.write(
                 sections={
                     "status": {

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from .config import resolve_root
-from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
 from ._types import JobState
+from .config import resolve_root
 from .errors import ConfigError
+from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
 from .status import JobStatus, SweepStatus, sweep_status
 from .store import MetricHistory, RunRecord, open_store
 
@@ -359,9 +359,9 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
     """
     import time
 
-    from .status import recorded_states
     from ._types import state_summary
     from .errors import HpctrackError
+    from .status import recorded_states
 
     rows: List[Dict[str, Any]] = []
     skipped: List[str] = []

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Dict, Type
 
 from ..errors import ConfigError
-from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 from ._hdf5 import HDF5Store
 from ._zarr import ZarrStore
+from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Section, Store
 
 __all__ = [
     "Store",

@@ -52,8 +52,20 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from ..safefs import check_inside, is_inside
-from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Store, Update
-from .base import check_key, disk_full, history_of, one_line, resolved_stats
+from .base import (
+    SECTIONS,
+    MetricBatch,
+    MetricHistory,
+    MetricStats,
+    RunRecord,
+    Store,
+    Update,
+    check_key,
+    disk_full,
+    history_of,
+    one_line,
+    resolved_stats,
+)
 
 if TYPE_CHECKING:
     import h5py

@@ -60,8 +60,18 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import atomic_write, fsync_dir
 from ..safefs import check_inside
-from .base import SECTIONS, MetricHistory, MetricStats, RunRecord, Store, Update
-from .base import check_key, history_of, one_line, resolved_stats
+from .base import (
+    SECTIONS,
+    MetricHistory,
+    MetricStats,
+    RunRecord,
+    Store,
+    Update,
+    check_key,
+    history_of,
+    one_line,
+    resolved_stats,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -450,7 +460,7 @@ class ZarrStore(Store):
             return
         names = {c[0] for c in COLUMNS}
         self._check_links()
-        for root, dirs, files in os.walk(self.path):  # never into a linked folder: os.walk lists, not follows
+        for root, _dirs, files in os.walk(self.path):  # never into a linked folder: os.walk lists, not follows
             check_inside(root, self.path, "clean up")
             rel = Path(root).relative_to(self.path)
             for fname in files:
