@@ -21,8 +21,13 @@ def _without_zarr(tmp_path: Path) -> dict:
 
 
 def test_store_zarr_without_zarr_is_one_line_naming_the_extra(hpctrack_root, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hpctrack", "launch", str(EXAMPLE), "seed=0", "--store", "zarr"],
-                          capture_output=True, text=True, timeout=240, env=_without_zarr(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpctrack", "launch", str(EXAMPLE), "seed=0", "--store", "zarr"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_without_zarr(tmp_path),
+    )
     assert proc.returncode == 1, proc.stderr
     assert error_lines(proc.stderr) == [
         "Error: the zarr store needs the zarr package: pip install 'hpctrack[zarr]' (zarr 3 needs Python >= 3.11)"
@@ -32,6 +37,11 @@ def test_store_zarr_without_zarr_is_one_line_naming_the_extra(hpctrack_root, tmp
 
 
 def test_hdf5_default_needs_no_zarr(hpctrack_root, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hpctrack", "launch", str(EXAMPLE), "seed=0", "epochs=1"],
-                          capture_output=True, text=True, timeout=240, env=_without_zarr(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpctrack", "launch", str(EXAMPLE), "seed=0", "epochs=1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_without_zarr(tmp_path),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
