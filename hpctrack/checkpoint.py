@@ -36,11 +36,17 @@ CHECKPOINT_VERSION = 2
 class Checkpoint:
     """One saved checkpoint: a directory ``checkpoints/<seq>/`` of the run."""
 
+    #: The checkpoint's directory, ``<run dir>/checkpoints/<seq>``.
     path: Path
+    #: Its number: 1, 2, ... in the order the run saved them.
     seq: int
+    #: The step the run was at when it saved it.
     step: int
+    #: The run attempt that saved it (2, 3, ... after requeues).
     attempt: int
+    #: When it was saved, in seconds since the epoch.
     time: float
+    #: It holds a pickled state object (:meth:`load`), not only files.
     has_state: bool
     #: relative path -> {"size", "sha256"} of every file, as written; None for a checkpoint from before
     files: Optional[Dict[str, Dict[str, Any]]] = None
@@ -53,6 +59,7 @@ class Checkpoint:
             return pickle.load(fh)
 
     def describe(self) -> Dict[str, Any]:
+        """Its seq, step, attempt, time and path relative to the run directory, as JSON-ready values."""
         return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
                 "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
 

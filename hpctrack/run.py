@@ -363,6 +363,7 @@ class Run(RunCheckpoints):
 
     @property
     def finished(self) -> bool:
+        """The run has ended (:meth:`finish` was called, or its ``with`` block was left)."""
         return self._finished
 
     def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None,

@@ -44,6 +44,7 @@ class Sweep:
 
     @property
     def id(self) -> str:
+        """The sweep's id, e.g. ``20240102-130405-ab12``: the name of its directory."""
         return self.path.name
 
     def status(self) -> List[JobStatus]:
