@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
 
-from .manifest import Manifest
+from .manifest import LOGS_DIR, Manifest
 from .safefs import check_inside, unlink
 from .status import sweep_status
 
@@ -38,9 +38,9 @@ class GcReport:
 
 def _job_folders(manifest: Manifest, index: int) -> List[Path]:
     job = manifest.jobs[index]
-    folders = [manifest.run_path(index) / "logs"]  # local backend
+    folders = [manifest.run_path(index) / LOGS_DIR]  # local backend
     if job.job_id:
-        folders.append(manifest.path / "logs" / job.job_id)  # SLURM: logs/<array>_<task>/
+        folders.append(manifest.path / LOGS_DIR / job.job_id)  # SLURM: logs/<array>_<task>/
     return folders
 
 
@@ -59,7 +59,7 @@ def collect_sweep(manifest: Manifest, *, dry_run: bool = False) -> GcReport:
             if folder.is_dir():
                 check_inside(folder, base, "delete files in")
                 candidates += [p for p in folder.iterdir() if p.name.endswith(_JOB_FILE_SUFFIXES)]
-    logs = manifest.path / "logs"
+    logs = manifest.path / LOGS_DIR
     if logs.is_dir():
         check_inside(logs, base, "delete files in")
     if logs.is_dir() and not report.skipped_jobs:

@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "SWEEPS_DIR",
+    "LOGS_DIR",
     "JobRecord",
     "Manifest",
     "new_sweep_id",
@@ -41,6 +42,8 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
+#: A job's log folder: ``<run dir>/logs`` (local), ``<sweep dir>/logs/<array>_<task>`` (SLURM).
+LOGS_DIR = "logs"
 
 
 _JOB_FIELDS: Set[str] = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
