@@ -47,7 +47,7 @@ from .settings import scheduler_job_id
 from .store import Store
 from .store.base import disk_full
 
-__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "current_run", "flatten_config", "global_rank"]
+__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "open_job_run", "current_run", "flatten_config", "global_rank"]
 
 #: Environment knobs for the flush policy (seconds, points), read through ``hpctrack.settings``.
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
@@ -824,4 +824,4 @@ def _again(err: BaseException) -> BaseException:
 
 
 # Starting a run builds on everything above; the names stay importable from here.
-from ._start import open_job_run, start_run  # noqa: E402, F401
+from ._start import open_job_run, start_run  # noqa: E402
