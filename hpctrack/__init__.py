@@ -4,11 +4,28 @@ Hydra sweeps run locally or on SLURM; every job records params, metrics,
 artifacts and status in its own store on the shared filesystem; sweeps become
 pandas tables. ``import hpctrack`` stays light (no h5py, zarr, submitit, hydra
 or pandas) so it costs nothing on a login node.
+
+In a training script:
+
+- ``start_run(cfg)``: the :class:`Run` of this job (a context manager), or a one-run
+  sweep of its own under a plain ``python train.py``.
+- ``current_run()``: the run started in this process, if any.
+- ``Run``: ``run.log({...}, step=...)``, ``run.summary``, ``run.tags``,
+  ``run.save_checkpoint(...)`` / ``run.latest_checkpoint()`` (a :class:`Checkpoint`),
+  ``run.dir``, ``run.run_id``, ``run.attempt``.
+
+Reading results:
+
+- ``load_sweep("latest")``: a :class:`Sweep`, with ``status()``, ``table()`` and ``history(key)``.
+
+Also: ``JobState`` and ``RunStatus`` (the state words), and the errors, all
+subclasses of ``HpctrackError``. Backends and conformance suites live in
+``hpctrack.store``, ``hpctrack.launch`` and ``hpctrack.testing``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 from ._types import JobState, RunStatus
 from .errors import (
@@ -67,3 +84,8 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module 'hpctrack' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    # The lazy names too, so that dir() and help() list them (help imports them, dir does not).
+    return sorted(set(globals()) | set(_LAZY))

@@ -9,18 +9,50 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .store import MetricHistory, open_store
+
+
+def history_chunk(sweep_dir: str, store: str, indices: List["tuple[int, str]"], key: str) -> "tuple[Any, ...]":
+    """Histories of ``key`` of some runs of a sweep (runs that never logged it are left out)."""
+    import numpy as np
+
+    from .errors import HpctrackError
+
+    jobs: List[int] = []
+    histories: List[MetricHistory] = []
+    skipped: Dict[int, str] = {}
+    for index, run_dir in indices:
+        try:
+            history = open_store(Path(sweep_dir) / run_dir, store).read_history(key)
+        except (KeyError, FileNotFoundError):
+            continue
+        except HpctrackError as err:
+            if "has not started" not in str(err):
+                skipped[index] = str(err)
+            continue
+        jobs.append(index)
+        histories.append(history)
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+
+    def cat(parts: List[Any], dtype: str) -> Any:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
+
+    return (jobs, lengths, cat([h.step for h in histories], "i8"), cat([h.value for h in histories], "f8"),
+            cat([h.time for h in histories], "f8"),
+            cat([h.attempt if h.attempt is not None else np.ones(len(h), np.int32) for h in histories], "i4"),
+            skipped)  # fmt: skip
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     import numpy as np
 
-    from .sweep import _history_chunk
-
     spec_path, out_path = (argv if argv is not None else sys.argv[1:])[:2]
     with open(spec_path) as fh:
         spec = json.load(fh)
-    jobs, lengths, step, value, wall, attempt, skipped = _history_chunk(
+    jobs, lengths, step, value, wall, attempt, skipped = history_chunk(
         spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"])
     with open(out_path, "wb") as fh:
         np.savez(fh, jobs=np.asarray(jobs, dtype=np.int64), lengths=lengths, step=step, value=value, time=wall,

@@ -47,9 +47,8 @@ def write_recovery(run_dir: Path, *, run_id: str, attempt: int, reason: str, sto
         It could not be written (a full disk, a removed run directory that cannot be made again).
     """
     from .locking import atomic_write
-    from .store.base import json_default
-
     from .safefs import check_inside
+    from .store.base import json_default
 
     path = recovery_path(run_dir, attempt)
     path.parent.mkdir(parents=True, exist_ok=True)

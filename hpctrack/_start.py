@@ -38,10 +38,9 @@ def _hydra_overrides() -> Optional[List[str]]:
 
     try:
         from hydra.core.hydra_config import HydraConfig
-
         from omegaconf import OmegaConf
 
-        task = list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
+        task = [str(t) for t in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
     except Exception:  # not under Hydra, or Hydra not configured in this process
         return None
     return mask_overrides(task)
@@ -80,9 +79,8 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
     ConfigError
         An ``HPCTRACK_*`` setting holds a bad value.
     """
-    from .manifest import load_manifest
-
     from .errors import RunNotFoundError
+    from .manifest import load_manifest
 
     settings = RunSettings.from_env()
     manifest = load_manifest(sweep_dir)

@@ -14,7 +14,7 @@ from .errors import ConfigError
 __all__ = ["TrackedDict", "jsonable", "flatten_config"]
 
 
-class TrackedDict(dict):  # type: ignore[type-arg]
+class TrackedDict(dict):
     """A dict that remembers which keys were set since the last flush."""
 
     def __init__(self) -> None:
@@ -28,7 +28,7 @@ class TrackedDict(dict):  # type: ignore[type-arg]
         super().__setitem__(key, jsonable(value))
         self._dirty.add(key)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 

@@ -36,11 +36,17 @@ CHECKPOINT_VERSION = 2
 class Checkpoint:
     """One saved checkpoint: a directory ``checkpoints/<seq>/`` of the run."""
 
+    #: The checkpoint's directory, ``<run dir>/checkpoints/<seq>``.
     path: Path
+    #: Its number: 1, 2, ... in the order the run saved them.
     seq: int
+    #: The step the run was at when it saved it.
     step: int
+    #: The run attempt that saved it (2, 3, ... after requeues).
     attempt: int
+    #: When it was saved, in seconds since the epoch.
     time: float
+    #: It holds a pickled state object (:meth:`load`), not only files.
     has_state: bool
     #: relative path -> {"size", "sha256"} of every file, as written; None for a checkpoint from before
     files: Optional[Dict[str, Dict[str, Any]]] = None
@@ -53,6 +59,7 @@ class Checkpoint:
             return pickle.load(fh)
 
     def describe(self) -> Dict[str, Any]:
+        """Its seq, step, attempt, time and path relative to the run directory, as JSON-ready values."""
         return {"seq": self.seq, "step": self.step, "attempt": self.attempt, "time": self.time,
                 "path": f"{CHECKPOINTS_DIR}/{self.path.name}"}  # fmt: skip
 
@@ -115,7 +122,6 @@ class Checkpoints:
         import uuid
 
         from .locking import fsync_dir
-
         from .safefs import check_inside
         from .safefs import rmtree as safe_rmtree
 
@@ -148,8 +154,8 @@ class Checkpoints:
                     files[rel] = {"size": os.path.getsize(full), "sha256": sha256_file(full)}
             meta = {"format_version": CHECKPOINT_VERSION, "step": step, "attempt": attempt, "time": time.time(),
                     "state": state is not None, "files": files}  # fmt: skip
-            with open(tmp / CHECKPOINT_META, "w") as fh:
-                json.dump(meta, fh)
+            with open(tmp / CHECKPOINT_META, "w") as meta_fh:
+                json.dump(meta, meta_fh)
             for root, _, names in os.walk(tmp):  # every byte on disk before the name appears
                 for name in names:
                     fd = os.open(os.path.join(root, name), os.O_RDONLY)
@@ -200,7 +206,7 @@ class RunCheckpoints:
         state: Any = None,
         *,
         step: Optional[int] = None,
-        files: Sequence[Union[str, os.PathLike]] = (),
+        files: Sequence[Union[str, "os.PathLike[str]"]] = (),
         keep: Optional[int] = None,
     ) -> Path:
         """Save a checkpoint atomically and keep only the newest ``keep``; returns its directory.

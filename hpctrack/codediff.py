@@ -165,9 +165,9 @@ def run_code(provenance: Mapping[str, Any], *, files: bool = True) -> Iterator[R
         yield RunCode(label, None, key=key, note=how)
         return
     with tempfile.TemporaryDirectory(prefix="hpctrack-code-") as tmp:
-        why = _from_git(git, Path(tmp))
-        if why:
-            yield RunCode(label, None, key=key, note=f"{how}, but {why}")
+        problem = _from_git(git, Path(tmp))
+        if problem:
+            yield RunCode(label, None, key=key, note=f"{how}, but {problem}")
             return
         yield RunCode(label, snapshot_files(Path(tmp)), key=key, note=how)
 

@@ -87,7 +87,7 @@ def row_to_record(row: Mapping[str, Any], path: Path) -> RunRecord:
         tags=dict(row.get("tags") or {}),
         status=dict(row.get("status") or {}),
         info={},
-        metrics=LazyStats(row.get("metrics") or {}),  # type: ignore[arg-type]
+        metrics=LazyStats(row.get("metrics") or {}),
         restarts={int(a): int(k) for a, k in (row.get("restarts") or {}).items()},
     )
 

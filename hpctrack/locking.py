@@ -67,11 +67,12 @@ def _lease() -> Any:
     global _lease_class
     if _lease_class is None:
         import filelock
-        from filelock._identity import owner_is_stale  # noqa: PLC2701 - the lease's own liveness rule
-        from filelock._util import break_lock_file  # noqa: PLC2701 - its race-free break
+        from filelock._identity import owner_is_stale  # private: the lease's own liveness rule
+        from filelock._util import break_lock_file  # private: its race-free break
 
         class _JobLease(filelock.SoftFileLease):
-            def _write_lock_info(self, fd: int) -> None:
+            # filelock declares the hook a staticmethod; an instance method is called the same way
+            def _write_lock_info(self, fd: int) -> None:  # type: ignore[override]
                 super()._write_lock_info(fd)
                 from .settings import scheduler_job_id
 
@@ -190,7 +191,7 @@ def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[
     except OSError as err:  # the lock file itself could not be created
         from .store.base import disk_full
 
-        raise disk_full(err, Path(path).parent, Path(path)) or err
+        raise disk_full(err, Path(path).parent, Path(path)) or err  # noqa: B904 - err itself, or its DiskFullError
     try:
         yield LockGuard(path, lease.token, lease)
     finally:
@@ -302,7 +303,7 @@ class WriterLease:
         except OSError as err:  # the lease file itself could not be created
             from .store.base import disk_full
 
-            raise disk_full(err, self.path.parent, self.path) or err
+            raise disk_full(err, self.path.parent, self.path) or err  # noqa: B904 - err itself, or its DiskFullError
         self._lease = lease
         self._guard = LockGuard(self.path, lease.token, lease)
         return self
@@ -328,7 +329,7 @@ class WriterLease:
 
 def writer_state(run_dir: PathLike) -> Optional[WriterInfo]:
     """Who holds the writer lease of the run in ``run_dir``; None when nobody does."""
-    from filelock._identity import host_name, owner_is_stale  # noqa: PLC2701 - the lease's own liveness rule
+    from filelock._identity import host_name, owner_is_stale  # private: the lease's own liveness rule
 
     path = Path(run_dir) / WRITER_LEASE_FILE
     try:

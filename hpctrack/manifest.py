@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 from ._types import JobState
 from .errors import ConfigError, FormatVersionError, StoreError, SweepNotFoundError
@@ -46,7 +46,7 @@ RUNS_DIR = "runs"
 LOG_DIR = "logs"
 
 
-_JOB_FIELDS: set = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
+_JOB_FIELDS: Set[str] = set()  # JobRecord's field names, once: a manifest of 10,000 jobs asked 10,000 times
 _STATES = {s.value: s for s in JobState}
 
 
@@ -95,7 +95,9 @@ class JobRecord:
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "JobRecord":
-        known = _JOB_FIELDS or _JOB_FIELDS.update(f.name for f in dataclasses.fields(cls)) or _JOB_FIELDS
+        if not _JOB_FIELDS:
+            _JOB_FIELDS.update(f.name for f in dataclasses.fields(cls))
+        known = _JOB_FIELDS
         values = dict(data) if data.keys() <= known else {k: v for k, v in data.items() if k in known}
         state = values.get("state", "PENDING")
         values["state"] = _STATES.get(state) or JobState(state)

@@ -23,7 +23,7 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 @dataclass(frozen=True)
-class Plot(os.PathLike):  # type: ignore[type-arg]
+class Plot(os.PathLike):
     """The image written, and the runs left out of it (job -> why). Usable wherever a path is."""
 
     path: Path

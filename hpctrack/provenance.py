@@ -116,7 +116,7 @@ def _packages() -> List[str]:
 
     seen = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata.get("Name")  # type: ignore[attr-defined]  # an email.message.Message: has get()
         if name and name.lower() not in seen:
             seen[name.lower()] = f"{name}=={dist.version}"
     return sorted(seen.values(), key=str.lower)

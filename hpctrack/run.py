@@ -34,14 +34,20 @@ from ._buffer import Flusher
 from ._signals import DeferredSigint, EarlySignals, signal_name
 from ._types import RunStatus, attempts_runtime_s
 from ._values import TrackedDict, flatten_config
-from .checkpoint import CHECKPOINT_META, CHECKPOINT_STATE, CHECKPOINTS_DIR, Checkpoint, Checkpoints  # noqa: F401
-from .checkpoint import RunCheckpoints
+from .checkpoint import (  # noqa: F401  (re-exported: hpctrack.run.Checkpoint and the file names)
+    CHECKPOINT_META,
+    CHECKPOINT_STATE,
+    CHECKPOINTS_DIR,
+    Checkpoint,
+    Checkpoints,
+    RunCheckpoints,
+)
 from .errors import DiskFullError, HpctrackError, StoreReplacedError
 from .settings import scheduler_job_id
 from .store import Store
 from .store.base import disk_full
 
-__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "current_run", "flatten_config", "global_rank"]
+__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "open_job_run", "current_run", "flatten_config", "global_rank"]
 
 #: Environment knobs for the flush policy (seconds, points), read through ``hpctrack.settings``.
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
@@ -312,7 +318,7 @@ class Run(RunCheckpoints):
                 endrecord.reserve(self.run_dir)
                 reserved = True
             except OSError as err:
-                raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err
+                raise disk_full(err, self.run_dir, self.run_dir / endrecord.END_FILE) or err  # noqa: B904 - see locking
             self._store.write(
                 sections={
                     "status": {
@@ -352,12 +358,12 @@ class Run(RunCheckpoints):
     def __enter__(self) -> "Run":
         return self
 
-    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self.finish(_status_for(exc), error=exc if _status_for(exc) != RunStatus.COMPLETED else None)
-        return False
 
     @property
     def finished(self) -> bool:
+        """The run has ended (:meth:`finish` was called, or its ``with`` block was left)."""
         return self._finished
 
     def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None,
@@ -501,7 +507,7 @@ class Run(RunCheckpoints):
             sections[name] = {**values, **sections.get(name, {})}
         try:
             path = write_recovery(self.run_dir, run_id=str(self.run_id), attempt=self.attempt,
-                                  reason=_one_line(self._fatal), store=self._store.path, sections=sections,
+                                  reason=_one_line(self._fatal) if self._fatal else "", store=self._store.path, sections=sections,
                                   batch=batch)  # fmt: skip
             print(f"hpctrack: run {self.run_id}: {len(batch)} points and its summary, tags and params are "
                   f"kept in {path}", file=sys.stderr, flush=True)  # fmt: skip
@@ -551,7 +557,7 @@ class Run(RunCheckpoints):
         self._pending_sections.setdefault("params", {}).update(flat)
         self.flush()
 
-    def log_artifact(self, path: Union[str, os.PathLike], name: Optional[str] = None) -> Path:
+    def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
         source = Path(path)
         if not source.exists():
@@ -672,7 +678,7 @@ class Run(RunCheckpoints):
             sections["tags"] = tags
         before = self._store.commits
         try:
-            self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)
+            self._store.write(metrics=batch if batch else None, sections=sections, restart=restart)  # type: ignore[arg-type]
         except BaseException as err:
             if self._store.commits == before:  # not stored: keep it all for the next write
                 self._give_back(taken, summary, tags, pending)
@@ -818,4 +824,4 @@ def _again(err: BaseException) -> BaseException:
 
 
 # Starting a run builds on everything above; the names stay importable from here.
-from ._start import open_job_run, start_run  # noqa: E402, F401
+from ._start import open_job_run, start_run  # noqa: E402

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import endrecord
-from .store.base import one_line
 from .errors import ConfigError, StoreError
 from .manifest import MANIFEST_FILE
+from .store.base import one_line
 
 __all__ = ["resolve_run", "describe_run", "diff_runs"]
 

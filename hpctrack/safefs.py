@@ -240,7 +240,7 @@ def copy_tree(source: PathLike, target: PathLike, base: PathLike) -> Path:
     does by default); links already in ``target`` that lead out of ``base`` are refused.
     """
     source, target = Path(source), Path(target)
-    for folder, dirs, names in os.walk(source, followlinks=True):
+    for folder, _dirs, names in os.walk(source, followlinks=True):
         rel = Path(folder).relative_to(source)
         dest = target / rel
         check_inside(dest.parent, base, "write")
@@ -331,7 +331,7 @@ def share_tree(path: PathLike, gid: int, *, private: Iterable[str] = ()) -> None
     """
     keep = set(private)
     path = Path(path)
-    for folder, dirs, names in os.walk(path):
+    for folder, _dirs, names in os.walk(path):
         os.chown(folder, -1, gid, follow_symlinks=False)
         os.chmod(folder, SHARED_DIR_MODE)
         for name in names:

@@ -313,7 +313,7 @@ def mask_diff(diff: str) -> Tuple[str, int]:
     for line in diff.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         end = line[len(body):]
-        if not body[:1] in ("+", "-", " ") or body.startswith(("+++ ", "--- ")):
+        if body[:1] not in ("+", "-", " ") or body.startswith(("+++ ", "--- ")):
             block = None  # a new file or hunk
             out.append(line)
             continue

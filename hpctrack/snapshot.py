@@ -63,11 +63,11 @@ def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
     if git.get("available"):
         root = Path(git["root"])
         proc = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=root, capture_output=True, timeout=30)
-        files = [f for f in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0") if f]
-        files = [f for f in files if (root / f).is_file()]  # deleted but not committed: not in the working tree
+        listed = [f for f in proc.stdout.decode("utf-8", errors="surrogateescape").split("\0") if f]
+        tracked = [f for f in listed if (root / f).is_file()]  # deleted but not committed: not in the working tree
         ident = {"commit": git.get("commit"), "diff_sha256": git.get("diff_sha256"), "dirty": git.get("dirty"),
                  "source": "git", "git": git}  # fmt: skip
-        return root, files, ident
+        return root, tracked, ident
     root = Path(script).resolve().parent
     spec = _ignore_spec(root)
     files: List[str] = []

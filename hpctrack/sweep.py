@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
-from .config import resolve_root
-from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
 from ._types import JobState
+from .config import resolve_root
 from .errors import ConfigError
+from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
 from .status import JobStatus, SweepStatus, sweep_status
-from .store import MetricHistory, RunRecord, open_store
+from .store import RunRecord, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,6 +44,7 @@ class Sweep:
 
     @property
     def id(self) -> str:
+        """The sweep's id, e.g. ``20240102-130405-ab12``: the name of its directory."""
         return self.path.name
 
     def status(self) -> List[JobStatus]:
@@ -193,7 +194,7 @@ class Sweep:
         import numpy as np
         import pandas as pd
 
-        from .aggregate import _override_values
+        from .overrides import override_values
 
         manifest = self.manifest
         jobs, lengths, step, value, wall, attempt, skipped = _read_histories(manifest, key, workers=workers)
@@ -211,7 +212,7 @@ class Sweep:
             "elapsed_s": wall - np.repeat(first_time, lengths),
             "attempt": attempt,
         }  # fmt: skip
-        params = [_override_values(manifest.jobs[j].overrides) for j in jobs]
+        params = [override_values(manifest.jobs[j].overrides) for j in jobs]
         for name in manifest.swept_keys:
             per_run = pd.Series([p.get(name) for p in params], dtype=object).infer_objects().to_numpy()
             columns[name] = np.repeat(per_run, lengths)
@@ -237,10 +238,12 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
     """
     import numpy as np
 
+    from ._history_worker import history_chunk
+
     indices = [(job.index, job.run_dir) for job in manifest.jobs]
     n = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n <= 1 or len(indices) < PARALLEL_HISTORY_MIN_RUNS:
-        parts = [_history_chunk(str(manifest.path), manifest.store, indices, key)]
+        parts = [history_chunk(str(manifest.path), manifest.store, indices, key)]
     else:
         size = -(-len(indices) // n)
         parts = _history_in_workers(manifest, key, [indices[i:i + size] for i in range(0, len(indices), size)])
@@ -251,7 +254,7 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
 
 
 def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List["tuple[Any, ...]"]:
-    """:func:`_history_chunk` of each chunk in its own ``python -m hpctrack._history_worker`` process."""
+    """:func:`~hpctrack._history_worker.history_chunk` of each chunk in its own ``python -m hpctrack._history_worker`` process."""
     import json
     import subprocess
     import sys
@@ -279,37 +282,6 @@ def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List
                 parts.append((data["jobs"].tolist(), data["lengths"], data["step"], data["value"], data["time"],
                               data["attempt"], {int(k): v for k, v in json.loads(str(data["skipped"])).items()}))
         return parts
-
-
-def _history_chunk(sweep_dir: str, store: str, indices: List["tuple[int, str]"], key: str) -> "tuple[Any, ...]":
-    """Histories of ``key`` of some runs of a sweep (runs that never logged it are left out)."""
-    import numpy as np
-
-    from .errors import HpctrackError
-
-    jobs: List[int] = []
-    histories: List[MetricHistory] = []
-    skipped: Dict[int, str] = {}
-    for index, run_dir in indices:
-        try:
-            history = open_store(Path(sweep_dir) / run_dir, store).read_history(key)
-        except (KeyError, FileNotFoundError):
-            continue
-        except HpctrackError as err:
-            if "has not started" not in str(err):
-                skipped[index] = str(err)
-            continue
-        jobs.append(index)
-        histories.append(history)
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-
-    def cat(parts: List[Any], dtype: str) -> Any:
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype=dtype)
-
-    return (jobs, lengths, cat([h.step for h in histories], "i8"), cat([h.value for h in histories], "f8"),
-            cat([h.time for h in histories], "f8"),
-            cat([h.attempt if h.attempt is not None else np.ones(len(h), np.int32) for h in histories], "i4"),
-            skipped)  # fmt: skip
 
 
 def _lost_without_store(manifest: Manifest, seen: "set[int]") -> Dict[int, str]:
@@ -356,9 +328,9 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
     """
     import time
 
-    from .status import recorded_states
     from ._types import state_summary
     from .errors import HpctrackError
+    from .status import recorded_states
 
     rows: List[Dict[str, Any]] = []
     skipped: List[str] = []

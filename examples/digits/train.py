@@ -12,6 +12,7 @@ import hydra
 import numpy as np
 
 import hpctrack
+
 import model  # sibling module: the script's directory is on sys.path
 
 

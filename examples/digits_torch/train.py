@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import hpctrack
+
 from data import load_splits  # sibling module: the script's directory is on sys.path
 
 

@@ -18,6 +18,7 @@ from .._terminal import markup, printable, printable_block
 from .._types import JobState, state_summary
 from ._base import echo
 
+
 def fmt_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""

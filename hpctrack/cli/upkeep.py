@@ -10,6 +10,7 @@ import click
 from ._base import cli, echo, echo_json, handle_errors, root_option
 from .render import print_verify
 
+
 @cli.command()
 @click.argument("sweeps", nargs=-1)
 @click.option("--all", "all_sweeps", is_flag=True, help="Every sweep under the root.")

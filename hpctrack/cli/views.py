@@ -12,6 +12,7 @@ import click
 from ._base import cli, echo, echo_json, handle_errors, root_option
 from .render import print_diff, print_run, print_sweeps, print_wide, status_view, watch_into_file
 
+
 @cli.command("ls")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @root_option

@@ -52,8 +52,20 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
 from ..safefs import check_inside, is_inside
-from .base import SECTIONS, MetricBatch, MetricHistory, MetricStats, RunRecord, Store, Update
-from .base import check_key, disk_full, history_of, one_line, resolved_stats
+from .base import (
+    SECTIONS,
+    MetricBatch,
+    MetricHistory,
+    MetricStats,
+    RunRecord,
+    Store,
+    Update,
+    check_key,
+    disk_full,
+    history_of,
+    one_line,
+    resolved_stats,
+)
 
 if TYPE_CHECKING:
     import h5py
@@ -351,14 +363,14 @@ class HDF5Store(Store):
             if rows or restart is not None or "stats" not in f or version < self.format_version:
                 self._sizes["stats"] = _write_stats(f, stats, restarts)
             secs = f.require_group("sections")
-            for name, update in updates.items():
+            for name, values in updates.items():
                 ds = secs.get(name)
                 if ds is None:
-                    text = json.dumps(update)
+                    text = json.dumps(values)
                     secs.create_dataset(name, data=text, dtype=h5py.string_dtype("utf-8"))
                 else:
                     merged = json.loads(ds.asstr()[()])
-                    merged.update(update)
+                    merged.update(values)
                     text = json.dumps(merged)
                     ds[()] = text  # in place: HDF5 reuses the heap space
                 self._sizes[name] = len(text)
@@ -500,7 +512,7 @@ class HDF5Store(Store):
         return f"{target}:{st.st_size}:{st.st_mtime_ns}"
 
     def read(self) -> RunRecord:
-        def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Dict[str, MetricStats]]:
+        def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Tuple[Dict[str, MetricStats], Dict[int, int]]]:
             secs: Dict[str, Any] = {}
             for name in SECTIONS:
                 ds = f.get(f"sections/{name}")
@@ -551,7 +563,7 @@ class HDF5Store(Store):
                 sid = h5d.open(fid, b"stats")
                 text = np.empty((), dtype=h5py.string_dtype())
                 sid.read(h5s.ALL, h5s.ALL, text)
-                meta = json.loads(text[()])
+                meta = json.loads(text.item())
                 entry = meta["metrics"].get(key)
                 if entry is None:
                     return None  # never logged: the high-level path raises KeyError

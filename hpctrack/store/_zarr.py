@@ -60,8 +60,18 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import atomic_write, fsync_dir
 from ..safefs import check_inside
-from .base import SECTIONS, MetricHistory, MetricStats, RunRecord, Store, Update
-from .base import check_key, history_of, one_line, resolved_stats
+from .base import (
+    SECTIONS,
+    MetricHistory,
+    MetricStats,
+    RunRecord,
+    Store,
+    Update,
+    check_key,
+    history_of,
+    one_line,
+    resolved_stats,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,7 +110,7 @@ def _store_class() -> type:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.storage import LocalStore
 
-    class SnapshotStore(LocalStore):  # type: ignore[misc]
+    class SnapshotStore(LocalStore):
         def __init__(self, root: Path, *, read_only: bool = False, guard: Any = None) -> None:
             super().__init__(root, read_only=read_only)
             self.files: Dict[str, Optional[bytes]] = {}
@@ -231,6 +241,8 @@ class ZarrStore(Store):
 
     name = "zarr"
     suffix = ".zarr"
+    requires = ("zarr",)
+    install_hint = "pip install 'hpctrack[zarr]' (zarr 3 needs Python >= 3.11)"
     format_version = 2
     migrations = MIGRATIONS
 
@@ -328,7 +340,7 @@ class ZarrStore(Store):
         if self._arrays is not None and self._arrays[0] == start:
             arrays = self._arrays[1]
             self._snapshot = arrays[0].store
-            self._snapshot.guard = guard  # type: ignore[attr-defined]
+            self._snapshot.guard = guard
         else:
             arrays = [self._column(store, *col) for col in COLUMNS]
             if "zarr.json" not in self._files:
@@ -356,8 +368,8 @@ class ZarrStore(Store):
             # Rows past `count` from a killed update are overwritten.
             _write_rows(arrays, start, end, [np.concatenate([p[i] for p in parts]) for i in range(len(COLUMNS))])
             record["count"] = end
-        for name, update in updates.items():
-            record["sections"].setdefault(name, {}).update(update)
+        for name, values in updates.items():
+            record["sections"].setdefault(name, {}).update(values)
         self._commit(record, guard)  # last: rows first, then the record that covers them
         arrays[0].store.files.clear()  # type: ignore[attr-defined]  # the snapshot served this update
         self._arrays = (int(record["count"]), arrays)
@@ -439,7 +451,7 @@ class ZarrStore(Store):
                 store, name=name, shape=(0,), dtype=dtype, fill_value=fill, chunks=(CHUNK_ROWS,), shards=(SHARD_ROWS,),
                 compressors=ZstdCodec(level=1, checksum=True), dimension_names=("row",),
                 chunk_key_encoding={"name": "default", "separator": "."}, overwrite=True,
-                config={"write_empty_chunks": False},
+                config={"write_empty_chunks": False},  # type: ignore[arg-type]  # an ArrayConfigParams
             )  # fmt: skip
 
     def _tidy_up(self, everything: bool) -> None:
@@ -448,7 +460,7 @@ class ZarrStore(Store):
             return
         names = {c[0] for c in COLUMNS}
         self._check_links()
-        for root, dirs, files in os.walk(self.path):  # never into a linked folder: os.walk lists, not follows
+        for root, _dirs, files in os.walk(self.path):  # never into a linked folder: os.walk lists, not follows
             check_inside(root, self.path, "clean up")
             rel = Path(root).relative_to(self.path)
             for fname in files:
@@ -568,4 +580,4 @@ class ZarrStore(Store):
                 f"{self.path} has format_version {int(version)} but this hpctrack reads up to "
                 f"{self.format_version}; upgrade hpctrack: pip install -U hpctrack"
             )
-        return record  # type: ignore[no-any-return]
+        return record

@@ -17,7 +17,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,13 +52,14 @@ class MetricBatch:
     after each requeue) that logged them.
     """
 
-    points: Dict[str, Tuple[List[int], List[float], List[float]]] = field(default_factory=dict)
+    #: Lists as :meth:`add` builds them, or 1-D numpy arrays as the run's buffer hands them over.
+    points: Dict[str, Tuple[Any, Any, Any]] = field(default_factory=dict)
     attempt: int = 1
 
     def add(self, key: str, step: int, value: float, time_s: float) -> None:
         cols = self.points.get(key)
         if cols is None:
-            cols = self.points[key] = ([], [], [])
+            cols = self.points[key] = ([], [], [])  # lists: they grow here
         cols[0].append(step)
         cols[1].append(value)
         cols[2].append(time_s)
@@ -86,22 +87,34 @@ class MetricStats:
     are NaN when every value was NaN.
     """
 
+    #: Points in the resolved history.
     count: int
+    #: The value of the latest point.
     last: float
+    #: The step of the latest point.
     last_step: int
+    #: The smallest value (NaN ignored).
     min: float
+    #: The largest value (NaN ignored).
     max: float
     # Bookkeeping of the stored rows, not compared: equal stats are equal histories.
-    rows: int = field(default=-1, compare=False)  # -1: same as count (no point was ever superseded)
+    #: Stored rows, superseded ones included; -1: same as count (no point was ever superseded).
+    rows: int = field(default=-1, compare=False)
+    #: ``(attempt, first row)`` of each run of rows one attempt wrote, in row order.
     segments: Segments = field(default=((1, 0),), compare=False)
     # For mean/argmin/argmax without reading the history; None in stores written before they existed.
-    sum: Optional[float] = field(default=None, compare=False)  # of the non-NaN values
-    finite: Optional[int] = field(default=None, compare=False)  # how many values are not NaN
-    argmin: Optional[int] = field(default=None, compare=False)  # step of the (first) minimum
-    argmax: Optional[int] = field(default=None, compare=False)  # step of the (first) maximum
+    #: Sum of the non-NaN values.
+    sum: Optional[float] = field(default=None, compare=False)
+    #: How many values are not NaN.
+    finite: Optional[int] = field(default=None, compare=False)
+    #: Step of the (first) minimum.
+    argmin: Optional[int] = field(default=None, compare=False)
+    #: Step of the (first) maximum.
+    argmax: Optional[int] = field(default=None, compare=False)
 
     @property
     def stored_rows(self) -> int:
+        """Stored rows of the metric, superseded ones included."""
         return self.count if self.rows < 0 else self.rows
 
     @property
@@ -151,6 +164,7 @@ class MetricStats:
 
     @staticmethod
     def empty() -> "MetricStats":
+        """The stats of a metric with no point yet."""
         return MetricStats(count=0, last=math.nan, last_step=-1, min=math.nan, max=math.nan, rows=0,
                            sum=0.0, finite=0)  # fmt: skip
 
@@ -242,10 +256,15 @@ class MetricHistory:
     out); ``attempt`` says which run attempt logged each point.
     """
 
+    #: The metric's key, e.g. ``val/loss``.
     key: str
+    #: The step of each point (int64).
     step: "np.ndarray"
+    #: The logged values (float64).
     value: "np.ndarray"
+    #: Wall-clock time of each point, in seconds since the epoch (float64).
     time: "np.ndarray"
+    #: The run attempt that logged each point (int32); None where the store does not say.
     attempt: Optional["np.ndarray"] = None
 
     def __len__(self) -> int:
@@ -272,15 +291,24 @@ def history_of(
 class RunRecord:
     """Everything about a run except its metric histories."""
 
+    #: The run's store (``run.h5`` or ``run.zarr``).
     path: Path
+    #: The store's on-disk format version.
     format_version: int
+    #: The run's config, flattened to dotted keys.
     params: Dict[str, Any]
+    #: Final values the run set (``run.summary``).
     summary: Dict[str, Any]
+    #: Free-form labels (``run.tags``).
     tags: Dict[str, Any]
+    #: State, heartbeat, last step, attempts, error: what ``hpctrack status`` reads.
     status: Dict[str, Any]
+    #: Host, environment, provenance and artifacts of the run.
     info: Dict[str, Any]
+    #: Each metric's :class:`MetricStats`, by key.
     metrics: Mapping[str, MetricStats]
-    restarts: Dict[int, int] = field(default_factory=dict)  # attempt -> step it restarted at
+    #: attempt -> the step it restarted the run at.
+    restarts: Dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -329,6 +357,12 @@ class Store(abc.ABC):
     #: before their first update; readers read older versions as they are.
     migrations: ClassVar[Migrations] = {}
 
+    #: Modules this backend imports (lazily) to work at all; ``store_class`` checks them
+    #: before anything is written.
+    requires: ClassVar[Tuple[str, ...]] = ()
+    #: What to install when one of :attr:`requires` is missing, e.g. ``"pip install 'hpctrack[zarr]'"``.
+    install_hint: ClassVar[str] = ""
+
     # -- capabilities: what code outside the backend may ask, instead of its name ----------
 
     #: The store keeps a second complete copy of itself that :meth:`repair` restores from.
@@ -336,7 +370,7 @@ class Store(abc.ABC):
 
     #: Exceptions of :meth:`_commit_update` that mean "the store could not be written":
     #: :meth:`write` turns them into ``StoreError`` (``DiskFullError`` for ENOSPC/EDQUOT).
-    write_errors: ClassVar[Tuple[type, ...]] = (OSError, RuntimeError, ValueError, KeyError)
+    write_errors: ClassVar[Tuple[Type[BaseException], ...]] = (OSError, RuntimeError, ValueError, KeyError)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

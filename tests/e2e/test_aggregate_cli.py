@@ -11,7 +11,6 @@ import math
 import statistics
 
 import pytest
-
 from conftest import SCRIPTS, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import EXAMPLE, SCRIPTS, error_lines, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -10,9 +10,7 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import error_lines, run_cli
-
 from synthetic import SWEEP_ID, index_runs, make_sweep, write_run
 
 pytestmark = pytest.mark.e2e

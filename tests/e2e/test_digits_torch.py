@@ -8,7 +8,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +29,6 @@ def test_torch_example_resumes_from_its_state_dicts(hpctrack_root, tmp_path):
     proc = run_cli("launch", str(EXAMPLE), *common, "epoch_sleep_s=1", "--name", "victim", "--detach", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     import hpctrack
-
     from hpctrack.run import Checkpoints
 
     sweep = hpctrack.load_sweep("victim")

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SCRIPTS, run_cli
 
 import hpctrack
-from conftest import SCRIPTS, run_cli
 from hpctrack import endrecord
 from hpctrack.store import open_store
 

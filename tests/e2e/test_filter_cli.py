@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import error_lines, run_cli
 from synthetic import make_sweep, write_run
 

@@ -6,8 +6,8 @@ import json
 import time
 
 import h5py
-
 from conftest import SCRIPTS, run_cli
+
 from hpctrack.formats import version_of
 
 

@@ -14,7 +14,6 @@ import json
 import re
 
 import pytest
-
 from conftest import SCRIPTS, error_lines, run_cli
 from synthetic import make_sweep, write_run
 

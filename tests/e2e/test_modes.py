@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SCRIPTS, error_lines
 
 SLEEPY = SCRIPTS / "sleepy.py"

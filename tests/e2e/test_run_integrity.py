@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SCRIPTS, run_cli
 
 import hpctrack
-from conftest import SCRIPTS, run_cli
 from hpctrack import endrecord
 from hpctrack._recovery import read_recovery, recovery_path
 from hpctrack.locking import lock

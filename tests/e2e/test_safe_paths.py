@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import error_lines, run_cli
+
 from hpctrack import start_run
 from hpctrack.errors import UnsafePathError
 from hpctrack.launch import SweepRequest, submit_sweep, wait_for_sweep

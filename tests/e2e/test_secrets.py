@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.e2e

@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import SCRIPTS, run_cli
-
 from synthetic import make_sweep, write_run
 
 pytestmark = pytest.mark.e2e

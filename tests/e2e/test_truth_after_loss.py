@@ -12,7 +12,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import SCRIPTS, run_cli
 
 pytestmark = pytest.mark.e2e

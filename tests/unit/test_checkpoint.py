@@ -55,10 +55,10 @@ def test_a_killed_checkpoint_leaves_the_previous_one(tmp_path):
 
 
 def test_reopened_run_is_the_next_attempt_and_supersedes_from_its_checkpoint(hpctrack_root, tmp_path):
-    from hpctrack.manifest import create_sweep, JobRecord, Manifest, new_sweep_id
-    from hpctrack.run import open_job_run
-
     import time
+
+    from hpctrack.manifest import JobRecord, Manifest, create_sweep, new_sweep_id
+    from hpctrack.run import open_job_run
 
     manifest = create_sweep(hpctrack_root, Manifest(id=new_sweep_id(), created=time.time(), backend="local",
                                                     store="zarr", jobs=[JobRecord(0, [], "runs/0")]))  # fmt: skip

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import cloudpickle
-import pytest
 
 import hpctrack
 from hpctrack import endrecord

@@ -17,7 +17,7 @@ import pytest
 from hpctrack.errors import StoreError
 from hpctrack.locking import lock
 from hpctrack.manifest import JobRecord, Manifest, create_sweep, load_manifest, new_sweep_id
-from hpctrack.store import MetricBatch, open_store
+from hpctrack.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 TTL = "2"

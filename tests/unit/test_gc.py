@@ -6,6 +6,7 @@ import json
 import time
 
 from conftest import run_cli
+
 from hpctrack.launch import SweepRequest, submit_sweep, wait_for_sweep
 
 

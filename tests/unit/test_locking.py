@@ -43,11 +43,10 @@ def test_holder_is_recorded_and_named_on_timeout(tmp_path, monkeypatch):
     try:
         record = path.read_text()
         assert f"pid={proc.pid}" in record and "job=4242" in record and "host=" in record
-        t0 = time.time()
         with pytest.raises(LockTimeout) as info:
             with lock(path, timeout_s=0.5):
                 pass
-        assert time.time() - t0 < 5
+        assert proc.poll() is None, "the wait ended by the timeout, while the holder still held the lock"
         message = str(info.value)
         assert str(path) in message and f"pid {proc.pid}" in message and "job 4242" in message
         assert "heartbeat" in message and "\n" not in message
@@ -56,16 +55,16 @@ def test_holder_is_recorded_and_named_on_timeout(tmp_path, monkeypatch):
         proc.wait()
 
 
-def test_lock_of_a_killed_process_on_this_host_is_taken_at_once(tmp_path):
+def test_lock_of_a_killed_process_on_this_host_is_taken_at_once(tmp_path, monkeypatch):
+    # A TTL far longer than the wait below: the lock can only be taken by seeing that its holder is dead.
+    monkeypatch.setenv("HPCTRACK_LOCK_TTL_S", "3600")
     path = tmp_path / "a.lock"
     proc = _holder(path, 60)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert path.exists()  # a soft lock outlives its holder...
-    t0 = time.time()
-    with lock(path, timeout_s=10):  # ...but a dead pid on this host is provably gone
+    with lock(path, timeout_s=30):  # ...but a dead pid on this host is provably gone, long before the TTL
         pass
-    assert time.time() - t0 < 2
 
 
 def test_lock_of_a_killed_process_on_another_host_is_taken_after_the_ttl(tmp_path, monkeypatch):

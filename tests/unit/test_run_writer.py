@@ -4,7 +4,6 @@ writer per run, one writing rank per job, what a plain run records about its pro
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import signal
@@ -19,7 +18,7 @@ import pytest
 import hpctrack
 from hpctrack import endrecord
 from hpctrack.errors import RunBusyError
-from hpctrack.manifest import JobRecord, Manifest, create_sweep, load_manifest, new_sweep_id
+from hpctrack.manifest import JobRecord, Manifest, create_sweep, new_sweep_id
 from hpctrack.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]

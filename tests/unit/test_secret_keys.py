@@ -6,8 +6,19 @@ import json
 
 import pytest
 
-from hpctrack.secrets import (MASK, is_secret_key, mask_argv, mask_config, mask_diff, mask_json_argv, mask_mapping,
-                              mask_overrides, mask_text, mask_yaml_text, masked_keys)  # fmt: skip
+from hpctrack.secrets import (
+    MASK,
+    is_secret_key,
+    mask_argv,
+    mask_config,
+    mask_diff,
+    mask_json_argv,
+    mask_mapping,
+    mask_overrides,  # fmt: skip
+    mask_text,
+    mask_yaml_text,
+    masked_keys,
+)
 
 
 @pytest.mark.parametrize("key", ["db.password", "DB_PASSWORD", "dbPassword", "passwd", "db.pwd", "api_key",

@@ -12,14 +12,13 @@ import sys
 import time
 
 import pytest
+from synthetic import dead_pid, index_runs, make_sweep, reload, sleeper, write_run
 
 from hpctrack import endrecord
 from hpctrack._types import JobState
 from hpctrack.launch.slurm import backend as slurm
 from hpctrack.requeue import resume_sweep
 from hpctrack.status import sweep_status
-
-from synthetic import dead_pid, index_runs, make_sweep, reload, sleeper, write_run
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from hpctrack.errors import StoreReplacedError
 from hpctrack.store import HDF5Store, MetricBatch, ZarrStore
 
+
 def batch(key: str, steps: List[int]) -> MetricBatch:
     b = MetricBatch()
     for s in steps:

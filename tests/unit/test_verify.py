@@ -9,12 +9,11 @@ import pickle
 import shutil
 
 import pytest
+from synthetic import index_runs, make_sweep, write_run
 
 from hpctrack.index import INDEX_FILE, read_index
 from hpctrack.store import open_store
 from hpctrack.verify import repair_sweep, verify_sweep
-
-from synthetic import index_runs, make_sweep, write_run
 
 
 def _truncate(path, keep=0.3):
