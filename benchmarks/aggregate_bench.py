@@ -68,13 +68,24 @@ def _write_runs(sweep_dir: str, store: str, indices: Sequence[int], steps: int) 
             batch.points[key] = (step, values, t0 + step * 0.1)
         now = time.time()
         st = open_store(run_dir, store)
-        st.write(metrics=batch, sections={
-            "params": {"optimizer.lr": lr, "seed": seed, "model.hidden": 64},
-            "summary": {"test/acc": float(0.9 + 0.01 * rng.standard_normal())},
-            "status": {"state": "completed", "start_time": now - 100, "attempt_start": now - 100, "end_time": now,
-                       "runtime_s": 100.0, "heartbeat": now, "last_step": steps - 1, "attempt": 1},
-            "info": {"run_id": f"bench/{i}", "job_index": i},
-        })
+        st.write(
+            metrics=batch,
+            sections={
+                "params": {"optimizer.lr": lr, "seed": seed, "model.hidden": 64},
+                "summary": {"test/acc": float(0.9 + 0.01 * rng.standard_normal())},
+                "status": {
+                    "state": "completed",
+                    "start_time": now - 100,
+                    "attempt_start": now - 100,
+                    "end_time": now,
+                    "runtime_s": 100.0,
+                    "heartbeat": now,
+                    "last_step": steps - 1,
+                    "attempt": 1,
+                },
+                "info": {"run_id": f"bench/{i}", "job_index": i},
+            },
+        )
         rows.append(record_to_row(i, st.read()))
         if len(rows) >= 200:
             append_rows(Path(sweep_dir), rows)
@@ -268,9 +279,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             build_s = time.time() - t0
         du = subprocess.run(["du", "-sh", str(sweep_dir)], capture_output=True, text=True).stdout.split()[0]
         runs = args.runs
-        print(f"- sweep: {runs:,} runs x {len(METRICS)} metrics x {args.steps:,} steps "
-              f"({runs * len(METRICS) * args.steps:,} points), {du} on disk"
-              + (f", built in {build_s:.0f} s" if build_s else ""))
+        print(
+            f"- sweep: {runs:,} runs x {len(METRICS)} metrics x {args.steps:,} steps "
+            f"({runs * len(METRICS) * args.steps:,} points), {du} on disk"
+            + (f", built in {build_s:.0f} s" if build_s else "")
+        )
         spec = {"sweep": str(sweep_dir), "metrics": METRICS}
         results: Dict[str, Any] = {}
         index = sweep_dir / "index.jsonl"
@@ -332,44 +345,72 @@ def print_results(args: Any, r: Dict[str, Any], ml: Dict[str, Dict[str, Any]], d
     print("| --- | ---: | ---: | --- | --- |")
     cold, warm = r["table_cold"]["first"], r["table_warm"]["first"]
     in_process = r["table_warm"]["second"]
-    print(f"| table, 11 metric columns, {runs:,} runs: cold (fresh process{', page cache dropped' if dropped else ''}) "
-          f"| {fmt_s(cold)} s | {cold / runs * 1e3:.3f} ms | < {GOAL_TABLE_COLD_S:g} s | {yes_no(cold < GOAL_TABLE_COLD_S)} |")
-    print(f"| table: warm (fresh process, files cached) | {fmt_s(warm)} s | {warm / runs * 1e3:.3f} ms "
-          f"| < {GOAL_TABLE_WARM_S:g} s | {yes_no(warm < GOAL_TABLE_WARM_S)} |")
+    print(
+        f"| table, 11 metric columns, {runs:,} runs: cold (fresh process{', page cache dropped' if dropped else ''}) "
+        f"| {fmt_s(cold)} s | {cold / runs * 1e3:.3f} ms | < {GOAL_TABLE_COLD_S:g} s | {yes_no(cold < GOAL_TABLE_COLD_S)} |"
+    )
+    print(
+        f"| table: warm (fresh process, files cached) | {fmt_s(warm)} s | {warm / runs * 1e3:.3f} ms "
+        f"| < {GOAL_TABLE_WARM_S:g} s | {yes_no(warm < GOAL_TABLE_WARM_S)} |"
+    )
     print(f"| table: second call in the same process | {fmt_s(in_process)} s | {in_process / runs * 1e3:.3f} ms | | |")
     print(f"| table, grouped by lr (5 groups, mean/std/n) | {fmt_s(r['table_warm']['grouped'])} s | | | |")
     noidx = r["table_noindex"]["first"]
-    print(f"| table without the summary index (reads all {runs:,} run stores{', cold' if dropped else ''}) "
-          f"| {fmt_s(noidx)} s | {noidx / runs * 1e3:.3f} ms | | |")
+    print(
+        f"| table without the summary index (reads all {runs:,} run stores{', cold' if dropped else ''}) "
+        f"| {fmt_s(noidx)} s | {noidx / runs * 1e3:.3f} ms | | |"
+    )
     if best_search is not None:
         ratio = best_search / (warm / runs)
-        print(f"| table vs MLflow search_runs, per run (best MLflow store) | {ratio:,.0f}x faster | | >= "
-              f"{GOAL_VS_SEARCH_RUNS:g}x | {yes_no(ratio >= GOAL_VS_SEARCH_RUNS)} |")
+        print(
+            f"| table vs MLflow search_runs, per run (best MLflow store) | {ratio:,.0f}x faster | | >= "
+            f"{GOAL_VS_SEARCH_RUNS:g}x | {yes_no(ratio >= GOAL_VS_SEARCH_RUNS)} |"
+        )
     hc, hw = r["history_cold"], r["history_warm"]
-    print(f"| history of m0 across all runs ({hc['points']:,} points): cold | {fmt_s(hc['first'])} s "
-          f"| {hc['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s | {yes_no(hc['first'] < GOAL_HISTORY_S)} |")
-    print(f"| history: warm | {fmt_s(hw['first'])} s | {hw['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s "
-          f"| {yes_no(hw['first'] < GOAL_HISTORY_S)} |")
+    print(
+        f"| history of m0 across all runs ({hc['points']:,} points): cold | {fmt_s(hc['first'])} s "
+        f"| {hc['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s | {yes_no(hc['first'] < GOAL_HISTORY_S)} |"
+    )
+    print(
+        f"| history: warm | {fmt_s(hw['first'])} s | {hw['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s "
+        f"| {yes_no(hw['first'] < GOAL_HISTORY_S)} |"
+    )
     print(f"| compare (2 sweeps of {runs:,} runs, 2 metrics) | {fmt_s(r['compare']['first'])} s | | | |")
     print(f"| `import hpctrack` | {fmt_s(r['table_warm']['import_s'])} s | | | |")
-    print(f"| importing numpy, pandas, pyarrow, h5py (before the timed calls, as MLflow's import) "
-          f"| {fmt_s(r['table_warm']['libs_s'])} s | | | |")
+    print(
+        f"| importing numpy, pandas, pyarrow, h5py (before the timed calls, as MLflow's import) "
+        f"| {fmt_s(r['table_warm']['libs_s'])} s | | | |"
+    )
     if ml:
-        print("\n| MLflow store | runs x metrics x steps | search_runs | per run | mlflow.search_runs (pandas) "
-              "| get_metric_history of m0, every run | per run | logging it took |")
+        print(
+            "\n| MLflow store | runs x metrics x steps | search_runs | per run | mlflow.search_runs (pandas) "
+            "| get_metric_history of m0, every run | per run | logging it took |"
+        )
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for kind, v in ml.items():
-            print(f"| {kind} | {v['runs']:,} x 10 x {args.ml_steps} | {fmt_s(v['search_runs_s'])} s "
-                  f"| {v['search_runs_s'] / v['runs'] * 1e3:.2f} ms | {fmt_s(v.get('search_runs_pandas_s'))} s "
-                  f"| {fmt_s(v['history_s'])} s | {v['history_s'] / v['runs'] * 1e3:.1f} ms "
-                  f"| {fmt_s(v.get('build_s'))} s |")
-        print(f"\n- MLflow holds {args.ml_runs:,} runs with {args.ml_steps} steps per metric (logging "
-              f"{runs:,} x 1,000 steps into it would take hours); compare per run.")
-    print("- cold: " + ("page cache dropped before the call" if dropped else
-                        "a fresh interpreter; the page cache could not be dropped here (no permission), so "
-                        "files may still be cached"))
-    print("- table reads the sweep's summary index for ended runs and the run stores for the others; "
-          "history reads every run store (the index holds stats, not histories).")
+            print(
+                f"| {kind} | {v['runs']:,} x 10 x {args.ml_steps} | {fmt_s(v['search_runs_s'])} s "
+                f"| {v['search_runs_s'] / v['runs'] * 1e3:.2f} ms | {fmt_s(v.get('search_runs_pandas_s'))} s "
+                f"| {fmt_s(v['history_s'])} s | {v['history_s'] / v['runs'] * 1e3:.1f} ms "
+                f"| {fmt_s(v.get('build_s'))} s |"
+            )
+        print(
+            f"\n- MLflow holds {args.ml_runs:,} runs with {args.ml_steps} steps per metric (logging "
+            f"{runs:,} x 1,000 steps into it would take hours); compare per run."
+        )
+    print(
+        "- cold: "
+        + (
+            "page cache dropped before the call"
+            if dropped
+            else "a fresh interpreter; the page cache could not be dropped here (no permission), so "
+            "files may still be cached"
+        )
+    )
+    print(
+        "- table reads the sweep's summary index for ended runs and the run stores for the others; "
+        "history reads every run store (the index holds stats, not histories)."
+    )
     print(f"\n(load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
 
 

@@ -65,11 +65,15 @@ def main() -> None:
                 flushes.append(time.perf_counter() - t0)
 
     print(f"run.log cost per call ({args.calls:,} calls; HDF5 store on {tmp.rsplit('/', 1)[0]})")
-    print(f"{'metrics/call':>12} | {'buffer only':>12} | {'incl. flushes':>13} | {'unbuffered write':>16} | {'speed-up':>8}")
+    print(
+        f"{'metrics/call':>12} | {'buffer only':>12} | {'incl. flushes':>13} | {'unbuffered write':>16} | {'speed-up':>8}"
+    )
     print(f"{'-' * 12}-+-{'-' * 12}-+-{'-' * 13}-+-{'-' * 16}-+-{'-' * 8}")
     for n_metrics, buffered, with_flush, direct in rows:
-        print(f"{n_metrics:>12} | {buffered * 1e6:>9.2f} us | {with_flush * 1e6:>10.2f} us | "
-              f"{direct * 1e6:>13.0f} us | {direct / with_flush:>7.0f}x")
+        print(
+            f"{n_metrics:>12} | {buffered * 1e6:>9.2f} us | {with_flush * 1e6:>10.2f} us | "
+            f"{direct * 1e6:>13.0f} us | {direct / with_flush:>7.0f}x"
+        )
     print(f"\nflush of 3 metrics x 1000 points: median {statistics.median(flushes) * 1e3:.2f} ms")
 
 

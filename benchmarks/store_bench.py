@@ -107,14 +107,22 @@ def yes_no(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("yes" if ok else "NO")
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = (),
-                left: int = 1) -> None:
+def print_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = (), left: int = 1
+) -> None:
     from tabulate import tabulate
 
     align = ["left"] * left + ["right"] * (len(headers) - left)
     print(f"\n## {title}\n", flush=True)
-    print(tabulate([[str(c) for c in r] for r in rows], headers=list(headers), tablefmt="pipe",
-                   colalign=align, disable_numparse=True))
+    print(
+        tabulate(
+            [[str(c) for c in r] for r in rows],
+            headers=list(headers),
+            tablefmt="pipe",
+            colalign=align,
+            disable_numparse=True,
+        )
+    )
     if notes:
         print()
         for note in notes:
@@ -224,10 +232,12 @@ def git_revision() -> str:
 
     src = Path(hpctrack.__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=src, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return ""
     changed = sorted(line[3:] for line in dirty if line.strip())
@@ -281,8 +291,10 @@ def machine_facts(tmp_base: Path, ml_default: Optional[Tuple[str, str]]) -> List
         ("hpctrack flush policy", f"{policy_text()} (defaults; HPCTRACK_FLUSH_* cleared)"),
         ("temp dir", f"{tmp_base}: {filesystem_of(tmp_base)}"),
         ("fsync in temp dir", fsync_probe(tmp_base)),
-        ("load average at start", " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg")
-         else "unknown"),
+        (
+            "load average at start",
+            " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown",
+        ),
     ]
     if ml_default:
         facts.append(("mlflow default store", f"{ml_default[1]} -> measured as '{ml_default[0]}'"))
@@ -304,7 +316,8 @@ def hp_flush_policy() -> Tuple[Optional[int], Optional[float]]:
 def policy_text() -> str:
     points, seconds = hp_flush_policy()
     return (f"a flush every {points:,} points" if points else "a flush when the buffer is full") + (
-        f" or every {seconds:g} s" if seconds else "")
+        f" or every {seconds:g} s" if seconds else ""
+    )
 
 
 def hp_available() -> Dict[str, bool]:
@@ -375,7 +388,9 @@ def hp_log_rate(store: str, root: str, points: int) -> Dict[str, Any]:
     return {"total": total, "objects": objects, **acc}
 
 
-def hp_flush_latency(store: str, root: Path, repeats: int, points_per_key: int = 1000) -> Tuple[List[float], List[float]]:
+def hp_flush_latency(
+    store: str, root: Path, repeats: int, points_per_key: int = 1000
+) -> Tuple[List[float], List[float]]:
     """Latencies of run.flush() with 4 x ``points_per_key`` buffered points, and with an empty buffer."""
     import hpctrack
 
@@ -440,11 +455,22 @@ def ml_default_store() -> Optional[Tuple[str, str]]:
 
     if find_spec("mlflow") is None:
         return None
-    code = ("from mlflow.tracking._tracking_service import utils\n"
-            "print(getattr(utils, 'DEFAULT_TRACKING_URI', './mlruns'))")
+    code = (
+        "from mlflow.tracking._tracking_service import utils\nprint(getattr(utils, 'DEFAULT_TRACKING_URI', './mlruns'))"
+    )
     try:
-        uri = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                             check=True, env={**os.environ, **ML_ENV}).stdout.strip().splitlines()[-1]
+        uri = (
+            subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+                env={**os.environ, **ML_ENV},
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
     except (OSError, subprocess.SubprocessError, IndexError):
         uri = "./mlruns"  # older MLflow: the file store
     return ("sqlite" if uri.startswith("sqlite") else "file"), uri
@@ -507,8 +533,11 @@ def ml_batches(first_step: int, steps: int) -> Iterator[list]:
     per_batch = BATCH // len(KEYS)
     for start in range(first_step, first_step + steps, per_batch):
         ts = int(time.time() * 1000)
-        yield [Metric(k, v, ts, i) for i in range(start, min(start + per_batch, first_step + steps))
-               for k, v in step_values(i).items()]
+        yield [
+            Metric(k, v, ts, i)
+            for i in range(start, min(start + per_batch, first_step + steps))
+            for k, v in step_values(i).items()
+        ]
 
 
 def ml_log_batch_rate(uri: str, steps: int) -> Tuple[float, str]:
@@ -572,11 +601,16 @@ def in_subprocess(spec: Dict[str, Any], timeout_s: float = 600) -> Any:
     """``measure_main(spec)`` in a fresh interpreter: no state from earlier measurements or MLflow."""
     child_env = {k: v for k, v in os.environ.items() if k not in FLUSH_ENV}
     child_env.update(ML_ENV)
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_measure", json.dumps(spec)],
-                          capture_output=True, text=True, timeout=timeout_s, env=child_env)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--_measure", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=child_env,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT "):
-            return json.loads(line[len("@@RESULT "):])
+            return json.loads(line[len("@@RESULT ") :])
     tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
     raise RuntimeError(f"measurement {spec['what']} ({spec.get('store')}) failed: {tail}")
 
@@ -654,8 +688,9 @@ def worker_main(spec: Dict[str, Any]) -> int:
     return 0 if result["ok"] else 1
 
 
-def run_writers(kind: str, store: str, workdir: Path, n: int, points: int, timeout_s: float,
-                extra: Dict[str, Any]) -> Dict[str, Any]:
+def run_writers(
+    kind: str, store: str, workdir: Path, n: int, points: int, timeout_s: float, extra: Dict[str, Any]
+) -> Dict[str, Any]:
     """Start ``n`` worker processes, release them at once, wait; returns timings and their results."""
     workdir.mkdir(parents=True, exist_ok=True)
     child_env = {k: v for k, v in os.environ.items() if k not in FLUSH_ENV}
@@ -666,15 +701,28 @@ def run_writers(kind: str, store: str, workdir: Path, n: int, points: int, timeo
     t_spawn = time.perf_counter()
     try:
         for i in range(n):
-            spec = {"kind": kind, "store": store, "index": i, "points": points,
-                    "ready": str(workdir / f"ready-{i}"), "result": str(workdir / f"result-{i}.json"), **extra}
+            spec = {
+                "kind": kind,
+                "store": store,
+                "index": i,
+                "points": points,
+                "ready": str(workdir / f"ready-{i}"),
+                "result": str(workdir / f"result-{i}.json"),
+                **extra,
+            }
             specs.append(spec)
             log = open(workdir / f"worker-{i}.log", "wb")
             logs.append(log)
-            procs.append(subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=workdir,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=child_env,
+                    cwd=workdir,
+                )
+            )
         # Wait until every worker has imported its libraries (or died trying).
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
@@ -762,8 +810,16 @@ def hp_readback(root: Path, results: List[Dict[str, Any]]) -> Dict[str, Any]:
             except Exception as err:
                 unreadable += 1
                 problems.append(f"{run_dir}: {type(err).__name__}: {err}")
-    return _loss_summary(results, lambda r: by_dir.get(r.get("run_dir", ""), 0), sum(by_dir.values()),
-                         runs, unreadable, bad_steps, problems, opens=unreadable == 0)
+    return _loss_summary(
+        results,
+        lambda r: by_dir.get(r.get("run_dir", ""), 0),
+        sum(by_dir.values()),
+        runs,
+        unreadable,
+        bad_steps,
+        problems,
+        opens=unreadable == 0,
+    )
 
 
 def ml_readback(uri: str, results: List[Dict[str, Any]], skip_runs: int = 0) -> Dict[str, Any]:
@@ -798,16 +854,41 @@ def ml_readback(uri: str, results: List[Dict[str, Any]], skip_runs: int = 0) -> 
         except Exception as err:
             unreadable += 1
             problems.append(f"run {run.info.run_id}: {type(err).__name__}: {str(err)[:200]}")
-    return _loss_summary(results, lambda r: by_run.get(r.get("run_id", ""), 0), sum(by_run.values()),
-                         runs, unreadable, bad_steps, problems, opens=opens)
+    return _loss_summary(
+        results,
+        lambda r: by_run.get(r.get("run_id", ""), 0),
+        sum(by_run.values()),
+        runs,
+        unreadable,
+        bad_steps,
+        problems,
+        opens=opens,
+    )
 
 
-def _loss_summary(results: List[Dict[str, Any]], read_of: Callable[[Dict[str, Any]], int], total_read: int,
-                  runs: int, unreadable: int, bad_steps: int, problems: List[str], *, opens: bool) -> Dict[str, Any]:
+def _loss_summary(
+    results: List[Dict[str, Any]],
+    read_of: Callable[[Dict[str, Any]], int],
+    total_read: int,
+    runs: int,
+    unreadable: int,
+    bad_steps: int,
+    problems: List[str],
+    *,
+    opens: bool,
+) -> Dict[str, Any]:
     # Lost: points whose log call returned in a writer but that are not in its run on read-back.
     lost = sum(max(0, r.get("acked", 0) - read_of(r)) for r in results)
-    return {"read": total_read, "runs": runs, "unreadable": unreadable, "bad_steps": bad_steps,
-            "lost": lost, "acked": sum(r.get("acked", 0) for r in results), "problems": problems, "opens": opens}
+    return {
+        "read": total_read,
+        "runs": runs,
+        "unreadable": unreadable,
+        "bad_steps": bad_steps,
+        "lost": lost,
+        "acked": sum(r.get("acked", 0) for r in results),
+        "problems": problems,
+        "opens": opens,
+    }
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -862,22 +943,42 @@ class Bench:
         """Median of ``reps`` hp_log_rate runs, each in a fresh interpreter on a fresh root."""
         runs = []
         for r in range(reps):
-            progress(f"[1] hpctrack {store}: run.log x {points:,} points ({r + 1}/{reps}"
-                     + (", MLflow imported)" if heap == "mlflow" else ")"))
-            runs.append(in_subprocess({"what": "log_rate", "store": store, "points": points, "heap": heap,
-                                       "root": str(fresh_dir(self.base, f"tp-{store}"))}))
+            progress(
+                f"[1] hpctrack {store}: run.log x {points:,} points ({r + 1}/{reps}"
+                + (", MLflow imported)" if heap == "mlflow" else ")")
+            )
+            runs.append(
+                in_subprocess(
+                    {
+                        "what": "log_rate",
+                        "store": store,
+                        "points": points,
+                        "heap": heap,
+                        "root": str(fresh_dir(self.base, f"tp-{store}")),
+                    }
+                )
+            )
         runs.sort(key=lambda r: r["total"])
         med = runs[len(runs) // 2]
         # The split is only meaningful if run.log's own flushes went through the wrapper
         # (the final flush() always does).
         n_flushes = med["flushes"] + med["bg_flushes"]
         split_ok = n_flushes > 1  # run.log and the background thread both flush through the wrapper
-        return {"store": store, "heap": heap, "reps": reps, "rate": points / med["total"],
-                "rates": [points / r["total"] for r in runs], "flushes": med["flushes"],
-                "bg_flushes": med["bg_flushes"], "bg_flush": med["bg_flush"] / med["total"],
-                "objects": med["objects"], "split_ok": split_ok,
-                "flush": med["flush"] / med["total"], "gc": med["gc"] / med["total"],
-                "outside": points / (med["total"] - med["flush"]) if split_ok else None}
+        return {
+            "store": store,
+            "heap": heap,
+            "reps": reps,
+            "rate": points / med["total"],
+            "rates": [points / r["total"] for r in runs],
+            "flushes": med["flushes"],
+            "bg_flushes": med["bg_flushes"],
+            "bg_flush": med["bg_flush"] / med["total"],
+            "objects": med["objects"],
+            "split_ok": split_ok,
+            "flush": med["flush"] / med["total"],
+            "gc": med["gc"] / med["total"],
+            "outside": points / (med["total"] - med["flush"]) if split_ok else None,
+        }
 
     # 1 ------------------------------------------------------------------------------------
     def throughput(self) -> None:
@@ -904,42 +1005,68 @@ class Bench:
                 ml[(kind, "log_batch")] = (4 * steps, 4 * steps / seconds)
 
         base_metric = ml.get((self.ml_default, "log_metric"), (0, None))[1]
-        best_batch_kind = max((k for k in self.ml_stores if (k, "log_batch") in ml),
-                              key=lambda k: ml[(k, "log_batch")][1], default=None)
+        best_batch_kind = max(
+            (k for k in self.ml_stores if (k, "log_batch") in ml), key=lambda k: ml[(k, "log_batch")][1], default=None
+        )
         best_batch = ml[(best_batch_kind, "log_batch")][1] if best_batch_kind else None
-        headers = ["writer", "call", "points", "points/s", "blocked in flush() / GC", "points/s outside flush()",
-                   "vs MLflow log_metric", "vs best log_batch",
-                   f">= {GOAL_RATE / 1e6:g}M/s", f">= {GOAL_VS_LOG_METRIC}x log_metric",
-                   f">= {GOAL_VS_LOG_BATCH}x log_batch"]
+        headers = [
+            "writer",
+            "call",
+            "points",
+            "points/s",
+            "blocked in flush() / GC",
+            "points/s outside flush()",
+            "vs MLflow log_metric",
+            "vs best log_batch",
+            f">= {GOAL_RATE / 1e6:g}M/s",
+            f">= {GOAL_VS_LOG_METRIC}x log_metric",
+            f">= {GOAL_VS_LOG_BATCH}x log_batch",
+        ]
         rows: List[List[str]] = []
         for row in hp_rows:
             rate = row["rate"]
             r_metric = rate / base_metric if base_metric else None
             r_batch = rate / best_batch if best_batch else None
             call = "run.log(4 scalars)" + (", MLflow imported too" if row["heap"] == "mlflow" else "")
-            shares = (f"{row['flush']:.0%} / {row['gc']:.0%} ({row['flushes']} + {row['bg_flushes']} "
-                      f"in background, {row['bg_flush']:.0%})" if row["split_ok"] else "n/a")
-            rows.append([f"hpctrack {row['store']}", call,
-                         f"{points:,}" + (f" (median of {row['reps']})" if row["reps"] > 1 else ""), fmt_rate(rate),
-                         shares, fmt_rate(row["outside"]), fmt_ratio(r_metric), fmt_ratio(r_batch),
-                         yes_no(rate >= GOAL_RATE),
-                         yes_no(None if r_metric is None else r_metric >= GOAL_VS_LOG_METRIC),
-                         yes_no(None if r_batch is None else r_batch >= GOAL_VS_LOG_BATCH)])
+            shares = (
+                f"{row['flush']:.0%} / {row['gc']:.0%} ({row['flushes']} + {row['bg_flushes']} "
+                f"in background, {row['bg_flush']:.0%})"
+                if row["split_ok"]
+                else "n/a"
+            )
+            rows.append(
+                [
+                    f"hpctrack {row['store']}",
+                    call,
+                    f"{points:,}" + (f" (median of {row['reps']})" if row["reps"] > 1 else ""),
+                    fmt_rate(rate),
+                    shares,
+                    fmt_rate(row["outside"]),
+                    fmt_ratio(r_metric),
+                    fmt_ratio(r_batch),
+                    yes_no(rate >= GOAL_RATE),
+                    yes_no(None if r_metric is None else r_metric >= GOAL_VS_LOG_METRIC),
+                    yes_no(None if r_batch is None else r_batch >= GOAL_VS_LOG_BATCH),
+                ]
+            )
         rows += self.missing_rows(len(headers))
         if not self.mlflow:
             rows.append(["mlflow", "not installed: pip install -e '.[bench]'"] + ["-"] * (len(headers) - 2))
         for kind in self.ml_stores:
-            for call, label in (("log_metric", "mlflow.log_metric (1 point)"),
-                                ("log_metrics", "mlflow.log_metrics (4 scalars)"),
-                                ("log_batch", f"MlflowClient.log_batch ({BATCH} points)")):
+            for call, label in (
+                ("log_metric", "mlflow.log_metric (1 point)"),
+                ("log_metrics", "mlflow.log_metrics (4 scalars)"),
+                ("log_batch", f"MlflowClient.log_batch ({BATCH} points)"),
+            ):
                 if (kind, call) in ml:
                     n, rate = ml[(kind, call)]
                     name = f"mlflow {kind}" + (" (default)" if kind == self.ml_default else "")
                     rows.append([name, label, f"{n:,}", fmt_rate(rate)] + [""] * (len(headers) - 4))
         lean = [r for r in hp_rows if r["heap"] == "lean"]
         spread = ", ".join(f"{r['store']}: {fmt_rate(min(r['rates']))}..{fmt_rate(max(r['rates']))}" for r in lean)
-        heaps = "; ".join(f"{r['store']}" + (" with MLflow" if r["heap"] == "mlflow" else "")
-                          + f": {r['objects']:,}" for r in hp_rows)
+        heaps = "; ".join(
+            f"{r['store']}" + (" with MLflow" if r["heap"] == "mlflow" else "") + f": {r['objects']:,}" for r in hp_rows
+        )
         notes = [
             "points = metric values; run.log logs 4 per call, a fresh dict per call built inside the timed loop. "
             "Each hpctrack run is a fresh interpreter with hpctrack and its store library loaded; "
@@ -967,39 +1094,81 @@ class Bench:
         rows: List[List[str]] = []
         for store in self.hp_stores():
             progress(f"[2] hpctrack {store}: {reps} flushes")
-            full, empty = in_subprocess({"what": "flush_latency", "store": store, "repeats": reps,
-                                         "root": str(fresh_dir(self.base, f"fl-{store}"))})
-            for label, data in (("run.flush(), 4 metrics x 1,000 points", full),
-                                ("run.flush(), heartbeat only", empty)):
-                rows.append([f"hpctrack {store}", label, str(reps), fmt_ms(median(data)),
-                             fmt_ms(percentile(data, 95)), fmt_ms(max(data))])
+            full, empty = in_subprocess(
+                {
+                    "what": "flush_latency",
+                    "store": store,
+                    "repeats": reps,
+                    "root": str(fresh_dir(self.base, f"fl-{store}")),
+                }
+            )
+            for label, data in (
+                ("run.flush(), 4 metrics x 1,000 points", full),
+                ("run.flush(), heartbeat only", empty),
+            ):
+                rows.append(
+                    [
+                        f"hpctrack {store}",
+                        label,
+                        str(reps),
+                        fmt_ms(median(data)),
+                        fmt_ms(percentile(data, 95)),
+                        fmt_ms(max(data)),
+                    ]
+                )
         rows += self.missing_rows(len(headers))
         if self.mlflow and ml_import() is not None:
             mreps = self.size("ml_flush_repeats")
             for kind in self.ml_stores:
                 progress(f"[2] mlflow {kind}: {mreps} x 4,000 points with log_batch")
                 data = ml_flush_latency(ml_uri(kind, fresh_dir(self.base, f"mlfl-{kind}")), mreps)
-                rows.append([f"mlflow {kind}", f"4 x log_batch({BATCH}) = the same 4,000 points", str(mreps),
-                             fmt_ms(median(data)), fmt_ms(percentile(data, 95)), fmt_ms(max(data))])
-        notes = ["hpctrack: automatic flushes disabled for this run, so each flush() holds exactly the points "
-                 "logged since the previous one; the store grows by 4,000 points per repeat.",
-                 "a heartbeat-only flush still opens the store and rewrites the status section."]
+                rows.append(
+                    [
+                        f"mlflow {kind}",
+                        f"4 x log_batch({BATCH}) = the same 4,000 points",
+                        str(mreps),
+                        fmt_ms(median(data)),
+                        fmt_ms(percentile(data, 95)),
+                        fmt_ms(max(data)),
+                    ]
+                )
+        notes = [
+            "hpctrack: automatic flushes disabled for this run, so each flush() holds exactly the points "
+            "logged since the previous one; the store grows by 4,000 points per repeat.",
+            "a heartbeat-only flush still opens the store and rewrites the status section.",
+        ]
         print_table("2. Flush latency", headers, rows, notes, left=2)
 
     # 3 ------------------------------------------------------------------------------------
     def size_on_disk(self) -> None:
         steps = self.size("size_steps")
         n = 4 * steps
-        headers = ["writer", "points", "bytes/point (du)", "bytes/point (apparent)", "files in run dir",
-                   "files per run incl. sweep dir", "run dir du"]
+        headers = [
+            "writer",
+            "points",
+            "bytes/point (du)",
+            "bytes/point (apparent)",
+            "files in run dir",
+            "files per run incl. sweep dir",
+            "run dir du",
+        ]
         rows: List[List[str]] = []
         for store in self.hp_stores():
             progress(f"[3] hpctrack {store}: 4 x {steps:,} points")
             run_dir, sweep_dir = hp_size(store, fresh_dir(self.base, f"sz-{store}"), steps)
             alloc, apparent, files = disk_usage(run_dir)
             _, _, sweep_files = disk_usage(sweep_dir)
-            rows.append([f"hpctrack {store}", f"{n:,}", f"{alloc / n:.1f}", f"{apparent / n:.1f}", str(files),
-                         str(sweep_files), f"{alloc / 2**20:.2f} MiB"])
+            rows.append(
+                [
+                    f"hpctrack {store}",
+                    f"{n:,}",
+                    f"{alloc / n:.1f}",
+                    f"{apparent / n:.1f}",
+                    str(files),
+                    str(sweep_files),
+                    f"{alloc / 2**20:.2f} MiB",
+                ]
+            )
         rows += self.missing_rows(len(headers))
         for kind in self.ml_stores if self.mlflow and ml_import() is not None else ():
             d, run_id, empty, _ = self.ml_batch_run(kind, "[3]")
@@ -1007,24 +1176,54 @@ class Bench:
                 db = ml_store_path(kind, d)
                 grown = ml_sqlite_size(db) - empty
                 alloc = Path(db).stat().st_blocks * 512
-                rows.append(["mlflow sqlite (log_batch)", f"{n:,}", f"{grown / n:.1f}", f"{grown / n:.1f}",
-                             "0 (rows in the shared mlflow.db)", "0", f"{alloc / 2**20:.2f} MiB (whole DB)"])
+                rows.append(
+                    [
+                        "mlflow sqlite (log_batch)",
+                        f"{n:,}",
+                        f"{grown / n:.1f}",
+                        f"{grown / n:.1f}",
+                        "0 (rows in the shared mlflow.db)",
+                        "0",
+                        f"{alloc / 2**20:.2f} MiB (whole DB)",
+                    ]
+                )
             else:
                 run_dir = ml_store_path(kind, d) / "0" / run_id
                 alloc, apparent, files = disk_usage(run_dir)
-                rows.append(["mlflow file (log_batch)", f"{n:,}", f"{alloc / n:.1f}", f"{apparent / n:.1f}",
-                             str(files), str(files), f"{alloc / 2**20:.2f} MiB"])
-        notes = ["a point is one (step, value, time) of one metric; 4 metrics x "
-                 f"{steps:,} steps, values varying per step.",
-                 "mlflow sqlite: growth of the database file over a fresh, migrated, empty one (the run's share).",
-                 "files per run incl. sweep dir: hpctrack also keeps sweep.json and its lock per (one-run) sweep."]
+                rows.append(
+                    [
+                        "mlflow file (log_batch)",
+                        f"{n:,}",
+                        f"{alloc / n:.1f}",
+                        f"{apparent / n:.1f}",
+                        str(files),
+                        str(files),
+                        f"{alloc / 2**20:.2f} MiB",
+                    ]
+                )
+        notes = [
+            f"a point is one (step, value, time) of one metric; 4 metrics x {steps:,} steps, values varying per step.",
+            "mlflow sqlite: growth of the database file over a fresh, migrated, empty one (the run's share).",
+            "files per run incl. sweep dir: hpctrack also keeps sweep.json and its lock per (one-run) sweep.",
+        ]
         print_table("3. Size on disk", headers, rows, notes)
 
     # 4 ------------------------------------------------------------------------------------
     def writers(self) -> None:
         timeout = self.args.timeout
-        headers = ["writer", "procs", "points/proc", "startup s", "wall s", "points/s (all)", "errors",
-                   "read back / expected", "lost", "store opens after", "0 errors, 0 lost"]
+        headers = [
+            "writer",
+            "procs",
+            "points/proc",
+            "startup s",
+            "wall s",
+            "points/s (all)",
+            "errors",
+            "read back / expected",
+            "lost",
+            "store opens after",
+            "0 errors, 0 lost",
+        ]
         rows: List[List[str]] = []
         notes: List[str] = []
         n, points = self.size("writers"), self.size("hp_writer_points")
@@ -1056,17 +1255,24 @@ class Bench:
                 back = ml_readback(uri, res["results"], skip_runs=1 if precreate else 0)
                 rows.append(self._writer_row(label, n, points, res, back, goal=False))
                 notes += self._writer_notes(label, res, back)
-        notes.insert(0, "startup: spawning the processes until all imported their libraries (not part of wall); "
-                        "wall: from the common 'go' until the last process exited: creating the run, logging, "
-                        "ending the run and interpreter exit, with all processes sharing the machine's cores.")
-        notes.insert(1, "lost: points whose log call returned but which are not in the run on read-back; "
-                        "errors: processes with an exception, a non-zero exit or a timeout "
-                        f"(killed after {timeout:g} s).")
+        notes.insert(
+            0,
+            "startup: spawning the processes until all imported their libraries (not part of wall); "
+            "wall: from the common 'go' until the last process exited: creating the run, logging, "
+            "ending the run and interpreter exit, with all processes sharing the machine's cores.",
+        )
+        notes.insert(
+            1,
+            "lost: points whose log call returned but which are not in the run on read-back; "
+            "errors: processes with an exception, a non-zero exit or a timeout "
+            f"(killed after {timeout:g} s).",
+        )
         print_table("4. Concurrent writers on a fresh root / store", headers, rows, notes)
 
     @staticmethod
-    def _writer_row(label: str, n: int, points: int, res: Dict[str, Any], back: Dict[str, Any],
-                    goal: bool) -> List[str]:
+    def _writer_row(
+        label: str, n: int, points: int, res: Dict[str, Any], back: Dict[str, Any], goal: bool
+    ) -> List[str]:
         errors = sum(1 for r in res["results"] if not r.get("ok"))
         expected = n * points
         wall = res["wall_s"]
@@ -1074,17 +1280,26 @@ class Bench:
         opens = "yes" if back["opens"] else "NO"
         if back["opens"]:
             opens += f" ({back['runs'] - back['unreadable']} of {back['runs']} runs read)"
-        return [label, str(n), f"{points:,}", f"{res['startup_s']:.1f}", f"{wall:.1f}",
-                fmt_rate(back["read"] / wall if wall else None), str(errors),
-                f"{back['read']:,} / {expected:,}", f"{back['lost']:,}", opens, yes_no(met) if goal else "-"]
+        return [
+            label,
+            str(n),
+            f"{points:,}",
+            f"{res['startup_s']:.1f}",
+            f"{wall:.1f}",
+            fmt_rate(back["read"] / wall if wall else None),
+            str(errors),
+            f"{back['read']:,} / {expected:,}",
+            f"{back['lost']:,}",
+            opens,
+            yes_no(met) if goal else "-",
+        ]
 
     @staticmethod
     def _writer_notes(label: str, res: Dict[str, Any], back: Dict[str, Any]) -> List[str]:
         out = []
         took = [r["t_done"] - r["t_go"] for r in res["results"] if "t_done" in r and "t_go" in r]
         if took:
-            out.append(f"{label}: per process, 'go' to result: median {median(took):.1f} s, "
-                       f"max {max(took):.1f} s")
+            out.append(f"{label}: per process, 'go' to result: median {median(took):.1f} s, max {max(took):.1f} s")
         errors = collections.Counter(r["error"] for r in res["results"] if not r.get("ok"))
         for err, count in errors.most_common(4):
             out.append(f"{label}: {count} x {err}")
@@ -1098,22 +1313,37 @@ class Bench:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short run (~2 min): fewer points and MLflow writers")
     parser.add_argument("--sections", default="1,2,3,4", help="comma-separated sections to run (default: all)")
-    parser.add_argument("--dir", type=Path, default=None, help="where to create the temporary directory "
-                        "(default: the system temp dir; point it at the shared filesystem to measure that)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to create the temporary directory "
+        "(default: the system temp dir; point it at the shared filesystem to measure that)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per writer process in section 4")
-    parser.add_argument("--ml-stores", default=",".join(ML_STORES),
-                        help="MLflow stores to compare against (default: sqlite,file)")
-    parser.add_argument("--ml-precreated", action="store_true",
-                        help="section 4: add an MLflow SQLite row whose DB is created (migrated) once before the "
-                             "writers start, to separate migration races from write contention (~3 min more)")
+    parser.add_argument(
+        "--ml-stores", default=",".join(ML_STORES), help="MLflow stores to compare against (default: sqlite,file)"
+    )
+    parser.add_argument(
+        "--ml-precreated",
+        action="store_true",
+        help="section 4: add an MLflow SQLite row whose DB is created (migrated) once before the "
+        "writers start, to separate migration races from write contention (~3 min more)",
+    )
     for name in SIZES:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None,
-                            help=f"override (full {SIZES[name][0]:,}, quick {SIZES[name][1]:,})")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=int,
+            default=None,
+            help=f"override (full {SIZES[name][0]:,}, quick {SIZES[name][1]:,})",
+        )
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1137,8 +1367,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             print(f"- {key}: {value}")
         sys.stdout.flush()
         bench = Bench(args, base, ml_default)
-        for name, section in (("1", bench.throughput), ("2", bench.flush_latency),
-                              ("3", bench.size_on_disk), ("4", bench.writers)):
+        for name, section in (
+            ("1", bench.throughput),
+            ("2", bench.flush_latency),
+            ("3", bench.size_on_disk),
+            ("4", bench.writers),
+        ):
             if name in sections:
                 section()
         load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"

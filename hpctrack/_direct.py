@@ -56,8 +56,12 @@ def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, ov
             runner={"host": socket.gethostname(), "pid": os.getpid(), "started": now},
             jobs=[
                 JobRecord(
-                    index=0, overrides=overrides, run_dir="runs/0", state=JobState.RUNNING,
-                    job_id=str(os.getpid()), submitted=now,
+                    index=0,
+                    overrides=overrides,
+                    run_dir="runs/0",
+                    state=JobState.RUNNING,
+                    job_id=str(os.getpid()),
+                    submitted=now,
                 )
             ],
         ),
@@ -97,8 +101,9 @@ def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, ov
     run._index_job = 0
     sys.excepthook = excepthook
     print(f"hpctrack: recording run {run.run_id} in {run.run_dir}", file=sys.stderr, flush=True)
-    return run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides,
-                       "script": script})
+    return run._begin(
+        {"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides, "script": script}
+    )
 
 
 # -- the ranks of a plain script -------------------------------------------------------------------

@@ -53,10 +53,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     with open(spec_path) as fh:
         spec = json.load(fh)
     jobs, lengths, step, value, wall, attempt, skipped = history_chunk(
-        spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"])
+        spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"]
+    )
     with open(out_path, "wb") as fh:
-        np.savez(fh, jobs=np.asarray(jobs, dtype=np.int64), lengths=lengths, step=step, value=value, time=wall,
-                 attempt=attempt, skipped=np.asarray(json.dumps({str(k): v for k, v in skipped.items()})))
+        np.savez(
+            fh,
+            jobs=np.asarray(jobs, dtype=np.int64),
+            lengths=lengths,
+            step=step,
+            value=value,
+            time=wall,
+            attempt=attempt,
+            skipped=np.asarray(json.dumps({str(k): v for k, v in skipped.items()})),
+        )
     return 0
 
 

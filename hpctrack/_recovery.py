@@ -25,8 +25,15 @@ def recovery_path(run_dir: Path, attempt: int) -> Path:
     return Path(run_dir) / f"recovery-{attempt}.jsonl"
 
 
-def _lines(*, run_id: str, attempt: int, reason: str, store: Path, sections: Mapping[str, Mapping[str, Any]],
-           batch: MetricBatch) -> Iterator[Dict[str, Any]]:
+def _lines(
+    *,
+    run_id: str,
+    attempt: int,
+    reason: str,
+    store: Path,
+    sections: Mapping[str, Mapping[str, Any]],
+    batch: MetricBatch,
+) -> Iterator[Dict[str, Any]]:
     yield {"format_version": RECOVERY_VERSION, "run_id": run_id, "attempt": attempt, "time": time.time(),
            "reason": reason, "store": str(store), "points": len(batch)}  # fmt: skip
     for name, values in sections.items():
@@ -37,8 +44,16 @@ def _lines(*, run_id: str, attempt: int, reason: str, store: Path, sections: Map
                "value": [float(v) for v in values], "time": [float(t) for t in times]}  # fmt: skip
 
 
-def write_recovery(run_dir: Path, *, run_id: str, attempt: int, reason: str, store: Path,
-                   sections: Mapping[str, Mapping[str, Any]], batch: MetricBatch) -> Path:
+def write_recovery(
+    run_dir: Path,
+    *,
+    run_id: str,
+    attempt: int,
+    reason: str,
+    store: Path,
+    sections: Mapping[str, Mapping[str, Any]],
+    batch: MetricBatch,
+) -> Path:
     """Write the recovery file of ``attempt`` (replacing an earlier one of the same attempt).
 
     Raises

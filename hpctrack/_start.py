@@ -68,8 +68,9 @@ def mask_hydra_outputs() -> None:
         mask_yaml_file(folder / name)
 
 
-def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None,
-                 early: Optional[EarlySignals] = None) -> Run:
+def open_job_run(
+    sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None, early: Optional[EarlySignals] = None
+) -> Run:
     """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point).
 
     Raises
@@ -94,8 +95,15 @@ def open_job_run(sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, 
               writes=global_rank() == 0)  # fmt: skip
     run._index_job = index
     code = job.code or manifest.code
-    info = {"run_id": run.run_id, "sweep_id": manifest.id, "job_index": index, "overrides": job.overrides,
-            "script": manifest.script, **({"code_snapshot": code} if code else {}), **(extra_info or {})}
+    info = {
+        "run_id": run.run_id,
+        "sweep_id": manifest.id,
+        "job_index": index,
+        "overrides": job.overrides,
+        "script": manifest.script,
+        **({"code_snapshot": code} if code else {}),
+        **(extra_info or {}),
+    }
     if not run._writes:
         return run._begin(info, None, early)
     run._acquire_lease()  # before reading what the previous attempt left: it has ended

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
-from ._types import JobState, finite_json
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ def sweep_table(
     notes += [code_note] if code_note else []
     value_columns = [sel.column for sel in selectors] + list(summary_keys)
     if group_by is not None and group_by is not False:
-        keys = ([k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by))
+        keys = [k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by)
         frame, note = group_table(frame, keys, value_columns, agg or DEFAULT_AGGREGATIONS, include_incomplete)
         notes += [note] if note else []
     if sort:
@@ -310,8 +310,12 @@ def _code_column(frame: "pd.DataFrame") -> "Tuple[pd.DataFrame, Optional[str]]":
     jobs: Dict[str, List[int]] = {}
     for job, cell in zip(frame["job"], frame["code"]):
         jobs.setdefault(cell or "not started", []).append(int(job))
-    listing = "; ".join(f"{cell}: job{'s' if len(js) != 1 else ''} " + ",".join(map(str, js[:10]))
-                        + (f" and {len(js) - 10} more" if len(js) > 10 else "") for cell, js in jobs.items())
+    listing = "; ".join(
+        f"{cell}: job{'s' if len(js) != 1 else ''} "
+        + ",".join(map(str, js[:10]))
+        + (f" and {len(js) - 10} more" if len(js) > 10 else "")
+        for cell, js in jobs.items()
+    )
     return frame, (f"the runs ran different code (column code: each run's snapshots, attempt by attempt): {listing}; "
                    "`hpctrack diff RUN_A RUN_B --code` shows what changed")  # fmt: skip
 
@@ -517,12 +521,17 @@ def _run_frame(
     notes = []
     if lost:
         ref = manifest.name or manifest.id
-        notes.append(f"lost, no values shown: {'; '.join(f'job {j} ({why})' for j, why in sorted(lost.items()))}; "
-                     f"`hpctrack verify {ref}` says more, `hpctrack resume {ref} --include-lost` reruns them")
+        notes.append(
+            f"lost, no values shown: {'; '.join(f'job {j} ({why})' for j, why in sorted(lost.items()))}; "
+            f"`hpctrack verify {ref}` says more, `hpctrack resume {ref} --include-lost` reruns them"
+        )
     damaged = cols.attrs.get("damaged") or []
     if damaged:
-        notes.append(f"{INDEX_FILE} " + "; ".join(f"line {n}: {why}" for n, why in damaged[:3])
-                     + ": ignored, those runs were read from their stores; `hpctrack reindex` rewrites the index")
+        notes.append(
+            f"{INDEX_FILE} "
+            + "; ".join(f"line {n}: {why}" for n, why in damaged[:3])
+            + ": ignored, those runs were read from their stores; `hpctrack reindex` rewrites the index"
+        )
     return frame, notes
 
 

@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence,
 from .errors import HpctrackError, StoreError
 from .safefs import sha256_file
 
-__all__ = ["Checkpoint", "Checkpoints", "RunCheckpoints", "CHECKPOINTS_DIR", "CHECKPOINT_STATE", "CHECKPOINT_META",
-           "CHECKPOINT_VERSION"]
+__all__ = [
+    "Checkpoint",
+    "Checkpoints",
+    "RunCheckpoints",
+    "CHECKPOINTS_DIR",
+    "CHECKPOINT_STATE",
+    "CHECKPOINT_META",
+    "CHECKPOINT_VERSION",
+]
 
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_STATE = "state.pkl"
@@ -248,8 +255,9 @@ class RunCheckpoints:
             return
         step = self._last_step if step is None else operator.index(step)
         self.flush()  # the metrics a restart from this checkpoint relies on are on disk first
-        with self._checkpoints.writing(step=step, attempt=self.attempt, state=state,
-                                       keep=keep if keep is not None else self.checkpoint_keep) as directory:
+        with self._checkpoints.writing(
+            step=step, attempt=self.attempt, state=state, keep=keep if keep is not None else self.checkpoint_keep
+        ) as directory:
             yield directory
         latest = self._checkpoints.latest()
         if latest is not None:

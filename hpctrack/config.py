@@ -180,5 +180,3 @@ def ensure_writable_root(root: Path) -> Path:
             f"pass --root or set {ROOT_ENV} to a writable directory"
         ) from err
     return root
-
-

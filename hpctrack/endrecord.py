@@ -47,8 +47,9 @@ def reserve(run_dir: PathLike) -> None:
         os.close(fd)
 
 
-def record(run_dir: PathLike, *, attempt: int, state: str, error: Optional[str] = None,
-           extra: Optional[Dict[str, Any]] = None) -> bool:
+def record(
+    run_dir: PathLike, *, attempt: int, state: str, error: Optional[str] = None, extra: Optional[Dict[str, Any]] = None
+) -> bool:
     """Write the attempt's end into the reserved file, in place; returns False if it could not.
 
     Overwrites the reserved blocks without growing the file, so it works on a

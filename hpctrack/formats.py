@@ -44,14 +44,16 @@ FORMATS: Tuple[FileFormat, ...] = (
     FileFormat("sweep.json", 1, "key format_version", "hpctrack.manifest:FORMAT_VERSION"),
     FileFormat("job.pkl", JOB_VERSION, "header line hpctrack-job <version>", "hpctrack.formats:JOB_VERSION"),
     FileFormat("index.jsonl", 1, "key v of each line", "hpctrack.index:INDEX_VERSION"),
-    FileFormat("index.cache.parquet", 2, "schema metadata hpctrack_index_cache, key version",
-               "hpctrack.index:CACHE_VERSION"),  # fmt: skip
+    FileFormat(
+        "index.cache.parquet", 2, "schema metadata hpctrack_index_cache, key version", "hpctrack.index:CACHE_VERSION"
+    ),  # fmt: skip
     FileFormat("run.h5 -> run.<n>.h5", 3, "root attribute format_version", "hpctrack.store:HDF5Store.format_version"),
     FileFormat("run.zarr/", 2, "zarr.json attribute format_version", "hpctrack.store:ZarrStore.format_version"),
     FileFormat("end.json", 1, "key format_version", "hpctrack.endrecord:FORMAT_VERSION"),
     FileFormat("recovery-<n>.jsonl", 1, "key format_version of the header line", "hpctrack._recovery:RECOVERY_VERSION"),
-    FileFormat("checkpoints/<n>/checkpoint.json", 2, "key format_version (absent: 1)",
-               "hpctrack.checkpoint:CHECKPOINT_VERSION"),  # fmt: skip
+    FileFormat(
+        "checkpoints/<n>/checkpoint.json", 2, "key format_version (absent: 1)", "hpctrack.checkpoint:CHECKPOINT_VERSION"
+    ),  # fmt: skip
 )
 
 
@@ -101,4 +103,3 @@ def load_job(path: Path) -> Any:
         raise FormatVersionError(f"{path} has format_version {version} but this hpctrack reads up to {JOB_VERSION}; "
                                  "upgrade hpctrack: pip install -U hpctrack")  # fmt: skip
     return cloudpickle.loads(data[offset:])
-

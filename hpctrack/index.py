@@ -208,8 +208,9 @@ def usable_rows(frame: "pd.DataFrame", submitted: "list[Optional[float]]") -> Di
     return {int(j): i for i, j in enumerate(jobs) if ok[i] and 0 <= int(j) < len(submitted)}
 
 
-def lost_row(job: int, submitted: Optional[float], reason: str,
-             old: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def lost_row(
+    job: int, submitted: Optional[float], reason: str, old: Optional[Mapping[str, Any]] = None
+) -> Dict[str, Any]:
     """An index line saying job ``job``'s run is lost (``reason``), keeping what its old line knew."""
     base = dict(old) if old is not None and not old.get("lost") else {"v": INDEX_VERSION, "job": job}
     return {**base, "v": INDEX_VERSION, "job": job, "lost": reason, "submitted": submitted}
@@ -375,7 +376,7 @@ def _fingerprint(data: bytes, covered: int) -> str:
     """What the cache knows of the file: a hash of the last 4 KiB it covered (a rewritten index differs)."""
     import hashlib
 
-    return hashlib.sha1(data[max(0, covered - 4096):covered]).hexdigest()
+    return hashlib.sha1(data[max(0, covered - 4096) : covered]).hexdigest()
 
 
 def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:

@@ -88,7 +88,8 @@ def _lease() -> Any:
                     owner, mtime, ino = peer
                     with contextlib.suppress(OSError):
                         if owner_is_stale(owner.pid, owner.hostname, owner.start) or (
-                                time.time() - mtime >= max(float(owner.lease_duration or 0), self.lease_duration)):
+                            time.time() - mtime >= max(float(owner.lease_duration or 0), self.lease_duration)
+                        ):
                             break_lock_file(self.lock_file, mtime, ino)
                     return
                 super()._try_break_stale_lock()
@@ -186,8 +187,9 @@ def lock(path: PathLike, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[
             f"that process ends or after {ttl:g} s without a heartbeat"
         ) from err
     except filelock.LeaseSettingsMismatch as err:
-        raise StoreError(f"lock {path} is held under another TTL: every process must use the same "
-                         f"{LOCK_TTL_ENV} ({err})") from err
+        raise StoreError(
+            f"lock {path} is held under another TTL: every process must use the same {LOCK_TTL_ENV} ({err})"
+        ) from err
     except OSError as err:  # the lock file itself could not be created
         from .store.base import disk_full
 

@@ -353,9 +353,7 @@ def find_sweep(root: Path, ref: str) -> Path:
     if ref == "latest":
         newest = _newest(root)
         if newest is None:
-            raise SweepNotFoundError(
-                f"no sweep under {root} (launch one, or pass --root / set HPCTRACK_ROOT)"
-            )
+            raise SweepNotFoundError(f"no sweep under {root} (launch one, or pass --root / set HPCTRACK_ROOT)")
         return newest
     by_id = root / SWEEPS_DIR / ref
     if _is_file(by_id / MANIFEST_FILE):

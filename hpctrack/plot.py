@@ -86,7 +86,9 @@ def plot_metric(
     keys = [k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by or [])
     unknown = [k for k in keys if k not in manifest.swept_keys]
     if unknown:
-        raise ConfigError(f"cannot group by {unknown[0]!r}: the sweep varies {', '.join(manifest.swept_keys) or 'nothing'}")
+        raise ConfigError(
+            f"cannot group by {unknown[0]!r}: the sweep varies {', '.join(manifest.swept_keys) or 'nothing'}"
+        )
     history = sweep.history(key)
     skipped = dict(history.attrs.get("skipped") or {})
     if history.empty:
@@ -106,7 +108,7 @@ def plot_metric(
         std = by_step["value"].std(ddof=1)
         xs = by_step["elapsed_s"].mean().to_numpy() if x == "time" else mean.index.to_numpy()
         runs = part["job"].nunique()
-        line, = ax.plot(xs, mean.to_numpy(), label=f"{label} (n={runs})", linewidth=1.6)
+        (line,) = ax.plot(xs, mean.to_numpy(), label=f"{label} (n={runs})", linewidth=1.6)
         if band != "none" and runs > 1:
             half = std.to_numpy()
             if band == "ci":

@@ -52,9 +52,9 @@ def redact_url(url: str) -> str:
     rest = re.split(r"[?#]", rest, maxsplit=1)[0]
     first = rest.split("/", 1)[0]
     if "@" in rest and ("@" in first or not _HOST.match(first) or not sep):
-        cuts = [i for i, c in enumerate(rest) if c == "@" and (not sep or _HOST_START.match(rest[i + 1:]))]
+        cuts = [i for i, c in enumerate(rest) if c == "@" and (not sep or _HOST_START.match(rest[i + 1 :]))]
         # Without an @ that a host follows, the end of the credentials cannot be told: cut at the last @.
-        rest = rest[cuts[-1] + 1:] if cuts else rest.rsplit("@", 1)[1]
+        rest = rest[cuts[-1] + 1 :] if cuts else rest.rsplit("@", 1)[1]
     return f"{scheme}{sep}{rest}"
 
 

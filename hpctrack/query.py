@@ -177,7 +177,8 @@ def _tokens(text: str, columns: Sequence[str]) -> List[_Token]:
             return True
         last = out[-1]
         return (last.kind == "op" and last.value not in (")", "]")) or (
-            last.kind == "kw" and last.value in ("and", "or", "not", "in"))
+            last.kind == "kw" and last.value in ("and", "or", "not", "in")
+        )
 
     while i < n:
         ch = text[i]
@@ -192,7 +193,7 @@ def _tokens(text: str, columns: Sequence[str]) -> List[_Token]:
             end = text.find("`", i + 1)
             if end < 0:
                 raise FilterError(f"unclosed ` at position {i}: close the quoted column name with `")
-            out.append(_Token("col", text[i + 1:end], i))
+            out.append(_Token("col", text[i + 1 : end], i))
             i = end + 1
             continue
         prefix = _STRING_PREFIX.match(text, i)
@@ -669,8 +670,9 @@ def _compare_one(fn: Callable[[Any, Any], Any], kind: str, a: Any, b: Any) -> bo
         return kind == "!="
 
 
-def _compare_series(fn: Callable[[Any, Any], Any], kind: str, left: Any, right: Any,
-                    frame: "pd.DataFrame") -> "pd.Series":
+def _compare_series(
+    fn: Callable[[Any, Any], Any], kind: str, left: Any, right: Any, frame: "pd.DataFrame"
+) -> "pd.Series":
     import pandas as pd
 
     def numeric(v: Any) -> bool:

@@ -277,7 +277,7 @@ def requeue_sweep(
             if by_index[index].state == JobState.LOST or by_index[index].data_lost:
                 plan.moved[index] = str(move_aside(fresh.run_path(index), base=fresh.path))
         backend.submit(fresh, claimed)
-    except BaseException as err:
+    except BaseException:
         for index, aside in plan.moved.items():  # nothing was submitted: the data goes back where it was
             for entry in os.listdir(aside):
                 safe_replace(Path(aside) / entry, fresh.run_path(index) / entry, fresh.path)
@@ -332,7 +332,10 @@ def _release(manifest: Manifest, claimed: Sequence[int], earlier_code: Mapping[i
 
 
 def resume_sweep(
-    manifest: Manifest, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
+    manifest: Manifest,
+    *,
+    resources: Optional[Mapping[str, Any]] = None,
+    dry_run: bool = False,
     code: str = "launch",
     include_lost: bool = False,
 ) -> RequeuePlan:

@@ -47,7 +47,16 @@ from .settings import scheduler_job_id
 from .store import Store
 from .store.base import disk_full
 
-__all__ = ["Run", "RunSettings", "Checkpoint", "start_run", "open_job_run", "current_run", "flatten_config", "global_rank"]
+__all__ = [
+    "Run",
+    "RunSettings",
+    "Checkpoint",
+    "start_run",
+    "open_job_run",
+    "current_run",
+    "flatten_config",
+    "global_rank",
+]
 
 #: Environment knobs for the flush policy (seconds, points), read through ``hpctrack.settings``.
 FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
@@ -282,8 +291,12 @@ class Run(RunCheckpoints):
         if lease is not None:
             lease.release()
 
-    def _begin(self, info: Mapping[str, Any], previous: Optional[Mapping[str, Any]] = None,
-               early: Optional[EarlySignals] = None) -> "Run":
+    def _begin(
+        self,
+        info: Mapping[str, Any],
+        previous: Optional[Mapping[str, Any]] = None,
+        early: Optional[EarlySignals] = None,
+    ) -> "Run":
         """Record the start of this attempt; ``previous`` is the run's status when it is reopened."""
         global _current
         if not self._writes:
@@ -292,8 +305,13 @@ class Run(RunCheckpoints):
                 early.restore()
                 early.replay(None)
             return self
-        attempt_record: Dict[str, Any] = {"attempt": 1, "start": self._start_time, "host": socket.gethostname(),
-                                          "pid": os.getpid(), "code": (info.get("code_snapshot") or {}).get("digest")}
+        attempt_record: Dict[str, Any] = {
+            "attempt": 1,
+            "start": self._start_time,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "code": (info.get("code_snapshot") or {}).get("digest"),
+        }
         job_id = scheduler_job_id()
         if job_id:
             attempt_record["job_id"] = job_id
@@ -335,14 +353,16 @@ class Run(RunCheckpoints):
                         "end_time": None,
                         "error": None,
                     },
-                    "info": {**host_info(), **info, "provenance": capture(info.get("script"),
-                                                                          info.get("code_snapshot"))},
+                    "info": {
+                        **host_info(),
+                        **info,
+                        "provenance": capture(info.get("script"), info.get("code_snapshot")),
+                    },
                 }
             )
         except BaseException as err:
             if reserved:  # the attempt could not even start (a full disk, a damaged store): say why
-                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.FAILED.value,
-                                 error=_one_line(err))
+                endrecord.record(self.run_dir, attempt=self.attempt, state=RunStatus.FAILED.value, error=_one_line(err))
             self._release_lease()
             raise
         _current = self
@@ -366,8 +386,13 @@ class Run(RunCheckpoints):
         """The run has ended (:meth:`finish` was called, or its ``with`` block was left)."""
         return self._finished
 
-    def finish(self, status: RunStatus = RunStatus.COMPLETED, *, error: Union[BaseException, str, None] = None,
-               wait_s: Optional[float] = None) -> None:
+    def finish(
+        self,
+        status: RunStatus = RunStatus.COMPLETED,
+        *,
+        error: Union[BaseException, str, None] = None,
+        wait_s: Optional[float] = None,
+    ) -> None:
         """Flush everything and record how the run ended. Later calls do nothing.
 
         Raises
@@ -428,8 +453,13 @@ class Run(RunCheckpoints):
                 self._add_to_index()
         finally:
             if self._lease is not None and self._lease.held:  # not when another process took the run over
-                endrecord.record(self.run_dir, attempt=self.attempt, state=status.value, error=error_line,
-                                 extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None)
+                endrecord.record(
+                    self.run_dir,
+                    attempt=self.attempt,
+                    state=status.value,
+                    error=error_line,
+                    extra={"signal": signalled} if signalled and status != RunStatus.COMPLETED else None,
+                )
             self._release_lease()
             self._restore_signal_handlers()
             atexit.unregister(self._at_exit)
@@ -501,8 +531,13 @@ class Run(RunCheckpoints):
         with self._buffer_lock:
             batch = self._buffer.batch()
         batch.attempt = self.attempt
-        sections = {"params": self._params, "summary": dict(self.summary), "tags": dict(self.tags),
-                    "status": dict(final), "info": {"artifacts": self._artifacts} if self._artifacts else {}}
+        sections = {
+            "params": self._params,
+            "summary": dict(self.summary),
+            "tags": dict(self.tags),
+            "status": dict(final),
+            "info": {"artifacts": self._artifacts} if self._artifacts else {},
+        }
         for name, values in self._pending_sections.items():
             sections[name] = {**values, **sections.get(name, {})}
         try:
@@ -657,7 +692,7 @@ class Run(RunCheckpoints):
                        else first)  # fmt: skip
             self._attempts[-1]["restart_step"] = restart[1]
         calls = self._recent_calls + taken.call_times(STEP_WINDOW + 1)
-        calls = calls[-(STEP_WINDOW + 1):]
+        calls = calls[-(STEP_WINDOW + 1) :]
         status_update: Dict[str, Any] = {"heartbeat": time.time(), "last_step": self._last_step,
                                          "last_log_time": calls[-1] if calls else self._last_log_time,
                                          "step_interval_s": _median_interval(calls)}  # fmt: skip
@@ -693,8 +728,9 @@ class Run(RunCheckpoints):
         self._recent_calls = calls
         self._last_log_time = status_update["last_log_time"]
 
-    def _give_back(self, taken: _Buffer, summary: Dict[str, Any], tags: Dict[str, Any],
-                   pending: Dict[str, Dict[str, Any]]) -> None:
+    def _give_back(
+        self, taken: _Buffer, summary: Dict[str, Any], tags: Dict[str, Any], pending: Dict[str, Dict[str, Any]]
+    ) -> None:
         # A failed write keeps its points, ahead of anything logged meanwhile.
         with self._buffer_lock:
             taken.extend(self._buffer)

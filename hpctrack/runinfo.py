@@ -47,10 +47,23 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
     status = next(s for s in sweep.sweep_status().jobs if s.index == index)
     out: Dict[str, Any] = {
         "run_id": f"{manifest.id}/{index}",
-        "sweep": {"id": manifest.id, "name": manifest.name, "path": str(manifest.path), "backend": manifest.backend,
-                  "store": manifest.store, "launched_with": manifest.command},
-        "job": {"index": index, "state": status.state.value, "job_id": job.job_id, "error": status.error,
-                "overrides": job.overrides, "submissions": len(job.history) + 1, "resources": job.resources},
+        "sweep": {
+            "id": manifest.id,
+            "name": manifest.name,
+            "path": str(manifest.path),
+            "backend": manifest.backend,
+            "store": manifest.store,
+            "launched_with": manifest.command,
+        },
+        "job": {
+            "index": index,
+            "state": status.state.value,
+            "job_id": job.job_id,
+            "error": status.error,
+            "overrides": job.overrides,
+            "submissions": len(job.history) + 1,
+            "resources": job.resources,
+        },
         "run_dir": str(manifest.run_path(index)),
     }
     run_dir = manifest.run_path(index)
@@ -89,7 +102,9 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
     return out
 
 
-def _attempts_as_ended(attempts: List[Dict[str, Any]], status: Any, end: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def _attempts_as_ended(
+    attempts: List[Dict[str, Any]], status: Any, end: Optional[Dict[str, Any]]
+) -> List[Dict[str, Any]]:
     """The run's attempts, the last one with how it ended when the job has ended but the attempt never said.
 
     A job killed (kill -9, a node failure) cannot record its attempt's end: the

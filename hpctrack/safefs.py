@@ -182,7 +182,7 @@ def write_file(target: PathLike, data: Union[str, bytes], base: PathLike, *, mod
             _fix_mode(fd, mode)
             view = memoryview(raw)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -189,7 +189,9 @@ def mask_argv(argv: Sequence[str]) -> List[str]:
 
 # KEY=VALUE inside free text: a key preceded by a start, a separator or a quote; a value up to
 # the next separator (or a whole quoted string).
-_ASSIGNMENT = re.compile(r"""(?P<key>(?<![\w.\-/+~])[+~-]*[A-Za-z_][\w.\-/]*)=(?P<value>\$\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|'[^']*'|"[^"]*"|[^\s,'"\[\]{}]+)""")
+_ASSIGNMENT = re.compile(
+    r"""(?P<key>(?<![\w.\-/+~])[+~-]*[A-Za-z_][\w.\-/]*)=(?P<value>\$\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}|'[^']*'|"[^"]*"|[^\s,'"\[\]{}]+)"""
+)
 
 
 def mask_text(text: str) -> str:
@@ -312,7 +314,7 @@ def mask_diff(diff: str) -> Tuple[str, int]:
     block: Optional[int] = None  # the indent of a secret key whose value continues on deeper lines
     for line in diff.splitlines(keepends=True):
         body = line.rstrip("\r\n")
-        end = line[len(body):]
+        end = line[len(body) :]
         if body[:1] not in ("+", "-", " ") or body.startswith(("+++ ", "--- ")):
             block = None  # a new file or hunk
             out.append(line)

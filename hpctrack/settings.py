@@ -41,22 +41,49 @@ SETTINGS: Dict[str, Setting] = {
     for s in (
         Setting("HPCTRACK_ROOT", "str", None, "the storage root (see `--root`)"),
         Setting("HPCTRACK_DEBUG", "bool", False, "full tracebacks instead of one-line errors"),
-        Setting("HPCTRACK_FLUSH_INTERVAL_S", "float", 5.0,
-                "seconds between background writes of a run's buffered metrics", positive=True),
-        Setting("HPCTRACK_FLUSH_MAX_POINTS", "int", 100_000,
-                "buffered points that trigger a write before the interval", minimum=1),
+        Setting(
+            "HPCTRACK_FLUSH_INTERVAL_S",
+            "float",
+            5.0,
+            "seconds between background writes of a run's buffered metrics",
+            positive=True,
+        ),
+        Setting(
+            "HPCTRACK_FLUSH_MAX_POINTS",
+            "int",
+            100_000,
+            "buffered points that trigger a write before the interval",
+            minimum=1,
+        ),
         Setting("HPCTRACK_CHECKPOINT_KEEP", "int", 2, "checkpoints kept per run by save_checkpoint", minimum=1),
-        Setting("HPCTRACK_LOCK_TTL_S", "float", 60.0,
-                "seconds without a heartbeat after which a lock's holder is presumed dead", positive=True),
-        Setting("HPCTRACK_STALL_AFTER_S", "float", 300.0,
-                "a running job with no run.log call for this long (and 10x its step interval) is stalled",
-                positive=True),
-        Setting("HPCTRACK_STALL_FACTOR", "float", 10.0,
-                "a running job is stalled after this many of its median step intervals without a run.log call",
-                positive=True),
-        Setting("HPCTRACK_SECRET_KEYS", "str", "",
-                "comma-separated patterns of config keys to mask as secrets, added to the built-in rule; "
-                "'!pattern' exempts keys (e.g. 'license,*_dsn,!pad_token')"),
+        Setting(
+            "HPCTRACK_LOCK_TTL_S",
+            "float",
+            60.0,
+            "seconds without a heartbeat after which a lock's holder is presumed dead",
+            positive=True,
+        ),
+        Setting(
+            "HPCTRACK_STALL_AFTER_S",
+            "float",
+            300.0,
+            "a running job with no run.log call for this long (and 10x its step interval) is stalled",
+            positive=True,
+        ),
+        Setting(
+            "HPCTRACK_STALL_FACTOR",
+            "float",
+            10.0,
+            "a running job is stalled after this many of its median step intervals without a run.log call",
+            positive=True,
+        ),
+        Setting(
+            "HPCTRACK_SECRET_KEYS",
+            "str",
+            "",
+            "comma-separated patterns of config keys to mask as secrets, added to the built-in rule; "
+            "'!pattern' exempts keys (e.g. 'license,*_dsn,!pad_token')",
+        ),
     )
 }
 

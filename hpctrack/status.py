@@ -244,9 +244,15 @@ def _end_error(end: Mapping[str, Any]) -> Optional[str]:
     return f"killed by {end['signal']}" if end.get("signal") else None
 
 
-def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: Optional[str], *,
-                signal: Optional[str] = None,
-                end: Optional[Mapping[str, Any]] = None) -> Tuple[JobState, Optional[str]]:
+def ended_state(
+    job: JobRecord,
+    info: Any,
+    run_state: Optional[str],
+    own_error: Optional[str],
+    *,
+    signal: Optional[str] = None,
+    end: Optional[Mapping[str, Any]] = None,
+) -> Tuple[JobState, Optional[str]]:
     """The state of a job that ended, by the run's own record or the backend's final state.
 
     A run that recorded its own completion is COMPLETED whatever the scheduler's
@@ -280,8 +286,15 @@ def ended_state(job: JobRecord, info: Any, run_state: Optional[str], own_error: 
     return state, error
 
 
-def _reconcile(job: JobRecord, info: Any, record: Optional[RunRecord], packed: bool, *, run_dir: Path,
-               runner: Optional[Mapping[str, Any]] = None) -> Tuple[JobState, Optional[str], Optional[str]]:
+def _reconcile(
+    job: JobRecord,
+    info: Any,
+    record: Optional[RunRecord],
+    packed: bool,
+    *,
+    run_dir: Path,
+    runner: Optional[Mapping[str, Any]] = None,
+) -> Tuple[JobState, Optional[str], Optional[str]]:
     """Merge the backend's view (``info``: a JobInfo or None) with the run's own record.
 
     Returns (state, error, note). ``runner``: a direct run's recorded host/pid (a
@@ -378,7 +391,7 @@ def _check_store(store: Any, job: int) -> _Read:
         if problems[0].startswith("no run store at") or "is missing" in problems[0]:
             return _Read(lost=f"run store missing: {store.path} (deleted or moved?)")
         if problems[0].startswith("unreadable: "):
-            return _Read(lost=f"unreadable run store {store.path.name}: {problems[0][len('unreadable: '):]}")
+            return _Read(lost=f"unreadable run store {store.path.name}: {problems[0][len('unreadable: ') :]}")
         return _Read(lost=f"damaged run store {store.path.name}: {problems[0]}")
     try:
         record, row = indexed_row(job, store)
@@ -388,8 +401,7 @@ def _check_store(store: Any, job: int) -> _Read:
     return _Read(record=record, fresh_row=row if ended else None)
 
 
-def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mapping[str, Any]],
-              serve: bool) -> _Read:
+def _read_job(manifest: Manifest, job: JobRecord, info: Any, row: Optional[Mapping[str, Any]], serve: bool) -> _Read:
     """The run of ``job``: from its index line while its store still matches it, else from its store."""
     from .index import ENDED_STATES, indexed_row, row_to_record, usable
 
@@ -560,8 +572,11 @@ def sweep_status(
             elif status.start_time is not None:
                 start = st.get("attempt_start") or status.start_time
                 earlier = attempts_runtime_s((st.get("attempts") or [])[:-1])
-                end = st.get("end_time") or (job.ended if state.is_final else None) or (
-                    st.get("heartbeat") if state.is_final else now)
+                end = (
+                    st.get("end_time")
+                    or (job.ended if state.is_final else None)
+                    or (st.get("heartbeat") if state.is_final else now)
+                )
                 status.runtime_s = earlier + max(0.0, (end or now) - start)
             if state == JobState.RUNNING:
                 _progress(status, st, now)

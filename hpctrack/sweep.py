@@ -55,8 +55,7 @@ class Sweep:
         """:meth:`status` plus a note when the scheduler's view was degraded (one query per call)."""
         return sweep_status(self.manifest)
 
-    def cancel(self, *, states: Optional[Sequence[JobState]] = None,
-               jobs: Optional[Sequence[int]] = None) -> List[int]:
+    def cancel(self, *, states: Optional[Sequence[JobState]] = None, jobs: Optional[Sequence[int]] = None) -> List[int]:
         """Cancel the jobs that have not ended, optionally only those in ``states`` or ``jobs``.
 
         Returns the indices of the jobs asked to stop; :attr:`cancel_notes` then
@@ -68,8 +67,11 @@ class Sweep:
             unknown = sorted(set(jobs) - {j.index for j in manifest.jobs})
             if unknown:
                 raise ConfigError(f"sweep {manifest.id} has no job {unknown[0]} (jobs are 0-{len(manifest.jobs) - 1})")
-        wanted = [s.index for s in self.status() if not s.state.is_final
-                  and (states is None or s.state in states) and (jobs is None or s.index in jobs)]
+        wanted = [
+            s.index
+            for s in self.status()
+            if not s.state.is_final and (states is None or s.state in states) and (jobs is None or s.index in jobs)
+        ]
         if not wanted:
             return []
         from .launch import get_backend
@@ -99,16 +101,21 @@ class Sweep:
         return requeue_sweep(self.manifest, states=states, jobs=jobs, resources=resources, dry_run=dry_run,
                              include_lost=include_lost, code=code)  # fmt: skip
 
-    def resume(self, *, resources: Optional[Mapping[str, Any]] = None, dry_run: bool = False,
-               include_lost: bool = False, code: str = "launch") -> "RequeuePlan":
+    def resume(
+        self,
+        *,
+        resources: Optional[Mapping[str, Any]] = None,
+        dry_run: bool = False,
+        include_lost: bool = False,
+        code: str = "launch",
+    ) -> "RequeuePlan":
         """Submit every job without a completed run that is not queued or running (never submitted ones too).
 
         Jobs whose run data is gone (``LOST``) only with ``include_lost``.
         """
         from .requeue import resume_sweep
 
-        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run, include_lost=include_lost,
-                            code=code)
+        return resume_sweep(self.manifest, resources=resources, dry_run=dry_run, include_lost=include_lost, code=code)
 
     def verify(self) -> "List[Problem]":
         """Every problem of the sweep's runs and index (store, points, index, checkpoints); [] when whole.
@@ -246,7 +253,7 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
         parts = [history_chunk(str(manifest.path), manifest.store, indices, key)]
     else:
         size = -(-len(indices) // n)
-        parts = _history_in_workers(manifest, key, [indices[i:i + size] for i in range(0, len(indices), size)])
+        parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)])
     jobs = [j for part in parts for j in part[0]]
     skipped = {j: why for part in parts for j, why in part[6].items()}
     columns = [np.concatenate([part[i] for part in parts]) for i in range(1, 6)]
@@ -277,10 +284,21 @@ def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List
             _, err = proc.communicate()
             if proc.returncode != 0:
                 lines = err.decode(errors="replace").strip().splitlines()
-                raise HpctrackError(f"reading histories failed: {lines[-1] if lines else f'exit code {proc.returncode}'}")
+                raise HpctrackError(
+                    f"reading histories failed: {lines[-1] if lines else f'exit code {proc.returncode}'}"
+                )
             with np.load(out) as data:
-                parts.append((data["jobs"].tolist(), data["lengths"], data["step"], data["value"], data["time"],
-                              data["attempt"], {int(k): v for k, v in json.loads(str(data["skipped"])).items()}))
+                parts.append(
+                    (
+                        data["jobs"].tolist(),
+                        data["lengths"],
+                        data["step"],
+                        data["value"],
+                        data["time"],
+                        data["attempt"],
+                        {int(k): v for k, v in json.loads(str(data["skipped"])).items()},
+                    )
+                )
         return parts
 
 
@@ -344,9 +362,16 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
         summary = state_summary(states)
         if unconfirmed:
             summary += f" ({unconfirmed} unconfirmed: `hpctrack status {m.name or m.id}` asks {m.backend})"
-        rows.append({
-            "name": m.name, "id": m.id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
-            "backend": m.backend, "script": os.path.basename(m.script) if m.script else "",
-            "jobs": summary, "unconfirmed": unconfirmed, "path": str(m.path),
-        })
+        rows.append(
+            {
+                "name": m.name,
+                "id": m.id,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
+                "backend": m.backend,
+                "script": os.path.basename(m.script) if m.script else "",
+                "jobs": summary,
+                "unconfirmed": unconfirmed,
+                "path": str(m.path),
+            }
+        )
     return rows, skipped

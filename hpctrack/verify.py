@@ -200,8 +200,11 @@ def repair_sweep(manifest: Manifest) -> RepairReport:
                                "is the latest")  # fmt: skip
     if rebuild:
         count, lost = rebuild_index(manifest.path)
-        report.done.append(f"{manifest.id}: rebuilt {INDEX_FILE} from the run stores ({count} ended runs"
-                           + (f", {len(lost)} kept marked LOST" if lost else "") + ")")
+        report.done.append(
+            f"{manifest.id}: rebuilt {INDEX_FILE} from the run stores ({count} ended runs"
+            + (f", {len(lost)} kept marked LOST" if lost else "")
+            + ")"
+        )
     return report
 
 

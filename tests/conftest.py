@@ -26,11 +26,18 @@ def hpctrack_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 240,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 240, check: bool = False
+) -> subprocess.CompletedProcess:
     """``python -m hpctrack ARGS`` as a real subprocess, the way a user runs it."""
-    proc = subprocess.run([sys.executable, "-m", "hpctrack", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpctrack", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"hpctrack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -41,6 +48,7 @@ def error_lines(stderr: str) -> List[str]:
 
 
 # -- the real SLURM test cluster from slurm/ ------------------------------------------------
+
 
 def _cluster_problem() -> str | None:
     if shutil.which("sinfo") is None:
@@ -74,6 +82,7 @@ def slurm_root(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) ->
 
 
 # -- a small filesystem that fills up -----------------------------------------------------------
+
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):

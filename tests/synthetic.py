@@ -21,11 +21,20 @@ from hpctrack.store import MetricBatch, open_store
 SWEEP_ID = "20260101-000000-aaaa"
 
 
-def make_sweep(root: Path, n: int = 1, *, backend: str = "local", store: str = "hdf5",
-               state: JobState = JobState.COMPLETED, job_ids: Optional[List[Optional[str]]] = None,
-               submitted: float = 100.0, runner: Optional[Dict[str, Any]] = None,
-               sweep_id: str = SWEEP_ID, name: Optional[str] = None,
-               launcher: Optional[Dict[str, Any]] = None) -> Manifest:
+def make_sweep(
+    root: Path,
+    n: int = 1,
+    *,
+    backend: str = "local",
+    store: str = "hdf5",
+    state: JobState = JobState.COMPLETED,
+    job_ids: Optional[List[Optional[str]]] = None,
+    submitted: float = 100.0,
+    runner: Optional[Dict[str, Any]] = None,
+    sweep_id: str = SWEEP_ID,
+    name: Optional[str] = None,
+    launcher: Optional[Dict[str, Any]] = None,
+) -> Manifest:
     """A sweep of ``n`` jobs ``x=0..n-1`` in ``root``, every job in ``state``, no run written yet."""
     ids = job_ids if job_ids is not None else [str(1000 + i) for i in range(n)]
     return create_sweep(root, Manifest(
@@ -36,9 +45,17 @@ def make_sweep(root: Path, n: int = 1, *, backend: str = "local", store: str = "
     ))  # fmt: skip
 
 
-def write_run(manifest: Manifest, index: int, *, steps: int = 5, state: str = "completed",
-              pid: Optional[int] = None, host: Optional[str] = None, summary: Optional[Dict[str, Any]] = None,
-              **status: Any) -> None:
+def write_run(
+    manifest: Manifest,
+    index: int,
+    *,
+    steps: int = 5,
+    state: str = "completed",
+    pid: Optional[int] = None,
+    host: Optional[str] = None,
+    summary: Optional[Dict[str, Any]] = None,
+    **status: Any,
+) -> None:
     """Write job ``index``'s run store: ``steps`` points of ``loss`` and a status section."""
     store = open_store(manifest.run_path(index), manifest.store)
     batch = MetricBatch()

@@ -23,9 +23,7 @@ OPTIMIZERS = ("sgd", "adam")
 # --------------------------------------------------------------------- data
 
 
-def load_data(
-    val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
-) -> Tuple[Split, Split, Split]:
+def load_data(val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Tuple[Split, Split, Split]:
     """Return standardized ``(train, val, test)`` splits, each ``(X, y)``.
 
     The permutation depends only on ``seed``. Features are standardized with

@@ -38,9 +38,7 @@ def validate(cfg) -> None:
 
     opt = cfg.optimizer
     if opt.name not in model.OPTIMIZERS:
-        raise ValueError(
-            f"optimizer.name must be one of {', '.join(model.OPTIMIZERS)}, got {opt.name!r}"
-        )
+        raise ValueError(f"optimizer.name must be one of {', '.join(model.OPTIMIZERS)}, got {opt.name!r}")
     need_num("optimizer.lr", opt.lr, lambda v: v > 0, "> 0")
     need_num("optimizer.momentum", opt.get("momentum", 0.9), lambda v: 0 <= v < 1, "in [0, 1)")
     need_num("optimizer.beta1", opt.get("beta1", 0.9), lambda v: 0 <= v < 1, "in [0, 1)")
@@ -51,8 +49,7 @@ def validate(cfg) -> None:
     need_int("model.hidden", cfg.model.hidden, 1)
     need_num("val_fraction", cfg.val_fraction, lambda v: 0 < v < 1, "in (0, 1)")
     need_num("test_fraction", cfg.test_fraction, lambda v: 0 < v < 1, "in (0, 1)")
-    need_num("val_fraction + test_fraction", cfg.val_fraction + cfg.test_fraction,
-             lambda v: v < 1, "< 1")
+    need_num("val_fraction + test_fraction", cfg.val_fraction + cfg.test_fraction, lambda v: v < 1, "< 1")
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
@@ -61,9 +58,7 @@ def main(cfg):
         # Validate first thing, inside the run, so a bad value fails the job
         # and the tracker records the failure with this one-line message.
         validate(cfg)
-        (X_tr, y_tr), (X_val, y_val), (X_te, y_te) = model.load_data(
-            cfg.val_fraction, cfg.test_fraction, cfg.seed
-        )
+        (X_tr, y_tr), (X_val, y_val), (X_te, y_te) = model.load_data(cfg.val_fraction, cfg.test_fraction, cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         params = model.init_params(X_tr.shape[1], cfg.model.hidden, 10, rng)
         state = model.init_optimizer_state(params)
@@ -80,7 +75,11 @@ def main(cfg):
 
         for epoch in range(start, cfg.epochs):
             train_loss = model.train_epoch(
-                params, state, X_tr, y_tr, rng,
+                params,
+                state,
+                X_tr,
+                y_tr,
+                rng,
                 batch_size=cfg.batch_size,
                 optimizer=opt.name,
                 lr=float(opt.lr),
@@ -89,10 +88,8 @@ def main(cfg):
                 beta2=float(opt.get("beta2", 0.999)),
             )
             val_loss, val_acc = model.evaluate(params, X_val, y_val)
-            run.log({"train/loss": train_loss, "val/loss": val_loss, "val/acc": val_acc},
-                    step=epoch)
-            run.save_checkpoint({"epoch": epoch, "params": params, "optimizer": state,
-                                 "rng": rng.bit_generator.state})
+            run.log({"train/loss": train_loss, "val/loss": val_loss, "val/acc": val_acc}, step=epoch)
+            run.save_checkpoint({"epoch": epoch, "params": params, "optimizer": state, "rng": rng.bit_generator.state})
             if cfg.get("epoch_sleep_s"):  # for trying requeues: make an epoch take this long
                 time.sleep(cfg.epoch_sleep_s)
 

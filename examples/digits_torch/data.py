@@ -15,7 +15,7 @@ def load_splits(val_fraction: float, test_fraction: float, seed: int) -> Tuple[t
     y = np.asarray(digits.target, dtype=np.int64)
     perm = np.random.default_rng(seed).permutation(len(x))
     n_test, n_val = int(round(len(x) * test_fraction)), int(round(len(x) * val_fraction))
-    parts = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    parts = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
     mean, std = x[parts[2]].mean(axis=0), x[parts[2]].std(axis=0)
     std[std == 0] = 1.0
 

@@ -50,7 +50,7 @@ def main(cfg):
             order = torch.randperm(len(x_tr), generator=shuffle)
             total = 0.0
             for i in range(0, len(order), cfg.batch_size):
-                idx = order[i:i + cfg.batch_size]
+                idx = order[i : i + cfg.batch_size]
                 optimizer.zero_grad()
                 loss = nn.functional.cross_entropy(net(x_tr[idx]), y_tr[idx])
                 loss.backward()
@@ -60,8 +60,15 @@ def main(cfg):
             val_loss, val_acc = evaluate(net, x_val, y_val)
             run.log({"train/loss": total / len(order), "val/loss": val_loss, "val/acc": val_acc}, step=epoch)
             with run.checkpoint(step=epoch) as directory:  # committed when the block ends
-                torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                            "shuffle": shuffle.get_state(), "epoch": epoch}, directory / "state.pt")
+                torch.save(
+                    {
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "shuffle": shuffle.get_state(),
+                        "epoch": epoch,
+                    },
+                    directory / "state.pt",
+                )
             if cfg.epoch_sleep_s:
                 time.sleep(cfg.epoch_sleep_s)
 

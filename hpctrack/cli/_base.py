@@ -63,7 +63,10 @@ def echo_json(data: Any) -> None:
 
 
 root_option = click.option(
-    "--root", envvar="HPCTRACK_ROOT", default=None, metavar="DIR",
+    "--root",
+    envvar="HPCTRACK_ROOT",
+    default=None,
+    metavar="DIR",
     help="Storage root (default: $HPCTRACK_ROOT, `root:` in ~/.config/hpctrack/config.yaml, ~/.local/share/hpctrack).",
 )
 

@@ -16,27 +16,57 @@ from .render import report_resubmission
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True,
-              help="Where jobs run.")
-@click.option("--parallel", "-j", type=int, default=None,
-              help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).")
+@click.option(
+    "--backend", type=click.Choice(backend_names()), default="local", show_default=True, help="Where jobs run."
+)
+@click.option(
+    "--parallel",
+    "-j",
+    type=int,
+    default=None,
+    help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).",
+)
 @click.option("--partition", default=None, help="SLURM partition (hydra.launcher.partition).")
-@click.option("--time", "time_limit", default=None, metavar="TIME",
-              help="SLURM time limit, e.g. 30, 04:00:00, 1-00:00:00 (hydra.launcher.time).")
+@click.option(
+    "--time",
+    "time_limit",
+    default=None,
+    metavar="TIME",
+    help="SLURM time limit, e.g. 30, 04:00:00, 1-00:00:00 (hydra.launcher.time).",
+)
 @click.option("--detach", is_flag=True, help="Return at once; the jobs carry on in the background.")
 @click.option("--name", default=None, help="Name the sweep, to address it by name later.")
 @click.option("--store", default="hdf5", show_default=True, help="Run store backend.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
-@click.option("--no-code-snapshot", is_flag=True,
-              help="Jobs run the code where it is, not a copy taken at launch (hydra.launcher.code_snapshot=false).")
-@click.option("--share-group", default=None, metavar="GROUP",
-              help="Make the sweep readable, never writable, by GROUP (hydra.launcher.share_group; "
-                   "default: share_group in the user config, else owner only).")
+@click.option(
+    "--no-code-snapshot",
+    is_flag=True,
+    help="Jobs run the code where it is, not a copy taken at launch (hydra.launcher.code_snapshot=false).",
+)
+@click.option(
+    "--share-group",
+    default=None,
+    metavar="GROUP",
+    help="Make the sweep readable, never writable, by GROUP (hydra.launcher.share_group; "
+    "default: share_group in the user config, else owner only).",
+)
 @root_option
 @handle_errors
-def launch(script: str, overrides: Sequence[str], backend: str, parallel: Optional[int], partition: Optional[str],
-           time_limit: Optional[str], detach: bool, name: Optional[str], store: str, no_progress: bool,
-           no_code_snapshot: bool, share_group: Optional[str], root: Optional[str]) -> None:
+def launch(
+    script: str,
+    overrides: Sequence[str],
+    backend: str,
+    parallel: Optional[int],
+    partition: Optional[str],
+    time_limit: Optional[str],
+    detach: bool,
+    name: Optional[str],
+    store: str,
+    no_progress: bool,
+    no_code_snapshot: bool,
+    share_group: Optional[str],
+    root: Optional[str],
+) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
@@ -45,23 +75,36 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
     from ..launch.script import launch_script
 
     try:
-        manifest = launch_script(script, list(overrides), backend=backend, parallel=parallel, detach=detach,
-                                 name=name, root=root, store=store, progress=not no_progress,
-                                 command=["hpctrack", *sys.argv[1:]],
-                                 slurm={"partition": partition, "time": time_limit},
-                                 code_snapshot=not no_code_snapshot, share_group=share_group)
+        manifest = launch_script(
+            script,
+            list(overrides),
+            backend=backend,
+            parallel=parallel,
+            detach=detach,
+            name=name,
+            root=root,
+            store=store,
+            progress=not no_progress,
+            command=["hpctrack", *sys.argv[1:]],
+            slurm={"partition": partition, "time": time_limit},
+            code_snapshot=not no_code_snapshot,
+            share_group=share_group,
+        )
     except KeyboardInterrupt:
         echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
     ref = manifest.name or manifest.id
     if backend_class(manifest.backend).has_queue:
-        echo(f"sweep {manifest.id}: {len(manifest.jobs)} job{'s' if len(manifest.jobs) != 1 else ''} queued as "
-             f"{backend_class(manifest.backend).label} job array "
-             f"{', '.join(manifest.array_ids())} (watch: hpctrack status {ref} --watch)")
+        echo(
+            f"sweep {manifest.id}: {len(manifest.jobs)} job{'s' if len(manifest.jobs) != 1 else ''} queued as "
+            f"{backend_class(manifest.backend).label} job array "
+            f"{', '.join(manifest.array_ids())} (watch: hpctrack status {ref} --watch)"
+        )
         return
     if detach:
-        echo(f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background "
-                   f"(watch: hpctrack status {ref})")
+        echo(
+            f"sweep {manifest.id}: {len(manifest.jobs)} jobs launched in the background (watch: hpctrack status {ref})"
+        )
         return
     from ..status import job_statuses
 
@@ -73,9 +116,14 @@ def launch(script: str, overrides: Sequence[str], backend: str, parallel: Option
 
 @cli.command()
 @click.argument("sweep", default="latest")
-@click.option("--state", "states", multiple=True, metavar="STATE",
-              type=click.Choice([s.value for s in JobState if not s.is_final], case_sensitive=False),
-              help="Only jobs in this state (PENDING or RUNNING). Repeatable.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="STATE",
+    type=click.Choice([s.value for s in JobState if not s.is_final], case_sensitive=False),
+    help="Only jobs in this state (PENDING or RUNNING). Repeatable.",
+)
 @click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
 @root_option
 @handle_errors
@@ -89,15 +137,22 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
     if not cancelled:
         echo("nothing to cancel")
     else:
-        echo(f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
-                   + ",".join(str(i) for i in cancelled))
+        echo(
+            f"cancelled {len(cancelled)} job{'s' if len(cancelled) != 1 else ''}: "
+            + ",".join(str(i) for i in cancelled)
+        )
     for note in getattr(sw, "cancel_notes", []):
         click.echo(f"not signalled: {note}", err=True)
 
 
 _RESOURCE_OPTIONS = [
-    click.option("--time", "time_limit", default=None, metavar="TIME",
-                 help="New SLURM time limit for the resubmitted jobs (04:00:00, 1-12:00:00)."),
+    click.option(
+        "--time",
+        "time_limit",
+        default=None,
+        metavar="TIME",
+        help="New SLURM time limit for the resubmitted jobs (04:00:00, 1-12:00:00).",
+    ),
     click.option("--partition", default=None, help="New SLURM partition."),
     click.option("--mem-gb", type=float, default=None, help="New memory per node in GB."),
     click.option("--cpus-per-task", type=int, default=None, help="New CPUs per task."),
@@ -121,8 +176,10 @@ _CODE_OPTION = click.option(
          "(a new snapshot, for these jobs only).")  # fmt: skip
 
 
-_INCLUDE_LOST_HELP = ("Also rerun LOST jobs (their run data is gone or unreadable) from scratch, after moving "
-                      "their damaged data aside into runs/<i>/lost-<time>/.")
+_INCLUDE_LOST_HELP = (
+    "Also rerun LOST jobs (their run data is gone or unreadable) from scratch, after moving "
+    "their damaged data aside into runs/<i>/lost-<time>/."
+)
 
 
 def _resources(**options: Any) -> Dict[str, Any]:
@@ -132,18 +189,33 @@ def _resources(**options: Any) -> Dict[str, Any]:
 
 @cli.command()
 @click.argument("sweep", default="latest")
-@click.option("--state", "states", multiple=True, metavar="STATE",
-              type=click.Choice([s.value for s in JobState if s.is_final], case_sensitive=False),
-              help="Only jobs in this state (default: FAILED, TIMEOUT, PREEMPTED, NODE_FAIL, OUT_OF_MEMORY, "
-                   "CANCELLED). Repeatable.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="STATE",
+    type=click.Choice([s.value for s in JobState if s.is_final], case_sensitive=False),
+    help="Only jobs in this state (default: FAILED, TIMEOUT, PREEMPTED, NODE_FAIL, OUT_OF_MEMORY, "
+    "CANCELLED). Repeatable.",
+)
 @click.option("--jobs", "job_list", default=None, metavar="I,J,...", help="Only these job indices.")
 @_resource_options
 @_CODE_OPTION
 @click.option("--include-lost", is_flag=True, help=_INCLUDE_LOST_HELP)
 @root_option
 @handle_errors
-def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run: bool, detach: bool, code: str,
-            include_lost: bool, root: Optional[str], no_progress: bool, **resources: Any) -> None:
+def requeue(
+    sweep: str,
+    states: Sequence[str],
+    job_list: Optional[str],
+    dry_run: bool,
+    detach: bool,
+    code: str,
+    include_lost: bool,
+    root: Optional[str],
+    no_progress: bool,
+    **resources: Any,
+) -> None:
     """Submit the failed, timed-out, preempted or cancelled jobs of SWEEP again, into their runs.
 
     Each resubmitted run continues as its next attempt from its latest checkpoint. Jobs
@@ -153,8 +225,14 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
     from ..sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    plan = sw.requeue(states=[JobState(s.upper()) for s in states] or None, jobs=parse_jobs(job_list),
-                      resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
+    plan = sw.requeue(
+        states=[JobState(s.upper()) for s in states] or None,
+        jobs=parse_jobs(job_list),
+        resources=_resources(**resources),
+        dry_run=dry_run,
+        code=code,
+        include_lost=include_lost,
+    )
     if report_resubmission(sw, plan, "requeue", dry_run):
         _wait_for_resubmitted(sw, plan, detach, progress=not no_progress)
 
@@ -166,8 +244,16 @@ def requeue(sweep: str, states: Sequence[str], job_list: Optional[str], dry_run:
 @click.option("--include-lost", is_flag=True, help=_INCLUDE_LOST_HELP)
 @root_option
 @handle_errors
-def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: bool, root: Optional[str],
-           no_progress: bool, **resources: Any) -> None:
+def resume(
+    sweep: str,
+    dry_run: bool,
+    detach: bool,
+    code: str,
+    include_lost: bool,
+    root: Optional[str],
+    no_progress: bool,
+    **resources: Any,
+) -> None:
     """Submit every job of SWEEP without a completed run that is not queued or running.
 
     For a launch that was interrupted (Ctrl-C, a lost runner, a refused submission) and
@@ -186,14 +272,24 @@ def resume(sweep: str, dry_run: bool, detach: bool, code: str, include_lost: boo
 @click.argument("run")
 @click.argument("secrets", nargs=-1)
 @click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True)
-@click.option("--at-commit", is_flag=True,
-              help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.")
+@click.option(
+    "--at-commit",
+    is_flag=True,
+    help="Run the recorded code: a git worktree at the run's commit with its uncommitted diff applied.",
+)
 @click.option("--detach", is_flag=True, help="Return at once; the job carries on in the background.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar while waiting.")
 @root_option
 @handle_errors
-def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detach: bool, no_progress: bool,
-          root: Optional[str]) -> None:
+def rerun(
+    run: str,
+    secrets: Sequence[str],
+    backend: str,
+    at_commit: bool,
+    detach: bool,
+    no_progress: bool,
+    root: Optional[str],
+) -> None:
     """RUN's exact config again, as a new one-run sweep (RUN: SWEEP/JOB, a run id or a run directory).
 
     SECRETS: the values of the run's secret overrides, recorded masked, given again (db.password=VALUE).
@@ -211,8 +307,10 @@ def rerun(run: str, secrets: Sequence[str], backend: str, at_commit: bool, detac
         echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id} submitted (watch: hpctrack status {manifest.id})")
         return
     states = [s.state for s in job_statuses(manifest)]
-    echo(f"rerun of {sweep.id}/{index}: sweep {manifest.id}: {state_summary(states)}  "
-         f"(compare: hpctrack diff {sweep.id}/{index} {manifest.id}/0)")
+    echo(
+        f"rerun of {sweep.id}/{index}: sweep {manifest.id}: {state_summary(states)}  "
+        f"(compare: hpctrack diff {sweep.id}/{index} {manifest.id}/0)"
+    )
     if exit_code_for(states):
         sys.exit(1)
 

@@ -44,9 +44,15 @@ def fmt_value(value: Any) -> str:
 
 
 STATE_STYLE = {
-    JobState.COMPLETED: "green", JobState.RUNNING: "cyan", JobState.PENDING: "dim",
-    JobState.FAILED: "red", JobState.CANCELLED: "yellow", JobState.TIMEOUT: "red",
-    JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red", JobState.PREEMPTED: "yellow",
+    JobState.COMPLETED: "green",
+    JobState.RUNNING: "cyan",
+    JobState.PENDING: "dim",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "yellow",
+    JobState.TIMEOUT: "red",
+    JobState.OUT_OF_MEMORY: "red",
+    JobState.NODE_FAIL: "red",
+    JobState.PREEMPTED: "yellow",
     JobState.LOST: "bold red",
 }
 
@@ -103,9 +109,17 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
         said = markup(s.error) if s.error else (f"[dim]{markup(s.note)}" if s.note else "")
         if s.error and s.note:
             said += f" [dim]({markup(s.note)})"
-        table.add_row(str(s.index), state, markup(" ".join(s.overrides)),
-                      "" if s.last_step is None else str(s.last_step), "" if s.attempt is None else str(s.attempt),
-                      fmt_duration(s.runtime_s), markup(s.job_id or ""), markup(s.node or ""), said)
+        table.add_row(
+            str(s.index),
+            state,
+            markup(" ".join(s.overrides)),
+            "" if s.last_step is None else str(s.last_step),
+            "" if s.attempt is None else str(s.attempt),
+            fmt_duration(s.runtime_s),
+            markup(s.job_id or ""),
+            markup(s.node or ""),
+            said,
+        )
     # Text is never markup; printable() keeps its controls from the terminal.
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
     from ..requeue import incomplete_jobs
@@ -113,8 +127,15 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
     gap = {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}
     if gap:
         listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
-        parts.append(Text(printable(f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
-                                    f"`hpctrack resume {ref}` submits them"), style="yellow"))
+        parts.append(
+            Text(
+                printable(
+                    f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
+                    f"`hpctrack resume {ref}` submits them"
+                ),
+                style="yellow",
+            )
+        )
     if st.lost:
         listing = "; ".join(f"job {i} ({why})" for i, why in sorted(st.lost.items()))
         parts.append(Text(printable(f"lost: {listing}. Their run data is gone or unreadable: `hpctrack verify {ref}` "
@@ -122,8 +143,13 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
                                     "--include-lost` reruns them"), style="red"))  # fmt: skip
     stalled = [s.index for s in st.jobs if s.stalled]
     if stalled:
-        parts.append(Text(f"stalled: job {', '.join(map(str, stalled))}: no run.log call for far longer than the "
-                          "job's own step interval (a blocked collective or data loader?)", style="yellow"))
+        parts.append(
+            Text(
+                f"stalled: job {', '.join(map(str, stalled))}: no run.log call for far longer than the "
+                "job's own step interval (a blocked collective or data loader?)",
+                style="yellow",
+            )
+        )
     if st.note:
         parts.append(Text(printable(f"note: {st.note}"), style="yellow"))
     signature = [(s.index, s.state, s.error, s.note, s.stalled, s.possibly_hung) for s in shown] + [st.note]
@@ -137,9 +163,11 @@ def report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool) -> bool:
     unlisted = {i: why for i, why in plan.lost.items() if i not in plan.skipped}
     if unlisted:
         ref = sw.manifest.name or sw.manifest.id
-        echo(f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
-                   + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
-                   + f". `hpctrack verify {ref}` says why; add --include-lost to rerun them from scratch")
+        echo(
+            f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
+            + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
+            + f". `hpctrack verify {ref}` says why; add --include-lost to rerun them from scratch"
+        )
     for index, where in sorted(plan.moved.items()):
         echo(f"job {index}: its damaged run data was moved aside to {where}")
     if not plan.selected:
@@ -156,8 +184,7 @@ def report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool) -> bool:
         echo(f"would {verb} {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''}: {listing}")
         return False
     manifest = sw.manifest
-    echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: "
-               f"{listing}")
+    echo(f"{verb}d {len(plan.selected)} job{'s' if len(plan.selected) != 1 else ''} of sweep {manifest.id}: {listing}")
     return True
 
 
@@ -208,18 +235,23 @@ def _when(t: Any) -> str:
 
 def print_run(d: Dict[str, Any], packages: bool) -> None:
     job, prov = d["job"], d.get("provenance") or {}
-    out = [f"run {d['run_id']}  ({d['sweep']['name'] or d['sweep']['id']}, job {job['index']}, "
-           f"{d['sweep']['backend']}, store {d['sweep']['store']})",
-           f"  dir:        {d['run_dir']}",
-           f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else "")]
+    out = [
+        f"run {d['run_id']}  ({d['sweep']['name'] or d['sweep']['id']}, job {job['index']}, "
+        f"{d['sweep']['backend']}, store {d['sweep']['store']})",
+        f"  dir:        {d['run_dir']}",
+        f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else ""),
+    ]
     if d.get("record") is None and "status" not in d:
         left = d.get("left_behind") or {}
         end = d.get("end_record")
         if d.get("data_lost") or end or left.get("checkpoints") or left.get("recovery"):
             out.append(f"  store:      {d.get('data_lost') or 'missing: the run ran, but its store is gone'}")
             if end:
-                out.append(f"  end record: attempt {end.get('attempt')} ended {end.get('state')}"
-                           + (f": {end['error']}" if end.get("error") else "") + f" ({_when(end.get('time'))})")
+                out.append(
+                    f"  end record: attempt {end.get('attempt')} ended {end.get('state')}"
+                    + (f": {end['error']}" if end.get("error") else "")
+                    + f" ({_when(end.get('time'))})"
+                )
             if left.get("recovery"):
                 out.append(f"  recovery:   {', '.join(left['recovery'])} (what the run could not write to its store; "
                            "JSON lines)")  # fmt: skip
@@ -230,12 +262,14 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         click.echo("\n".join(printable(line) for line in out))
         return
     st = d["status"]
-    out += [f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
-            f"runtime: {fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
-            f"  overrides:  {' '.join(job['overrides']) or '-'}",
-            f"  command:    {' '.join(map(str, prov.get('command') or []))}",
-            f"  cwd:        {prov.get('cwd', '-')}",
-            f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}"]
+    out += [
+        f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
+        f"runtime: {fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
+        f"  overrides:  {' '.join(job['overrides']) or '-'}",
+        f"  command:    {' '.join(map(str, prov.get('command') or []))}",
+        f"  cwd:        {prov.get('cwd', '-')}",
+        f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}",
+    ]
     git = prov.get("git") or {}
     if git.get("available"):
         dirty = f", uncommitted changes ({len((git.get('diff') or '').encode())} bytes of diff" + (
@@ -244,7 +278,9 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         out.append(f"  code:       {git.get('commit')} on {git.get('branch') or '(detached)'}{dirty}")
         out.append(f"              repo {git.get('root')}" + (f", remote {git['remote']}" if git.get("remote") else ""))
     else:
-        out.append(f"  code:       {(prov.get('not_captured') or {}).get('git') or git.get('reason') or 'not recorded'}")
+        out.append(
+            f"  code:       {(prov.get('not_captured') or {}).get('git') or git.get('reason') or 'not recorded'}"
+        )
     snapshot = prov.get("code_snapshot") or {}
     out.append(f"  snapshot:   {snapshot['digest']} ({snapshot.get('source')}, {snapshot.get('path')})" if snapshot
                else "  snapshot:   none (the run imported the code where it was)")  # fmt: skip
@@ -280,8 +316,13 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
     if d.get("tags"):
         out.append("  tags:       " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["tags"].items()))
     if d.get("metrics"):
-        out.append("  metrics:    " + ", ".join(f"{k} (last {fmt_value(v['last'])} at step {v['last_step']}, "
-                                                f"{v['count']} points)" for k, v in d["metrics"].items()))
+        out.append(
+            "  metrics:    "
+            + ", ".join(
+                f"{k} (last {fmt_value(v['last'])} at step {v['last_step']}, {v['count']} points)"
+                for k, v in d["metrics"].items()
+            )
+        )
     if d.get("artifacts"):
         out.append("  artifacts:")
         for name, a in d["artifacts"].items():
@@ -414,8 +455,10 @@ def print_diff(result: Dict[str, Any], full_code: bool) -> None:
         same = False
         echo(f"{section.replace('_', ' ')}:")
         for key, (a, b) in changes.items():
-            echo(f"  {key}: {fmt_value(a) if a is not None else '(none)'} -> "
-                 f"{fmt_value(b) if b is not None else '(none)'}")
+            echo(
+                f"  {key}: {fmt_value(a) if a is not None else '(none)'} -> "
+                f"{fmt_value(b) if b is not None else '(none)'}"
+            )
     files = result["code_files"]
     same = print_code_files(files, result["runs"], full_code) and same
     if result["code_diff_differs"] and not files["comparable"]:

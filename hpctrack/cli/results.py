@@ -10,36 +10,81 @@ from ..aggregate import AGGREGATIONS
 from ._base import cli, echo, handle_errors, root_option, split_keys
 from .render import emit_frame, print_comparison, print_frame
 
-_SELECTOR_HELP = ("Metric column(s): KEY (last, min, max; or a summary value), "
-                  "KEY:last|min|max|mean|argmin|argmax|count|last_step, or KEY:at=STEP. Repeatable.")
+_SELECTOR_HELP = (
+    "Metric column(s): KEY (last, min, max; or a summary value), "
+    "KEY:last|min|max|mean|argmin|argmax|count|last_step, or KEY:at=STEP. Repeatable."
+)
 
 
 @cli.command()
 @click.argument("sweep", default="latest")
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
-@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
-              help="Group runs by these params: mean ± std (and n) over the rest, e.g. the seeds. Repeatable.")
+@click.option(
+    "--group-by",
+    "-g",
+    "group_by",
+    multiple=True,
+    metavar="KEY",
+    help="Group runs by these params: mean ± std (and n) over the rest, e.g. the seeds. Repeatable.",
+)
 @click.option("--grouped", is_flag=True, help="Group by every swept key except the seed keys.")
-@click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2",
-              help="Swept keys that are repetitions, left out of --grouped.")
-@click.option("--agg", "aggs", multiple=True, type=click.Choice(list(AGGREGATIONS)),
-              help="Aggregations per group (default: mean, std, count). Repeatable.")
-@click.option("--filter", "where", default=None, metavar="EXPR",
-              help="Keep runs matching EXPR on params, metrics and state, e.g. \"optimizer.lr < 0.1 and "
-                   "state == 'COMPLETED'\".")
+@click.option(
+    "--seed-keys",
+    default="seed",
+    show_default=True,
+    metavar="K1,K2",
+    help="Swept keys that are repetitions, left out of --grouped.",
+)
+@click.option(
+    "--agg",
+    "aggs",
+    multiple=True,
+    type=click.Choice(list(AGGREGATIONS)),
+    help="Aggregations per group (default: mean, std, count). Repeatable.",
+)
+@click.option(
+    "--filter",
+    "where",
+    default=None,
+    metavar="EXPR",
+    help="Keep runs matching EXPR on params, metrics and state, e.g. \"optimizer.lr < 0.1 and state == 'COMPLETED'\".",
+)
 @click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
 @click.option("--top", type=int, default=None, metavar="N", help="Only the first N rows.")
 @click.option("--include-incomplete", is_flag=True, help="Aggregate runs that did not complete too.")
 @click.option("--all-params", is_flag=True, help="Every config key, not only the swept ones.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
-              default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of the terminal.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file instead of the terminal.",
+)
 @root_option
 @handle_errors
-def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: bool, seed_keys: str,
-          aggs: Sequence[str], where: Optional[str], sort: Sequence[str], top: Optional[int],
-          include_incomplete: bool, all_params: bool, fmt: str, output: Optional[str], root: Optional[str]) -> None:
+def table(
+    sweep: str,
+    metrics: Sequence[str],
+    group_by: Sequence[str],
+    grouped: bool,
+    seed_keys: str,
+    aggs: Sequence[str],
+    where: Optional[str],
+    sort: Sequence[str],
+    top: Optional[int],
+    include_incomplete: bool,
+    all_params: bool,
+    fmt: str,
+    output: Optional[str],
+    root: Optional[str],
+) -> None:
     """One row per run of SWEEP (default: latest), or per group with --group-by / --grouped.
 
     Per run: swept params, state, runtime, metric stats, summary. Grouped: n and, for each
@@ -49,8 +94,14 @@ def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: 
 
     groups: Any = list(group_by) if group_by else (True if grouped else None)
     frame = load_sweep(sweep, root=root).table(
-        metrics=list(metrics) or None, all_params=all_params, group_by=groups, agg=list(aggs) or None,
-        where=where, sort=list(sort) or None, top=top, include_incomplete=include_incomplete,
+        metrics=list(metrics) or None,
+        all_params=all_params,
+        group_by=groups,
+        agg=list(aggs) or None,
+        where=where,
+        sort=list(sort) or None,
+        top=top,
+        include_incomplete=include_incomplete,
         seed_keys=split_keys(seed_keys),
     )
     emit_frame(frame, fmt, output, print_frame)
@@ -61,17 +112,36 @@ def table(sweep: str, metrics: Sequence[str], group_by: Sequence[str], grouped: 
 @cli.command()
 @click.argument("sweeps", nargs=-1, required=True)
 @click.option("--metric", "-m", "metrics", multiple=True, required=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
-@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
-              help="Align on these params (default: the swept keys the sweeps share, but the seeds).")
+@click.option(
+    "--group-by",
+    "-g",
+    "group_by",
+    multiple=True,
+    metavar="KEY",
+    help="Align on these params (default: the swept keys the sweeps share, but the seeds).",
+)
 @click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2")
 @click.option("--filter", "where", default=None, metavar="EXPR", help="Keep runs matching EXPR (as in table).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
-              default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+    default="table",
+    show_default=True,
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
 @root_option
 @handle_errors
-def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[str], seed_keys: str,
-            where: Optional[str], fmt: str, output: Optional[str], root: Optional[str]) -> None:
+def compare(
+    sweeps: Sequence[str],
+    metrics: Sequence[str],
+    group_by: Sequence[str],
+    seed_keys: str,
+    where: Optional[str],
+    fmt: str,
+    output: Optional[str],
+    root: Optional[str],
+) -> None:
     """SWEEPS side by side on their common params: mean ± std and n of each metric, with deltas.
 
     Each sweep after the first gets, per metric, its delta against the first and whether the
@@ -91,19 +161,44 @@ def compare(sweeps: Sequence[str], metrics: Sequence[str], group_by: Sequence[st
 @cli.command()
 @click.argument("sweep")
 @click.argument("metric")
-@click.option("--group-by", "-g", "group_by", multiple=True, metavar="KEY",
-              help="One curve per value of these params (default: every swept key but the seeds).")
+@click.option(
+    "--group-by",
+    "-g",
+    "group_by",
+    multiple=True,
+    metavar="KEY",
+    help="One curve per value of these params (default: every swept key but the seeds).",
+)
 @click.option("--x", "x", type=click.Choice(["step", "time"]), default="step", show_default=True)
-@click.option("--band", type=click.Choice(["std", "ci", "none"]), default="std", show_default=True,
-              help="Shade mean ± std, or the 95% confidence interval of the mean.")
+@click.option(
+    "--band",
+    type=click.Choice(["std", "ci", "none"]),
+    default="std",
+    show_default=True,
+    help="Shade mean ± std, or the 95% confidence interval of the mean.",
+)
 @click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2")
 @click.option("--completed-only", is_flag=True, help="Leave out runs that did not complete (partial curves).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Image file: .png, .svg or .pdf.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Image file: .png, .svg or .pdf.",
+)
 @root_option
 @handle_errors
-def plot(sweep: str, metric: str, group_by: Sequence[str], x: str, band: str, seed_keys: str,
-         completed_only: bool, output: str, root: Optional[str]) -> None:
+def plot(
+    sweep: str,
+    metric: str,
+    group_by: Sequence[str],
+    x: str,
+    band: str,
+    seed_keys: str,
+    completed_only: bool,
+    output: str,
+    root: Optional[str],
+) -> None:
     """Plot METRIC of SWEEP: the mean curve of each group with a std or CI band (needs matplotlib)."""
     from ..plot import plot_metric
     from ..sweep import load_sweep

@@ -29,9 +29,11 @@ def gc(sweeps: Sequence[str], all_sweeps: bool, dry_run: bool, root: Optional[st
     for sw in targets:
         total.add(collect_sweep(sw.manifest, dry_run=dry_run))
     verb = "would remove" if dry_run else "removed"
-    echo(f"{verb} {len(total.files)} files ({total.bytes / 1024:.1f} KiB) from {len(targets)} "
-               f"sweep{'s' if len(targets) != 1 else ''}"
-               + (f"; {total.skipped_jobs} jobs still pending or running were left alone" if total.skipped_jobs else ""))
+    echo(
+        f"{verb} {len(total.files)} files ({total.bytes / 1024:.1f} KiB) from {len(targets)} "
+        f"sweep{'s' if len(targets) != 1 else ''}"
+        + (f"; {total.skipped_jobs} jobs still pending or running were left alone" if total.skipped_jobs else "")
+    )
     if dry_run:
         for path in total.files:
             echo(f"  {path}")
@@ -61,9 +63,12 @@ def reindex(sweeps: Sequence[str], all_sweeps: bool, root: Optional[str]) -> Non
 @cli.command()
 @click.argument("sweeps", nargs=-1)
 @click.option("--all", "all_sweeps", is_flag=True, help="Every sweep under the root.")
-@click.option("--repair", is_flag=True,
-              help="Restore what can be restored: the HDF5 store's intact spare copy, a damaged checkpoint moved "
-                   "aside, the index rebuilt from the stores. Nothing is deleted.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Restore what can be restored: the HDF5 store's intact spare copy, a damaged checkpoint moved "
+    "aside, the index rebuilt from the stores. Nothing is deleted.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @root_option
 @handle_errors

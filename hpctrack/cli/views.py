@@ -39,8 +39,12 @@ def ls_command(fmt: str, root: Optional[str]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--watch", "-w", is_flag=True, help="Refresh in place until every job has ended.")
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between refreshes (--watch).")
-@click.option("--stalled", "only_stalled", is_flag=True,
-              help="Only jobs that stalled: running, but no run.log call for far longer than their step cadence.")
+@click.option(
+    "--stalled",
+    "only_stalled",
+    is_flag=True,
+    help="Only jobs that stalled: running, but no run.log call for far longer than their step cadence.",
+)
 @root_option
 @handle_errors
 def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: bool, root: Optional[str]) -> None:

@@ -17,8 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..config import ensure_writable_root, resolve_root, user_share_group
 from ..errors import ConfigError
 from ..manifest import SWEEPS_DIR, JobRecord, Manifest, create_new_sweep, create_sweep, load_manifest, new_sweep_id
-from ..safefs import PRIVATE_FILE_MODE, SHARED_DIR_MODE, resolve_group, share_tree, strip_write_by_others
-from ..safefs import write_file
+from ..safefs import PRIVATE_FILE_MODE, SHARED_DIR_MODE, resolve_group, share_tree, strip_write_by_others, write_file
 from ..snapshot import CODE_DIR
 from ..store import store_class
 from ._entrypoint import JOB_FN_FILE, job_command
@@ -57,8 +56,9 @@ def backend_options(backend: str, launcher: Dict[str, Any]) -> Dict[str, Any]:
     return backend_class(backend).options_from_launcher(launcher)
 
 
-def wait_for_sweep(sweep_dir: Path, *, poll_s: float = 0.5,
-                   on_update: Optional[Callable[[Manifest], None]] = None) -> Manifest:
+def wait_for_sweep(
+    sweep_dir: Path, *, poll_s: float = 0.5, on_update: Optional[Callable[[Manifest], None]] = None
+) -> Manifest:
     """Block until every job of a sweep launched on a backend without a queue has ended.
 
     See :meth:`hpctrack.launch.base.Backend.wait`; a KeyboardInterrupt cancels the jobs and is re-raised.
@@ -147,8 +147,9 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
         overrides=mask_overrides(request.overrides),
         swept_keys=swept_keys(request.jobs),
         launcher=mask_mapping({**request.launcher, "share_group": share_group or None}),
-        jobs=[JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}")
-              for i, ov in enumerate(request.jobs)],
+        jobs=[
+            JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)
+        ],
     )
     from ..formats import dump_job
 
@@ -173,5 +174,3 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
     _set_modes(root, manifest, gid)
     backend.submit(manifest, [job.index for job in manifest.jobs])
     return load_manifest(manifest.path)
-
-

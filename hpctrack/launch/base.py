@@ -133,8 +133,9 @@ class Backend(abc.ABC):
         """
         return None
 
-    def wait(self, sweep_dir: Path, *, poll_s: float = 0.5,
-             on_update: Optional[Callable[[Manifest], None]] = None) -> Manifest:
+    def wait(
+        self, sweep_dir: Path, *, poll_s: float = 0.5, on_update: Optional[Callable[[Manifest], None]] = None
+    ) -> Manifest:
         """Block until every job of the sweep has ended; used only when the backend has no queue.
 
         ``on_update`` is called with the manifest after each poll. A

@@ -36,7 +36,13 @@ def wait_with_progress(sweep_dir: Path, *, show: bool = True) -> Manifest:
             counts = Counter(job.state for job in manifest.jobs)
             done = sum(n for state, n in counts.items() if state.is_final)
             failed = sum(n for state, n in counts.items() if state.is_final and state != JobState.COMPLETED)
-            progress.update(task, description=markup(manifest.name or manifest.id), total=len(manifest.jobs),
-                            completed=done, running=counts.get(JobState.RUNNING, 0), failed=failed)
+            progress.update(
+                task,
+                description=markup(manifest.name or manifest.id),
+                total=len(manifest.jobs),
+                completed=done,
+                running=counts.get(JobState.RUNNING, 0),
+                failed=failed,
+            )
 
         return wait_for_sweep(sweep_dir, on_update=update)

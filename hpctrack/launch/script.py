@@ -246,6 +246,6 @@ def launch_script(
         shutil.rmtree(sweep_dir, ignore_errors=True)
         raise ConfigError(
             f"{script} ran but launched no sweep: its entry point must be decorated with "
-            "@hydra.main and called under `if __name__ == \"__main__\":`"
+            '@hydra.main and called under `if __name__ == "__main__":`'
         )
     return load_manifest(sweep_dir)

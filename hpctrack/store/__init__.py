@@ -42,9 +42,7 @@ def store_class(name: str) -> Type[Store]:
     try:
         cls = BACKENDS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown store {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
-        ) from None
+        raise ConfigError(f"unknown store {name!r}; choose one of: {', '.join(sorted(BACKENDS))}") from None
     for module in cls.requires:
         try:
             importlib.import_module(module)

@@ -375,7 +375,9 @@ class HDF5Store(Store):
                     ds[()] = text  # in place: HDF5 reuses the heap space
                 self._sizes[name] = len(text)
 
-    def _reserve(self, path: Path, updates: Dict[str, Dict[str, Any]], rows: Dict[str, Tuple[str, "np.ndarray"]]) -> None:
+    def _reserve(
+        self, path: Path, updates: Dict[str, Dict[str, Any]], rows: Dict[str, Tuple[str, "np.ndarray"]]
+    ) -> None:
         """Allocate, before HDF5 writes, more disk than the update can take (ENOSPC/EDQUOT raise here).
 
         HDF5 must never meet a full disk itself: h5py then reports the error through
@@ -427,8 +429,10 @@ class HDF5Store(Store):
         orphans = sorted(e.name for e in os.scandir(self.path.parent)
                          if (m := self._copy_re.match(e.name)) is not None and int(m.group(1)) > 0)  # fmt: skip
         if orphans and not v1:
-            raise StoreError(f"{self.path} is missing but its copies {', '.join(orphans)} are there: the store's "
-                             "link was removed; restore it (`hpctrack verify --repair`) before writing to this run")
+            raise StoreError(
+                f"{self.path} is missing but its copies {', '.join(orphans)} are there: the store's "
+                "link was removed; restore it (`hpctrack verify --repair`) before writing to this run"
+            )
         free = shutil.disk_usage(self.path.parent).free
         if free < RESERVE_MARGIN:
             raise disk_full(OSError(errno.ENOSPC, "no space"), self.path.parent, self._copy(0))  # type: ignore[misc]

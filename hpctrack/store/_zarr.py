@@ -220,8 +220,7 @@ def _write_rows(arrays: List["zarr.Array"], start: int, end: int, columns: List[
             await arr._async_array.setitem(slice(start, end), data)
 
         # Every column's write ends before this returns, failed or not: none may land later.
-        results = await asyncio.gather(*(one(arr, data) for arr, data in zip(arrays, columns)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(one(arr, data) for arr, data in zip(arrays, columns)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -386,11 +385,15 @@ class ZarrStore(Store):
             name = record["keys"][int(key[0])] if 0 <= int(key[0]) < len(record["keys"]) else None
             stats = _record_stats(record["stats"][name]) if name is not None else None
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
-            raise StoreError(f"cannot write run store {self.path}: its last committed row does not read back "
-                             f"({one_line(err)}); not writing to a store it cannot validate") from err
+            raise StoreError(
+                f"cannot write run store {self.path}: its last committed row does not read back "
+                f"({one_line(err)}); not writing to a store it cannot validate"
+            ) from err
         if stats is None or int(step[0]) != stats.last_step or repr(float(value[0])) != repr(stats.last):
-            raise StoreError(f"cannot write run store {self.path}: its last committed row does not match its "
-                             "record (a damaged shard); not writing to a store it cannot validate")
+            raise StoreError(
+                f"cannot write run store {self.path}: its last committed row does not match its "
+                "record (a damaged shard); not writing to a store it cannot validate"
+            )
 
     def _restat(self, record: Dict[str, Any], arrays: List["zarr.Array"], count: int) -> None:
         """Recompute every key's stats from all its rows: a restart changed what is superseded."""

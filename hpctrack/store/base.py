@@ -157,9 +157,11 @@ class MetricStats:
             finite=(self.finite or 0) + int(finite.size) if known else None,
             # The first occurrence wins: an earlier step keeps argmin/argmax on a tie.
             argmin=(lo_step if lo_step is not None and (math.isnan(self.min) or lo < self.min) else self.argmin)
-            if known else None,
+            if known
+            else None,
             argmax=(hi_step if hi_step is not None and (math.isnan(self.max) or hi > self.max) else self.argmax)
-            if known else None,
+            if known
+            else None,
         )
 
     @staticmethod
@@ -635,9 +637,7 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
 
 
-def prepare_sections(
-    path: Path, sections: Optional[Mapping[Section, Mapping[str, Any]]]
-) -> Dict[str, Dict[str, Any]]:
+def prepare_sections(path: Path, sections: Optional[Mapping[Section, Mapping[str, Any]]]) -> Dict[str, Dict[str, Any]]:
     """Validate section updates and round-trip them through JSON.
 
     Done before a store is touched: an error half-way through an update would

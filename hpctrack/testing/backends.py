@@ -184,4 +184,3 @@ class BackendTests:
         assert waited, f"{self.backend}: wait() did not return within {self.timeout_s:g} s of the jobs' end"
         # It returned because the jobs ended: status, asked afterwards, finds every one final.
         assert all(s.state.is_final for s in sweep_status(load_manifest(manifest.path)).jobs)
-

@@ -764,4 +764,3 @@ def _disk_load(path: Path, stop: threading.Event) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     path.unlink()
-

@@ -39,8 +39,14 @@ class HydraJob:
 
     config_code: Optional[Dict[str, Any]] = None  # the code snapshot whose config files the job reads
 
-    def __init__(self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig,
-                 job_overrides: List[List[str]], initial_job_idx: int) -> None:
+    def __init__(
+        self,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+        job_overrides: List[List[str]],
+        initial_job_idx: int,
+    ) -> None:
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
@@ -98,8 +104,13 @@ class HydraJob:
                 if sweep_config.hydra.job.get("chdir") is None:
                     sweep_config.hydra.job.chdir = True
         HydraConfig.instance().set_config(sweep_config)
-        ret = run_job(hydra_context=context, task_function=_masking_outputs(self.task_function), config=sweep_config,
-                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        ret = run_job(
+            hydra_context=context,
+            task_function=_masking_outputs(self.task_function),
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
@@ -138,7 +149,7 @@ def _context_in(context: HydraContext, code: Dict[str, Any]) -> HydraContext:
         if "://" in path and not scheme:  # pkg://, structured://: not files of the code
             continue
         try:
-            inside = Path(path[len(scheme):]).resolve().relative_to(root)
+            inside = Path(path[len(scheme) :]).resolve().relative_to(root)
         except ValueError:  # a config directory outside the code: read where it is
             continue
         target = Path(code["path"]) / inside
@@ -205,7 +216,7 @@ class BaseHpctrackLauncher(Launcher):
 
     @property
     @abc.abstractmethod
-    def _BACKEND(self) -> str:  # noqa: N802  (each backend's subclass sets it as a plain class attribute)
+    def _BACKEND(self) -> str:
         """The backend's name in hpctrack's registry."""
 
     def __init__(self, **params: Any) -> None:
@@ -255,8 +266,10 @@ class BaseHpctrackLauncher(Launcher):
         )
         job_fn = HydraJob(self.hydra_context, self.task_function, self.config, jobs, initial_job_idx)
         manifest = submit_sweep(request, job_fn)
-        log.info(f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
-                 f"{self._BACKEND}) in {manifest.path}")
+        log.info(
+            f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+            f"{self._BACKEND}) in {manifest.path}"
+        )
         if self.params.get("detach"):
             # Placeholders: Hydra's launcher contract is synchronous, hpctrack's is not (see module docs).
             return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)

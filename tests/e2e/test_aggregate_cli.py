@@ -32,8 +32,9 @@ def _expected(sweep, metric_key, stat, group_key):
         values = history[history.job == status.index].value.tolist()
         value = {"max": max(values), "last": values[-1], "mean": statistics.fmean(values)}[stat]
         groups.setdefault(status.record.params[group_key], []).append(value)
-    return {g: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else math.nan, len(v))
-            for g, v in groups.items()}
+    return {
+        g: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else math.nan, len(v)) for g, v in groups.items()
+    }
 
 
 def test_grouped_table_numbers_filter_sort_top(hpctrack_root, tmp_path):
@@ -42,8 +43,17 @@ def test_grouped_table_numbers_filter_sort_top(hpctrack_root, tmp_path):
     # x scales "x" and seed shifts the steps: 2 x 3 runs, one of them failing.
     flag = tmp_path / "fail-2-1"
     flag.write_text("x")
-    _launch(tmp_path, "grid", "x=2,3", "seed=0,1,2", "steps=4", "sleep_s=0", "fail_at=2",
-            f"fail_flag={tmp_path}/fail-${{x}}-${{seed}}", fail=True)
+    _launch(
+        tmp_path,
+        "grid",
+        "x=2,3",
+        "seed=0,1,2",
+        "steps=4",
+        "sleep_s=0",
+        "fail_at=2",
+        f"fail_flag={tmp_path}/fail-${{x}}-${{seed}}",
+        fail=True,
+    )
     sweep = hpctrack.load_sweep("grid")
     frame = sweep.table(group_by=True, metrics=["loss:mean", "x:max"], agg=["mean", "std", "sem", "count", "ci95"])
     assert frame.attrs["group_by"] == ["x"]

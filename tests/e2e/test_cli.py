@@ -33,8 +33,9 @@ def _expected(lr: float, seed: int, epochs: int = 15) -> dict:
     params = model.init_params(x_tr.shape[1], 64, 10, rng)
     state = model.init_optimizer_state(params)
     for _ in range(epochs):
-        model.train_epoch(params, state, x_tr, y_tr, rng, batch_size=64, optimizer="sgd", lr=lr,
-                          momentum=0.9, beta1=0.9, beta2=0.999)
+        model.train_epoch(
+            params, state, x_tr, y_tr, rng, batch_size=64, optimizer="sgd", lr=lr, momentum=0.9, beta1=0.9, beta2=0.999
+        )
     val_loss, val_acc = model.evaluate(params, x_val, y_val)
     test_loss, test_acc = model.evaluate(params, x_te, y_te)
     return {"val/acc:last": val_acc, "val/loss:last": val_loss, "test/acc": test_acc}
@@ -45,15 +46,25 @@ def _status(ref: str = "latest") -> dict:
 
 
 def test_example_sweep_2x3_end_to_end(hpctrack_root, tmp_path):
-    proc = run_cli("launch", "--parallel", "2", str(EXAMPLE), "optimizer.lr=0.01,0.1", "seed=0,1,2",
-                   "--name", "digits", cwd=tmp_path)  # options may follow the overrides
+    proc = run_cli(
+        "launch",
+        "--parallel",
+        "2",
+        str(EXAMPLE),
+        "optimizer.lr=0.01,0.1",
+        "seed=0,1,2",
+        "--name",
+        "digits",
+        cwd=tmp_path,
+    )  # options may follow the overrides
     assert proc.returncode == 0, proc.stderr
     assert "6 jobs: 6 COMPLETED" in proc.stdout
 
     rows = json.loads(run_cli("table", "latest", "--format", "json", check=True).stdout)
     assert len(rows) == 6
     assert sorted((r["optimizer.lr"], r["seed"]) for r in rows) == [
-        (lr, seed) for lr in (0.01, 0.1) for seed in (0, 1, 2)]
+        (lr, seed) for lr in (0.01, 0.1) for seed in (0, 1, 2)
+    ]
     for row in rows:
         assert row["state"] == "COMPLETED" and row["runtime_s"] > 0
         expected = _expected(row["optimizer.lr"], row["seed"])
@@ -72,7 +83,13 @@ def test_example_sweep_2x3_end_to_end(hpctrack_root, tmp_path):
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
     markdown = run_cli("table", "latest", "--format", "markdown", "--metric", "val/acc:max", check=True).stdout
     assert [c.strip() for c in markdown.splitlines()[0].split("|")[1:-1]] == [
-        "job", "optimizer.lr", "seed", "state", "runtime_s", "val/acc:max"]  # only what was asked for
+        "job",
+        "optimizer.lr",
+        "seed",
+        "state",
+        "runtime_s",
+        "val/acc:max",
+    ]  # only what was asked for
     terminal = run_cli("table", check=True).stdout
     assert "COMPLETED" in terminal and "val/acc:last" in terminal
     listing = run_cli("ls", check=True).stdout
@@ -92,11 +109,14 @@ def test_failing_job_is_recorded_and_the_others_run(hpctrack_root):
     assert "optimizer.lr must be > 0" in human and "1 COMPLETED, 1 FAILED" in human
 
 
-@pytest.mark.parametrize("args, message", [
-    (["optimizer.lrr=0.1"], "unknown config key 'optimizer.lrr' for train.py (did you mean 'optimizer.lr'?)"),
-    (["seed=range(0,"], "malformed override 'seed=range(0,'"),
-    (["--config-name", "nothere", "seed=1"], "Cannot find primary config 'nothere'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optimizer.lrr=0.1"], "unknown config key 'optimizer.lrr' for train.py (did you mean 'optimizer.lr'?)"),
+        (["seed=range(0,"], "malformed override 'seed=range(0,'"),
+        (["--config-name", "nothere", "seed=1"], "Cannot find primary config 'nothere'"),
+    ],
+)
 def test_bad_input_is_one_line_and_launches_nothing(hpctrack_root, args, message):
     proc = run_cli("launch", str(EXAMPLE), *args)
     assert proc.returncode == 1
@@ -118,15 +138,29 @@ def test_missing_script_and_unwritable_root(hpctrack_root):
 def test_unknown_sweep_is_one_line(hpctrack_root):
     proc = run_cli("status", "nope")
     assert proc.returncode == 1
-    assert error_lines(proc.stderr) == [f"Error: no sweep 'nope' under {hpctrack_root} "
-                                        "(try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"]
+    assert error_lines(proc.stderr) == [
+        f"Error: no sweep 'nope' under {hpctrack_root} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
+    ]
 
 
 def test_hydra_multirun_with_the_launcher_plugin(hpctrack_root, tmp_path):
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "-m", "hydra/launcher=hpctrack_local",
-                           "hydra.launcher.name=plugin", "hydra.launcher.parallel=2", "seed=0,1", "epochs=2",
-                           f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "-m",
+            "hydra/launcher=hpctrack_local",
+            "hydra.launcher.name=plugin",
+            "hydra.launcher.parallel=2",
+            "seed=0,1",
+            "epochs=2",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     status = _status("plugin")
     assert status["summary"] == "2 jobs: 2 COMPLETED"
@@ -135,8 +169,12 @@ def test_hydra_multirun_with_the_launcher_plugin(hpctrack_root, tmp_path):
 
 
 def test_plain_script_run_is_a_one_run_sweep(hpctrack_root, tmp_path):
-    subprocess.run([sys.executable, str(EXAMPLE), "epochs=2", "seed=4", f"hydra.run.dir={tmp_path / 'out'}"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(EXAMPLE), "epochs=2", "seed=4", f"hydra.run.dir={tmp_path / 'out'}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     rows = json.loads(run_cli("table", "latest", "--format", "json", "--all-params", check=True).stdout)
     assert len(rows) == 1 and rows[0]["state"] == "COMPLETED" and rows[0]["seed"] == 4
     assert rows[0]["epochs"] == 2 and rows[0]["val/acc:last"] > 0.5
@@ -167,9 +205,25 @@ def test_detach_then_watch_a_running_sweep(hpctrack_root):
 
 
 def test_ctrl_c_cancels_a_waiting_launch(hpctrack_root):
-    proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "launch", "--parallel", "1", "--name", "intr",
-                             str(SLEEPY), "x=1,2,3", "steps=200", "sleep_s=0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpctrack",
+            "launch",
+            "--parallel",
+            "1",
+            "--name",
+            "intr",
+            str(SLEEPY),
+            "x=1,2,3",
+            "steps=200",
+            "sleep_s=0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -194,8 +248,9 @@ def test_both_stores_give_identical_tables(hpctrack_root):
     assert {"hdf5", "zarr"} <= set(BACKENDS)
     tables = {}
     for store in ("hdf5", "zarr"):
-        proc = run_cli("launch", "--store", store, "--name", f"with-{store}", str(SLEEPY), "x=1,2,3", "steps=5",
-                       "fail_at=null,3")
+        proc = run_cli(
+            "launch", "--store", store, "--name", f"with-{store}", str(SLEEPY), "x=1,2,3", "steps=5", "fail_at=null,3"
+        )
         assert proc.returncode == 1 and "3 COMPLETED, 3 FAILED" in proc.stdout, proc.stderr
         rows = json.loads(run_cli("table", f"with-{store}", "--format", "json", "--all-params", check=True).stdout)
         for row in rows:
@@ -203,11 +258,13 @@ def test_both_stores_give_identical_tables(hpctrack_root):
         tables[store] = rows
         status = _status(f"with-{store}")
         assert [j["error"] for j in status["jobs"] if j["state"] == "FAILED"] == [
-            "RuntimeError: failing on purpose at step 3"] * 3
+            "RuntimeError: failing on purpose at step 3"
+        ] * 3
     assert tables["hdf5"] == tables["zarr"]
     assert len(tables["zarr"]) == 6
     assert sorted((r["state"], r["loss:last"]) for r in tables["zarr"]) == (
-        [("COMPLETED", 1 / 5)] * 3 + [("FAILED", 1 / 3)] * 3)
+        [("COMPLETED", 1 / 5)] * 3 + [("FAILED", 1 / 3)] * 3
+    )
 
 
 def test_requeue_takes_no_progress_and_show_prints_tags(hpctrack_root, tmp_path):

@@ -141,16 +141,26 @@ def test_watch_into_a_file_keeps_every_column_whole(hpctrack_root, tmp_path):
     raw = json.loads((manifest.path / "sweep.json").read_text())
     raw["jobs"][0]["overrides"] = [f"x={long_value}"]
     (manifest.path / "sweep.json").write_text(json.dumps(raw))
-    write_run(manifest, 0, state="failed",
-              error={"type": "RuntimeError", "message": "a long error message " + "y" * 80, "traceback": ""})
+    write_run(
+        manifest,
+        0,
+        state="failed",
+        error={"type": "RuntimeError", "message": "a long error message " + "y" * 80, "traceback": ""},
+    )
     with open(tmp_path / "watch.txt", "w") as fh:
-        subprocess.run([sys.executable, "-m", "hpctrack", "status", "piped", "--watch", "--interval", "0.2"],
-                       stdout=fh, stderr=subprocess.PIPE, timeout=120, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "hpctrack", "status", "piped", "--watch", "--interval", "0.2"],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=True,
+        )
     text = (tmp_path / "watch.txt").read_text()
     assert long_value in text and "y" * 80 in text and "…" not in text, text
 
 
 # -- the error boundary -------------------------------------------------------------------------
+
 
 def test_unwritable_output_is_one_line_and_debug_keeps_the_traceback(hpctrack_root):
     manifest = make_sweep(hpctrack_root, 1, name="out")

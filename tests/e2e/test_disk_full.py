@@ -38,8 +38,13 @@ def _check_prefix(run_dir: Path, store: str) -> int:
 @pytest.mark.parametrize("store", ["hdf5", "zarr"])
 def test_a_plain_run_on_a_full_disk_fails_with_the_cause(small_tmpfs, tmp_path, monkeypatch, store):
     monkeypatch.setenv("HPCTRACK_ROOT", str(small_tmpfs / "root"))
-    proc = subprocess.run([sys.executable, str(FILLER), f"store={store}", f"hydra.run.dir={tmp_path / 'out'}"],
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(FILLER), f"store={store}", f"hydra.run.dir={tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "DiskFullError: no space left on " in proc.stderr
     sweep = hpctrack.load_sweep("latest", root=str(small_tmpfs / "root"))
@@ -102,8 +107,9 @@ def test_sigterm_ends_a_run_on_a_full_disk_promptly(small_tmpfs, tmp_path, monke
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "0.2")
     script = tmp_path / "stuck.py"
     script.write_text(textwrap.dedent(STUCK_AFTER_FULL))
-    proc = subprocess.Popen([sys.executable, str(script), store], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         _fill(small_tmpfs)

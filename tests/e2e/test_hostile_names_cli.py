@@ -46,31 +46,41 @@ def hostile(hpctrack_root):
     from hpctrack.store import MetricBatch, open_store
 
     manifest = make_sweep(hpctrack_root, 2, name=NAME)
-    write_run(manifest, 0, summary={SUMMARY_KEY: 1.0, LONG: 2.0},
-              error={"type": "RuntimeError", "message": ERROR, "traceback": ""}, state="failed")
+    write_run(
+        manifest,
+        0,
+        summary={SUMMARY_KEY: 1.0, LONG: 2.0},
+        error={"type": "RuntimeError", "message": ERROR, "traceback": ""},
+        state="failed",
+    )
     store = open_store(manifest.run_path(1), manifest.store)
     batch = MetricBatch()
     batch.add(METRIC, 0, 1.0, 1000.0)
     batch.add(LONG + "m", 0, 2.0, 1000.0)
-    store.write(metrics=batch, sections={"params": {KEY: VALUE, "x": 1, LONG + "p": LONG},
-                                         "tags": {TAG: TAG}, "summary": {"final": 3.0}})
+    store.write(
+        metrics=batch,
+        sections={"params": {KEY: VALUE, "x": 1, LONG + "p": LONG}, "tags": {TAG: TAG}, "summary": {"final": 3.0}},
+    )
     write_run(manifest, 1, summary={"final": 3.0})
     return manifest
 
 
-@pytest.mark.parametrize("command", [
-    ["ls"],
-    ["status", "latest"],
-    ["table", "latest"],
-    ["table", "latest", "--all-params"],
-    ["table", "latest", "--group-by", "x"],
-    ["table", "latest", "--format", "markdown"],
-    ["show", "latest/0"],
-    ["show", "latest/1"],
-    ["diff", "latest/0", "latest/1"],
-    ["compare", "latest", "latest", "-m", "final"],
-    ["verify", "latest"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["status", "latest"],
+        ["table", "latest"],
+        ["table", "latest", "--all-params"],
+        ["table", "latest", "--group-by", "x"],
+        ["table", "latest", "--format", "markdown"],
+        ["show", "latest/0"],
+        ["show", "latest/1"],
+        ["diff", "latest/0", "latest/1"],
+        ["compare", "latest", "latest", "-m", "final"],
+        ["verify", "latest"],
+    ],
+)
 def test_hostile_names_are_escaped_on_the_terminal(hostile, command):
     proc = run_cli(*command)
     _assert_safe(proc, code=proc.returncode if command[0] == "verify" else 0)
@@ -122,8 +132,15 @@ def test_long_names_in_existing_data_do_not_traceback(hpctrack_root):
     batch = MetricBatch()
     batch.add(LONG + "m", 10, 2.0, 1000.0)
     open_store(manifest.run_path(0), manifest.store).write(metrics=batch, sections={"params": {LONG + "p": 1}})
-    for command in (["ls"], ["status", "N" * 300], ["table", "N" * 300, "--all-params"], ["show", "N" * 300 + "/0"],
-                    ["table", "latest", "-m", LONG + "m:max"], ["show", "latest/0"], ["diff", "latest/0", "latest/0"]):
+    for command in (
+        ["ls"],
+        ["status", "N" * 300],
+        ["table", "N" * 300, "--all-params"],
+        ["show", "N" * 300 + "/0"],
+        ["table", "latest", "-m", LONG + "m:max"],
+        ["show", "latest/0"],
+        ["diff", "latest/0", "latest/0"],
+    ):
         proc = run_cli(*command)
         _assert_safe(proc)
 
@@ -144,11 +161,25 @@ def test_long_names_are_refused_at_launch(hpctrack_root, tmp_path):
 def test_launch_with_a_hostile_name_and_values(hpctrack_root, tmp_path):
     """Through the CLI as a user would: the name and an override value hold terminal controls."""
     name = "evil\x1b]0;owned\x07\u202e"
-    proc = run_cli("launch", str(SCRIPTS / "resumable.py"), "--name", name, "x=1,2", "steps=2", "sleep_s=0",
-                   "--no-progress", cwd=tmp_path)
+    proc = run_cli(
+        "launch",
+        str(SCRIPTS / "resumable.py"),
+        "--name",
+        name,
+        "x=1,2",
+        "steps=2",
+        "sleep_s=0",
+        "--no-progress",
+        cwd=tmp_path,
+    )
     _assert_safe(proc)
-    for command in (["ls"], ["status", "latest"], ["table", "latest"], ["show", "latest/0"],
-                    ["diff", "latest/0", "latest/1"]):
+    for command in (
+        ["ls"],
+        ["status", "latest"],
+        ["table", "latest"],
+        ["show", "latest/0"],
+        ["diff", "latest/0", "latest/1"],
+    ):
         proc = run_cli(*command)
         _assert_safe(proc)
     assert "evil\\x1b]0;owned\\x07\\u202e" in run_cli("ls").stdout

@@ -37,7 +37,9 @@ def test_nothing_under_a_new_root_is_writable_by_others(hpctrack_root, umask):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert stat.S_IMODE(hpctrack_root.stat().st_mode) == 0o700
     seen = {p.name for p, _ in _everything(hpctrack_root)}
-    assert {"job.pkl", "sweep.json", "sleepy.py"} <= seen and any(n.startswith("run.") and n.endswith(".h5") for n in seen)
+    assert {"job.pkl", "sweep.json", "sleepy.py"} <= seen and any(
+        n.startswith("run.") and n.endswith(".h5") for n in seen
+    )
     writable = [f"{p} {stat.filemode(st.st_mode)}" for p, st in _everything(hpctrack_root) if st.st_mode & 0o022]
     assert writable == []
     (pkl,) = hpctrack_root.glob("sweeps/*/job.pkl")

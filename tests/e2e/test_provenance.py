@@ -20,8 +20,12 @@ def _repo(tmp_path):
     shutil.copytree(SCRIPTS, repo, ignore=shutil.ignore_patterns("__pycache__"))
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
-    for cmd in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-q", "-m", "first"],
-                ["git", "remote", "add", "origin", "https://alice:hunter2@example.org/alice/project.git"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "."],
+        ["git", "commit", "-q", "-m", "first"],
+        ["git", "remote", "add", "origin", "https://alice:hunter2@example.org/alice/project.git"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, env=env)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     conf = repo / "conf" / "sleepy.yaml"

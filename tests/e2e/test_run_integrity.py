@@ -25,8 +25,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_job_runs_in_its_own_directory_and_keeps_its_own_files(hpctrack_root, tmp_path):
-    proc = run_cli("launch", "--parallel", "4", "--name", "own", str(SCRIPTS / "own_files.py"), "x=0,1,2,3",
-                   cwd=tmp_path)
+    proc = run_cli(
+        "launch", "--parallel", "4", "--name", "own", str(SCRIPTS / "own_files.py"), "x=0,1,2,3", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "4 jobs: 4 COMPLETED" in proc.stdout
     sweep = hpctrack.load_sweep("own")
@@ -42,16 +43,29 @@ def test_every_job_runs_in_its_own_directory_and_keeps_its_own_files(hpctrack_ro
     assert not (tmp_path / "weights.txt").exists()
 
     # hydra.job.chdir=false, said explicitly, keeps the launch directory
-    proc = run_cli("launch", "--name", "shared", str(SCRIPTS / "own_files.py"), "x=7", "sleep_s=0",
-                   "hydra.job.chdir=false", cwd=tmp_path)
+    proc = run_cli(
+        "launch",
+        "--name",
+        "shared",
+        str(SCRIPTS / "own_files.py"),
+        "x=7",
+        "sleep_s=0",
+        "hydra.job.chdir=false",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "weights.txt").read_text() == "job x=7\n"
     assert hpctrack.load_sweep("shared").run(0).summary["in_run_dir"] is False
 
 
 def test_a_plain_run_says_where_it_was_recorded(hpctrack_root, tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "sleepy.py"), "steps=2", f"hydra.run.dir={tmp_path}/out"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "sleepy.py"), "steps=2", f"hydra.run.dir={tmp_path}/out"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     sweep = hpctrack.load_sweep("latest")
     lines = [line for line in proc.stderr.splitlines() if line.startswith("hpctrack: ")]
@@ -111,12 +125,30 @@ def _damage(store_path: Path, how: str) -> dict:
     return kept
 
 
-@pytest.mark.parametrize("store,how", [("hdf5", "truncate"), ("hdf5", "delete"), ("zarr", "truncate-shard"),
-                                       ("zarr", "truncate-record"), ("zarr", "delete")])
+@pytest.mark.parametrize(
+    "store,how",
+    [
+        ("hdf5", "truncate"),
+        ("hdf5", "delete"),
+        ("zarr", "truncate-shard"),
+        ("zarr", "truncate-record"),
+        ("zarr", "delete"),
+    ],
+)
 def test_a_store_damaged_under_a_running_job_fails_it_and_nothing_spreads(hpctrack_root, tmp_path, store, how):
     name = f"damaged-{store}-{how}"
-    proc = run_cli("launch", "--detach", "--name", name, "--store", store, str(SCRIPTS / "sleepy.py"),
-                   "steps=60", "sleep_s=0.1", cwd=tmp_path)
+    proc = run_cli(
+        "launch",
+        "--detach",
+        "--name",
+        name,
+        "--store",
+        store,
+        str(SCRIPTS / "sleepy.py"),
+        "steps=60",
+        "sleep_s=0.1",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = hpctrack.load_sweep(name).manifest
     run_dir = manifest.run_path(0)

@@ -16,7 +16,7 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 
-_SCRIPT = '''
+_SCRIPT = """
 import json, os
 from pathlib import Path
 
@@ -37,16 +37,16 @@ def main(cfg):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-_CONFIG = '''
+_CONFIG = """
 seed: 0
 db:
   host: db.example.org
   password: placeholder
   api_token: none
   env_password: ${oc.env:TEST_DB_PASSWORD,unset}
-'''
+"""
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

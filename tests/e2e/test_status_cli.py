@@ -50,10 +50,12 @@ def _fake_sacct(tmp_path: Path, text: str, monkeypatch) -> Path:
 def test_completed_run_at_its_time_limit_is_completed_and_not_resumed(hpctrack_root, tmp_path, monkeypatch):
     from hpctrack._types import JobState
 
-    manifest = make_sweep(hpctrack_root, 2, backend="slurm", state=JobState.PENDING, job_ids=["41_0", "41_1"],
-                          name="limit")
-    attempts = [{"attempt": a, "start": 150.0 + a, "end": 151.0 + a, "outcome": "requeued: time limit"}
-                for a in (1, 2, 3)] + [{"attempt": 4, "start": 160.0, "end": 190.0, "outcome": "completed"}]
+    manifest = make_sweep(
+        hpctrack_root, 2, backend="slurm", state=JobState.PENDING, job_ids=["41_0", "41_1"], name="limit"
+    )
+    attempts = [
+        {"attempt": a, "start": 150.0 + a, "end": 151.0 + a, "outcome": "requeued: time limit"} for a in (1, 2, 3)
+    ] + [{"attempt": 4, "start": 160.0, "end": 190.0, "outcome": "completed"}]
     write_run(manifest, 0, steps=40, attempt=4, attempts=attempts)
     _fake_sacct(tmp_path, "41_0|TIMEOUT|0:0|node1|BeginTime\n41_1|FAILED|0:12|node1|BeginTime\n", monkeypatch)
     jobs = _status("limit")["jobs"]
@@ -79,6 +81,7 @@ def test_live_jobs_of_a_killed_runner_stay_running_and_are_not_resubmitted(hpctr
     status = _status("orphans")
     assert [j["state"] for j in status["jobs"]] == ["RUNNING", "RUNNING"], status
     assert "nothing to resume" in run_cli("resume", "orphans", "--dry-run", check=True).stdout
+
     # Left alone, they end as they should: completed.
     def ended():
         status = _status("orphans")

@@ -91,7 +91,8 @@ def test_a_killed_attempt_is_not_shown_running_and_its_newest_checkpoint_is_name
 
 
 def test_a_zarr_run_missing_points_is_skipped_by_history_and_plot_and_ls_does_not_say_completed(
-        hpctrack_root, tmp_path):
+    hpctrack_root, tmp_path
+):
     import hpctrack
 
     proc = run_cli("launch", str(RESUMABLE), "x=1,2", "steps=5", "sleep_s=0", "--store", "zarr", "--name", "zc",

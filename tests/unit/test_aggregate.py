@@ -17,28 +17,46 @@ from hpctrack.store import MetricBatch, open_store
 
 def _sweep(tmp_path):
     jobs = [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=0.1", "seed=1"], ["optimizer.lr=0.01", "seed=0"]]
-    manifest = create_sweep(tmp_path, Manifest(
-        id="20260101-000000-aaaa", created=time.time(), backend="direct", store="hdf5",
-        swept_keys=["optimizer.lr", "seed"],
-        jobs=[JobRecord(index=i, overrides=o, run_dir=f"runs/{i}") for i, o in enumerate(jobs)],
-    ))
+    manifest = create_sweep(
+        tmp_path,
+        Manifest(
+            id="20260101-000000-aaaa",
+            created=time.time(),
+            backend="direct",
+            store="hdf5",
+            swept_keys=["optimizer.lr", "seed"],
+            jobs=[JobRecord(index=i, overrides=o, run_dir=f"runs/{i}") for i, o in enumerate(jobs)],
+        ),
+    )
     for i in range(2):  # job 2 never started
         store = open_store(manifest.run_path(i), "hdf5")
         batch = MetricBatch()
         for step, value in enumerate([0.5, 0.9 - i * 0.1, 0.7]):
             batch.add("val/acc", step, value, time.time())
-        store.write(metrics=batch, sections={
-            "params": {"optimizer.lr": 0.1, "seed": i, "epochs": 3},
-            "summary": {"test/acc": 0.8 + i / 100},
-            "status": {"state": "completed", "start_time": 100.0, "end_time": 110.0 + i},
-        })
+        store.write(
+            metrics=batch,
+            sections={
+                "params": {"optimizer.lr": 0.1, "seed": i, "epochs": 3},
+                "summary": {"test/acc": 0.8 + i / 100},
+                "status": {"state": "completed", "start_time": 100.0, "end_time": 110.0 + i},
+            },
+        )
     return manifest
 
 
 def test_one_row_per_run_with_params_state_metrics_summary(tmp_path):
     frame = sweep_table(_sweep(tmp_path))
-    assert list(frame.columns) == ["job", "optimizer.lr", "seed", "state", "runtime_s",
-                                   "val/acc:last", "val/acc:min", "val/acc:max", "test/acc"]
+    assert list(frame.columns) == [
+        "job",
+        "optimizer.lr",
+        "seed",
+        "state",
+        "runtime_s",
+        "val/acc:last",
+        "val/acc:min",
+        "val/acc:max",
+        "test/acc",
+    ]
     assert frame["optimizer.lr"].tolist() == [0.1, 0.1, 0.01]  # job 2's value from its override
     assert frame["state"].tolist() == ["COMPLETED", "COMPLETED", "PENDING"]
     assert frame["runtime_s"].tolist()[:2] == [10.0, 11.0]

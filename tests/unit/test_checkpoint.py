@@ -111,7 +111,9 @@ def test_a_checkpoint_names_its_files_with_size_and_sha256(hpctrack_root, tmp_pa
     latest = run._checkpoints.latest()
     assert sorted(latest.files) == ["sub/opt.bin"] and latest.problems() == []
     (latest.path / "sub" / "opt.bin").write_bytes(b"OPT")  # damaged since: same size, other bytes
-    assert latest.problems() == [f"{latest.path / 'sub' / 'opt.bin'}: content differs from when it was written (sha256)"]
+    assert latest.problems() == [
+        f"{latest.path / 'sub' / 'opt.bin'}: content differs from when it was written (sha256)"
+    ]
 
 
 def test_a_checkpoint_from_before_the_files_map_still_loads(tmp_path):

@@ -26,7 +26,11 @@ def test_added_removed_changed_binary_and_a_missing_last_newline(tmp_path):
     b = _tree(tmp_path / "b", {"same.py": "x = 1\n", "new.py": "n1\nn2\n", "edit.py": "a\nB\nc", "blob.bin": b"\0\2"})
     changes = {c.path: c for c in compare_files(snapshot_files(a), snapshot_files(b))}
     assert sorted((p, c.change) for p, c in changes.items()) == [
-        ("blob.bin", "changed"), ("edit.py", "changed"), ("gone.py", "removed"), ("new.py", "added")]
+        ("blob.bin", "changed"),
+        ("edit.py", "changed"),
+        ("gone.py", "removed"),
+        ("new.py", "added"),
+    ]
     assert (changes["new.py"].added_lines, changes["new.py"].removed_lines) == (2, 0)
     assert "--- /dev/null\n+++ b/new.py\n" in changes["new.py"].text
     assert (changes["gone.py"].added_lines, changes["gone.py"].removed_lines) == (0, 1)

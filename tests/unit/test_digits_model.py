@@ -29,8 +29,15 @@ def _train(seed=0, optimizer="sgd", lr=0.1, epochs=15, hidden=64, batch_size=64)
     history = []
     for _ in range(epochs):
         train_loss = m.train_epoch(
-            params, state, X_tr, y_tr, rng,
-            batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=0.9,
+            params,
+            state,
+            X_tr,
+            y_tr,
+            rng,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            momentum=0.9,
         )
         history.append((train_loss, *m.evaluate(params, X_val, y_val)))
     return np.array(history), m.evaluate(params, X_te, y_te), params
@@ -115,8 +122,7 @@ def test_unknown_optimizer_rejected():
     rng = np.random.default_rng(0)
     params = m.init_params(64, 8, 10, rng)
     with pytest.raises(ValueError, match="unknown optimizer"):
-        m.train_epoch(params, m.init_optimizer_state(params), X_tr, y_tr, rng,
-                      optimizer="rmsprop", lr=0.1)
+        m.train_epoch(params, m.init_optimizer_state(params), X_tr, y_tr, rng, optimizer="rmsprop", lr=0.1)
 
 
 def test_save_model_roundtrip(tmp_path, sgd_run):

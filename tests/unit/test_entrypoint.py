@@ -34,8 +34,13 @@ def _run_job(manifest: Manifest, before: str = "") -> subprocess.CompletedProces
         from hpctrack.launch._entrypoint import run_job
         run_job({str(manifest.path)!r}, 0)
     """)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def _by_value(source: str, name: str):
@@ -45,17 +50,22 @@ def _by_value(source: str, name: str):
     return namespace[name]
 
 
-_sleep_job = _by_value("""
+_sleep_job = _by_value(
+    """
     def sleep_job(index):
         import time
         time.sleep(30)
-""", "sleep_job")
+""",
+    "sleep_job",
+)
 
 
 def test_a_sigterm_that_lands_while_the_job_starts_is_recorded_by_its_run(hpctrack_root):
     manifest = _sweep(hpctrack_root, _sleep_job)
     # The signal arrives before the run exists (here: while the job reads its SLURM identity).
-    proc = _run_job(manifest, """
+    proc = _run_job(
+        manifest,
+        """
         import os, signal
         import hpctrack.launch.slurm._task as ep
         real = ep._slurm_identity
@@ -63,7 +73,8 @@ def test_a_sigterm_that_lands_while_the_job_starts_is_recorded_by_its_run(hpctra
             os.kill(os.getpid(), signal.SIGTERM)
             return real(manifest)
         ep._slurm_identity = signalled
-    """)
+    """,
+    )
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     run_dir = manifest.run_path(0)
     record = open_store(run_dir, "hdf5").read()
@@ -73,11 +84,14 @@ def test_a_sigterm_that_lands_while_the_job_starts_is_recorded_by_its_run(hpctra
     assert end["state"] == "interrupted" and end["signal"] == "SIGTERM" and end["error"] == "terminated by SIGTERM"
 
 
-_import_helper = _by_value("""
+_import_helper = _by_value(
+    """
     def import_helper(index):
         import helper_of_the_snapshot
         return helper_of_the_snapshot.WHERE
-""", "import_helper")
+""",
+    "import_helper",
+)
 
 
 def test_a_job_imports_the_modules_of_its_own_code_snapshot(hpctrack_root, tmp_path):
@@ -94,8 +108,14 @@ def test_a_job_imports_the_modules_of_its_own_code_snapshot(hpctrack_root, tmp_p
 
     update_manifest(manifest.path, change)
     code = f"from hpctrack.launch._entrypoint import run_job; print('RESULT', run_job({str(manifest.path)!r}, 0))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "RESULT job-code" in proc.stdout
     attempt = hpctrack.load_sweep(str(manifest.path)).run(0).status["attempts"][-1]

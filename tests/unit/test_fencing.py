@@ -28,8 +28,13 @@ def _env(**extra: str) -> dict:
 
 
 def _spawn(code: str, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(**env))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(**env),
+    )
 
 
 def _stall_then_lose_the_lock(first: subprocess.Popen, second_code: str, *args: str) -> str:
@@ -38,8 +43,13 @@ def _stall_then_lose_the_lock(first: subprocess.Popen, second_code: str, *args: 
     assert first.stdout.readline().strip() == "inside"
     os.kill(first.pid, signal.SIGSTOP)
     try:
-        second = subprocess.run([sys.executable, "-c", textwrap.dedent(second_code), *args], capture_output=True,
-                                text=True, env=_env(), timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(second_code), *args],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr
         assert "committed" in second.stdout
     finally:
@@ -52,7 +62,8 @@ def _stall_then_lose_the_lock(first: subprocess.Popen, second_code: str, *args: 
 def test_a_stalled_manifest_writer_never_commits_over_the_one_that_took_its_lock(tmp_path):
     manifest = create_sweep(tmp_path, Manifest(id=new_sweep_id(), created=time.time(), backend="local",
                                                store="hdf5", jobs=[JobRecord(0, [], "runs/0")]))  # fmt: skip
-    first = _spawn("""
+    first = _spawn(
+        """
         import sys, time
         from hpctrack.manifest import update_manifest
         def change(m):
@@ -65,15 +76,21 @@ def test_a_stalled_manifest_writer_never_commits_over_the_one_that_took_its_lock
             print("refused:", err, flush=True)
             sys.exit(3)
         print("committed", flush=True)
-    """, str(manifest.path))
-    last = _stall_then_lose_the_lock(first, """
+    """,
+        str(manifest.path),
+    )
+    last = _stall_then_lose_the_lock(
+        first,
+        """
         import sys
         from hpctrack.manifest import update_manifest
         def change(m):
             m.name = "second"
         update_manifest(sys.argv[1], change)
         print("committed")
-    """, str(manifest.path))
+    """,
+        str(manifest.path),
+    )
     assert last.startswith("refused:") and "taken over" in last
     assert load_manifest(manifest.path).name == "second"
 
@@ -121,7 +138,8 @@ def test_a_stalled_store_writer_never_commits_over_the_one_that_took_its_lock(tm
 
 
 def test_a_stalled_index_append_never_lands_after_its_lock_was_taken(tmp_path):
-    first = _spawn("""
+    first = _spawn(
+        """
         import sys, time
         import hpctrack.index as index
         real_open = open
@@ -137,13 +155,19 @@ def test_a_stalled_index_append_never_lands_after_its_lock_was_taken(tmp_path):
             print("refused:", err, flush=True)
             sys.exit(3)
         print("committed", flush=True)
-    """, str(tmp_path))
-    last = _stall_then_lose_the_lock(first, """
+    """,
+        str(tmp_path),
+    )
+    last = _stall_then_lose_the_lock(
+        first,
+        """
         import sys
         from hpctrack.index import append_rows
         append_rows(sys.argv[1], [{"v": 1, "job": 1, "status": {"by": "second"}}])
         print("committed")
-    """, str(tmp_path))
+    """,
+        str(tmp_path),
+    )
     assert last.startswith("refused:")
     lines = [json.loads(line) for line in (tmp_path / "index.jsonl").read_text().splitlines()]
     assert [line["status"]["by"] for line in lines] == ["second"]
@@ -164,8 +188,12 @@ HOLDER = """
 
 
 def _holder(path: Path, hold_s: float, ttl: str, host: str = "") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), str(path), str(hold_s), host],
-                            stdout=subprocess.PIPE, text=True, env=_env(HPCTRACK_LOCK_TTL_S=ttl))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(path), str(hold_s), host],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(HPCTRACK_LOCK_TTL_S=ttl),
+    )
     assert proc.stdout.readline().split()[0] == "locked"
     return proc
 

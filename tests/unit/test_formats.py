@@ -28,7 +28,7 @@ def test_the_table_agrees_with_the_code_that_writes_each_file(fmt):
 
 def test_the_doc_lists_every_file_with_its_version():
     text = DOC.read_text()
-    section = text[text.index("## Format versions of every file"):]
+    section = text[text.index("## Format versions of every file") :]
     rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\| `([^`]+)` \| (\d+) \|", section, re.M)}
     assert rows == {f.name: f.version for f in FORMATS}
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from hpctrack._process import pid_alive
 from hpctrack._types import JobState
 from hpctrack.errors import ConfigError
 from hpctrack.launch import SweepRequest, submit_sweep, swept_keys, wait_for_sweep
-from hpctrack._process import pid_alive
 from hpctrack.launch.local import LocalBackend
 from hpctrack.manifest import load_manifest
 from hpctrack.status import job_statuses

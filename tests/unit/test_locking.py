@@ -30,8 +30,12 @@ HOLDER = textwrap.dedent("""
 
 
 def _holder(path: Path, hold_s: float, host: str = "", env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(hold_s), host], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(hold_s), host],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     line = proc.stdout.readline().split()
     assert line and line[0] == "locked", line
     return proc
@@ -95,8 +99,9 @@ def test_live_holder_keeps_its_lock_beyond_the_ttl(tmp_path, monkeypatch):
 def test_processes_that_see_different_hostnames_still_exclude_each_other(tmp_path):
     path = tmp_path / "d.lock"
     first = _holder(path, 2, host="node-a")
-    second = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), "0", "node-b"], stdout=subprocess.PIPE,
-                              text=True)
+    second = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), "0", "node-b"], stdout=subprocess.PIPE, text=True
+    )
     first_released = float(first.stdout.readline().split()[1])
     second_locked = float(second.stdout.readline().split()[1])
     first.wait()

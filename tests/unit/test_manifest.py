@@ -23,10 +23,17 @@ from hpctrack.manifest import (
 
 
 def _make(root: Path, sweep_id: str, name: str | None = None, created: float | None = None, jobs: int = 2) -> Manifest:
-    return create_sweep(root, Manifest(
-        id=sweep_id, created=created if created is not None else time.time(), backend="local", store="hdf5",
-        name=name, jobs=[JobRecord(index=i, overrides=[f"seed={i}"], run_dir=f"runs/{i}") for i in range(jobs)],
-    ))
+    return create_sweep(
+        root,
+        Manifest(
+            id=sweep_id,
+            created=created if created is not None else time.time(),
+            backend="local",
+            store="hdf5",
+            name=name,
+            jobs=[JobRecord(index=i, overrides=[f"seed={i}"], run_dir=f"runs/{i}") for i in range(jobs)],
+        ),
+    )
 
 
 def test_round_trip_and_run_dirs(tmp_path):
@@ -80,8 +87,10 @@ def test_sweep_ids_sort_by_time():
 
 def _bump(sweep_dir: str, times: int) -> None:
     for _ in range(times):
+
         def change(m: Manifest) -> None:
             m.launcher["count"] = m.launcher.get("count", 0) + 1
+
         update_manifest(Path(sweep_dir), change)
 
 
@@ -105,6 +114,7 @@ def test_a_drawn_id_that_clashes_is_drawn_again(tmp_path, monkeypatch):
     taken = _make(tmp_path, "20260101-000000-aaaa")
     ids = iter(["20260101-000000-aaaa", "20260101-000000-bbbb"])
     monkeypatch.setattr(manifest_module, "new_sweep_id", lambda now=None: next(ids))
-    fresh = manifest_module.create_new_sweep(tmp_path, Manifest(
-        id=manifest_module.new_sweep_id(), created=time.time(), backend="direct", store="hdf5"))
+    fresh = manifest_module.create_new_sweep(
+        tmp_path, Manifest(id=manifest_module.new_sweep_id(), created=time.time(), backend="direct", store="hdf5")
+    )
     assert fresh.id == "20260101-000000-bbbb" and load_manifest(taken.path).id == taken.id

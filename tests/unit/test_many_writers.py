@@ -33,8 +33,9 @@ def test_64_concurrent_writers_lose_nothing(hpctrack_root, monkeypatch, store):
             run.log({key: index * 1000.0 + step + k / 10 for k, key in enumerate(metrics)}, step=step)
         run.summary["index"] = index
 
-    manifest = submit_sweep(SweepRequest(jobs=[[f"i={i}"] for i in range(N_JOBS)], store=store,
-                                         backend_options={"parallel": N_JOBS}), _job)
+    manifest = submit_sweep(
+        SweepRequest(jobs=[[f"i={i}"] for i in range(N_JOBS)], store=store, backend_options={"parallel": N_JOBS}), _job
+    )
     errors: list = []
     reads = 0
     done = threading.Event()

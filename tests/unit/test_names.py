@@ -19,8 +19,9 @@ def test_check_name_says_what_and_how_long():
     assert check_name("param key", "k" * MAX_NAME_LENGTH) == "k" * MAX_NAME_LENGTH
     with pytest.raises(ConfigError) as info:
         check_name("param key", LONG, "shorten it")
-    assert str(info.value) == (f"param key '{'k' * 40}...' is 256 characters long; at most 255 are allowed "
-                               "(shorten it)")
+    assert str(info.value) == (
+        f"param key '{'k' * 40}...' is 256 characters long; at most 255 are allowed (shorten it)"
+    )
 
 
 def test_long_sweep_name_or_config_key_creates_no_sweep(hpctrack_root):

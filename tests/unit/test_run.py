@@ -167,14 +167,17 @@ def _script(tmp_path: Path, body: str) -> Path:
 
 def test_sigterm_flushes_and_records_interrupted(hpctrack_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "3600")  # only the signal can flush
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import sys, time, hpctrack
         run = hpctrack.start_run({"a": 1})
         for i in range(100):
             run.log({"x": i})
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
@@ -189,7 +192,9 @@ def test_sigterm_flushes_and_records_interrupted(hpctrack_root, tmp_path, monkey
 
 def test_sigusr1_flushes_and_chains_to_the_previous_handler(hpctrack_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "3600")
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import signal, sys, time, hpctrack
         seen = []
         signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
@@ -202,7 +207,8 @@ def test_sigusr1_flushes_and_chains_to_the_previous_handler(hpctrack_root, tmp_p
             print("chained", flush=True)
             time.sleep(0.5)
             run.log({"x": 7})
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGUSR1)
@@ -215,14 +221,17 @@ def test_sigusr1_flushes_and_chains_to_the_previous_handler(hpctrack_root, tmp_p
 
 def test_sigkilled_run_is_reconciled_as_failed(hpctrack_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "0.1")
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import time, hpctrack
         run = hpctrack.start_run({})
         run.log({"x": 1.0})
         run.flush()
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     manifest = hpctrack.load_sweep("latest").manifest
@@ -236,23 +245,29 @@ def test_sigkilled_run_is_reconciled_as_failed(hpctrack_root, tmp_path, monkeypa
 
 
 def test_script_without_with_block_completes_at_exit(hpctrack_root, tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import hpctrack
         run = hpctrack.start_run({"a": 1})
         run.log({"x": 1.0})
         run.summary["done"] = True
-    """)
+    """,
+    )
     subprocess.run([sys.executable, str(script)], check=True, timeout=60)
     record = hpctrack.load_sweep("latest").run(0)
     assert record.status["state"] == "completed" and record.summary == {"done": True}
 
 
 def test_uncaught_exception_without_with_block_fails_the_run(hpctrack_root, tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import hpctrack
         run = hpctrack.start_run({"a": 1})
         raise KeyError("boom")
-    """)
+    """,
+    )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60)
     assert proc.returncode == 1
     record = hpctrack.load_sweep("latest").run(0)
@@ -262,12 +277,15 @@ def test_uncaught_exception_without_with_block_fails_the_run(hpctrack_root, tmp_
 def test_running_job_with_a_stale_heartbeat_is_flagged_possibly_hung(hpctrack_root, tmp_path):
     from hpctrack.status import sweep_status
 
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import time, hpctrack
         run = hpctrack.start_run({})
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"

@@ -22,10 +22,11 @@ def _script(tmp_path: Path, body: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["HPCTRACK_FLUSH_INTERVAL_S", "HPCTRACK_FLUSH_MAX_POINTS",
-                                  "HPCTRACK_CHECKPOINT_KEEP"])
+@pytest.mark.parametrize("name", ["HPCTRACK_FLUSH_INTERVAL_S", "HPCTRACK_FLUSH_MAX_POINTS", "HPCTRACK_CHECKPOINT_KEEP"])
 def test_a_bad_setting_is_one_line_naming_it_before_anything_is_written(hpctrack_root, tmp_path, name):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import hpctrack
         try:
             run = hpctrack.start_run({"a": 1})
@@ -35,9 +36,11 @@ def test_a_bad_setting_is_one_line_naming_it_before_anything_is_written(hpctrack
         run.log({"x": 1.0})
         run.save_checkpoint({"x": 1})
         run.finish()
-    """)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, name: "abc"})
+    """,
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env={**os.environ, name: "abc"}
+    )
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stdout.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and name in errors[0] and "'abc'" in errors[0], proc.stdout
@@ -46,7 +49,9 @@ def test_a_bad_setting_is_one_line_naming_it_before_anything_is_written(hpctrack
 
 def test_a_failed_flush_in_the_signal_handler_is_recorded(hpctrack_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "3600")  # only the signal flushes
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import time, hpctrack
         run = hpctrack.start_run({})
         real_write, armed = run._store.write, []
@@ -63,7 +68,8 @@ def test_a_failed_flush_in_the_signal_handler_is_recorded(hpctrack_root, tmp_pat
         armed.append(1)
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -89,7 +95,9 @@ def test_a_signal_never_waits_unboundedly_for_a_write_that_hangs(hpctrack_root, 
     from hpctrack import endrecord
 
     monkeypatch.setenv("HPCTRACK_FLUSH_INTERVAL_S", "0.2")
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import threading, time, hpctrack, hpctrack.run
         hpctrack.run.SIGNAL_WAIT_S = 1.0  # seconds, so the test is short
         run = hpctrack.start_run({})
@@ -104,7 +112,8 @@ def test_a_signal_never_waits_unboundedly_for_a_write_that_hangs(hpctrack_root, 
         run._store.write = hanging_write
         run.log({"x": 1.0})
         time.sleep(3600)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "hanging"

@@ -58,8 +58,9 @@ def test_sigint_during_flushes_stores_every_step_once_and_always_interrupts(hpct
     rng = random.Random(11)
     tries = 12
     for attempt in range(tries):
-        proc = subprocess.Popen([sys.executable, str(script), backend], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), backend], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.05, 0.6))
         proc.send_signal(signal.SIGINT)
@@ -86,8 +87,11 @@ def test_a_failure_after_the_commit_gives_nothing_back(hpctrack_root, monkeypatc
     with hpctrack.start_run({}) as run:
         for i in range(5):
             run.log({"x": i})
-        monkeypatch.setattr(h5mod, "_fsync", lambda p: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error"))
-                            if Path(p).is_dir() else real(p))
+        monkeypatch.setattr(
+            h5mod,
+            "_fsync",
+            lambda p: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")) if Path(p).is_dir() else real(p),
+        )
         run.flush()
         monkeypatch.setattr(h5mod, "_fsync", real)
     steps = hpctrack.load_sweep("latest").history("x")["step"].tolist()
@@ -112,9 +116,12 @@ def test_a_second_writer_of_a_running_run_is_refused_before_writing(hpctrack_roo
     from hpctrack.run import open_job_run
 
     manifest = _sweep(hpctrack_root)
-    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLD_JOB_RUN), str(manifest.path)],
-                             stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "HPCTRACK_FLUSH_INTERVAL_S": "3600"})  # it writes no more
+    first = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_JOB_RUN), str(manifest.path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HPCTRACK_FLUSH_INTERVAL_S": "3600"},
+    )  # it writes no more
     try:
         assert first.stdout.readline().strip() == "writing"
         store = open_store(manifest.run_path(0), "hdf5")
@@ -147,12 +154,15 @@ def test_the_writer_lease_is_held_for_the_attempt_and_released_at_its_end(hpctra
 
 
 def test_a_plain_run_records_its_process_in_the_manifest(hpctrack_root, tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import time, hpctrack
         run = hpctrack.start_run({})
         print("ready", flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -169,8 +179,9 @@ def test_a_plain_run_records_its_process_in_the_manifest(hpctrack_root, tmp_path
 # -- one writing rank ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},
-                                 {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}])
+@pytest.mark.parametrize(
+    "env", [{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}]
+)
 def test_only_global_rank_zero_writes_the_run(hpctrack_root, monkeypatch, env):
     from hpctrack.locking import writer_state
     from hpctrack.run import open_job_run
@@ -292,13 +303,22 @@ def test_a_writer_stopped_past_the_ttl_never_writes_after_another_took_the_run_o
     first one, continued, stops writing at once instead of writing over the new attempt."""
     manifest = _sweep(hpctrack_root)
     env = {**os.environ, "HPCTRACK_LOCK_TTL_S": "2", "HPCTRACK_FLUSH_INTERVAL_S": "0.2"}
-    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(STALLING_RUN), str(manifest.path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(STALLING_RUN), str(manifest.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert first.stdout.readline().strip() == "writing"
         os.kill(first.pid, signal.SIGSTOP)
         time.sleep(0.5)
-        second = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent("""
             import sys, time
             from hpctrack.run import open_job_run
             run = open_job_run(sys.argv[1], 0)  # waits until the stopped one's lease is older than the TTL
@@ -306,7 +326,14 @@ def test_a_writer_stopped_past_the_ttl_never_writes_after_another_took_the_run_o
                 run.log({"x": 100.0 + step}, step=step)
             run.finish()
             print("done", run.attempt)
-        """), str(manifest.path)], capture_output=True, text=True, env=env, timeout=120)
+        """),
+                str(manifest.path),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr
         assert second.stdout.split() == ["done", "2"]
     finally:
@@ -328,19 +355,24 @@ def test_a_writer_stopped_past_the_ttl_never_writes_after_another_took_the_run_o
 
 def test_the_ranks_of_a_plain_script_share_rank_zeros_run_id(hpctrack_root, tmp_path):
     """As torchrun starts them: one parent, RANK/WORLD_SIZE/LOCAL_WORLD_SIZE set; rank 1 may start first."""
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import time, hpctrack
         with hpctrack.start_run({"a": 1}) as run:
             print(run.run_id, flush=True)
             run.log({"x": 1.0})
             time.sleep(1.0)
-    """)
+    """,
+    )
     env = {**os.environ, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_PORT": "29555"}
-    one = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                           env={**env, "RANK": "1", "LOCAL_RANK": "1"})
+    one = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**env, "RANK": "1", "LOCAL_RANK": "1"}
+    )
     time.sleep(0.5)
-    zero = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                            env={**env, "RANK": "0", "LOCAL_RANK": "0"})
+    zero = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env={**env, "RANK": "0", "LOCAL_RANK": "0"}
+    )
     ids = [p.communicate(timeout=120)[0].strip() for p in (zero, one)]
     assert zero.returncode == one.returncode == 0
     sweep = hpctrack.load_sweep("latest")

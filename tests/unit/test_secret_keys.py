@@ -47,8 +47,15 @@ def test_mask_mapping_nested_and_flat():
     data = {"db": {"password": "x", "host": "h"}, "db.api_key": "k", "secrets": {"a": 1}, "lr": 0.1,
             "env": "${oc.env:PW}", "dirname": "db.password=x,seed=1", "list": [{"token": "t"}]}  # fmt: skip
     out = mask_mapping(data)
-    assert out == {"db": {"password": MASK, "host": "h"}, "db.api_key": MASK, "secrets": MASK, "lr": 0.1,
-                   "env": "${oc.env:PW}", "dirname": f"db.password={MASK},seed=1", "list": [{"token": MASK}]}
+    assert out == {
+        "db": {"password": MASK, "host": "h"},
+        "db.api_key": MASK,
+        "secrets": MASK,
+        "lr": 0.1,
+        "env": "${oc.env:PW}",
+        "dirname": f"db.password={MASK},seed=1",
+        "list": [{"token": MASK}],
+    }
     assert mask_mapping({"password": "${oc.env:DB_PASSWORD}"}) == {"password": "${oc.env:DB_PASSWORD}"}
 
 
@@ -66,8 +73,17 @@ def test_mask_config_keeps_env_interpolations_unresolved(monkeypatch):
 
 
 def test_mask_overrides():
-    given = ["db.password=x", "+db.password=y", "++db.token=z", "~db.password=x", "~db.password", "seed=1,2",
-             "db.password=${oc.env:PW}", "hydra.job.override_dirname='db.password=q,s=1'", "api_key=a,b"]
+    given = [
+        "db.password=x",
+        "+db.password=y",
+        "++db.token=z",
+        "~db.password=x",
+        "~db.password",
+        "seed=1,2",
+        "db.password=${oc.env:PW}",
+        "hydra.job.override_dirname='db.password=q,s=1'",
+        "api_key=a,b",
+    ]
     out = mask_overrides(given)
     assert out == ["db.password=***", "+db.password=***", "++db.token=***", "~db.password=***", "~db.password",
                    "seed=1,2", "db.password=${oc.env:PW}", "hydra.job.override_dirname='db.password=***,s=1'",
@@ -99,8 +115,8 @@ def test_mask_diff():
     out, count = mask_diff(diff)
     assert "s3cr3t" not in out and count == 6
     assert "-  api_token: ***\n+  api_token: ***  # new\n" in out
-    assert "+    password = \"***\"\n" in out and "os.environ['PW']" in out and "${oc.env:X}" in out
-    assert "+  \"secret\": \"***\",\n" in out and "+token:\n" in out
+    assert '+    password = "***"\n' in out and "os.environ['PW']" in out and "${oc.env:X}" in out
+    assert '+  "secret": "***",\n' in out and "+token:\n" in out
     assert mask_diff("") == ("", 0)
 
 

@@ -10,17 +10,19 @@ from hpctrack.launch.slurm import parse_sacct, parse_squeue, parse_time_min
 
 
 def test_parse_sacct_maps_states_and_expands_pending_array_ranges():
-    text = "\n".join([
-        "41_0|COMPLETED|0:0|vm|None",
-        "41_1|FAILED|1:0|vm|None",
-        "41_2|CANCELLED by 0|0:15|vm|None",
-        "41_3|TIMEOUT|0:0|vm|None",
-        "41_[4-6,8%2]|PENDING|0:0|None assigned|JobArrayTaskLimit",
-        "42|OUT_OF_MEMORY|0:125|vm|None",
-        "43_0|NODE_FAIL|0:0|vm|None",
-        "43_1|REQUEUED|0:0|vm|None",
-        "43_2|WEIRD_NEW_STATE|0:0|vm|None",
-    ])
+    text = "\n".join(
+        [
+            "41_0|COMPLETED|0:0|vm|None",
+            "41_1|FAILED|1:0|vm|None",
+            "41_2|CANCELLED by 0|0:15|vm|None",
+            "41_3|TIMEOUT|0:0|vm|None",
+            "41_[4-6,8%2]|PENDING|0:0|None assigned|JobArrayTaskLimit",
+            "42|OUT_OF_MEMORY|0:125|vm|None",
+            "43_0|NODE_FAIL|0:0|vm|None",
+            "43_1|REQUEUED|0:0|vm|None",
+            "43_2|WEIRD_NEW_STATE|0:0|vm|None",
+        ]
+    )
     rows = parse_sacct(text)
     assert rows["41_0"].state == JobState.COMPLETED and rows["41_0"].node == "vm"
     assert rows["41_1"].state == JobState.FAILED and rows["41_1"].exit_code == "1:0"
@@ -39,10 +41,20 @@ def test_parse_squeue_expanded_rows():
     assert rows["50_0"].state == JobState.RUNNING and rows["50_1"].reason == "Priority"
 
 
-@pytest.mark.parametrize("text, minutes", [
-    ("30", 30), ("1", 1), ("0:30", 1), ("90:00", 90), ("04:00:00", 240), ("1-00:00:00", 1440),
-    ("2-12", 3600), ("1-01:30", 1530), ("00:00:01", 1),
-])
+@pytest.mark.parametrize(
+    "text, minutes",
+    [
+        ("30", 30),
+        ("1", 1),
+        ("0:30", 1),
+        ("90:00", 90),
+        ("04:00:00", 240),
+        ("1-00:00:00", 1440),
+        ("2-12", 3600),
+        ("1-01:30", 1530),
+        ("00:00:01", 1),
+    ],
+)
 def test_parse_time_min(text, minutes):
     assert parse_time_min(text) == minutes
 

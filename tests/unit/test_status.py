@@ -80,8 +80,9 @@ def test_signal_of_exit_code():
 def test_signal_recorded_by_the_attempt_is_shown(hpctrack_root):
     manifest = make_sweep(hpctrack_root, 1, state=JobState.FAILED, runner={"host": socket.gethostname(),
                                                                             "pid": dead_pid()})  # fmt: skip
-    write_run(manifest, 0, state="running", pid=dead_pid(),
-              attempts=[{"attempt": 1, "start": 150.0, "signal": "SIGTERM"}])
+    write_run(
+        manifest, 0, state="running", pid=dead_pid(), attempts=[{"attempt": 1, "start": 150.0, "signal": "SIGTERM"}]
+    )
     (job,) = sweep_status(manifest).jobs
     assert job.state == JobState.FAILED and "SIGTERM" in job.error
 
@@ -116,11 +117,16 @@ def test_end_record_speaks_for_a_run_without_a_store(hpctrack_root):
 
 # -- a job that is still alive is never FAILED (finding: kill -9 of the local runner) -------------
 
+
 def test_live_job_of_a_dead_runner_is_running_and_not_resumed(hpctrack_root):
     job = sleeper()
     try:
-        manifest = make_sweep(hpctrack_root, 2, state=JobState.RUNNING,
-                              runner={"host": socket.gethostname(), "pid": dead_pid(), "started": 1.0})
+        manifest = make_sweep(
+            hpctrack_root,
+            2,
+            state=JobState.RUNNING,
+            runner={"host": socket.gethostname(), "pid": dead_pid(), "started": 1.0},
+        )
         write_run(manifest, 0, state="running", pid=job.pid)
         write_run(manifest, 1, state="running", pid=dead_pid())
         jobs = sweep_status(manifest).jobs
@@ -133,14 +139,21 @@ def test_live_job_of_a_dead_runner_is_running_and_not_resumed(hpctrack_root):
 
 
 def test_job_holding_its_writer_lease_is_running(hpctrack_root):
-    manifest = make_sweep(hpctrack_root, 1, state=JobState.RUNNING,
-                          runner={"host": socket.gethostname(), "pid": dead_pid(), "started": 1.0})
+    manifest = make_sweep(
+        hpctrack_root,
+        1,
+        state=JobState.RUNNING,
+        runner={"host": socket.gethostname(), "pid": dead_pid(), "started": 1.0},
+    )
     # The recorded pid is gone, but another process (say, after an exec) holds the run's writer lease.
     write_run(manifest, 0, state="running", pid=dead_pid())
-    code = ("import sys, time\nfrom hpctrack.locking import WriterLease\n"
-            "WriterLease(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(manifest.run_path(0))], stdout=subprocess.PIPE,
-                              text=True)
+    code = (
+        "import sys, time\nfrom hpctrack.locking import WriterLease\n"
+        "WriterLease(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(manifest.run_path(0))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         (job,) = sweep_status(manifest).jobs
@@ -157,15 +170,20 @@ def test_job_holding_its_writer_lease_is_running(hpctrack_root):
 def test_direct_run_killed_before_its_first_store_write_is_not_running_forever(hpctrack_root, recorded):
     pid = dead_pid()
     runner = {"host": socket.gethostname(), "pid": pid, "started": 1.0} if recorded == "runner" else None
-    manifest = make_sweep(hpctrack_root, 1, backend="direct", state=JobState.RUNNING, runner=runner,
-                          job_ids=[str(pid)])
+    manifest = make_sweep(hpctrack_root, 1, backend="direct", state=JobState.RUNNING, runner=runner, job_ids=[str(pid)])
     (job,) = sweep_status(manifest).jobs
     assert job.state == JobState.FAILED and "before" in job.error
     alive = sleeper()
     try:
-        other = make_sweep(hpctrack_root, 1, backend="direct", state=JobState.RUNNING, job_ids=[str(alive.pid)],
-                           sweep_id="20260101-000001-bbbb",
-                           runner={"host": socket.gethostname(), "pid": alive.pid} if recorded == "runner" else None)
+        other = make_sweep(
+            hpctrack_root,
+            1,
+            backend="direct",
+            state=JobState.RUNNING,
+            job_ids=[str(alive.pid)],
+            sweep_id="20260101-000001-bbbb",
+            runner={"host": socket.gethostname(), "pid": alive.pid} if recorded == "runner" else None,
+        )
         assert sweep_status(other).jobs[0].state == JobState.RUNNING
     finally:
         alive.kill()
@@ -173,6 +191,7 @@ def test_direct_run_killed_before_its_first_store_write_is_not_running_forever(h
 
 
 # -- stalled jobs: progress, not the heartbeat -----------------------------------------------------
+
 
 @pytest.fixture
 def live_job():
@@ -187,11 +206,27 @@ def test_job_without_progress_is_stalled(hpctrack_root, live_job, monkeypatch):
     now = time.time()
     manifest = make_sweep(hpctrack_root, 2, state=JobState.RUNNING)
     # Job 0 logged step 2 100 s ago, usually every 0.5 s; its flush thread still beats.
-    write_run(manifest, 0, steps=3, state="running", pid=live_job.pid, heartbeat=now, last_log_time=now - 100,
-              step_interval_s=0.5)
+    write_run(
+        manifest,
+        0,
+        steps=3,
+        state="running",
+        pid=live_job.pid,
+        heartbeat=now,
+        last_log_time=now - 100,
+        step_interval_s=0.5,
+    )
     # Job 1 is slow but steady: a step every 20 s, the last one 100 s ago is within 10 x 20 s.
-    write_run(manifest, 1, steps=3, state="running", pid=live_job.pid, heartbeat=now, last_log_time=now - 100,
-              step_interval_s=20.0)
+    write_run(
+        manifest,
+        1,
+        steps=3,
+        state="running",
+        pid=live_job.pid,
+        heartbeat=now,
+        last_log_time=now - 100,
+        step_interval_s=20.0,
+    )
     jobs = sweep_status(manifest, now=now).jobs
     assert jobs[0].state == JobState.RUNNING and jobs[0].stalled and not jobs[0].possibly_hung
     assert "last step 2" in jobs[0].note and "100 s ago" in jobs[0].note
@@ -206,8 +241,16 @@ def test_job_without_a_step_interval_uses_the_absolute_threshold(hpctrack_root, 
     monkeypatch.setenv("HPCTRACK_STALL_AFTER_S", "30")
     now = time.time()
     manifest = make_sweep(hpctrack_root, 1, state=JobState.RUNNING)
-    write_run(manifest, 0, steps=1, state="running", pid=live_job.pid, heartbeat=now, last_log_time=now - 20,
-              step_interval_s=None)
+    write_run(
+        manifest,
+        0,
+        steps=1,
+        state="running",
+        pid=live_job.pid,
+        heartbeat=now,
+        last_log_time=now - 20,
+        step_interval_s=None,
+    )
     assert not sweep_status(manifest, now=now).jobs[0].stalled
     assert sweep_status(manifest, now=now + 20).jobs[0].stalled
 
@@ -217,13 +260,22 @@ def test_stall_and_hung_are_told_apart(hpctrack_root, live_job, monkeypatch):
     now = time.time()
     manifest = make_sweep(hpctrack_root, 1, state=JobState.RUNNING)
     # No flush at all for 10 minutes: the process stopped entirely, the old "(hung?)".
-    write_run(manifest, 0, steps=3, state="running", pid=live_job.pid, heartbeat=now - 600,
-              last_log_time=now - 600, step_interval_s=0.5)
+    write_run(
+        manifest,
+        0,
+        steps=3,
+        state="running",
+        pid=live_job.pid,
+        heartbeat=now - 600,
+        last_log_time=now - 600,
+        step_interval_s=0.5,
+    )
     (job,) = sweep_status(manifest, now=now).jobs
     assert job.possibly_hung and job.error.endswith("possibly hung")
 
 
 # -- lost stores --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("store", ["hdf5", "zarr"])
 def test_deleted_store_of_an_indexed_run_is_lost(hpctrack_root, store):
@@ -263,8 +315,9 @@ def test_completed_job_without_any_store_is_lost(hpctrack_root):
 
 
 def test_unreadable_store_is_lost_and_not_resumed_by_default(hpctrack_root):
-    manifest = make_sweep(hpctrack_root, 1, state=JobState.COMPLETED,
-                          runner={"host": socket.gethostname(), "pid": dead_pid()})
+    manifest = make_sweep(
+        hpctrack_root, 1, state=JobState.COMPLETED, runner={"host": socket.gethostname(), "pid": dead_pid()}
+    )
     write_run(manifest, 0)
     target = manifest.run_path(0) / "run.h5"
     real = target.resolve()
@@ -283,19 +336,29 @@ def test_unreadable_store_is_lost_and_not_resumed_by_default(hpctrack_root):
 
 # -- wording -------------------------------------------------------------------------------------
 
+
 def test_cancelled_jobs_share_one_wording(hpctrack_root):
-    manifest = make_sweep(hpctrack_root, 3, state=JobState.CANCELLED,
-                          runner={"host": socket.gethostname(), "pid": dead_pid()})
+    manifest = make_sweep(
+        hpctrack_root, 3, state=JobState.CANCELLED, runner={"host": socket.gethostname(), "pid": dead_pid()}
+    )
     from hpctrack.manifest import update_manifest
 
     def change(m):
         m.jobs[0].error, m.jobs[1].error, m.jobs[2].error = "cancelled", "cancelled", "cancelled before it started"
 
     update_manifest(manifest.path, change)
-    write_run(reload(manifest), 0, state="interrupted",
-              error={"type": "KeyboardInterrupt", "message": "KeyboardInterrupt", "traceback": ""})
-    write_run(reload(manifest), 1, state="interrupted",
-              error={"type": "", "message": "terminated by SIGTERM", "traceback": ""})
+    write_run(
+        reload(manifest),
+        0,
+        state="interrupted",
+        error={"type": "KeyboardInterrupt", "message": "KeyboardInterrupt", "traceback": ""},
+    )
+    write_run(
+        reload(manifest),
+        1,
+        state="interrupted",
+        error={"type": "", "message": "terminated by SIGTERM", "traceback": ""},
+    )
     jobs = sweep_status(reload(manifest)).jobs
     assert [j.state for j in jobs] == [JobState.CANCELLED] * 3
     assert [j.error for j in jobs] == ["cancelled (SIGINT)", "cancelled (SIGTERM)", "cancelled before it started"]

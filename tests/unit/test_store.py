@@ -307,7 +307,10 @@ def test_hdf5_v2_store_is_read_then_migrated(tmp_path: Path) -> None:
 def test_hdf5_migrations_are_one_named_step_each(tmp_path: Path) -> None:
     from hpctrack.store._hdf5 import MIGRATIONS, _read_stats
 
-    assert HDF5Store.migrations is MIGRATIONS and [f.__name__ for f in MIGRATIONS.values()] == ["_v1_to_v2", "_v2_to_v3"]
+    assert HDF5Store.migrations is MIGRATIONS and [f.__name__ for f in MIGRATIONS.values()] == [
+        "_v1_to_v2",
+        "_v2_to_v3",
+    ]
     with h5py.File(tmp_path / "v1.h5", "w", locking=False) as f:
         _old_hdf5_layout(f, 1)
         MIGRATIONS[1](f)

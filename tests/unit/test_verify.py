@@ -101,8 +101,10 @@ def _checkpoint(run_dir, seq, *, files_map, state=True, extra=b"weights"):
     (directory / "model.pt").write_bytes(extra)
     if files_map:  # the checkpoint format that lists every file with its size and sha256
         meta["format_version"] = 2
-        meta["files"] = {p.name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-                         for p in directory.iterdir()}
+        meta["files"] = {
+            p.name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            for p in directory.iterdir()
+        }
     (directory / "checkpoint.json").write_text(json.dumps(meta))
     return directory
 

@@ -38,7 +38,9 @@ class DirectBackend(Backend):
 
         info = open_store(manifest.run_path(0), manifest.store).read().info
         if info.get("host") != socket.gethostname():
-            raise ConfigError(f"this run is a plain script on {info.get('host')}; stop it there (pid {info.get('pid')})")
+            raise ConfigError(
+                f"this run is a plain script on {info.get('host')}; stop it there (pid {info.get('pid')})"
+            )
         try:
             os.kill(int(info["pid"]), signal.SIGTERM)
         except ProcessLookupError:

@@ -131,8 +131,12 @@ class Runner:
         for index, job in self.running.items():
             state, error = _outcome(job)
             # A job that finished before the cancel reached it keeps its real outcome.
-            self._finish(index, str(job.job_id), state if state == JobState.COMPLETED else JobState.CANCELLED,
-                         None if state == JobState.COMPLETED else "cancelled")
+            self._finish(
+                index,
+                str(job.job_id),
+                state if state == JobState.COMPLETED else JobState.CANCELLED,
+                None if state == JobState.COMPLETED else "cancelled",
+            )
         for index in self.pending:
             self._cancel_pending(index)
         self.running.clear()

@@ -101,8 +101,16 @@ class LocalBackend(Backend):
         self.timeout_min = timeout_min
 
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
-        cmd = [sys.executable, "-m", "hpctrack.launch.local._runner", str(manifest.path),
-               "--parallel", str(self.parallel), "--jobs", ",".join(str(i) for i in indices)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hpctrack.launch.local._runner",
+            str(manifest.path),
+            "--parallel",
+            str(self.parallel),
+            "--jobs",
+            ",".join(str(i) for i in indices),
+        ]
         if self.timeout_min:
             cmd += ["--timeout-min", str(self.timeout_min)]
         # Created by the launching process, under its umask: never writable by others.
@@ -111,8 +119,9 @@ class LocalBackend(Backend):
         with open(fd, "ab") as log:
             # Own session: Ctrl-C in the launching terminal must not reach the jobs
             # directly; a waiting launch forwards it as a clean cancel instead.
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, cwd=manifest.cwd or None)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=manifest.cwd or None
+            )
 
         def record(m: Manifest) -> None:
             earlier = [{k: r[k] for k in ("host", "pid", "started", "start", "boot") if k in r} for r in _runners(m)]
@@ -187,8 +196,9 @@ class LocalBackend(Backend):
     def states_current(self, manifest: Manifest) -> bool:
         return runner_alive(manifest) is True  # the runner records every state change as it happens
 
-    def wait(self, sweep_dir: Path, *, poll_s: float = 0.5,
-             on_update: Optional[Callable[[Manifest], None]] = None) -> Manifest:
+    def wait(
+        self, sweep_dir: Path, *, poll_s: float = 0.5, on_update: Optional[Callable[[Manifest], None]] = None
+    ) -> Manifest:
         return wait_for_sweep(sweep_dir, poll_s=poll_s, on_update=on_update)
 
     def result(self, manifest: Manifest, index: int) -> Any:
