@@ -466,7 +466,7 @@ def _run_frame(
     data: Dict[str, Any] = {"job": np.arange(n, dtype=np.int64)}
     for key in param_keys:
         values = from_index(f"p{SEP}{key}")
-        for i in np.nonzero(~have | pd.isna(values))[0]:  # runs read from stores, or a key the run lacks
+        for i in map(int, np.nonzero(~have | pd.isna(values))[0]):  # runs read from stores, or a key the run lacks
             record = others[i].record if i in others else None
             if record is not None and key in record.params:
                 values[i] = record.params[key]
@@ -492,7 +492,7 @@ def _run_frame(
         need = ~have
         if sel.stat in ("mean", "argmin", "argmax") or sel.stat not in _COLUMN_STATS + ("summary",):
             need = need | pd.isna(values)  # an older store's stats lack them, or at=STEP: read the run
-        for i in np.nonzero(need)[0]:
+        for i in map(int, np.nonzero(need)[0]):
             st = status(i)
             record = read_run(manifest, st.index)[0] if have[i] else st.record
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
@@ -501,7 +501,7 @@ def _run_frame(
         data[sel.column] = [math.nan if v is None else v for v in values]
     for key in summary_keys:
         values = from_index(f"s{SEP}{key}")
-        for i in np.nonzero(~have)[0]:
+        for i in map(int, np.nonzero(~have)[0]):
             record = others[i].record if i in others else None
             values[i] = record.summary.get(key) if record is not None else None
         data[key] = values

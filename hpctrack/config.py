@@ -77,13 +77,13 @@ def _from_user_config(key: str) -> Optional[str]:
     path = user_config_path()
     if not path.is_file():
         return None
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     try:
         conf = OmegaConf.load(path)
     except Exception as err:  # a broken user config must name itself, on one line
         raise ConfigError(f"cannot read {path}: {_yaml_problem(err)}; fix or remove it") from err
-    value = conf.get(key) if hasattr(conf, "get") else None
+    value = conf.get(key) if isinstance(conf, DictConfig) else None
     return str(value) if value else None
 
 

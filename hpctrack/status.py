@@ -51,6 +51,47 @@ class JobStatus:
 
     ``error`` says why a job failed or was lost; ``note`` says something worth
     knowing that is not an error (why it is pending, that it stalled).
+
+    Attributes
+    ----------
+    index : int
+        The job's index in the sweep (its run is ``runs/<index>``).
+    state : JobState
+        The merged state: the backend's view reconciled with the run's own record.
+    job_id : str or None
+        The scheduler's id of the current submission (a pid for local jobs).
+    overrides : list of str
+        The job's Hydra overrides (secret values masked).
+    run_dir : Path
+        The run's directory.
+    last_step : int or None
+        The last step the run logged.
+    start_time : float or None
+        When the run first started (epoch seconds).
+    runtime_s : float or None
+        Seconds the run's attempts ran, queue time excluded.
+    heartbeat_age_s : float or None
+        Seconds since the run's last heartbeat (running jobs).
+    possibly_hung : bool
+        No heartbeat for many intervals: the process may be hung.
+    attempt : int or None
+        The run's attempt (2, 3, ... after requeues).
+    node : str or None
+        Where the backend says the job runs or ran.
+    error : str or None
+        One line: why the job failed, was cancelled or lost.
+    note : str or None
+        One line worth knowing that is not an error.
+    stalled : bool
+        Running, but no ``run.log`` call for longer than the stall threshold.
+    last_log_age_s : float or None
+        Seconds since the run's latest ``run.log`` call.
+    step_interval_s : float or None
+        The run's median seconds between ``run.log`` calls.
+    record : RunRecord or None
+        The run's record when it was read.
+    data_lost : str or None
+        Why the run's recorded data is gone or unreadable.
     """
 
     index: int
@@ -77,6 +118,7 @@ class JobStatus:
     data_lost: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
+        """The job as plain JSON data (``hpctrack status --format json``)."""
         return {
             "job": self.index,
             "state": self.state.value,
@@ -100,7 +142,15 @@ class JobStatus:
 
 @dataclass
 class SweepStatus:
-    """Every job's status plus a note when the backend's view was degraded or the index is damaged."""
+    """Every job's status plus a note when the backend's view was degraded or the index is damaged.
+
+    Attributes
+    ----------
+    jobs : list of JobStatus
+        One per job, in job order.
+    note : str or None
+        A degraded backend view or a damaged index, in one line.
+    """
 
     jobs: List[JobStatus]
     note: Optional[str] = None
@@ -316,7 +366,7 @@ def _reconcile(
         return backend_state or JobState.PENDING, None, "requeued: waiting for its next attempt"
     if backend_final and record is not None and run_state == RunStatus.RUNNING.value:
         writer = _local_writer(run_dir)
-        if writer is not None:  # e.g. the job's controller was killed, its task process was not
+        if writer is not None and backend_state is not None:  # its controller was killed, its task was not
             return JobState.RUNNING, None, (f"{backend_state.value} to the backend (its controller ended), but its "
                                             f"run still writes (pid {writer} on this host)")  # fmt: skip
     if backend_final or run_state in _RUN_TO_JOB:
@@ -550,6 +600,7 @@ def sweep_status(
         if read.fresh_row is not None:
             fresh_rows.append(read.fresh_row)
         record = read.record
+        error: Optional[str]
         if read.lost is not None:
             state, error, job_note = JobState.LOST, read.lost, None
         elif read.failed is not None:
@@ -659,7 +710,7 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
                 if checked.lost is not None or checked.record is None:
                     states.append(JobState.LOST)
                     continue
-                states.append(_RUN_TO_JOB.get(checked.record.status.get("state"), JobState.FAILED))
+                states.append(_RUN_TO_JOB.get(str(checked.record.status.get("state")), JobState.FAILED))
                 continue
             states.append(_RUN_TO_JOB[row["status"]["state"]])
             continue

@@ -100,7 +100,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
 def __getattr__(name: str) -> Any:
     # Jobs queued before SLURM's task moved to its backend's folder pickled it under this module.
     if name == "SlurmTask":
-        from .slurm._task import SlurmTask
+        from .slurm import SlurmTask
 
         return SlurmTask
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -91,7 +91,7 @@ def _one_line(err: BaseException, script: Path) -> str:
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         key = getattr(cause, "full_key", None)
-        if key and "not in struct" in str(cause):
+        if key and cause is not None and "not in struct" in str(cause):
             hint = _did_you_mean(cause, key)
             return f"unknown config key {key!r} for {script.name}{hint}; to add a new key write +{key}=VALUE"
         detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""

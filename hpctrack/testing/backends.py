@@ -100,7 +100,7 @@ class BackendTests:
             assert self.backend in backend_names()
             assert cls.conf is not None and dataclasses.is_dataclass(cls.conf)
             fields = {f.name: f for f in dataclasses.fields(cls.conf)}
-            assert fields["_target_"].default.endswith(f".{self.backend.capitalize()}Launcher")
+            assert str(fields["_target_"].default).endswith(f".{self.backend.capitalize()}Launcher")
 
     def test_small_sweep_reaches_final_states(self, root: Path) -> None:
         if not self.cls.launches:

@@ -102,7 +102,5 @@ def test_every_public_name_has_a_docstring():
 
 
 @pytest.mark.parametrize("cls", _classes(), ids=lambda c: c.__name__)
-def test_every_public_attribute_has_a_docstring(cls, request):
-    if cls.__module__ == "hpctrack.status":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="documented when status.py is reorganised"))
+def test_every_public_attribute_has_a_docstring(cls):
     assert _undocumented(cls) == []

@@ -80,7 +80,6 @@ PRIVATE_NAME_IMPORTS: Dict[Tuple[str, str, str], str] = {
     # The launch backends (hpctrack/launch, with `direct` becoming one of them) are being moved into one
     # folder per backend; these go with that move.
     ("hpctrack.launch._entrypoint", "hpctrack.run", "_status_for"): "the job finishes its run as Run.__exit__ does",
-    ("hpctrack.launch._packed", "hpctrack.launch._entrypoint", "_requeue_this_packed_run"): "packed SLURM runs",
     ("hpctrack._direct", "hpctrack.run", "_status_for"): "a plain script finishes its run as Run.__exit__ does",
     ("hpctrack._direct", "hpctrack.run", "_one_line"): "the error line of a plain script's run",
     ("hpctrack.aggregate", "hpctrack.status", "_persist_final"): "the table persists final states as status does",

@@ -98,6 +98,7 @@ class Runner:
                             earlier["state"], earlier["error"] = state.value, error
                         break
                 return
+            error_: Optional[str]
             if rec.cancelled is not None and state != JobState.COMPLETED:
                 state_, error_ = JobState.CANCELLED, "cancelled"
             else:

@@ -8,8 +8,9 @@ identity; :mod:`._packed`: one side-by-side packed run).
 
 from __future__ import annotations
 
+from ._task import SlurmTask
 from .backend import (SLURM_STATES, SlurmBackend, SlurmLauncherConf, max_array_size, parse_sacct, parse_squeue,
                       parse_time_min)  # fmt: skip
 
-__all__ = ["SlurmBackend", "SlurmLauncherConf", "SLURM_STATES", "parse_sacct", "parse_squeue", "max_array_size",
-           "parse_time_min"]  # fmt: skip
+__all__ = ["SlurmBackend", "SlurmLauncherConf", "SlurmTask", "SLURM_STATES", "parse_sacct", "parse_squeue",
+           "max_array_size", "parse_time_min"]  # fmt: skip

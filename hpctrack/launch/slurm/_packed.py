@@ -10,13 +10,13 @@ import signal
 import sys
 
 from .._entrypoint import run_job
-from ._task import _requeue_this_packed_run
+from ._task import requeue_this_packed_run
 
 
 def main(argv: list) -> None:
     if hasattr(signal, "SIGUSR2"):
         # The task passes SLURM's time-limit signal on (SlurmTask.checkpoint): requeue this run.
-        signal.signal(signal.SIGUSR2, _requeue_this_packed_run)
+        signal.signal(signal.SIGUSR2, requeue_this_packed_run)
     run_job(argv[0], int(argv[1]))
 
 

@@ -147,7 +147,7 @@ def _requeue_packed_runs() -> None:
                   flush=True)  # fmt: skip
 
 
-def _requeue_this_packed_run(signum: int, frame: Any) -> None:
+def requeue_this_packed_run(signum: int, frame: Any) -> None:
     """In a packed run's own process: the task is about to requeue; close this run's attempt and exit."""
     from ...run import current_run
 

@@ -110,13 +110,13 @@ def parse_time_min(text: str) -> int:
         raise ConfigError(f"bad time {text!r}: use MM, HH:MM:SS or D-HH:MM:SS (SLURM's --time format)")
     d, a, b, c = (int(g) if g is not None else None for g in m.group("d", "a", "b", "c"))
     if d is not None:  # D-HH[:MM[:SS]]
-        seconds = d * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+        seconds = d * 86400 + (a or 0) * 3600 + (b or 0) * 60 + (c or 0)
     elif c is not None:  # HH:MM:SS
-        seconds = a * 3600 + b * 60 + c
+        seconds = (a or 0) * 3600 + (b or 0) * 60 + c
     elif b is not None:  # MM:SS
-        seconds = a * 60 + b
+        seconds = (a or 0) * 60 + b
     else:  # MM
-        seconds = a * 60
+        seconds = (a or 0) * 60
     return max(1, -(-seconds // 60))
 
 
