@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -50,19 +51,29 @@ def error_lines(stderr: str) -> List[str]:
 # -- the real SLURM test cluster from slurm/ ------------------------------------------------
 
 
-def _cluster_problem() -> str | None:
+#: Node states of a cluster that is up: "completing" is a node finishing the jobs of an earlier test.
+_UP_STATES = {"idle", "mixed", "allocated", "completing"}
+
+
+def _cluster_problem(wait_s: float = 60) -> str | None:
     if shutil.which("sinfo") is None:
         return "sinfo not found"
-    try:
-        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "sinfo timed out"
-    if proc.returncode != 0:
-        return (proc.stderr.strip().splitlines() or [f"sinfo exit code {proc.returncode}"])[-1]
-    states = set(proc.stdout.split())
-    if not states & {"idle", "mixed", "allocated"}:
-        return f"no usable node (states: {', '.join(sorted(states)) or 'none'})"
-    return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            return "sinfo timed out"
+        if proc.returncode != 0:
+            problem = (proc.stderr.strip().splitlines() or [f"sinfo exit code {proc.returncode}"])[-1]
+        else:
+            states = {s.rstrip("*~#!%$@^-") for s in proc.stdout.split()}
+            if states & _UP_STATES:
+                return None
+            problem = f"no usable node (states: {', '.join(sorted(states)) or 'none'})"
+        if time.monotonic() > deadline:  # a node may be between states for a moment: asked again first
+            return problem
+        time.sleep(2)
 
 
 @pytest.fixture(scope="session")

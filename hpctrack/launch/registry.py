@@ -1,8 +1,9 @@
 """The backend registry: one line per scheduler.
 
 Each entry names a backend class as ``"module:Class"``, imported only when
-asked for, so that listing the names (``--backend`` choices) imports no
-backend. A test or a plugin may register a class itself
+asked for. Listing every name (``backend_names(launchable=False)``) imports
+no backend; listing those ``launch`` can submit to imports each backend's
+module (cheap: their heavy dependencies, submitit, load on use). A test or a plugin may register a class itself
 (``BACKENDS["toy"] = ToyBackend``). Everything that varies by backend — the
 CLI's ``--backend`` choices, the Hydra launcher configs and classes, the
 entry point's job environment — is read from here.

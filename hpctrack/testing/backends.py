@@ -101,6 +101,12 @@ class BackendTests:
             assert cls.conf is not None and dataclasses.is_dataclass(cls.conf)
             fields = {f.name: f for f in dataclasses.fields(cls.conf)}
             assert str(fields["_target_"].default).endswith(f".{self.backend.capitalize()}Launcher")
+            # `launch -j`, `--time` and `requeue` set these keys of the launcher config: each must exist.
+            if cls.parallel_option is not None:
+                assert cls.parallel_option in fields, f"parallel_option {cls.parallel_option!r} is not a config field"
+            for option in cls.resource_options:
+                mapped = cls.parallel_option if option == "parallel" else option
+                assert mapped in fields, f"resource option {option!r} is not a field of {cls.conf.__name__}"
 
     def test_small_sweep_reaches_final_states(self, root: Path) -> None:
         if not self.cls.launches:

@@ -34,6 +34,7 @@ class ToyLauncherConf(BaseLauncherConf):
     """Run each job as its own process on this machine."""
 
     _target_: str = launcher_target("toy")
+    parallel: Optional[int] = None  # what `launch -j` sets (the toy starts every job at once)
 
 
 class ToyBackend(Backend):
