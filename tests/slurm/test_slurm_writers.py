@@ -22,14 +22,14 @@ def _sweep(root: str, ref: str):
 
 
 def test_a_signal_delay_not_below_the_time_limit_is_refused_before_submission(slurm_root):
-    queued = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
     proc = run_cli("launch", "--backend", "slurm", "--root", slurm_root, "--name", "no-room", "--time", "1",
                    str(SCRIPTS / "sleepy.py"), "x=1")
     assert proc.returncode == 1
     (line,) = error_lines(proc.stderr)
     assert "signal_delay_s=120 is not smaller than the time limit (1 min = 60 s)" in line
     assert "hydra.launcher.signal_delay_s=" in line  # the fix
-    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == queued
+    # Nothing written, so nothing submitted (a submission needs the sweep's manifest first). The queue
+    # itself is not compared: other tests submit jobs meanwhile.
     with pytest.raises(hpctrack.SweepNotFoundError):
         _sweep(slurm_root, "no-room")
 
