@@ -86,7 +86,9 @@ def test_cancel_stops_running_and_pending_jobs(hpctrack_root):
     deadline = time.time() + 60
     while time.time() < deadline:
         statuses = job_statuses(load_manifest(manifest.path))
-        if statuses[0].state == JobState.RUNNING and statuses[0].record is not None:
+        record = statuses[0].record
+        # The store exists before the run's first full write: wait for the record that names the process.
+        if statuses[0].state == JobState.RUNNING and record is not None and record.info.get("pid"):
             break
         time.sleep(0.2)
     job_pid = statuses[0].record.info["pid"]
