@@ -51,11 +51,15 @@ def test_kill_9_then_resume_gives_the_uninterrupted_numbers(hpctrack_root, tmp_p
     sweep = hpctrack.load_sweep("victim")
 
     def mid_run():
+        from hpctrack.checkpoint import Checkpoints
+
         try:
             record = sweep.run(0)
         except Exception:
             return None
-        return record if record.status.get("last_step", -1) >= 3 else None
+        # Epoch 3 logged and its checkpoint saved: the kill may land anywhere after that.
+        latest = Checkpoints(sweep.path / "runs" / "0" / "checkpoints").latest()
+        return record if record.status.get("last_step", -1) >= 3 and latest and latest.step >= 3 else None
 
     record = _wait(mid_run, what="epoch 3 of the victim")
     os.kill(int(record.info["pid"]), signal.SIGKILL)  # the job's own process, at a random instruction
