@@ -76,22 +76,28 @@ class Buffer:
         group = self._last
         if group is None or group.keys != keys:
             group = self._switch_to(keys)
-        column = group.values
-        n = len(column)
+        column, steps, times = group.values, group.steps, group.times
+        n, n_steps, n_times, points = len(column), len(steps), len(times), self.n_points
         try:
-            column.extend(values.values())  # C loop; any float()-able number, strings refused
-        except (TypeError, ValueError, OverflowError):
-            del column[n:]
-            for key, value in values.items():  # name the bad value
-                _as_number(key, value)
+            try:
+                column.extend(values.values())  # C loop; any float()-able number, strings refused
+            except (TypeError, ValueError, OverflowError):
+                del column[n:]
+                for key, value in values.items():  # name the bad value
+                    _as_number(key, value)
+                raise
+            try:
+                steps.append(step)
+            except OverflowError:
+                raise OverflowError(f"run.log: step {step} does not fit in 64 bits") from None
+            times.append(now)
+            self.n_points = points + len(keys)
+        except BaseException:
+            # All of the call or none of it, even when Ctrl-C lands between its columns: a
+            # half-added call would leave more values than steps, and no flush could read it.
+            del column[n:], steps[n_steps:], times[n_times:]
+            self.n_points = points
             raise
-        try:
-            group.steps.append(step)
-        except OverflowError:
-            del column[n:]
-            raise OverflowError(f"run.log: step {step} does not fit in 64 bits") from None
-        group.times.append(now)
-        self.n_points += len(keys)
         return self.n_points
 
     def _switch_to(self, keys: Tuple[str, ...]) -> _Group:
