@@ -16,6 +16,7 @@ from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
 from .manifest import Manifest
+from .overrides import override_values
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
@@ -95,29 +96,6 @@ def lower_is_better(column: str) -> bool:
         return False
     name = key.lower()
     return any(word in name for word in _LOWER_IS_BETTER)
-
-
-def _typed(text: str) -> Any:
-    """An override's value as the type Hydra would give it (int, float, bool, null, str)."""
-    lowered = text.strip().lower()
-    if lowered in ("null", "none", "~"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text.strip("'\"")
-
-
-def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
-    out = {}
-    for override in overrides:
-        key, _, value = override.partition("=")
-        out[key.lstrip("+~")] = _typed(value)
-    return out
 
 
 def _selectors(
@@ -471,7 +449,7 @@ def _run_frame(
             if record is not None and key in record.params:
                 values[i] = record.params[key]
             if values[i] is None or values[i] != values[i]:
-                values[i] = _override_values(jobs[i].overrides).get(key)
+                values[i] = override_values(jobs[i].overrides).get(key)
         data[key] = values
     data["state"] = states
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
