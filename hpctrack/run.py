@@ -592,6 +592,13 @@ class Run(RunCheckpoints):
         self._pending_sections.setdefault("params", {}).update(flat)
         self.flush()
 
+    def _note_info(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` in the run's info (e.g. its Hydra output directory); written now."""
+        if not self._writes:
+            return
+        self._pending_sections.setdefault("info", {})[key] = value
+        self.flush()
+
     def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
         source = Path(path)

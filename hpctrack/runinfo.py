@@ -6,6 +6,7 @@ sweep (``latest/3``, ``digits/0``), or its run directory.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -14,7 +15,7 @@ from .errors import ConfigError, StoreError
 from .manifest import MANIFEST_FILE
 from .store.base import one_line
 
-__all__ = ["resolve_run", "describe_run", "diff_runs"]
+__all__ = ["resolve_run", "describe_run", "diff_runs", "HYDRA_LINK_FILE"]
 
 
 def resolve_run(ref: str, root: Optional[str] = None) -> Tuple[Any, int]:
@@ -97,8 +98,29 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
                     for k, v in record.metrics.items()},
         "artifacts": info.get("artifacts") or {},
         "slurm": info.get("slurm"),
+        "hydra": _hydra_dir(info.get("hydra"), out["run_id"]),
         "provenance": info.get("provenance") or {},
     })  # fmt: skip
+    return out
+
+
+#: Written by the Hydra launcher into a job's Hydra output directory: the run that wrote there.
+HYDRA_LINK_FILE = ".hpctrack_run"
+
+
+def _hydra_dir(hydra: Any, run_id: str) -> Optional[Dict[str, Any]]:
+    """The run's Hydra output directory as recorded, plus the run that wrote there since (a later
+    sweep with the same ``hydra.sweep.dir``), read from the directory's link file."""
+    if not isinstance(hydra, dict) or not hydra.get("output_dir"):
+        return None
+    out = dict(hydra)
+    link = Path(str(hydra["output_dir"])) / HYDRA_LINK_FILE
+    try:
+        other = json.loads(link.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return out
+    if other and other != run_id:
+        out["reused_by"] = other
     return out
 
 

@@ -241,6 +241,13 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         f"  dir:        {d['run_dir']}",
         f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else ""),
     ]
+    hydra = d.get("hydra") or {}
+    if hydra.get("output_dir") and hydra["output_dir"] != d["run_dir"]:
+        out.insert(
+            2,
+            f"  hydra dir:  {hydra['output_dir']}"
+            + (f"  (now {hydra['reused_by']}'s)" if hydra.get("reused_by") else ""),
+        )
     if d.get("record") is None and "status" not in d:
         left = d.get("left_behind") or {}
         end = d.get("end_record")

@@ -24,7 +24,7 @@ from ._entrypoint import JOB_FN_FILE, job_command
 from .base import NOT_BACKEND_OPTIONS, Backend
 from .registry import BACKENDS, backend_class, backend_names
 
-__all__ = ["SweepRequest", "submit_sweep", "get_backend", "backend_class", "backend_names", "backend_options",
+__all__ = ["SweepRequest", "submit_sweep", "prepare_sweep", "add_jobs", "get_backend", "backend_class", "backend_names", "backend_options",
            "wait_for_sweep", "swept_keys", "job_command", "BACKENDS", "NOT_BACKEND_OPTIONS"]  # fmt: skip
 
 
@@ -105,24 +105,18 @@ def _set_modes(root: Path, manifest: Manifest, gid: Optional[int]) -> None:
         share_tree(Path(manifest.code["path"]), gid)
 
 
-def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifest:
-    """Write the sweep's manifest and job function, then submit every job.
+def prepare_sweep(request: SweepRequest, job_fn: Optional[Callable[[int], Any]] = None) -> Manifest:
+    """Write the sweep's manifest, code snapshot and job function, and submit nothing.
 
-    Parameters
-    ----------
-    request:
-        The expanded jobs and launch options.
-    job_fn:
-        Picklable callable run in each job as ``job_fn(index)`` after the job's
-        run has been opened (``hpctrack.start_run`` returns that run).
+    ``request.jobs`` may be empty: a study driver (``hpctrack launch --optimize``)
+    creates its sweep up front and adds each batch of trials with :func:`add_jobs`.
+    Everything is checked before anything is written.
 
-    Returns
-    -------
-    Manifest
-        As recorded once the backend accepted the jobs (local: the runner started).
+    Raises
+    ------
+    ConfigError
+        Bad input (store, backend, group); nothing was written.
     """
-    if not request.jobs:
-        raise ConfigError("the sweep has no jobs: an override matched nothing (glob() selects config group options)")
     store_class(request.store)  # validate before anything is written
     share_group = request.launcher.get("share_group") or user_share_group()
     gid = resolve_group(str(share_group)) if share_group else None
@@ -166,11 +160,93 @@ def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifes
             print(f"hpctrack: code snapshot: skipped {manifest.code['skipped_count']} "
                   f"file{'s' if manifest.code['skipped_count'] != 1 else ''} that may hold secrets or that "
                   f".hpctrackignore lists: {shown}", file=sys.stderr, flush=True)  # fmt: skip
-    payload = dump_job(job_fn)  # cloudpickle behind a version header
+    payload = dump_job(job_fn) if job_fn is not None else None  # cloudpickle behind a version header
     # An id given by the caller must be used as is; a drawn one is drawn again on a clash.
     manifest = create_sweep(root, manifest) if request.sweep_id else create_new_sweep(root, manifest)
-    # Owner-only whatever the umask or sharing: every job unpickles it, and it holds the job's overrides.
-    write_file(manifest.path / JOB_FN_FILE, payload, manifest.path, mode=PRIVATE_FILE_MODE)
+    if payload is not None:
+        # Owner-only whatever the umask or sharing: every job unpickles it, and it holds the job's overrides.
+        write_file(manifest.path / JOB_FN_FILE, payload, manifest.path, mode=PRIVATE_FILE_MODE)
     _set_modes(root, manifest, gid)
-    backend.submit(manifest, [job.index for job in manifest.jobs])
+    return manifest
+
+
+def submit_sweep(request: SweepRequest, job_fn: Callable[[int], Any]) -> Manifest:
+    """Write the sweep's manifest and job function, then submit every job.
+
+    Parameters
+    ----------
+    request:
+        The expanded jobs and launch options.
+    job_fn:
+        Picklable callable run in each job as ``job_fn(index)`` after the job's
+        run has been opened (``hpctrack.start_run`` returns that run).
+
+    Returns
+    -------
+    Manifest
+        As recorded once the backend accepted the jobs (local: the runner started).
+    """
+    if not request.jobs:
+        raise ConfigError("the sweep has no jobs: an override matched nothing (glob() selects config group options)")
+    manifest = prepare_sweep(request, job_fn)
+    get_backend(request.backend, **request.backend_options).submit(manifest, [job.index for job in manifest.jobs])
     return load_manifest(manifest.path)
+
+
+def add_jobs(
+    sweep_dir: Path,
+    jobs: Sequence[Sequence[str]],
+    job_fn: Callable[[int], Any],
+    *,
+    backend_options: Optional[Dict[str, Any]] = None,
+) -> "tuple[Manifest, List[int]]":
+    """Add ``jobs`` to an existing sweep and submit them; the jobs already in it are left as they are.
+
+    A sweeper that asks for its trials in batches (Optuna, Nevergrad, Ax through
+    Hydra, or ``hpctrack launch --optimize``) makes one sweep this way: the new
+    jobs take the next indices. ``job_fn`` replaces the sweep's job function and
+    must run every job of the sweep, old and new (a requeue of an earlier job
+    reads it too). ``backend_options``: the backend's options for this
+    submission (default: the sweep's launcher config).
+
+    Returns
+    -------
+    tuple
+        The manifest once the backend accepted the jobs, and the new jobs' indices.
+    """
+    if not jobs:
+        raise ConfigError("no jobs to add: an override matched nothing (glob() selects config group options)")
+    sweep_dir = Path(sweep_dir)
+    manifest = load_manifest(sweep_dir)
+    options = (
+        backend_options
+        if backend_options is not None
+        else backend_class(manifest.backend).options_from_launcher(manifest.launcher)
+    )
+    backend = get_backend(manifest.backend, **options)
+    backend.preflight()
+    from ..formats import dump_job
+    from ..manifest import update_manifest
+    from ..secrets import mask_overrides
+
+    payload = dump_job(job_fn)
+    # The job function first: it runs every job named in the manifest, the new ones included.
+    write_file(sweep_dir / JOB_FN_FILE, payload, sweep_dir, mode=PRIVATE_FILE_MODE)
+    added: List[int] = []
+
+    def append(m: Manifest) -> None:
+        start = len(m.jobs)
+        for offset, overrides in enumerate(jobs):
+            index = start + offset
+            (m.path / f"runs/{index}").mkdir(parents=True, exist_ok=True)
+            m.jobs.append(JobRecord(index=index, overrides=mask_overrides(list(overrides)), run_dir=f"runs/{index}"))
+            added.append(index)
+        # the keys swept so far stay (they were judged on the real values, these are masked)
+        m.swept_keys = list(dict.fromkeys([*m.swept_keys, *swept_keys([job.overrides for job in m.jobs])]))
+
+    manifest = update_manifest(sweep_dir, append)
+    share_group = manifest.launcher.get("share_group")
+    root = sweep_dir.parent.parent
+    _set_modes(root, manifest, resolve_group(str(share_group)) if share_group else None)
+    backend.submit(manifest, added)
+    return load_manifest(sweep_dir), added

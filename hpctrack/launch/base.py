@@ -21,7 +21,7 @@ __all__ = ["Backend", "JobInfo", "NOT_BACKEND_OPTIONS"]
 
 #: Launcher config keys that are hpctrack's own, not options of the backend.
 NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot",
-                       "share_group")  # fmt: skip
+                       "share_group", "wait", "wait_poll_s")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Optional
 from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
 from ..errors import ConfigError, HpctrackError
-from ..manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
+from ..manifest import MANIFEST_FILE, RUNS_DIR, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
 from ..secrets import mask_argv
 from ..store import store_class
 from .registry import backend_class, backend_names
@@ -200,7 +200,12 @@ def launch_script(
         f"hydra.launcher.store={store}",
         f"hydra.launcher.detach={str(detach).lower()}",
         f"hydra.launcher.progress={str(progress).lower()}",
-        f"hydra.sweep.dir={_quote(str(sweep_dir / 'hydra'))}",
+        # Hydra's job output directories are the runs' own (runs/<job>: hydra.sweep.subdir is
+        # ${hydra.job.num}, which is the job's index): one directory per job, .hydra/ beside the store
+        f"hydra.sweep.dir={_quote(str(sweep_dir / RUNS_DIR))}",
+        # and each job runs there, so two jobs writing "weights.npy" never share one file (Hydra's
+        # default since 1.2 is the launch directory); hydra.job.chdir=false, said explicitly, wins
+        "hydra.job.chdir=true",
     ]
     if parallel is not None:
         hydra_args.append(f"hydra.launcher.{backend_class(backend).parallel_option}={parallel}")

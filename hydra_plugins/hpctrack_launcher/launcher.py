@@ -2,12 +2,21 @@
 
 Hydra's launcher contract is synchronous: ``launch`` returns one ``JobReturn``
 per job. The local launcher honours it by waiting (with a progress bar) and
-returning each job's real outcome, so a failed job raises in Hydra as usual.
-With ``detach: true`` it returns as soon as the jobs are handed over, with
-placeholder ``JobReturn``s (status COMPLETED, return value None): the real
-outcomes are in the sweep's manifest and runs (``hpctrack status``). Hydra
-upstream declined asynchronous launchers (hydra#2171); this is the documented
-workaround.
+returning each job's real outcome (``cfg``, ``hydra_cfg``, working directory,
+return value or exception, as the job recorded it in ``hydra_return.pkl`` in its
+run directory), so a failed job raises in Hydra as usual. The SLURM launcher
+does so with ``wait: true``. Otherwise (``detach: true``; SLURM's default) it
+returns as soon as the jobs are handed over, with placeholder ``JobReturn``s
+(status COMPLETED, return value None): the real outcomes are in the sweep's
+manifest and runs (``hpctrack status``). Hydra upstream declined asynchronous
+launchers (hydra#2171); this is the documented workaround.
+
+Every ``launch`` call of one multirun adds its jobs to one hpctrack sweep, so a
+sweeper that asks for trials in batches (Optuna, Nevergrad, Ax) makes one sweep.
+Hydra's directories are Hydra's: ``hydra.sweep.dir`` is created at launch, each
+job's output directory is ``hydra.sweep.dir/hydra.sweep.subdir``, and
+``hydra.job.chdir`` decides whether the job runs there. The run records that
+directory (``hpctrack show``), and the directory names its run in ``.hpctrack_run``.
 """
 
 from __future__ import annotations
@@ -32,12 +41,17 @@ log = logging.getLogger(__name__)
 
 #: Set by ``hpctrack launch`` so the manifest records the command the user typed.
 COMMAND_ENV = "HPCTRACK_COMMAND"
+#: The job's ``JobReturn`` (config, Hydra config, working dir, return value or exception), in its run directory.
+RETURN_FILE = "hydra_return.pkl"
 
 
 class HydraJob:
     """Picklable job function: compose job ``index``'s config and run the task in it."""
 
     config_code: Optional[Dict[str, Any]] = None  # the code snapshot whose config files the job reads
+    # keep the JobReturn in the run directory (RETURN_FILE) for a launch that waits for it; it holds the
+    # job's config with its real values, so it is written only then, and removed once read
+    record_return: bool = False
 
     def __init__(
         self,
@@ -46,12 +60,16 @@ class HydraJob:
         config: DictConfig,
         job_overrides: List[List[str]],
         initial_job_idx: int,
+        job_nums: Optional[List[int]] = None,
     ) -> None:
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
-        self.job_overrides = job_overrides
+        self.job_overrides = job_overrides  # every job of the sweep, by its index
         self.initial_job_idx = initial_job_idx
+        # Hydra's job number of each job, by index (a sweeper's batches continue from initial_job_idx);
+        # None, in job functions pickled before batches made one sweep: initial_job_idx + index
+        self.job_nums = job_nums
         # Hydra keeps the task name and other runtime facts in process-wide singletons;
         # the job process needs this process's copy to compose the same config.
         from hydra.core.singleton import Singleton
@@ -77,6 +95,11 @@ class HydraJob:
             job.script = path
         return job
 
+    def job_num(self, index: int) -> int:
+        """Hydra's ``hydra.job.num`` of the sweep's job ``index``."""
+        nums = getattr(self, "job_nums", None)  # absent from job functions pickled by earlier versions
+        return nums[index] if nums else self.initial_job_idx + index
+
     def __call__(self, index: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.singleton import Singleton
@@ -88,36 +111,36 @@ class HydraJob:
         setup_globals()
         if self.script:
             _restore_filenames(self.task_function, self.script)
+        # Relative directories (hydra.sweep.dir) mean what they meant where the sweep was launched.
+        launch_dir = OmegaConf.select(self.config, "hydra.runtime.cwd")
+        if launch_dir and os.path.isdir(launch_dir):
+            os.chdir(launch_dir)
         context = _context_in(self.hydra_context, self.config_code) if self.config_code else self.hydra_context
         sweep_config = context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
         run = current_run()
         with open_dict(sweep_config):
-            sweep_config.hydra.job.num = self.initial_job_idx + index
+            sweep_config.hydra.job.num = self.job_num(index)
             sweep_config.hydra.job.id = run.run_id if run is not None else str(index)
-            if run is not None:
-                # Hydra's own outputs (.hydra/, the job log) land in the run's directory, and the
-                # job runs there: two jobs writing "weights.npy" never share one file. Only an
-                # explicit hydra.job.chdir=false keeps the launch directory (Hydra's
-                # runtime.cwd and to_absolute_path still name it either way).
-                sweep_config.hydra.sweep.dir = str(run.run_dir)
-                sweep_config.hydra.sweep.subdir = "."
-                if sweep_config.hydra.job.get("chdir") is None:
-                    sweep_config.hydra.job.chdir = True
+        if run is not None:
+            _remove_return(run.run_dir)  # an earlier attempt's, never taken for this one's
         HydraConfig.instance().set_config(sweep_config)
         ret = run_job(
             hydra_context=context,
-            task_function=_masking_outputs(self.task_function),
+            task_function=_recording_outputs(self.task_function),
             config=sweep_config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
+        if run is not None and self.record_return:
+            _save_return(run, ret)
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
 
 
-def _masking_outputs(task_function: TaskFunction) -> TaskFunction:
-    """The task, first rewriting what Hydra just recorded of the job (``.hydra/*.yaml``) with secrets masked."""
+def _recording_outputs(task_function: TaskFunction) -> TaskFunction:
+    """The task, first masking secrets in what Hydra just recorded of the job (``.hydra/*.yaml``) and
+    linking the job's Hydra output directory and its run both ways."""
     import functools
 
     @functools.wraps(task_function)
@@ -125,9 +148,86 @@ def _masking_outputs(task_function: TaskFunction) -> TaskFunction:
         from hpctrack._start import mask_hydra_outputs
 
         mask_hydra_outputs()
+        _link_output_dir()
         return task_function(cfg)
 
     return task
+
+
+def _link_output_dir() -> None:
+    """Record the job's Hydra output directory in its run, and the run in that directory (``.hpctrack_run``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from hpctrack.run import current_run
+
+    run = current_run()
+    if run is None or not HydraConfig.initialized():
+        return
+    hydra = HydraConfig.get()
+    output_dir = Path(str(hydra.runtime.output_dir))
+    run._note_info("hydra", {"output_dir": str(output_dir), "job_num": int(hydra.job.num),
+                             "job_name": str(hydra.job.name), "chdir": bool(hydra.job.chdir)})  # fmt: skip
+    if output_dir.resolve() == run.run_dir.resolve():
+        return
+    from hpctrack.runinfo import HYDRA_LINK_FILE
+    from hpctrack.safefs import write_file
+
+    link = {"run_id": run.run_id, "run_dir": str(run.run_dir)}
+    try:
+        write_file(output_dir / HYDRA_LINK_FILE, json.dumps(link) + "\n", output_dir)
+    except OSError as err:  # the link is a convenience: the run has the directory either way
+        log.warning(f"hpctrack: could not write {output_dir / HYDRA_LINK_FILE}: {err}")
+
+
+def _remove_return(run_dir: Path) -> None:
+    import contextlib
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(run_dir / RETURN_FILE)
+
+
+def _save_return(run: Any, ret: JobReturn) -> None:
+    """Keep the job's ``JobReturn`` in its run directory, for a launch that waits (any host, any backend)."""
+    import copy
+
+    import cloudpickle
+
+    from hpctrack.safefs import PRIVATE_FILE_MODE, write_file
+
+    ret = copy.copy(ret)
+    try:
+        payload = cloudpickle.dumps(ret)
+    except Exception as err:  # the return value (or exception) cannot leave this process
+        what = "exception" if ret.status == JobStatus.FAILED else "return value"
+        log.warning(f"hpctrack: the job's {what} cannot be pickled ({err}); the launch gets a stand-in")
+        if ret.status == JobStatus.FAILED:
+            ret._return_value = JobFailedError(f"{type(ret._return_value).__name__}: {ret._return_value}")
+        else:
+            ret._return_value = None
+        payload = cloudpickle.dumps(ret)
+    write_file(run.run_dir / RETURN_FILE, payload, run.run_dir, mode=PRIVATE_FILE_MODE)
+
+
+def load_return(run_dir: Path) -> Optional[JobReturn]:
+    """The ``JobReturn`` the job in ``run_dir`` recorded, or None when it recorded none (it never ran its task)."""
+    import cloudpickle
+
+    from hpctrack.safefs import check_owner_only
+
+    path = Path(run_dir) / RETURN_FILE
+    if not path.exists():
+        return None
+    check_owner_only(path, "the job's return value")  # unpickled here: written by this user only
+    with open(path, "rb") as f:
+        ret = cloudpickle.load(f)
+    return ret if isinstance(ret, JobReturn) else None
+
+
+def take_return(run_dir: Path) -> Optional[JobReturn]:
+    """:func:`load_return`, then remove the file: it holds the job's config with its real (secret) values."""
+    ret = load_return(run_dir)
+    _remove_return(Path(run_dir))
+    return ret
 
 
 def _context_in(context: HydraContext, code: Dict[str, Any]) -> HydraContext:
@@ -208,10 +308,10 @@ class BaseHpctrackLauncher(Launcher):
     """Launches the sweep through hpctrack; each backend of the registry gets a subclass (below).
 
     On a backend with a queue (``has_queue``), ``launch`` returns as soon as the
-    scheduler accepted the jobs, with placeholder ``JobReturn``s: waiting for a
-    cluster queue in the foreground is what such a launcher exists to avoid.
-    Outcomes are in the sweep (``hpctrack status``). Otherwise it waits for the
-    jobs (unless ``detach``) and returns their real outcomes.
+    scheduler accepted the jobs, with placeholder ``JobReturn``s, unless the
+    launcher config says ``wait: true``. Otherwise it waits for the jobs (unless
+    ``detach``) and returns their real outcomes. Every ``launch`` of one
+    multirun adds to one sweep (:attr:`sweep_dir`).
     """
 
     @property
@@ -224,6 +324,13 @@ class BaseHpctrackLauncher(Launcher):
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.task_function: Optional[TaskFunction] = None
+        #: The hpctrack sweep this multirun's jobs go to; None before the first launch.
+        self.sweep_dir: Optional[Path] = None
+        #: The sweep's indices of the jobs of the latest launch.
+        self.last_indices: List[int] = []
+        self._overrides: List[List[str]] = []  # every job of the sweep, by index (real values)
+        self._nums: List[int] = []  # Hydra's job number of each
+        self._output_dirs: Dict[str, int] = {}  # Hydra output directory -> job index
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -236,63 +343,190 @@ class BaseHpctrackLauncher(Launcher):
         options = backend_options(self._BACKEND, dict(self.params))
         return {k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v) for k, v in options.items()}
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hpctrack.launch import SweepRequest, backend_class, submit_sweep
-
-        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
-        from hpctrack.secrets import mask_yaml_file
+    @property
+    def waits(self) -> bool:
+        """Whether ``launch`` blocks until its jobs ended and returns their real outcomes."""
+        from hpctrack.launch import backend_class
 
         if backend_class(self._BACKEND).has_queue:
-            self.params["detach"] = True  # never wait for a queue in the foreground
+            return bool(self.params.get("wait"))
+        return not self.params.get("detach")
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hpctrack.launch import SweepRequest, add_jobs, submit_sweep
+        from hpctrack.secrets import mask_yaml_file
+
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         jobs = [list(o) for o in job_overrides]
+        nums = [initial_job_idx + i for i in range(len(jobs))]
+        hydra_sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        hydra_sweep_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's own launchers do
         # Hydra's sweeper has just saved the sweep's config with the real values; only the job
         # function (job.pkl, owner-only) keeps them. The manifest is masked by submit_sweep.
-        mask_yaml_file(Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml")
-        command = json.loads(os.environ[COMMAND_ENV]) if COMMAND_ENV in os.environ else [sys.executable, *sys.argv]
-        launcher_conf = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
-        request = SweepRequest(
-            jobs=jobs,
-            backend=self._BACKEND,
-            backend_options=self._backend_options(),
-            store=self.params.get("store", "hdf5"),
-            root=self.params.get("root"),
-            sweep_id=self.params.get("sweep_id"),
-            name=self.params.get("name"),
-            script=os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None,
-            command=command,
-            # unresolved: an override may hold an interpolation of a key only the jobs add ('a=${seed}')
-            overrides=list(OmegaConf.to_container(self.config.hydra.overrides.task, resolve=False)),
-            launcher=launcher_conf if isinstance(launcher_conf, dict) else {},
-        )
-        job_fn = HydraJob(self.hydra_context, self.task_function, self.config, jobs, initial_job_idx)
-        manifest = submit_sweep(request, job_fn)
+        if (hydra_sweep_dir / "multirun.yaml").exists():
+            mask_yaml_file(hydra_sweep_dir / "multirun.yaml")
+        if self.sweep_dir is None:
+            self.sweep_dir = self._existing_sweep()
+        first = len(self._overrides)
+        self._check_output_dirs(jobs, nums, first)
+        self._overrides, self._nums = [*self._overrides, *jobs], [*self._nums, *nums]
+        job_fn = HydraJob(self.hydra_context, self.task_function, self.config, self._overrides, 0, self._nums)
+        job_fn.record_return = self.waits
+        if self.sweep_dir is None:
+            command = json.loads(os.environ[COMMAND_ENV]) if COMMAND_ENV in os.environ else [sys.executable, *sys.argv]
+            launcher_conf = OmegaConf.to_container(self.config.hydra.launcher, resolve=True)
+            request = SweepRequest(
+                jobs=jobs,
+                backend=self._BACKEND,
+                backend_options=self._backend_options(),
+                store=self.params.get("store", "hdf5"),
+                root=self.params.get("root"),
+                sweep_id=self.params.get("sweep_id"),
+                # a sweep of `python app.py --multirun` is found by the app's name
+                name=self.params.get("name") or str(self.config.hydra.job.name),
+                script=os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None,
+                command=command,
+                # unresolved: an override may hold an interpolation of a key only the jobs add ('a=${seed}')
+                overrides=list(OmegaConf.to_container(self.config.hydra.overrides.task, resolve=False)),
+                launcher=launcher_conf if isinstance(launcher_conf, dict) else {},
+            )
+            manifest = submit_sweep(request, job_fn)
+            self.sweep_dir, indices = manifest.path, [job.index for job in manifest.jobs]
+        else:
+            manifest, indices = add_jobs(self.sweep_dir, jobs, job_fn, backend_options=self._backend_options())
+        self.last_indices = indices
         log.info(
-            f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}, "
+            f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}"
+            f"{f', {len(manifest.jobs)} in all' if len(manifest.jobs) != len(jobs) else ''}, "
             f"{self._BACKEND}) in {manifest.path}"
         )
-        if self.params.get("detach"):
+        if not self.waits:
             # Placeholders: Hydra's launcher contract is synchronous, hpctrack's is not (see module docs).
             return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)
                     for o in jobs]  # fmt: skip
-        return self._wait(manifest.path, jobs)
+        return self._wait(indices, jobs)
 
-    def _wait(self, sweep_dir: Path, jobs: List[List[str]]) -> Sequence[JobReturn]:
-        """Wait for the sweep's jobs and return their outcomes as Hydra expects."""
-        from hpctrack._types import JobState
-        from hpctrack.launch import get_backend
-        from hpctrack.launch.progress import wait_with_progress
+    def _existing_sweep(self) -> Optional[Path]:
+        """The sweep named by ``sweep_id`` when it already exists (a study driver started again), else None.
 
-        manifest = wait_with_progress(sweep_dir, show=bool(self.params.get("progress", True)))
-        backend = get_backend(self._BACKEND)
+        Its jobs keep their indices: the job function read back from it carries
+        their real overrides, and this launch adds after them.
+        """
+        from hpctrack.config import resolve_root
+        from hpctrack.errors import ConfigError
+        from hpctrack.formats import load_job
+        from hpctrack.launch import JOB_FN_FILE
+        from hpctrack.manifest import MANIFEST_FILE, SWEEPS_DIR, load_manifest
+        from hpctrack.safefs import check_owner_only
+
+        sweep_id = self.params.get("sweep_id")
+        if not sweep_id:
+            return None
+        path = resolve_root(self.params.get("root")) / SWEEPS_DIR / str(sweep_id)
+        if not (path / MANIFEST_FILE).exists():
+            return None
+        manifest = load_manifest(path)
+        if manifest.backend != self._BACKEND:
+            raise ConfigError(f"sweep {sweep_id} runs on the {manifest.backend!r} backend, not "
+                              f"{self._BACKEND!r}; use hydra/launcher=hpctrack_{manifest.backend}")  # fmt: skip
+        if manifest.jobs:
+            check_owner_only(path / JOB_FN_FILE, "the job function")
+            earlier = load_job(path / JOB_FN_FILE)
+            overrides = getattr(earlier, "job_overrides", None)
+            if not isinstance(earlier, HydraJob) or overrides is None or len(overrides) != len(manifest.jobs):
+                raise ConfigError(f"sweep {sweep_id} was not made by a Hydra launch of this kind: "
+                                  "jobs cannot be added to it; launch a new sweep")  # fmt: skip
+            self._overrides = [list(o) for o in overrides]
+            self._nums = [earlier.job_num(i) for i in range(len(overrides))]
+        return path
+
+    def _check_output_dirs(self, jobs: List[List[str]], nums: List[int], first: int) -> None:
+        """Refuse, before anything is submitted, two jobs of the sweep that would share a Hydra output dir.
+
+        With Hydra's default ``hydra.sweep.subdir`` (``${hydra.job.num}``) each
+        job's is its own; any other subdir is resolved for every job.
+        """
+        from hpctrack.errors import ConfigError
+
+        assert self.config is not None and self.hydra_context is not None
+        sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
+        raw = str(sweep.get("subdir") or "") if isinstance(sweep, dict) else ""
+        if "hydra.job.num" in raw or "hydra.job.id" in raw:
+            return
+        for offset, (overrides, num) in enumerate(zip(jobs, nums)):
+            try:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                with open_dict(cfg):
+                    cfg.hydra.job.num = num
+                output_dir = os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir)))
+            except Exception:  # composing failed: the job fails on it as under Hydra's own launchers
+                continue
+            other = self._output_dirs.setdefault(output_dir, first + offset)
+            if other != first + offset:
+                raise ConfigError(f"jobs {other} and {first + offset} would share the Hydra output directory "
+                                  f"{output_dir}; make hydra.sweep.subdir unique per job, e.g. "
+                                  "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
+
+    def _wait(self, indices: List[int], jobs: List[List[str]]) -> Sequence[JobReturn]:
+        """Wait for the jobs ``indices`` and return their outcomes as Hydra expects."""
+        from hpctrack.launch import backend_class
+
+        assert self.sweep_dir is not None
+        show = bool(self.params.get("progress", True))
+        if backend_class(self._BACKEND).has_queue:
+            states, errors = _wait_in_queue(self.sweep_dir, indices, show, float(self.params.get("wait_poll_s") or 10))
+        else:
+            from hpctrack.launch.progress import wait_with_progress
+
+            manifest = wait_with_progress(self.sweep_dir, show=show)
+            states = {i: manifest.jobs[i].state for i in indices}
+            errors = {i: manifest.jobs[i].error for i in indices}
+        from hpctrack.manifest import load_manifest
+
+        manifest = load_manifest(self.sweep_dir)
         returns = []
-        for job, overrides in zip(manifest.jobs, map(mask_overrides, jobs)):  # Hydra prints them on failure
-            if job.state == JobState.COMPLETED and job.job_id:
-                value = backend.result(manifest, job.index)
-                returns.append(JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value))
-            else:
-                error = JobFailedError(f"job {job.index} {job.state.value}: {job.error or 'see hpctrack status'}")
-                returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error))
+        for index, overrides in zip(indices, map(mask_overrides, jobs)):  # Hydra prints them on failure
+            ret = take_return(manifest.run_path(index))
+            if ret is not None:
+                ret.overrides = overrides
+                returns.append(ret)
+                continue
+            state = states.get(index)
+            error = JobFailedError(f"job {index} {state.value if state else 'ended'}: "
+                                   f"{errors.get(index) or 'see hpctrack status'}")  # fmt: skip
+            returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error))
         return returns
+
+
+def _wait_in_queue(
+    sweep_dir: Path, indices: List[int], show: bool, poll_s: float
+) -> "tuple[Dict[int, Any], Dict[int, Optional[str]]]":
+    """Block until the jobs ``indices`` of a queued sweep ended; their states and errors as ``status`` says.
+
+    One scheduler query per ``poll_s`` for the whole sweep. Ctrl-C cancels the
+    jobs, as a waiting local launch does, and is re-raised.
+    """
+    import time
+
+    from hpctrack.launch import get_backend
+    from hpctrack.launch.progress import SweepProgress
+    from hpctrack.manifest import load_manifest
+    from hpctrack.status import job_statuses
+
+    wanted = set(indices)
+    manifest = load_manifest(sweep_dir)
+    try:
+        with SweepProgress(manifest.name or manifest.id, len(indices), show=show) as bar:
+            while True:
+                manifest = load_manifest(sweep_dir)
+                statuses = [s for s in job_statuses(manifest) if s.index in wanted]
+                bar.update([s.state for s in statuses])
+                if all(s.state.is_final for s in statuses):
+                    return {s.index: s.state for s in statuses}, {s.index: s.error for s in statuses}
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        get_backend(manifest.backend).cancel(load_manifest(sweep_dir), indices)
+        raise
 
 
 def _launcher_for(backend: str) -> type:

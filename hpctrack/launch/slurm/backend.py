@@ -34,6 +34,11 @@ class SlurmLauncherConf(BaseLauncherConf):
     """Submit the sweep to SLURM as one job array; returns once the array is queued."""
 
     _target_: str = launcher_target("slurm")
+    # block until the array has ended and return each job's real outcome to Hydra (sweepers such as
+    # Optuna need the values); false (default): return once the array is queued
+    wait: bool = False
+    # seconds between two looks at the queue (one sacct call) while waiting
+    wait_poll_s: float = 10.0
     # partition (queue); None -> the cluster's default
     partition: Optional[str] = None
     # time limit in minutes (sbatch --time); see `time` for SLURM's own format
