@@ -1,0 +1,55 @@
+"""Hydra's directories under hpctrack's launcher: each job's own, linked with its run both ways."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import error_lines, run_cli
+from hydra_sweeper import APP
+
+
+def test_two_jobs_that_would_share_an_output_dir_are_refused_before_anything_runs(hpctrack_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(APP), "--multirun", "hydra/launcher=hpctrack_local", "x=1,2",
+         f"hydra.sweep.dir={tmp_path / 'out'}", "hydra.sweep.subdir=same"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "jobs 0 and 1 would share the Hydra output directory" in proc.stderr, proc.stderr[-2000:]
+    assert "hydra.sweep.subdir=${hydra.job.num}" in proc.stderr
+    assert not (hpctrack_root / "sweeps").exists() or not any((hpctrack_root / "sweeps").iterdir())
+    # through hpctrack launch: one line, nothing launched
+    proc = run_cli("launch", str(APP), "x=1,2", "hydra.sweep.subdir=same", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert len(error_lines(proc.stderr)) == 1 and "would share the Hydra output directory" in proc.stderr
+    assert json.loads(run_cli("ls", "--format", "json", check=True).stdout) == []
+
+
+def test_the_run_and_its_hydra_output_dir_name_each_other(hpctrack_root, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("launch", "--name", "first", str(APP), "x=1,2", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = run_cli("show", "first/1", check=True).stdout
+    assert f"hydra dir:  {out / '1'}" in shown
+    record = json.loads(run_cli("show", "first/1", "--format", "json", check=True).stdout)
+    assert record["hydra"]["output_dir"] == str(out / "1") and record["hydra"]["chdir"] is True
+    assert json.loads((out / "1" / ".hpctrack_run").read_text())["run_id"] == record["run_id"]
+    assert (out / "1" / ".hydra" / "overrides.yaml").is_file()  # Hydra's own record of the job
+    assert (hpctrack_root / "sweeps" / record["sweep"]["id"] / "runs" / "1").is_dir()  # the run stays in the root
+
+    # A later sweep in the same directory (Hydra re-uses it): the first run says so
+    proc = run_cli("launch", "--name", "second", str(APP), "x=3,4", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    second = json.loads(run_cli("show", "second/1", "--format", "json", check=True).stdout)["run_id"]
+    assert f"(now {second}'s)" in run_cli("show", "first/1", check=True).stdout
+
+
+def test_hpctrack_launch_keeps_each_jobs_hydra_outputs_in_its_run_dir(hpctrack_root, tmp_path):
+    proc = run_cli("launch", "--name", "inside", str(APP), "x=1,2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(run_cli("show", "inside/0", "--format", "json", check=True).stdout)
+    assert record["hydra"]["output_dir"] == record["run_dir"]
+    assert "hydra dir" not in run_cli("show", "inside/0", check=True).stdout  # the same as dir:
+    assert not (tmp_path / "multirun").exists()
