@@ -121,6 +121,12 @@ class HydraJob:
         with open_dict(sweep_config):
             sweep_config.hydra.job.num = self.job_num(index)
             sweep_config.hydra.job.id = run.run_id if run is not None else str(index)
+            if run is not None and "job_nums" not in vars(self):
+                # A job function pickled before Hydra's directories were Hydra's (a requeue of an older
+                # sweep): its jobs keep running in their run directories, as they did when launched.
+                sweep_config.hydra.sweep.dir, sweep_config.hydra.sweep.subdir = str(run.run_dir), "."
+                if sweep_config.hydra.job.get("chdir") is None:
+                    sweep_config.hydra.job.chdir = True
         if run is not None:
             _remove_return(run.run_dir)  # an earlier attempt's, never taken for this one's
         HydraConfig.instance().set_config(sweep_config)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import error_lines, run_cli
+from conftest import SCRIPTS, error_lines, run_cli
 from hydra_sweeper import APP
 
 
@@ -53,3 +54,28 @@ def test_hpctrack_launch_keeps_each_jobs_hydra_outputs_in_its_run_dir(hpctrack_r
     assert record["hydra"]["output_dir"] == record["run_dir"]
     assert "hydra dir" not in run_cli("show", "inside/0", check=True).stdout  # the same as dir:
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_requeue_of_a_sweep_from_before_keeps_its_jobs_in_their_run_dirs(hpctrack_root, tmp_path):
+    """Job functions pickled before Hydra's directories were Hydra's ran every job in its run dir."""
+    from hpctrack.formats import dump_job, load_job
+    from hpctrack.safefs import PRIVATE_FILE_MODE, write_file
+
+    script = SCRIPTS / "own_files.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--multirun", "hydra/launcher=hpctrack_local", "x=1", "sleep_s=0",
+         f"hydra.sweep.dir={tmp_path / 'mr'}", "hydra.launcher.progress=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = json.loads(run_cli("status", "own_files", "--format", "json", check=True).stdout)["path"]
+    assert (
+        json.loads(run_cli("show", "own_files/0", "--format", "json", check=True).stdout)["summary"]["in_run_dir"]
+        is False
+    )  # fmt: skip  (Hydra's default since 1.2: the launch directory)
+    job_fn = load_job(Path(sweep) / "job.pkl")
+    del job_fn.__dict__["job_nums"]  # as pickled by the earlier version
+    write_file(Path(sweep) / "job.pkl", dump_job(job_fn), sweep, mode=PRIVATE_FILE_MODE)
+    run_cli("requeue", "own_files", "--state", "COMPLETED", "--no-progress", cwd=tmp_path, check=True)
+    record = json.loads(run_cli("show", "own_files/0", "--format", "json", check=True).stdout)
+    assert record["summary"]["in_run_dir"] is True and record["status"]["attempt"] == 2
