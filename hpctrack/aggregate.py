@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
-from .manifest import Manifest
+from .manifest import Manifest, sweep_ref
 from .overrides import override_values
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
@@ -498,7 +498,7 @@ def _run_frame(
     frame.attrs["lost"] = lost
     notes = []
     if lost:
-        ref = manifest.name or manifest.id
+        ref = sweep_ref(manifest)
         notes.append(
             f"lost, no values shown: {'; '.join(f'job {j} ({why})' for j, why in sorted(lost.items()))}; "
             f"`hpctrack verify {ref}` says more, `hpctrack resume {ref} --include-lost` reruns them"

@@ -74,3 +74,8 @@ class DiskFullError(StoreError):
 
 class RunBusyError(StoreError):
     """The run already has a live writer (another process holds its writer lease)."""
+
+
+#: Set by the Hydra launcher on a job's exception that Hydra re-raises in the launching process: the
+#: index of the job that raised it (the sweep records that failure; it is not an error of the launch).
+FAILED_JOB_ATTR = "hpctrack_failed_job"

@@ -35,6 +35,7 @@ __all__ = [
     "update_manifest",
     "find_sweep",
     "iter_sweep_dirs",
+    "sweep_ref",
     "manifest_problem",
 ]
 
@@ -372,3 +373,18 @@ def find_sweep(root: Path, ref: str) -> Path:
     raise SweepNotFoundError(
         f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
     )
+
+
+def sweep_ref(manifest: Manifest) -> str:
+    """How a hint names this sweep for the next command: its name when that finds it, else its id.
+
+    Many sweeps share a name (every multirun of one Hydra app is named after it),
+    and a name finds only the newest of them.
+    """
+    if manifest.name:
+        try:
+            if find_sweep(manifest.path.parent.parent, manifest.name).resolve() == manifest.path.resolve():
+                return manifest.name
+        except (SweepNotFoundError, StoreError, FormatVersionError, OSError):
+            pass
+    return manifest.id

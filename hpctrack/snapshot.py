@@ -33,6 +33,8 @@ CODE_DIR = "code"
 MAX_SNAPSHOT_BYTES = 200 * 1024 * 1024
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", "outputs",
               "multirun"}  # fmt: skip
+#: Outside git, a directory holding one of these is Hydra's output (a job's, or a sweep's), never code.
+_HYDRA_OUTPUT_MARKS = (".hydra", ".hpctrack_run", "multirun.yaml")
 #: Outside git, files that may hold credentials are never copied (gitignore-style patterns).
 SECRET_PATTERNS = (".env*", "*.pem", "*.key", "id_*", ".git/", ".ssh/", "credentials*")
 #: Outside git, a file of the script's folder listing more patterns (gitignore syntax) not to copy.
@@ -79,6 +81,8 @@ def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
         for d in dirs:
             if d in _SKIP_DIRS and d != ".git":
                 continue
+            if any(os.path.lexists(os.path.join(folder, d, mark)) for mark in _HYDRA_OUTPUT_MARKS):
+                continue  # a Hydra output or sweep directory (wherever hydra.sweep.dir put it): jobs' files
             if spec.match_file(f"{prefix}{d}/"):
                 skipped.append(f"{prefix}{d}/")
             else:

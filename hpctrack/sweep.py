@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from ._types import JobState
 from .config import resolve_root
 from .errors import ConfigError
-from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest
+from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
 from .status import JobStatus, SweepStatus, sweep_status
 from .store import RunRecord, open_store
 
@@ -361,7 +361,7 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
             continue
         summary = state_summary(states)
         if unconfirmed:
-            summary += f" ({unconfirmed} unconfirmed: `hpctrack status {m.name or m.id}` asks {m.backend})"
+            summary += f" ({unconfirmed} unconfirmed: `hpctrack status {sweep_ref(m)}` asks {m.backend})"
         rows.append(
             {
                 "name": m.name,

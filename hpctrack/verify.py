@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .errors import HpctrackError
 from .index import ENDED_STATES, INDEX_FILE, had_started, read_index_lines, rebuild_index, record_to_row, usable
-from .manifest import Manifest
+from .manifest import Manifest, sweep_ref
 from .safefs import check_inside, sha256_file
 from .safefs import replace as safe_replace
 from .store import open_store
@@ -174,7 +174,7 @@ def repair_sweep(manifest: Manifest) -> RepairReport:
     """
     problems = verify_sweep(manifest)
     report = RepairReport()
-    ref = manifest.name or manifest.id
+    ref = sweep_ref(manifest)
     by_job: Dict[Optional[int], List[Problem]] = {}
     for problem in problems:
         by_job.setdefault(problem.job, []).append(problem)

@@ -9,6 +9,7 @@ import click
 
 from .._types import JobState, exit_code_for, state_summary
 from ..launch.registry import backend_class, backend_names
+from ..manifest import sweep_ref
 from ._base import cli, echo, handle_errors, parse_jobs, root_option
 from .render import report_resubmission
 
@@ -93,7 +94,7 @@ def launch(
     except KeyboardInterrupt:
         echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
-    ref = manifest.name or manifest.id
+    ref = sweep_ref(manifest)
     if backend_class(manifest.backend).has_queue:
         echo(
             f"sweep {manifest.id}: {len(manifest.jobs)} job{'s' if len(manifest.jobs) != 1 else ''} queued as "

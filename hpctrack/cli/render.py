@@ -16,6 +16,7 @@ import click
 
 from .._terminal import markup, printable, printable_block
 from .._types import JobState, state_summary
+from ..manifest import sweep_ref
 from ._base import echo
 
 
@@ -97,7 +98,7 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
 
     manifest = sw.manifest
     st = sw.sweep_status()
-    ref = manifest.name or manifest.id
+    ref = sweep_ref(manifest)
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
     table = Table(title=markup(title), title_justify="left", box=None, header_style="bold")
     for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error / note"):
@@ -162,7 +163,7 @@ def report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool) -> bool:
         echo(f"job {index} skipped: {why}")
     unlisted = {i: why for i, why in plan.lost.items() if i not in plan.skipped}
     if unlisted:
-        ref = sw.manifest.name or sw.manifest.id
+        ref = sweep_ref(sw.manifest)
         echo(
             f"not {verb}d: {len(unlisted)} LOST job{'s' if len(unlisted) != 1 else ''} whose run data is gone: "
             + "; ".join(f"{i} ({why})" for i, why in sorted(unlisted.items()))
@@ -233,6 +234,13 @@ def _when(t: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "-"
 
 
+def _job_cwd(started_in: Optional[str], hydra: Dict[str, Any]) -> str:
+    """Where the job ran: Hydra's output directory when it changed into it (``hydra.job.chdir``)."""
+    if hydra.get("chdir") and hydra.get("output_dir") and hydra["output_dir"] != started_in:
+        return f"{hydra['output_dir']}  (hydra.job.chdir; started in {started_in or '-'})"
+    return started_in or "-"
+
+
 def print_run(d: Dict[str, Any], packages: bool) -> None:
     job, prov = d["job"], d.get("provenance") or {}
     out = [
@@ -274,7 +282,7 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         f"runtime: {fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
         f"  overrides:  {' '.join(job['overrides']) or '-'}",
         f"  command:    {' '.join(map(str, prov.get('command') or []))}",
-        f"  cwd:        {prov.get('cwd', '-')}",
+        f"  cwd:        {_job_cwd(prov.get('cwd'), d.get('hydra') or {})}",
         f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}",
     ]
     git = prov.get("git") or {}

@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional
 
 from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
-from ..errors import ConfigError, HpctrackError
+from ..errors import FAILED_JOB_ATTR, ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, RUNS_DIR, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
 from ..secrets import mask_argv
 from ..store import store_class
@@ -64,6 +64,25 @@ def _check_overrides(args: List[str]) -> None:
             reason = lines[-1] if lines else type(err).__name__
             raise ConfigError(f"malformed override {arg!r}: {reason}") from None
         check_name("param key", override.key_or_group, "shorten the override's key")
+
+
+def _hydra_dirs(sweep_dir: Path, overrides: List[str]) -> List[str]:
+    """Hydra's sweep directory overrides for the sweep: the runs' directories, unless the user chose.
+
+    A ``hydra.sweep.subdir`` of the user's own names other directories than the
+    runs': they go under ``<sweep>/hydra/``, never into a run's. A ``hydra.sweep.dir``
+    of the user's own puts everything there, as under Hydra.
+    """
+    if _overrides_key(overrides, "hydra.sweep.dir"):
+        return []
+    if _overrides_key(overrides, "hydra.sweep.subdir"):
+        return [f"hydra.sweep.dir={_quote(str(sweep_dir / 'hydra'))}"]
+    return [f"hydra.sweep.dir={_quote(str(sweep_dir))}", f"hydra.sweep.subdir={RUNS_DIR}/${{hydra.job.num}}"]
+
+
+def _overrides_key(args: List[str], key: str) -> bool:
+    """Whether an override among ``args`` sets ``key``."""
+    return any(arg.lstrip("+~").split("=", 1)[0] == key for arg in args if not arg.startswith("-"))
 
 
 def _split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
@@ -200,9 +219,9 @@ def launch_script(
         f"hydra.launcher.store={store}",
         f"hydra.launcher.detach={str(detach).lower()}",
         f"hydra.launcher.progress={str(progress).lower()}",
-        # Hydra's job output directories are the runs' own (runs/<job>: hydra.sweep.subdir is
-        # ${hydra.job.num}, which is the job's index): one directory per job, .hydra/ beside the store
-        f"hydra.sweep.dir={_quote(str(sweep_dir / RUNS_DIR))}",
+        # Hydra's job output directories are the runs' own (runs/<job>; Hydra's job number is the job's
+        # index): one directory per job, .hydra/ beside the store, multirun.yaml beside sweep.json.
+        *_hydra_dirs(sweep_dir, overrides),
         # and each job runs there, so two jobs writing "weights.npy" never share one file (Hydra's
         # default since 1.2 is the launch directory); hydra.job.chdir=false, said explicitly, wins
         "hydra.job.chdir=true",
@@ -232,8 +251,10 @@ def launch_script(
             if (sweep_dir / MANIFEST_FILE).exists():
                 # The sweep exists: either the backend refused it (the manifest records that,
                 # so it stays) or Hydra re-raised a failed job's error, which the sweep records.
-                if isinstance(err, (KeyboardInterrupt, HpctrackError)):
+                if isinstance(err, KeyboardInterrupt):
                     raise
+                if isinstance(err, HpctrackError) and getattr(err, FAILED_JOB_ATTR, None) is None:
+                    raise  # the launch's own error (a later batch refused), not a job's
                 return load_manifest(sweep_dir)
             shutil.rmtree(sweep_dir, ignore_errors=True)
             if isinstance(err, HpctrackError):

@@ -35,6 +35,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hpctrack.errors import FAILED_JOB_ATTR
 from hpctrack.secrets import mask_overrides
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ def _save_return(run: Any, ret: JobReturn) -> None:
     from hpctrack.safefs import PRIVATE_FILE_MODE, write_file
 
     ret = copy.copy(ret)
+    if ret.status == JobStatus.FAILED and isinstance(ret._return_value, BaseException):
+        _note_traceback(ret._return_value, run)
     try:
         payload = cloudpickle.dumps(ret)
     except Exception as err:  # the return value (or exception) cannot leave this process
@@ -212,6 +215,21 @@ def _save_return(run: Any, ret: JobReturn) -> None:
             ret._return_value = None
         payload = cloudpickle.dumps(ret)
     write_file(run.run_dir / RETURN_FILE, payload, run.run_dir, mode=PRIVATE_FILE_MODE)
+
+
+def _note_traceback(exc: BaseException, run: Any) -> None:
+    """Keep the job's own traceback (from the task on) on its exception: pickling drops the frames,
+    and the launching process would show Hydra's only."""
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_name != "run_job":  # Hydra's frames before the task
+        tb = tb.tb_next
+    frames = traceback.format_exception(type(exc), exc, tb.tb_next if tb is not None else exc.__traceback__)
+    note = f"the job's traceback (run {run.run_id}, in its log under {run.run_dir / 'logs'}):\n" + "".join(frames)
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+; on 3.10 the log file has it
+    if add_note is not None:
+        add_note(note.rstrip())
 
 
 def load_return(run_dir: Path) -> Optional[JobReturn]:
@@ -310,6 +328,10 @@ class JobFailedError(RuntimeError):
     """A job of the sweep failed; its traceback is in the run and its log files."""
 
 
+#: Hydra sweepers (their ``_target_``'s module) that choose their next trials from the values the jobs return.
+_SWEEPERS_THAT_NEED_VALUES = ("optuna_sweeper", "nevergrad_sweeper", "ax_sweeper")
+
+
 class BaseHpctrackLauncher(Launcher):
     """Launches the sweep through hpctrack; each backend of the registry gets a subclass (below).
 
@@ -359,10 +381,31 @@ class BaseHpctrackLauncher(Launcher):
         return not self.params.get("detach")
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from hpctrack.launch import SweepRequest, add_jobs, submit_sweep
+        from hydra.errors import CompactHydraException
+
+        from hpctrack.errors import HpctrackError
+
+        by_hpctrack = COMMAND_ENV in os.environ  # `hpctrack launch` says hpctrack's errors itself, in one line
+        try:
+            return self._launch(job_overrides, initial_job_idx)
+        except HpctrackError as err:
+            if by_hpctrack:
+                raise
+            # Hydra prints a CompactHydraException as its message alone: one line that says what to fix
+            raise CompactHydraException(f"hpctrack: {str(err).strip()}") from None
+        except KeyboardInterrupt:
+            if by_hpctrack:
+                raise
+            print("hpctrack: interrupted: the jobs of this launch were cancelled "
+                  "(see `hpctrack status`)", file=sys.stderr, flush=True)  # fmt: skip
+            raise SystemExit(130) from None
+
+    def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hpctrack.launch import SweepRequest, add_jobs, backend_class, submit_sweep
         from hpctrack.secrets import mask_yaml_file
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        self._check_sweeper()
         jobs = [list(o) for o in job_overrides]
         nums = [initial_job_idx + i for i in range(len(jobs))]
         hydra_sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -401,16 +444,40 @@ class BaseHpctrackLauncher(Launcher):
         else:
             manifest, indices = add_jobs(self.sweep_dir, jobs, job_fn, backend_options=self._backend_options())
         self.last_indices = indices
+        backend = backend_class(self._BACKEND)
         log.info(
             f"hpctrack: sweep {manifest.id} ({len(jobs)} job{'s' if len(jobs) != 1 else ''}"
             f"{f', {len(manifest.jobs)} in all' if len(manifest.jobs) != len(jobs) else ''}, "
             f"{self._BACKEND}) in {manifest.path}"
         )
+        if COMMAND_ENV not in os.environ:  # `hpctrack launch` says what it launched itself
+            from hpctrack._terminal import printable
+
+            for index, overrides in zip(indices, jobs):  # as Hydra's own launchers list them
+                log.info(printable(f"    #{self._nums[index]} : {' '.join(mask_overrides(overrides))}"))
+        if backend.has_queue:
+            arrays = sorted({j.job_id.split("_", 1)[0] for j in manifest.jobs if j.index in indices and j.job_id})
+            log.info(f"hpctrack: queued as {backend.label} job array {', '.join(arrays)}"
+                     + ("" if self.waits else f"; not waiting (hydra.launcher.wait=false): watch with "
+                                              f"`hpctrack status {manifest.id} --watch`"))  # fmt: skip
         if not self.waits:
             # Placeholders: Hydra's launcher contract is synchronous, hpctrack's is not (see module docs).
             return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)
                     for o in jobs]  # fmt: skip
         return self._wait(indices, jobs)
+
+    def _check_sweeper(self) -> None:
+        """Refuse, before anything is submitted, a sweeper that needs each job's value from a launch that won't wait."""
+        from hpctrack.errors import ConfigError
+
+        assert self.config is not None
+        target = str(OmegaConf.select(self.config, "hydra.sweeper._target_") or "")
+        if self.waits or not any(name in target for name in _SWEEPERS_THAT_NEED_VALUES):
+            return
+        option = "hydra.launcher.wait=true" if "wait" in self.params else "hydra.launcher.detach=false"
+        raise ConfigError(f"the sweeper {target.rsplit('.', 1)[-1]} chooses its next trials from each job's "
+                          f"returned value, but this launch does not wait for the jobs: add {option}, or run the "
+                          f"study with `hpctrack launch --optimize`")  # fmt: skip
 
     def _existing_sweep(self) -> Optional[Path]:
         """The sweep named by ``sweep_id`` when it already exists (a study driver started again), else None.
@@ -453,13 +520,16 @@ class BaseHpctrackLauncher(Launcher):
         job's is its own; any other subdir is resolved for every job.
         """
         from hpctrack.errors import ConfigError
+        from hpctrack.manifest import RUNS_DIR
 
         assert self.config is not None and self.hydra_context is not None
         sweep = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)
         raw = str(sweep.get("subdir") or "") if isinstance(sweep, dict) else ""
-        if "hydra.job.num" in raw or "hydra.job.id" in raw:
+        if raw in ("${hydra.job.num}", f"{RUNS_DIR}/${{hydra.job.num}}") or "hydra.job.id" in raw:
             return
+        sweep_path = self._sweep_path()
         for offset, (overrides, num) in enumerate(zip(jobs, nums)):
+            index = first + offset
             try:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                 with open_dict(cfg):
@@ -467,11 +537,26 @@ class BaseHpctrackLauncher(Launcher):
                 output_dir = os.path.abspath(os.path.join(str(cfg.hydra.sweep.dir), str(cfg.hydra.sweep.subdir)))
             except Exception:  # composing failed: the job fails on it as under Hydra's own launchers
                 continue
-            other = self._output_dirs.setdefault(output_dir, first + offset)
-            if other != first + offset:
-                raise ConfigError(f"jobs {other} and {first + offset} would share the Hydra output directory "
+            if sweep_path is not None and _among_hpctracks_files(output_dir, sweep_path, index):
+                raise ConfigError(f"hydra.sweep.subdir={raw} puts job {index}'s Hydra outputs in {output_dir}, "
+                                  f"among hpctrack's own files of the sweep ({sweep_path}); give hydra.sweep.dir "
+                                  "too, for Hydra's outputs to go there")  # fmt: skip
+            other = self._output_dirs.setdefault(output_dir, index)
+            if other != index:
+                raise ConfigError(f"jobs {other} and {index} would share the Hydra output directory "
                                   f"{output_dir}; make hydra.sweep.subdir unique per job, e.g. "
                                   "hydra.sweep.subdir=${hydra.job.num}")  # fmt: skip
+
+    def _sweep_path(self) -> Optional[str]:
+        """The sweep's directory, known before the first submission when the caller chose its id."""
+        from hpctrack.config import resolve_root
+        from hpctrack.manifest import SWEEPS_DIR
+
+        if self.sweep_dir is not None:
+            return os.path.abspath(self.sweep_dir)
+        if not self.params.get("sweep_id"):
+            return None
+        return os.path.abspath(resolve_root(self.params.get("root")) / SWEEPS_DIR / str(self.params["sweep_id"]))
 
     def _wait(self, indices: List[int], jobs: List[List[str]]) -> Sequence[JobReturn]:
         """Wait for the jobs ``indices`` and return their outcomes as Hydra expects."""
@@ -483,10 +568,13 @@ class BaseHpctrackLauncher(Launcher):
             states, errors = _wait_in_queue(self.sweep_dir, indices, show, float(self.params.get("wait_poll_s") or 10))
         else:
             from hpctrack.launch.progress import wait_with_progress
+            from hpctrack.status import job_statuses
 
-            manifest = wait_with_progress(self.sweep_dir, show=show)
-            states = {i: manifest.jobs[i].state for i in indices}
-            errors = {i: manifest.jobs[i].error for i in indices}
+            manifest = wait_with_progress(self.sweep_dir, show=show, indices=indices)
+            wanted = set(indices)
+            # what status says, with the run's own error line (a SystemExit, a time limit)
+            statuses = [s for s in job_statuses(manifest) if s.index in wanted]
+            states, errors = {s.index: s.state for s in statuses}, {s.index: s.error for s in statuses}
         from hpctrack.manifest import load_manifest
 
         manifest = load_manifest(self.sweep_dir)
@@ -495,12 +583,15 @@ class BaseHpctrackLauncher(Launcher):
             ret = take_return(manifest.run_path(index))
             if ret is not None:
                 ret.overrides = overrides
+                if isinstance(ret._return_value, BaseException):
+                    _mark_failed_job(ret._return_value, index)
                 returns.append(ret)
                 continue
             state = states.get(index)
             error = JobFailedError(f"job {index} {state.value if state else 'ended'}: "
                                    f"{errors.get(index) or 'see hpctrack status'}")  # fmt: skip
-            returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=error))
+            returns.append(JobReturn(overrides=overrides, status=JobStatus.FAILED,
+                                     _return_value=_mark_failed_job(error, index)))  # fmt: skip
         return returns
 
 
@@ -533,6 +624,30 @@ def _wait_in_queue(
     except KeyboardInterrupt:
         get_backend(manifest.backend).cancel(load_manifest(sweep_dir), indices)
         raise
+
+
+def _mark_failed_job(exc: BaseException, index: int) -> BaseException:
+    """Mark a job's exception as the job's (Hydra raises it in the launching process): the sweep
+    records it, and ``hpctrack launch`` must not take it for an error of the launch itself."""
+    try:
+        setattr(exc, FAILED_JOB_ATTR, index)
+    except AttributeError:  # an exception type that takes no attributes
+        pass
+    return exc
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _among_hpctracks_files(output_dir: str, sweep_path: str, index: int) -> bool:
+    """Whether a job's Hydra output directory lies among hpctrack's files of its sweep (another run's
+    directory, ``logs/``, ...): anywhere in the sweep but its own run directory or ``hydra/``."""
+    from hpctrack.manifest import RUNS_DIR
+
+    own = os.path.join(sweep_path, RUNS_DIR, str(index))
+    return (_inside(output_dir, sweep_path) and output_dir != own
+            and not _inside(output_dir, os.path.join(sweep_path, "hydra")))  # fmt: skip
 
 
 def _launcher_for(backend: str) -> type:

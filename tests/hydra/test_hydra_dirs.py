@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import SCRIPTS, error_lines, run_cli
@@ -19,6 +20,7 @@ def test_two_jobs_that_would_share_an_output_dir_are_refused_before_anything_run
     )  # fmt: skip
     assert proc.returncode != 0
     assert "jobs 0 and 1 would share the Hydra output directory" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr  # hpctrack's error, said in one line under Hydra too
     assert "hydra.sweep.subdir=${hydra.job.num}" in proc.stderr
     assert not (hpctrack_root / "sweeps").exists() or not any((hpctrack_root / "sweeps").iterdir())
     # through hpctrack launch: one line, nothing launched
@@ -79,3 +81,71 @@ def test_a_requeue_of_a_sweep_from_before_keeps_its_jobs_in_their_run_dirs(hpctr
     run_cli("requeue", "own_files", "--state", "COMPLETED", "--no-progress", cwd=tmp_path, check=True)
     record = json.loads(run_cli("show", "own_files/0", "--format", "json", check=True).stdout)
     assert record["summary"]["in_run_dir"] is True and record["status"]["attempt"] == 2
+
+
+def test_a_subdir_of_the_users_own_under_hpctrack_launch_never_lands_in_a_run_dir(hpctrack_root, tmp_path):
+    proc = run_cli("launch", "--name", "own", str(APP), "x=1,0", "hydra.sweep.subdir=${x}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for index, x in ((0, 1), (1, 0)):
+        record = json.loads(run_cli("show", f"own/{index}", "--format", "json", check=True).stdout)
+        sweep = Path(record["sweep"]["path"])
+        assert record["hydra"]["output_dir"] == str(sweep / "hydra" / str(x))  # beside the runs
+        link = json.loads((sweep / "hydra" / str(x) / ".hpctrack_run").read_text())
+        assert link["run_id"] == record["run_id"]
+        assert not (Path(record["run_dir"]) / ".hpctrack_run").exists()  # no run dir holds another's outputs
+    assert sorted(p.name for p in (sweep / "runs").iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_the_parallel_limit_holds_for_the_sweep_across_batches(hpctrack_root, tmp_path):
+    """Hydra's basic sweeper in batches of 2, handed over without waiting: still one job at a time."""
+    proc = subprocess.run(
+        [sys.executable, str(APP), "--multirun", "hydra/launcher=hpctrack_local", "x=1,2,3,4", "+sleep_s=1",
+         "hydra.sweeper.max_batch_size=2", "hydra.launcher.parallel=1", "hydra.launcher.detach=true",
+         f"hydra.sweep.dir={tmp_path / 'mr'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    deadline = time.time() + 120
+    while True:
+        status = json.loads(run_cli("status", "quadratic", "--format", "json", check=True).stdout)
+        if all(j["state"] == "COMPLETED" for j in status["jobs"]) or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert status["summary"] == "4 jobs: 4 COMPLETED", status["summary"]
+    spans = []
+    for index in range(4):
+        st = json.loads(run_cli("show", f"quadratic/{index}", "--format", "json", check=True).stdout)["status"]
+        spans.append((st["start_time"], st["end_time"]))
+    spans.sort()
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def test_hpctracks_errors_under_a_plain_hydra_multirun_are_one_line(hpctrack_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(APP), "--multirun", "hydra/launcher=hpctrack_local", "x=1", "hydra.launcher.parallel=0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "hpctrack: parallel must be at least 1, got 0" in proc.stderr
+
+
+def test_a_failing_job_shows_its_own_traceback_to_hydra(hpctrack_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(APP), "--multirun", "hydra/launcher=hpctrack_local", "x=1,5", "+fail_above=3",
+         "hydra.launcher.progress=false", f"hydra.sweep.dir={tmp_path / 'mr'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "ValueError: x=5 is above 3" in proc.stderr
+    # where the app raised, not only Hydra's frames
+    assert f'File "{APP}", line' in proc.stderr and "in main" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_hints_name_the_sweep_by_id_when_its_name_finds_a_newer_one(hpctrack_root, tmp_path):
+    first = run_cli("launch", str(APP), "x=1,5", "+fail_above=3", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr  # a job failed
+    older = json.loads(run_cli("status", "quadratic", "--format", "json", check=True).stdout)["sweep"]
+    assert "`hpctrack resume quadratic` submits them" in run_cli("status", older, check=True).stdout
+    run_cli("launch", str(APP), "x=2", cwd=tmp_path, check=True)  # a newer sweep of the same app
+    assert f"`hpctrack resume {older}` submits them" in run_cli("status", older, check=True).stdout

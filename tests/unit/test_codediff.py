@@ -95,3 +95,14 @@ def test_a_snapshot_against_code_rebuilt_from_git(tmp_path):
     out = diff_code({"code_snapshot": snapshot, "git": snapshot["git"]}, {"git": live})
     assert out["a"] == f"snapshot {snapshot['digest']}" and out["b"].startswith("git ")
     assert [(f["path"], f["added_lines"], f["removed_lines"]) for f in out["files"]] == [("train.py", 1, 1)]
+
+
+def test_outside_git_hydras_output_directories_are_not_code(tmp_path):
+    """Wherever hydra.sweep.dir put them, a job's or a sweep's output directory is not copied."""
+    code = _tree(tmp_path / "app", {
+        "train.py": "print(1)\n", "conf/config.yaml": "x: 1\n",
+        "rel_sd/multirun.yaml": "a: 1\n", "rel_sd/0/.hydra/config.yaml": "x: 1\n", "rel_sd/0/train.log": "",
+        "elsewhere/3/.hpctrack_run": "{}\n", "elsewhere/3/weights.txt": "w\n",
+    })  # fmt: skip
+    snapshot = make_snapshot(str(code / "train.py"), tmp_path / "root")
+    assert sorted(snapshot_files(Path(snapshot["path"]))) == ["conf/config.yaml", "train.py"]

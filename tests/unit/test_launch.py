@@ -136,3 +136,13 @@ def test_bad_input_writes_nothing(hpctrack_root):
     with pytest.raises(ConfigError, match="no jobs"):
         submit_sweep(SweepRequest(jobs=[]), print)
     assert not hpctrack_root.exists() or not any(hpctrack_root.rglob("sweep.json"))
+
+
+def test_parallel_values_that_cannot_run_are_refused_by_the_backends():
+    from hpctrack.errors import ConfigError
+    from hpctrack.launch import get_backend
+
+    for backend, options in (("local", {"parallel": 0}), ("local", {"parallel": -1}), ("local", {"timeout_min": 0}),
+                             ("slurm", {"array_parallelism": 0})):  # fmt: skip
+        with pytest.raises(ConfigError, match="must be"):
+            get_backend(backend, **options)

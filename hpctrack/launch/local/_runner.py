@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from ..._process import process_identity
 from ..._types import JobState
+from ...locking import lock
 from ...manifest import LOG_DIR, Manifest, load_manifest, update_manifest
 from .._entrypoint import run_job
 
@@ -46,6 +47,10 @@ def _outcome(job: Any) -> "tuple[JobState, Optional[str]]":
     return JobState.COMPLETED, None
 
 
+#: Held by a runner while it counts the sweep's running jobs and starts its own (``parallel`` bounds the sweep).
+SLOTS_LOCK = "runner.slots.lock"
+
+
 class Runner:
     def __init__(self, sweep_dir: Path, parallel: int, jobs: List[int], timeout_min: float) -> None:
         self.sweep_dir = sweep_dir
@@ -54,6 +59,7 @@ class Runner:
         self.timeout_min = timeout_min
         self.running: Dict[int, Any] = {}
         self.stopping = False
+        self._next_look = 0.0
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -114,14 +120,35 @@ class Runner:
             if self.stopping:
                 self._cancel_all()
                 break
-            while self.pending and len(self.running) < self.parallel:
-                self._start(self.pending.pop(0))
+            if self.pending and len(self.running) < self.parallel and time.monotonic() >= self._next_look:
+                self._next_look = time.monotonic() + 0.5  # a look at the manifest at most twice a second
+                # One runner at a time counts the sweep's running jobs and starts its own: two runners
+                # started together would otherwise both see a free slot.
+                with lock(self.sweep_dir / SLOTS_LOCK):
+                    busy = self._running_elsewhere()
+                    while self.pending and len(self.running) + busy < self.parallel:
+                        self._start(self.pending.pop(0))
             for index, job in list(self.running.items()):
                 if job.done():
                     del self.running[index]
                     self._finish(index, str(job.job_id), *_outcome(job))
             time.sleep(0.1)
         return 0
+
+    def _running_elsewhere(self) -> int:
+        """Jobs of the sweep that another live runner runs right now (a sweeper's earlier batch, a requeue).
+
+        ``parallel`` bounds the sweep, not one runner: a sweeper that hands its
+        batches over without waiting starts a runner per batch. A job counts only
+        while its process is still its own, so a runner killed with its jobs
+        never holds a slot.
+        """
+        from ..._process import why_not_ours
+
+        manifest = load_manifest(self.sweep_dir)
+        return sum(1 for job in manifest.jobs
+                   if job.state == JobState.RUNNING and job.index not in self.running and job.process
+                   and why_not_ours(job.process, str(manifest.run_path(job.index))) is None)  # fmt: skip
 
     def _cancel_all(self) -> None:
         for job in self.running.values():

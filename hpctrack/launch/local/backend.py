@@ -97,6 +97,12 @@ class LocalBackend(Backend):
         return {k: launcher.get(k) for k in ("parallel", "timeout_min")}
 
     def __init__(self, *, parallel: Optional[int] = None, timeout_min: Optional[float] = None) -> None:
+        from ...errors import ConfigError
+
+        if parallel is not None and int(parallel) < 1:
+            raise ConfigError(f"parallel must be at least 1, got {parallel} (hydra.launcher.parallel, --parallel)")
+        if timeout_min is not None and float(timeout_min) <= 0:
+            raise ConfigError(f"timeout_min must be more than 0 minutes, got {timeout_min}")
         self.parallel = parallel or os.cpu_count() or 1
         self.timeout_min = timeout_min
 

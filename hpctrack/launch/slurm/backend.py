@@ -296,8 +296,9 @@ class SlurmBackend(Backend):
         if pack not in ("serial", "parallel"):
             raise ConfigError(f"pack must be 'serial' or 'parallel', got {pack!r}")
         self.pack = pack
-        if int(options.get("array_parallelism") or 256) < 1:
-            raise ConfigError("array_parallelism must be at least 1")
+        if options.get("array_parallelism") is not None and int(options["array_parallelism"]) < 1:
+            raise ConfigError(f"array_parallelism must be at least 1, got {options['array_parallelism']} "
+                              "(hydra.launcher.array_parallelism, --parallel)")  # fmt: skip
         if options.get("time"):
             parse_time_min(str(options["time"]))
         _Resources(dict(options)).check()
