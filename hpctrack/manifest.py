@@ -24,6 +24,7 @@ from .locking import atomic_write, lock
 
 __all__ = [
     "FORMAT_VERSION",
+    "PLAIN_FORMAT_VERSION",
     "MANIFEST_FILE",
     "SWEEPS_DIR",
     "LOG_DIR",
@@ -38,7 +39,11 @@ __all__ = [
     "manifest_problem",
 ]
 
-FORMAT_VERSION = 1
+#: The newest manifest format this hpctrack reads and writes: 2 adds a study (``study``, ``jobs[].pruned``,
+#: state ``PRUNED``). A sweep without a study is still written as version 1, so older hpctrack reads it.
+FORMAT_VERSION = 2
+#: What a sweep without a study is written as.
+PLAIN_FORMAT_VERSION = 1
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
@@ -74,6 +79,9 @@ class JobRecord:
     # the local process running this submission: host, pid, start (clock ticks since boot), boot id;
     # `cancel` signals it only when all of them still match (hpctrack._process.process_identity)
     process: Dict[str, Any] = field(default_factory=dict)
+    # a study's trial that its pruner stopped: when, at which step, its trial number; {}: not pruned.
+    # Once the job has ended its state is PRUNED, whatever stopped it (hpctrack.optimize)
+    pruned: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_state(self) -> Optional[str]:
@@ -123,6 +131,8 @@ class Manifest:
     submission_error: Optional[str] = None  # the backend refused the sweep; what it said
     code: Dict[str, Any] = field(default_factory=dict)  # the code snapshot the jobs run (hpctrack.snapshot)
     jobs: List[JobRecord] = field(default_factory=list)
+    # a study run by ``hpctrack launch --optimize`` (hpctrack.optimize): objective, space, driver; {}: none
+    study: Dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored
 
@@ -136,6 +146,12 @@ class Manifest:
     def to_json(self) -> Dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         out["jobs"] = [j.to_json() for j in self.jobs]
+        out["format_version"] = FORMAT_VERSION if self.study else PLAIN_FORMAT_VERSION
+        if not self.study:
+            del out["study"]
+            for job in out["jobs"]:
+                if not job["pruned"]:
+                    del job["pruned"]
         return out
 
     @classmethod
@@ -163,13 +179,13 @@ _OPTIONAL_NUMBER = (int, float, type(None))
 _MANIFEST_TYPES: Dict[str, Any] = {
     "format_version": int, "id": str, "created": _NUMBER, "name": _OPTIONAL_STR, "backend": str, "store": str,
     "script": _OPTIONAL_STR, "command": list, "cwd": str, "overrides": list, "swept_keys": list, "launcher": dict,
-    "runner": dict, "submission_error": _OPTIONAL_STR, "code": dict, "jobs": list,
+    "runner": dict, "submission_error": _OPTIONAL_STR, "code": dict, "jobs": list, "study": dict,
 }  # fmt: skip
 _JOB_TYPES: Dict[str, Any] = {
     "index": int, "overrides": list, "run_dir": str, "state": str, "job_id": _OPTIONAL_STR,
     "submitted": _OPTIONAL_NUMBER, "ended": _OPTIONAL_NUMBER, "exit_code": (int, type(None)),
     "error": _OPTIONAL_STR, "cancelled": _OPTIONAL_NUMBER, "stdout": _OPTIONAL_STR, "stderr": _OPTIONAL_STR,
-    "history": list, "resources": dict, "code": dict,
+    "history": list, "resources": dict, "code": dict, "process": dict, "pruned": dict,
 }  # fmt: skip
 _TYPE_WORDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
                type(None): "null", bool: "true/false"}  # fmt: skip

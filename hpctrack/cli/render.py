@@ -54,6 +54,7 @@ STATE_STYLE = {
     JobState.NODE_FAIL: "red",
     JobState.PREEMPTED: "yellow",
     JobState.LOST: "bold red",
+    JobState.PRUNED: "magenta",
 }
 
 

@@ -16,7 +16,7 @@ import runpy
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
@@ -153,6 +153,7 @@ def launch_script(
     slurm: Optional[Dict[str, Optional[str]]] = None,
     code_snapshot: bool = True,
     share_group: Optional[str] = None,
+    sweeper: Sequence[str] = (),
 ) -> Manifest:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
@@ -162,6 +163,8 @@ def launch_script(
     job does not raise here: it is recorded in the sweep. ``slurm`` holds
     SLURM launcher settings given as options (``partition``, ``time``).
     ``share_group`` makes the sweep readable by that group (see ``--share-group``).
+    ``sweeper``: Hydra arguments choosing and configuring another sweeper than
+    Hydra's own (``hpctrack launch --optimize``: ``hydra/sweeper=hpctrack_optimize ...``).
 
     Returns
     -------
@@ -224,6 +227,7 @@ def launch_script(
         hydra_args.append("hydra.launcher.code_snapshot=false")
     if share_group:
         hydra_args.append(f"hydra.launcher.share_group={_quote(share_group)}")
+    hydra_args.extend(sweeper)
     flags, plain = _split_flags(overrides)
     with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:
