@@ -28,8 +28,8 @@ from ..manifest import Manifest, load_manifest
 from .driver import record_study
 from .study import DRIVER_FILE, DRIVER_LOG, study_dir
 
-__all__ = ["DriverState", "driver_state", "start_driver", "stop_driver", "write_driver_file", "read_driver_file",
-           "ENDED_STATES"]  # fmt: skip
+__all__ = ["DriverState", "driver_state", "start_driver", "stop_driver", "resume_study", "cancel_study",
+           "write_driver_file", "read_driver_file", "ENDED_STATES"]  # fmt: skip
 
 #: How a driver that ended recorded its end (``study.state``).
 ENDED_STATES = ("finished", "stopped", "failed")
@@ -213,3 +213,44 @@ def stop_driver(manifest: Manifest, *, wait_s: float = 60.0) -> Optional[str]:
             return None
         time.sleep(0.3)
     return f"the study's driver ({state.where}) did not stop within {wait_s:.0f} s"
+
+
+def resume_study(sweep_dir: Path, *, dry_run: bool = False) -> str:
+    """Start the study's driver again when it is not running and the study has not finished; says what it did.
+
+    The driver reconciles the study with the sweep as it starts (see
+    :mod:`hpctrack.optimize.driver`): no trial is lost or run twice. Trials are
+    never resubmitted here: the driver tells the study how each ended, and asks
+    for new ones until the study's trials have ended.
+    """
+    from ..status import job_statuses
+
+    manifest = load_manifest(sweep_dir)
+    state = driver_state(manifest)
+    ended = sum(1 for s in job_statuses(manifest) if s.state.is_final)
+    if state.alive:
+        return f"study {manifest.id}: its driver is {state.state} ({state.where}); nothing to resume"
+    if state.state == "finished":
+        return f"study {manifest.id}: finished, {ended} of {manifest.study.get('trials')} trials ended; nothing to resume"
+    if dry_run:
+        return f"study {manifest.id}: would start its driver again ({state.state}: {state.where or 'never started'})"
+    driver = start_driver(manifest.path)
+    where = f"SLURM job {driver['job_id']}" if driver.get("job_id") else f"pid {driver.get('pid')}"
+    return (f"study {manifest.id}: driver started again ({where}); {ended} of {manifest.study.get('trials')} "
+            "trials had ended")  # fmt: skip
+
+
+def cancel_study(manifest: Manifest) -> Optional[str]:
+    """Stop the study's driver first (so that it submits nothing more), and mark the study stopped.
+
+    Returns a line when the driver could not be stopped from here. The trials are
+    cancelled afterwards like any sweep's jobs (:meth:`hpctrack.sweep.Sweep.cancel`).
+    """
+    note = stop_driver(manifest)
+    if note is None and driver_state(load_manifest(manifest.path)).state == "dead":
+
+        def change(study: Dict[str, Any]) -> None:
+            study["state"], study["ended"] = "stopped", time.time()
+
+        record_study(manifest.path, change)
+    return note

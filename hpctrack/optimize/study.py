@@ -57,12 +57,18 @@ def startup_trials(trials: int) -> int:
 
 def make_sampler(name: str, trials: int, seed: Optional[int] = None) -> Any:
     """The Optuna sampler ``name`` (:data:`SAMPLERS`)."""
+    import warnings
+
     import optuna
 
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: trials still running count as bad guesses, so a batch of parallel trials spreads out
-    return optuna.samplers.TPESampler(n_startup_trials=startup_trials(trials), constant_liar=True, seed=seed)
+    # constant_liar: trials still running count as bad guesses, so a batch of parallel trials spreads out;
+    # multivariate: the parameters are modelled jointly, which finds the optimum in far fewer trials
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(n_startup_trials=startup_trials(trials), constant_liar=True,
+                                          multivariate=True, seed=seed)  # fmt: skip
 
 
 def make_pruner(name: Optional[str], trials: int) -> Any:
