@@ -455,6 +455,7 @@ def _run_frame(
     data["state"] = states
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
     lost = {st.index: st.error or "run data gone" for st in others.values() if st.state == JobState.LOST}
+
     def selector_values(sel: MetricSelector) -> List[Any]:
         if sel.stat == "summary":
             values = from_index(f"s{SEP}{sel.key}")

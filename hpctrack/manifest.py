@@ -133,7 +133,8 @@ class Manifest:
     jobs: List[JobRecord] = field(default_factory=list)
     # a study run by ``hpctrack launch --optimize`` (hpctrack.optimize): objective, space, driver; {}: none
     study: Dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    # as read from the file; what is written follows from the content (a study needs version 2)
+    format_version: int = field(default=FORMAT_VERSION, compare=False)
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored
 
     def run_path(self, index: int) -> Path:

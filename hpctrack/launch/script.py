@@ -26,7 +26,7 @@ from ..secrets import mask_argv
 from ..store import store_class
 from .registry import backend_class, backend_names
 
-__all__ = ["launch_script"]
+__all__ = ["launch_script", "split_flags"]
 
 
 def _has_option(backend: str, key: str) -> bool:
@@ -66,7 +66,7 @@ def _check_overrides(args: List[str]) -> None:
         check_name("param key", override.key_or_group, "shorten the override's key")
 
 
-def _split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
+def split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
     """Hydra's own flags (``--config-name X``...) apart from the overrides, both in order."""
     flags: List[str] = []
     plain: List[str] = []
@@ -228,7 +228,7 @@ def launch_script(
     if share_group:
         hydra_args.append(f"hydra.launcher.share_group={_quote(share_group)}")
     hydra_args.extend(sweeper)
-    flags, plain = _split_flags(overrides)
+    flags, plain = split_flags(overrides)
     with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:
             runpy.run_path(str(path), run_name="__main__")

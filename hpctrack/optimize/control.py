@@ -231,7 +231,9 @@ def resume_study(sweep_dir: Path, *, dry_run: bool = False) -> str:
     if state.alive:
         return f"study {manifest.id}: its driver is {state.state} ({state.where}); nothing to resume"
     if state.state == "finished":
-        return f"study {manifest.id}: finished, {ended} of {manifest.study.get('trials')} trials ended; nothing to resume"
+        return (
+            f"study {manifest.id}: finished, {ended} of {manifest.study.get('trials')} trials ended; nothing to resume"
+        )
     if dry_run:
         return f"study {manifest.id}: would start its driver again ({state.state}: {state.where or 'never started'})"
     driver = start_driver(manifest.path)

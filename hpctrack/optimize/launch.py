@@ -75,12 +75,12 @@ def launch_study(script: str, overrides: List[str], options: StudyOptions, **lau
     ConfigError
         Bad input, in one line; nothing was written.
     """
-    from ..launch.script import _split_flags, launch_script
+    from ..launch.script import launch_script, split_flags
     from .control import start_driver
 
     require_optuna()
     options.check()
-    _, plain = _split_flags(list(overrides))
+    _, plain = split_flags(list(overrides))
     parse_space(plain)
     launch = {**launch, "parallel": options.parallel, "detach": True, "progress": False}
     manifest = launch_script(script, list(overrides), sweeper=_sweeper_args(options), **launch)
@@ -89,4 +89,3 @@ def launch_study(script: str, overrides: List[str], options: StudyOptions, **lau
                           "sweeper in code)")  # fmt: skip
     start_driver(manifest.path)
     return load_manifest(manifest.path)
-

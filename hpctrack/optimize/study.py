@@ -99,7 +99,7 @@ def open_study(sweep_dir: Path, study: Dict[str, Any]) -> Any:
     return optuna.create_study(
         storage=storage,
         study_name=str(study["name"]),
-        direction=objective.direction,
+        direction="minimize" if objective.minimize else "maximize",
         sampler=make_sampler(str(study.get("sampler") or "tpe"), int(study["trials"]), study.get("seed")),
         pruner=make_pruner(study.get("prune"), int(study["trials"])),
         load_if_exists=True,

@@ -107,8 +107,10 @@ class OptimizeSweeper(Sweeper):
         request = SweepRequest(
             jobs=[],
             backend=backend,
-            backend_options={k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v)
-                             for k, v in backend_options(backend, dict(launcher_conf)).items()},  # fmt: skip
+            backend_options={
+                k: (OmegaConf.to_container(v) if OmegaConf.is_config(v) else v)
+                for k, v in backend_options(backend, dict(launcher_conf)).items()
+            },  # fmt: skip
             store=str(launcher_conf.get("store") or "hdf5"),
             root=launcher_conf.get("root"),
             sweep_id=sweep_dir.name,
