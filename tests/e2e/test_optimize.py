@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import SCRIPTS, error_lines, run_cli
 
 pytestmark = pytest.mark.e2e
