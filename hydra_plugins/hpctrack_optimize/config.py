@@ -27,6 +27,8 @@ class OptimizeSweeperConf:
     prune: Optional[str] = None
     # seconds between two looks at the running trials
     poll_s: float = 2.0
+    # the sampler's random seed (hydra.sweeper.seed=N on the launch line): the same trials in the same order
+    seed: Optional[int] = None
     # true: check the space and create the sweep, submit nothing (the launching process); false: drive it
     prepare: bool = False
 

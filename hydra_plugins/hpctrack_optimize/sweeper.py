@@ -98,6 +98,7 @@ class OptimizeSweeper(Sweeper):
             "sampler": str(self.params.get("sampler") or "tpe"),
             "prune": self.params.get("prune"),
             "poll_s": float(self.params.get("poll_s") or 2.0),
+            "seed": None if self.params.get("seed") is None else int(self.params["seed"]),
             "space": [p.to_json() for p in space.params],
             "journal": f"{STUDY_DIR}/journal.log",
             "state": "created",
