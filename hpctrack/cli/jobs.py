@@ -286,6 +286,10 @@ def requeue(
     from ..sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
+    if sw.manifest.study:
+        fail(f"the trials of study {sw.manifest.id} are not requeued: its driver told Optuna how each ended and "
+             f"asks for new trials instead; `hpctrack resume {sw.manifest.name or sw.manifest.id}` starts a "
+             "stopped or dead driver again")  # fmt: skip
     plan = sw.requeue(
         states=[JobState(s.upper()) for s in states] or None,
         jobs=parse_jobs(job_list),

@@ -131,7 +131,7 @@ class Driver:
             running = sum(1 for t in trials if t.state == TrialState.RUNNING)
             ended = sum(1 for t in trials if t.state.is_finished())
             self._summarise(trials)
-            if ended >= self.trials:
+            if ended >= self.trials and not running:  # a trial submitted again after a restart is waited for
                 return "finished"
             if self.stop.is_set():
                 return "stopped"
