@@ -222,3 +222,35 @@ def test_without_optuna_optimize_names_the_extra(hpctrack_root):
     (line,) = error_lines(proc.stderr)
     assert "pip install 'hpctrack[optimize]'" in line
     assert not hpctrack_root.exists() or not list((hpctrack_root / "sweeps").glob("*"))
+
+
+def test_a_trial_asked_before_the_driver_died_is_submitted_once_on_resume(hpctrack_root):
+    """The driver died after asking a trial and recording its job on it, before the job reached the sweep."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    proc = launch_study("x=interval(-2,2)", "y=choice(-0.2,1.5)", "steps=10", "sleep_s=0.3", "--optimize",
+                        "loss:min", "--trials", "4", "-j", "1", "--name", "gap")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    m = wait_for("first trial running", lambda: (lambda m: m if len(m["jobs"]) == 1 and m["jobs"][0]["state"] ==
+                                                 "RUNNING" else None)(manifest_of(hpctrack_root)))  # fmt: skip
+    os.kill(int(m["study"]["driver"]["pid"]), signal.SIGKILL)
+    wait_for("driver dead", lambda: status_json("gap")["study"]["driver"] == "dead")
+    sweep_dir = hpctrack_root / "sweeps" / m["id"]
+    # What the dead driver left: the trial asked, its job index recorded on it, the job never added.
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "study" / "journal.log")))
+    study = optuna.load_study(study_name=sweep_dir.name, storage=storage)
+    assert len(manifest_of(hpctrack_root)["jobs"]) == 1
+    trial = study.ask({"x": FloatDistribution(-2, 2), "y": CategoricalDistribution([-0.2, 1.5])})
+    trial.set_user_attr("job", 1)
+
+    assert "driver started again" in run_cli("resume", "gap", check=True).stdout
+    wait_for("study finished", lambda: status_json("gap")["study"]["driver"] == "finished", timeout_s=300)
+    m = manifest_of(hpctrack_root)
+    trials = journal_trials(sweep_dir)
+    assert len(m["jobs"]) == 4 and len(trials) == 4
+    assert sorted(t.user_attrs["job"] for t in trials) == [0, 1, 2, 3]
+    assert f"x={trial.params['x']!r}" in m["jobs"][1]["overrides"]  # the asked trial became job 1, with its params
+    assert all(t.state.name == "COMPLETE" for t in trials)
