@@ -188,6 +188,11 @@ _JOB_TYPES: Dict[str, Any] = {
     "error": _OPTIONAL_STR, "cancelled": _OPTIONAL_NUMBER, "stdout": _OPTIONAL_STR, "stderr": _OPTIONAL_STR,
     "history": list, "resources": dict, "code": dict, "process": dict, "pruned": dict,
 }  # fmt: skip
+#: The keys of a study's section that readers rely on (hpctrack.optimize), and their JSON types.
+_STUDY_TYPES: Dict[str, Any] = {
+    "objective": dict, "trials": int, "parallel": int, "space": list, "driver": dict, "state": _OPTIONAL_STR,
+    "trial_of_job": dict, "prune": _OPTIONAL_STR, "sampler": _OPTIONAL_STR,
+}  # fmt: skip
 _TYPE_WORDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
                type(None): "null", bool: "true/false"}  # fmt: skip
 
@@ -226,6 +231,10 @@ def manifest_problem(data: Any) -> Optional[str]:
     for key in ("id", "backend", "store"):
         if key not in data:
             return f"{key!r} is missing"
+    study = data.get("study") or {}
+    for key, expected in _STUDY_TYPES.items():
+        if key in study and _wrong_type(study[key], expected):
+            return _mistyped(f"study.{key}", study[key], expected)
     for position, job in enumerate(data.get("jobs", [])):
         if not isinstance(job, dict):
             return f"jobs[{position}] must be an object, got {_type_word(job)}"

@@ -27,12 +27,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if len(args) != 1:
         print("usage: python -m hpctrack.optimize SWEEP_DIR", file=sys.stderr)
         return 2
+    from ..manifest import load_manifest
+    from ..safefs import job_umask
     from ..settings import scheduler_job_id
     from .control import read_driver_file
     from .driver import SCHEDULER_JOB
 
     sweep_dir = Path(args[0]).absolute()
     spec = read_driver_file(sweep_dir)
+    # The journal, the driver's logs and what its launcher writes: never writable by others.
+    job_umask(load_manifest(sweep_dir).launcher.get("share_group"))
     SCHEDULER_JOB["id"] = scheduler_job_id()  # recorded by the driver, before the scheduler's variables go
     _clean_scheduler_env()
     script = str(spec["script"])

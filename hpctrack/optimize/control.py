@@ -63,7 +63,7 @@ def write_driver_file(sweep_dir: Path, data: Dict[str, Any]) -> None:
     from ..safefs import PRIVATE_FILE_MODE, write_file
 
     folder = study_dir(sweep_dir)
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o750, exist_ok=True)  # never writable by others, whatever the umask
     write_file(folder / DRIVER_FILE, json.dumps(data, indent=1), Path(sweep_dir), mode=PRIVATE_FILE_MODE)
 
 

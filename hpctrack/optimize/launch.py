@@ -24,7 +24,7 @@ class StudyOptions:
     direction: Optional[str] = None  # minimize|maximize
     sampler: str = "tpe"
     prune: Optional[str] = None  # median|percentile|hyperband
-    poll_s: float = 2.0
+    poll_s: Optional[float] = None  # None: 2 s locally, 5 s on a scheduler (one sacct call per look)
 
     def check(self) -> None:
         """Raise a one-line ConfigError for a bad setting (nothing is written before)."""
@@ -36,7 +36,7 @@ class StudyOptions:
             raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
         if self.prune is not None and self.prune not in PRUNERS:
             raise ConfigError(f"--prune must be one of {', '.join(PRUNERS)}, not {self.prune!r}")
-        if not self.poll_s > 0:
+        if self.poll_s is not None and not self.poll_s > 0:
             raise ConfigError(f"the poll interval must be positive, got {self.poll_s}")
         parse_objective(self.objective, self.direction)
 
@@ -45,14 +45,17 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _sweeper_args(options: StudyOptions) -> List[str]:
+def _sweeper_args(options: StudyOptions, backend: str) -> List[str]:
+    from ..launch.registry import backend_class
+
+    poll_s = options.poll_s if options.poll_s is not None else (5.0 if backend_class(backend).has_queue else 2.0)
     args = [
         "hydra/sweeper=hpctrack_optimize",
         f"hydra.sweeper.objective={_quote(options.objective)}",
         f"hydra.sweeper.trials={options.trials}",
         f"hydra.sweeper.parallel={options.parallel}",
         f"hydra.sweeper.sampler={options.sampler}",
-        f"hydra.sweeper.poll_s={options.poll_s}",
+        f"hydra.sweeper.poll_s={poll_s}",
         "hydra.sweeper.prepare=true",
     ]
     if options.direction:
@@ -82,8 +85,13 @@ def launch_study(script: str, overrides: List[str], options: StudyOptions, **lau
     options.check()
     _, plain = split_flags(list(overrides))
     parse_space(plain)
+    from ..launch.registry import backend_names
+
+    backend = str(launch.get("backend") or "local")
+    if backend not in backend_names():
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
     launch = {**launch, "parallel": options.parallel, "detach": True, "progress": False}
-    manifest = launch_script(script, list(overrides), sweeper=_sweeper_args(options), **launch)
+    manifest = launch_script(script, list(overrides), sweeper=_sweeper_args(options, backend), **launch)
     if not manifest.study:
         raise ConfigError(f"{script} did not create the study's sweep (its @hydra.main app must not choose its own "
                           "sweeper in code)")  # fmt: skip
