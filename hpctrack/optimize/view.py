@@ -54,8 +54,8 @@ class StudySummary:
             trial = f"trial {self.best['trial']}, " if self.best.get("trial") is not None else ""
             out.append(f"best so far: {self.best['value']:.6g} ({trial}job {self.best['job']}): {params}")
         if self.driver.state == "dead":
-            out.append(f"the driver is not running and the study has not ended: `hpctrack resume {ref}` starts it "
-                       "again")  # fmt: skip
+            out.append(f"the driver is not running and the study has not ended (its log: study/driver*.log in the "
+                       f"sweep directory): `hpctrack resume {ref}` starts it again")  # fmt: skip
         elif self.driver.state == "failed" and self.driver.error:
             out.append(f"the driver failed: {self.driver.error}; `hpctrack resume {ref}` starts it again")
         return out
