@@ -174,10 +174,13 @@ class Driver:
         from ..status import sweep_status
 
         manifest = load_manifest(self.sweep_dir)
-        jobs = {t.number: int(t.user_attrs[TRIAL_JOB_ATTR]) for t in running}
+        jobs = {t.number: int(t.user_attrs[TRIAL_JOB_ATTR]) for t in running
+                if int(t.user_attrs.get(TRIAL_JOB_ATTR, len(manifest.jobs))) < len(manifest.jobs)}  # fmt: skip
+        if not jobs:
+            return
         statuses = {s.index: s for s in sweep_status(manifest, only=set(jobs.values())).jobs}
         for trial in running:
-            status = statuses.get(jobs[trial.number])
+            status = statuses.get(jobs.get(trial.number, -1))
             if status is None:
                 continue
             record = manifest.jobs[status.index]
@@ -263,6 +266,16 @@ class Driver:
             for offset, trial in enumerate(missing):
                 self._live(trial).set_user_attr(TRIAL_JOB_ATTR, start + offset)
             self._submit([t.params for t in missing], [t.number for t in missing], start)
+        # Jobs added to the sweep that never reached the backend (the driver died in between): submitted now.
+        # Locally only when no job runner is alive, as one might still hold them in its queue.
+        from ..launch import backend_options, get_backend
+
+        manifest = load_manifest(self.sweep_dir)
+        stranded = [j.index for j in manifest.jobs if j.state == JobState.PENDING and j.job_id is None]
+        backend = get_backend(manifest.backend, **backend_options(manifest.backend, manifest.launcher))
+        if stranded and not backend.states_current(manifest):
+            backend.preflight()
+            backend.submit(manifest, stranded)
         # Pruned marks whose trial was not told yet, and pruned trials whose job still runs.
         manifest = load_manifest(self.sweep_dir)
         for trial in self.study.get_trials(deepcopy=False):
