@@ -24,7 +24,6 @@ from .locking import atomic_write, lock
 
 __all__ = [
     "FORMAT_VERSION",
-    "PLAIN_FORMAT_VERSION",
     "MANIFEST_FILE",
     "SWEEPS_DIR",
     "LOG_DIR",
@@ -39,11 +38,9 @@ __all__ = [
     "manifest_problem",
 ]
 
-#: The newest manifest format this hpctrack reads and writes: 2 adds a study (``study``, ``jobs[].pruned``,
-#: state ``PRUNED``). A sweep without a study is still written as version 1, so older hpctrack reads it.
+#: The manifest format this hpctrack writes (and the newest it reads): 2 adds a study (``study``,
+#: ``jobs[].pruned``, the state ``PRUNED``), which an older reader must not take for a plain sweep.
 FORMAT_VERSION = 2
-#: What a sweep without a study is written as.
-PLAIN_FORMAT_VERSION = 1
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
@@ -133,7 +130,7 @@ class Manifest:
     jobs: List[JobRecord] = field(default_factory=list)
     # a study run by ``hpctrack launch --optimize`` (hpctrack.optimize): objective, space, driver; {}: none
     study: Dict[str, Any] = field(default_factory=dict)
-    # as read from the file; what is written follows from the content (a study needs version 2)
+    # as read from the file (1: written before studies existed); always written as FORMAT_VERSION
     format_version: int = field(default=FORMAT_VERSION, compare=False)
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored
 
@@ -147,8 +144,8 @@ class Manifest:
     def to_json(self) -> Dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         out["jobs"] = [j.to_json() for j in self.jobs]
-        out["format_version"] = FORMAT_VERSION if self.study else PLAIN_FORMAT_VERSION
-        if not self.study:
+        out["format_version"] = FORMAT_VERSION
+        if not self.study:  # a plain sweep's manifest keeps the shape version 1 had
             del out["study"]
             for job in out["jobs"]:
                 if not job["pruned"]:
