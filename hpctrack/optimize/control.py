@@ -169,8 +169,6 @@ def _sbatch_driver(manifest: Manifest, folder: Path) -> Dict[str, Any]:
     for key in ("partition", "account", "qos"):
         if launcher.get(key):
             cmd.append(f"--{key}={launcher[key]}")
-    if launcher.get("driver_time"):
-        cmd.append(f"--time={launcher['driver_time']}")
     cmd.append(str(script))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=manifest.cwd or None)
