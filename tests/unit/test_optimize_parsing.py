@@ -101,3 +101,23 @@ def test_intermediate_values_are_the_selector_so_far():
     assert parse_objective("l:last:min").intermediate(steps, values) == [(0, 3.0), (1, 1.0), (3, 2.0)]
     assert parse_objective("l:min:min").intermediate(steps, values) == [(0, 3.0), (1, 1.0), (3, 1.0)]
     assert parse_objective("l:max:max").intermediate(steps, values) == [(0, 3.0), (1, 3.0), (3, 3.0)]
+
+
+def test_manifest_keeps_a_study_and_its_pruned_jobs_and_checks_their_shape(tmp_path):
+    import json
+
+    from hpctrack.manifest import JobRecord, Manifest, create_sweep, load_manifest, manifest_problem
+
+    study = {"name": "s", "objective": {"key": "loss", "stat": None, "direction": "minimize"}, "trials": 4,
+             "parallel": 2, "space": [{"key": "x", "kind": "float", "low": 0, "high": 1, "log": False}]}  # fmt: skip
+    m = Manifest(id="20260101-000000-aaaa", created=0.0, backend="local", store="hdf5", study=study,
+                 jobs=[JobRecord(index=0, overrides=["x=0.5"], run_dir="runs/0", pruned={"step": 3, "trial": 0})])  # fmt: skip
+    create_sweep(tmp_path, m)
+    data = json.loads((m.path / "sweep.json").read_text())
+    assert data["format_version"] == 2 and data["study"] == study and data["jobs"][0]["pruned"]["step"] == 3
+    assert load_manifest(m.path) == m
+    assert (
+        manifest_problem({**data, "study": {**study, "trials": "4"}})
+        == 'study.trials must be an integer, got a string "4"'
+    )
+    assert "study" not in json.loads(json.dumps(Manifest(id="x", created=0.0, backend="local", store="hdf5").to_json()))
