@@ -25,6 +25,9 @@ class JobState(str, enum.Enum):
     #: hpctrack's own: the run's record is missing or unreadable (deleted, truncated, corrupt);
     #: what it held cannot be shown. ``hpctrack verify`` says why, ``resume --include-lost`` reruns it.
     LOST = "LOST"
+    #: hpctrack's own: a study's trial that its pruner stopped early (``hpctrack launch --optimize --prune``);
+    #: final, never resubmitted by ``resume`` or a default ``requeue``.
+    PRUNED = "PRUNED"
 
     @property
     def is_final(self) -> bool:

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
@@ -218,7 +218,8 @@ def sweep_table(
         frame = _filter(frame, where)
     frame, code_note = _code_column(frame)
     notes += [code_note] if code_note else []
-    value_columns = [sel.column for sel in selectors] + list(summary_keys)
+    value_columns = [sel.column for sel in selectors] + list(summary_keys) + \
+        (["objective"] if "objective" in frame.columns and manifest.study else [])  # fmt: skip
     if group_by is not None and group_by is not False:
         keys = [k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by)
         frame, note = group_table(frame, keys, value_columns, agg or DEFAULT_AGGREGATIONS, include_incomplete)
@@ -454,7 +455,8 @@ def _run_frame(
     data["state"] = states
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
     lost = {st.index: st.error or "run data gone" for st in others.values() if st.state == JobState.LOST}
-    for sel in selectors:
+
+    def selector_values(sel: MetricSelector) -> List[Any]:
         if sel.stat == "summary":
             values = from_index(f"s{SEP}{sel.key}")
         elif sel.stat in _COLUMN_STATS:
@@ -476,7 +478,11 @@ def _run_frame(
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
                                sel)  # fmt: skip
-        data[sel.column] = [math.nan if v is None else v for v in values]
+        return [math.nan if v is None else v for v in values]
+
+    for sel in selectors:
+        data[sel.column] = selector_values(sel)
+    study_columns = _study_columns(manifest, states, summary, logged, selector_values)
     for key in summary_keys:
         values = from_index(f"s{SEP}{key}")
         for i in map(int, np.nonzero(~have)[0]):
@@ -486,7 +492,9 @@ def _run_frame(
     code = _code_cells(manifest, row_of, others)
     if code is not None:
         data["code"] = code
-    columns = ["job", *param_keys, "state", "runtime_s", *(["code"] if code is not None else []),
+    data.update(study_columns)
+    columns = ["job", *(["trial"] if study_columns else []), *param_keys, "state",
+               *(["objective"] if study_columns else []), "runtime_s", *(["code"] if code is not None else []),
                *(sel.column for sel in selectors), *summary_keys]  # fmt: skip
     frame = pd.DataFrame(data, columns=columns)
     for column in frame.columns:
@@ -513,6 +521,31 @@ def _run_frame(
     return frame, notes
 
 
+def _study_columns(manifest: Manifest, states: Sequence[Optional[str]], summary: Mapping[str, None],
+                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], List[Any]]
+                   ) -> Dict[str, List[Any]]:  # fmt: skip
+    """A study's ``trial`` (Optuna's trial number) and ``objective`` (what the study was told) columns; {} else.
+
+    The objective is shown for completed trials only: a pruned or failed trial was not scored.
+    """
+    study = manifest.study
+    if not study:
+        return {}
+    objective = study.get("objective") or {}
+    key, stat = str(objective.get("key")), objective.get("stat")
+    if stat is None and key in summary:
+        values = values_of(MetricSelector(key, "summary"))
+        if key in logged:  # runs without the summary value are scored by the metric's last value
+            last = values_of(MetricSelector(key, "last"))
+            values = [b if a is None or a != a else a for a, b in zip(values, last)]
+    else:
+        values = values_of(MetricSelector(key, stat or "last"))
+    done = JobState.COMPLETED.value
+    trial_of_job = study.get("trial_of_job") or {}
+    return {"trial": [trial_of_job.get(str(i)) for i in range(len(states))],
+            "objective": [v if state == done else math.nan for v, state in zip(values, states)]}  # fmt: skip
+
+
 def group_table(
     runs: "pd.DataFrame",
     keys: Sequence[str],
@@ -526,7 +559,8 @@ def group_table(
 
     unknown = [k for k in keys if k not in runs.columns]
     if unknown:
-        params = [c for c in runs.columns if c not in ("job", "state", "runtime_s", "code") and c not in value_columns]
+        params = [c for c in runs.columns
+                  if c not in ("job", "trial", "state", "runtime_s", "code") and c not in value_columns]  # fmt: skip
         raise ConfigError(f"cannot group by {unknown[0]!r}: not a param of this table "
                           f"(params: {', '.join(params) or 'none'}; --all-params adds every config key)")  # fmt: skip
     bad = [a for a in aggregations if a not in AGGREGATIONS]

@@ -41,7 +41,7 @@ class FileFormat:
 
 
 FORMATS: Tuple[FileFormat, ...] = (
-    FileFormat("sweep.json", 1, "key format_version", "hpctrack.manifest:FORMAT_VERSION"),
+    FileFormat("sweep.json", 2, "key format_version", "hpctrack.manifest:FORMAT_VERSION"),
     FileFormat("job.pkl", JOB_VERSION, "header line hpctrack-job <version>", "hpctrack.formats:JOB_VERSION"),
     FileFormat("index.jsonl", 1, "key v of each line", "hpctrack.index:INDEX_VERSION"),
     FileFormat(

@@ -39,7 +39,9 @@ __all__ = [
     "manifest_problem",
 ]
 
-FORMAT_VERSION = 1
+#: The manifest format this hpctrack writes (and the newest it reads): 2 adds a study (``study``,
+#: ``jobs[].pruned``, the state ``PRUNED``), which an older reader must not take for a plain sweep.
+FORMAT_VERSION = 2
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
 RUNS_DIR = "runs"
@@ -75,6 +77,9 @@ class JobRecord:
     # the local process running this submission: host, pid, start (clock ticks since boot), boot id;
     # `cancel` signals it only when all of them still match (hpctrack._process.process_identity)
     process: Dict[str, Any] = field(default_factory=dict)
+    # a study's trial that its pruner stopped: when, at which step, its trial number; {}: not pruned.
+    # Once the job has ended its state is PRUNED, whatever stopped it (hpctrack.optimize)
+    pruned: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_state(self) -> Optional[str]:
@@ -124,7 +129,10 @@ class Manifest:
     submission_error: Optional[str] = None  # the backend refused the sweep; what it said
     code: Dict[str, Any] = field(default_factory=dict)  # the code snapshot the jobs run (hpctrack.snapshot)
     jobs: List[JobRecord] = field(default_factory=list)
-    format_version: int = FORMAT_VERSION
+    # a study run by ``hpctrack launch --optimize`` (hpctrack.optimize): objective, space, driver; {}: none
+    study: Dict[str, Any] = field(default_factory=dict)
+    # as read from the file (1: written before studies existed); always written as FORMAT_VERSION
+    format_version: int = field(default=FORMAT_VERSION, compare=False)
     path: Path = field(default=Path("."), compare=False)  # the sweep directory; not stored
 
     def run_path(self, index: int) -> Path:
@@ -137,6 +145,12 @@ class Manifest:
     def to_json(self) -> Dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
         out["jobs"] = [j.to_json() for j in self.jobs]
+        out["format_version"] = FORMAT_VERSION
+        if not self.study:  # a plain sweep's manifest keeps the shape version 1 had
+            del out["study"]
+            for job in out["jobs"]:
+                if not job["pruned"]:
+                    del job["pruned"]
         return out
 
     @classmethod
@@ -164,13 +178,18 @@ _OPTIONAL_NUMBER = (int, float, type(None))
 _MANIFEST_TYPES: Dict[str, Any] = {
     "format_version": int, "id": str, "created": _NUMBER, "name": _OPTIONAL_STR, "backend": str, "store": str,
     "script": _OPTIONAL_STR, "command": list, "cwd": str, "overrides": list, "swept_keys": list, "launcher": dict,
-    "runner": dict, "submission_error": _OPTIONAL_STR, "code": dict, "jobs": list,
+    "runner": dict, "submission_error": _OPTIONAL_STR, "code": dict, "jobs": list, "study": dict,
 }  # fmt: skip
 _JOB_TYPES: Dict[str, Any] = {
     "index": int, "overrides": list, "run_dir": str, "state": str, "job_id": _OPTIONAL_STR,
     "submitted": _OPTIONAL_NUMBER, "ended": _OPTIONAL_NUMBER, "exit_code": (int, type(None)),
     "error": _OPTIONAL_STR, "cancelled": _OPTIONAL_NUMBER, "stdout": _OPTIONAL_STR, "stderr": _OPTIONAL_STR,
-    "history": list, "resources": dict, "code": dict,
+    "history": list, "resources": dict, "code": dict, "process": dict, "pruned": dict,
+}  # fmt: skip
+#: The keys of a study's section that readers rely on (hpctrack.optimize), and their JSON types.
+_STUDY_TYPES: Dict[str, Any] = {
+    "objective": dict, "trials": int, "parallel": int, "space": list, "driver": dict, "state": _OPTIONAL_STR,
+    "trial_of_job": dict, "prune": _OPTIONAL_STR, "sampler": _OPTIONAL_STR,
 }  # fmt: skip
 _TYPE_WORDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
                type(None): "null", bool: "true/false"}  # fmt: skip
@@ -210,6 +229,10 @@ def manifest_problem(data: Any) -> Optional[str]:
     for key in ("id", "backend", "store"):
         if key not in data:
             return f"{key!r} is missing"
+    study = data.get("study") or {}
+    for key, expected in _STUDY_TYPES.items():
+        if key in study and _wrong_type(study[key], expected):
+            return _mistyped(f"study.{key}", study[key], expected)
     for position, job in enumerate(data.get("jobs", [])):
         if not isinstance(job, dict):
             return f"jobs[{position}] must be an object, got {_type_word(job)}"

@@ -17,7 +17,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .sweep import Sweep
 
-__all__ = ["plot_metric", "PLOT_FORMATS", "Plot"]
+__all__ = ["plot_metric", "plot_optimization", "PLOT_FORMATS", "Plot"]
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 
@@ -132,3 +132,63 @@ def plot_metric(
     fig.savefig(output)
     plt.close(fig)
     return Plot(output, skipped)
+
+
+def plot_optimization(sweep: "Sweep", output: Union[str, Path], *, title: Optional[str] = None) -> Plot:
+    """Plot a study's objective against the trial number, with the best-so-far line, into ``output``.
+
+    Completed trials are dots; the line steps to each new best. Pruned and failed
+    trials have no objective and are counted under the axes.
+
+    Raises
+    ------
+    ConfigError
+        The sweep is not a study (``launch --optimize``), no trial completed yet,
+        a bad output name, or no matplotlib.
+    """
+    output = Path(output)
+    if output.suffix.lower() not in PLOT_FORMATS:
+        raise ConfigError(f"plot output {output.name!r}: use a .png, .svg or .pdf file name")
+    manifest = sweep.manifest
+    if not manifest.study:
+        raise ConfigError(f"sweep {manifest.id} is not a study (launch --optimize): plot a metric instead, "
+                          f"hpctrack plot {manifest.name or manifest.id} METRIC -o FILE")  # fmt: skip
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plot needs matplotlib: pip install 'hpctrack[plot]'") from None
+    import numpy as np
+
+    objective = manifest.study["objective"]
+    frame = sweep.table(metrics=[])
+    done = frame[(frame["state"] == "COMPLETED") & frame["objective"].notna() & frame["trial"].notna()]
+    if done.empty:
+        raise ConfigError(f"no trial of study {manifest.id} has completed yet (hpctrack status "
+                          f"{manifest.name or manifest.id})")  # fmt: skip
+    done = done.sort_values("trial")
+    trials = done["trial"].astype(int).to_numpy()
+    values = done["objective"].astype(float).to_numpy()
+    minimize = objective["direction"] == "minimize"
+    best = np.minimum.accumulate(values) if minimize else np.maximum.accumulate(values)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.scatter(trials, values, s=18, label="completed trial", zorder=3)
+    ax.step(trials, best, where="post", color="firebrick", linewidth=1.6, label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{objective['selector']} ({objective['direction']})")
+    ax.set_title(title or f"study {manifest.name or manifest.id} · {len(done)} completed trials", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(fontsize=8, frameon=False)
+    others = frame["state"].value_counts().drop(labels=["COMPLETED"], errors="ignore")
+    if len(others):
+        fig.text(0.01, 0.01, "not plotted (no objective): " + ", ".join(f"{n} {s}" for s, n in others.items()),
+                 fontsize=7, color="dimgray")  # fmt: skip
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output)
+    plt.close(fig)
+    return Plot(output, {})

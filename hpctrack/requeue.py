@@ -86,6 +86,8 @@ def incomplete_jobs(manifest: Manifest, statuses: Sequence[JobStatus]) -> Dict[i
     """
     out: Dict[int, str] = {}
     for status in statuses:
+        if status.state == JobState.PRUNED:
+            continue  # its study stopped it on purpose: nothing is missing
         if status.state.is_final and status.state != JobState.COMPLETED:
             out[status.index] = status.state.value
         elif _never_submitted(manifest, status):
@@ -346,6 +348,6 @@ def resume_sweep(
     Completed jobs are never submitted again. ``LOST`` jobs (run data gone) only
     with ``include_lost``; ``code`` as in :func:`requeue_sweep`.
     """
-    states = [s for s in JobState if s.is_final and s not in (JobState.COMPLETED, JobState.LOST)]
+    states = [s for s in JobState if s.is_final and s not in (JobState.COMPLETED, JobState.LOST, JobState.PRUNED)]
     return requeue_sweep(manifest, states=states, resources=resources, dry_run=dry_run, include_unsubmitted=True,
                          include_lost=include_lost, code=code)  # fmt: skip

@@ -333,6 +333,21 @@ def ended_state(
         state, error = (_end_state(end), end_error) if end is not None else (JobState.FAILED, killed or job.error)
     if state == JobState.CANCELLED:
         error = cancelled_line(error or (f"by {signal}" if signal else None))
+    return _pruned(job, state, error)
+
+
+def pruned_line(job: JobRecord) -> str:
+    """What the error column says of a pruned trial: ``pruned at step 3 (trial 7)``."""
+    step = job.pruned.get("step")
+    trial = job.pruned.get("trial")
+    return "pruned" + (f" at step {step}" if step is not None else "") + (f" (trial {trial})" if trial is not None
+                                                                           else "")  # fmt: skip
+
+
+def _pruned(job: JobRecord, state: JobState, error: Optional[str]) -> Tuple[JobState, Optional[str]]:
+    """A study's trial its pruner stopped is PRUNED once it has ended (LOST data stays LOST)."""
+    if job.pruned and state.is_final and state != JobState.LOST:
+        return JobState.PRUNED, pruned_line(job)
     return state, error
 
 
@@ -609,6 +624,7 @@ def sweep_status(
             state, error, job_note = _reconcile(job, info, record, packed, run_dir=run_dir,
                                                 runner=backend.process_of(manifest, job))  # fmt: skip
             error = error or read.error
+            state, error = _pruned(job, state, error)
         status = JobStatus(index=job.index, state=state, job_id=job.job_id, overrides=job.overrides, run_dir=run_dir,
                            error=error, note=job_note, record=record, node=getattr(info, "node", None),
                            data_lost=read.lost or read.data_lost)  # fmt: skip
@@ -710,16 +726,17 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
                 if checked.lost is not None or checked.record is None:
                     states.append(JobState.LOST)
                     continue
-                states.append(_RUN_TO_JOB.get(str(checked.record.status.get("state")), JobState.FAILED))
+                states.append(_pruned(job, _RUN_TO_JOB.get(str(checked.record.status.get("state")),
+                                                            JobState.FAILED), None)[0])  # fmt: skip
                 continue
-            states.append(_RUN_TO_JOB[row["status"]["state"]])
+            states.append(_pruned(job, _RUN_TO_JOB[row["status"]["state"]], None)[0])
             continue
         if job.state.is_final:
-            states.append(job.state)
+            states.append(_pruned(job, job.state, None)[0])
             continue
         end = _end_of(manifest.run_path(job.index), job, None)
         if end is not None:
-            states.append(_end_state(end))
+            states.append(_pruned(job, _end_state(end), None)[0])
             continue
         states.append(job.state)
         unconfirmed += 0 if confirmed else 1

@@ -10,7 +10,7 @@ import click
 from .._types import JobState, exit_code_for, state_summary
 from ..launch.registry import backend_class, backend_names
 from ..manifest import sweep_ref
-from ._base import cli, echo, handle_errors, parse_jobs, root_option
+from ._base import cli, echo, fail, handle_errors, parse_jobs, root_option
 from .render import report_resubmission
 
 
@@ -51,6 +51,21 @@ from .render import report_resubmission
     help="Make the sweep readable, never writable, by GROUP (hydra.launcher.share_group; "
     "default: share_group in the user config, else owner only).",
 )
+@click.option(
+    "--optimize",
+    "objective",
+    default=None,
+    metavar="SEL:min|max",
+    help="Run a hyper-parameter search instead of the grid: minimise or maximise SEL (KEY, KEY:last|min|max, "
+    "or a summary key) over the search space the overrides give (interval, tag(log,interval), choice, range). "
+    "Needs pip install 'hpctrack[optimize]'.",
+)
+@click.option("--trials", type=int, default=None, help="--optimize: trials in all (completed, failed or pruned).")
+@click.option("--direction", default=None, metavar="minimize|maximize", help="--optimize: instead of :min/:max.")
+@click.option("--sampler", default=None, metavar="tpe|random", help="--optimize: Optuna's sampler (default tpe).")
+@click.option(
+    "--prune", default=None, metavar="median|percentile|hyperband", help="--optimize: stop trials that do worse."
+)
 @root_option
 @handle_errors
 def launch(
@@ -66,14 +81,31 @@ def launch(
     no_progress: bool,
     no_code_snapshot: bool,
     share_group: Optional[str],
+    objective: Optional[str],
+    trials: Optional[int],
+    direction: Optional[str],
+    sampler: Optional[str],
+    prune: Optional[str],
     root: Optional[str],
 ) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
 
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
-    overrides and Hydra's own flags (e.g. --config-name) alike.
+    overrides and Hydra's own flags (e.g. --config-name) alike. With --optimize the overrides
+    give a search space, and a detached driver runs the study (see README: Hyper-parameter search).
     """
     from ..launch.script import launch_script
+
+    study = {"--trials": trials, "--direction": direction, "--sampler": sampler, "--prune": prune}
+    if objective is None:
+        given = [flag for flag, value in study.items() if value is not None]
+        if given:
+            fail(f"{given[0]} is an option of --optimize; add --optimize KEY:min|max")
+    else:
+        _launch_study(script, overrides, objective, trials, direction, sampler, prune, backend=backend,
+                      parallel=parallel, name=name, root=root, store=store, partition=partition,
+                      time_limit=time_limit, no_code_snapshot=no_code_snapshot, share_group=share_group)  # fmt: skip
+        return
 
     try:
         manifest = launch_script(
@@ -115,6 +147,29 @@ def launch(
         sys.exit(1)
 
 
+def _launch_study(script: str, overrides: Sequence[str], objective: str, trials: Optional[int],
+                  direction: Optional[str], sampler: Optional[str], prune: Optional[str], *, backend: str,
+                  parallel: Optional[int], name: Optional[str], root: Optional[str], store: str,
+                  partition: Optional[str], time_limit: Optional[str], no_code_snapshot: bool,
+                  share_group: Optional[str]) -> None:  # fmt: skip
+    """``launch --optimize``: create the study's sweep, start its driver, say where it runs."""
+    from ..optimize.launch import StudyOptions, launch_study
+
+    if trials is None:
+        fail("--optimize needs --trials N: how many trials the study runs in all")
+    assert trials is not None
+    options = StudyOptions(objective=objective, trials=trials, parallel=parallel or 1, direction=direction,
+                           sampler=sampler or "tpe", prune=prune)  # fmt: skip
+    manifest = launch_study(script, list(overrides), options, backend=backend, name=name, root=root, store=store,
+                            command=["hpctrack", *sys.argv[1:]], slurm={"partition": partition, "time": time_limit},
+                            code_snapshot=not no_code_snapshot, share_group=share_group)  # fmt: skip
+    driver = manifest.study.get("driver") or {}
+    where = f"SLURM job {driver['job_id']}" if driver.get("job_id") else f"pid {driver.get('pid')} in the background"
+    ref = manifest.name or manifest.id
+    echo(f"study {manifest.id}: {options.trials} trials, {options.parallel} at a time, driven by {where} "
+         f"(watch: hpctrack status {ref} --watch; results: hpctrack table {ref})")  # fmt: skip
+
+
 @cli.command()
 @click.argument("sweep", default="latest")
 @click.option(
@@ -134,6 +189,12 @@ def cancel(sweep: str, states: Sequence[str], job_list: Optional[str], root: Opt
 
     indices = parse_jobs(job_list)
     sw = load_sweep(sweep, root=root)
+    manifest = sw.manifest
+    if manifest.study and indices is None and not states:
+        from ..optimize.control import cancel_study
+
+        note = cancel_study(manifest)  # first: a live driver would submit new trials
+        echo(f"study {manifest.id}: driver stopped" if note is None else f"not stopped: {note}", err=note is not None)
     cancelled = sw.cancel(states=[JobState(s.upper()) for s in states] or None, jobs=indices)
     if not cancelled:
         echo("nothing to cancel")
@@ -226,6 +287,10 @@ def requeue(
     from ..sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
+    if sw.manifest.study:
+        fail(f"the trials of study {sw.manifest.id} are not requeued: its driver told Optuna how each ended and "
+             f"asks for new trials instead; `hpctrack resume {sw.manifest.name or sw.manifest.id}` starts a "
+             "stopped or dead driver again")  # fmt: skip
     plan = sw.requeue(
         states=[JobState(s.upper()) for s in states] or None,
         jobs=parse_jobs(job_list),
@@ -264,6 +329,14 @@ def resume(
     from ..sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
+    if sw.manifest.study:
+        from ..optimize.control import resume_study
+
+        if include_lost or code != "launch" or any(v is not None for v in resources.values()):
+            fail("resuming a study starts its driver again, which submits new trials with the study's settings: "
+                 "--code, --include-lost and resource options do not apply")  # fmt: skip
+        echo(resume_study(sw.path, dry_run=dry_run))
+        return
     plan = sw.resume(resources=_resources(**resources), dry_run=dry_run, code=code, include_lost=include_lost)
     if report_resubmission(sw, plan, "resume", dry_run):
         _wait_for_resubmitted(sw, plan, detach, progress=not no_progress)

@@ -55,6 +55,7 @@ STATE_STYLE = {
     JobState.NODE_FAIL: "red",
     JobState.PREEMPTED: "yellow",
     JobState.LOST: "bold red",
+    JobState.PRUNED: "magenta",
 }
 
 
@@ -125,7 +126,15 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
     parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
     from ..requeue import incomplete_jobs
 
-    gap = {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}
+    study = None
+    if manifest.study:  # its driver, not resume, decides which trials run: no gap to fill
+        from ..optimize.view import study_summary
+
+        study = study_summary(manifest, st.jobs)
+    if study is not None:
+        parts.extend(Text(printable(line), style="bold" if i == 0 else "") for i, line in enumerate(study.lines(ref)))
+    gap = {} if study is not None else \
+        {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}  # fmt: skip
     if gap:
         listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
         parts.append(
@@ -154,7 +163,10 @@ def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
     if st.note:
         parts.append(Text(printable(f"note: {st.note}"), style="yellow"))
     signature = [(s.index, s.state, s.error, s.note, s.stalled, s.possibly_hung) for s in shown] + [st.note]
-    return Group(*parts), all(s.state.is_final for s in st.jobs), signature
+    if study is not None:
+        signature.append(study.lines(ref))
+    done = all(s.state.is_final for s in st.jobs) and (study is None or not study.driver.alive)
+    return Group(*parts), done, signature
 
 
 def report_resubmission(sw: Any, plan: Any, verb: str, dry_run: bool) -> bool:

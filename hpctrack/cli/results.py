@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from ..aggregate import AGGREGATIONS
-from ._base import cli, echo, handle_errors, root_option, split_keys
+from ._base import cli, echo, fail, handle_errors, root_option, split_keys
 from .render import emit_frame, print_comparison, print_frame
 
 _SELECTOR_HELP = (
@@ -160,7 +160,12 @@ def compare(
 
 @cli.command()
 @click.argument("sweep")
-@click.argument("metric")
+@click.argument("metric", required=False)
+@click.option(
+    "--optimization",
+    is_flag=True,
+    help="A study (launch --optimize): its objective against the trial number, with the best-so-far line.",
+)
 @click.option(
     "--group-by",
     "-g",
@@ -190,7 +195,8 @@ def compare(
 @handle_errors
 def plot(
     sweep: str,
-    metric: str,
+    metric: Optional[str],
+    optimization: bool,
     group_by: Sequence[str],
     x: str,
     band: str,
@@ -199,9 +205,21 @@ def plot(
     output: str,
     root: Optional[str],
 ) -> None:
-    """Plot METRIC of SWEEP: the mean curve of each group with a std or CI band (needs matplotlib)."""
-    from ..plot import plot_metric
+    """Plot METRIC of SWEEP: the mean curve of each group with a std or CI band (needs matplotlib).
+
+    With --optimization (and no METRIC): a study's objective against the trial number.
+    """
+    from ..plot import plot_metric, plot_optimization
     from ..sweep import load_sweep
+
+    if optimization:
+        if metric is not None:
+            fail(f"--optimization plots the study's objective: drop METRIC {metric!r}")
+        echo(f"wrote {plot_optimization(load_sweep(sweep, root=root), output).path}")
+        return
+    if metric is None:
+        fail("plot needs a METRIC (or --optimization for a study)")
+    assert metric is not None
 
     result = plot_metric(load_sweep(sweep, root=root), metric, output, group_by=list(group_by) or True, x=x,
                          band=band, include_incomplete=not completed_only,

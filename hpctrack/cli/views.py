@@ -54,7 +54,14 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
     sw = load_sweep(sweep, root=root)
     if fmt == "json":
         manifest = sw.manifest  # before the status: what the status finds may update it
-        echo_json(sw.sweep_status().to_json(manifest, only_stalled=only_stalled))
+        st = sw.sweep_status()
+        data = st.to_json(manifest, only_stalled=only_stalled)
+        if manifest.study:
+            from ..optimize.view import study_summary
+
+            summary = study_summary(manifest, st.jobs)
+            data["study"] = summary.to_json() if summary is not None else None
+        echo_json(data)
         return
     if not watch:
         print_wide(status_view(sw, only_stalled)[0])

@@ -44,6 +44,7 @@ class SweepRequest:
     cwd: str = field(default_factory=os.getcwd)
     overrides: List[str] = field(default_factory=list)  # as typed, with sweep syntax
     launcher: Dict[str, Any] = field(default_factory=dict)  # launcher config, recorded as is
+    study: Dict[str, Any] = field(default_factory=dict)  # a study's settings (hpctrack.optimize); {}: none
 
 
 def get_backend(name: str, **options: Any) -> Backend:
@@ -144,6 +145,7 @@ def prepare_sweep(request: SweepRequest, job_fn: Optional[Callable[[int], Any]] 
         jobs=[
             JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)
         ],
+        study=dict(request.study),
     )
     from ..formats import dump_job
 

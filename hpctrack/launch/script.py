@@ -16,7 +16,7 @@ import runpy
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
@@ -26,7 +26,7 @@ from ..secrets import mask_argv
 from ..store import store_class
 from .registry import backend_class, backend_names
 
-__all__ = ["launch_script"]
+__all__ = ["launch_script", "split_flags"]
 
 
 def _has_option(backend: str, key: str) -> bool:
@@ -85,7 +85,7 @@ def _overrides_key(args: List[str], key: str) -> bool:
     return any(arg.lstrip("+~").split("=", 1)[0] == key for arg in args if not arg.startswith("-"))
 
 
-def _split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
+def split_flags(args: List[str]) -> "tuple[List[str], List[str]]":
     """Hydra's own flags (``--config-name X``...) apart from the overrides, both in order."""
     flags: List[str] = []
     plain: List[str] = []
@@ -172,6 +172,7 @@ def launch_script(
     slurm: Optional[Dict[str, Optional[str]]] = None,
     code_snapshot: bool = True,
     share_group: Optional[str] = None,
+    sweeper: Sequence[str] = (),
 ) -> Manifest:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
@@ -181,6 +182,8 @@ def launch_script(
     job does not raise here: it is recorded in the sweep. ``slurm`` holds
     SLURM launcher settings given as options (``partition``, ``time``).
     ``share_group`` makes the sweep readable by that group (see ``--share-group``).
+    ``sweeper``: Hydra arguments choosing and configuring another sweeper than
+    Hydra's own (``hpctrack launch --optimize``: ``hydra/sweeper=hpctrack_optimize ...``).
 
     Returns
     -------
@@ -243,7 +246,8 @@ def launch_script(
         hydra_args.append("hydra.launcher.code_snapshot=false")
     if share_group:
         hydra_args.append(f"hydra.launcher.share_group={_quote(share_group)}")
-    flags, plain = _split_flags(overrides)
+    hydra_args.extend(sweeper)
+    flags, plain = split_flags(overrides)
     with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
         try:
             runpy.run_path(str(path), run_name="__main__")

@@ -41,7 +41,7 @@ def test_round_trip_and_run_dirs(tmp_path):
     loaded = load_manifest(m.path)
     assert loaded == m
     assert loaded.run_path(1) == m.path / "runs" / "1" and loaded.run_path(1).is_dir()
-    assert json.loads((m.path / "sweep.json").read_text())["format_version"] == 1
+    assert json.loads((m.path / "sweep.json").read_text())["format_version"] == 2  # 2: studies (launch --optimize)
 
 
 def test_create_refuses_an_existing_sweep(tmp_path):
