@@ -158,8 +158,8 @@ def _launch_study(script: str, overrides: Sequence[str], objective: str, trials:
     if trials is None:
         fail("--optimize needs --trials N: how many trials the study runs in all")
     assert trials is not None
-    options = StudyOptions(objective=objective, trials=trials, parallel=parallel or 1, direction=direction,
-                           sampler=sampler or "tpe", prune=prune)  # fmt: skip
+    options = StudyOptions(objective=objective, trials=trials, parallel=1 if parallel is None else parallel,
+                           direction=direction, sampler=sampler or "tpe", prune=prune)  # fmt: skip
     manifest = launch_study(script, list(overrides), options, backend=backend, name=name, root=root, store=store,
                             command=["hpctrack", *sys.argv[1:]], slurm={"partition": partition, "time": time_limit},
                             code_snapshot=not no_code_snapshot, share_group=share_group)  # fmt: skip

@@ -140,7 +140,8 @@ def prepare_sweep(request: SweepRequest, job_fn: Optional[Callable[[int], Any]] 
         command=mask_argv(request.command),
         cwd=request.cwd,
         overrides=mask_overrides(request.overrides),
-        swept_keys=swept_keys(request.jobs),
+        # a study's searched keys vary between its trials, however few of them have run
+        swept_keys=swept_keys(request.jobs) or [str(p["key"]).lstrip("+~") for p in request.study.get("space") or []],
         launcher=mask_mapping({**request.launcher, "share_group": share_group or None}),
         jobs=[
             JobRecord(index=i, overrides=mask_overrides(ov), run_dir=f"runs/{i}") for i, ov in enumerate(request.jobs)

@@ -159,6 +159,31 @@ class Backend(abc.ABC):
             self.cancel(load_manifest(sweep_dir))
             raise
 
+    def start_driver(self, manifest: Manifest, command: Sequence[str], log_dir: Path) -> Dict[str, Any]:
+        """Start a long-lived process of the sweep that is not one of its jobs (a study's driver).
+
+        It runs ``command`` the way this backend runs things (a detached process
+        locally, a one-task job on a scheduler), writes its output under
+        ``log_dir``, and returns what identifies it (recorded in the manifest).
+
+        Raises
+        ------
+        ConfigError
+            The backend cannot run such a process.
+        """
+        from ..errors import ConfigError
+
+        raise ConfigError(f"backend {self.name!r} cannot run a study's driver; use one of the launch backends")
+
+    def driver_state(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        """What the backend knows of a process :meth:`start_driver` started: ``queued``, ``started``, or
+        None when it has ended (or cannot be found)."""
+        return None
+
+    def stop_driver(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        """Ask that process to stop (it ends between two of its steps); a line when it cannot be from here."""
+        return None
+
     def result(self, manifest: Manifest, index: int) -> Any:
         """The value job ``index``'s function returned, when the backend keeps it; else None."""
         return None

@@ -105,6 +105,9 @@ def _one_line(err: BaseException, script: Path) -> str:
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
+    if "does not support sweep type" in first:  # interval(...), tag(log, ...) under Hydra's basic sweeper
+        return (f"{first}: a search space (interval, tag(log, ...)) needs a study: add --optimize KEY:min|max "
+                "--trials N, or a Hydra sweeper (hydra/sweeper=optuna)")  # fmt: skip
     if isinstance(err, MissingConfigException):
         return f"{script}: {first}"
     if isinstance(err, ConfigCompositionException):

@@ -1,40 +1,32 @@
 """Starting, watching and stopping a study's driver.
 
-Locally the driver is a background process in its own session (``python -m
-hpctrack.optimize SWEEP_DIR``), recorded with its identity (host, pid, start
-time, boot) so that ``cancel`` signals it only while it is still ours. On SLURM
-it is a job of its own (one task, one CPU), so nothing of the study runs on the
-login node. Either way it runs the user's script as ``hpctrack launch`` does,
+The sweep's backend runs it (``Backend.start_driver``): locally a background
+process in its own session (``python -m hpctrack.optimize SWEEP_DIR``), recorded
+with its identity (host, pid, start time, boot) so that ``cancel`` signals it only
+while it is still ours; on SLURM a job of its own (one task, one CPU), so nothing
+of the study runs on the login node. Either way it runs the user's script as ``hpctrack launch`` does,
 with the sweeper ``hpctrack_optimize`` driving the sweep's launcher.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shlex
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..errors import ConfigError, SubmissionError
+from ..errors import ConfigError
 from ..manifest import Manifest, load_manifest
 from .driver import record_study
-from .study import DRIVER_FILE, DRIVER_LOG, study_dir
+from .study import DRIVER_FILE, study_dir
 
 __all__ = ["DriverState", "driver_state", "start_driver", "stop_driver", "resume_study", "cancel_study",
            "write_driver_file", "read_driver_file", "ENDED_STATES"]  # fmt: skip
 
 #: How a driver that ended recorded its end (``study.state``).
 ENDED_STATES = ("finished", "stopped", "failed")
-#: The SLURM job script of the driver, in the study folder.
-DRIVER_SBATCH = "driver.sbatch"
 
 
 @dataclass(frozen=True)
@@ -78,19 +70,8 @@ def read_driver_file(sweep_dir: Path) -> Dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
-def _slurm_state(job_id: str) -> Optional[str]:
-    """SLURM's word for the driver's job (PENDING, RUNNING, ...), or None when SLURM no longer lists it."""
-    try:
-        proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    words = proc.stdout.split()
-    return words[0] if proc.returncode == 0 and words else None
-
-
 def driver_state(manifest: Manifest) -> DriverState:
     """Whether the study's driver runs, on any host (its lease), or how it ended."""
-    from .._process import why_not_ours
     from ..locking import writer_state
 
     study = manifest.study
@@ -107,15 +88,11 @@ def driver_state(manifest: Manifest) -> DriverState:
     recorded = study.get("state")
     if recorded in ENDED_STATES:
         return DriverState(str(recorded), where, study.get("error"))
-    if driver.get("job_id") and not driver.get("pid"):  # a SLURM job that has not started the driver yet
-        word = _slurm_state(str(driver["job_id"]))
-        if word == "PENDING":
-            return DriverState("queued", where)
-        if word in ("RUNNING", "CONFIGURING", "COMPLETING"):
-            return DriverState("starting", where)
-    elif driver.get("pid") and recorded != "running":  # a local process that has not taken the lease yet
-        if why_not_ours(driver, str(manifest.path)) is None:
-            return DriverState("starting", where)
+    word = _backend(manifest).driver_state(driver, manifest.path) if driver else None
+    if word == "queued":
+        return DriverState("queued", where)
+    if word == "started" and recorded != "running":  # its process or job exists, it has not taken the lease yet
+        return DriverState("starting", where)
     return DriverState("dead", where)
 
 
@@ -123,11 +100,7 @@ def start_driver(sweep_dir: Path) -> Dict[str, Any]:
     """Start the study's driver (a background process, or a SLURM job); returns what was recorded of it."""
     manifest = load_manifest(sweep_dir)
     read_driver_file(sweep_dir)  # refused before anything starts
-    folder = study_dir(manifest.path)
-    if manifest.backend == "slurm":
-        driver = _sbatch_driver(manifest, folder)
-    else:
-        driver = _spawn_driver(manifest, folder)
+    driver = _backend(manifest).start_driver(manifest, _command(manifest), study_dir(manifest.path))
 
     def change(study: Dict[str, Any]) -> None:
         study["driver"] = driver
@@ -142,43 +115,11 @@ def _command(manifest: Manifest) -> List[str]:
     return [sys.executable, "-m", "hpctrack.optimize", str(manifest.path)]
 
 
-def _spawn_driver(manifest: Manifest, folder: Path) -> Dict[str, Any]:
-    from .._process import process_identity
+def _backend(manifest: Manifest) -> Any:
+    """The sweep's backend: it runs, watches and stops the driver as it runs things (``Backend.start_driver``)."""
+    from ..launch import get_backend
 
-    fd = os.open(folder / DRIVER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-    with open(fd, "ab") as log:
-        # Own session: the launching terminal's Ctrl-C or hang-up never reaches the study.
-        proc = subprocess.Popen(_command(manifest), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, cwd=manifest.cwd or None)  # fmt: skip
-    identity = process_identity(proc.pid)
-    return {"host": socket.gethostname(), "pid": proc.pid, "started": time.time(),
-            **{k: v for k, v in identity.items() if k in ("start", "boot")}}  # fmt: skip
-
-
-def _sbatch_driver(manifest: Manifest, folder: Path) -> Dict[str, Any]:
-    """Submit the driver as a one-task SLURM job with the sweep's partition, account, qos and setup lines."""
-    from ..safefs import write_file
-
-    launcher = manifest.launcher
-    lines = ["#!/bin/bash", *[str(line) for line in launcher.get("setup") or []],
-             f"exec {shlex.join(_command(manifest))}", ""]  # fmt: skip
-    script = folder / DRIVER_SBATCH
-    write_file(script, "\n".join(lines), manifest.path, mode=0o700)
-    cmd = ["sbatch", "--parsable", f"--job-name=hpctrack-study-{manifest.id}", f"--output={folder / 'driver-%j.log'}",
-           "--ntasks=1", "--cpus-per-task=1"]  # fmt: skip
-    for key in ("partition", "account", "qos"):
-        if launcher.get(key):
-            cmd.append(f"--{key}={launcher[key]}")
-    cmd.append(str(script))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=manifest.cwd or None)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise SubmissionError(f"sbatch could not submit the study's driver: {err}") from err
-    if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-        raise SubmissionError(f"sbatch refused the study's driver: {reason}")
-    job_id = proc.stdout.strip().split(";")[0]
-    return {"job_id": job_id, "submitted": time.time()}
+    return get_backend(manifest.backend)
 
 
 def stop_driver(manifest: Manifest, *, wait_s: float = 60.0) -> Optional[str]:
@@ -187,24 +128,13 @@ def stop_driver(manifest: Manifest, *, wait_s: float = 60.0) -> Optional[str]:
     Returns a line when it could not be stopped from here (another host), else None.
     A driver stops between two of its steps: it never leaves a trial half-submitted.
     """
-    from .._process import why_not_ours
 
     state = driver_state(manifest)
     if not state.alive:
         return None
-    driver = manifest.study.get("driver") or {}
-    if driver.get("job_id"):
-        # --signal=TERM: the batch step gets SIGTERM first, and the driver ends between two steps
-        subprocess.run(["scancel", "--signal=TERM", "--full", str(driver["job_id"])], capture_output=True,
-                       timeout=60)  # fmt: skip
-        if driver_state(load_manifest(manifest.path)).state == "queued":
-            subprocess.run(["scancel", str(driver["job_id"])], capture_output=True, timeout=60)
-    else:
-        why = why_not_ours(driver, str(manifest.path))
-        if why is not None:
-            return f"the study's driver (pid {driver.get('pid')}) {why}"
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(driver["pid"]), signal.SIGTERM)
+    note = _backend(manifest).stop_driver(manifest.study.get("driver") or {}, manifest.path)
+    if note is not None:
+        return note
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if not driver_state(load_manifest(manifest.path)).alive:

@@ -19,6 +19,7 @@ are submitted now with their recorded parameters; jobs that no trial claims get 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import socket
 import threading
@@ -31,12 +32,14 @@ from ..errors import ConfigError, RunBusyError
 from ..manifest import Manifest, load_manifest, update_manifest
 from .objective import Objective
 from .space import SearchSpace
-from .study import open_study, study_dir
+from .study import JOURNAL_FILE, open_study, study_dir
 
 __all__ = ["Driver", "TRIAL_JOB_ATTR", "SCHEDULER_JOB", "record_study"]
 
 #: The user attribute of an Optuna trial that names its job index in the sweep.
 TRIAL_JOB_ATTR = "job"
+#: Set on a trial whose job was cancelled: not one of the study's results (it is asked again).
+CANCELLED_ATTR = "cancelled"
 #: Seconds between two looks at the running trials.
 DEFAULT_POLL_S = 2.0
 #: The scheduler's id of the driver's own job, taken by ``python -m hpctrack.optimize`` before it clears the
@@ -106,6 +109,11 @@ class Driver:
 
             raise RunBusyError(f"the study of {self.sweep_dir.name} already has a live driver "
                                f"({describe_holder(lease.path)})") from None  # fmt: skip
+        # The one live driver: a journal lock left by a driver killed while it appended is stale (Optuna
+        # would wait out its grace period before taking it over).
+        stale = study_dir(self.sweep_dir) / (JOURNAL_FILE + ".lock")
+        if os.path.lexists(stale):
+            os.unlink(stale)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop.set())
         outcome, error = "failed", None
@@ -129,7 +137,8 @@ class Driver:
             self._poll()
             trials = self.study.get_trials(deepcopy=False)
             running = sum(1 for t in trials if t.state == TrialState.RUNNING)
-            ended = sum(1 for t in trials if t.state.is_finished())
+            # a cancelled trial is not one of the study's: it is asked again with its parameters
+            ended = sum(1 for t in trials if t.state.is_finished() and not t.user_attrs.get(CANCELLED_ATTR))
             self._summarise(trials)
             if ended >= self.trials and not running:  # a trial submitted again after a restart is waited for
                 return "finished"
@@ -187,12 +196,21 @@ class Driver:
             if record.pruned or status.state == JobState.PRUNED:
                 self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
             elif status.state == JobState.COMPLETED:
+                if self.spec.get("prune"):  # its whole history, so the pruner compares later trials with it
+                    self._report(trial, status.index, manifest, prune=False)
                 value = self.objective.value(status.record) if status.record is not None else None
                 if value is None:
                     self._live(trial).set_user_attr("error", f"the run has no finite {self.objective.selector}")
                     self.study.tell(trial.number, state=TrialState.FAIL)
                 else:
                     self.study.tell(trial.number, value)
+            elif status.state == JobState.CANCELLED:
+                # cancelled (`hpctrack cancel`): not a result; the study asks again for the same parameters
+                live = self._live(trial)
+                live.set_user_attr(CANCELLED_ATTR, True)
+                live.set_user_attr("error", f"cancelled: {status.error or ''}")
+                self.study.tell(trial.number, state=TrialState.FAIL)
+                self.study.enqueue_trial(trial.params, skip_if_exists=False)
             elif status.state.is_final:
                 self._live(trial).set_user_attr("error", f"{status.state.value}: {status.error or ''}")
                 self.study.tell(trial.number, state=TrialState.FAIL)
@@ -205,8 +223,8 @@ class Driver:
 
         return optuna.trial.Trial(self.study, trial._trial_id)
 
-    def _report(self, trial: Any, index: int, manifest: Manifest) -> None:
-        """Tell the pruner the trial's new intermediate values; prune it when the pruner says so."""
+    def _report(self, trial: Any, index: int, manifest: Manifest, *, prune: bool = True) -> None:
+        """Tell the pruner the trial's new intermediate values; prune it when the pruner says so (``prune``)."""
         from ..errors import HpctrackError
         from ..store import open_store
 
@@ -220,7 +238,7 @@ class Driver:
                if step > reported]  # fmt: skip
         for step, value in new:
             live.report(value, step)
-        if new and live.should_prune():
+        if prune and new and live.should_prune():
             self._prune(trial, index, new[-1][0])
 
     def _prune(self, trial: Any, index: int, step: int) -> None:

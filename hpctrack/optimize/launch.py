@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HpctrackError
 from ..manifest import Manifest, load_manifest
 from .objective import parse_objective
 from .space import parse_space
@@ -95,5 +95,14 @@ def launch_study(script: str, overrides: List[str], options: StudyOptions, **lau
     if not manifest.study:
         raise ConfigError(f"{script} did not create the study's sweep (its @hydra.main app must not choose its own "
                           "sweeper in code)")  # fmt: skip
-    start_driver(manifest.path)
+    try:
+        start_driver(manifest.path)
+    except HpctrackError:
+        # The driver could not be started (sbatch refused it): the sweep has no job yet and is this
+        # launch's own, so it goes, and the error is the launch's, as for any refused input.
+        from ..safefs import rmtree
+
+        if not load_manifest(manifest.path).jobs:
+            rmtree(manifest.path, manifest.path.parent)
+        raise
     return load_manifest(manifest.path)

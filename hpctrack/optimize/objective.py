@@ -113,8 +113,9 @@ def parse_objective(text: str, direction: Optional[str] = None) -> Objective:
     parts = text.split(":")
     if direction is None:
         if len(parts) < 2 or parts[-1] not in ("min", "max"):
+            example = ":".join(parts[:-1]) if len(parts) > 1 and parts[-1] not in STATS else text
             raise ConfigError(f"--optimize {text!r} says no direction: end it with :min or :max "
-                              f"(e.g. --optimize {text or 'val/loss'}:min), or add --direction minimize|maximize")  # fmt: skip
+                              f"(e.g. --optimize {example or 'val/loss'}:min), or add --direction minimize|maximize")  # fmt: skip
         direction = "minimize" if parts.pop() == "min" else "maximize"
     stat: Optional[str] = None
     if len(parts) > 1:
@@ -123,6 +124,9 @@ def parse_objective(text: str, direction: Optional[str] = None) -> Objective:
             raise ConfigError(f"--optimize {text!r}: unknown statistic {stat!r}; write KEY, KEY:last, KEY:min or "
                               "KEY:max, then :min or :max for the direction (val/loss:min, val/acc:max:max)")  # fmt: skip
     key = ":".join(parts)
+    if key.rsplit(":", 1)[-1] in STATS and ":" in key:
+        raise ConfigError(f"--optimize {text!r}: one statistic at most; write KEY, KEY:last, KEY:min or KEY:max, "
+                          "then :min or :max for the direction (val/loss:min, val/loss:min:min)")  # fmt: skip
     if not key:
         raise ConfigError(f"--optimize {text!r} names no metric; write e.g. --optimize val/loss:min")
     return Objective(key=key, stat=stat, direction=direction)

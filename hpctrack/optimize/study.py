@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 from ..errors import ConfigError
 from .objective import Objective
 
-__all__ = ["STUDY_DIR", "JOURNAL_FILE", "DRIVER_FILE", "DRIVER_LOG", "SAMPLERS", "PRUNERS", "require_optuna",
+__all__ = ["STUDY_DIR", "JOURNAL_FILE", "DRIVER_FILE", "SAMPLERS", "PRUNERS", "require_optuna",
            "study_dir", "open_study", "make_sampler", "make_pruner", "startup_trials"]  # fmt: skip
 
 #: The study's folder in the sweep directory.
@@ -24,8 +24,6 @@ STUDY_DIR = "study"
 JOURNAL_FILE = "journal.log"
 #: What the driver runs (script, Hydra arguments with their real values, working directory); owner-only.
 DRIVER_FILE = "driver.json"
-#: The driver's stdout and stderr.
-DRIVER_LOG = "driver.log"
 #: ``--sampler`` choices.
 SAMPLERS = ("tpe", "random")
 #: ``--prune`` choices.

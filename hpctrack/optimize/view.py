@@ -27,8 +27,12 @@ class StudySummary:
         What trials are scored by, and the direction.
     trials : int
         Trials the study runs in all.
-    done, running, pruned, failed : int
-        Trials completed, pending or running, pruned, and failed (or cancelled, lost).
+    done, running, pruned, failed, cancelled : int
+        Trials completed with an objective value, pending or running, pruned, failed (a completed run
+        without the objective counts here), and cancelled (asked again with the same parameters when
+        the driver resumes).
+    no_objective : int
+        Trials whose run completed without a finite objective (the key was never logged?).
     best : dict or None
         The best completed trial so far: ``job``, ``trial``, ``value``, ``params``.
     driver : DriverState
@@ -41,18 +45,25 @@ class StudySummary:
     running: int = 0
     pruned: int = 0
     failed: int = 0
+    cancelled: int = 0
+    no_objective: int = 0
     best: Optional[Dict[str, Any]] = None
     driver: DriverState = field(default_factory=lambda: DriverState("dead"))
 
     def lines(self, ref: str) -> List[str]:
         """Two or three lines for a person."""
         out = [f"study: {self.objective.selector}, {self.objective.direction} · {self.trials} trials: {self.done} done, "
-               f"{self.running} running, {self.pruned} pruned, {self.failed} failed · driver {self.driver.state}"
+               f"{self.running} running, {self.pruned} pruned, {self.failed} failed"
+               + (f", {self.cancelled} cancelled" if self.cancelled else "") + f" · driver {self.driver.state}"
                + (f" ({self.driver.where})" if self.driver.where else "")]  # fmt: skip
         if self.best is not None:
             params = " ".join(f"{k}={v}" for k, v in self.best["params"].items())
             trial = f"trial {self.best['trial']}, " if self.best.get("trial") is not None else ""
             out.append(f"best so far: {self.best['value']:.6g} ({trial}job {self.best['job']}): {params}")
+        if self.no_objective:
+            out.append(f"{self.no_objective} trial{'s' if self.no_objective != 1 else ''} completed without a finite "
+                       f"{self.objective.selector} (failed): check that the run logs it "
+                       f"(`hpctrack table {ref}` lists what the runs logged)")  # fmt: skip
         if self.driver.state == "dead":
             out.append(f"the driver is not running and the study has not ended (its log: study/driver*.log in the "
                        f"sweep directory): `hpctrack resume {ref}` starts it again")  # fmt: skip
@@ -64,6 +75,7 @@ class StudySummary:
         """``hpctrack status --format json``'s ``study``."""
         return {"objective": self.objective.selector, "direction": self.objective.direction, "trials": self.trials,
                 "done": self.done, "running": self.running, "pruned": self.pruned, "failed": self.failed,
+                "cancelled": self.cancelled, "no_objective": self.no_objective,
                 "best": self.best, "driver": self.driver.state, "driver_where": self.driver.where,
                 "driver_error": self.driver.error}  # fmt: skip
 
@@ -79,14 +91,20 @@ def study_summary(manifest: Manifest, statuses: Sequence[Any]) -> Optional[Study
     keys = [str(p["key"]).lstrip("+~") for p in study.get("space") or []]
     for status in statuses:
         if status.state == JobState.COMPLETED:
-            summary.done += 1
             value = objective.value(status.record) if status.record is not None else None
-            if value is not None and (summary.best is None or objective.better(value, summary.best["value"])):
+            if value is None:
+                summary.failed += 1
+                summary.no_objective += 1
+                continue
+            summary.done += 1
+            if summary.best is None or objective.better(value, summary.best["value"]):
                 params = override_values(manifest.jobs[status.index].overrides)
                 summary.best = {"job": status.index, "trial": trial_of_job.get(str(status.index)), "value": value,
                                 "params": {k: params.get(k) for k in keys}}  # fmt: skip
         elif status.state == JobState.PRUNED:
             summary.pruned += 1
+        elif status.state == JobState.CANCELLED:
+            summary.cancelled += 1
         elif status.state.is_final:
             summary.failed += 1
         else:

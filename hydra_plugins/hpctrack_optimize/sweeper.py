@@ -54,6 +54,21 @@ class OptimizeSweeper(Sweeper):
         return resolve_root(launcher.get("root")) / SWEEPS_DIR / str(sweep_id)
 
     def sweep(self, arguments: List[str]) -> Any:
+        import os
+
+        from hydra.errors import CompactHydraException
+
+        from hpctrack.errors import HpctrackError
+        from hydra_plugins.hpctrack_launcher.launcher import COMMAND_ENV
+
+        try:
+            return self._sweep(arguments)
+        except HpctrackError as err:
+            if COMMAND_ENV in os.environ:  # under hpctrack, which says its errors in one line itself
+                raise
+            raise CompactHydraException(f"hpctrack: {str(err).strip()}") from None
+
+    def _sweep(self, arguments: List[str]) -> Any:
         from hpctrack.optimize.space import parse_space
 
         space = parse_space(list(arguments))

@@ -190,6 +190,16 @@ def test_cancel_stops_the_driver_then_its_trials(hpctrack_root):
                                                    else None)(status_json("long")))  # fmt: skip
     assert status["study"]["driver"] == "stopped"
     assert len(status["jobs"]) == 2  # the driver stopped first: no trial was submitted after the cancel
+    assert status["study"]["cancelled"] == 2 and status["study"]["failed"] == 0
+
+    # resume continues the study: the cancelled trials are asked again, with their parameters
+    cancelled_x = sorted(j["overrides"][0] for j in status["jobs"])
+    assert "driver started again" in run_cli("resume", "long", check=True).stdout
+    status = wait_for("two trials running again", lambda: (lambda s: s if sum(j["state"] == "RUNNING" for j in
+                      s["jobs"]) == 2 else None)(status_json("long")))  # fmt: skip
+    rerun = sorted(j["overrides"][0] for j in status["jobs"][2:4])
+    assert rerun == cancelled_x
+    run_cli("cancel", "long", check=True)
 
 
 @pytest.mark.parametrize(
@@ -204,6 +214,13 @@ def test_cancel_stops_the_driver_then_its_trials(hpctrack_root):
         (["x=interval(0,1)", "--optimize", "loss:min"], "--optimize needs --trials"),
         (["x=interval(0,1)", "--trials", "3"], "--trials is an option of --optimize"),
         (["x=interval(0,1)", "--optimize", "loss:min", "--trials", "3", "--prune", "early"], "--prune must be one of"),
+        (
+            ["x=interval(0,1)", "--optimize", "loss:min", "--trials", "3", "--parallel", "0"],
+            "--parallel must be at least 1",
+        ),
+        (["x=interval(0,1)", "--optimize", "loss:min:min:min", "--trials", "3"], "one statistic at most"),
+        (["x=interval(0,1)", "--optimize", "loss:min:foo", "--trials", "3"], "--optimize loss:min:min"),
+        (["x=interval(0,1)"], "needs a study: add --optimize"),
     ],
 )
 def test_bad_study_is_one_line_before_anything_is_written(hpctrack_root, args, message):
@@ -254,3 +271,15 @@ def test_a_trial_asked_before_the_driver_died_is_submitted_once_on_resume(hpctra
     assert sorted(t.user_attrs["job"] for t in trials) == [0, 1, 2, 3]
     assert f"x={trial.params['x']!r}" in m["jobs"][1]["overrides"]  # the asked trial became job 1, with its params
     assert all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_trials_whose_runs_never_logged_the_objective_are_failed_and_said(hpctrack_root):
+    proc = launch_study("x=interval(-2,2)", "steps=2", "sleep_s=0", "--optimize", "nosuch/key:min", "--trials", "2",
+                        "-j", "2", "--name", "nokey")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    wait_for("study finished", lambda: status_json("nokey")["study"]["driver"] == "finished")
+    study = status_json("nokey")["study"]
+    assert (study["done"], study["failed"], study["no_objective"], study["best"]) == (0, 2, 2, None)
+    text = run_cli("status", "nokey", check=True).stdout
+    assert "2 trials completed without a finite nosuch/key (failed)" in text
+

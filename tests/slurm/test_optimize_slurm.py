@@ -87,3 +87,12 @@ def test_study_driver_is_a_job_and_survives_its_death(slurm_root):
     table = json.loads(run_cli("table", "slurm-study", "--root", slurm_root, "--format", "json", check=True).stdout)
     assert sorted(row["trial"] for row in table) == list(range(6))
     assert status["study"]["best"]["value"] == pytest.approx(min(row["objective"] for row in table))
+
+
+def test_a_driver_slurm_refuses_leaves_no_sweep_behind(hpctrack_root):
+    proc = run_cli("launch", "quadratic.py", "x=interval(-2,2)", "--optimize", "loss:min", "--trials", "2",
+                   "--backend", "slurm", "--partition", "nosuch", "--name", "badpart", cwd=SCRIPTS)  # fmt: skip
+    assert proc.returncode == 1
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert "sbatch refused the study's driver" in line and "partition" in line.lower()
+    assert json.loads(run_cli("ls", "--format", "json", check=True).stdout) == []

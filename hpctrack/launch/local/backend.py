@@ -207,6 +207,30 @@ class LocalBackend(Backend):
     ) -> Manifest:
         return wait_for_sweep(sweep_dir, poll_s=poll_s, on_update=on_update)
 
+    def start_driver(self, manifest: Manifest, command: Sequence[str], log_dir: Path) -> Dict[str, Any]:
+        """A background process in its own session (the launching terminal's Ctrl-C or hang-up never
+        reaches it), its output in ``log_dir/driver.log``, recorded with its identity."""
+        fd = os.open(log_dir / "driver.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        with open(fd, "ab") as log:
+            proc = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, cwd=manifest.cwd or None)  # fmt: skip
+        identity = process_identity(proc.pid)
+        return {"host": socket.gethostname(), "pid": proc.pid, "started": time.time(),
+                **{k: v for k, v in identity.items() if k in ("start", "boot")}}  # fmt: skip
+
+    def driver_state(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        if driver.get("pid") and why_not_ours(dict(driver), str(sweep_dir)) is None:
+            return "started"
+        return None
+
+    def stop_driver(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        why = why_not_ours(dict(driver), str(sweep_dir))
+        if why is not None:
+            return f"the study's driver (pid {driver.get('pid')}) {why}" if "gone" not in why else None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(driver["pid"]), signal.SIGTERM)
+        return None
+
     def result(self, manifest: Manifest, index: int) -> Any:
         """What job ``index`` returned, from submitit's result file in the run's log folder."""
         job = manifest.jobs[index]

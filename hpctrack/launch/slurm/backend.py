@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..._types import JobState
 from ...config import BaseLauncherConf, launcher_target
@@ -395,6 +396,43 @@ class SlurmBackend(Backend):
                 if job.job_id and job.job_id not in rows:
                     rows[job.job_id] = JobInfo(state=None, ended=True)
         return {j.index: rows[j.job_id] for j in manifest.jobs if j.job_id in rows}, note
+
+    def start_driver(self, manifest: Manifest, command: Sequence[str], log_dir: Path) -> Dict[str, Any]:
+        """A one-task, one-CPU job with the sweep's partition, account, qos and ``setup`` lines."""
+        import shlex
+
+        from ...safefs import write_file
+
+        launcher = manifest.launcher
+        lines = ["#!/bin/bash", *[str(line) for line in launcher.get("setup") or []], f"exec {shlex.join(command)}", ""]
+        script = log_dir / "driver.sbatch"
+        write_file(script, "\n".join(lines), manifest.path, mode=0o700)
+        cmd = ["sbatch", "--parsable", f"--job-name=hpctrack-study-{manifest.id}",
+               f"--output={log_dir / 'driver-%j.log'}", "--ntasks=1", "--cpus-per-task=1"]  # fmt: skip
+        cmd += [f"--{key}={launcher[key]}" for key in ("partition", "account", "qos") if launcher.get(key)]
+        code, out, err = _run([*cmd, str(script)])
+        if code != 0:
+            reason = (err.strip().splitlines() or [f"exit code {code}"])[-1]
+            raise SubmissionError(f"sbatch refused the study's driver: {reason}", reason=reason)
+        return {"job_id": out.strip().split(";")[0], "submitted": time.time()}
+
+    def driver_state(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        if not driver.get("job_id"):
+            return None
+        code, out, _ = _run(["squeue", "-h", "-j", str(driver["job_id"]), "-o", "%T"], timeout_s=30)
+        words = out.split()
+        word = words[0] if code == 0 and words else None
+        if word == "PENDING":
+            return "queued"
+        return "started" if word in ("RUNNING", "CONFIGURING", "COMPLETING") else None
+
+    def stop_driver(self, driver: Mapping[str, Any], sweep_dir: Path) -> Optional[str]:
+        job_id = str(driver["job_id"])
+        if self.driver_state(driver, sweep_dir) == "queued":
+            _run(["scancel", job_id])
+        else:  # --signal=TERM: the batch step gets SIGTERM, and the driver ends between two of its steps
+            _run(["scancel", "--signal=TERM", "--full", job_id])
+        return None
 
     def cancel(self, manifest: Manifest, indices: Optional[Sequence[int]] = None) -> None:
         wanted = set(indices) if indices is not None else None
