@@ -282,4 +282,3 @@ def test_trials_whose_runs_never_logged_the_objective_are_failed_and_said(hpctra
     assert (study["done"], study["failed"], study["no_objective"], study["best"]) == (0, 2, 2, None)
     text = run_cli("status", "nokey", check=True).stdout
     assert "2 trials completed without a finite nosuch/key (failed)" in text
-

@@ -206,3 +206,16 @@ def test_job_over_its_time_limit_shows_timeout(slurm_root, timeout_sweep):
     (job,) = status["jobs"]
     assert job["state"] == "TIMEOUT"
     assert job["last_step"] and job["last_step"] > 10  # its metrics were flushed before the kill
+
+
+def test_a_cancelled_job_stops_at_once_and_never_records_itself_completed(slurm_root):
+    """SLURM's SIGTERM alone is bypassed by submitit: the job trained on until KillWait and could end COMPLETED."""
+    assert launch(slurm_root, "--name", "stop-now", "x=1", "steps=16", "sleep_s=0.5").returncode == 0
+    wait_until(slurm_root, "stop-now", lambda s: s["jobs"][0]["state"] == "RUNNING" and s["jobs"][0]["last_step"])
+    run_cli("cancel", "stop-now", "--root", slurm_root, check=True)
+    status = wait_final(slurm_root, "stop-now", timeout_s=120)
+    (job,) = status["jobs"]
+    assert job["state"] == "CANCELLED", job
+    assert job["last_step"] < 15  # stopped between two steps, not at KillWait's end (8 s of steps, KillWait 5 s)
+    record = json.loads(run_cli("show", "stop-now/0", "--format", "json", "--root", slurm_root, check=True).stdout)
+    assert record["status"]["state"] != "completed"

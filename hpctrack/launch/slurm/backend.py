@@ -439,6 +439,11 @@ class SlurmBackend(Backend):
         ids = sorted({j.job_id for j in manifest.jobs if j.job_id and (wanted is None or j.index in wanted)})
         if not ids:
             return
+        # SIGINT to the jobs' steps first (not the batch shell): each run stops between two of its
+        # steps and records its cancel. SLURM's own SIGTERM is bypassed by submitit, so without it a
+        # cancelled job trains on until KillWait and may even record itself completed. Pending jobs
+        # have no step to signal: that scancel's complaint about them is not the cancel's failure.
+        _run(["scancel", "--signal=INT", *ids])
         code, _, err = _run(["scancel", *ids])
         if code != 0:
             raise SubmissionError(f"scancel failed: {err.strip() or f'exit code {code}'}", reason=err.strip())
