@@ -568,12 +568,12 @@ class BaseHpctrackLauncher(Launcher):
             states, errors = _wait_in_queue(self.sweep_dir, indices, show, float(self.params.get("wait_poll_s") or 10))
         else:
             from hpctrack.launch.progress import wait_with_progress
-            from hpctrack.status import job_statuses
+            from hpctrack.status import sweep_status
 
             manifest = wait_with_progress(self.sweep_dir, show=show, indices=indices)
             wanted = set(indices)
             # what status says, with the run's own error line (a SystemExit, a time limit)
-            statuses = [s for s in job_statuses(manifest) if s.index in wanted]
+            statuses = sweep_status(manifest, only=wanted).jobs  # this batch's runs only, not the whole sweep's
             states, errors = {s.index: s.state for s in statuses}, {s.index: s.error for s in statuses}
         from hpctrack.manifest import load_manifest
 
@@ -608,7 +608,7 @@ def _wait_in_queue(
     from hpctrack.launch import get_backend
     from hpctrack.launch.progress import SweepProgress
     from hpctrack.manifest import load_manifest
-    from hpctrack.status import job_statuses
+    from hpctrack.status import sweep_status
 
     wanted = set(indices)
     manifest = load_manifest(sweep_dir)
@@ -616,7 +616,7 @@ def _wait_in_queue(
         with SweepProgress(manifest.name or manifest.id, len(indices), show=show) as bar:
             while True:
                 manifest = load_manifest(sweep_dir)
-                statuses = [s for s in job_statuses(manifest) if s.index in wanted]
+                statuses = sweep_status(manifest, only=wanted).jobs  # this batch's runs only, not the whole sweep's
                 bar.update([s.state for s in statuses])
                 if all(s.state.is_final for s in statuses):
                     return {s.index: s.state for s in statuses}, {s.index: s.error for s in statuses}
