@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -42,6 +42,18 @@ def run_cli(
     if check and proc.returncode != 0:
         raise AssertionError(f"hpctrack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout_s: float = 240, every_s: float = 0.5) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or fail naming ``what`` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout_s} s: {what}")
+        time.sleep(every_s)
 
 
 def error_lines(stderr: str) -> List[str]:

@@ -11,11 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS, error_lines, run_cli
+from conftest import SCRIPTS, error_lines, run_cli, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -27,17 +26,6 @@ def status_json(ref: str) -> dict:
 def manifest_of(root: Path) -> dict:
     (path,) = (root / "sweeps").glob("*/sweep.json")
     return json.loads(path.read_text())
-
-
-def wait_for(what: str, predicate, timeout_s: float = 240, every_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        time.sleep(every_s)
 
 
 def journal_trials(sweep_dir: Path) -> list:

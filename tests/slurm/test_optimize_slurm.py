@@ -16,21 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS, run_cli
+from conftest import SCRIPTS, run_cli, wait_for
 from slurm_helpers import status_json
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
-
-def wait_for(what: str, predicate, timeout_s: float = 300):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout_s} s: {what}")
-        time.sleep(1)
 
 
 def slurm_job(job_id: str) -> dict:
@@ -60,11 +50,11 @@ def test_study_driver_is_a_job_and_survives_its_death(slurm_root):
 
     # Mid-study the driver dies outright (SIGKILL to its process on the node: no chance to record anything,
     # as in a node failure); the cluster is this one node, so its pid is taken from the manifest.
-    wait_for("2 trials submitted", lambda: len(status_json(slurm_root, "slurm-study")["jobs"]) >= 2)
+    wait_for("2 trials submitted", lambda: len(status_json(slurm_root, "slurm-study")["jobs"]) >= 2, 300, 1)
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
     assert manifest["study"]["driver"]["host"] == socket.gethostname()
     os.kill(int(manifest["study"]["driver"]["pid"]), signal.SIGKILL)
-    wait_for("driver dead", lambda: status_json(slurm_root, "slurm-study")["study"]["driver"] == "dead")
+    wait_for("driver dead", lambda: status_json(slurm_root, "slurm-study")["study"]["driver"] == "dead", 300, 1)
     resumed = run_cli("resume", "slurm-study", "--root", slurm_root, check=True)
     assert "driver started again (SLURM job" in resumed.stdout
     wait_for("study finished", lambda: status_json(slurm_root, "slurm-study")["study"]["driver"] == "finished",
