@@ -71,10 +71,11 @@ class BatchValidator:
     is_group: Callable[[str], bool]
     lines: Mapping[str, ParsedLine] = field(default_factory=dict)
     #: Configs composed so far (one per config-group combination, plus each job composed in full).
-    compositions: int = 0
-    _bases: Dict[Tuple[str, ...], "DictConfig"] = field(default_factory=dict)
-    _groups: Dict[str, bool] = field(default_factory=dict)
-    _passed: Dict[Tuple[Tuple[str, ...], str], bool] = field(default_factory=dict)
+    compositions: int = field(default=0, init=False)
+    _bases: Dict[Tuple[str, ...], Optional["DictConfig"]] = field(default_factory=dict, init=False, repr=False)
+    _groups: Dict[str, bool] = field(default_factory=dict, init=False, repr=False)
+    _passed: Dict[Tuple[Tuple[str, ...], str], bool] = field(default_factory=dict, init=False, repr=False)
+    _independent: Dict[Tuple[str, ...], bool] = field(default_factory=dict, init=False, repr=False)
 
     def validate(self, batch: Sequence[Sequence[str]]) -> None:
         """Raise Hydra's error for the first job of ``batch`` whose config cannot be composed."""
@@ -102,15 +103,19 @@ class BatchValidator:
             return False
         groups = tuple(line for line in job if self._group(line))
         others = [line for line in job if not self._group(line)]
-        if not _independent([self.lines[line].override.key_or_group for line in others]):
+        keys = tuple(self.lines[line].override.key_or_group for line in others)
+        if keys not in self._independent:
+            self._independent[keys] = _independent(keys)
+        if not self._independent[keys]:
             return False
-        base = self._bases.get(groups)
-        if base is None:
+        if groups not in self._bases:
             try:
-                base = self._compose(list(groups))
+                self._bases[groups] = self._compose(list(groups))
             except Exception:
-                return False  # the job is composed in full, for its own error
-            self._bases[groups] = base
+                self._bases[groups] = None  # each job of the combination is composed in full, for its own error
+        base = self._bases[groups]
+        if base is None:
+            return False
         for line in others:
             known = self._passed.get((groups, line))
             if known is None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any, List, Optional, Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+# the module, not the class: Hydra's plugin scan registers every plugin class a module's namespace holds
+from hydra._internal.core_plugins import basic_sweeper
 from hydra.core.override_parser.types import Override
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-class HpctrackBasicSweeper(BasicSweeper):
+class HpctrackBasicSweeper(basic_sweeper.BasicSweeper):
     """:class:`BasicSweeper` with a validation that composes once per config-group combination."""
 
     def __init__(
@@ -46,7 +47,7 @@ class HpctrackBasicSweeper(BasicSweeper):
         # BasicSweeper.sweep calls this on its parsed overrides: keep them, so that each job's
         # lines are known parsed (their values typed) without parsing every line again.
         self._parsed = list(overrides)
-        return BasicSweeper.split_arguments(overrides, max_batch_size)
+        return basic_sweeper.BasicSweeper.split_arguments(overrides, max_batch_size)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from hpctrack.launch.validate import parse_sweep_lines, validator_for
@@ -69,8 +70,10 @@ class HpctrackBasicSweeper(BasicSweeper):
 def _configs_sweeper(hydra_context: HydraContext, config: DictConfig) -> Optional[str]:
     """The sweeper the script's config chooses, without the command line's ``hydra/sweeper=``; None: unknown."""
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
-    overrides = [str(o) for o in config.hydra.overrides.hydra if not str(o).startswith("hydra/sweeper=")]
+    given = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)  # as Hydra reads them
+    overrides = [str(o) for o in (given if isinstance(given, list) else []) if not str(o).startswith("hydra/sweeper=")]
     try:
         defaults = hydra_context.config_loader.compute_defaults_list(
             config_name=config.hydra.job.config_name, overrides=overrides, run_mode=RunMode.MULTIRUN

@@ -93,8 +93,10 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(hpctrack_root, tmp_path, m
 
 
 def test_a_sweeper_chosen_by_the_scripts_config_is_kept(hpctrack_root):
-    # the config's own sweeper (here hpctrack_optimize, which refuses to run outside --optimize) is the
-    # one that runs, not hpctrack's basic sweeper in its place
+    # The config's own sweeper is the one that runs, not hpctrack's basic sweeper in its place. Here it is
+    # hpctrack_optimize, which outside `launch --optimize` finds no study's sweep and launches nothing,
+    # where the basic sweeper would have run both jobs.
     proc = run_cli("launch", str(SCRIPTS / "own_sweeper.py"), "x=1,2")
-    assert proc.returncode == 1
-    assert "runs under `hpctrack launch --optimize`" in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stdout
+    assert error_lines(proc.stderr)[0].startswith("Error: no sweep manifest at "), proc.stderr
+    assert not list(hpctrack_root.rglob("runs"))
