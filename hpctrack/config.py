@@ -54,6 +54,9 @@ class BaseLauncherConf:
     # make the sweep readable (never writable) by this group: directories 2750, files 0640;
     # None -> `share_group:` in the user config file, else owner only
     share_group: Optional[str] = None
+    # print what would be submitted (jobs, arrays, resources) after checking every job's config;
+    # submit nothing and write no sweep (`hpctrack launch --dry-run`)
+    dry_run: bool = False
 
 
 def launcher_target(backend: str) -> str:

@@ -180,4 +180,5 @@ def rerun_run(
     new = launch_script(script, overrides, backend=backend, name=name, root=root, progress=progress,
                         detach=detach, command=["hpctrack", "rerun", f"{manifest.id}/{index}"],
                         store=manifest.store)  # fmt: skip
+    assert new is not None  # not a dry run
     return new, warnings

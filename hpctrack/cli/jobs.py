@@ -66,6 +66,11 @@ from .render import report_resubmission
 @click.option(
     "--prune", default=None, metavar="median|percentile|hyperband", help="--optimize: stop trials that do worse."
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check every job's config, print what would be submitted (jobs, arrays, resources); submit nothing.",
+)
 @root_option
 @handle_errors
 def launch(
@@ -86,6 +91,7 @@ def launch(
     direction: Optional[str],
     sampler: Optional[str],
     prune: Optional[str],
+    dry_run: bool,
     root: Optional[str],
 ) -> None:
     """Run SCRIPT's Hydra sweep over OVERRIDES (e.g. 'optimizer.lr=0.01,0.1' 'seed=0,1,2').
@@ -101,6 +107,8 @@ def launch(
         given = [flag for flag, value in study.items() if value is not None]
         if given:
             fail(f"{given[0]} is an option of --optimize; add --optimize KEY:min|max")
+    elif dry_run:
+        fail("--dry-run is not an option of --optimize (the study chooses its trials as it runs)")
     else:
         _launch_study(script, overrides, objective, trials, direction, sampler, prune, backend=backend,
                       parallel=parallel, name=name, root=root, store=store, partition=partition,
@@ -122,10 +130,13 @@ def launch(
             slurm={"partition": partition, "time": time_limit},
             code_snapshot=not no_code_snapshot,
             share_group=share_group,
+            dry_run=dry_run,
         )
     except KeyboardInterrupt:
         echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
         sys.exit(130)
+    if manifest is None:  # a dry run: the launcher printed the plan
+        return
     ref = sweep_ref(manifest)
     if backend_class(manifest.backend).has_queue:
         echo(

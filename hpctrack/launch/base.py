@@ -21,7 +21,7 @@ __all__ = ["Backend", "JobInfo", "NOT_BACKEND_OPTIONS"]
 
 #: Launcher config keys that are hpctrack's own, not options of the backend.
 NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot",
-                       "share_group", "wait", "wait_poll_s")  # fmt: skip
+                       "share_group", "wait", "wait_poll_s", "dry_run")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,14 @@ class Backend(abc.ABC):
 
     def preflight(self) -> None:
         """Raise ConfigError when this backend can't submit from here; called before anything is written."""
+
+    def plan(self, n_jobs: int) -> List[str]:
+        """Lines saying how :meth:`submit` would hand ``n_jobs`` jobs over (``launch --dry-run``).
+
+        Asks nothing that changes state (a scheduler's limits may be read) and
+        writes nothing.
+        """
+        return []
 
     @abc.abstractmethod
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:

@@ -15,6 +15,7 @@ import os
 import runpy
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -176,7 +177,8 @@ def launch_script(
     code_snapshot: bool = True,
     share_group: Optional[str] = None,
     sweeper: Sequence[str] = (),
-) -> Manifest:
+    dry_run: bool = False,
+) -> Optional[Manifest]:
     """Launch the sweep of a Hydra ``script`` over ``overrides``; see the CLI's ``launch``.
 
     Every check (script, root, store, backend, override syntax, config keys of
@@ -185,13 +187,18 @@ def launch_script(
     job does not raise here: it is recorded in the sweep. ``slurm`` holds
     SLURM launcher settings given as options (``partition``, ``time``).
     ``share_group`` makes the sweep readable by that group (see ``--share-group``).
-    ``sweeper``: Hydra arguments choosing and configuring another sweeper than
-    Hydra's own (``hpctrack launch --optimize``: ``hydra/sweeper=hpctrack_optimize ...``).
+    ``sweeper``: Hydra arguments choosing and configuring another sweeper
+    (``hpctrack launch --optimize``: ``hydra/sweeper=hpctrack_optimize ...``).
+    Without them, and unless the overrides or the script's config choose one,
+    the sweep is Hydra's basic sweep, validated by ``hydra/sweeper=hpctrack_basic``:
+    one config composed per combination of config-group choices, not one per job.
+    ``dry_run``: check every job's config as a launch does, print what would be
+    submitted (jobs, arrays, resources), and submit and write nothing.
 
     Returns
     -------
-    Manifest
-        The sweep as recorded after submission (or after the jobs ended).
+    Manifest or None
+        The sweep as recorded after submission (or after the jobs ended); None after a dry run.
 
     Raises
     ------
@@ -213,10 +220,11 @@ def launch_script(
 
         resolve_group(share_group)  # a bad group is said before the root is even created
     _check_overrides(overrides)
-    root_path = ensure_writable_root(resolve_root(root))
+    # a dry run writes nothing under the root: Hydra's sweep directory (multirun.yaml) is a temporary one
+    root_path = resolve_root(root) if dry_run else ensure_writable_root(resolve_root(root))
     path = path.absolute()
     sweep_id = new_sweep_id()
-    sweep_dir = root_path / SWEEPS_DIR / sweep_id
+    sweep_dir = Path(tempfile.mkdtemp(prefix="hpctrack-dry-run-")) if dry_run else root_path / SWEEPS_DIR / sweep_id
     hydra_args = [
         "--multirun",
         f"hydra/launcher=hpctrack_{backend}",
@@ -249,11 +257,59 @@ def launch_script(
         hydra_args.append("hydra.launcher.code_snapshot=false")
     if share_group:
         hydra_args.append(f"hydra.launcher.share_group={_quote(share_group)}")
-    hydra_args.extend(sweeper)
+    if dry_run:
+        hydra_args.append("hydra.launcher.dry_run=true")
     flags, plain = split_flags(overrides)
-    with _as_script(path, [*flags, *hydra_args, *plain], command or ["hpctrack", "launch", script, *overrides]):
+    if sweeper or any(arg.startswith("hydra/sweeper=") for arg in plain):
+        return _run(path, script, overrides, [*flags, *hydra_args, *sweeper, *plain], command, sweep_dir, dry_run)
+    from .validate import SweeperChosenByConfig
+
+    try:
+        return _run(path, script, overrides, [*flags, *hydra_args, *_FAST_SWEEPER, *plain], command, sweep_dir,
+                    dry_run)  # fmt: skip
+    except SweeperChosenByConfig:  # raised before anything was launched: run with the config's sweeper
+        return _run(path, script, overrides, [*flags, *hydra_args, *plain], command, sweep_dir, dry_run)
+
+
+#: Hydra's basic sweeper with hpctrack's validation, standing aside for a sweeper the script's config chooses.
+_FAST_SWEEPER = ("hydra/sweeper=hpctrack_basic", "hydra.sweeper.yield_to_config=true")
+
+
+def _run(
+    path: Path,
+    script: str,
+    overrides: List[str],
+    argv: List[str],
+    command: Optional[List[str]],
+    sweep_dir: Path,
+    dry_run: bool,
+) -> Optional[Manifest]:
+    """Run the script with Hydra's ``argv``; the sweep it launched in ``sweep_dir`` (None after a dry run)."""
+    from .validate import SweeperChosenByConfig
+
+    if dry_run:
+        try:
+            with _as_script(path, argv, command or ["hpctrack", "launch", script, *overrides]):
+                try:
+                    runpy.run_path(str(path), run_name="__main__")
+                except (HpctrackError, KeyboardInterrupt, SweeperChosenByConfig):
+                    raise
+                except SystemExit as err:
+                    if err.code in (None, 0):
+                        return None
+                    raise ConfigError(f"{script} rejected its command line (exit code {err.code}); "
+                                      "see the message above") from None  # fmt: skip
+                except BaseException as err:
+                    raise ConfigError(_one_line(err, path)) from err
+        finally:
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        return None
+    with _as_script(path, argv, command or ["hpctrack", "launch", script, *overrides]):
         try:
             runpy.run_path(str(path), run_name="__main__")
+        except SweeperChosenByConfig:
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+            raise
         except BaseException as err:
             if (sweep_dir / MANIFEST_FILE).exists():
                 # The sweep exists: either the backend refused it (the manifest records that,

@@ -92,6 +92,7 @@ def launch_study(script: str, overrides: List[str], options: StudyOptions, **lau
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
     launch = {**launch, "parallel": options.parallel, "detach": True, "progress": False}
     manifest = launch_script(script, list(overrides), sweeper=_sweeper_args(options, backend), **launch)
+    assert manifest is not None  # not a dry run
     if not manifest.study:
         raise ConfigError(f"{script} did not create the study's sweep (its @hydra.main app must not choose its own "
                           "sweeper in code)")  # fmt: skip

@@ -408,6 +408,8 @@ class BaseHpctrackLauncher(Launcher):
         self._check_sweeper()
         jobs = [list(o) for o in job_overrides]
         nums = [initial_job_idx + i for i in range(len(jobs))]
+        if self.params.get("dry_run"):
+            return self._dry_run(jobs, nums)
         hydra_sweep_dir = Path(str(self.config.hydra.sweep.dir))
         hydra_sweep_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's own launchers do
         # Hydra's sweeper has just saved the sweep's config with the real values; only the job
@@ -465,6 +467,16 @@ class BaseHpctrackLauncher(Launcher):
             return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)
                     for o in jobs]  # fmt: skip
         return self._wait(indices, jobs)
+
+    def _dry_run(self, jobs: List[List[str]], nums: List[int]) -> Sequence[JobReturn]:
+        """Say what this launch would submit (``hydra.launcher.dry_run``); submit and write nothing."""
+        from hpctrack.launch.plan import launch_plan
+
+        self._check_output_dirs(jobs, nums, len(self._overrides))
+        self._overrides, self._nums = [*self._overrides, *jobs], [*self._nums, *nums]
+        print("\n".join(launch_plan(self._BACKEND, self._backend_options(), jobs, nums)), flush=True)
+        return [JobReturn(overrides=mask_overrides(o), status=JobStatus.COMPLETED, _return_value=None)
+                for o in jobs]  # fmt: skip
 
     def _check_sweeper(self) -> None:
         """Refuse, before anything is submitted, a sweeper that needs each job's value from a launch that won't wait."""

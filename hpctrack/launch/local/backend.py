@@ -106,6 +106,10 @@ class LocalBackend(Backend):
         self.parallel = parallel or os.cpu_count() or 1
         self.timeout_min = timeout_min
 
+    def plan(self, n_jobs: int) -> List[str]:
+        limit = f", each stopped after {self.timeout_min} min" if self.timeout_min else ""
+        return [f"local processes: {min(self.parallel, n_jobs)} at a time ({self.parallel} at most){limit}"]
+
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         cmd = [
             sys.executable,

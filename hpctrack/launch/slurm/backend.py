@@ -309,14 +309,31 @@ class SlurmBackend(Backend):
             raise ConfigError("sbatch not found on PATH: --backend slurm runs where SLURM's commands are "
                               "(a login node), or use --backend local")
 
+    def _arrays(self, indices: Sequence[int], limit: int) -> List[List[List[int]]]:
+        """The job arrays ``submit`` makes: array tasks of ``runs_per_task`` jobs, ``limit`` tasks per array."""
+        tasks = [list(indices[i:i + self.runs_per_task]) for i in range(0, len(indices), self.runs_per_task)]
+        return [tasks[i:i + limit] for i in range(0, len(tasks), limit)]
+
+    def plan(self, n_jobs: int) -> List[str]:
+        limit = max_array_size()
+        arrays = self._arrays(range(n_jobs), limit)
+        sizes = [len(a) for a in arrays]
+        shown = ", ".join(str(s) for s in sizes[:8]) + (f", ... ({len(sizes) - 8} more)" if len(sizes) > 8 else "")
+        params = _Resources(self.options).sbatch_parameters("hpctrack-<sweep>")
+        params.pop("job_name", None)
+        resources = " ".join(f"{k}={v}" for k, v in params.items())
+        return [f"SLURM: {len(arrays)} job array{'s' if len(arrays) != 1 else ''} of {shown} task"
+                f"{'s' if sizes != [1] else ''} (MaxArraySize {limit}, {self.runs_per_task} run"
+                f"{'s' if self.runs_per_task != 1 else ''} per task, {self.pack}), "
+                f"{sum(sizes)} array tasks in all",
+                f"resources per task: {resources}"]  # fmt: skip
+
     def submit(self, manifest: Manifest, indices: Sequence[int]) -> None:
         import submitit
 
         from ._task import SlurmTask, max_requeues
 
-        tasks = [list(indices[i:i + self.runs_per_task]) for i in range(0, len(indices), self.runs_per_task)]
-        limit = max_array_size()
-        chunks = [tasks[i:i + limit] for i in range(0, len(tasks), limit)]
+        chunks = self._arrays(indices, max_array_size())
         job_name = f"hpctrack-{manifest.name or manifest.id}"
         params = _Resources(self.options).sbatch_parameters(job_name)
         submitted: Dict[int, Tuple[str, str, str]] = {}
