@@ -46,6 +46,7 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
     manifest = sweep.manifest
     job = manifest.jobs[index]
     status = next(s for s in sweep.sweep_status().jobs if s.index == index)
+    labels = _labels(sweep)
     out: Dict[str, Any] = {
         "run_id": f"{manifest.id}/{index}",
         "sweep": {
@@ -55,6 +56,9 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
             "backend": manifest.backend,
             "store": manifest.store,
             "launched_with": manifest.command,
+            "tags": labels.get("tags", {}),
+            "note": labels.get("note"),
+            **({"labels_error": labels["error"]} if "error" in labels else {}),
         },
         "job": {
             "index": index,
@@ -102,6 +106,17 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "provenance": info.get("provenance") or {},
     })  # fmt: skip
     return out
+
+
+def _labels(sweep: Any) -> Dict[str, Any]:
+    """The sweep's tags and note; a damaged ``labels.json`` is said, never fatal to ``show``."""
+    from .errors import HpctrackError
+
+    try:
+        labels = sweep.labels
+    except HpctrackError as err:
+        return {"error": one_line(err)}
+    return {"tags": labels.tags, "note": labels.note}
 
 
 #: Written by the Hydra launcher into a job's Hydra output directory: the run that wrote there.

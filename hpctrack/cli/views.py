@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 
@@ -14,22 +14,28 @@ from .render import print_diff, print_run, print_sweeps, print_wide, status_view
 
 
 @cli.command("ls")
+@click.option("--where", metavar="EXPR", help="Only sweeps matching EXPR (the filter language of `table --filter`) "
+              "over name, id, created, backend, store, script, n_jobs, unconfirmed, note, states.STATE, tags.KEY.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]",
+              help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.")
+@click.option("--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @root_option
 @handle_errors
-def ls_command(fmt: str, root: Optional[str]) -> None:
-    """The sweeps under the root, newest first."""
+def ls_command(where: Optional[str], tags: Sequence[str], since: Optional[str], fmt: str, root: Optional[str]) -> None:
+    """The sweeps under the root, newest first, with their tags and note (not those in the trash)."""
     from ..config import resolve_root
     from ..sweep import sweep_rows
 
-    rows, skipped = sweep_rows(root)
+    rows, skipped = sweep_rows(root, where=where, tags=tags, since=since)
     for line in skipped:
         echo(line, err=True)
     if fmt == "json":
         echo_json(rows)
         return
     if not rows:
-        echo(f"no sweeps under {resolve_root(root)}")
+        selected = where is not None or bool(tags) or since is not None
+        echo(f"no sweep under {resolve_root(root)} matches" if selected else f"no sweeps under {resolve_root(root)}")
         return
     print_sweeps(rows)
 
