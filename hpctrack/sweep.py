@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from ._types import JobState
 from .config import resolve_root
 from .errors import ConfigError
-from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
+from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
 from .status import JobStatus, SweepStatus, sweep_status
 from .store import RunRecord, open_store
 
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .labels import Labels
-
     from .requeue import RequeuePlan
     from .verify import Problem, RepairReport
 
@@ -384,6 +383,7 @@ def sweep_rows(
     where: Optional[str] = None,
     tags: Sequence[str] = (),
     since: Optional[str] = None,
+    trashed: bool = False,
 ) -> "tuple[List[Dict[str, Any]], List[str]]":
     """One row per sweep under the root, newest first (``hpctrack ls``), and a line per damaged sweep skipped.
 
@@ -402,6 +402,8 @@ def sweep_rows(
         ``key=value`` (the tag has that value) or ``key`` (the sweep has the tag); all must hold.
     since:
         Only sweeps created since then: ``30d``, ``12h``, ``2026-10-01`` (:func:`hpctrack._since.parse_since`).
+    trashed:
+        List the sweeps in the root's trash (``ROOT/trash``, :mod:`hpctrack.trash`) instead.
 
     Raises
     ------
@@ -420,7 +422,8 @@ def sweep_rows(
     wanted = [_tag_condition(t) for t in tags]
     rows: List[Dict[str, Any]] = []
     skipped: List[str] = []
-    for sweep in list_sweeps(root):
+    for path in iter_sweep_dirs(resolve_root(root), under=TRASH_DIR if trashed else SWEEPS_DIR):
+        sweep = Sweep(path)
         try:  # one damaged sweep is named and skipped, never fatal to the listing
             m = sweep.manifest
         except HpctrackError as err:

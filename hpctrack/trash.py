@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ._types import JobState
-from .errors import ConfigError, SweepNotFoundError, UnsafePathError
+from .errors import ConfigError, FormatVersionError, StoreError, SweepNotFoundError, UnsafePathError
 from .locking import fsync_dir
-from .manifest import MANIFEST_FILE, SWEEPS_DIR, Manifest, find_sweep, load_manifest
+from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest
 from .safefs import ROOT_MODE, check_inside, rmtree
 
 __all__ = ["TRASH_DIR", "RemovedSweep", "remove_sweeps", "find_trashed", "trashed_sweeps"]
 
-#: ``ROOT/trash/<sweep id>``: sweeps removed by ``hpctrack rm`` without ``--purge``.
-TRASH_DIR = "trash"
 _ACTIVE = (JobState.PENDING, JobState.RUNNING)
 
 
@@ -55,12 +53,7 @@ class _Target:
 
 def trashed_sweeps(root: Path) -> List[Path]:
     """The sweep directories in ``ROOT/trash``, newest first."""
-    base = Path(root) / TRASH_DIR
-    try:
-        names = sorted(os.listdir(base), reverse=True)
-    except FileNotFoundError:
-        return []
-    return [base / n for n in names if not n.startswith(".") and (base / n / MANIFEST_FILE).is_file()]
+    return list(iter_sweep_dirs(root, under=TRASH_DIR))
 
 
 def find_trashed(root: Path, ref: str) -> Path:
@@ -74,7 +67,7 @@ def find_trashed(root: Path, ref: str) -> Path:
         try:
             if load_manifest(d).name == ref:
                 return d
-        except Exception:  # noqa: BLE001 - a damaged trashed sweep is not the one asked for by name
+        except (StoreError, FormatVersionError):  # a damaged trashed sweep is not the one asked for by name
             continue
     raise SweepNotFoundError(f"no sweep {ref!r} under {root} nor in its trash (try `hpctrack ls` / `hpctrack ls "
                              "--trash`, or pass --root / set HPCTRACK_ROOT)")  # fmt: skip

@@ -491,6 +491,26 @@ def print_sweeps(rows: List[Dict[str, Any]]) -> None:
     print_wide(table)
 
 
+def print_sweep(d: Dict[str, Any]) -> None:
+    """``hpctrack show SWEEP``: the sweep's fields, jobs by state, tags and note (all of it)."""
+    lines = [
+        f"sweep {d['id']}" + (f"  ({d['name']})" if d.get("name") else ""),
+        f"  dir:        {d['path']}",
+        f"  created:    {d['created']}   backend: {d['backend']}   store: {d['store']}",
+        f"  script:     {d.get('script') or '-'}",
+        f"  jobs:       {d['jobs']}"
+        + (
+            f" ({d['unconfirmed']} unconfirmed: `hpctrack status` asks the scheduler)" if d.get("unconfirmed") else ""
+        ),  # fmt: skip
+        "  tags:       " + (" ".join(f"{k}={v}" for k, v in sorted(d["tags"].items())) or "-"),
+        f"  note:       {' '.join((d.get('note') or '-').split())}",
+    ]
+    if d.get("labels_error"):
+        lines.append(f"  tags and note not shown: {d['labels_error']}")
+    lines.append(f"  (`hpctrack show {d['id']}/JOB` for a run)")
+    click.echo("\n".join(printable(line) for line in lines))
+
+
 def print_diff(result: Dict[str, Any], full_code: bool) -> None:
     """``hpctrack diff`` as text: the differing config keys, code, packages, host and resources."""
     echo(f"--- {result['runs'][0]}")

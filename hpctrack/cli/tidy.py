@@ -55,7 +55,9 @@ def note(sweep: str, text: Optional[str], clear: bool, root: Optional[str]) -> N
 
 @cli.command("rm")
 @click.argument("sweeps", nargs=-1, required=True)
-@click.option("--purge", is_flag=True, help="Delete for good instead of moving to ROOT/trash (also for trashed sweeps).")
+@click.option(
+    "--purge", is_flag=True, help="Delete for good instead of moving to ROOT/trash (also for trashed sweeps)."
+)
 @root_option
 @handle_errors
 def rm_command(sweeps: Sequence[str], purge: bool, root: Optional[str]) -> None:
