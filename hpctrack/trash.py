@@ -123,7 +123,7 @@ def _still_active(manifest: Manifest) -> Optional[str]:
         from .optimize.control import driver_state
 
         driver = driver_state(manifest)
-        if driver.state in ("running", "starting", "queued"):
+        if driver.alive:
             return (f"its study's driver is {driver.state} ({driver.where}): cancel the study first "
                     f"(`hpctrack cancel {manifest.path.name}`)")  # fmt: skip
     return None
