@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._names import check_name
 from .errors import ConfigError, FormatVersionError, StoreError
@@ -102,7 +102,7 @@ def _check_value(key: str, value: Any) -> str:
     return check_name(f"value of tag {key!r}", value)
 
 
-def parse_tag_args(args: Sequence[str]) -> "tuple[Dict[str, str], list[str]]":
+def parse_tag_args(args: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
     """``["project=x", "stage="]`` -> (``{"project": "x"}``, ``["stage"]``): ``key=`` removes a tag.
 
     Raises
@@ -111,7 +111,7 @@ def parse_tag_args(args: Sequence[str]) -> "tuple[Dict[str, str], list[str]]":
         An argument without ``=``, an empty or too long key or value.
     """
     tags: Dict[str, str] = {}
-    remove: list = []
+    remove: List[str] = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep:
@@ -127,7 +127,7 @@ def parse_tag_args(args: Sequence[str]) -> "tuple[Dict[str, str], list[str]]":
     return tags, remove
 
 
-def _update(sweep_dir: Path, change: Any) -> Labels:
+def _update(sweep_dir: Path, change: Callable[[Labels], Labels]) -> Labels:
     """Read ``labels.json``, apply ``change`` (Labels -> Labels), write it atomically under the manifest lock."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / MANIFEST_FILE).is_file():

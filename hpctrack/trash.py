@@ -20,7 +20,7 @@ import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ._types import JobState
 from .errors import ConfigError, FormatVersionError, StoreError, SweepNotFoundError, UnsafePathError
@@ -129,7 +129,7 @@ def _still_active(manifest: Manifest) -> Optional[str]:
     return None
 
 
-def _submissions(manifest: Manifest) -> List[tuple]:
+def _submissions(manifest: Manifest) -> List[Tuple[Optional[str], Optional[float], int]]:
     return [(j.job_id, j.submitted, len(j.history)) for j in manifest.jobs]
 
 
