@@ -180,14 +180,15 @@ def test_rm_never_follows_a_planted_symlink_out_of_the_root(hpctrack_root, tmp_p
 
 
 def test_rm_refuses_paths_outside_the_root_and_hostile_names_stay_data(hpctrack_root, tmp_path):
-    outside = _ended_sweep(tmp_path / "elsewhere", "20260101-000000-eeee", name="outside")
-    for ref in (str(outside.path), f"../../elsewhere/sweeps/{outside.id}"):
-        proc = run_cli("rm", "--purge", ref)
-        assert proc.returncode == 1 and "removes sweeps of the root" in proc.stderr, proc.stderr
-    assert (outside.path / "sweep.json").is_file()
-
     name = "../../evil\x1b[2J\nFORGED line\u202e"
     m = _ended_sweep(hpctrack_root, "20260101-000000-ffff", name=name)
+    outside = _ended_sweep(tmp_path / "elsewhere", "20260101-000000-eeee", name="outside")
+    for ref in (str(outside.path), f"../../elsewhere/sweeps/{outside.id}"):
+        for args in (("rm", ref), ("rm", "--purge", ref)):
+            proc = run_cli(*args)
+            assert proc.returncode == 1 and "removes sweeps of the root" in proc.stderr, proc.stderr
+    assert (outside.path / "sweep.json").is_file() and not (hpctrack_root / "trash").exists()
+
     raw = json.loads((m.path / "sweep.json").read_text())
     raw["id"] = "../../../escaped"  # the manifest's id never makes a path
     (m.path / "sweep.json").write_text(json.dumps(raw))
