@@ -193,8 +193,13 @@ def test_rm_refuses_paths_outside_the_root_and_hostile_names_stay_data(hpctrack_
     raw["id"] = "../../../escaped"  # the manifest's id never makes a path
     (m.path / "sweep.json").write_text(json.dumps(raw))
     run_cli("tag", name, "k=v\x1b[31m", check=True)
-    listing = run_cli("ls")
-    assert not RAW.search(listing.stdout + listing.stderr) and "\\x1b" in listing.stdout
+    run_cli("note", name, "see\x1b]0;owned\x07\nFORGED note line", check=True)
+    for args in (("ls",), ("show", name), ("show", f"{m.id}/0"), ("tag", name), ("note", name)):
+        shown = run_cli(*args)
+        out = shown.stdout + shown.stderr
+        assert shown.returncode == 0 and not RAW.search(out), (args, repr(out))
+        assert "\\x1b" in out and not any(line.startswith("FORGED") for line in out.splitlines()), (args, out)
+    assert json.loads(run_cli("ls", "--format", "json", check=True).stdout)[0]["tags"] == {"k": "v\x1b[31m"}
     proc = run_cli("rm", name, check=True)
     out = proc.stdout + proc.stderr
     assert not RAW.search(out) and not any(line.startswith("FORGED") for line in out.splitlines()), repr(out)
