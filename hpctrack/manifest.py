@@ -26,6 +26,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "SWEEPS_DIR",
+    "TRASH_DIR",
     "LOG_DIR",
     "JobRecord",
     "Manifest",
@@ -44,6 +45,8 @@ __all__ = [
 FORMAT_VERSION = 2
 MANIFEST_FILE = "sweep.json"
 SWEEPS_DIR = "sweeps"
+#: ``ROOT/trash/<sweep id>``: sweeps moved out of ``sweeps/`` by ``hpctrack rm`` (:mod:`hpctrack.trash`).
+TRASH_DIR = "trash"
 RUNS_DIR = "runs"
 #: Folder of a job's scheduler logs and submission files: ``runs/<i>/logs`` (local), ``logs/<job id>`` (SLURM).
 LOG_DIR = "logs"
@@ -322,15 +325,15 @@ def update_manifest(sweep_dir: Path, change: Callable[[Manifest], None]) -> Mani
     return manifest
 
 
-def iter_sweep_dirs(root: Path) -> Iterator[Path]:
-    """Sweep directories under ``root`` that hold a manifest, newest first."""
-    base = Path(root) / SWEEPS_DIR
+def iter_sweep_dirs(root: Path, *, under: str = SWEEPS_DIR) -> Iterator[Path]:
+    """Sweep directories under ``root`` that hold a manifest, newest first (``under=TRASH_DIR``: the trashed ones)."""
+    base = Path(root) / under
     try:
         names = sorted(os.listdir(base), reverse=True)
     except FileNotFoundError:
         return
     for name in names:
-        if (base / name / MANIFEST_FILE).is_file():
+        if not name.startswith(".") and (base / name / MANIFEST_FILE).is_file():
             yield base / name
 
 

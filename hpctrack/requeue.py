@@ -34,7 +34,7 @@ from .safefs import replace as safe_replace
 from .status import JobStatus, sweep_status
 
 __all__ = ["DEFAULT_REQUEUE_STATES", "CODE_CHOICES", "RequeuePlan", "requeue_sweep", "resume_sweep",
-           "incomplete_jobs", "move_aside"]  # fmt: skip
+           "incomplete_jobs", "never_submitted", "move_aside"]  # fmt: skip
 
 #: What ``hpctrack requeue`` selects without ``--state``.
 DEFAULT_REQUEUE_STATES = (
@@ -71,7 +71,8 @@ class RequeuePlan:
     moved: Dict[int, str] = field(default_factory=dict)
 
 
-def _never_submitted(manifest: Manifest, status: JobStatus) -> bool:
+def never_submitted(manifest: Manifest, status: JobStatus) -> bool:
+    """A PENDING job that nothing holds: no scheduler ever accepted it (``sbatch`` refused, a launch died)."""
     job = manifest.jobs[status.index]
     # A local runner's queue holds pending jobs without ids; a queued job without an id never reached the scheduler.
     from .launch.registry import backend_class
@@ -90,7 +91,7 @@ def incomplete_jobs(manifest: Manifest, statuses: Sequence[JobStatus]) -> Dict[i
             continue  # its study stopped it on purpose: nothing is missing
         if status.state.is_final and status.state != JobState.COMPLETED:
             out[status.index] = status.state.value
-        elif _never_submitted(manifest, status):
+        elif never_submitted(manifest, status):
             out[status.index] = "never submitted"
     return out
 
@@ -212,7 +213,7 @@ def requeue_sweep(
     for status in statuses:
         if jobs is not None and status.index not in jobs:
             continue
-        if include_unsubmitted and _never_submitted(manifest, status):
+        if include_unsubmitted and never_submitted(manifest, status):
             plan.selected.append(status.index)
             plan.reasons[status.index] = "never submitted"
         elif not status.state.is_final:

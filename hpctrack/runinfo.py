@@ -15,7 +15,42 @@ from .errors import ConfigError, StoreError
 from .manifest import MANIFEST_FILE
 from .store.base import one_line
 
-__all__ = ["resolve_run", "describe_run", "diff_runs", "HYDRA_LINK_FILE"]
+__all__ = ["resolve_run", "is_run_ref", "describe_run", "describe_sweep", "diff_runs", "HYDRA_LINK_FILE"]
+
+
+def is_run_ref(ref: str) -> bool:
+    """Whether ``ref`` names a run (``SWEEP/JOB``, a run directory) rather than a sweep."""
+    _, sep, job = ref.rstrip("/").rpartition("/")
+    return bool(sep) and job.isdigit()
+
+
+def describe_sweep(sweep: Any) -> Dict[str, Any]:
+    """A sweep at a glance (``hpctrack show SWEEP``): its ``ls`` fields, tags and note, from disk only."""
+    import time
+
+    from ._types import JobState, state_summary
+    from .status import recorded_states
+
+    manifest = sweep.manifest
+    states, unconfirmed = recorded_states(manifest)
+    labels = _labels(sweep)
+    return {
+        "id": manifest.id,
+        "name": manifest.name,
+        "path": str(manifest.path),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(manifest.created)),
+        "backend": manifest.backend,
+        "store": manifest.store,
+        "script": manifest.script,
+        "launched_with": manifest.command,
+        "jobs": state_summary(states),
+        "n_jobs": len(states),
+        "states": {s.value: states.count(s) for s in JobState},
+        "unconfirmed": unconfirmed,
+        "tags": labels.get("tags", {}),
+        "note": labels.get("note"),
+        **({"labels_error": labels["error"]} if "error" in labels else {}),
+    }
 
 
 def resolve_run(ref: str, root: Optional[str] = None) -> Tuple[Any, int]:
@@ -46,6 +81,7 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
     manifest = sweep.manifest
     job = manifest.jobs[index]
     status = next(s for s in sweep.sweep_status().jobs if s.index == index)
+    labels = _labels(sweep)
     out: Dict[str, Any] = {
         "run_id": f"{manifest.id}/{index}",
         "sweep": {
@@ -55,6 +91,9 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
             "backend": manifest.backend,
             "store": manifest.store,
             "launched_with": manifest.command,
+            "tags": labels.get("tags", {}),
+            "note": labels.get("note"),
+            **({"labels_error": labels["error"]} if "error" in labels else {}),
         },
         "job": {
             "index": index,
@@ -102,6 +141,17 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "provenance": info.get("provenance") or {},
     })  # fmt: skip
     return out
+
+
+def _labels(sweep: Any) -> Dict[str, Any]:
+    """The sweep's tags and note; a damaged ``labels.json`` is said, never fatal to ``show``."""
+    from .errors import HpctrackError
+
+    try:
+        labels = sweep.labels
+    except HpctrackError as err:
+        return {"error": one_line(err)}
+    return {"tags": labels.tags, "note": labels.note}
 
 
 #: Written by the Hydra launcher into a job's Hydra output directory: the run that wrote there.

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from ._types import JobState
 from .config import resolve_root
 from .errors import ConfigError
-from .manifest import Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
+from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
 from .status import JobStatus, SweepStatus, sweep_status
 from .store import RunRecord, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .labels import Labels
     from .requeue import RequeuePlan
     from .verify import Problem, RepairReport
 
@@ -46,6 +47,45 @@ class Sweep:
     def id(self) -> str:
         """The sweep's id, e.g. ``20240102-130405-ab12``: the name of its directory."""
         return self.path.name
+
+    @property
+    def labels(self) -> "Labels":
+        """The sweep's tags and note (:class:`hpctrack.labels.Labels`) as they are on disk now."""
+        from .labels import read_labels
+
+        return read_labels(self.path)
+
+    def tag(self, tags: Optional[Mapping[str, str]] = None, *, remove: Sequence[str] = (), **kwargs: str) -> "Labels":
+        """Set tags of the sweep (``sw.tag(project="x")`` or ``sw.tag({"stage": "ablation"})``), remove others.
+
+        Kept in the sweep's ``labels.json``, written atomically under the manifest lock.
+
+        Parameters
+        ----------
+        tags, kwargs:
+            Tags to set, key -> value (text, at most 255 characters each).
+        remove:
+            Keys of tags to remove (absent keys are fine).
+
+        Returns
+        -------
+        Labels
+            The sweep's tags and note after the change.
+
+        Raises
+        ------
+        ConfigError
+            An empty key, a key holding ``=``, or a key or value too long; nothing is written.
+        """
+        from .labels import set_tags
+
+        return set_tags(self.path, {**(tags or {}), **kwargs}, remove=remove)
+
+    def note(self, text: Optional[str]) -> "Labels":
+        """Replace the sweep's note with ``text`` (``None`` or ``""`` removes it); see :meth:`tag`."""
+        from .labels import set_note
+
+        return set_note(self.path, text)
 
     def status(self) -> List[JobStatus]:
         """Every job with its merged state, last step, runtime and error line."""
@@ -337,24 +377,68 @@ def list_sweeps(root: Optional[str] = None) -> Iterator[Sweep]:
         yield Sweep(path)
 
 
-def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[str]]":
+def sweep_rows(
+    root: Optional[str] = None,
+    *,
+    where: Optional[str] = None,
+    tags: Sequence[str] = (),
+    since: Optional[str] = None,
+    trashed: bool = False,
+) -> "tuple[List[Dict[str, Any]], List[str]]":
     """One row per sweep under the root, newest first (``hpctrack ls``), and a line per damaged sweep skipped.
 
-    A row has ``name``, ``id``, ``created`` (local time), ``backend``, ``script`` (file name),
-    ``jobs`` (the state summary), ``unconfirmed`` (jobs whose state only the backend can
-    confirm) and ``path``.
+    A row has ``name``, ``id``, ``created`` (local time), ``backend``, ``store``, ``script`` (file
+    name), ``jobs`` (the state summary), ``n_jobs``, ``states`` (every state -> how many jobs are
+    in it), ``unconfirmed`` (jobs whose state only the backend can confirm), ``tags``, ``note``
+    and ``path``. A sweep in the root's trash is not listed.
+
+    Parameters
+    ----------
+    where:
+        A filter in the language of ``table --filter`` (:mod:`hpctrack.query`) over the sweep's
+        fields: ``name``, ``id``, ``created`` (text, ``YYYY-mm-dd HH:MM:SS``), ``backend``, ``store``,
+        ``script``, ``n_jobs``, ``unconfirmed``, ``note``, ``states.<STATE>`` and ``tags.<key>``.
+    tags:
+        ``key=value`` (the tag has that value) or ``key`` (the sweep has the tag); all must hold.
+    since:
+        Only sweeps created since then: ``30d``, ``12h``, ``2026-10-01`` (:func:`hpctrack._since.parse_since`).
+    trashed:
+        List the sweeps in the root's trash (``ROOT/trash``, :mod:`hpctrack.trash`) instead.
+
+    Raises
+    ------
+    ConfigError
+        ``where``, ``tags`` or ``since`` is malformed (one line, before anything is read).
     """
     import time
 
+    from ._since import parse_since
     from ._types import state_summary
     from .errors import HpctrackError
+    from .labels import Labels, read_labels
     from .status import recorded_states
 
+    cutoff = parse_since(since) if since is not None else None
+    wanted = [_tag_condition(t) for t in tags]
     rows: List[Dict[str, Any]] = []
     skipped: List[str] = []
-    for sweep in list_sweeps(root):
+    for path in iter_sweep_dirs(resolve_root(root), under=TRASH_DIR if trashed else SWEEPS_DIR):
+        sweep = Sweep(path)
         try:  # one damaged sweep is named and skipped, never fatal to the listing
             m = sweep.manifest
+        except HpctrackError as err:
+            skipped.append(f"skipped {sweep.path}: {' '.join(str(err).split())}")
+            continue
+        if cutoff is not None and m.created < cutoff:
+            continue
+        try:
+            labels = read_labels(sweep.path)
+        except HpctrackError as err:  # the sweep is listed; only its tags are not known
+            skipped.append(f"tags of {sweep.path} not shown: {' '.join(str(err).split())}")
+            labels = Labels()
+        if not all(_has_tag(labels.tags, key, value) for key, value in wanted):
+            continue
+        try:
             states, unconfirmed = recorded_states(m)
         except HpctrackError as err:
             skipped.append(f"skipped {sweep.path}: {' '.join(str(err).split())}")
@@ -368,10 +452,63 @@ def sweep_rows(root: Optional[str] = None) -> "tuple[List[Dict[str, Any]], List[
                 "id": m.id,
                 "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)),
                 "backend": m.backend,
+                "store": m.store,
                 "script": os.path.basename(m.script) if m.script else "",
                 "jobs": summary,
+                "n_jobs": len(states),
+                "states": {s.value: states.count(s) for s in JobState},
                 "unconfirmed": unconfirmed,
+                "tags": labels.tags,
+                "note": labels.note,
                 "path": str(m.path),
             }
         )
+    if where is not None:
+        rows = _filter_rows(rows, where)
     return rows, skipped
+
+
+def _tag_condition(text: str) -> "tuple[str, Optional[str]]":
+    key, sep, value = text.partition("=")
+    if not key:
+        raise ConfigError(f"--tag {text!r}: write key=value (that value) or key (any value)")
+    return key, value if sep else None
+
+
+def _has_tag(tags: Mapping[str, str], key: str, value: Optional[str]) -> bool:
+    return key in tags and (value is None or tags[key] == value)
+
+
+#: The fields of an ``hpctrack ls`` row a filter can name, besides ``states.<STATE>`` and ``tags.<key>``.
+SWEEP_FILTER_FIELDS = ("name", "id", "created", "backend", "store", "script", "n_jobs", "unconfirmed", "note")
+
+
+def _filter_rows(rows: List[Dict[str, Any]], where: str) -> List[Dict[str, Any]]:
+    """The rows where filter ``where`` holds; a ``tags.<key>`` no sweep has is a column of missing values."""
+    import pandas as pd
+
+    from .query import FilterError, parse
+
+    flat = []
+    for row in rows:
+        item = {k: row[k] for k in SWEEP_FILTER_FIELDS}
+        item.update({f"states.{s}": n for s, n in row["states"].items()})
+        item.update({f"tags.{k}": v for k, v in row["tags"].items()})
+        flat.append(item)
+    columns = list(dict.fromkeys([*SWEEP_FILTER_FIELDS, *(f"states.{s.value}" for s in JobState),
+                                  *(k for item in flat for k in item)]))  # fmt: skip
+    try:
+        expr = parse(where, columns)
+    except FilterError as err:
+        try:  # a tag that no sweep has (yet) is no error: it selects nothing, like a missing param
+            expr = parse(where)
+        except FilterError:
+            raise err from None
+        if not all(c in columns or c.startswith("tags.") for c in expr.columns):
+            raise err from None
+    if not flat:
+        return []
+    frame = pd.DataFrame(flat, columns=columns, dtype=object)
+    frame = frame.where(frame.notna(), None)
+    mask = expr.evaluate(frame).to_numpy()
+    return [row for row, keep in zip(rows, mask) if keep]

@@ -8,7 +8,7 @@ runs, so a bad value is one line naming it. JSON outputs are strict JSON: NaN
 and infinities become null.
 
 The commands are grouped by verb family: :mod:`.jobs` (launch, requeue, resume,
-cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.results` (table,
+cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.tidy` (tag, note, rm), :mod:`.results` (table,
 compare, plot) and :mod:`.upkeep` (verify, reindex, gc); what they print is
 rendered in :mod:`.render`. Nothing in the library imports this package.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 # Importing each family registers its commands on the group.
-from . import jobs, results, upkeep, views  # noqa: F401
+from . import jobs, results, tidy, upkeep, views  # noqa: F401
 from ._base import cli
 
 __all__ = ["main", "cli"]

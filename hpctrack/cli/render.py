@@ -261,6 +261,13 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         f"  dir:        {d['run_dir']}",
         f"  state:      {job['state']}" + (f"  ({job['error']})" if job.get("error") else ""),
     ]
+    sweep = d["sweep"]
+    if sweep.get("tags"):
+        out.append("  sweep tags: " + " ".join(f"{k}={v}" for k, v in sorted(sweep["tags"].items())))
+    if sweep.get("note"):
+        out.append(f"  sweep note: {' '.join(sweep['note'].split())}")
+    if sweep.get("labels_error"):
+        out.append(f"  sweep tags: not shown: {sweep['labels_error']}")
     hydra = d.get("hydra") or {}
     if hydra.get("output_dir") and hydra["output_dir"] != d["run_dir"]:
         out.insert(
@@ -458,16 +465,50 @@ def print_verify(report: Dict[str, Any]) -> None:
                                             if left else "no problem found"))  # fmt: skip
 
 
+#: ``hpctrack ls`` shows this much of a note; ``--format json`` and ``show`` have all of it.
+NOTE_WIDTH = 40
+
+
+def trimmed(text: Optional[str], width: int = NOTE_WIDTH) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    if not text:
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "\u2026"
+
+
 def print_sweeps(rows: List[Dict[str, Any]]) -> None:
-    """``hpctrack ls`` as a table."""
+    """``hpctrack ls`` as a table: a tags column and the note, trimmed."""
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("name", "id", "created", "backend", "script", "jobs"):
+    for column in ("name", "id", "created", "backend", "script", "jobs", "tags", "note"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(markup(row[c] or "") for c in ("name", "id", "created", "backend", "script", "jobs")))
+        tags = " ".join(f"{k}={v}" for k, v in sorted((row.get("tags") or {}).items()))
+        cells = [row[c] or "" for c in ("name", "id", "created", "backend", "script", "jobs")]
+        table.add_row(*(markup(c) for c in [*cells, tags, trimmed(row.get("note"))]))
     print_wide(table)
+
+
+def print_sweep(d: Dict[str, Any]) -> None:
+    """``hpctrack show SWEEP``: the sweep's fields, jobs by state, tags and note (all of it)."""
+    lines = [
+        f"sweep {d['id']}" + (f"  ({d['name']})" if d.get("name") else ""),
+        f"  dir:        {d['path']}",
+        f"  created:    {d['created']}   backend: {d['backend']}   store: {d['store']}",
+        f"  script:     {d.get('script') or '-'}",
+        f"  jobs:       {d['jobs']}"
+        + (
+            f" ({d['unconfirmed']} unconfirmed: `hpctrack status` asks the scheduler)" if d.get("unconfirmed") else ""
+        ),  # fmt: skip
+        "  tags:       " + (" ".join(f"{k}={v}" for k, v in sorted(d["tags"].items())) or "-"),
+        f"  note:       {' '.join((d.get('note') or '-').split())}",
+    ]
+    if d.get("labels_error"):
+        lines.append(f"  tags and note not shown: {d['labels_error']}")
+    lines.append(f"  (`hpctrack show {d['id']}/JOB` for a run)")
+    click.echo("\n".join(printable(line) for line in lines))
 
 
 def print_diff(result: Dict[str, Any], full_code: bool) -> None:

@@ -5,31 +5,52 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 
 from ._base import cli, echo, echo_json, handle_errors, root_option
-from .render import print_diff, print_run, print_sweeps, print_wide, status_view, watch_into_file
+from .render import print_diff, print_run, print_sweep, print_sweeps, print_wide, status_view, watch_into_file
 
 
 @cli.command("ls")
+@click.option(
+    "--where",
+    metavar="EXPR",
+    help="Only sweeps matching EXPR (the filter language of `table --filter`) "
+    "over name, id, created, backend, store, script, n_jobs, unconfirmed, note, states.STATE, tags.KEY.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
+)
+@click.option(
+    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
+)
+@click.option("--trash", "trashed", is_flag=True, help="List the sweeps in the root's trash (hpctrack rm) instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @root_option
 @handle_errors
-def ls_command(fmt: str, root: Optional[str]) -> None:
-    """The sweeps under the root, newest first."""
+def ls_command(
+    where: Optional[str], tags: Sequence[str], since: Optional[str], trashed: bool, fmt: str, root: Optional[str]
+) -> None:
+    """The sweeps under the root, newest first, with their tags and note (not those in the trash)."""
     from ..config import resolve_root
     from ..sweep import sweep_rows
 
-    rows, skipped = sweep_rows(root)
+    rows, skipped = sweep_rows(root, where=where, tags=tags, since=since, trashed=trashed)
     for line in skipped:
         echo(line, err=True)
     if fmt == "json":
         echo_json(rows)
         return
     if not rows:
-        echo(f"no sweeps under {resolve_root(root)}")
+        selected = where is not None or bool(tags) or since is not None
+        where_ = f"{resolve_root(root)}/trash" if trashed else str(resolve_root(root))
+        echo(f"no sweep under {where_} matches" if selected else f"no sweeps under {where_}")
         return
     print_sweeps(rows)
 
@@ -88,13 +109,22 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
 @root_option
 @handle_errors
 def show(run: str, fmt: str, packages: bool, root: Optional[str]) -> None:
-    """Everything about RUN (SWEEP/JOB, e.g. latest/3, a run id, or a run directory).
+    """Everything about RUN (SWEEP/JOB, e.g. latest/3, a run id, or a run directory); a SWEEP alone: the sweep.
 
     Config, overrides, command, code version, environment, host, SLURM ids, attempts,
-    timings, outcome, artifacts with hashes.
+    timings, outcome, artifacts with hashes, the sweep's tags and note.
     """
-    from ..runinfo import describe_run, resolve_run
+    from ..runinfo import describe_run, describe_sweep, is_run_ref, resolve_run
 
+    if not is_run_ref(run):
+        from ..sweep import load_sweep
+
+        data = describe_sweep(load_sweep(run, root=root))
+        if fmt == "json":
+            click.echo(json.dumps(data, indent=1, default=str))
+        else:
+            print_sweep(data)
+        return
     data = describe_run(*resolve_run(run, root))
     if fmt == "json":
         click.echo(json.dumps(data, indent=1, default=str))  # JSON escapes control characters itself

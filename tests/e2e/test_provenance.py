@@ -61,8 +61,9 @@ def test_git_state_and_environment_are_recorded_without_secrets(hpctrack_root, t
     assert "config:" in diff and "x: 1 -> 2" in diff
     result = json.loads(run_cli("diff", "prov/0", "prov/1", "--format", "json", check=True).stdout)
     assert result["config"] == {"x": [1, 2]} and result["code"] == {} and result["packages"] == {}
-    bad = run_cli("show", "prov")
-    assert bad.returncode == 1 and "name a run as SWEEP/JOB" in bad.stderr
+    assert run_cli("show", "prov", check=True).stdout.startswith("sweep ")  # a sweep alone: the sweep
+    bad = run_cli("show", "prov/7")
+    assert bad.returncode == 1 and "has jobs 0-1; no job 7" in bad.stderr
 
 
 def test_a_machine_without_git_still_runs_and_says_so(hpctrack_root, tmp_path, monkeypatch):

@@ -1,0 +1,79 @@
+"""Commands that keep a root tidy: ``tag``, ``note``, ``rm``."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import click
+
+from ._base import cli, echo, handle_errors, root_option
+
+
+def _tags_line(tags: "dict[str, str]") -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "-"
+
+
+@cli.command()
+@click.argument("sweep")
+@click.argument("tags", nargs=-1)
+@click.option("--remove", "-r", "remove", multiple=True, metavar="KEY", help="Remove tag KEY (repeatable); KEY= too.")
+@root_option
+@handle_errors
+def tag(sweep: str, tags: Sequence[str], remove: Sequence[str], root: Optional[str]) -> None:
+    """Set tags of SWEEP: key=value ...; key= (or --remove key) removes one. Without TAGS, prints them."""
+    from ..labels import parse_tag_args
+    from ..sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    if not tags and not remove:
+        echo(_tags_line(sw.labels.tags))
+        return
+    values, gone = parse_tag_args(tags)  # every argument checked before anything is written
+    labels = sw.tag(values, remove=[*gone, *remove])
+    echo(f"sweep {sw.id}: {_tags_line(labels.tags)}")
+
+
+@cli.command()
+@click.argument("sweep")
+@click.argument("text", required=False)
+@click.option("--clear", is_flag=True, help="Remove the note.")
+@root_option
+@handle_errors
+def note(sweep: str, text: Optional[str], clear: bool, root: Optional[str]) -> None:
+    """Set the note of SWEEP to TEXT (replacing it); --clear removes it. Without TEXT, prints it."""
+    from ..sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    if text is not None and clear:
+        raise click.UsageError("give TEXT or --clear, not both")
+    if text is None and not clear:
+        echo(sw.labels.note or "-")
+        return
+    labels = sw.note(None if clear else text)
+    echo(f"sweep {sw.id}: " + ("note removed" if labels.note is None else f"note: {labels.note}"))
+
+
+@cli.command("rm")
+@click.argument("sweeps", nargs=-1, required=True)
+@click.option(
+    "--purge", is_flag=True, help="Delete for good instead of moving to ROOT/trash (also for trashed sweeps)."
+)
+@root_option
+@handle_errors
+def rm_command(sweeps: Sequence[str], purge: bool, root: Optional[str]) -> None:
+    """Move SWEEPS to the root's trash (ROOT/trash/<id>); --purge deletes them for good.
+
+    Refused while any job of a sweep is pending or running; every sweep is checked before any moves.
+    """
+    from ..config import resolve_root
+    from ..trash import remove_sweeps
+
+    base = resolve_root(root)
+    for done in remove_sweeps(sweeps, root=base, purge=purge):
+        label = f"{done.id}" + (f" ({done.name})" if done.name else "")
+        runs = f"{done.jobs} run{'s' if done.jobs != 1 else ''}"
+        if done.purged:
+            echo(f"deleted sweep {label} for good: {runs}")
+        else:
+            echo(f"moved sweep {label} to {done.path}: {runs}; `hpctrack rm --purge {done.id}` deletes it for good, "
+                 f"`mv {done.path} {base}/sweeps/` brings it back")  # fmt: skip
