@@ -50,6 +50,7 @@ def describe_sweep(sweep: Any) -> Dict[str, Any]:
         "tags": labels.get("tags", {}),
         "note": labels.get("note"),
         **({"labels_error": labels["error"]} if "error" in labels else {}),
+        **_pins(sweep),
     }
 
 
@@ -105,6 +106,7 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
             "resources": job.resources,
         },
         "run_dir": str(manifest.run_path(index)),
+        **_pins(sweep, index),
     }
     run_dir = manifest.run_path(index)
     end = endrecord.read(run_dir)
@@ -152,6 +154,19 @@ def _labels(sweep: Any) -> Dict[str, Any]:
     except HpctrackError as err:
         return {"error": one_line(err)}
     return {"tags": labels.tags, "note": labels.note}
+
+
+def _pins(sweep: Any, index: Optional[int] = None) -> Dict[str, Any]:
+    """``pins`` (of run ``index``, or every pin of the sweep); a damaged ``pins.json`` is said, never fatal."""
+    from dataclasses import asdict
+
+    from .errors import HpctrackError
+
+    try:
+        pins = sweep.pins
+    except HpctrackError as err:
+        return {"pins": [], "pins_error": one_line(err)}
+    return {"pins": [asdict(p) for p in pins if index is None or p.run == index]}
 
 
 #: Written by the Hydra launcher into a job's Hydra output directory: the run that wrote there.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .labels import Labels
+    from .pins import Pin
     from .requeue import RequeuePlan
     from .verify import Problem, RepairReport
 
@@ -86,6 +87,34 @@ class Sweep:
         from .labels import set_note
 
         return set_note(self.path, text)
+
+    @property
+    def pins(self) -> "List[Pin]":
+        """The sweep's pinned runs (:class:`hpctrack.pins.Pin`, by run), as they are on disk now."""
+        from .pins import read_pins
+
+        return read_pins(self.path)
+
+    def pin(self, runs: Sequence[int], reason: Optional[str] = None) -> "List[Pin]":
+        """Pin ``runs`` (job indices) for ``reason``: ``hpctrack rm`` refuses the sweep while any is pinned.
+
+        Kept in the sweep's ``pins.json``, written atomically under the manifest lock; a run holds
+        one pin per reason. Returns every pin of the sweep after the change.
+
+        Raises
+        ------
+        ConfigError
+            A run that is not a job of the sweep, or a bad reason; nothing is written.
+        """
+        from .pins import DEFAULT_REASON, pin_runs
+
+        return pin_runs(self.path, runs, reason or DEFAULT_REASON)
+
+    def unpin(self, runs: Sequence[int], reason: Optional[str] = None) -> "List[Pin]":
+        """Remove the pins of ``runs`` (only those for ``reason`` when given); see :meth:`pin`."""
+        from .pins import unpin_runs
+
+        return unpin_runs(self.path, runs, reason)
 
     def status(self) -> List[JobStatus]:
         """Every job with its merged state, last step, runtime and error line."""

@@ -6,7 +6,8 @@ or rewritten: a symlink planted inside the sweep moves with it as a link. ``purg
 deletes the directory tree with :func:`hpctrack.safefs.rmtree`, which removes links
 without following them. A sweep is removed only while none of its jobs is pending or
 running (asked of :mod:`hpctrack.status`, i.e. the scheduler) and its study's driver,
-if any, has ended; sweeps are checked all before any is moved.
+if any, has ended, and none of its runs is pinned (:mod:`hpctrack.pins`); sweeps are
+checked all before any is moved.
 
 The sweep directory must be a real directory directly in ``ROOT/sweeps/`` (never a
 link, never a path elsewhere), and ``ROOT/trash`` a real directory in the root. Paths
@@ -129,6 +130,18 @@ def _still_active(manifest: Manifest) -> Optional[str]:
     return None
 
 
+def _pinned(target: _Target) -> Optional[str]:
+    """Which runs of the sweep are pinned and why (``hpctrack pin``), or None."""
+    from .pins import describe_pinned, pinned_runs
+
+    pinned = pinned_runs(target.path)  # a damaged or linked pins.json is an error: never guess "none"
+    if not pinned:
+        return None
+    runs = " ".join(str(r) for r in sorted(pinned))
+    return (f"{describe_pinned(pinned)} {'is' if len(pinned) == 1 else 'are'} pinned; "
+            f"`hpctrack unpin {target.path.name} {runs}` first if {'it' if len(pinned) == 1 else 'they'} may go")  # fmt: skip
+
+
 def _submissions(manifest: Manifest) -> List[Tuple[Optional[str], Optional[float], int]]:
     return [(j.job_id, j.submitted, len(j.history)) for j in manifest.jobs]
 
@@ -162,8 +175,8 @@ def remove_sweeps(refs: Sequence[str], *, root: Path, purge: bool = False) -> Li
     """Move the sweeps ``refs`` to ``ROOT/trash/<id>`` (``purge``: delete them for good).
 
     Every sweep is checked before any is touched: it must be a sweep directory of
-    ``root`` (``purge`` also finds sweeps already in the trash), and none of its jobs
-    may be pending or running.
+    ``root`` (``purge`` also finds sweeps already in the trash), none of its jobs
+    may be pending or running, and none of its runs pinned (:mod:`hpctrack.pins`).
 
     Parameters
     ----------
@@ -183,8 +196,8 @@ def remove_sweeps(refs: Sequence[str], *, root: Path, purge: bool = False) -> Li
     Raises
     ------
     ConfigError
-        A sweep still has jobs pending or running (or a live study driver), is not in the root,
-        or its trashed copy is in the way. Nothing was moved.
+        A sweep still has jobs pending or running (or a live study driver) or pinned runs, is not
+        in the root, or its trashed copy is in the way. Nothing was moved.
     UnsafePathError
         The sweep directory or ``ROOT/trash`` is a symlink. Nothing was moved.
     SweepNotFoundError
@@ -198,6 +211,9 @@ def remove_sweeps(refs: Sequence[str], *, root: Path, purge: bool = False) -> Li
             why = _still_active(target.manifest)
             if why:
                 raise ConfigError(f"not removing sweep {target.path.name}: {why}; nothing was moved")
+        why = _pinned(target)
+        if why:
+            raise ConfigError(f"not removing sweep {target.path.name}: {why}; nothing was moved")
         if any(t.path == target.path for t in targets):
             continue
         targets.append(target)

@@ -268,6 +268,10 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         out.append(f"  sweep note: {' '.join(sweep['note'].split())}")
     if sweep.get("labels_error"):
         out.append(f"  sweep tags: not shown: {sweep['labels_error']}")
+    for pin in d.get("pins") or []:
+        out.append(f"  pinned:     {pin['reason']}  ({pin['by']}@{pin['host']}, {_when(pin['at'])})")
+    if d.get("pins_error"):
+        out.append(f"  pinned:     not shown: {d['pins_error']}")
     hydra = d.get("hydra") or {}
     if hydra.get("output_dir") and hydra["output_dir"] != d["run_dir"]:
         out.insert(
@@ -507,6 +511,12 @@ def print_sweep(d: Dict[str, Any]) -> None:
     ]
     if d.get("labels_error"):
         lines.append(f"  tags and note not shown: {d['labels_error']}")
+    pinned = sorted({p["run"] for p in d.get("pins") or []})
+    if pinned:
+        lines.append(f"  pinned:     run{'s' if len(pinned) != 1 else ''} {', '.join(map(str, pinned))} "
+                     f"(`hpctrack pin {d['id']}` says why)")  # fmt: skip
+    if d.get("pins_error"):
+        lines.append(f"  pinned:     not shown: {d['pins_error']}")
     lines.append(f"  (`hpctrack show {d['id']}/JOB` for a run)")
     click.echo("\n".join(printable(line) for line in lines))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Sequence
 
 import click
@@ -77,3 +78,52 @@ def rm_command(sweeps: Sequence[str], purge: bool, root: Optional[str]) -> None:
         else:
             echo(f"moved sweep {label} to {done.path}: {runs}; `hpctrack rm --purge {done.id}` deletes it for good, "
                  f"`mv {done.path} {base}/sweeps/` brings it back")  # fmt: skip
+
+
+def _run_indices(runs: Sequence[str]) -> "list[int]":
+    out = []
+    for run in runs:
+        if not run.isdigit():
+            raise click.UsageError(f"run {run!r}: a run is a job index of the sweep (0, 1, ...)")
+        out.append(int(run))
+    return out
+
+
+@cli.command()
+@click.argument("sweep")
+@click.argument("runs", nargs=-1)
+@click.option("--reason", default=None, help="Why the runs are kept (one line; default: 'pinned by hand').")
+@root_option
+@handle_errors
+def pin(sweep: str, runs: Sequence[str], reason: Optional[str], root: Optional[str]) -> None:
+    """Pin RUNS (job indices) of SWEEP: `rm` refuses the sweep while any is pinned. Without RUNS, lists pins."""
+    from ..sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    if not runs:
+        pins = sw.pins
+        for p in pins:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(p.at))
+            echo(f"{p.run}  {p.reason}  ({p.by}@{p.host}, {when})")
+        if not pins:
+            echo("no pinned runs")
+        return
+    indices = _run_indices(runs)
+    sw.pin(indices, reason)
+    echo(f"sweep {sw.id}: pinned run{'s' if len(indices) != 1 else ''} {', '.join(map(str, sorted(set(indices))))}")
+
+
+@cli.command()
+@click.argument("sweep")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--reason", default=None, help="Remove only the pins with this reason (default: all of the runs').")
+@root_option
+@handle_errors
+def unpin(sweep: str, runs: Sequence[str], reason: Optional[str], root: Optional[str]) -> None:
+    """Remove the pins of RUNS (job indices) of SWEEP (only those for --reason when given)."""
+    from ..sweep import load_sweep
+
+    sw = load_sweep(sweep, root=root)
+    left = sw.unpin(_run_indices(runs), reason)
+    still = sorted({p.run for p in left})
+    echo(f"sweep {sw.id}: " + (f"runs still pinned: {', '.join(map(str, still))}" if still else "no pinned runs"))
