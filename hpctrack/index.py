@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES"]  # fmt: skip
+           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "usable_rows",
+           "encode_parquet", "decode_columns", "flat_row", "SEP"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
 INDEX_VERSION = 1
@@ -292,7 +293,8 @@ _STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_
 _STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
 
 
-def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
+def flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+    """An index line as the cache's columns: ``job``, ``st<SEP>NAME``, ``p<SEP>KEY``, ``s<SEP>KEY``, ``m<SEP>KEY<SEP>FIELD``."""
     status = row.get("status") or {}
     out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version"),
                            "fingerprint": row.get("fingerprint"), "lost": row.get("lost") or None,
@@ -313,7 +315,7 @@ def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
 def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
     import pandas as pd
 
-    return pd.DataFrame([_flat(r) for r in rows])
+    return pd.DataFrame([flat_row(r) for r in rows])
 
 
 _RUN_STATES = {s.value for s in RunStatus}
@@ -379,7 +381,13 @@ def _fingerprint(data: bytes, covered: int) -> str:
     return hashlib.sha1(data[max(0, covered - 4096) : covered]).hexdigest()
 
 
-def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
+def encode_parquet(frame: "pd.DataFrame", meta_key: bytes, meta: Dict[str, Any]) -> bytes:
+    """``frame`` as Parquet bytes, ``meta`` (JSON) under ``meta_key`` in the schema's metadata.
+
+    Object columns that are not all text or all true/false (mixed kinds, lists, dicts)
+    are stored as JSON text and listed in ``meta["json_columns"]``; :func:`decode_parquet`
+    turns them back. Values are data only: nothing in the file is ever executed.
+    """
     import io
 
     import pyarrow as pa
@@ -394,11 +402,23 @@ def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None
                 encoded[column] = [None if v is None else json.dumps(v) for v in encoded[column]]
                 json_columns.append(column)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
-    text = json.dumps({**meta, "version": CACHE_VERSION, "json_columns": json_columns})
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hpctrack_index_cache": text.encode()})
+    text = json.dumps({**meta, "json_columns": json_columns})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), meta_key: text.encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def decode_columns(frame: "pd.DataFrame", meta: Mapping[str, Any]) -> "pd.DataFrame":
+    """Turn the JSON text columns :func:`encode_parquet` made back into values (those ``frame`` holds)."""
+    for column in meta.get("json_columns") or []:
+        if column in frame.columns:
+            frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
+    return frame
+
+
+def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
+    atomic_write(path, encode_parquet(frame, b"hpctrack_index_cache", {**meta, "version": CACHE_VERSION}))
 
 
 def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
@@ -409,10 +429,7 @@ def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
     meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
     if int(meta["version"]) != CACHE_VERSION:
         raise ValueError("cache version")
-    frame = table.to_pandas()
-    for column in meta["json_columns"]:
-        frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
-    return frame, meta
+    return decode_columns(table.to_pandas(), meta), meta
 
 
 def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
