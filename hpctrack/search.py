@@ -318,7 +318,7 @@ def runs(
             physical.update(dict.fromkeys(map(str, frame.columns)))
         cols = _Columns(list(physical), sorted({k for e in chosen for k in e.tags}))
         known = cols.names()
-        if expr is not None:
+        if expr is not None and chosen:  # no sweep selected: the syntax was checked, no column is unknown
             assert where is not None
             try:
                 expr = parse(where, known)
