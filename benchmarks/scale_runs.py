@@ -59,7 +59,7 @@ def build_root(root: Path, n_sweeps: int, n_runs: int) -> None:
                                                runner={}, launcher={}, jobs=jobs))  # fmt: skip
         acc = rng.random(per)
         rows = []
-        for i, job in enumerate(jobs):
+        for i in range(per):
             record = RunRecord(
                 path=manifest.run_path(i), format_version=3,
                 params={"optimizer.name": ("sgd", "adam", "adamw")[i % 3], "optimizer.lr": 0.01 * (1 + i % 5),

@@ -145,7 +145,7 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
     import pandas as pd
 
     from ._types import JobState
-    from .status import _RUN_TO_JOB
+    from .status import RUN_TO_JOB
 
     sweep_dir = Path(sweep_dir)
     key = sweep_key(sweep_dir)  # before reading: a change while reading makes the next query read again
@@ -164,7 +164,7 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
         kept = served[[c for c in served.columns if c.startswith(_KEEP_PREFIXES)]].copy()
         kept.insert(0, "sweep", sweep_dir.name)
         kept.insert(1, "job", served["job"].to_numpy(dtype=np.int64))
-        states = [_RUN_TO_JOB[s] for s in served[f"st{SEP}state"]]
+        states = [RUN_TO_JOB[s] for s in served[f"st{SEP}state"]]
         states = [JobState.PRUNED if jobs[j].pruned and s != JobState.LOST else s
                   for j, s in zip(row_of, states)]  # fmt: skip
         kept.insert(2, "state", [s.value for s in states])
@@ -232,7 +232,7 @@ def _open_trusted(path: Path) -> Optional[Any]:
 
 
 @dataclass
-class _File:
+class CatalogFile:
     """A catalog file opened for reading: its entries (sweep id -> entry) and its Parquet reader."""
 
     entries: Dict[str, SweepEntry]
@@ -259,7 +259,7 @@ def _string_array(values: Sequence[str]) -> Any:
     return pa.array(list(values), type=pa.string())
 
 
-def _load(path: Path) -> Optional[_File]:
+def _load(path: Path) -> Optional[CatalogFile]:
     """The catalog file at ``path``, or None when it is missing, untrusted, damaged or of another version."""
     fh = _open_trusted(path)
     if fh is None:
@@ -272,7 +272,7 @@ def _load(path: Path) -> Optional[_File]:
         if meta.get("version") != CATALOG_VERSION or "sweep" not in reader.schema_arrow.names:
             raise ValueError("another catalog version")
         entries = {str(k): SweepEntry.from_json(v) for k, v in meta["entries"].items()}
-        return _File(entries, meta, reader)
+        return CatalogFile(entries, meta, reader)
     except Exception:  # garbage, a truncated file, another layout: ignored, rewritten
         fh.close()
         return None
@@ -303,12 +303,14 @@ class Catalog:
             self.note = f"catalog {self.path} not used ({why}): answered from the sweeps; remove it to get it rebuilt"
 
     def part_path(self, sweep_id: str) -> Path:
-        return self.path / PARTS_DIR / (hashlib.sha1(sweep_id.encode("utf-8", "surrogatepass")).hexdigest() + ".parquet")
+        return (
+            self.path / PARTS_DIR / (hashlib.sha1(sweep_id.encode("utf-8", "surrogatepass")).hexdigest() + ".parquet")
+        )
 
-    def merged(self) -> Optional[_File]:
+    def merged(self) -> Optional[CatalogFile]:
         return _load(self.path / MERGED_FILE) if self.usable else None
 
-    def part(self, sweep_id: str) -> Optional[_File]:
+    def part(self, sweep_id: str) -> Optional[CatalogFile]:
         return _load(self.part_path(sweep_id)) if self.usable else None
 
     def write(self, target: Path, entries: Sequence[SweepEntry], frame: "pd.DataFrame") -> bool:

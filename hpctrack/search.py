@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, _sort, parse_selector
-from .catalog import BASE_COLUMNS, Catalog, SweepEntry, _File, build_sweep, live_rows, sweep_key
+from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, parse_selector, sort_frame
+from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, build_sweep, live_rows, sweep_key
 from .config import resolve_root
 from .errors import ConfigError, HpctrackError
 from .index import SEP
 from .manifest import iter_sweep_dirs, load_manifest
 from .query import FilterError, parse
-from .sweep import _has_tag, _tag_condition
+from .sweep import has_tag, tag_condition
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +38,9 @@ def _check_glob(pattern: Optional[str]) -> Optional[str]:
     if pattern is None:
         return None
     if not pattern or "/" in pattern or any(ord(c) < 32 for c in pattern):
-        raise ConfigError(f"--sweeps {pattern!r}: give a glob over sweep ids or names without '/', e.g. '2026*' or 'vit-*'")
+        raise ConfigError(
+            f"--sweeps {pattern!r}: give a glob over sweep ids or names without '/', e.g. '2026*' or 'vit-*'"
+        )
     depth = 0
     for ch in pattern:  # an unclosed [ would silently match itself: say so instead
         depth = 1 if ch == "[" else (0 if ch == "]" else depth)
@@ -167,12 +169,12 @@ def _selectors(metrics: Optional[Sequence[str]]) -> List[MetricSelector]:
 
 
 def _scan(base: Path, catalog: Catalog, notes: List[str]
-          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[_File], Dict[str, _File], Dict[str, pd.DataFrame]]":  # fmt: skip
+          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[CatalogFile], Dict[str, CatalogFile], Dict[str, pd.DataFrame]]":  # fmt: skip
     """Every sweep of the root with where its rows are: the merged file, a part file, or read now."""
     merged = catalog.merged()
     entries: Dict[str, SweepEntry] = {}
     paths: Dict[str, Path] = {}
-    parts: Dict[str, _File] = {}
+    parts: Dict[str, CatalogFile] = {}
     built: Dict[str, "pd.DataFrame"] = {}
     for path in iter_sweep_dirs(base):
         sid, key = path.name, sweep_key(path)
@@ -197,7 +199,7 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
     return entries, paths, merged, parts, built
 
 
-def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[_File], parts: Dict[str, _File],
+def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[CatalogFile], parts: Dict[str, CatalogFile],
            built: Dict[str, "pd.DataFrame"]) -> None:  # fmt: skip
     """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it."""
     import pandas as pd
@@ -278,7 +280,7 @@ def runs(
     from ._since import parse_since
 
     cutoff = parse_since(since) if since is not None else None
-    wanted = [_tag_condition(t) for t in tags]
+    wanted = [tag_condition(t) for t in tags]
     pattern = _check_glob(sweeps)
     selectors = _selectors(metrics)
     if limit is not None and limit < 0:
@@ -301,7 +303,7 @@ def runs(
         _store(catalog, entries, merged, parts, built)
         order = {sid: i for i, sid in enumerate(entries)}
         chosen = [e for e in entries.values()
-                  if (cutoff is None or e.created >= cutoff) and all(_has_tag(e.tags, k, v) for k, v in wanted)
+                  if (cutoff is None or e.created >= cutoff) and all(has_tag(e.tags, k, v) for k, v in wanted)
                   and (pattern is None or fnmatch.fnmatchcase(e.id, pattern)
                        or (e.name is not None and fnmatch.fnmatchcase(e.name, pattern)))]  # fmt: skip
         ids = [e.id for e in chosen]
@@ -379,7 +381,7 @@ def runs(
         if out[column].dtype == object and column != "tags":
             out[column] = out[column].infer_objects()
     if sort:
-        out = _sort(out, sort)
+        out = sort_frame(out, sort)
     if limit is not None:
         out = out.head(limit).reset_index(drop=True)
     out.attrs["note"] = "; ".join(notes) or None
