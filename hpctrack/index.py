@@ -438,6 +438,8 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
     (metric stats). ``frame.attrs["damaged"]``: the damaged lines, ``[(line number, why), ...]``."""
     import pandas as pd
 
+    from ._index_arrow import parse_frame
+
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / INDEX_FILE
     empty = pd.DataFrame({"job": pd.Series([], dtype="int64")})
@@ -458,12 +460,13 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
             frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
     except Exception:  # no cache, or one from another version: rebuilt below
         frame, covered, lines, damaged = None, 0, 0, []
-    tail = _parse_lines(data[covered:end], first_line=lines + 1)
+    fast = parse_frame(data[covered:end])  # None: not only clean lines, or too few to matter
+    tail = IndexLines() if fast is not None else _parse_lines(data[covered:end], first_line=lines + 1)
     damaged = damaged + tail.damaged
-    if frame is not None and not tail.rows and not tail.damaged:
+    if frame is not None and fast is None and not tail.rows and not tail.damaged:
         frame.attrs["damaged"] = damaged
         return frame
-    new = _frame_of(tail.rows.values()) if tail.rows else None
+    new = fast if fast is not None else (_frame_of(tail.rows.values()) if tail.rows else None)
     if frame is None:
         frame = new if new is not None else empty
     elif new is not None:
