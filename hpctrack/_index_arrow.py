@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +59,6 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
     None: the lines need the line-by-line parse (see the module docstring).
     """
     import numpy as np
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -107,7 +106,9 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
             return None
         if not set(pc.unique(state.drop_null()).to_pylist()) <= _RUN_STATES:
             return None
-    if not all(_numeric(status[n].type) for n in ("attempt_start", "start_time", "end_time", "runtime_s") if n in status):
+    if not all(
+        _numeric(status[n].type) for n in ("attempt_start", "start_time", "end_time", "runtime_s") if n in status
+    ):
         return None
     if any(pa.types.is_boolean(status[n].type) for n in _STATUS_COLUMNS if n in status):
         return None
@@ -123,34 +124,22 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
             if pc.any(pc.and_(valid, pc.is_null(children[fields[name]]))).as_py():
                 return None
     # The newest line of each job, in the order the jobs first appear (as the dict of lines keeps them).
-    order = np.arange(len(jobs))
     _, first = np.unique(jobs, return_index=True)
     _, last_rev = np.unique(jobs[::-1], return_index=True)
-    last = len(jobs) - 1 - last_rev
-    take = last[np.argsort(first)]
-    out: Dict[str, Any] = {}
+    take = (len(jobs) - 1 - last_rev)[np.argsort(first)]
+    names_out: List[str] = []
+    arrays: List[Any] = []
 
     def put(name: str, column: "Optional[pa.ChunkedArray]") -> None:
-        if column is None or pa.types.is_null(column.type):
-            out[name] = np.full(len(take), None, dtype=object)
-            return
-        out[name] = column.take(pa.array(take)).to_pandas().to_numpy()
+        names_out.append(name)
+        arrays.append(pa.nulls(len(jobs)) if column is None else column)
 
-    out["job"] = jobs[take].astype(np.int64)
+    put("job", table["job"])
     for name in ("format_version", "fingerprint", "lost", "submitted"):
         put(name, table[name] if name in names else None)
     for name in _STATUS_COLUMNS:
         put(f"st{SEP}{name}", status.get(name))
-    out[f"st{SEP}error"] = np.full(len(take), None, dtype=object)
-    error = status.get("error")
-    if error is not None and error.null_count < len(jobs):
-        # The error's own JSON text, as the line holds it: from those few lines, parsed as the slow path does.
-        lines = [raw for raw in data.split(b"\n") if raw.strip()]
-        if len(lines) != len(jobs):
-            return None
-        where = np.nonzero(pc.is_valid(error).to_numpy(zero_copy_only=False)[take])[0]
-        for i in where:
-            out[f"st{SEP}error"][i] = flat_row(json.loads(lines[order[take[i]]]))[f"st{SEP}error"]
+    put(f"st{SEP}error", None)
     for prefix, section in (("p", params), ("s", summary)):
         for key, column in section.items():
             put(f"{prefix}{SEP}{key}", column)
@@ -159,9 +148,18 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
         children = stats.flatten()
         for name in _STAT_FIELDS:
             put(f"m{SEP}{key}{SEP}{name}", children[fields[name]] if name in fields else None)
-    frame = pd.DataFrame(out)
-    for column in frame.columns:
-        if frame[column].dtype == object and column != "job":
-            frame[column] = frame[column].infer_objects()
+    columns = pa.Table.from_arrays(arrays, names=names_out)
+    if len(take) != len(jobs) or (take != np.arange(len(jobs))).any():
+        columns = columns.take(pa.array(take))
+    frame = columns.to_pandas()
+    error = status.get("error")
+    if error is not None and error.null_count < len(jobs):
+        # The error's own JSON text, as the line holds it: from those few lines, parsed as the slow path does.
+        lines = [raw for raw in data.split(b"\n") if raw.strip()]
+        if len(lines) != len(jobs):
+            return None
+        texts = frame[f"st{SEP}error"].to_numpy(dtype=object, copy=True)
+        for i in np.nonzero(pc.is_valid(error).to_numpy(zero_copy_only=False)[take])[0]:
+            texts[i] = flat_row(json.loads(lines[take[i]]))[f"st{SEP}error"]
+        frame[f"st{SEP}error"] = texts
     return frame
-

@@ -94,7 +94,7 @@ def test_lost_lines_match() -> None:
         b'{"v":1,"job":-1}\n',  # not a job index
         b'{"v":1,"job":9,"status":{"state":"bogus"}}\n',  # not a run state
         b'{"v":1,"job":9,"metrics":{"val/acc":{"count":1}}}\n',  # not a stats object
-        b'[1,2]\n',
+        b"[1,2]\n",
     ],
 )
 def test_anything_unusual_goes_line_by_line(bad: bytes) -> None:
