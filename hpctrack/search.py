@@ -176,9 +176,11 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
     paths: Dict[str, Path] = {}
     parts: Dict[str, CatalogFile] = {}
     built: Dict[str, "pd.DataFrame"] = {}
+    todo: List[Path] = []
     for path in iter_sweep_dirs(base):
         sid, key = path.name, sweep_key(path)
         paths[sid] = path
+        entries[sid] = None  # type: ignore[assignment]  # keeps the order of ls: filled below
         if merged is not None and sid in merged.entries and merged.entries[sid].key == key:
             entries[sid] = merged.entries[sid]
             continue
@@ -188,15 +190,38 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
             continue
         if part is not None:
             part.close()
-        try:
-            entries[sid], built[sid] = build_sweep(path)
-        except HpctrackError as err:  # one damaged sweep is named and skipped, as ls does
-            notes.append(f"skipped {path}: {' '.join(str(err).split())}")
+        todo.append(path)
+    for path, result in zip(todo, _build_all(todo)):
+        sid = path.name
+        if isinstance(result, HpctrackError):  # one damaged sweep is named and skipped, as ls does
+            notes.append(f"skipped {path}: {' '.join(str(result).split())}")
             paths.pop(sid)
-        else:
-            if entries[sid].problem:
-                notes.append(f"tags of {path} not shown: {entries[sid].problem}")
+            entries.pop(sid)
+            continue
+        entries[sid], built[sid] = result
+        if entries[sid].problem:
+            notes.append(f"tags of {path} not shown: {entries[sid].problem}")
     return entries, paths, merged, parts, built
+
+
+def _build_all(todo: Sequence[Path]) -> "List[Any]":
+    """:func:`build_sweep` of each sweep (or the error that skips it), two at a time.
+
+    Most of a sweep's read is parsing its index in pyarrow, which releases the GIL, so a
+    second thread overlaps one sweep's parse (and its file reads) with another's Python.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def build(path: Path) -> Any:
+        try:
+            return build_sweep(path)
+        except HpctrackError as err:
+            return err
+
+    if len(todo) < 2:
+        return [build(p) for p in todo]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(build, todo))
 
 
 def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[CatalogFile], parts: Dict[str, CatalogFile],
