@@ -63,7 +63,7 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    from .index import _RUN_STATES, _STAT_FIELDS, _STAT_NUMBERS, _STATUS_COLUMNS, INDEX_VERSION, SEP, flat_row
+    from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS, flat_row
 
     if len(data) < MIN_BYTES:
         return None
@@ -104,13 +104,13 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
         present = pc.is_valid(table["status"])
         if pc.any(pc.and_(present, pc.is_null(state))).as_py():
             return None
-        if not set(pc.unique(state.drop_null()).to_pylist()) <= _RUN_STATES:
+        if not set(pc.unique(state.drop_null()).to_pylist()) <= RUN_STATES:
             return None
     if not all(
         _numeric(status[n].type) for n in ("attempt_start", "start_time", "end_time", "runtime_s") if n in status
     ):
         return None
-    if any(pa.types.is_boolean(status[n].type) for n in _STATUS_COLUMNS if n in status):
+    if any(pa.types.is_boolean(status[n].type) for n in STATUS_COLUMNS if n in status):
         return None
     for stats in metrics.values():
         if not pa.types.is_struct(stats.type):
@@ -118,7 +118,7 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
         fields = {stats.type.field(i).name: i for i in range(stats.type.num_fields)}
         children = stats.flatten()
         valid = pc.is_valid(stats)
-        for name in _STAT_NUMBERS:  # every stats object has these, as numbers
+        for name in STAT_NUMBERS:  # every stats object has these, as numbers
             if name not in fields or not _numeric(children[fields[name]].type):
                 return None
             if pc.any(pc.and_(valid, pc.is_null(children[fields[name]]))).as_py():
@@ -137,7 +137,7 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
     put("job", table["job"])
     for name in ("format_version", "fingerprint", "lost", "submitted"):
         put(name, table[name] if name in names else None)
-    for name in _STATUS_COLUMNS:
+    for name in STATUS_COLUMNS:
         put(f"st{SEP}{name}", status.get(name))
     put(f"st{SEP}error", None)
     for prefix, section in (("p", params), ("s", summary)):
@@ -146,7 +146,7 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
     for key, stats in metrics.items():
         fields = {stats.type.field(i).name: i for i in range(stats.type.num_fields)}
         children = stats.flatten()
-        for name in _STAT_FIELDS:
+        for name in STAT_FIELDS:
             put(f"m{SEP}{key}{SEP}{name}", children[fields[name]] if name in fields else None)
     columns = pa.Table.from_arrays(arrays, names=names_out)
     if len(take) != len(jobs) or (take != np.arange(len(jobs))).any():

@@ -175,15 +175,37 @@ def _light_jobs(data: Any) -> Optional[_Jobs]:
                  all_final=all(_STATES[s].is_final for s in states))  # fmt: skip
 
 
-def _nulls_as_float(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """Object columns holding no value as float NaN: joining frames of object NaN costs per value."""
-    import numpy as np
+def _served_rows(sweep_id: str, cols: "pd.DataFrame", row_of: Dict[int, int], pruned: List[bool]) -> "pd.DataFrame":
+    """The catalog rows of the jobs the index serves (``row_of``: job -> row of ``cols``), made in one go.
 
-    objects = frame.select_dtypes(include=object)
-    empty = objects.columns[objects.isna().all().to_numpy()]
-    if len(empty):
-        frame = frame.assign(**{str(c): np.full(len(frame), np.nan) for c in empty})
-    return frame
+    Column by column with numpy: building the frame by inserting and copying cost more than
+    parsing the sweep's index.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .status import RUN_TO_JOB
+
+    rows = np.fromiter(row_of.values(), dtype=np.int64, count=len(row_of))
+    whole = len(rows) == len(cols) and bool((rows == np.arange(len(rows))).all())
+    jobs = np.fromiter(row_of.keys(), dtype=np.int64, count=len(row_of))
+
+    def values(column: str) -> Any:
+        array = cols[column].to_numpy()
+        return array if whole else array[rows]
+
+    states = pd.Series(values(f"st{SEP}state")).map({k: v.value for k, v in RUN_TO_JOB.items()}).to_numpy(dtype=object)
+    stopped = np.asarray(pruned, dtype=bool)[jobs] if len(pruned) else np.zeros(len(jobs), dtype=bool)
+    states[stopped & (states != JobState.LOST.value)] = JobState.PRUNED.value
+    runtime = values(f"st{SEP}runtime_s") if f"st{SEP}runtime_s" in cols.columns else np.full(len(rows), np.nan)
+    data: Dict[str, Any] = {"sweep": np.full(len(rows), sweep_id, dtype=object), "job": jobs, "state": states,
+                            "runtime_s": pd.to_numeric(pd.Series(runtime), errors="coerce").to_numpy()}  # fmt: skip
+    for column in cols.columns:
+        if column.startswith(_KEEP_PREFIXES):
+            array = values(column)
+            # no value at all: float NaN, which joins with other sweeps' columns at no cost per value
+            data[column] = np.full(len(rows), np.nan) if array.dtype == object and pd.isna(array).all() else array
+    return pd.DataFrame(data)
 
 
 def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
@@ -196,8 +218,6 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
     """
     import numpy as np
     import pandas as pd
-
-    from .status import RUN_TO_JOB
 
     sweep_dir = Path(sweep_dir)
     key = sweep_key(sweep_dir)  # before reading: a change while reading makes the next query read again
@@ -218,17 +238,7 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
     row_of = usable_rows(cols, facts.submitted)
     parts = []
     if row_of:
-        served = cols.iloc[list(row_of.values())]
-        kept = served[[c for c in served.columns if c.startswith(_KEEP_PREFIXES)]].copy()
-        kept.insert(0, "sweep", sweep_dir.name)
-        kept.insert(1, "job", served["job"].to_numpy(dtype=np.int64))
-        states = [RUN_TO_JOB[s] for s in served[f"st{SEP}state"]]
-        states = [JobState.PRUNED if facts.pruned[j] and s != JobState.LOST else s
-                  for j, s in zip(row_of, states)]  # fmt: skip
-        kept.insert(2, "state", [s.value for s in states])
-        runtime = served[f"st{SEP}runtime_s"] if f"st{SEP}runtime_s" in served.columns else np.nan
-        kept.insert(3, "runtime_s", pd.to_numeric(runtime, errors="coerce"))
-        parts.append(_nulls_as_float(kept.reset_index(drop=True)))
+        parts.append(_served_rows(sweep_dir.name, cols, row_of, facts.pruned))
     lost = []
     if "lost" in cols.columns:  # lines reindex marked lost, for the job's current submission
         for i in np.nonzero(cols["lost"].notna().to_numpy())[0]:

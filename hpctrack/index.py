@@ -288,9 +288,9 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
 CACHE_FILE = "index.cache.parquet"
 CACHE_VERSION = 2  # 2: fingerprint, lost and submitted columns; damaged lines in the metadata
 SEP = "\x1f"  # between the parts of a column name: param, summary and metric keys are free text
-_STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
+STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
                    "heartbeat", "heartbeat_interval_s")  # fmt: skip
-_STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
+STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
 
 
 def flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
@@ -299,7 +299,7 @@ def flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version"),
                            "fingerprint": row.get("fingerprint"), "lost": row.get("lost") or None,
                            "submitted": row.get("submitted")}  # fmt: skip
-    for name in _STATUS_COLUMNS:
+    for name in STATUS_COLUMNS:
         out[f"st{SEP}{name}"] = status.get(name)
     error = status.get("error")
     out[f"st{SEP}error"] = json.dumps(error) if error else None
@@ -307,7 +307,7 @@ def flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
         for key, value in (row.get(section) or {}).items():
             out[f"{prefix}{SEP}{key}"] = value
     for key, stats in (row.get("metrics") or {}).items():
-        for name in _STAT_FIELDS:
+        for name in STAT_FIELDS:
             out[f"m{SEP}{key}{SEP}{name}"] = stats.get(name)
     return out
 
@@ -318,8 +318,8 @@ def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
     return pd.DataFrame([flat_row(r) for r in rows])
 
 
-_RUN_STATES = {s.value for s in RunStatus}
-_STAT_NUMBERS = ("count", "last", "last_step", "min", "max")
+RUN_STATES = {s.value for s in RunStatus}
+STAT_NUMBERS = ("count", "last", "last_step", "min", "max")
 
 
 def _is_number(value: Any) -> bool:
@@ -336,13 +336,13 @@ def row_problem(row: Any) -> Optional[str]:
         if not isinstance(row.get(name, {}), dict):
             return f"{name} is not an object"
     status = row.get("status") or {}
-    if "state" in status and status["state"] not in _RUN_STATES:
+    if "state" in status and status["state"] not in RUN_STATES:
         return f"status.state {json.dumps(status['state'])[:30]} is not a run state"
     for name in ("attempt_start", "start_time", "end_time", "runtime_s"):
         if status.get(name) is not None and not _is_number(status[name]):
             return f"status.{name} is not a number"
     for key, stats in (row.get("metrics") or {}).items():
-        if not isinstance(stats, dict) or not all(_is_number(stats.get(f)) for f in _STAT_NUMBERS):
+        if not isinstance(stats, dict) or not all(_is_number(stats.get(f)) for f in STAT_NUMBERS):
             return f"metrics[{json.dumps(key)[:30]}] is not a stats object"
     if not all(_is_number(k) for k in (row.get("restarts") or {}).values()):
         return "restarts is not an object of steps"

@@ -284,7 +284,10 @@ def runs_command(
     frame = runs(where, sweeps=sweeps, since=since, tags=tags, metrics=list(metrics) or None,
                  all_params=all_params, sort=list(sort) or None, limit=limit, root=root)  # fmt: skip
     if fmt != "json":  # for people and flat files: tags as text; JSON keeps them an object
-        frame["tags"] = [" ".join(f"{k}={v}" for k, v in sorted(t.items())) for t in frame["tags"]]
+        first = ~frame["sweep"].duplicated()  # tags are the sweep's: made into text once per sweep
+        text = {s: " ".join(f"{k}={v}" for k, v in sorted(t.items()))
+                for s, t in zip(frame["sweep"][first], frame["tags"][first])}  # fmt: skip
+        frame["tags"] = frame["sweep"].map(text).to_numpy(dtype=object)
     if fmt == "table" and output is None and not len(frame):
         echo(f"no run matches in {frame.attrs.get('sweeps', 0)} sweep(s)")
     else:
