@@ -393,12 +393,15 @@ def encode_parquet(frame: "pd.DataFrame", meta_key: bytes, meta: Dict[str, Any])
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    import pandas as pd
+
     encoded = frame.copy()
     json_columns = []
     for column in encoded.columns:
         if encoded[column].dtype == object:
-            kinds = {type(v) for v in encoded[column] if v is not None and v == v}
-            if not (kinds <= {str} or kinds <= {bool}):  # mixed, lists, dicts: JSON text, decoded on read
+            # all text or all true/false (missing values aside), found without a Python step per value
+            kind = pd.api.types.infer_dtype(encoded[column], skipna=True)
+            if kind not in ("string", "boolean", "empty"):  # mixed, lists, dicts: JSON text, decoded on read
                 encoded[column] = [None if v is None else json.dumps(v) for v in encoded[column]]
                 json_columns.append(column)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
