@@ -16,6 +16,7 @@ import pytest
 from conftest import EXAMPLE, error_lines, run_cli
 from synthetic import index_runs, make_sweep, write_run
 
+from hpctrack._index_arrow import parse_frame
 from hpctrack._types import JobState
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +159,24 @@ def test_bad_input_is_one_line_saying_what_to_fix(hpctrack_root, tmp_path, args,
     lines = error_lines(proc.stderr)
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_large_index_is_read_in_columns_with_the_same_answer(hpctrack_root):
+    """An index big enough for the columnar parse (and one with a failed run's error) answers as written."""
+    n = 40
+    manifest = make_sweep(hpctrack_root, n, sweep_id="20260103-000000-cccc", name="big")
+    for i in range(n):
+        if i % 9 == 4:
+            write_run(manifest, i, state="failed", error={"type": "ValueError", "message": f"boom {i}"})
+        else:
+            write_run(manifest, i)
+    index_runs(manifest, range(n))
+    assert parse_frame((manifest.path / "index.jsonl").read_bytes()) is not None  # the columnar parse serves it
+    rows = _runs("--where", "x >= 0", "-m", "loss:min", "-m", "final")
+    assert [r["job"] for r in rows] == list(range(n))
+    for row in rows:
+        i = row["job"]
+        assert row["x"] == i and row["final"] == 10.0 * i and row["loss:min"] == 0.2
+        assert row["state"] == ("FAILED" if i % 9 == 4 else "COMPLETED") and row["runtime_s"] == 50.0
+    failed = _runs("--where", "state == 'FAILED' and x > 10")
+    assert [r["job"] for r in failed] == [i for i in range(11, n) if i % 9 == 4]
