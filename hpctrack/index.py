@@ -390,10 +390,9 @@ def encode_parquet(frame: "pd.DataFrame", meta_key: bytes, meta: Dict[str, Any])
     """
     import io
 
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    import pandas as pd
 
     encoded = frame.copy()
     json_columns = []
