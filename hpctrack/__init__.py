@@ -17,6 +17,7 @@ In a training script:
 Reading results:
 
 - ``load_sweep("latest")``: a :class:`Sweep`, with ``status()``, ``table()`` and ``history(key)``.
+- ``runs(where, sweeps=, since=, tags=, metrics=)``: the matching runs of every sweep of the root.
 
 Also: ``JobState`` and ``RunStatus`` (the state words), and the errors, all
 subclasses of ``HpctrackError``. Backends and conformance suites live in
@@ -49,6 +50,7 @@ __all__ = [
     "Run",
     "Checkpoint",
     "Sweep",
+    "runs",
     "JobState",
     "RunStatus",
     "HpctrackError",
@@ -64,6 +66,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
     from .run import Run, current_run, start_run
+    from .search import runs
     from .sweep import Sweep, load_sweep
 
 _LAZY = {
@@ -73,6 +76,7 @@ _LAZY = {
     "Checkpoint": "checkpoint",
     "load_sweep": "sweep",
     "Sweep": "sweep",
+    "runs": "search",
 }
 
 

@@ -649,6 +649,10 @@ def _sort(frame: "pd.DataFrame", sort: Sequence[str]) -> "pd.DataFrame":
     return out
 
 
+#: Sort a frame by columns (``-COLUMN``: descending), as ``table --sort`` does.
+sort_frame = _sort
+
+
 def _plain(value: Any) -> Any:
     # numpy scalars that pandas leaves in object columns
     return value.item() if hasattr(value, "item") else str(value)

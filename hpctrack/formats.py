@@ -51,6 +51,12 @@ FORMATS: Tuple[FileFormat, ...] = (
     FileFormat("run.zarr/", 2, "zarr.json attribute format_version", "hpctrack.store:ZarrStore.format_version"),
     FileFormat("labels.json", 1, "key format_version", "hpctrack.labels:LABELS_VERSION"),
     FileFormat("pins.json", 1, "key format_version", "hpctrack.pins:PINS_VERSION"),
+    FileFormat(
+        "catalog/u<uid>/*.parquet",
+        1,
+        "schema metadata hpctrack_catalog, key version",
+        "hpctrack.catalog:CATALOG_VERSION",
+    ),  # fmt: skip
     FileFormat("end.json", 1, "key format_version", "hpctrack.endrecord:FORMAT_VERSION"),
     FileFormat("recovery-<n>.jsonl", 1, "key format_version of the header line", "hpctrack._recovery:RECOVERY_VERSION"),
     FileFormat(

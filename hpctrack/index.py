@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES"]  # fmt: skip
+           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "usable_rows",
+           "encode_parquet", "decode_columns", "flat_row", "SEP"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
 INDEX_VERSION = 1
@@ -287,17 +288,18 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
 CACHE_FILE = "index.cache.parquet"
 CACHE_VERSION = 2  # 2: fingerprint, lost and submitted columns; damaged lines in the metadata
 SEP = "\x1f"  # between the parts of a column name: param, summary and metric keys are free text
-_STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
+STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
                    "heartbeat", "heartbeat_interval_s")  # fmt: skip
-_STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
+STAT_FIELDS = ("count", "last", "last_step", "min", "max", "sum", "finite", "argmin", "argmax")
 
 
-def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
+def flat_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+    """An index line as the cache's columns: ``job``, ``st<SEP>NAME``, ``p<SEP>KEY``, ``s<SEP>KEY``, ``m<SEP>KEY<SEP>FIELD``."""
     status = row.get("status") or {}
     out: Dict[str, Any] = {"job": int(row["job"]), "format_version": row.get("format_version"),
                            "fingerprint": row.get("fingerprint"), "lost": row.get("lost") or None,
                            "submitted": row.get("submitted")}  # fmt: skip
-    for name in _STATUS_COLUMNS:
+    for name in STATUS_COLUMNS:
         out[f"st{SEP}{name}"] = status.get(name)
     error = status.get("error")
     out[f"st{SEP}error"] = json.dumps(error) if error else None
@@ -305,7 +307,7 @@ def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
         for key, value in (row.get(section) or {}).items():
             out[f"{prefix}{SEP}{key}"] = value
     for key, stats in (row.get("metrics") or {}).items():
-        for name in _STAT_FIELDS:
+        for name in STAT_FIELDS:
             out[f"m{SEP}{key}{SEP}{name}"] = stats.get(name)
     return out
 
@@ -313,11 +315,11 @@ def _flat(row: Mapping[str, Any]) -> Dict[str, Any]:
 def _frame_of(rows: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":
     import pandas as pd
 
-    return pd.DataFrame([_flat(r) for r in rows])
+    return pd.DataFrame([flat_row(r) for r in rows])
 
 
-_RUN_STATES = {s.value for s in RunStatus}
-_STAT_NUMBERS = ("count", "last", "last_step", "min", "max")
+RUN_STATES = {s.value for s in RunStatus}
+STAT_NUMBERS = ("count", "last", "last_step", "min", "max")
 
 
 def _is_number(value: Any) -> bool:
@@ -334,13 +336,13 @@ def row_problem(row: Any) -> Optional[str]:
         if not isinstance(row.get(name, {}), dict):
             return f"{name} is not an object"
     status = row.get("status") or {}
-    if "state" in status and status["state"] not in _RUN_STATES:
+    if "state" in status and status["state"] not in RUN_STATES:
         return f"status.state {json.dumps(status['state'])[:30]} is not a run state"
     for name in ("attempt_start", "start_time", "end_time", "runtime_s"):
         if status.get(name) is not None and not _is_number(status[name]):
             return f"status.{name} is not a number"
     for key, stats in (row.get("metrics") or {}).items():
-        if not isinstance(stats, dict) or not all(_is_number(stats.get(f)) for f in _STAT_NUMBERS):
+        if not isinstance(stats, dict) or not all(_is_number(stats.get(f)) for f in STAT_NUMBERS):
             return f"metrics[{json.dumps(key)[:30]}] is not a stats object"
     if not all(_is_number(k) for k in (row.get("restarts") or {}).values()):
         return "restarts is not an object of steps"
@@ -379,9 +381,16 @@ def _fingerprint(data: bytes, covered: int) -> str:
     return hashlib.sha1(data[max(0, covered - 4096) : covered]).hexdigest()
 
 
-def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
+def encode_parquet(frame: "pd.DataFrame", meta_key: bytes, meta: Dict[str, Any]) -> bytes:
+    """``frame`` as Parquet bytes, ``meta`` (JSON) under ``meta_key`` in the schema's metadata.
+
+    Object columns that are not all text or all true/false (mixed kinds, lists, dicts)
+    are stored as JSON text and listed in ``meta["json_columns"]``; :func:`decode_parquet`
+    turns them back. Values are data only: nothing in the file is ever executed.
+    """
     import io
 
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -389,16 +398,29 @@ def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None
     json_columns = []
     for column in encoded.columns:
         if encoded[column].dtype == object:
-            kinds = {type(v) for v in encoded[column] if v is not None and v == v}
-            if not (kinds <= {str} or kinds <= {bool}):  # mixed, lists, dicts: JSON text, decoded on read
+            # all text or all true/false (missing values aside), found without a Python step per value
+            kind = pd.api.types.infer_dtype(encoded[column], skipna=True)
+            if kind not in ("string", "boolean", "empty"):  # mixed, lists, dicts: JSON text, decoded on read
                 encoded[column] = [None if v is None else json.dumps(v) for v in encoded[column]]
                 json_columns.append(column)
     table = pa.Table.from_pandas(encoded, preserve_index=False)
-    text = json.dumps({**meta, "version": CACHE_VERSION, "json_columns": json_columns})
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"hpctrack_index_cache": text.encode()})
+    text = json.dumps({**meta, "json_columns": json_columns})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), meta_key: text.encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def decode_columns(frame: "pd.DataFrame", meta: Mapping[str, Any]) -> "pd.DataFrame":
+    """Turn the JSON text columns :func:`encode_parquet` made back into values (those ``frame`` holds)."""
+    for column in meta.get("json_columns") or []:
+        if column in frame.columns:
+            frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
+    return frame
+
+
+def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
+    atomic_write(path, encode_parquet(frame, b"hpctrack_index_cache", {**meta, "version": CACHE_VERSION}))
 
 
 def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
@@ -409,10 +431,7 @@ def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
     meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
     if int(meta["version"]) != CACHE_VERSION:
         raise ValueError("cache version")
-    frame = table.to_pandas()
-    for column in meta["json_columns"]:
-        frame[column] = [None if v is None else json.loads(v) for v in frame[column]]
-    return frame, meta
+    return decode_columns(table.to_pandas(), meta), meta
 
 
 def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
@@ -420,6 +439,8 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
     ``st<SEP>state`` ..., ``p<SEP>KEY`` (params), ``s<SEP>KEY`` (summary), ``m<SEP>KEY<SEP>FIELD``
     (metric stats). ``frame.attrs["damaged"]``: the damaged lines, ``[(line number, why), ...]``."""
     import pandas as pd
+
+    from ._index_arrow import parse_frame
 
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / INDEX_FILE
@@ -441,12 +462,13 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
             frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
     except Exception:  # no cache, or one from another version: rebuilt below
         frame, covered, lines, damaged = None, 0, 0, []
-    tail = _parse_lines(data[covered:end], first_line=lines + 1)
+    fast = parse_frame(data[covered:end])  # None: not only clean lines, or too few to matter
+    tail = IndexLines() if fast is not None else _parse_lines(data[covered:end], first_line=lines + 1)
     damaged = damaged + tail.damaged
-    if frame is not None and not tail.rows and not tail.damaged:
+    if frame is not None and fast is None and not tail.rows and not tail.damaged:
         frame.attrs["damaged"] = damaged
         return frame
-    new = _frame_of(tail.rows.values()) if tail.rows else None
+    new = fast if fast is not None else (_frame_of(tail.rows.values()) if tail.rows else None)
     if frame is None:
         frame = new if new is not None else empty
     elif new is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "new_sweep_id",
     "create_sweep",
     "load_manifest",
+    "read_manifest_json",
     "update_manifest",
     "find_sweep",
     "iter_sweep_dirs",
@@ -304,15 +305,18 @@ def create_sweep(root: Path, manifest: Manifest) -> Manifest:
 
 def load_manifest(sweep_dir: Path) -> Manifest:
     """Read ``sweep_dir/sweep.json`` (no lock needed: it is only ever replaced atomically)."""
-    sweep_dir = Path(sweep_dir)
-    path = sweep_dir / MANIFEST_FILE
+    return Manifest.from_json(read_manifest_json(sweep_dir), Path(sweep_dir))
+
+
+def read_manifest_json(sweep_dir: Path) -> Any:
+    """``sweep_dir/sweep.json`` parsed, not checked (:meth:`Manifest.from_json` checks it)."""
+    path = Path(sweep_dir) / MANIFEST_FILE
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         raise SweepNotFoundError(f"no sweep manifest at {path}") from None
     except (OSError, ValueError) as err:
         raise StoreError(f"cannot read sweep manifest {path}: {err}") from err
-    return Manifest.from_json(data, sweep_dir)
 
 
 def update_manifest(sweep_dir: Path, change: Callable[[Manifest], None]) -> Manifest:

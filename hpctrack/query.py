@@ -670,6 +670,32 @@ def _compare_one(fn: Callable[[Any, Any], Any], kind: str, a: Any, b: Any) -> bo
         return kind == "!="
 
 
+def _text_against_text(fn: Callable[[Any, Any], Any], kind: str, left: Any, right: Any) -> Any:
+    """A column holding only text (or nothing) against a text literal, as one array operation; else None.
+
+    The same outcome as :func:`_compare_one` row by row, without a Python call per row
+    (a query over a million runs compares a million names).
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(left, pd.Series) and isinstance(right, str):
+        column, flip = left, False
+    elif isinstance(right, pd.Series) and isinstance(left, str):
+        column, flip = right, True
+    else:
+        return None
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
+        return None
+    values = column.to_numpy(dtype=object)
+    present = ~pd.isna(values)
+    out = np.full(len(values), kind == "!=", dtype=bool)  # a missing value matches only !=
+    if present.any():
+        picked = values[present]
+        out[present] = np.asarray(fn(left, picked) if flip else fn(picked, right), dtype=bool)
+    return out
+
+
 def _compare_series(
     fn: Callable[[Any, Any], Any], kind: str, left: Any, right: Any, frame: "pd.DataFrame"
 ) -> "pd.Series":
@@ -681,7 +707,10 @@ def _compare_series(
     if numeric(left) and numeric(right):  # the fast path: numbers against numbers, NaN as pandas does
         out = fn(left, right)
         return out if isinstance(out, pd.Series) else pd.Series(out, index=frame.index)
-    # Text, or text and numbers mixed in one column: row by row; a row whose value cannot be
+    text = _text_against_text(fn, kind, left, right)
+    if text is not None:
+        return pd.Series(text, index=frame.index, dtype=bool)
+    # Text and numbers mixed in one column: row by row; a row whose value cannot be
     # compared with the other side does not match (like a missing value).
     lefts = left if isinstance(left, pd.Series) else [left] * len(frame)
     rights = right if isinstance(right, pd.Series) else [right] * len(frame)

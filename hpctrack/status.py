@@ -39,6 +39,8 @@ _RUN_TO_JOB = {
     RunStatus.FAILED.value: JobState.FAILED,
     RunStatus.INTERRUPTED.value: JobState.CANCELLED,
 }
+#: The job state of an ended run, by the run's own state (public name for the catalog).
+RUN_TO_JOB = _RUN_TO_JOB
 #: A running job whose heartbeat is older than this many flush intervals (+30 s) may be hung.
 HUNG_AFTER_INTERVALS = 3
 #: What the error column says of a cancelled job, whoever cancelled it and however.

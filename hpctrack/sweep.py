@@ -508,6 +508,11 @@ def _has_tag(tags: Mapping[str, str], key: str, value: Optional[str]) -> bool:
     return key in tags and (value is None or tags[key] == value)
 
 
+#: ``ls --tag`` parsing and matching, shared with ``runs --tag``.
+tag_condition = _tag_condition
+has_tag = _has_tag
+
+
 #: The fields of an ``hpctrack ls`` row a filter can name, besides ``states.<STATE>`` and ``tags.<key>``.
 SWEEP_FILTER_FIELDS = ("name", "id", "created", "backend", "store", "script", "n_jobs", "unconfirmed", "note")
 

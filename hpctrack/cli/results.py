@@ -227,3 +227,70 @@ def plot(
     for index, why in sorted(result.skipped.items()):
         echo(f"skipped job {index}: {why}", err=True)
     echo(f"wrote {result.path}")
+
+
+@cli.command("runs")
+@click.option(
+    "--where",
+    metavar="EXPR",
+    help="Keep runs matching EXPR (the filter language of `table --filter`) over params, metric selectors "
+    "(val/acc:max), summary values, state, runtime_s, job, sweep, sweep_name, note, created, tags.KEY.",
+)
+@click.option("--sweeps", metavar="GLOB", help="Only sweeps whose id or name matches GLOB, e.g. 'vit-*'.")
+@click.option(
+    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
+)
+@click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
+@click.option("--all-params", is_flag=True, help="Every param, not only the swept ones and those --where names.")
+@click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="Only the first N rows.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
+@root_option
+@handle_errors
+def runs_command(
+    where: Optional[str],
+    sweeps: Optional[str],
+    since: Optional[str],
+    tags: Sequence[str],
+    metrics: Sequence[str],
+    all_params: bool,
+    sort: Sequence[str],
+    limit: Optional[int],
+    fmt: str,
+    output: Optional[str],
+    root: Optional[str],
+) -> None:
+    """The runs of every sweep of the root matching --where, one row per run, newest sweep first.
+
+    Sweeps are selected as `ls` selects them (--since, --tag) and by --sweeps; each row shows
+    the sweep's id, name, tags and note, the job, its state, params and metric columns.
+    """
+    from ..search import runs
+
+    frame = runs(where, sweeps=sweeps, since=since, tags=tags, metrics=list(metrics) or None,
+                 all_params=all_params, sort=list(sort) or None, limit=limit, root=root)  # fmt: skip
+    if fmt != "json":  # for people and flat files: tags as text; JSON keeps them an object
+        first = ~frame["sweep"].duplicated()  # tags are the sweep's: made into text once per sweep
+        text = {s: " ".join(f"{k}={v}" for k, v in sorted(t.items()))
+                for s, t in zip(frame["sweep"][first], frame["tags"][first])}  # fmt: skip
+        frame["tags"] = frame["sweep"].map(text).to_numpy(dtype=object)
+    if fmt == "table" and output is None and not len(frame):
+        echo(f"no run matches in {frame.attrs.get('sweeps', 0)} sweep(s)")
+    else:
+        emit_frame(frame, fmt, output, print_frame)
+    if frame.attrs.get("note"):
+        echo(f"note: {frame.attrs['note']}", err=True)

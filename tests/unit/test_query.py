@@ -311,3 +311,18 @@ def test_an_overlong_filter_is_not_echoed_whole():
     with pytest.raises(FilterError) as err:
         _filter(pd.DataFrame({"seed": [0]}), "x" * 1_000_000)
     assert len(str(err.value)) < 400 and "1000000 characters" in str(err.value)
+
+
+@pytest.mark.parametrize("op", ["==", "!=", "<", "<=", ">", ">="])
+def test_text_columns_compare_as_row_by_row(op):
+    """A text column against a text literal (one array operation) decides each row as a row-by-row compare would."""
+    from hpctrack.query import _COMPARE, _compare_one
+
+    values = ["adamw", None, "sgd", float("nan"), "adam", "", "b"]
+    frame = pd.DataFrame({"opt": pd.Series(values, dtype=object)})
+    for literal, text in (("adam", f"opt {op} 'adam'"), ("adam", f"'adam' {op} opt")):
+        got = filter_frame(frame, text)["opt"].tolist()
+        flip = text.startswith("'")
+        want = [v for v in values
+                if _compare_one(_COMPARE[op], op, *((literal, v) if flip else (v, literal)))]  # fmt: skip
+        assert [str(v) for v in got] == [str(v) for v in want], text
