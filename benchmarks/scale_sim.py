@@ -184,22 +184,25 @@ def time_sacct(sweep_dir: Path) -> Dict[str, Any]:
     t = time.perf_counter()
     infos, note = SlurmBackend().query(manifest)  # runs the sacct on PATH: the recorded output
     query_s = time.perf_counter() - t
-    wrong = [i for i, info in infos.items()
-             if info.state is None or info.state.value != ("RUNNING" if i < RUNNING else "COMPLETED")]
+    wrong = [
+        i
+        for i, info in infos.items()
+        if info.state is None or info.state.value != ("RUNNING" if i < RUNNING else "COMPLETED")
+    ]
     assert note is None and len(infos) == len(manifest.jobs) and not wrong, (note, len(infos), wrong[:3])
     return {"rows": len(text.splitlines()), "parse_s": parse_s, "query_s": query_s, "parsed": len(parsed)}
 
 
 def watch_reads(sweep_dir: Path) -> Dict[str, Any]:
     """Store reads, fingerprints and index bytes of watch refreshes, beside plain status refreshes."""
+    # A few jobs still run: their own stores, no index line, the scheduler not settled on them.
+    import numpy as np
+
     from hpctrack.index import INDEX_FILE
     from hpctrack.manifest import update_manifest
     from hpctrack.status import sweep_status
     from hpctrack.store import MetricBatch, _hdf5, open_store
     from hpctrack.watch import StatusWatch
-
-    # A few jobs still run: their own stores, no index line, the scheduler not settled on them.
-    import numpy as np
 
     running = list(range(RUNNING))
     for i in running:

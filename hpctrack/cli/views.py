@@ -95,10 +95,10 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
 
     from ..watch import StatusWatch
 
-    watch = StatusWatch(sw.path)
+    refresher = StatusWatch(sw.path)
     with Live(console=Console(), auto_refresh=False) as live:
         while True:
-            view, done, _ = status_view(sw, only_stalled, watch)
+            view, done, _ = status_view(sw, only_stalled, refresher)
             live.update(view, refresh=True)
             if done:
                 break
