@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES"]  # fmt: skip
+           "read_index_lines", "parse_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
 INDEX_VERSION = 1
@@ -169,7 +169,7 @@ def read_index_lines(sweep_dir: Path) -> IndexLines:
             data = fh.read()
     except FileNotFoundError:
         return IndexLines()
-    return _parse_lines(data)
+    return parse_lines(data)
 
 
 def usable(row: Optional[Mapping[str, Any]], submitted: Optional[float]) -> bool:
@@ -351,7 +351,7 @@ def row_problem(row: Any) -> Optional[str]:
     return None
 
 
-def _parse_lines(data: bytes, first_line: int = 1) -> IndexLines:
+def parse_lines(data: bytes, first_line: int = 1) -> IndexLines:
     """The newest valid line of each job in ``data``, and the damaged lines (numbered from ``first_line``)."""
     out = IndexLines()
     for number, raw in enumerate(data.split(b"\n"), start=first_line):
@@ -448,7 +448,7 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
         with open(path, "rb") as fh:
             data, start = fh.read(), 0
         end = data.rfind(b"\n") + 1
-    tail = _parse_lines(data[covered - start : end - start], first_line=lines + 1)
+    tail = parse_lines(data[covered - start : end - start], first_line=lines + 1)
     damaged = damaged + tail.damaged
     if frame is not None and not tail.rows and not tail.damaged:
         frame.attrs["damaged"] = damaged

@@ -62,7 +62,7 @@ class StatusWatch:
 
     def _read_index(self) -> bool:
         """Read the index lines appended since the last refresh; True when the index was rewritten."""
-        from .index import INDEX_FILE, _parse_lines
+        from .index import INDEX_FILE, parse_lines
 
         path = self.path / INDEX_FILE
         self.index_bytes_read = 0
@@ -84,7 +84,7 @@ class StatusWatch:
             data = fh.read(st.st_size - self._tail.offset)
         complete = data.rfind(b"\n") + 1  # a line being appended right now is read next time, whole
         self.index_bytes_read = len(data)
-        parsed = _parse_lines(data[:complete], first_line=self._tail.lines + 1)
+        parsed = parse_lines(data[:complete], first_line=self._tail.lines + 1)
         self._tail.rows.update(parsed.rows)
         self._tail.damaged += parsed.damaged
         self._tail.offset += complete
