@@ -157,6 +157,22 @@ def drop_caches() -> bool:
         return False
 
 
+def _median(reps: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The repetition with the median ``first`` time, with every repetition's in ``all`` (the spread)."""
+    ordered = sorted(reps, key=lambda r: r["first"])
+    return {**ordered[len(ordered) // 2], "all": [r["first"] for r in reps]}
+
+
+def _spread(r: Dict[str, Any]) -> str:
+    times = r.get("all") or [r["first"]]
+    return f" (runs: {', '.join(fmt_s(t) for t in times)})" if len(times) > 1 else ""
+
+
+def _every(r: Dict[str, Any], goal: float) -> bool:
+    """Met reproducibly: every repetition, not only the median."""
+    return all(t < goal for t in (r.get("all") or [r["first"]]))
+
+
 def hp_measure(spec: Dict[str, Any]) -> Dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", _CODE, json.dumps(spec)], capture_output=True, text=True,
                           timeout=3600)  # fmt: skip
@@ -258,6 +274,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--dir", default=None, help="where to build (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep what was built (reuse it with --reuse DIR)")
     parser.add_argument("--reuse", default=None, help="a directory a --keep run left: skip building")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="measure table and history this many times (median shown, with the spread)",
+    )
     args = parser.parse_args(argv)
 
     import hpctrack
@@ -291,11 +313,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         cache = sweep_dir / "index.cache.parquet"
         if cache.exists():
             cache.unlink()  # the first table builds it: part of "cold"
-        progress("table: fresh process, index present")
-        dropped = drop_caches()
-        results["table_cold"] = hp_measure({**spec, "what": "table"})
-        progress("table: again (warm)")
-        results["table_warm"] = hp_measure({**spec, "what": "table"})
+        cold, warm = [], []
+        for rep in range(args.repeat):
+            if cache.exists():
+                cache.unlink()
+            progress(f"table: fresh process, index present ({rep + 1}/{args.repeat})")
+            dropped = drop_caches()
+            cold.append(hp_measure({**spec, "what": "table"}))
+            progress("table: again (warm)")
+            warm.append(hp_measure({**spec, "what": "table"}))
+        results["table_cold"], results["table_warm"] = _median(cold), _median(warm)
         progress("table: without the index (every run store read)")
         moved = index.with_name("index.jsonl.away")
         shutil.move(index, moved)
@@ -309,10 +336,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                     made.unlink()  # the table re-created them from the stores: restore the originals
             shutil.move(moved, index)
             shutil.move(cache.with_name("cache.away"), cache)
-        progress("history of one metric across all runs")
-        drop_caches()
-        results["history_cold"] = hp_measure({**spec, "what": "history"})
-        results["history_warm"] = hp_measure({**spec, "what": "history"})
+        cold, warm = [], []
+        for rep in range(args.repeat):
+            progress(f"history of one metric across all runs ({rep + 1}/{args.repeat})")
+            drop_caches()
+            cold.append(hp_measure({**spec, "what": "history"}))
+            warm.append(hp_measure({**spec, "what": "history"}))
+        results["history_cold"], results["history_warm"] = _median(cold), _median(warm)
         progress("compare (the sweep with itself)")
         results["compare"] = hp_measure({**spec, "what": "compare", "other": str(sweep_dir)})
 
@@ -347,11 +377,12 @@ def print_results(args: Any, r: Dict[str, Any], ml: Dict[str, Dict[str, Any]], d
     in_process = r["table_warm"]["second"]
     print(
         f"| table, 11 metric columns, {runs:,} runs: cold (fresh process{', page cache dropped' if dropped else ''}) "
-        f"| {fmt_s(cold)} s | {cold / runs * 1e3:.3f} ms | < {GOAL_TABLE_COLD_S:g} s | {yes_no(cold < GOAL_TABLE_COLD_S)} |"
+        f"| {fmt_s(cold)} s{_spread(r['table_cold'])} | {cold / runs * 1e3:.3f} ms | < {GOAL_TABLE_COLD_S:g} s "
+        f"| {yes_no(_every(r['table_cold'], GOAL_TABLE_COLD_S))} |"
     )
     print(
-        f"| table: warm (fresh process, files cached) | {fmt_s(warm)} s | {warm / runs * 1e3:.3f} ms "
-        f"| < {GOAL_TABLE_WARM_S:g} s | {yes_no(warm < GOAL_TABLE_WARM_S)} |"
+        f"| table: warm (fresh process, files cached) | {fmt_s(warm)} s{_spread(r['table_warm'])} "
+        f"| {warm / runs * 1e3:.3f} ms | < {GOAL_TABLE_WARM_S:g} s | {yes_no(_every(r['table_warm'], GOAL_TABLE_WARM_S))} |"
     )
     print(f"| table: second call in the same process | {fmt_s(in_process)} s | {in_process / runs * 1e3:.3f} ms | | |")
     print(f"| table, grouped by lr (5 groups, mean/std/n) | {fmt_s(r['table_warm']['grouped'])} s | | | |")
@@ -368,12 +399,12 @@ def print_results(args: Any, r: Dict[str, Any], ml: Dict[str, Dict[str, Any]], d
         )
     hc, hw = r["history_cold"], r["history_warm"]
     print(
-        f"| history of m0 across all runs ({hc['points']:,} points): cold | {fmt_s(hc['first'])} s "
-        f"| {hc['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s | {yes_no(hc['first'] < GOAL_HISTORY_S)} |"
+        f"| history of m0 across all runs ({hc['points']:,} points): cold | {fmt_s(hc['first'])} s{_spread(hc)} "
+        f"| {hc['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s | {yes_no(_every(hc, GOAL_HISTORY_S))} |"
     )
     print(
-        f"| history: warm | {fmt_s(hw['first'])} s | {hw['first'] / runs * 1e3:.3f} ms | < {GOAL_HISTORY_S:g} s "
-        f"| {yes_no(hw['first'] < GOAL_HISTORY_S)} |"
+        f"| history: warm | {fmt_s(hw['first'])} s{_spread(hw)} | {hw['first'] / runs * 1e3:.3f} ms "
+        f"| < {GOAL_HISTORY_S:g} s | {yes_no(_every(hw, GOAL_HISTORY_S))} |"
     )
     print(f"| compare (2 sweeps of {runs:,} runs, 2 metrics) | {fmt_s(r['compare']['first'])} s | | | |")
     print(f"| `import hpctrack` | {fmt_s(r['table_warm']['import_s'])} s | | | |")
@@ -407,6 +438,11 @@ def print_results(args: Any, r: Dict[str, Any], ml: Dict[str, Dict[str, Any]], d
             "files may still be cached"
         )
     )
+    if args.repeat > 1:
+        print(
+            f"- table and history: the median of {args.repeat} repetitions, each one's time in brackets; "
+            "a goal is met only when every repetition meets it"
+        )
     print(
         "- table reads the sweep's summary index for ended runs and the run stores for the others; "
         "history reads every run store (the index holds stats, not histories)."

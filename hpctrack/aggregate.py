@@ -303,6 +303,11 @@ def _code_column(frame: "pd.DataFrame") -> "Tuple[pd.DataFrame, Optional[str]]":
 _COLUMN_STATS = ("last", "min", "max", "count", "last_step", "mean", "argmin", "argmax")
 
 
+#: From this many indexed runs on, ``table`` checks their stores' fingerprints from several threads.
+PARALLEL_STAT_MIN_RUNS = 2000
+STAT_THREADS = 16
+
+
 def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int]) -> Dict[int, int]:
     """The indexed runs whose store still has the fingerprint their line recorded (one or two stats each).
 
@@ -312,9 +317,23 @@ def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int])
     from .store import open_store
 
     recorded = cols["fingerprint"].to_numpy(dtype=object) if "fingerprint" in cols.columns else None
+    jobs = list(row_of)
+    stores = [open_store(manifest.run_path(job), manifest.store) for job in jobs]
+    if len(stores) >= PARALLEL_STAT_MIN_RUNS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Cold (metadata not cached), each stat waits on the disk: many at once keep it busy. The
+        # calls release the GIL, so threads suffice.
+        size = -(-len(stores) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
+        with ThreadPoolExecutor(STAT_THREADS) as pool:
+            parts = pool.map(lambda part: [store.fingerprint() for store in part],
+                             [stores[i : i + size] for i in range(0, len(stores), size)])  # fmt: skip
+            prints = [p for part in parts for p in part]
+    else:
+        prints = [store.fingerprint() for store in stores]
     out = {}
-    for job, i in row_of.items():
-        now = open_store(manifest.run_path(job), manifest.store).fingerprint()
+    for job, now in zip(jobs, prints):
+        i = row_of[job]
         indexed = recorded[i] if recorded is not None else None
         if now is not None and (indexed is None or indexed != indexed or indexed == now):
             out[job] = i

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "read_index_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "usable_rows",
+           "read_index_lines", "parse_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "usable_rows",
            "encode_parquet", "decode_columns", "flat_row", "SEP"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
@@ -170,7 +170,7 @@ def read_index_lines(sweep_dir: Path) -> IndexLines:
             data = fh.read()
     except FileNotFoundError:
         return IndexLines()
-    return _parse_lines(data)
+    return parse_lines(data)
 
 
 def usable(row: Optional[Mapping[str, Any]], submitted: Optional[float]) -> bool:
@@ -353,7 +353,7 @@ def row_problem(row: Any) -> Optional[str]:
     return None
 
 
-def _parse_lines(data: bytes, first_line: int = 1) -> IndexLines:
+def parse_lines(data: bytes, first_line: int = 1) -> IndexLines:
     """The newest valid line of each job in ``data``, and the damaged lines (numbered from ``first_line``)."""
     out = IndexLines()
     for number, raw in enumerate(data.split(b"\n"), start=first_line):
@@ -445,25 +445,32 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / INDEX_FILE
     empty = pd.DataFrame({"job": pd.Series([], dtype="int64")})
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        empty.attrs["damaged"] = []
-        return empty
-    # Only whole lines: a writer may be half-way through its append.
-    end = data.rfind(b"\n") + 1
     cache = sweep_dir / CACHE_FILE
     frame, covered, lines, damaged = None, 0, 0, []
     try:
         frame, meta = _from_parquet(cache)
         covered, lines, damaged = int(meta["covered"]), int(meta["lines"]), [tuple(d) for d in meta["damaged"]]
-        if covered > end or _fingerprint(data, covered) != meta["fingerprint"]:
-            frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
     except Exception:  # no cache, or one from another version: rebuilt below
         frame, covered, lines, damaged = None, 0, 0, []
-    fast = parse_frame(data[covered:end])  # None: not only clean lines, or too few to matter
-    tail = IndexLines() if fast is not None else _parse_lines(data[covered:end], first_line=lines + 1)
+    # With a cache, only the last 4 KiB it covered (its fingerprint) and the lines appended since are
+    # read: an index of 100,000 runs is hundreds of MB, which a cold read feels.
+    start = max(0, covered - 4096)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        empty.attrs["damaged"] = []
+        return empty
+    # Only whole lines: a writer may be half-way through its append.
+    end = start + data.rfind(b"\n") + 1
+    if frame is not None and (covered > end or _fingerprint(data, covered - start) != meta["fingerprint"]):
+        frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
+        with open(path, "rb") as fh:
+            data, start = fh.read(), 0
+        end = data.rfind(b"\n") + 1
+    fast = parse_frame(data[covered - start : end - start])  # None: not only clean lines, or too few to matter
+    tail = IndexLines() if fast is not None else parse_lines(data[covered - start : end - start], first_line=lines + 1)
     damaged = damaged + tail.damaged
     if frame is not None and fast is None and not tail.rows and not tail.damaged:
         frame.attrs["damaged"] = damaged
@@ -475,8 +482,8 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
         frame = pd.concat([frame[~frame["job"].isin(new["job"])], new], ignore_index=True)
     if write_cache and end:
         try:
-            meta = {"covered": end, "fingerprint": _fingerprint(data, end), "lines": data.count(b"\n", 0, end),
-                    "damaged": damaged}  # fmt: skip
+            meta = {"covered": end, "fingerprint": _fingerprint(data, end - start),
+                    "lines": lines + data.count(b"\n", covered - start, end - start), "damaged": damaged}  # fmt: skip
             _to_parquet(frame, cache, meta)
         except Exception:  # a read-only sweep, or a value pyarrow cannot store: just no cache
             pass

@@ -84,6 +84,11 @@ class JobRecord:
     # a study's trial that its pruner stopped: when, at which step, its trial number; {}: not pruned.
     # Once the job has ended its state is PRUNED, whatever stopped it (hpctrack.optimize)
     pruned: Dict[str, Any] = field(default_factory=dict)
+    # the scheduler's final word on the current submission (``job_id``, ``state`` in hpctrack's words,
+    # ``scheduler_state``, ``exit_code``, ``node``, ``reason``, ``error``), recorded by the first status that
+    # learns it, once the scheduler will not change it by itself; {}: not known yet. With it for every job,
+    # status and table no longer ask the scheduler (hpctrack.status.backend_view)
+    scheduler: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def last_state(self) -> Optional[str]:
@@ -97,6 +102,7 @@ class JobRecord:
         self.state, self.job_id, self.submitted = JobState.PENDING, None, now
         self.ended = self.exit_code = self.error = self.cancelled = None
         self.stdout = self.stderr = None
+        self.scheduler = {}
 
     def to_json(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -155,6 +161,9 @@ class Manifest:
             for job in out["jobs"]:
                 if not job["pruned"]:
                     del job["pruned"]
+        for job in out["jobs"]:
+            if not job["scheduler"]:  # not learned yet: the shape an older manifest has
+                del job["scheduler"]
         return out
 
     @classmethod
@@ -188,7 +197,7 @@ _JOB_TYPES: Dict[str, Any] = {
     "index": int, "overrides": list, "run_dir": str, "state": str, "job_id": _OPTIONAL_STR,
     "submitted": _OPTIONAL_NUMBER, "ended": _OPTIONAL_NUMBER, "exit_code": (int, type(None)),
     "error": _OPTIONAL_STR, "cancelled": _OPTIONAL_NUMBER, "stdout": _OPTIONAL_STR, "stderr": _OPTIONAL_STR,
-    "history": list, "resources": dict, "code": dict, "process": dict, "pruned": dict,
+    "history": list, "resources": dict, "code": dict, "process": dict, "pruned": dict, "scheduler": dict,
 }  # fmt: skip
 #: The keys of a study's section that readers rely on (hpctrack.optimize), and their JSON types.
 _STUDY_TYPES: Dict[str, Any] = {

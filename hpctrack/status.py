@@ -593,7 +593,7 @@ def sweep_status(
     from .index import append_rows, read_index_lines
 
     now = time.time() if now is None else now
-    infos, note = view if view is not None else backend_view(manifest)
+    infos, note = view if view is not None else backend_view(manifest, only=only, persist=persist)
     backend = _backend(manifest)
     packed = int(manifest.launcher.get("runs_per_task") or 1) > 1
     notes = [note] if note else []
@@ -660,15 +660,76 @@ def sweep_status(
     return SweepStatus(jobs=out, note="; ".join(notes) or None)
 
 
-def backend_view(manifest: Manifest) -> Tuple[Dict[int, Any], Optional[str]]:
-    """What the backend says of each job (one query for the whole sweep), and a note when degraded."""
+def backend_view(
+    manifest: Manifest, *, only: Optional[Set[int]] = None, persist: bool = True
+) -> Tuple[Dict[int, Any], Optional[str]]:
+    """What the backend says of each job (one query for the whole sweep), and a note when degraded.
+
+    For a backend whose final states only its scheduler knows (SLURM), the
+    scheduler's final word on each job is kept in the manifest (``jobs[].scheduler``)
+    once the scheduler will not change it by itself; while every job of the sweep
+    (of ``only``, when given) has it, the scheduler is not asked at all, and the view
+    is what it answered then. With ``persist``, the final words learned by the
+    query are written to the manifest.
+    """
     note: Optional[str] = None
     infos: Dict[int, Any] = {}
-    if not manifest.submission_error or any(j.job_id for j in manifest.jobs):
-        infos, note = _backend(manifest).query(manifest)
+    backend = _backend(manifest)
+    recorded = {} if backend.records_final_states else _recorded_infos(manifest)
+    asked = [j for j in manifest.jobs if j.job_id and (only is None or j.index in only)]
+    if recorded and all(j.index in recorded for j in asked):
+        infos = recorded  # every job's final word is known: nothing to ask the scheduler
+    elif not manifest.submission_error or any(j.job_id for j in manifest.jobs):
+        infos, note = backend.query(manifest)
+        if persist and not backend.records_final_states:
+            _persist_scheduler(manifest, backend, infos, recorded)
     if manifest.submission_error:
         note = f"submission failed: {manifest.submission_error}" + (f"; {note}" if note else "")
     return infos, note
+
+
+_INFO_KEYS = ("state", "node", "reason", "exit_code", "scheduler_state", "error")
+
+
+def _recorded_infos(manifest: Manifest) -> Dict[int, Any]:
+    """The scheduler's final words kept in the manifest, as the JobInfo its query returned then."""
+    from .launch.base import JobInfo
+
+    out: Dict[int, Any] = {}
+    for job in manifest.jobs:
+        said = job.scheduler
+        if said and job.job_id and said.get("job_id") == job.job_id and said.get("state") in _STATES:
+            out[job.index] = JobInfo(state=_STATES[said["state"]], ended=True,
+                                     **{k: said.get(k) for k in _INFO_KEYS if k != "state"})  # fmt: skip
+    return out
+
+
+_STATES = {s.value: s for s in JobState}
+
+
+def _persist_scheduler(manifest: Manifest, backend: Any, infos: Mapping[int, Any], recorded: Mapping[int, Any]) -> None:
+    """Keep the scheduler's final word on each job that has one now, so it is not asked again."""
+    learned = {}
+    for job in manifest.jobs:
+        info = infos.get(job.index)
+        if job.job_id and job.index not in recorded and info is not None and backend.settled(info):
+            said = {k: getattr(info, k) for k in _INFO_KEYS}
+            said["state"] = info.state.value
+            learned[job.index] = {"job_id": job.job_id, **{k: v for k, v in said.items() if v is not None}}
+    if not learned:
+        return
+
+    def change(m: Manifest) -> None:
+        for index, said in learned.items():
+            if index < len(m.jobs) and m.jobs[index].job_id == said["job_id"]:  # not resubmitted meanwhile
+                m.jobs[index].scheduler = said
+
+    try:
+        update_manifest(manifest.path, change)
+    except (StoreError, OSError):
+        return  # a read-only view of someone else's sweep still works; it asks again next time
+    for index, said in learned.items():
+        manifest.jobs[index].scheduler = said
 
 
 def _persist_final(manifest: Manifest, statuses: List[JobStatus]) -> None:

@@ -75,10 +75,13 @@ def print_wide(renderable: Any) -> None:
 
 def watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
     """``status --watch`` into a pipe or file: each view at its natural width, printed when something changed."""
+    from ..watch import StatusWatch
+
     last = None
+    watch = StatusWatch(sw.path)
     try:
         while True:
-            view, done, signature = status_view(sw, only_stalled)
+            view, done, signature = status_view(sw, only_stalled, watch)
             if signature != last:  # states, errors, flags; not every tick of the runtimes
                 print_wide(view)
                 sys.stdout.flush()
@@ -90,15 +93,16 @@ def watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
         return
 
 
-def status_view(sw: Any, only_stalled: bool = False) -> "tuple[Any, bool, Any]":
+def status_view(sw: Any, only_stalled: bool = False, watch: Any = None) -> "tuple[Any, bool, Any]":
     """The status table of a sweep as a rich renderable, whether every job has ended, and what it shows
-    (states, errors, notes, flags; not runtimes), to tell whether it changed."""
+    (states, errors, notes, flags; not runtimes), to tell whether it changed. ``watch``: a
+    :class:`hpctrack.watch.StatusWatch` that refreshes it (``--watch``)."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     manifest = sw.manifest
-    st = sw.sweep_status()
+    st = watch.refresh(manifest) if watch is not None else sw.sweep_status()
     ref = sweep_ref(manifest)
     title = f"sweep {manifest.id}" + (f" ({manifest.name})" if manifest.name else "") + f" · {manifest.backend}"
     table = Table(title=markup(title), title_justify="left", box=None, header_style="bold")

@@ -93,9 +93,12 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
     from rich.console import Console
     from rich.live import Live
 
+    from ..watch import StatusWatch
+
+    refresher = StatusWatch(sw.path)
     with Live(console=Console(), auto_refresh=False) as live:
         while True:
-            view, done, _ = status_view(sw, only_stalled)
+            view, done, _ = status_view(sw, only_stalled, refresher)
             live.update(view, refresh=True)
             if done:
                 break

@@ -126,6 +126,16 @@ class Backend(abc.ABC):
         (it runs on another host, or has already gone).
         """
 
+    def settled(self, info: JobInfo) -> bool:
+        """True when :meth:`query`'s answer for a job is final and the scheduler will not change it by itself.
+
+        ``status`` then keeps it in the manifest and stops asking about the job.
+        A preempted job, or one whose node failed, may be requeued by the
+        scheduler itself, and one that ended in a state the backend cannot say
+        may be told later: those are asked again.
+        """
+        return info.state is not None and info.state.is_final and info.state not in _MAY_REQUEUE
+
     def states_current(self, manifest: Manifest) -> bool:
         """True when a live process on this host keeps the manifest's job states current.
 
@@ -195,6 +205,10 @@ class Backend(abc.ABC):
     def result(self, manifest: Manifest, index: int) -> Any:
         """The value job ``index``'s function returned, when the backend keeps it; else None."""
         return None
+
+
+#: Final states a scheduler may leave by itself (it requeues a preempted job, or one whose node failed).
+_MAY_REQUEUE = (JobState.PREEMPTED, JobState.NODE_FAIL)
 
 
 def _ended(info: Optional[JobInfo]) -> bool:

@@ -173,7 +173,6 @@ def test_hydra_plugin_path_returns_once_queued(slurm_root, tmp_path):
 
 def test_status_asks_sacct_once_and_falls_back_to_squeue(slurm_root, tmp_path, monkeypatch):
     assert launch(slurm_root, "--name", "probe", "x=range(4)", "steps=2").returncode == 0
-    wait_final(slurm_root, "probe")
     real = subprocess.run(["bash", "-c", "command -v sacct"], capture_output=True, text=True).stdout.strip()
     shim = tmp_path / "bin"
     shim.mkdir()
@@ -182,9 +181,13 @@ def test_status_asks_sacct_once_and_falls_back_to_squeue(slurm_root, tmp_path, m
     (shim / "sacct").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
     (shim / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
-    status = status_json(slurm_root, "probe")
-    assert status["summary"] == "4 jobs: 4 COMPLETED" and status["note"] is None
+    status_json(slurm_root, "probe")  # nothing learned yet: one call for the whole sweep
     assert len(log.read_text().splitlines()) == 1
+    wait_final(slurm_root, "probe")
+    calls = len(log.read_text().splitlines())
+    status = status_json(slurm_root, "probe")  # every job settled: SLURM is not asked again
+    assert status["summary"] == "4 jobs: 4 COMPLETED" and status["note"] is None
+    assert len(log.read_text().splitlines()) == calls
     # Accounting down: status says so and still knows the states from squeue and the runs.
     (shim / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n")
     assert launch(slurm_root, "--name", "noacct", "x=1,2", "steps=100000", "sleep_s=0.5").returncode == 0
