@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hpctrack._index_arrow import MIN_BYTES, parse_frame
-from hpctrack.index import _frame_of, _parse_lines
+from hpctrack.index import _frame_of, parse_lines
 
 
 def _line(job: int, **over: Any) -> Dict[str, Any]:
@@ -39,7 +39,7 @@ def _data(rows: List[Dict[str, Any]]) -> bytes:
 
 
 def _slow(data: bytes) -> pd.DataFrame:
-    return _frame_of(_parse_lines(data).rows.values())
+    return _frame_of(parse_lines(data).rows.values())
 
 
 def _same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
