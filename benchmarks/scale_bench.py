@@ -1,8 +1,23 @@
-"""Launch at scale: how long `hpctrack launch` takes to hand 1,000 and 10,000 jobs to SLURM.
+"""hpctrack at scale: every goal of the scale benchmark in one report, each with "yes" or "NO".
 
-    python benchmarks/scale_bench.py                          # 1,000 and 10,000 jobs, and the peer on 1,000
-    python benchmarks/scale_bench.py --jobs 1000 --no-peer    # quicker
+    python benchmarks/scale_bench.py                          # every section (about an hour on 2 cores)
+    python benchmarks/scale_bench.py --sections launch        # only the launch (~2.5 min)
+    python benchmarks/scale_bench.py --sections launch --jobs 1000 --no-peer    # quicker
     python benchmarks/scale_bench.py --hydra-validation       # also hpctrack with Hydra's own validation
+
+Sections (``--sections``, comma-separated; the default is all of them):
+
+- ``launch``: below; this file.
+- ``short``: ``scale_short.py``: per-run overhead of 1,000 short runs packed 50 per task on SLURM,
+  ``hpctrack table``/``status`` end to end on that ended sweep, ``Sweep.table()`` beside MLflow.
+- ``sim``: ``scale_sim.py``: a simulated 100,000-run SLURM sweep (cold table, recorded ``sacct``
+  output, ``status --watch`` reads).
+- ``runs``: ``scale_runs.py``: ``hpctrack runs`` over a synthetic root of 1,000,000 runs in 1,000
+  sweeps, cold and warm.
+
+Each section's own script runs it alone, with more options (``python benchmarks/scale_runs.py --help``).
+
+Launch at scale: how long `hpctrack launch` takes to hand 1,000 and 10,000 jobs to SLURM.
 
 Each sweep is `'+i=range(N)'` over a small Hydra app (100 steps of 2 metrics per run), launched
 with `--backend slurm` and `hydra.launcher.runs_per_task=50` on the cluster `sbatch` reaches
@@ -250,8 +265,32 @@ def _table(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+SECTIONS = {"short": "scale_short", "sim": "scale_sim", "runs": "scale_runs"}
+
+
+def run_section(name: str) -> None:
+    """Run section ``name`` (a sibling script's ``rows(args)`` with its default options) and print its table."""
+    import importlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    module = importlib.import_module(SECTIONS[name])
+    print(f"\n## {name}: {(module.__doc__ or '').strip().splitlines()[0]}\n", flush=True)
+    result = module.rows(module.parser().parse_args([]))
+    print(_markdown(result), flush=True)
+
+
+def _markdown(rows: List[Dict[str, object]]) -> str:
+    cols = list(dict.fromkeys(k for row in rows for k in row if k != "note"))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in cols) + " |" for row in rows]
+    notes = [str(row["note"]) for row in rows if row.get("note")]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="launch," + ",".join(SECTIONS),
+                        help="comma-separated: launch, " + ", ".join(SECTIONS) + " (default: all)")  # fmt: skip
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--peer-jobs", type=int, default=1000)
     parser.add_argument("--no-peer", action="store_true")
@@ -262,6 +301,26 @@ def main() -> None:
     )
     parser.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     args = parser.parse_args()
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in sections if s != "launch" and s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; choose from launch, {', '.join(SECTIONS)}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()  # fmt: skip
+    print(f"# hpctrack scale benchmark\n\n- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          f"hpctrack at {commit or '?'}\n- {os.cpu_count()} cores; load average at start: "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)  # fmt: skip
+    if "launch" in sections:
+        launch_section(args)
+    for name in sections:
+        if name != "launch":
+            run_section(name)
+    print(f"\n- load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def launch_section(args: argparse.Namespace) -> None:
+    """The launch goals: 1,000 and 10,000 jobs to SLURM, the dry run, and the peer."""
+    print("\n## launch: time from `hpctrack launch` to every array queued\n", flush=True)
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="hpctrack-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     max_array = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout

@@ -319,13 +319,18 @@ def table_text(rows_: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def parser() -> argparse.ArgumentParser:
+    """The options of :func:`rows` (``parser().parse_args([])`` gives the defaults)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=100_000)
+    p.add_argument("--dir", default=None, help="where to build (default: the system temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep what was built (reuse it with --reuse DIR)")
+    p.add_argument("--reuse", default=None, help="a directory a --keep run left: skip building")
+    return p
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--dir", default=None, help="where to build (default: the system temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep what was built (reuse it with --reuse DIR)")
-    parser.add_argument("--reuse", default=None, help="a directory a --keep run left: skip building")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     import hpctrack
 
     print("# hpctrack scale simulation\n")
