@@ -175,13 +175,16 @@ def run_task(sweep_dir: str, indices: List[int], pack: str = "serial") -> List[A
         return [run_job(sweep_dir, indices[0])]
     if pack == "parallel":
         return _run_side_by_side(sweep_dir, indices)
+    from ...provenance import shared_capture
+
     results, failures = [], []
-    for index in indices:
-        try:
-            results.append(run_job(sweep_dir, index))
-        except Exception as exc:  # the others still run; each failure is in its run
-            failures.append(f"job {index}: {type(exc).__name__}: {exc}")
-            results.append(None)
+    with shared_capture():  # the packages, machine and git state are read by the first run, for all
+        for index in indices:
+            try:
+                results.append(run_job(sweep_dir, index))
+            except Exception as exc:  # the others still run; each failure is in its run
+                failures.append(f"job {index}: {type(exc).__name__}: {exc}")
+                results.append(None)
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + "; ".join(failures))
     return results
