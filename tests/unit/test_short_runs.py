@@ -101,3 +101,17 @@ def test_a_packed_task_reads_what_its_runs_share_once_and_records_it_in_full_in_
     # What belongs to one run is read when that run starts.
     assert [p["captured_at"] for p in runs] == sorted(p["captured_at"] for p in runs)
     assert [p["environment"].get("CUDA_VISIBLE_DEVICES") for p in runs] == [None, "0", "1"]
+
+
+def test_a_plain_run_of_a_script_without_hydra_does_not_import_hydra(hpctrack_root, tmp_path):
+    code = textwrap.dedent("""
+        import sys, hpctrack
+        with hpctrack.start_run({"lr": 0.1}) as run:
+            run.log({"loss": 1.0}, step=0)
+        print("IMPORTED", sorted(m for m in ("hydra", "submitit") if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "IMPORTED []" in proc.stdout
+    record = hpctrack.load_sweep("latest").run(0)
+    assert record.params == {"lr": 0.1} and record.status["state"] == "completed"
