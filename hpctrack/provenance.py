@@ -23,7 +23,16 @@ import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["capture", "shared_capture", "host_info", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]
+__all__ = [
+    "capture",
+    "shared_capture",
+    "shared_facts",
+    "host_info",
+    "git_info",
+    "DIFF_CAP_BYTES",
+    "ENV_ALLOWLIST",
+    "redact_url",
+]
 
 #: The recorded diff of tracked files is cut at this size (the cut is recorded).
 DIFF_CAP_BYTES = 256 * 1024
@@ -215,7 +224,7 @@ _shared: Optional[Dict[str, Any]] = None
 
 
 @contextmanager
-def shared_capture() -> Iterator[None]:
+def shared_capture(facts: Optional[Dict[str, Any]] = None) -> Iterator[None]:
     """Inside the block, the runs this process starts share one read of what is the same for all of them.
 
     For a task that runs many runs one after the other in one process (``runs_per_task``): the
@@ -223,28 +232,48 @@ def shared_capture() -> Iterator[None]:
     folder are read by the first run's :func:`capture` and recorded as they are by every run;
     ``shared`` in each run's provenance says when they were read and how many runs used them.
     Outside a block, every capture reads everything.
+
+    Parameters
+    ----------
+    facts:
+        What :func:`shared_facts` read in the task that started this process (its runs side by
+        side, each in a process of its own), used instead of reading them again; None: read here.
     """
     global _shared
-    outer, _shared = _shared, {"values": None, "git": {}, "runs": 0}
+    outer, _shared = _shared, {"values": facts, "git": {}, "runs": 0}
     try:
         yield
     finally:
         _shared = outer
 
 
-def _process_facts(probe_into: Any) -> Dict[str, Any]:
-    """What is the same for every run of this process: the values and, under ``not_captured``, why not."""
+def _probe_into(into: Dict[str, Any], why: Dict[str, str], name: str, fn: Any) -> None:
+    try:
+        value = fn()
+    except Exception as err:  # recorded, never fatal: provenance must not fail a job
+        why[name] = f"{type(err).__name__}: {err}"
+        return
+    if value is not None:
+        into[name] = value
+
+
+def shared_facts() -> Dict[str, Any]:
+    """What is the same for every run of this process (JSON): the values and, under ``not_captured``, why not.
+
+    Read now, for :func:`shared_capture` in the processes this one starts on the same node
+    with the same Python environment.
+    """
     started = time.perf_counter()
     out: Dict[str, Any] = {}
     missing: Dict[str, str] = {}
-    probe_into(out, missing, "python", lambda: {"version": platform.python_version(),
-                                                "implementation": platform.python_implementation(),
-                                                "executable": sys.executable})  # fmt: skip
-    probe_into(out, missing, "packages", _packages)
-    probe_into(out, missing, "platform", platform.platform)
-    probe_into(out, missing, "hostname", socket.gethostname)
-    probe_into(out, missing, "cpu_count", os.cpu_count)
-    probe_into(out, missing, "gpus", _gpus)
+    _probe_into(out, missing, "python", lambda: {"version": platform.python_version(),
+                                                 "implementation": platform.python_implementation(),
+                                                 "executable": sys.executable})  # fmt: skip
+    _probe_into(out, missing, "packages", _packages)
+    _probe_into(out, missing, "platform", platform.platform)
+    _probe_into(out, missing, "hostname", socket.gethostname)
+    _probe_into(out, missing, "cpu_count", os.cpu_count)
+    _probe_into(out, missing, "gpus", _gpus)
     return {"values": out, "not_captured": missing, "captured_at": time.time(), "pid": os.getpid(),
             "capture_s": round(time.perf_counter() - started, 4)}  # fmt: skip
 
@@ -272,17 +301,8 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     out: Dict[str, Any] = {"captured_at": time.time()}
     missing: Dict[str, str] = {}
 
-    def probe_into(into: Dict[str, Any], why: Dict[str, str], name: str, fn: Any) -> None:
-        try:
-            value = fn()
-        except Exception as err:  # recorded, never fatal: provenance must not fail a job
-            why[name] = f"{type(err).__name__}: {err}"
-            return
-        if value is not None:
-            into[name] = value
-
     def probe(name: str, fn: Any) -> None:
-        probe_into(out, missing, name, fn)
+        _probe_into(out, missing, name, fn)
 
     probe("command", lambda: mask_argv([sys.executable, *sys.argv]))
     probe("cwd", os.getcwd)
@@ -297,11 +317,10 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     if isinstance(out.get("git"), dict) and not out["git"].get("available", True):
         missing["git"] = out["git"]["reason"]
     if _shared is None:
-        facts = _process_facts(probe_into)
-        facts["runs"] = 1
+        facts = {**shared_facts(), "runs": 1}
     else:
         if _shared["values"] is None:
-            _shared["values"] = _process_facts(probe_into)
+            _shared["values"] = shared_facts()
         _shared["runs"] += 1
         facts = {**_shared["values"], "runs": _shared["runs"]}
     out.update(facts["values"])

@@ -115,3 +115,23 @@ def test_a_plain_run_of_a_script_without_hydra_does_not_import_hydra(hpctrack_ro
     assert "IMPORTED []" in proc.stdout
     record = hpctrack.load_sweep("latest").run(0)
     assert record.params == {"lr": 0.1} and record.status["state"] == "completed"
+
+
+def test_runs_packed_side_by_side_share_the_task_s_read(hpctrack_root, tmp_path):
+    script = _git_repo(tmp_path / "repo")
+    packed, lone = _sweep(hpctrack_root, 3, script), _sweep(hpctrack_root, 1, script)
+    _python(f"from hpctrack.launch.slurm._task import run_task; run_task({str(packed.path)!r}, [0, 1, 2], "
+            "'parallel')", tmp_path)  # fmt: skip
+    _python(f"from hpctrack.launch._entrypoint import run_job; run_job({str(lone.path)!r}, 0)", tmp_path)
+    sweep = hpctrack.load_sweep(str(packed.path))
+    runs, (alone,) = _provenance(packed, 3), _provenance(lone, 1)
+    pids = [sweep.run(i).info["pid"] for i in range(3)]
+
+    # Each run has a process of its own; the task read what they share once, before starting them.
+    assert len(set(pids)) == 3
+    assert len({(p["shared"]["captured_at"], p["shared"]["pid"]) for p in runs}) == 1
+    assert runs[0]["shared"]["pid"] not in pids
+    for prov in runs:
+        assert {k: prov[k] for k in COMMON} == {k: alone[k] for k in COMMON}
+        assert prov["not_captured"] == alone["not_captured"]
+    assert not list((packed.path / "logs").glob("shared-*"))  # the task's file went with the task
