@@ -2,7 +2,10 @@
 
 :func:`capture` never raises and never takes long: each probe (git, nvidia-smi) has a
 short timeout, and whatever could not be captured is named under ``not_captured`` with
-the reason. Secrets are never recorded: environment variables come from an allowlist
+the reason. Inside :func:`shared_capture` (a packed array task running its runs one
+after the other), what is the same for every run of the process (packages, python,
+machine, GPUs, the git state of a folder) is read once and shared by the runs; what
+belongs to one run (command, cwd, script, environment, SLURM variables) is read per run. Secrets are never recorded: environment variables come from an allowlist
 (SLURM's included), variables whose name looks like a secret (:func:`hpctrack.secrets.is_secret_key`)
 are dropped even when allowed, secret values in command lines and in the git diff are masked,
 and remote URLs keep only scheme, host and path.
@@ -17,9 +20,19 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-__all__ = ["capture", "host_info", "git_info", "DIFF_CAP_BYTES", "ENV_ALLOWLIST", "redact_url"]
+__all__ = [
+    "capture",
+    "shared_capture",
+    "shared_facts",
+    "host_info",
+    "git_info",
+    "DIFF_CAP_BYTES",
+    "ENV_ALLOWLIST",
+    "redact_url",
+]
 
 #: The recorded diff of tracked files is cut at this size (the cut is recorded).
 DIFF_CAP_BYTES = 256 * 1024
@@ -111,14 +124,34 @@ def git_info(path: Optional[str]) -> Dict[str, Any]:
     return info
 
 
+def _name_version(text: str) -> Tuple[Optional[str], Optional[str]]:
+    """``Name`` and ``Version`` from a core-metadata header; the body (the long description) is not read."""
+    name = version = None
+    for line in text.splitlines():
+        if not line:  # the headers end at the first empty line
+            break
+        key, sep, value = line.partition(":")
+        if sep:
+            key = key.strip().lower()
+            if key == "name" and name is None:
+                name = value.strip()
+            elif key == "version" and version is None:
+                version = value.strip()
+        if name is not None and version is not None:
+            break
+    return name, version
+
+
 def _packages() -> List[str]:
     from importlib import metadata
 
     seen = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")  # type: ignore[attr-defined]  # an email.message.Message: has get()
+        # Only the two header lines: parsing the whole file as an email message (dist.metadata) costs
+        # ~1 ms per distribution, most of a run's start.
+        name, version = _name_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "")
         if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
+            seen[name.lower()] = f"{name}=={version}"
     return sorted(seen.values(), key=str.lower)
 
 
@@ -186,11 +219,81 @@ def host_info() -> Dict[str, Any]:
     }
 
 
+#: What a :func:`shared_capture` block has read once for its runs (None outside one).
+_shared: Optional[Dict[str, Any]] = None
+
+
+@contextmanager
+def shared_capture(facts: Optional[Dict[str, Any]] = None) -> Iterator[None]:
+    """Inside the block, the runs this process starts share one read of what is the same for all of them.
+
+    For a task that runs many runs one after the other in one process (``runs_per_task``): the
+    installed packages, python, platform, hostname, CPU count, GPUs and the git state of each
+    folder are read by the first run's :func:`capture` and recorded as they are by every run;
+    ``shared`` in each run's provenance says when they were read and how many runs used them.
+    Outside a block, every capture reads everything.
+
+    Parameters
+    ----------
+    facts:
+        What :func:`shared_facts` read in the task that started this process (its runs side by
+        side, each in a process of its own), used instead of reading them again; None: read here.
+    """
+    global _shared
+    outer, _shared = _shared, {"values": facts, "git": {}, "runs": 0}
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
+def _probe_into(into: Dict[str, Any], why: Dict[str, str], name: str, fn: Any) -> None:
+    try:
+        value = fn()
+    except Exception as err:  # recorded, never fatal: provenance must not fail a job
+        why[name] = f"{type(err).__name__}: {err}"
+        return
+    if value is not None:
+        into[name] = value
+
+
+def shared_facts() -> Dict[str, Any]:
+    """What is the same for every run of this process (JSON): the values and, under ``not_captured``, why not.
+
+    Read now, for :func:`shared_capture` in the processes this one starts on the same node
+    with the same Python environment.
+    """
+    started = time.perf_counter()
+    out: Dict[str, Any] = {}
+    missing: Dict[str, str] = {}
+    _probe_into(out, missing, "python", lambda: {"version": platform.python_version(),
+                                                 "implementation": platform.python_implementation(),
+                                                 "executable": sys.executable})  # fmt: skip
+    _probe_into(out, missing, "packages", _packages)
+    _probe_into(out, missing, "platform", platform.platform)
+    _probe_into(out, missing, "hostname", socket.gethostname)
+    _probe_into(out, missing, "cpu_count", os.cpu_count)
+    _probe_into(out, missing, "gpus", _gpus)
+    return {"values": out, "not_captured": missing, "captured_at": time.time(), "pid": os.getpid(),
+            "capture_s": round(time.perf_counter() - started, 4)}  # fmt: skip
+
+
+def _git(folder: str) -> Dict[str, Any]:
+    """:func:`git_info` of ``folder``, read once per folder inside a :func:`shared_capture` block."""
+    if _shared is None:
+        return git_info(folder)
+    cache: Dict[str, Dict[str, Any]] = _shared["git"]
+    if folder not in cache:
+        cache[folder] = git_info(folder)
+    return cache[folder]
+
+
 def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Provenance of this process, for the run's ``info["provenance"]``. Never raises.
 
     With a code ``snapshot`` (the sweep's, taken at launch), the code recorded is the
     snapshot's: its git identity as captured at launch, not the repository as it is now.
+    Inside :func:`shared_capture`, the facts common to the process's runs are read once.
     """
     from .secrets import mask_argv
 
@@ -199,13 +302,7 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     missing: Dict[str, str] = {}
 
     def probe(name: str, fn: Any) -> None:
-        try:
-            value = fn()
-        except Exception as err:  # recorded, never fatal: provenance must not fail a job
-            missing[name] = f"{type(err).__name__}: {err}"
-            return
-        if value is not None:
-            out[name] = value
+        _probe_into(out, missing, name, fn)
 
     probe("command", lambda: mask_argv([sys.executable, *sys.argv]))
     probe("cwd", os.getcwd)
@@ -214,21 +311,26 @@ def capture(script: Optional[str] = None, snapshot: Optional[Dict[str, Any]] = N
     if snapshot and snapshot.get("git"):
         out["git"] = {**snapshot["git"], "from_snapshot": snapshot.get("digest")}
     else:
-        probe("git", lambda: git_info(out.get("script") or os.getcwd()))
+        probe("git", lambda: _git(out.get("script") or os.getcwd()))
     if snapshot:
         out["code_snapshot"] = {k: snapshot.get(k) for k in ("digest", "path", "source", "commit", "diff_sha256")}
     if isinstance(out.get("git"), dict) and not out["git"].get("available", True):
         missing["git"] = out["git"]["reason"]
-    probe("python", lambda: {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                             "executable": sys.executable})  # fmt: skip
-    probe("packages", _packages)
+    if _shared is None:
+        facts = {**shared_facts(), "runs": 1}
+    else:
+        if _shared["values"] is None:
+            _shared["values"] = shared_facts()
+        _shared["runs"] += 1
+        facts = {**_shared["values"], "runs": _shared["runs"]}
+    out.update(facts["values"])
+    missing.update(facts["not_captured"])
+    # When the facts common to the process's runs were read, by which process, and how many runs have
+    # used that read (1: this run read them itself).
+    out["shared"] = {k: facts[k] for k in ("captured_at", "pid", "capture_s", "runs")}
     probe("conda", lambda: {"env": os.environ["CONDA_DEFAULT_ENV"], "prefix": os.environ.get("CONDA_PREFIX")}
           if "CONDA_DEFAULT_ENV" in os.environ else None)  # fmt: skip
-    probe("platform", platform.platform)
-    probe("hostname", socket.gethostname)
-    probe("cpu_count", os.cpu_count)
     probe("cpus_usable", lambda: len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
-    probe("gpus", _gpus)
     probe("slurm", _slurm)
     probe("environment", _environment)
     out["not_captured"] = missing

@@ -593,11 +593,14 @@ class Run(RunCheckpoints):
         self.flush()
 
     def _note_info(self, key: str, value: Any) -> None:
-        """Record ``value`` under ``key`` in the run's info (e.g. its Hydra output directory); written now."""
+        """Record ``value`` under ``key`` in the run's info (e.g. its Hydra output directory).
+
+        Written with the run's next update: the params ``start_run`` records next, a background
+        flush, a signal's flush or the end, whichever comes first (one store update less per run).
+        """
         if not self._writes:
             return
         self._pending_sections.setdefault("info", {})[key] = value
-        self.flush()
 
     def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""

@@ -8,18 +8,42 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import click
 
 from .._types import JobState, exit_code_for, state_summary
-from ..launch.registry import backend_class, backend_names
 from ..manifest import sweep_ref
 from ._base import cli, echo, fail, handle_errors, parse_jobs, root_option
 from .render import report_resubmission
 
 
+class _BackendChoice(click.Choice):
+    """``--backend``: the launchable backends, listed when an option is checked or shown, not at import.
+
+    Listing them imports each backend's module; ``hpctrack ls`` or ``table`` need none of them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        from ..launch.registry import backend_names
+
+        return backend_names()
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass  # always the registry's
+
+
+def backend_class(name: str) -> Any:
+    """The backend class registered as ``name`` (:func:`hpctrack.launch.registry.backend_class`)."""
+    from ..launch.registry import backend_class as registered
+
+    return registered(name)
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
-@click.option(
-    "--backend", type=click.Choice(backend_names()), default="local", show_default=True, help="Where jobs run."
-)
+@click.option("--backend", type=_BackendChoice(), default="local", show_default=True, help="Where jobs run.")
 @click.option(
     "--parallel",
     "-j",
@@ -356,7 +380,7 @@ def resume(
 @cli.command()
 @click.argument("run")
 @click.argument("secrets", nargs=-1)
-@click.option("--backend", type=click.Choice(backend_names()), default="local", show_default=True)
+@click.option("--backend", type=_BackendChoice(), default="local", show_default=True)
 @click.option(
     "--at-commit",
     is_flag=True,

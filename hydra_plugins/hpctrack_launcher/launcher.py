@@ -103,12 +103,11 @@ class HydraJob:
 
     def __call__(self, index: int) -> Any:
         from hydra.core.hydra_config import HydraConfig
-        from hydra.core.singleton import Singleton
         from hydra.core.utils import run_job, setup_globals
 
         from hpctrack.run import current_run
 
-        Singleton.set_state(self.singleton_state)
+        _set_singletons(self.singleton_state)
         setup_globals()
         if self.script:
             _restore_filenames(self.task_function, self.script)
@@ -143,6 +142,28 @@ class HydraJob:
         if ret.status == JobStatus.FAILED:
             raise ret._return_value
         return ret._return_value
+
+
+def _set_singletons(state: Dict[str, Any]) -> None:
+    """Hydra's process-wide state as the launching process had it (``Singleton.set_state``).
+
+    ``set_state`` discovers every Hydra plugin again (an import scan of ``hydra_plugins``); the
+    runs of a packed task reuse the discovery of the one before them while ``sys.path`` (where
+    plugins are found) is the same.
+    """
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+
+    found = Singleton._instances.get(Plugins)
+    key = tuple(sys.path)
+    if found is not None and _PLUGINS_FOUND_WITH.get("path") == key:
+        state = {**state, "instances": {**state["instances"], Plugins: found}}
+    Singleton.set_state(state)
+    _PLUGINS_FOUND_WITH["path"] = key
+
+
+#: The ``sys.path`` with which this process's Hydra plugins were last discovered.
+_PLUGINS_FOUND_WITH: Dict[str, Any] = {}
 
 
 def _recording_outputs(task_function: TaskFunction) -> TaskFunction:

@@ -175,13 +175,16 @@ def run_task(sweep_dir: str, indices: List[int], pack: str = "serial") -> List[A
         return [run_job(sweep_dir, indices[0])]
     if pack == "parallel":
         return _run_side_by_side(sweep_dir, indices)
+    from ...provenance import shared_capture
+
     results, failures = [], []
-    for index in indices:
-        try:
-            results.append(run_job(sweep_dir, index))
-        except Exception as exc:  # the others still run; each failure is in its run
-            failures.append(f"job {index}: {type(exc).__name__}: {exc}")
-            results.append(None)
+    with shared_capture():  # the packages, machine and git state are read by the first run, for all
+        for index in indices:
+            try:
+                results.append(run_job(sweep_dir, index))
+            except Exception as exc:  # the others still run; each failure is in its run
+                failures.append(f"job {index}: {type(exc).__name__}: {exc}")
+                results.append(None)
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + "; ".join(failures))
     return results
@@ -199,10 +202,28 @@ def _run_completed(sweep_dir: str, index: int) -> bool:
         return False
 
 
+def _shared_facts_file(sweep_dir: str) -> List[str]:
+    """Read once what the task's runs share and leave it for them in the sweep's logs; ``[path]``, or ``[]``."""
+    import json
+
+    from ...locking import atomic_write
+    from ...manifest import LOG_DIR
+    from ...provenance import shared_facts
+
+    path = Path(sweep_dir) / LOG_DIR / f"shared-{os.environ.get('SLURM_JOB_ID') or os.getpid()}.json"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, json.dumps(shared_facts()))
+    except OSError:
+        return []  # each run reads its own
+    return [str(path)]
+
+
 def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     procs = []
+    facts = _shared_facts_file(sweep_dir)
     try:
         for slot, index in enumerate(indices):
             env = dict(os.environ)
@@ -211,7 +232,8 @@ def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
             share_cpus = cpus[slot::len(indices)] if len(cpus) >= len(indices) else cpus
             env["OMP_NUM_THREADS"] = str(max(1, len(share_cpus)))
-            proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch.slurm._packed", sweep_dir, str(index)],
+            proc = subprocess.Popen([sys.executable, "-m", "hpctrack.launch.slurm._packed", sweep_dir, str(index),
+                                     *facts],
                                     env=env,
                                     preexec_fn=(lambda c=share_cpus: os.sched_setaffinity(0, c)) if share_cpus else None)
             procs.append((index, proc))
@@ -223,6 +245,8 @@ def _run_side_by_side(sweep_dir: str, indices: List[int]) -> List[Any]:
         codes = {i: p.returncode for i, p in procs}
     finally:
         _PACKED.clear()
+        for path in facts:
+            Path(path).unlink(missing_ok=True)
     failures = [f"job {i} (exit code {code})" for i, code in codes.items() if code != 0]
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + ", ".join(failures))
