@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, parse_selector, sort_frame
 from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, build_sweep, live_rows, sweep_key
@@ -34,10 +35,13 @@ _FILTER_FIELDS = ("sweep", "sweep_name", "note", "created", "job", "state", "run
 _STATS = tuple(s for s in METRIC_STATS)
 
 
-def _check_glob(pattern: Optional[str]) -> Optional[str]:
-    if pattern is None:
-        return None
-    if not pattern or "/" in pattern or any(ord(c) < 32 for c in pattern):
+def _as_list(value: Union[str, Sequence[str]]) -> List[str]:
+    """A single string as a list of one (never its characters); a sequence as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _check_glob(pattern: str) -> str:
+    if not isinstance(pattern, str) or not pattern or "/" in pattern or any(ord(c) < 32 for c in pattern):
         raise ConfigError(
             f"--sweeps {pattern!r}: give a glob over sweep ids or names without '/', e.g. '2026*' or 'vit-*'"
         )
@@ -251,12 +255,12 @@ def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[Ca
 def runs(
     where: Optional[str] = None,
     *,
-    sweeps: Optional[str] = None,
+    sweeps: Union[str, Sequence[str], None] = None,
     since: Optional[str] = None,
-    tags: Sequence[str] = (),
-    metrics: Optional[Sequence[str]] = None,
+    tags: Union[str, Sequence[str]] = (),
+    metrics: Union[str, Sequence[str], None] = None,
     all_params: bool = False,
-    sort: Optional[Sequence[str]] = None,
+    sort: Union[str, Sequence[str], None] = None,
     limit: Optional[int] = None,
     root: Optional[str] = None,
 ) -> "pd.DataFrame":
@@ -269,11 +273,11 @@ def runs(
         metric selectors (``val/acc:max``), summary values, ``state``, ``runtime_s``, ``job``,
         ``sweep`` (id), ``sweep_name``, ``note``, ``created`` and ``tags.KEY``.
     sweeps:
-        A glob on the sweep's id or name (``'2026-10*'``, ``'vit-*'``).
+        A glob on the sweep's id or name (``'2026-10*'``, ``'vit-*'``), or a list of them (any may match).
     since:
         Only sweeps created since then: ``30d``, ``12h``, ``2026-10-01`` (as ``hpctrack ls``).
     tags:
-        ``key=value`` or ``key`` (as ``hpctrack ls --tag``); all must hold.
+        ``key=value`` or ``key`` (as ``hpctrack ls --tag``), or a list of them; all must hold.
     metrics:
         Metric columns: ``KEY`` (last, min, max; or a summary value) or ``KEY:STAT``.
         Default: every metric's last, min and max, and every summary value.
@@ -305,9 +309,10 @@ def runs(
     from ._since import parse_since
 
     cutoff = parse_since(since) if since is not None else None
-    wanted = [tag_condition(t) for t in tags]
-    pattern = _check_glob(sweeps)
-    selectors = _selectors(metrics)
+    wanted = [tag_condition(t) for t in _as_list(tags)]
+    patterns = [_check_glob(p) for p in _as_list(sweeps)] if sweeps is not None else None
+    selectors = _selectors(_as_list(metrics) if metrics is not None else None)
+    sort = _as_list(sort) if sort is not None else None
     if limit is not None and limit < 0:
         raise ConfigError(f"--limit {limit}: give a number of rows >= 0")
     expr = None
@@ -329,8 +334,9 @@ def runs(
         order = {sid: i for i, sid in enumerate(entries)}
         chosen = [e for e in entries.values()
                   if (cutoff is None or e.created >= cutoff) and all(has_tag(e.tags, k, v) for k, v in wanted)
-                  and (pattern is None or fnmatch.fnmatchcase(e.id, pattern)
-                       or (e.name is not None and fnmatch.fnmatchcase(e.name, pattern)))]  # fmt: skip
+                  and (patterns is None or any(fnmatch.fnmatchcase(e.id, p)
+                                               or (e.name is not None and fnmatch.fnmatchcase(e.name, p))
+                                               for p in patterns))]  # fmt: skip
         ids = [e.id for e in chosen]
         physical: Dict[str, None] = {}
         if merged is not None and any(sid in merged.entries and sid not in parts and sid not in built for sid in ids):
@@ -377,7 +383,11 @@ def runs(
         if merged is not None:
             merged.close()
     pieces = [p for p in pieces if len(p)]
-    phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
+    with warnings.catch_warnings():
+        # pandas 2 warns that all-NA columns will stop taking part in the result's dtype: a sweep
+        # without a param has NaN there, and that must not turn another sweep's numbers into objects.
+        warnings.simplefilter("ignore", FutureWarning)
+        phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
     if expr is not None and len(phys):
         view = pd.DataFrame(index=phys.index)
         for name in where_columns:

@@ -1,21 +1,27 @@
 """The ``hpctrack`` command line: each command parses, makes one library call, renders.
 
 Expected failures (errors from hpctrack, and OS errors such as an unwritable
-output file) become ``Error: <one line>`` and exit code 1; usage errors exit 2;
+output file) become ``Error: <one line>`` and exit code 1; usage errors (a bad option
+value, a missing argument) are one line too, naming ``--help``, and exit 2;
 Ctrl-C exits 130. ``--debug`` (or ``HPCTRACK_DEBUG=1``) shows the full
 traceback instead. Every ``HPCTRACK_*`` variable is checked before a command
 runs, so a bad value is one line naming it. JSON outputs are strict JSON: NaN
 and infinities become null.
 
 The commands are grouped by verb family: :mod:`.jobs` (launch, requeue, resume,
-cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.tidy` (tag, note, rm), :mod:`.results` (table,
+cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.tidy` (tag, note, rm, pin, unpin), :mod:`.results` (table,
 compare, plot) and :mod:`.upkeep` (verify, reindex, gc); `runs` (search across sweeps) sits with the results; what they print is
 rendered in :mod:`.render`. Nothing in the library imports this package.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
+
+import click
+
+from .._terminal import printable
 
 # Importing each family registers its commands on the group.
 from . import jobs, results, tidy, upkeep, views  # noqa: F401
@@ -26,7 +32,21 @@ __all__ = ["main", "cli"]
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point of the ``hpctrack`` console script."""
-    cli.main(args=argv, prog_name="hpctrack")
+    try:
+        code = cli.main(args=argv, prog_name="hpctrack", standalone_mode=False)
+    except click.UsageError as err:
+        # click's own form is three lines (usage, a hint, the error); hpctrack's errors are one.
+        where = err.ctx.command_path if err.ctx is not None else "hpctrack"
+        click.echo(f"Error: {printable(' '.join(err.format_message().split()))} (see `{where} --help`)", err=True)
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        click.echo(f"Error: {printable(' '.join(err.format_message().split()))}", err=True)
+        sys.exit(err.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:  # click.exceptions.Exit's code (e.g. from ctx.exit)
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

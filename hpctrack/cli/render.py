@@ -116,10 +116,25 @@ def watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
         return
 
 
-def status_view(sw: Any, only_stalled: bool = False, watch: Any = None) -> "tuple[Any, bool, Any]":
+def _fit(jobs: List[Any], max_rows: Optional[int]) -> "tuple[List[Any], int]":
+    """At most ``max_rows`` of ``jobs``: every job that did not complete first, then the newest completed ones."""
+    if max_rows is None or len(jobs) <= max_rows:
+        return jobs, 0
+    unfinished = [s for s in jobs if s.state != JobState.COMPLETED]
+    keep = unfinished[:max_rows]
+    room = max_rows - len(keep)
+    completed = [s for s in jobs if s.state == JobState.COMPLETED]
+    keep += completed[len(completed) - room :] if room > 0 else []
+    return sorted(keep, key=lambda s: s.index), len(jobs) - len(keep)
+
+
+def status_view(
+    sw: Any, only_stalled: bool = False, watch: Any = None, max_rows: Optional[int] = None
+) -> "tuple[Any, bool, Any]":
     """The status table of a sweep as a rich renderable, whether every job has ended, and what it shows
     (states, errors, notes, flags; not runtimes), to tell whether it changed. ``watch``: a
-    :class:`hpctrack.watch.StatusWatch` that refreshes it (``--watch``)."""
+    :class:`hpctrack.watch.StatusWatch` that refreshes it (``--watch``). ``max_rows``: a screen's
+    worth of jobs at most (the unfinished ones first), so the summary below stays in sight."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -132,6 +147,7 @@ def status_view(sw: Any, only_stalled: bool = False, watch: Any = None) -> "tupl
     for column in ("job", "state", "overrides", "step", "attempt", "runtime", "job id", "node", "error / note"):
         table.add_column(column, no_wrap=column != "error / note")
     shown = [s for s in st.jobs if s.stalled] if only_stalled else st.jobs
+    shown, hidden = _fit(shown, max_rows)
     for s in shown:
         flag = " [red](hung?)" if s.possibly_hung else (" [yellow](stalled)" if s.stalled else "")
         state = f"[{STATE_STYLE.get(s.state, '')}]{s.state.value}" + flag
@@ -150,7 +166,11 @@ def status_view(sw: Any, only_stalled: bool = False, watch: Any = None) -> "tupl
             said,
         )
     # Text is never markup; printable() keeps its controls from the terminal.
-    parts: List[Any] = [table, Text(state_summary(s.state for s in st.jobs))]
+    parts: List[Any] = [table]
+    if hidden:
+        parts.append(Text(f"{hidden} completed jobs not shown (the screen is too short; `hpctrack status "
+                          f"{printable(ref)}` lists every job)", style="dim"))  # fmt: skip
+    parts.append(Text(state_summary(s.state for s in st.jobs)))
     from ..requeue import incomplete_jobs
 
     study = None
@@ -163,7 +183,10 @@ def status_view(sw: Any, only_stalled: bool = False, watch: Any = None) -> "tupl
     gap = {} if study is not None else \
         {i: why for i, why in incomplete_jobs(manifest, st.jobs).items() if i not in st.lost}  # fmt: skip
     if gap:
-        listing = ", ".join(f"{i} ({why})" for i, why in sorted(gap.items()))
+        items = [f"{i} ({why})" for i, why in sorted(gap.items())]
+        if max_rows is not None and len(items) > 10:  # a screen, not a report: the count says the rest
+            items = items[:10] + [f"... {len(items) - 10} more"]
+        listing = ", ".join(items)
         parts.append(
             Text(
                 printable(

@@ -124,6 +124,11 @@ def unpin(sweep: str, runs: Sequence[str], reason: Optional[str], root: Optional
     from ..sweep import load_sweep
 
     sw = load_sweep(sweep, root=root)
-    left = sw.unpin(_run_indices(runs), reason)
+    indices = _run_indices(runs)
+    before = sw.pins
+    left = sw.unpin(indices, reason)
+    for run in sorted(set(indices)):  # nothing to remove is not an error, but it is said
+        if not any(p.run == run and reason in (None, p.reason) for p in before):
+            echo(f"run {run} had no pin" + (f" {reason!r}" if reason is not None else ""))
     still = sorted({p.run for p in left})
     echo(f"sweep {sw.id}: " + (f"runs still pinned: {', '.join(map(str, still))}" if still else "no pinned runs"))

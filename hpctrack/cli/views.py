@@ -59,7 +59,13 @@ def ls_command(
 @click.argument("sweep", default="latest")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--watch", "-w", is_flag=True, help="Refresh in place until every job has ended.")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between refreshes (--watch).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between refreshes (--watch).",
+)
 @click.option(
     "--stalled",
     "only_stalled",
@@ -96,9 +102,11 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
     from ..watch import StatusWatch
 
     refresher = StatusWatch(sw.path)
-    with Live(console=Console(), auto_refresh=False) as live:
+    console = Console()
+    with Live(console=console, auto_refresh=False) as live:
         while True:
-            view, done, _ = status_view(sw, only_stalled, refresher)
+            # Title, header, summary and a few notes below the jobs stay on the screen.
+            view, done, _ = status_view(sw, only_stalled, refresher, max_rows=max(5, console.size.height - 9))
             live.update(view, refresh=True)
             if done:
                 break
@@ -120,9 +128,23 @@ def show(run: str, fmt: str, packages: bool, root: Optional[str]) -> None:
     from ..runinfo import describe_run, describe_sweep, is_run_ref, resolve_run
 
     if not is_run_ref(run):
+        from ..errors import ConfigError, SweepNotFoundError
         from ..sweep import load_sweep
 
-        data = describe_sweep(load_sweep(run, root=root))
+        try:
+            sweep_obj = load_sweep(run, root=root)
+        except SweepNotFoundError:
+            head, sep, job = run.rstrip("/").rpartition("/")
+            try:  # `digits/x`, `latest/-1`: the sweep exists, the job part is wrong
+                owner = load_sweep(head, root=root) if sep and head else None
+            except SweepNotFoundError:
+                owner = None
+            if owner is None:
+                raise
+            n = len(owner.manifest.jobs)
+            raise ConfigError(f"sweep {owner.id} has jobs 0-{n - 1}; no job {job!r} (a job is its index: "
+                              f"{head}/0)") from None  # fmt: skip
+        data = describe_sweep(sweep_obj)
         if fmt == "json":
             click.echo(json.dumps(data, indent=1, default=str))
         else:

@@ -1,0 +1,67 @@
+"""Usage errors (a bad option value, a wrong argument) are one line saying what to fix, like every error.
+
+And the Python API of ``hpctrack runs`` takes the natural Python forms of its arguments.
+Each command is a real ``python -m hpctrack`` subprocess.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import error_lines, run_cli
+from synthetic import index_runs, make_sweep, write_run
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ended(hpctrack_root):
+    manifest = make_sweep(hpctrack_root, 3, sweep_id="20260101-000000-uuuu", name="usage")
+    for i in range(3):
+        write_run(manifest, i)
+    index_runs(manifest, range(3))
+    return manifest
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["pin", "usage", "abc"], "a run is a job index"),
+        (["runs", "--limit", "-1"], "--limit"),
+        (["ls", "--format", "csv"], "--format"),
+        (["note", "usage", "hi", "--clear"], "not both"),
+        (["status", "usage", "--watch", "--interval", "-1"], "--interval"),
+        (["status", "usage", "--nope"], "--nope"),
+    ],
+)
+def test_usage_errors_are_one_line(ended, args, says):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines == error_lines(proc.stderr), proc.stderr
+    assert says in lines[0] and "--help" in lines[0], lines
+
+
+def test_show_a_bad_job_part_names_the_job_not_a_missing_sweep(ended):
+    for ref in ("usage/x", "usage/-1"):
+        proc = run_cli("show", ref)
+        line = error_lines(proc.stderr)
+        assert proc.returncode == 1 and len(line) == 1, proc.stderr
+        assert "no sweep" not in line[0] and "jobs 0-2" in line[0], line
+
+
+def test_unpin_of_a_run_without_that_pin_says_so(ended):
+    run_cli("pin", "usage", "0", "--reason", "keep", check=True)
+    out = run_cli("unpin", "usage", "1", check=True).stdout
+    assert "run 1 had no pin" in out, out
+    out = run_cli("unpin", "usage", "0", "--reason", "other", check=True).stdout
+    assert "run 0 had no pin 'other'" in out and "still pinned: 0" in out, out
+
+
+def test_runs_in_python_takes_lists_and_a_single_string(ended):
+    import hpctrack
+
+    run_cli("tag", "usage", "stage=ablation", check=True)
+    both = hpctrack.runs(sweeps=["usage", "nothing-*"])
+    assert sorted(both["job"]) == [0, 1, 2]
+    one = hpctrack.runs(sweeps="usage", tags="stage=ablation")
+    assert sorted(one["job"]) == [0, 1, 2]
