@@ -18,8 +18,11 @@ QUIET = ["hydra.launcher.code_snapshot=false", "hydra.launcher.progress=false", 
 
 
 @pytest.fixture(autouse=True)
-def _root(hpctrack_root):
-    """Every test of the suites writes its sweeps under its own storage root."""
+def _root(hpctrack_root, monkeypatch, tmp_path):
+    """Every test of the suites writes its sweeps under its own storage root, and runs in its own
+    directory: jobs without ``hydra.job.chdir`` write ``<task>.log`` into the current directory,
+    which another test worker's suite checks and removes at the same time."""
+    monkeypatch.chdir(tmp_path)
     return hpctrack_root
 
 

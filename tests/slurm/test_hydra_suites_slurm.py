@@ -19,7 +19,10 @@ WAIT = ["hydra.launcher.wait=true", "hydra.launcher.wait_poll_s=1", "hydra.launc
 
 @pytest.fixture(autouse=True)
 def _root(slurm_root, monkeypatch, tmp_path):
-    """The jobs write under the SLURM tests' storage root, which the node reaches."""
+    """The jobs write under the SLURM tests' storage root, which the node reaches, and run in the
+    test's own directory (``<task>.log`` of a job without ``hydra.job.chdir`` goes there: the local
+    suite, on another worker, checks and removes the same name in a shared current directory)."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HPCTRACK_ROOT", slurm_root)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
 
