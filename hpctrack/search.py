@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, parse_selector, sort_frame
-from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, build_sweep, live_rows, sweep_key
+from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, live_rows, read_sweep, sweep_key
 from .config import resolve_root
 from .errors import ConfigError, HpctrackError
 from .index import SEP
@@ -23,6 +23,7 @@ from .sweep import has_tag, tag_condition
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["runs", "RUN_FIELDS"]
 
@@ -168,14 +169,80 @@ def _selectors(metrics: Optional[Sequence[str]]) -> List[MetricSelector]:
     return out
 
 
+class _Built:
+    """The rows of the sweeps read now: pyarrow Tables (``tables``, joined in ``table``) or DataFrames."""
+
+    def __init__(self, results: Dict[str, Any]) -> None:
+        import pyarrow as pa
+
+        self.frames: Dict[str, "pd.DataFrame"] = {s: r for s, r in results.items() if not isinstance(r, pa.Table)}
+        self.tables: Dict[str, "pa.Table"] = {s: _plain(r) for s, r in results.items() if isinstance(r, pa.Table)}
+        self.table: "Optional[pa.Table]" = None
+        if self.tables:
+            try:  # one table for all: a column's type may widen (int and float), never change kind
+                self.table = _plain(pa.concat_tables(list(self.tables.values()), promote_options="permissive"))
+            except (pa.ArrowException, ValueError):  # a param text in one sweep and a number in another
+                self.frames.update((s, t.to_pandas()) for s, t in self.tables.items())
+                self.tables = {}
+
+    def __contains__(self, sweep_id: str) -> bool:
+        return sweep_id in self.frames or sweep_id in self.tables
+
+    def __len__(self) -> int:
+        return len(self.frames) + len(self.tables)
+
+    def ids(self) -> List[str]:
+        return [*self.frames, *self.tables]
+
+    def columns(self, sweep_id: str) -> List[str]:
+        if sweep_id in self.tables:
+            return list(self.tables[sweep_id].column_names)
+        return list(map(str, self.frames[sweep_id].columns))
+
+    def read(self, columns: Sequence[str], sweeps: Sequence[str]) -> "List[pd.DataFrame]":
+        """Those of ``columns`` (and the base ones) for the rows of ``sweeps``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out = []
+        for sid in sweeps:
+            if sid in self.frames:
+                frame = self.frames[sid]
+                out.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in columns]])
+        arrow = [sid for sid in sweeps if sid in self.tables]
+        if arrow and self.table is not None:
+            table = self.table.select([c for c in self.table.column_names if c in BASE_COLUMNS or c in columns])
+            if len(arrow) < len(self.tables):
+                table = table.filter(pc.is_in(table["sweep"], value_set=pa.array(arrow, type=pa.string())))
+            out.append(table.to_pandas())
+        return out
+
+    def frame(self) -> "pd.DataFrame":
+        """All rows in one DataFrame."""
+        import pandas as pd
+
+        frames = [*self.frames.values(), *([self.table.to_pandas()] if self.table is not None else [])]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _plain(table: "pa.Table") -> "pa.Table":
+    """Columns without any value as float (NaN), as the DataFrame path makes them: they join any other kind."""
+    import pyarrow as pa
+
+    for i, name in enumerate(table.column_names):
+        if pa.types.is_null(table.schema.field(i).type):
+            table = table.set_column(i, name, pa.nulls(table.num_rows, pa.float64()))
+    return table
+
+
 def _scan(base: Path, catalog: Catalog, notes: List[str]
-          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[CatalogFile], Dict[str, CatalogFile], Dict[str, pd.DataFrame]]":  # fmt: skip
+          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[CatalogFile], Dict[str, CatalogFile], _Built]":  # fmt: skip
     """Every sweep of the root with where its rows are: the merged file, a part file, or read now."""
     merged = catalog.merged()
     entries: Dict[str, SweepEntry] = {}
     paths: Dict[str, Path] = {}
     parts: Dict[str, CatalogFile] = {}
-    built: Dict[str, "pd.DataFrame"] = {}
+    built: Dict[str, Any] = {}
     todo: List[Path] = []
     for path in iter_sweep_dirs(base):
         sid, key = path.name, sweep_key(path)
@@ -201,20 +268,20 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
         entries[sid], built[sid] = result
         if entries[sid].problem:
             notes.append(f"tags of {path} not shown: {entries[sid].problem}")
-    return entries, paths, merged, parts, built
+    return entries, paths, merged, parts, _Built(built)
 
 
 def _build_all(todo: Sequence[Path]) -> "List[Any]":
-    """:func:`build_sweep` of each sweep (or the error that skips it), two at a time.
+    """:func:`~hpctrack.catalog.read_sweep` of each sweep (or the error that skips it), two at a time.
 
-    Most of a sweep's read is parsing its index in pyarrow, which releases the GIL, so a
-    second thread overlaps one sweep's parse (and its file reads) with another's Python.
+    Most of a sweep's read is parsing its manifest and index in pyarrow, which releases the GIL,
+    so a second thread overlaps one sweep's parse (and its file reads) with another's Python.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def build(path: Path) -> Any:
         try:
-            return build_sweep(path)
+            return read_sweep(path)
         except HpctrackError as err:
             return err
 
@@ -225,26 +292,34 @@ def _build_all(todo: Sequence[Path]) -> "List[Any]":
 
 
 def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[CatalogFile], parts: Dict[str, CatalogFile],
-           built: Dict[str, "pd.DataFrame"]) -> None:  # fmt: skip
+           built: _Built) -> None:  # fmt: skip
     """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it."""
     import pandas as pd
 
     outside = len(parts) + len(built)
     gone = merged is not None and any(sid not in entries for sid in merged.entries)
     if outside <= max(catalog.MERGE_AFTER, catalog.MERGE_SHARE * len(entries)) and not (gone and outside):
-        for sid, frame in built.items():
+        for sid, frame in built.frames.items():
             catalog.write(catalog.part_path(sid), [entries[sid]], frame)
+        for sid, table in built.tables.items():
+            catalog.write_table(catalog.part_path(sid), [entries[sid]], table)
         return
-    frames = []
-    if merged is not None:
-        kept = [sid for sid in merged.entries if sid in entries and sid not in parts and sid not in built]
-        if kept:
+    kept = [] if merged is None else [sid for sid in merged.entries if sid in entries and sid not in parts
+                                      and sid not in built]  # fmt: skip
+    if not kept and not parts and not built.frames and built.table is not None:
+        written = catalog.write_table(catalog.path / "runs.parquet", list(entries.values()), built.table)
+    else:
+        frames = []
+        if merged is not None and kept:
             frames.append(merged.read(merged.reader.schema_arrow.names, kept))
-    frames += [part.read(part.reader.schema_arrow.names) for part in parts.values()]
-    frames += list(built.values())
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
-    if catalog.write(catalog.path / "runs.parquet", list(entries.values()), frame):
-        for sid in [*parts, *built]:
+        frames += [part.read(part.reader.schema_arrow.names) for part in parts.values()]
+        if len(built):
+            frames.append(built.frame())
+        frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+            else frames[0]  # fmt: skip
+        written = catalog.write(catalog.path / "runs.parquet", list(entries.values()), frame)
+    if written:
+        for sid in [*parts, *built.ids()]:
             catalog.remove_part(sid)
 
 
@@ -339,7 +414,7 @@ def runs(
             if sid in parts:
                 physical.update(dict.fromkeys(parts[sid].reader.schema_arrow.names))
             elif sid in built:
-                physical.update(dict.fromkeys(map(str, built[sid].columns)))
+                physical.update(dict.fromkeys(built.columns(sid)))
         live = {e.id: live_rows(load_manifest(paths[e.id]), e.live) for e in chosen if e.live}
         for frame in live.values():
             physical.update(dict.fromkeys(map(str, frame.columns)))
@@ -362,12 +437,10 @@ def runs(
                      and sid not in built]  # fmt: skip
         if in_merged and merged is not None:
             pieces.append(merged.read(need, in_merged))
+        pieces += built.read(need, [sid for sid in ids if sid in built])
         for sid in ids:
             if sid in parts:
                 pieces.append(parts[sid].read(need))
-            elif sid in built:
-                frame = built[sid]
-                pieces.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in need]])
             if sid in live:
                 frame = live[sid]
                 pieces.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in need]])
