@@ -95,8 +95,8 @@ def served_table(sweep_id: str, index: "pa.Table", submitted: List[Optional[floa
     """The catalog rows of the jobs whose index line stands for their current submission, or None.
 
     As :func:`hpctrack.index.usable_rows` and :func:`hpctrack.catalog._served_rows` make them
-    (``sweep``, ``job``, ``state``, ``runtime_s``, the ``p/s/m`` columns), with the job numbers
-    served in ``attrs``-free form: the caller reads the ``job`` column. None: lines marked lost.
+    (``sweep``, ``job``, ``state``, ``runtime_s``, the ``p/s/m`` columns). None: lines marked
+    lost, or status columns of an unexpected kind (the general path decides).
     """
     import numpy as np
     import pyarrow as pa

@@ -64,6 +64,8 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
 
     from .index import SEP, flat_row
 
+    if len(data) < MIN_BYTES:
+        return None
     parsed = _parse(data)
     if parsed is None:
         return None
@@ -85,7 +87,7 @@ def parse_table(data: bytes) -> "Optional[pa.Table]":
     """:func:`parse_frame`'s columns as a pyarrow Table (no pandas step), or None.
 
     None also when a line has a ``status.error`` (its text needs the line's own JSON): the
-    caller then takes :func:`parse_frame`'s path.
+    caller then takes the line-by-line path. Any size: the caller keeps its rows in pyarrow.
     """
     parsed = _parse(data)
     if parsed is None or (parsed[1] is not None and parsed[1].null_count < len(parsed[1])):
@@ -102,8 +104,6 @@ def _parse(data: bytes) -> "Optional[Tuple[pa.Table, Optional[pa.ChunkedArray], 
 
     from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS
 
-    if len(data) < MIN_BYTES:
-        return None
     try:
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
