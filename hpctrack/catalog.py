@@ -48,7 +48,8 @@ from .manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, manifest_problem,
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CATALOG_DIR", "CATALOG_VERSION", "SweepEntry", "Catalog", "sweep_key", "build_sweep", "read_sweep", "live_rows"]
+__all__ = ["CATALOG_DIR", "CATALOG_VERSION", "SweepEntry", "Catalog", "sweep_key", "build_sweep", "read_sweep",
+           "live_rows"]  # fmt: skip
 
 CATALOG_DIR = "catalog"
 #: Version of the catalog files this hpctrack writes; files of another version are rebuilt.
