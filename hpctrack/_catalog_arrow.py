@@ -53,6 +53,8 @@ def manifest_facts(sweep_dir: Path) -> Optional[ManifestFacts]:
         return None  # missing, damaged, values that change kind: the json.loads path says what is wrong
     if table.num_rows != 1 or "jobs" not in table.column_names or "created" not in table.column_names:
         return None
+    if not all(_json_kind(t) for t in table.schema.types):
+        return None  # e.g. a text that looks like a date, which the reader makes a timestamp
     # One object: its top-level fields come back as json.loads gives them (a struct's keys are its own).
     top = {name: table[name][0].as_py() for name in table.column_names if name != "jobs"}
     if manifest_problem(top) is not None or not isinstance(top.get("format_version", 0), (int, float)):
@@ -89,6 +91,18 @@ def manifest_facts(sweep_dir: Path) -> Optional[ManifestFacts]:
             return None
         submitted = values.to_pylist()
     return ManifestFacts(top, submitted, all(known[s].is_final for s in states))
+
+
+def _json_kind(t: "pa.DataType") -> bool:
+    """Whether pyarrow gives values of type ``t`` back as ``json.loads`` gives them (no timestamp)."""
+    import pyarrow as pa
+
+    if pa.types.is_list(t):
+        return _json_kind(t.value_type)
+    if pa.types.is_struct(t):
+        return all(_json_kind(t.field(i).type) for i in range(t.num_fields))
+    return pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_int64(t) or pa.types.is_float64(t) \
+        or pa.types.is_string(t)  # fmt: skip
 
 
 def served_table(sweep_id: str, index: "pa.Table", submitted: List[Optional[float]]) -> "Optional[pa.Table]":

@@ -469,6 +469,13 @@ class Catalog:
         except (HpctrackError, OSError, ValueError, TypeError, OverflowError):
             return False
 
+    def part_files(self) -> "set[str]":
+        """The names in the parts directory (files of any kind: :meth:`part` checks each it opens)."""
+        try:
+            return set(os.listdir(self.path / PARTS_DIR)) if self.usable else set()
+        except OSError:
+            return set()
+
     def remove_part(self, sweep_id: str) -> None:
         from .safefs import unlink
 

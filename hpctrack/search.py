@@ -8,12 +8,13 @@ with the sweeps; the filter is ``table --filter``'s language (:mod:`hpctrack.que
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, parse_selector, sort_frame
-from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, live_rows, read_sweep, sweep_key
+from .catalog import BASE_COLUMNS, MERGED_FILE, Catalog, CatalogFile, SweepEntry, live_rows, read_sweep, sweep_key
 from .config import resolve_root
 from .errors import ConfigError, HpctrackError
 from .index import SEP
@@ -176,13 +177,13 @@ class _Built:
         import pyarrow as pa
 
         self.frames: Dict[str, "pd.DataFrame"] = {s: r for s, r in results.items() if not isinstance(r, pa.Table)}
-        self.tables: Dict[str, "pa.Table"] = {s: _plain(r) for s, r in results.items() if isinstance(r, pa.Table)}
+        self.tables: Dict[str, "pa.Table"] = {s: r for s, r in results.items() if isinstance(r, pa.Table)}
         self.table: "Optional[pa.Table]" = None
         if self.tables:
             try:  # one table for all: a column's type may widen (int and float), never change kind
                 self.table = _plain(pa.concat_tables(list(self.tables.values()), promote_options="permissive"))
             except (pa.ArrowException, ValueError):  # a param text in one sweep and a number in another
-                self.frames.update((s, t.to_pandas()) for s, t in self.tables.items())
+                self.frames.update((s, _plain(t).to_pandas()) for s, t in self.tables.items())
                 self.tables = {}
 
     def __contains__(self, sweep_id: str) -> bool:
@@ -244,6 +245,7 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
     parts: Dict[str, CatalogFile] = {}
     built: Dict[str, Any] = {}
     todo: List[Path] = []
+    present = catalog.part_files()  # one listing, not a failed open per sweep without a part
     for path in iter_sweep_dirs(base):
         sid, key = path.name, sweep_key(path)
         paths[sid] = path
@@ -251,7 +253,7 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
         if merged is not None and sid in merged.entries and merged.entries[sid].key == key:
             entries[sid] = merged.entries[sid]
             continue
-        part = catalog.part(sid)
+        part = catalog.part(sid) if catalog.part_path(sid).name in present else None
         if part is not None and sid in part.entries and part.entries[sid].key == key:
             entries[sid], parts[sid] = part.entries[sid], part
             continue
@@ -292,8 +294,13 @@ def _build_all(todo: Sequence[Path]) -> "List[Any]":
 
 
 def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[CatalogFile], parts: Dict[str, CatalogFile],
-           built: _Built) -> None:  # fmt: skip
-    """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it."""
+           built: _Built) -> "Optional[threading.Thread]":  # fmt: skip
+    """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it.
+
+    A merged file made only of sweeps read now (a cold query) is written by a thread, returned:
+    pyarrow encodes it without the GIL while the query is answered; the caller joins it. It
+    reads only that table, never a file the query reads.
+    """
     import pandas as pd
 
     outside = len(parts) + len(built)
@@ -302,25 +309,36 @@ def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[Ca
         for sid, frame in built.frames.items():
             catalog.write(catalog.part_path(sid), [entries[sid]], frame)
         for sid, table in built.tables.items():
-            catalog.write_table(catalog.part_path(sid), [entries[sid]], table)
-        return
+            catalog.write_table(catalog.part_path(sid), [entries[sid]], _plain(table))
+        return None
     kept = [] if merged is None else [sid for sid in merged.entries if sid in entries and sid not in parts
                                       and sid not in built]  # fmt: skip
+    target, ids, listed = catalog.path / MERGED_FILE, [*parts, *built.ids()], list(entries.values())
     if not kept and not parts and not built.frames and built.table is not None:
-        written = catalog.write_table(catalog.path / "runs.parquet", list(entries.values()), built.table)
-    else:
-        frames = []
-        if merged is not None and kept:
-            frames.append(merged.read(merged.reader.schema_arrow.names, kept))
-        frames += [part.read(part.reader.schema_arrow.names) for part in parts.values()]
-        if len(built):
-            frames.append(built.frame())
-        frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
-            else frames[0]  # fmt: skip
-        written = catalog.write(catalog.path / "runs.parquet", list(entries.values()), frame)
-    if written:
-        for sid in [*parts, *built.ids()]:
-            catalog.remove_part(sid)
+        table = built.table
+        writer = threading.Thread(target=lambda: _write_merged(catalog, lambda: catalog.write_table(target, listed, table),
+                                                               ids), name="hpctrack-catalog")  # fmt: skip
+        writer.start()
+        return writer
+    frames = []
+    if merged is not None and kept:
+        frames.append(merged.read(merged.reader.schema_arrow.names, kept))
+    frames += [part.read(part.reader.schema_arrow.names) for part in parts.values()]
+    if len(built):
+        frames.append(built.frame())
+    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+        else frames[0]  # fmt: skip
+    _write_merged(catalog, lambda: catalog.write(target, listed, frame), ids)
+    return None
+
+
+def _write_merged(catalog: Catalog, write: Callable[[], bool], ids: Sequence[str]) -> None:
+    """``write()`` the merged file; once written, the part files of the sweeps it now holds are removed."""
+    if write():
+        present = catalog.part_files()
+        for sid in ids:
+            if catalog.part_path(sid).name in present:
+                catalog.remove_part(sid)
 
 
 def runs(
@@ -399,8 +417,9 @@ def runs(
     catalog = Catalog(base)
     notes: List[str] = [catalog.note] if catalog.note else []
     entries, paths, merged, parts, built = _scan(base, catalog, notes)
+    writer = None
     try:
-        _store(catalog, entries, merged, parts, built)
+        writer = _store(catalog, entries, merged, parts, built)
         order = {sid: i for i, sid in enumerate(entries)}
         chosen = [e for e in entries.values()
                   if (cutoff is None or e.created >= cutoff) and all(has_tag(e.tags, k, v) for k, v in wanted)
@@ -444,44 +463,52 @@ def runs(
             if sid in live:
                 frame = live[sid]
                 pieces.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in need]])
+    except BaseException:
+        if writer is not None:
+            writer.join()
+        raise
     finally:
         for part in parts.values():
             part.close()
         if merged is not None:
             merged.close()
-    pieces = [p for p in pieces if len(p)]
-    phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
-    if expr is not None and len(phys):
-        view = pd.DataFrame(index=phys.index)
-        for name in where_columns:
-            if cols.physical(name):
-                view[name] = _value_column(phys, cols, name)
-            elif name in ("job", "state", "runtime_s"):
-                view[name] = phys[name]
-        _sweep_fields(view, phys, entries, [c for c in where_columns if c not in view.columns])
-        try:
-            mask = expr.evaluate(view).to_numpy()
-        except FilterError as err:
-            raise _bad_where(str(where), err) from None
-        phys = phys[mask].reset_index(drop=True)
-    # Newest sweep first (the order of ls), then by job.
-    rank = phys["sweep"].map(order).to_numpy(dtype=np.int64) if len(phys) else np.array([], dtype=np.int64)
-    phys = phys.iloc[np.lexsort((phys["job"].to_numpy(dtype=np.int64), rank))].reset_index(drop=True)
-    out = pd.DataFrame(index=phys.index)
-    _sweep_fields(out, phys, entries, ["sweep", "sweep_name", "tags", "note"])
-    out["job"] = phys["job"].to_numpy(dtype=np.int64)
-    out["state"] = phys["state"].to_numpy(dtype=object)
-    out["runtime_s"] = pd.to_numeric(phys["runtime_s"], errors="coerce").to_numpy(dtype=np.float64)
-    for name in output[len(RUN_FIELDS) :]:
-        values = _value_column(phys, cols, name)
-        out[name] = values.to_numpy() if hasattr(values, "to_numpy") else values
-    for column in out.columns:
-        if out[column].dtype == object and column != "tags":
-            out[column] = out[column].infer_objects()
-    if sort:
-        out = sort_frame(out, sort)
-    if limit is not None:
-        out = out.head(limit).reset_index(drop=True)
-    out.attrs["note"] = "; ".join(notes) or None
-    out.attrs["sweeps"] = len(chosen)
-    return out
+    try:
+        pieces = [p for p in pieces if len(p)]
+        phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
+        if expr is not None and len(phys):
+            view = pd.DataFrame(index=phys.index)
+            for name in where_columns:
+                if cols.physical(name):
+                    view[name] = _value_column(phys, cols, name)
+                elif name in ("job", "state", "runtime_s"):
+                    view[name] = phys[name]
+            _sweep_fields(view, phys, entries, [c for c in where_columns if c not in view.columns])
+            try:
+                mask = expr.evaluate(view).to_numpy()
+            except FilterError as err:
+                raise _bad_where(str(where), err) from None
+            phys = phys[mask].reset_index(drop=True)
+        # Newest sweep first (the order of ls), then by job.
+        rank = phys["sweep"].map(order).to_numpy(dtype=np.int64) if len(phys) else np.array([], dtype=np.int64)
+        phys = phys.iloc[np.lexsort((phys["job"].to_numpy(dtype=np.int64), rank))].reset_index(drop=True)
+        out = pd.DataFrame(index=phys.index)
+        _sweep_fields(out, phys, entries, ["sweep", "sweep_name", "tags", "note"])
+        out["job"] = phys["job"].to_numpy(dtype=np.int64)
+        out["state"] = phys["state"].to_numpy(dtype=object)
+        out["runtime_s"] = pd.to_numeric(phys["runtime_s"], errors="coerce").to_numpy(dtype=np.float64)
+        for name in output[len(RUN_FIELDS) :]:
+            values = _value_column(phys, cols, name)
+            out[name] = values.to_numpy() if hasattr(values, "to_numpy") else values
+        for column in out.columns:
+            if out[column].dtype == object and column != "tags":
+                out[column] = out[column].infer_objects()
+        if sort:
+            out = sort_frame(out, sort)
+        if limit is not None:
+            out = out.head(limit).reset_index(drop=True)
+        out.attrs["note"] = "; ".join(notes) or None
+        out.attrs["sweeps"] = len(chosen)
+        return out
+    finally:
+        if writer is not None:
+            writer.join()  # the catalog file is whole (or absent) before the answer is returned

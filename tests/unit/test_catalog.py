@@ -155,3 +155,23 @@ def test_runs_over_sweeps_whose_values_differ_in_kind(tmp_path, monkeypatch):
     assert (tmp_path / "catalog" / f"u{os.getuid()}" / "runs.parquet").is_file()
     warm = hpctrack.runs(root=str(tmp_path), metrics=["final"])
     assert list(map(str, warm["final"])) == list(map(str, cold["final"]))
+
+
+def test_read_sweep_keeps_a_name_that_looks_like_a_date_text(tmp_path):
+    """pyarrow's JSON reader takes '2026-10-01' for a timestamp; the catalog keeps the text."""
+    from hpctrack.catalog import read_sweep
+
+    manifest = make_sweep(tmp_path, 2, name="2026-10-01")
+    for i in range(2):
+        write_run(manifest, i)
+    index_runs(manifest, range(2))
+    entry, _ = read_sweep(manifest.path)
+    assert entry.name == "2026-10-01" and entry == build_sweep(manifest.path)[0]
+    import json
+
+    path = manifest.path / "sweep.json"
+    data = json.loads(path.read_text())
+    data["name"], data["swept_keys"] = "plain", ["2026-10-01"]
+    path.write_text(json.dumps(data, indent=1))
+    entry, _ = read_sweep(manifest.path)
+    assert entry.swept_keys == ["2026-10-01"] and entry == build_sweep(manifest.path)[0]
