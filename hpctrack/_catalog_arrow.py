@@ -116,7 +116,7 @@ def served_table(sweep_id: str, index: "pa.Table", submitted: List[Optional[floa
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .catalog import _KEEP_PREFIXES
+    from .catalog import KEEP_PREFIXES
     from .index import ENDED_STATES, SEP
     from .status import RUN_TO_JOB
 
@@ -152,6 +152,6 @@ def served_table(sweep_id: str, index: "pa.Table", submitted: List[Optional[floa
     columns: Dict[str, Any] = {"sweep": pa.array([sweep_id] * len(kept), type=pa.string()),
                                "job": kept["job"].cast(pa.int64()), "state": states, "runtime_s": runtime}  # fmt: skip
     for name in names:
-        if name.startswith(_KEEP_PREFIXES):
+        if name.startswith(KEEP_PREFIXES):
             columns[name] = kept[name]
     return pa.table(columns)

@@ -59,7 +59,8 @@ MERGED_FILE = "runs.parquet"
 _META_KEY = b"hpctrack_catalog"
 #: Columns every catalog frame has besides ``p/s/m<SEP>...``: the sweep, the job, its state, runtime.
 BASE_COLUMNS = ("sweep", "job", "state", "runtime_s")
-_KEEP_PREFIXES = (f"p{SEP}", f"s{SEP}", f"m{SEP}")
+#: The value columns a catalog keeps: params, summary values and metric stats.
+KEEP_PREFIXES = (f"p{SEP}", f"s{SEP}", f"m{SEP}")
 _UNSAFE_MODE = stat.S_IWGRP | stat.S_IWOTH
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _STATES = {s.value: s for s in JobState}
@@ -109,7 +110,7 @@ def _empty(columns: Sequence[str] = BASE_COLUMNS) -> "pd.DataFrame":
 
 
 def _kept(flat: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in flat.items() if k.startswith(_KEEP_PREFIXES)}
+    return {k: v for k, v in flat.items() if k.startswith(KEEP_PREFIXES)}
 
 
 def live_rows(manifest: Manifest, jobs: Sequence[int]) -> "pd.DataFrame":
@@ -202,7 +203,7 @@ def _served_rows(sweep_id: str, cols: "pd.DataFrame", row_of: Dict[int, int], pr
     data: Dict[str, Any] = {"sweep": np.full(len(rows), sweep_id, dtype=object), "job": jobs, "state": states,
                             "runtime_s": pd.to_numeric(pd.Series(runtime), errors="coerce").to_numpy()}  # fmt: skip
     for column in cols.columns:
-        if column.startswith(_KEEP_PREFIXES):
+        if column.startswith(KEEP_PREFIXES):
             array = values(column)
             # no value at all: float NaN, which joins with other sweeps' columns at no cost per value
             data[column] = np.full(len(rows), np.nan) if array.dtype == object and pd.isna(array).all() else array
