@@ -12,14 +12,13 @@ and the caller parses line by line, which names the damaged lines.
 from __future__ import annotations
 
 import io
-import json
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["parse_frame"]
+__all__ = ["parse_frame", "parse_table"]
 
 #: Below this many bytes the line-by-line parse is as fast (and there is nothing to gain).
 MIN_BYTES = 16_384
@@ -58,15 +57,53 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
 
     None: the lines need the line-by-line parse (see the module docstring).
     """
+    import json
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from .index import SEP, flat_row
+
+    if len(data) < MIN_BYTES:
+        return None
+    parsed = _parse(data)
+    if parsed is None:
+        return None
+    columns, error, take = parsed
+    frame = columns.to_pandas()
+    if error is not None and error.null_count < len(error):
+        # The error's own JSON text, as the line holds it: from those few lines, parsed as the slow path does.
+        lines = [raw for raw in data.split(b"\n") if raw.strip()]
+        if len(lines) != len(error):
+            return None
+        texts = frame[f"st{SEP}error"].to_numpy(dtype=object, copy=True)
+        for i in np.nonzero(pc.is_valid(error).to_numpy(zero_copy_only=False)[take])[0]:
+            texts[i] = flat_row(json.loads(lines[take[i]]))[f"st{SEP}error"]
+        frame[f"st{SEP}error"] = texts
+    return frame
+
+
+def parse_table(data: bytes) -> "Optional[pa.Table]":
+    """:func:`parse_frame`'s columns as a pyarrow Table (no pandas step), or None.
+
+    None also when a line has a ``status.error`` (its text needs the line's own JSON): the
+    caller then takes the line-by-line path. Any size: the caller keeps its rows in pyarrow.
+    """
+    parsed = _parse(data)
+    if parsed is None or (parsed[1] is not None and parsed[1].null_count < len(parsed[1])):
+        return None
+    return parsed[0]
+
+
+def _parse(data: bytes) -> "Optional[Tuple[pa.Table, Optional[pa.ChunkedArray], Any]]":
+    """The columns of the newest line of each job, the raw ``status.error`` column, the rows taken."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS, flat_row
+    from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS
 
-    if len(data) < MIN_BYTES:
-        return None
     try:
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
@@ -151,15 +188,4 @@ def parse_frame(data: bytes) -> "Optional[pd.DataFrame]":
     columns = pa.Table.from_arrays(arrays, names=names_out)
     if len(take) != len(jobs) or (take != np.arange(len(jobs))).any():
         columns = columns.take(pa.array(take))
-    frame = columns.to_pandas()
-    error = status.get("error")
-    if error is not None and error.null_count < len(jobs):
-        # The error's own JSON text, as the line holds it: from those few lines, parsed as the slow path does.
-        lines = [raw for raw in data.split(b"\n") if raw.strip()]
-        if len(lines) != len(jobs):
-            return None
-        texts = frame[f"st{SEP}error"].to_numpy(dtype=object, copy=True)
-        for i in np.nonzero(pc.is_valid(error).to_numpy(zero_copy_only=False)[take])[0]:
-            texts[i] = flat_row(json.loads(lines[take[i]]))[f"st{SEP}error"]
-        frame[f"st{SEP}error"] = texts
-    return frame
+    return columns, status.get("error"), take

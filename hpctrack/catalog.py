@@ -48,7 +48,8 @@ from .manifest import FORMAT_VERSION, MANIFEST_FILE, Manifest, manifest_problem,
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CATALOG_DIR", "CATALOG_VERSION", "SweepEntry", "Catalog", "sweep_key", "build_sweep", "live_rows"]
+__all__ = ["CATALOG_DIR", "CATALOG_VERSION", "SweepEntry", "Catalog", "sweep_key", "build_sweep", "read_sweep",
+           "live_rows"]  # fmt: skip
 
 CATALOG_DIR = "catalog"
 #: Version of the catalog files this hpctrack writes; files of another version are rebuilt.
@@ -58,7 +59,8 @@ MERGED_FILE = "runs.parquet"
 _META_KEY = b"hpctrack_catalog"
 #: Columns every catalog frame has besides ``p/s/m<SEP>...``: the sweep, the job, its state, runtime.
 BASE_COLUMNS = ("sweep", "job", "state", "runtime_s")
-_KEEP_PREFIXES = (f"p{SEP}", f"s{SEP}", f"m{SEP}")
+#: The value columns a catalog keeps: params, summary values and metric stats.
+KEEP_PREFIXES = (f"p{SEP}", f"s{SEP}", f"m{SEP}")
 _UNSAFE_MODE = stat.S_IWGRP | stat.S_IWOTH
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _STATES = {s.value: s for s in JobState}
@@ -108,7 +110,7 @@ def _empty(columns: Sequence[str] = BASE_COLUMNS) -> "pd.DataFrame":
 
 
 def _kept(flat: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in flat.items() if k.startswith(_KEEP_PREFIXES)}
+    return {k: v for k, v in flat.items() if k.startswith(KEEP_PREFIXES)}
 
 
 def live_rows(manifest: Manifest, jobs: Sequence[int]) -> "pd.DataFrame":
@@ -201,7 +203,7 @@ def _served_rows(sweep_id: str, cols: "pd.DataFrame", row_of: Dict[int, int], pr
     data: Dict[str, Any] = {"sweep": np.full(len(rows), sweep_id, dtype=object), "job": jobs, "state": states,
                             "runtime_s": pd.to_numeric(pd.Series(runtime), errors="coerce").to_numpy()}  # fmt: skip
     for column in cols.columns:
-        if column.startswith(_KEEP_PREFIXES):
+        if column.startswith(KEEP_PREFIXES):
             array = values(column)
             # no value at all: float NaN, which joins with other sweeps' columns at no cost per value
             data[column] = np.full(len(rows), np.nan) if array.dtype == object and pd.isna(array).all() else array
@@ -262,6 +264,44 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
                        tags=dict(labels.tags), note=labels.note, swept_keys=[str(k) for k in data.get("swept_keys", [])],
                        live=live, problem=problem)  # fmt: skip
     return entry, frame
+
+
+def read_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, Any]":
+    """:func:`build_sweep`, its rows as a pyarrow Table when the sweep allows the quick read.
+
+    The rows are a ``pyarrow.Table`` when :mod:`hpctrack._catalog_arrow` reads the sweep (the
+    common case: see there), else the ``pandas.DataFrame`` of :func:`build_sweep`.
+
+    Raises
+    ------
+    HpctrackError
+        As :func:`build_sweep`.
+    """
+    from ._catalog_arrow import manifest_facts, served_table
+    from .index import index_table
+
+    sweep_dir = Path(sweep_dir)
+    key = sweep_key(sweep_dir)  # before reading: a change while reading makes the next query read again
+    facts = manifest_facts(sweep_dir)
+    index = index_table(sweep_dir) if facts is not None else None
+    table = served_table(sweep_dir.name, index, facts.submitted) if facts is not None and index is not None else None
+    if facts is None or table is None:
+        return build_sweep(sweep_dir)
+    rest = sorted(set(range(len(facts.submitted))) - set(table["job"].to_pylist()))
+    if rest and facts.all_final:  # runs to read from their stores, once: the general path
+        return build_sweep(sweep_dir)
+    if rest:  # read at each query: as checked as every other command's
+        Manifest.from_json(read_manifest_json(sweep_dir), sweep_dir)
+    problem = None
+    try:
+        labels = read_labels(sweep_dir)
+    except HpctrackError as err:
+        labels, problem = Labels(), " ".join(str(err).split())
+    top = facts.top
+    entry = SweepEntry(id=sweep_dir.name, key=key, name=top.get("name"), created=float(top["created"]),
+                       tags=dict(labels.tags), note=labels.note, swept_keys=[str(k) for k in top.get("swept_keys") or []],
+                       live=rest, problem=problem)  # fmt: skip
+    return entry, table
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -385,14 +425,37 @@ class Catalog:
 
     def write(self, target: Path, entries: Sequence[SweepEntry], frame: "pd.DataFrame") -> bool:
         """Write one catalog file (best effort: a full disk or a read-only root leaves no cache, no error)."""
-        from .locking import lock
-        from .safefs import unlink, write_file
-
         if not self.usable:
             return False
         meta = {"version": CATALOG_VERSION, "entries": {e.id: asdict(e) for e in entries}}
         try:
             data = encode_parquet(frame.reset_index(drop=True), _META_KEY, meta)
+        except Exception:  # a value pyarrow cannot store: the answer stands, only uncached
+            return False
+        return self._write_bytes(target, data)
+
+    def write_table(self, target: Path, entries: Sequence[SweepEntry], table: Any) -> bool:
+        """:meth:`write` for rows already in a pyarrow Table of plain columns (no JSON text column)."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        if not self.usable:
+            return False
+        text = json.dumps({"version": CATALOG_VERSION, "entries": {e.id: asdict(e) for e in entries},
+                           "json_columns": []})  # fmt: skip
+        try:
+            buf = io.BytesIO()
+            pq.write_table(table.replace_schema_metadata({_META_KEY: text.encode()}), buf)
+        except Exception:  # a value pyarrow cannot store: the answer stands, only uncached
+            return False
+        return self._write_bytes(target, buf.getvalue())
+
+    def _write_bytes(self, target: Path, data: bytes) -> bool:
+        from .locking import lock
+        from .safefs import unlink, write_file
+
+        try:
             self.top.mkdir(exist_ok=True)  # shared by the root's users: as their umask makes it
             for folder in (self.path, self.path / PARTS_DIR):
                 folder.mkdir(exist_ok=True, mode=0o755)  # ours only: never writable by others
@@ -406,8 +469,13 @@ class Catalog:
             return True
         except (HpctrackError, OSError, ValueError, TypeError, OverflowError):
             return False
-        except Exception:  # a value pyarrow cannot store: the answer stands, only uncached
-            return False
+
+    def part_files(self) -> "set[str]":
+        """The names in the parts directory (files of any kind: :meth:`part` checks each it opens)."""
+        try:
+            return set(os.listdir(self.path / PARTS_DIR)) if self.usable else set()
+        except OSError:
+            return set()
 
     def remove_part(self, sweep_id: str) -> None:
         from .safefs import unlink

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["INDEX_FILE", "INDEX_VERSION", "record_to_row", "row_to_record", "append_rows", "read_index",
-           "read_index_lines", "parse_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "usable_rows",
+           "read_index_lines", "parse_lines", "IndexLines", "rebuild_index", "indexed_row", "ENDED_STATES", "index_frame", "index_table", "usable_rows",
            "encode_parquet", "decode_columns", "flat_row", "SEP"]  # fmt: skip
 
 INDEX_FILE = "index.jsonl"
@@ -489,3 +490,37 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
             pass
     frame.attrs["damaged"] = damaged
     return frame
+
+
+def index_table(sweep_dir: Path) -> "Optional[pa.Table]":
+    """:func:`index_frame`'s columns as a pyarrow Table when they need no Python step, else None.
+
+    Answers from the index cache when it covers the whole index and holds no JSON text columns,
+    or from the whole index when :func:`hpctrack._index_arrow.parse_table` takes every line.
+    None (the caller takes :func:`index_frame`): lines appended since the cache, damaged lines,
+    values pyarrow does not hold as they are. Writes nothing.
+    """
+    import pyarrow.parquet as pq
+
+    from ._index_arrow import parse_table
+
+    sweep_dir = Path(sweep_dir)
+    try:
+        with open(sweep_dir / INDEX_FILE, "rb") as fh:
+            try:
+                table = pq.read_table(sweep_dir / CACHE_FILE)
+                meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
+                covered = int(meta["covered"])
+                if int(meta["version"]) != CACHE_VERSION or meta.get("json_columns") or meta.get("damaged"):
+                    return None
+            except Exception:  # no cache, or one of another version: the whole index
+                data = fh.read()
+                return parse_table(data) if data.endswith(b"\n") else None
+            fh.seek(max(0, covered - 4096))
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    # The cache serves only an index with nothing after what it covered (and not rewritten since).
+    if len(data) != covered - max(0, covered - 4096) or _fingerprint(data, len(data)) != meta["fingerprint"]:
+        return None
+    return table.replace_schema_metadata(None)

@@ -8,13 +8,14 @@ with the sweeps; the filter is ``table --filter``'s language (:mod:`hpctrack.que
 from __future__ import annotations
 
 import fnmatch
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .aggregate import DEFAULT_STATS, METRIC_STATS, MetricSelector, parse_selector, sort_frame
-from .catalog import BASE_COLUMNS, Catalog, CatalogFile, SweepEntry, build_sweep, live_rows, sweep_key
+from .catalog import BASE_COLUMNS, MERGED_FILE, Catalog, CatalogFile, SweepEntry, live_rows, read_sweep, sweep_key
 from .config import resolve_root
 from .errors import ConfigError, HpctrackError
 from .index import SEP
@@ -24,6 +25,7 @@ from .sweep import has_tag, tag_condition
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["runs", "RUN_FIELDS"]
 
@@ -172,15 +174,82 @@ def _selectors(metrics: Optional[Sequence[str]]) -> List[MetricSelector]:
     return out
 
 
+class _Built:
+    """The rows of the sweeps read now: pyarrow Tables (``tables``, joined in ``table``) or DataFrames."""
+
+    def __init__(self, results: Dict[str, Any]) -> None:
+        import pyarrow as pa
+
+        self.frames: Dict[str, "pd.DataFrame"] = {s: r for s, r in results.items() if not isinstance(r, pa.Table)}
+        self.tables: Dict[str, "pa.Table"] = {s: r for s, r in results.items() if isinstance(r, pa.Table)}
+        self.table: "Optional[pa.Table]" = None
+        if self.tables:
+            try:  # one table for all: a column's type may widen (int and float), never change kind
+                self.table = _plain(pa.concat_tables(list(self.tables.values()), promote_options="permissive"))
+            except (pa.ArrowException, ValueError):  # a param text in one sweep and a number in another
+                self.frames.update((s, _plain(t).to_pandas()) for s, t in self.tables.items())
+                self.tables = {}
+
+    def __contains__(self, sweep_id: str) -> bool:
+        return sweep_id in self.frames or sweep_id in self.tables
+
+    def __len__(self) -> int:
+        return len(self.frames) + len(self.tables)
+
+    def ids(self) -> List[str]:
+        return [*self.frames, *self.tables]
+
+    def columns(self, sweep_id: str) -> List[str]:
+        if sweep_id in self.tables:
+            return list(self.tables[sweep_id].column_names)
+        return list(map(str, self.frames[sweep_id].columns))
+
+    def read(self, columns: Sequence[str], sweeps: Sequence[str]) -> "List[pd.DataFrame]":
+        """Those of ``columns`` (and the base ones) for the rows of ``sweeps``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        out = []
+        for sid in sweeps:
+            if sid in self.frames:
+                frame = self.frames[sid]
+                out.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in columns]])
+        arrow = [sid for sid in sweeps if sid in self.tables]
+        if arrow and self.table is not None:
+            table = self.table.select([c for c in self.table.column_names if c in BASE_COLUMNS or c in columns])
+            if len(arrow) < len(self.tables):
+                table = table.filter(pc.is_in(table["sweep"], value_set=pa.array(arrow, type=pa.string())))
+            out.append(table.to_pandas())
+        return out
+
+    def frame(self) -> "pd.DataFrame":
+        """All rows in one DataFrame."""
+        import pandas as pd
+
+        frames = [*self.frames.values(), *([self.table.to_pandas()] if self.table is not None else [])]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _plain(table: "pa.Table") -> "pa.Table":
+    """Columns without any value as float (NaN), as the DataFrame path makes them: they join any other kind."""
+    import pyarrow as pa
+
+    for i, name in enumerate(table.column_names):
+        if pa.types.is_null(table.schema.field(i).type):
+            table = table.set_column(i, name, pa.nulls(table.num_rows, pa.float64()))
+    return table
+
+
 def _scan(base: Path, catalog: Catalog, notes: List[str]
-          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[CatalogFile], Dict[str, CatalogFile], Dict[str, pd.DataFrame]]":  # fmt: skip
+          ) -> "Tuple[Dict[str, SweepEntry], Dict[str, Path], Optional[CatalogFile], Dict[str, CatalogFile], _Built]":  # fmt: skip
     """Every sweep of the root with where its rows are: the merged file, a part file, or read now."""
     merged = catalog.merged()
     entries: Dict[str, SweepEntry] = {}
     paths: Dict[str, Path] = {}
     parts: Dict[str, CatalogFile] = {}
-    built: Dict[str, "pd.DataFrame"] = {}
+    built: Dict[str, Any] = {}
     todo: List[Path] = []
+    present = catalog.part_files()  # one listing, not a failed open per sweep without a part
     for path in iter_sweep_dirs(base):
         sid, key = path.name, sweep_key(path)
         paths[sid] = path
@@ -188,7 +257,7 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
         if merged is not None and sid in merged.entries and merged.entries[sid].key == key:
             entries[sid] = merged.entries[sid]
             continue
-        part = catalog.part(sid)
+        part = catalog.part(sid) if catalog.part_path(sid).name in present else None
         if part is not None and sid in part.entries and part.entries[sid].key == key:
             entries[sid], parts[sid] = part.entries[sid], part
             continue
@@ -205,20 +274,20 @@ def _scan(base: Path, catalog: Catalog, notes: List[str]
         entries[sid], built[sid] = result
         if entries[sid].problem:
             notes.append(f"tags of {path} not shown: {entries[sid].problem}")
-    return entries, paths, merged, parts, built
+    return entries, paths, merged, parts, _Built(built)
 
 
 def _build_all(todo: Sequence[Path]) -> "List[Any]":
-    """:func:`build_sweep` of each sweep (or the error that skips it), two at a time.
+    """:func:`~hpctrack.catalog.read_sweep` of each sweep (or the error that skips it), two at a time.
 
-    Most of a sweep's read is parsing its index in pyarrow, which releases the GIL, so a
-    second thread overlaps one sweep's parse (and its file reads) with another's Python.
+    Most of a sweep's read is parsing its manifest and index in pyarrow, which releases the GIL,
+    so a second thread overlaps one sweep's parse (and its file reads) with another's Python.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     def build(path: Path) -> Any:
         try:
-            return build_sweep(path)
+            return read_sweep(path)
         except HpctrackError as err:
             return err
 
@@ -229,27 +298,51 @@ def _build_all(todo: Sequence[Path]) -> "List[Any]":
 
 
 def _store(catalog: Catalog, entries: Dict[str, SweepEntry], merged: Optional[CatalogFile], parts: Dict[str, CatalogFile],
-           built: Dict[str, "pd.DataFrame"]) -> None:  # fmt: skip
-    """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it."""
+           built: _Built) -> "Optional[threading.Thread]":  # fmt: skip
+    """Keep what was read: a part file per sweep read now, or one merged file once many sweeps are outside it.
+
+    A merged file made only of sweeps read now (a cold query) is written by a thread, returned:
+    pyarrow encodes it without the GIL while the query is answered; the caller joins it. It
+    reads only that table, never a file the query reads.
+    """
     import pandas as pd
 
     outside = len(parts) + len(built)
     gone = merged is not None and any(sid not in entries for sid in merged.entries)
     if outside <= max(catalog.MERGE_AFTER, catalog.MERGE_SHARE * len(entries)) and not (gone and outside):
-        for sid, frame in built.items():
+        for sid, frame in built.frames.items():
             catalog.write(catalog.part_path(sid), [entries[sid]], frame)
-        return
+        for sid, table in built.tables.items():
+            catalog.write_table(catalog.part_path(sid), [entries[sid]], _plain(table))
+        return None
+    kept = [] if merged is None else [sid for sid in merged.entries if sid in entries and sid not in parts
+                                      and sid not in built]  # fmt: skip
+    target, ids, listed = catalog.path / MERGED_FILE, [*parts, *built.ids()], list(entries.values())
+    if not kept and not parts and not built.frames and built.table is not None:
+        table = built.table
+        writer = threading.Thread(target=lambda: _write_merged(catalog, lambda: catalog.write_table(target, listed, table),
+                                                               ids), name="hpctrack-catalog")  # fmt: skip
+        writer.start()
+        return writer
     frames = []
-    if merged is not None:
-        kept = [sid for sid in merged.entries if sid in entries and sid not in parts and sid not in built]
-        if kept:
-            frames.append(merged.read(merged.reader.schema_arrow.names, kept))
+    if merged is not None and kept:
+        frames.append(merged.read(merged.reader.schema_arrow.names, kept))
     frames += [part.read(part.reader.schema_arrow.names) for part in parts.values()]
-    frames += list(built.values())
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
-    if catalog.write(catalog.path / "runs.parquet", list(entries.values()), frame):
-        for sid in [*parts, *built]:
-            catalog.remove_part(sid)
+    if len(built):
+        frames.append(built.frame())
+    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+        else frames[0]  # fmt: skip
+    _write_merged(catalog, lambda: catalog.write(target, listed, frame), ids)
+    return None
+
+
+def _write_merged(catalog: Catalog, write: Callable[[], bool], ids: Sequence[str]) -> None:
+    """``write()`` the merged file; once written, the part files of the sweeps it now holds are removed."""
+    if write():
+        present = catalog.part_files()
+        for sid in ids:
+            if catalog.part_path(sid).name in present:
+                catalog.remove_part(sid)
 
 
 def runs(
@@ -329,8 +422,9 @@ def runs(
     catalog = Catalog(base)
     notes: List[str] = [catalog.note] if catalog.note else []
     entries, paths, merged, parts, built = _scan(base, catalog, notes)
+    writer = None
     try:
-        _store(catalog, entries, merged, parts, built)
+        writer = _store(catalog, entries, merged, parts, built)
         order = {sid: i for i, sid in enumerate(entries)}
         chosen = [e for e in entries.values()
                   if (cutoff is None or e.created >= cutoff) and all(has_tag(e.tags, k, v) for k, v in wanted)
@@ -345,7 +439,7 @@ def runs(
             if sid in parts:
                 physical.update(dict.fromkeys(parts[sid].reader.schema_arrow.names))
             elif sid in built:
-                physical.update(dict.fromkeys(map(str, built[sid].columns)))
+                physical.update(dict.fromkeys(built.columns(sid)))
         live = {e.id: live_rows(load_manifest(paths[e.id]), e.live) for e in chosen if e.live}
         for frame in live.values():
             physical.update(dict.fromkeys(map(str, frame.columns)))
@@ -368,57 +462,63 @@ def runs(
                      and sid not in built]  # fmt: skip
         if in_merged and merged is not None:
             pieces.append(merged.read(need, in_merged))
+        pieces += built.read(need, [sid for sid in ids if sid in built])
         for sid in ids:
             if sid in parts:
                 pieces.append(parts[sid].read(need))
-            elif sid in built:
-                frame = built[sid]
-                pieces.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in need]])
             if sid in live:
                 frame = live[sid]
                 pieces.append(frame[[c for c in frame.columns if c in BASE_COLUMNS or c in need]])
+    except BaseException:
+        if writer is not None:
+            writer.join()
+        raise
     finally:
         for part in parts.values():
             part.close()
         if merged is not None:
             merged.close()
-    pieces = [p for p in pieces if len(p)]
-    with warnings.catch_warnings():
-        # pandas 2 warns that all-NA columns will stop taking part in the result's dtype: a sweep
-        # without a param has NaN there, and that must not turn another sweep's numbers into objects.
-        warnings.simplefilter("ignore", FutureWarning)
-        phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
-    if expr is not None and len(phys):
-        view = pd.DataFrame(index=phys.index)
-        for name in where_columns:
-            if cols.physical(name):
-                view[name] = _value_column(phys, cols, name)
-            elif name in ("job", "state", "runtime_s"):
-                view[name] = phys[name]
-        _sweep_fields(view, phys, entries, [c for c in where_columns if c not in view.columns])
-        try:
-            mask = expr.evaluate(view).to_numpy()
-        except FilterError as err:
-            raise _bad_where(str(where), err) from None
-        phys = phys[mask].reset_index(drop=True)
-    # Newest sweep first (the order of ls), then by job.
-    rank = phys["sweep"].map(order).to_numpy(dtype=np.int64) if len(phys) else np.array([], dtype=np.int64)
-    phys = phys.iloc[np.lexsort((phys["job"].to_numpy(dtype=np.int64), rank))].reset_index(drop=True)
-    out = pd.DataFrame(index=phys.index)
-    _sweep_fields(out, phys, entries, ["sweep", "sweep_name", "tags", "note"])
-    out["job"] = phys["job"].to_numpy(dtype=np.int64)
-    out["state"] = phys["state"].to_numpy(dtype=object)
-    out["runtime_s"] = pd.to_numeric(phys["runtime_s"], errors="coerce").to_numpy(dtype=np.float64)
-    for name in output[len(RUN_FIELDS) :]:
-        values = _value_column(phys, cols, name)
-        out[name] = values.to_numpy() if hasattr(values, "to_numpy") else values
-    for column in out.columns:
-        if out[column].dtype == object and column != "tags":
-            out[column] = out[column].infer_objects()
-    if sort:
-        out = sort_frame(out, sort)
-    if limit is not None:
-        out = out.head(limit).reset_index(drop=True)
-    out.attrs["note"] = "; ".join(notes) or None
-    out.attrs["sweeps"] = len(chosen)
-    return out
+    try:
+        pieces = [p for p in pieces if len(p)]
+        with warnings.catch_warnings():
+            # pandas 2 warns that all-NA columns will stop taking part in the result's dtype: a sweep
+            # without a param has NaN there, and that must not turn another sweep's numbers into objects.
+            warnings.simplefilter("ignore", FutureWarning)
+            phys = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({c: [] for c in BASE_COLUMNS})
+        if expr is not None and len(phys):
+            view = pd.DataFrame(index=phys.index)
+            for name in where_columns:
+                if cols.physical(name):
+                    view[name] = _value_column(phys, cols, name)
+                elif name in ("job", "state", "runtime_s"):
+                    view[name] = phys[name]
+            _sweep_fields(view, phys, entries, [c for c in where_columns if c not in view.columns])
+            try:
+                mask = expr.evaluate(view).to_numpy()
+            except FilterError as err:
+                raise _bad_where(str(where), err) from None
+            phys = phys[mask].reset_index(drop=True)
+        # Newest sweep first (the order of ls), then by job.
+        rank = phys["sweep"].map(order).to_numpy(dtype=np.int64) if len(phys) else np.array([], dtype=np.int64)
+        phys = phys.iloc[np.lexsort((phys["job"].to_numpy(dtype=np.int64), rank))].reset_index(drop=True)
+        out = pd.DataFrame(index=phys.index)
+        _sweep_fields(out, phys, entries, ["sweep", "sweep_name", "tags", "note"])
+        out["job"] = phys["job"].to_numpy(dtype=np.int64)
+        out["state"] = phys["state"].to_numpy(dtype=object)
+        out["runtime_s"] = pd.to_numeric(phys["runtime_s"], errors="coerce").to_numpy(dtype=np.float64)
+        for name in output[len(RUN_FIELDS) :]:
+            values = _value_column(phys, cols, name)
+            out[name] = values.to_numpy() if hasattr(values, "to_numpy") else values
+        for column in out.columns:
+            if out[column].dtype == object and column != "tags":
+                out[column] = out[column].infer_objects()
+        if sort:
+            out = sort_frame(out, sort)
+        if limit is not None:
+            out = out.head(limit).reset_index(drop=True)
+        out.attrs["note"] = "; ".join(notes) or None
+        out.attrs["sweeps"] = len(chosen)
+        return out
+    finally:
+        if writer is not None:
+            writer.join()  # the catalog file is whole (or absent) before the answer is returned
