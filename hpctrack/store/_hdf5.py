@@ -502,15 +502,16 @@ class HDF5Store(Store):
 
     # -- reading -----------------------------------------------------------
 
-    def fingerprint(self) -> Optional[str]:
+    @classmethod
+    def fingerprint_of(cls, path: str) -> Optional[str]:
         """``<copy name>:<size>:<mtime ns>`` of the copy ``run.h5`` names."""
         try:
-            target = os.readlink(self.path)
-            st = os.stat(self.path.parent / target)
+            target = os.readlink(path)
+            st = os.stat(os.path.join(os.path.dirname(path), target))
         except OSError:
             try:
-                st = os.stat(self.path)  # format 1: a plain file
-                target = self.path.name
+                st = os.stat(path)  # format 1: a plain file
+                target = os.path.basename(path)
             except OSError:
                 return None
         return f"{target}:{st.st_size}:{st.st_mtime_ns}"
