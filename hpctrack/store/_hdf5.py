@@ -519,6 +519,9 @@ class HDF5Store(Store):
 
     # -- reading -----------------------------------------------------------
 
+    def fingerprint(self) -> Optional[str]:
+        return self.fingerprint_of(os.fspath(self.path))
+
     @classmethod
     def fingerprint_of(cls, path: str) -> Optional[str]:
         """``<copy name>:<size>:<mtime ns>`` of the copy ``run.h5`` names."""

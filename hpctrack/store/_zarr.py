@@ -473,6 +473,9 @@ class ZarrStore(Store):
 
     # -- reading -----------------------------------------------------------
 
+    def fingerprint(self) -> Optional[str]:
+        return self.fingerprint_of(os.fspath(self.path))
+
     @classmethod
     def fingerprint_of(cls, path: str) -> Optional[str]:
         """Size and mtime of the commit record and of every column's shard files."""

@@ -14,7 +14,6 @@ import dataclasses
 import errno
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,6 +414,7 @@ class Store(abc.ABC):
             self._warned = True
             print(f"hpctrack: warning: {message}", file=sys.stderr, flush=True)
 
+    @abc.abstractmethod
     def fingerprint(self) -> Optional[str]:
         """A cheap identity of the store's committed state (a few ``stat`` calls), or None when it is missing.
 
@@ -423,16 +423,17 @@ class Store(abc.ABC):
         it, and readers compare it to tell whether an ended run's store still
         holds what the index says.
         """
-        return self.fingerprint_of(os.fspath(self.path))
 
     @classmethod
-    @abc.abstractmethod
     def fingerprint_of(cls, path: str) -> Optional[str]:
-        """:meth:`fingerprint` of the store at ``path``, without making a store object.
+        """:meth:`fingerprint` of the store at ``path``.
 
         A table checks every ended run's fingerprint at every call: for 10,000 runs,
-        building a store (and its paths) per run cost more than the ``stat`` calls.
+        building a store object (and its paths) per run cost more than the ``stat``
+        calls, so backends override this with the calls alone (and ``fingerprint``
+        calls it). This default makes the store object.
         """
+        return cls(Path(path)).fingerprint()
 
     def write(
         self,
