@@ -314,23 +314,29 @@ def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int])
     A line without one (an older run) stands while the store exists. The others
     (store deleted, truncated, replaced, written since) are read from their stores.
     """
-    from .store import open_store
+    import os
+
+    from .store import store_class
 
     recorded = cols["fingerprint"].to_numpy(dtype=object) if "fingerprint" in cols.columns else None
     jobs = list(row_of)
-    stores = [open_store(manifest.run_path(job), manifest.store) for job in jobs]
-    if len(stores) >= PARALLEL_STAT_MIN_RUNS:
+    # Plain path strings and the store class's own check: no store object per run (those cost more
+    # than the stats themselves at 10,000 runs).
+    fingerprint_of = store_class(manifest.store).fingerprint_of
+    sweep_dir, name = os.fspath(manifest.path), f"run{store_class(manifest.store).suffix}"
+    paths = [os.path.join(sweep_dir, manifest.jobs[job].run_dir, name) for job in jobs]
+    if len(paths) >= PARALLEL_STAT_MIN_RUNS:
         from concurrent.futures import ThreadPoolExecutor
 
         # Cold (metadata not cached), each stat waits on the disk: many at once keep it busy. The
         # calls release the GIL, so threads suffice.
-        size = -(-len(stores) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
+        size = -(-len(paths) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
         with ThreadPoolExecutor(STAT_THREADS) as pool:
-            parts = pool.map(lambda part: [store.fingerprint() for store in part],
-                             [stores[i : i + size] for i in range(0, len(stores), size)])  # fmt: skip
+            parts = pool.map(lambda part: [fingerprint_of(path) for path in part],
+                             [paths[i : i + size] for i in range(0, len(paths), size)])  # fmt: skip
             prints = [p for part in parts for p in part]
     else:
-        prints = [store.fingerprint() for store in stores]
+        prints = [fingerprint_of(path) for path in paths]
     out = {}
     for job, now in zip(jobs, prints):
         i = row_of[job]

@@ -169,6 +169,23 @@ def _v2_to_v3(f: "h5py.File") -> None:
 MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
+_FAPL: List[Any] = []
+
+
+def _read_fapl() -> Any:
+    """The file access properties of a fast read (as ``locking=False``), made once per process.
+
+    A sweep-wide history opens 10,000 files: a property list per open was a measurable part of each.
+    """
+    if not _FAPL:
+        from h5py import h5p
+
+        fapl = h5p.create(h5p.FILE_ACCESS)
+        fapl.set_file_locking(False, True)
+        _FAPL.append(fapl)
+    return _FAPL[0]
+
+
 def _sig(path: Path) -> _Sig:
     """Identity and last change of a copy: whoever else touched it changes one of them."""
     st = os.stat(path)
@@ -503,14 +520,18 @@ class HDF5Store(Store):
     # -- reading -----------------------------------------------------------
 
     def fingerprint(self) -> Optional[str]:
+        return self.fingerprint_of(os.fspath(self.path))
+
+    @classmethod
+    def fingerprint_of(cls, path: str) -> Optional[str]:
         """``<copy name>:<size>:<mtime ns>`` of the copy ``run.h5`` names."""
         try:
-            target = os.readlink(self.path)
-            st = os.stat(self.path.parent / target)
+            target = os.readlink(path)
+            st = os.stat(os.path.join(os.path.dirname(path), target))
         except OSError:
             try:
-                st = os.stat(self.path)  # format 1: a plain file
-                target = self.path.name
+                st = os.stat(path)  # format 1: a plain file
+                target = os.path.basename(path)
             except OSError:
                 return None
         return f"{target}:{st.st_size}:{st.st_mtime_ns}"
@@ -551,13 +572,13 @@ class HDF5Store(Store):
         format, a commit during the read, an error): the high-level path then decides."""
         import h5py
         import numpy as np
-        from h5py import h5a, h5d, h5f, h5p, h5s
+        from h5py import h5a, h5d, h5f, h5s
 
         try:
-            target = os.readlink(self.path)
-            fapl = h5p.create(h5p.FILE_ACCESS)
-            fapl.set_file_locking(False, True)  # as locking=False
-            fid = h5f.open(os.fsencode(self.path.parent / target), h5f.ACC_RDONLY, fapl=fapl)
+            path = os.fspath(self.path)
+            target = os.readlink(path)
+            fid = h5f.open(os.fsencode(os.path.join(os.path.dirname(path), target)), h5f.ACC_RDONLY,
+                           fapl=_read_fapl())  # fmt: skip
             try:
                 aid = h5a.open(fid, b"format_version")
                 version = np.empty((), dtype=aid.dtype)
@@ -575,13 +596,15 @@ class HDF5Store(Store):
                 did = h5d.open(fid, f"metrics/{name}".encode())
                 rows = stats.stored_rows
                 data = np.empty(rows, dtype=did.dtype)
-                if rows:
+                if rows and did.shape[0] == rows:  # the usual case: the whole dataset, no selection to build
+                    did.read(h5s.ALL, h5s.ALL, data)
+                elif rows:
                     space = did.get_space()
                     space.select_hyperslab((0,), (rows,))  # never past the commit mark
                     did.read(h5s.create_simple((rows,)), space, data)
             finally:
                 fid.close()
-            if os.readlink(self.path) != target:
+            if os.readlink(path) != target:
                 return None  # a commit landed during the read
         except (OSError, RuntimeError, ValueError, KeyError, TypeError):
             return None

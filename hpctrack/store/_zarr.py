@@ -474,16 +474,20 @@ class ZarrStore(Store):
     # -- reading -----------------------------------------------------------
 
     def fingerprint(self) -> Optional[str]:
+        return self.fingerprint_of(os.fspath(self.path))
+
+    @classmethod
+    def fingerprint_of(cls, path: str) -> Optional[str]:
         """Size and mtime of the commit record and of every column's shard files."""
         parts = []
         try:
-            st = os.stat(self.path / "zarr.json")
+            st = os.stat(os.path.join(path, "zarr.json"))
         except OSError:
             return None
         parts.append(f"{st.st_size}:{st.st_mtime_ns}")
         for name, _, _ in COLUMNS:
             try:
-                with os.scandir(self.path / name) as entries:
+                with os.scandir(os.path.join(path, name)) as entries:
                     shards = sorted((e.name, e.stat()) for e in entries if e.name.startswith("c."))
             except OSError:
                 shards = []

@@ -413,6 +413,18 @@ class StoreTests(abc.ABC):
         assert all(f == store.path.name or f.startswith(store.path.name + os.sep) or f.startswith("run")
                    for f in files), files  # fmt: skip
 
+    def test_fingerprint_of_a_path_is_the_stores_fingerprint(self, store: Store, tmp_path: Path) -> None:
+        """Tables check ended runs by path alone (``fingerprint_of``): it must say what ``fingerprint`` says."""
+        path = os.fspath(store.path)
+        assert type(store).fingerprint_of(path) is None and store.fingerprint() is None  # not written yet
+        store.write(metrics=batch("loss", [0, 1], [1.0, 0.5]), sections={"status": {"state": "running"}})
+        first = store.fingerprint()
+        assert first is not None and type(store).fingerprint_of(path) == first
+        store.write(metrics=batch("loss", [2], [0.25]))
+        assert type(store).fingerprint_of(path) == store.fingerprint() != first  # a commit changes it
+        missing = self.open(tmp_path / "elsewhere")
+        assert type(store).fingerprint_of(os.fspath(missing.path)) is None
+
     def test_missing_run(self, tmp_path: Path) -> None:
         st = self.open(tmp_path / "nodir")
         with pytest.raises(RunNotFoundError, match=st.path.name):
