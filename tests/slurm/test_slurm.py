@@ -184,10 +184,15 @@ def test_status_asks_sacct_once_and_falls_back_to_squeue(slurm_root, tmp_path, m
     status_json(slurm_root, "probe")  # nothing learned yet: one call for the whole sweep
     assert len(log.read_text().splitlines()) == 1
     wait_final(slurm_root, "probe")
-    # The runs' own end records may show them ended before SLURM's accounting does: the status
-    # after that keeps SLURM's final word; from then on SLURM is not asked again.
-    status_json(slurm_root, "probe")
-    calls = len(log.read_text().splitlines())
+    # The runs' own end records may show them ended before SLURM's accounting does (it lags under
+    # load): statuses ask until SLURM gives its final word for every job; from then on it is not asked.
+    deadline = time.time() + 120
+    while True:
+        calls = len(log.read_text().splitlines())
+        status_json(slurm_root, "probe")
+        if len(log.read_text().splitlines()) == calls or time.time() > deadline:
+            break
+        time.sleep(1)
     for _ in range(2):
         status = status_json(slurm_root, "probe")
         assert status["summary"] == "4 jobs: 4 COMPLETED" and status["note"] is None
