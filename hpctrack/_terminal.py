@@ -46,6 +46,9 @@ def printable_block(text: str) -> str:
 
 def markup(value: Any) -> str:
     """:func:`printable`, then escaped for rich markup: a cell shows ``[red]`` rather than turning red."""
+    text = printable(value)
+    if "[" not in text and "\\" not in text:
+        return text  # nothing rich could read as markup (most cells: numbers, names)
     from rich.markup import escape
 
-    return escape(printable(value))
+    return escape(text)
