@@ -108,6 +108,21 @@ def slurm_root(tmp_path_factory: pytest.TempPathFactory, slurm_cluster: None) ->
 
 
 @pytest.fixture
+def fresh_hydra_version_base():
+    """Hydra's version base as a fresh process has it (unspecified: jobs change into their output
+    directory, which Hydra's launcher suites check). Another test on the same worker may have set it
+    (any ``version_base=None`` sets 1.3) and Hydra keeps it in a process-wide singleton."""
+    from hydra.core.singleton import Singleton
+    from hydra.version import VersionBase
+
+    saved = Singleton._instances.pop(VersionBase, None)
+    yield
+    Singleton._instances.pop(VersionBase, None)
+    if saved is not None:
+        Singleton._instances[VersionBase] = saved
+
+
+@pytest.fixture
 def small_tmpfs(tmp_path: Path):
     """A 12 MB tmpfs mounted at ``tmp_path/full`` (root only), unmounted afterwards."""
     from hpctrack.testing.stores import mounted_tmpfs

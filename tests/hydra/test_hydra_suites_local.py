@@ -18,22 +18,7 @@ QUIET = ["hydra.launcher.code_snapshot=false", "hydra.launcher.progress=false", 
 
 
 @pytest.fixture(autouse=True)
-def _fresh_version_base():
-    """Hydra's version base as a fresh process has it (unspecified: jobs change into their output
-    directory, which the suites check). Another test on the same worker may have set it (any
-    ``version_base=None`` sets 1.3) and Hydra keeps it in a process-wide singleton."""
-    from hydra.core.singleton import Singleton
-    from hydra.version import VersionBase
-
-    saved = Singleton._instances.pop(VersionBase, None)
-    yield
-    Singleton._instances.pop(VersionBase, None)
-    if saved is not None:
-        Singleton._instances[VersionBase] = saved
-
-
-@pytest.fixture(autouse=True)
-def _root(hpctrack_root, monkeypatch, tmp_path):
+def _root(fresh_hydra_version_base, hpctrack_root, monkeypatch, tmp_path):
     """Every test of the suites writes its sweeps under its own storage root, and runs in its own
     directory: jobs without ``hydra.job.chdir`` write ``<task>.log`` into the current directory,
     which another test worker's suite checks and removes at the same time."""

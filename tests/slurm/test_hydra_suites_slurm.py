@@ -18,22 +18,7 @@ WAIT = ["hydra.launcher.wait=true", "hydra.launcher.wait_poll_s=1", "hydra.launc
 
 
 @pytest.fixture(autouse=True)
-def _fresh_version_base():
-    """Hydra's version base as a fresh process has it (unspecified: jobs change into their output
-    directory, which the suites check). Another test on the same worker may have set it (any
-    ``version_base=None`` sets 1.3) and Hydra keeps it in a process-wide singleton."""
-    from hydra.core.singleton import Singleton
-    from hydra.version import VersionBase
-
-    saved = Singleton._instances.pop(VersionBase, None)
-    yield
-    Singleton._instances.pop(VersionBase, None)
-    if saved is not None:
-        Singleton._instances[VersionBase] = saved
-
-
-@pytest.fixture(autouse=True)
-def _root(slurm_root, monkeypatch, tmp_path):
+def _root(fresh_hydra_version_base, slurm_root, monkeypatch, tmp_path):
     """The jobs write under the SLURM tests' storage root, which the node reaches, and run in the
     test's own directory (``<task>.log`` of a job without ``hydra.job.chdir`` goes there: the local
     suite, on another worker, checks and removes the same name in a shared current directory)."""
