@@ -402,7 +402,25 @@ def find_sweep(root: Path, ref: str) -> Path:
     if _is_file(by_id / MANIFEST_FILE):
         return by_id
     dirs = list(iter_sweep_dirs(root))
+    found = match_sweep_dir(dirs, ref)
+    if found is not None:
+        return found
     prefixed = [d for d in dirs if d.name.startswith(ref)]
+    hint = f"; {len(prefixed)} ids start with it" if prefixed else ""
+    raise SweepNotFoundError(
+        f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
+    )
+
+
+def match_sweep_dir(dirs: List[Path], ref: str) -> Optional[Path]:
+    """The sweep of ``dirs`` (newest first) that ``ref`` names, or None.
+
+    ``ref`` is a sweep id, a prefix only one id starts with, or a name (the newest
+    sweep of that name). A damaged sweep is never the one asked for by name
+    (`hpctrack ls` names it).
+    """
+    exact = [d for d in dirs if d.name == ref]
+    prefixed = exact or [d for d in dirs if d.name.startswith(ref)]
     if len(prefixed) == 1:
         return prefixed[0]
     for d in dirs:
@@ -410,11 +428,8 @@ def find_sweep(root: Path, ref: str) -> Path:
             if load_manifest(d).name == ref:
                 return d
         except (StoreError, FormatVersionError):
-            continue  # a damaged sweep is not the one asked for by name; `hpctrack ls` names it
-    hint = f"; {len(prefixed)} ids start with it" if prefixed else ""
-    raise SweepNotFoundError(
-        f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
-    )
+            continue
+    return None
 
 
 def sweep_ref(manifest: Manifest) -> str:

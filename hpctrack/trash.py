@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ._types import JobState
-from .errors import ConfigError, FormatVersionError, StoreError, SweepNotFoundError, UnsafePathError
+from .errors import ConfigError, SweepNotFoundError, UnsafePathError
 from .locking import fsync_dir
-from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest
+from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest, match_sweep_dir
 from .safefs import ROOT_MODE, check_inside, rmtree
 
 __all__ = ["TRASH_DIR", "RemovedSweep", "remove_sweeps", "find_trashed", "trashed_sweeps"]
@@ -59,17 +59,9 @@ def trashed_sweeps(root: Path) -> List[Path]:
 
 def find_trashed(root: Path, ref: str) -> Path:
     """The trashed sweep ``ref`` (its id, a unique prefix of it, or its name: the newest of that name)."""
-    dirs = trashed_sweeps(root)
-    exact = [d for d in dirs if d.name == ref]
-    prefixed = exact or [d for d in dirs if d.name.startswith(ref)]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    for d in dirs:
-        try:
-            if load_manifest(d).name == ref:
-                return d
-        except (StoreError, FormatVersionError):  # a damaged trashed sweep is not the one asked for by name
-            continue
+    found = match_sweep_dir(trashed_sweeps(root), ref)
+    if found is not None:
+        return found
     raise SweepNotFoundError(f"no sweep {ref!r} under {root} nor in its trash (try `hpctrack ls` / `hpctrack ls "
                              "--trash`, or pass --root / set HPCTRACK_ROOT)")  # fmt: skip
 

@@ -62,6 +62,29 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(finite_json(data), indent=1, default=str, allow_nan=False))
 
 
+#: ``--format`` of the commands that print a results frame (table, compare, runs).
+results_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
+    default="table",
+    show_default=True,
+)
+
+#: ``--tag KEY[=VALUE]`` of the commands that pick sweeps by their tags (ls, runs).
+sweep_tag_option = click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY[=VALUE]",
+    help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
+)
+
+#: ``--since WHEN`` of the commands that pick sweeps by when they were made (ls, runs).
+since_option = click.option(
+    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
+)
+
 root_option = click.option(
     "--root",
     envvar="HPCTRACK_ROOT",

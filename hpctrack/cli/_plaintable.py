@@ -128,10 +128,11 @@ def _colourless(table: "Table", console: "Console") -> Optional["Text"]:
     columns: List[List[str]] = []
     for column in table.columns:
         values = ([column.header] if table.show_header else []) + list(column.cells)
-        cells = [plain(value) for value in values]
-        if any(c is None or "\n" in c for c in cells):
+        found = [plain(value) for value in values]
+        cells = [c for c in found if c is not None and "\n" not in c]
+        if len(cells) < len(found):
             return None  # a renderable other than text, or a cell of several lines: rich lays it out
-        columns.append(cells)  # type: ignore[arg-type]
+        columns.append(cells)
     if not columns:
         return None
     widths = [max((cell_len(c) for c in cells), default=0) for cells in columns]

@@ -7,7 +7,17 @@ from typing import Any, Optional, Sequence
 import click
 
 from ..aggregate import AGGREGATIONS
-from ._base import cli, echo, fail, handle_errors, root_option, split_keys
+from ._base import (
+    cli,
+    echo,
+    fail,
+    handle_errors,
+    results_format_option,
+    root_option,
+    since_option,
+    split_keys,
+    sweep_tag_option,
+)
 from .render import emit_frame, print_comparison, print_frame
 
 _SELECTOR_HELP = (
@@ -53,13 +63,7 @@ _SELECTOR_HELP = (
 @click.option("--top", type=int, default=None, metavar="N", help="Only the first N rows.")
 @click.option("--include-incomplete", is_flag=True, help="Aggregate runs that did not complete too.")
 @click.option("--all-params", is_flag=True, help="Every config key, not only the swept ones.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
-    default="table",
-    show_default=True,
-)
+@results_format_option
 @click.option(
     "-o",
     "--output",
@@ -122,13 +126,7 @@ def table(
 )
 @click.option("--seed-keys", default="seed", show_default=True, metavar="K1,K2")
 @click.option("--filter", "where", default=None, metavar="EXPR", help="Keep runs matching EXPR (as in table).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
-    default="table",
-    show_default=True,
-)
+@results_format_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
 @root_option
 @handle_errors
@@ -237,27 +235,13 @@ def plot(
     "(val/acc:max), summary values, state, runtime_s, job, sweep, sweep_name, note, created, tags.KEY.",
 )
 @click.option("--sweeps", metavar="GLOB", help="Only sweeps whose id or name matches GLOB, e.g. 'vit-*'.")
-@click.option(
-    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
-)
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY[=VALUE]",
-    help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
-)
+@since_option
+@sweep_tag_option
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
 @click.option("--all-params", is_flag=True, help="Every param, not only the swept ones and those --where names.")
 @click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
 @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="Only the first N rows.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "parquet", "markdown"]),
-    default="table",
-    show_default=True,
-)
+@results_format_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
 @root_option
 @handle_errors

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import click
 
-from ._base import cli, echo, echo_json, handle_errors, root_option
+from ._base import cli, echo, echo_json, handle_errors, root_option, since_option, sweep_tag_option
 from .render import print_diff, print_run, print_sweep, print_sweeps, print_wide, status_view, watch_into_file
 
 
@@ -20,16 +20,8 @@ from .render import print_diff, print_run, print_sweep, print_sweeps, print_wide
     help="Only sweeps matching EXPR (the filter language of `table --filter`) "
     "over name, id, created, backend, store, script, n_jobs, unconfirmed, note, states.STATE, tags.KEY.",
 )
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY[=VALUE]",
-    help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
-)
-@click.option(
-    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
-)
+@sweep_tag_option
+@since_option
 @click.option("--trash", "trashed", is_flag=True, help="List the sweeps in the root's trash (hpctrack rm) instead.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @root_option
