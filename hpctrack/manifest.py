@@ -405,11 +405,12 @@ def find_sweep(root: Path, ref: str) -> Path:
     found = match_sweep_dir(dirs, ref)
     if found is not None:
         return found
-    prefixed = [d for d in dirs if d.name.startswith(ref)]
-    hint = f"; {len(prefixed)} ids start with it" if prefixed else ""
-    raise SweepNotFoundError(
-        f"no sweep {ref!r} under {root}{hint} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)"
-    )
+    prefixed = [d.name for d in dirs if d.name.startswith(ref)]
+    if prefixed:
+        shown = ", ".join(prefixed[:5]) + (f", ... ({len(prefixed) - 5} more)" if len(prefixed) > 5 else "")
+        raise SweepNotFoundError(f"sweep {ref!r} is ambiguous: {len(prefixed)} ids start with it ({shown}); "
+                                 "give more of the id, or the sweep's name")  # fmt: skip
+    raise SweepNotFoundError(f"no sweep {ref!r} under {root} (try `hpctrack ls`, or pass --root / set HPCTRACK_ROOT)")
 
 
 def match_sweep_dir(dirs: List[Path], ref: str) -> Optional[Path]:

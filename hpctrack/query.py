@@ -454,10 +454,29 @@ class _Parser:
             if owner is not None:
                 raise FilterError(f"attribute access ({name[len(owner):]}) is not allowed in a filter; "
                                   f"{SYNTAX_HELP}")  # fmt: skip
-            raise FilterError(f"unknown column {name!r}; columns: {_shown(self.columns)}")
+            raise FilterError(f"unknown column {name!r}{self._column_hint(name)}; columns: {_shown(self.columns)}")
         if self.at("op", "["):
             raise FilterError(f"subscripts are not allowed in a filter ({name}[...]); {SYNTAX_HELP}")
         return Expr("col", (name,))
+
+    def _column_hint(self, name: str) -> str:
+        """What the user may have meant by the unknown column ``name`` (just taken), or ""."""
+        named = self.tokens[self.i - 1]
+        # `tags.my-key`: a bare name ends at "-" (a minus); a name going on right after it wanted backticks
+        end = named.pos + len(name)
+        joined = name
+        at = self.i
+        while (at + 1 < len(self.tokens) and self.tokens[at].kind == "op" and self.tokens[at].value == "-"
+               and self.tokens[at].pos == end and self.tokens[at + 1].pos == end + 1
+               and self.tokens[at + 1].kind in ("col", "kw", "num")):  # fmt: skip
+            part = str(self.tokens[at + 1].value)
+            joined, end, at = f"{joined}-{part}", end + 1 + len(part), at + 2
+        if joined != name:
+            return f" (a name with '-' is written in backticks: `{joined}`)"
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(self.columns or ()), n=3, cutoff=0.6)
+        return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
     def _list(self) -> Expr:
         self.take()

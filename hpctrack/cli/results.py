@@ -240,7 +240,7 @@ def plot(
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="KEY[:STAT]", help=_SELECTOR_HELP)
 @click.option("--all-params", is_flag=True, help="Every param, not only the swept ones and those --where names.")
 @click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
-@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="Only the first N rows.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="Only the first N rows.")
 @results_format_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None)
 @root_option

@@ -27,6 +27,7 @@ def ended(hpctrack_root):
     [
         (["pin", "usage", "abc"], "a run is a job index"),
         (["runs", "--limit", "-1"], "--limit"),
+        (["runs", "--limit", "0"], "--limit"),  # not "no run matches": runs match, none would be shown
         (["ls", "--format", "csv"], "--format"),
         (["note", "usage", "hi", "--clear"], "not both"),
         (["status", "usage", "--watch", "--interval", "-1"], "--interval"),
@@ -65,3 +66,12 @@ def test_runs_in_python_takes_lists_and_a_single_string(ended):
     assert sorted(both["job"]) == [0, 1, 2]
     one = hpctrack.runs(sweeps="usage", tags="stage=ablation")
     assert sorted(one["job"]) == [0, 1, 2]
+
+
+def test_an_id_prefix_two_sweeps_share_is_named_ambiguous_with_both_ids(ended, hpctrack_root):
+    """`show 2026` with two sweeps of 2026 is not "no sweep": it says which ids it could mean."""
+    make_sweep(hpctrack_root, 1, sweep_id="20260102-000000-vvvv", name="other")
+    proc = run_cli("show", "2026")
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "ambiguous" in lines[0] and "20260101-000000-uuuu" in lines[0] and "20260102-000000-vvvv" in lines[0]
