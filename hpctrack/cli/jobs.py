@@ -59,6 +59,9 @@ def backend_class(name: str) -> Any:
     metavar="TIME",
     help="SLURM time limit, e.g. 30, 04:00:00, 1-00:00:00 (hydra.launcher.time).",
 )
+@click.option("--mem-gb", type=float, default=None, help="SLURM memory per node in GB (hydra.launcher.mem_gb).")
+@click.option("--cpus-per-task", type=int, default=None, help="SLURM CPUs per task (hydra.launcher.cpus_per_task).")
+@click.option("--gpus-per-node", type=int, default=None, help="SLURM GPUs per node (hydra.launcher.gpus_per_node).")
 @click.option("--detach", is_flag=True, help="Return at once; the jobs carry on in the background.")
 @click.option("--name", default=None, help="Name the sweep, to address it by name later.")
 @click.option("--store", default="hdf5", show_default=True, help="Run store backend.")
@@ -104,6 +107,9 @@ def launch(
     parallel: Optional[int],
     partition: Optional[str],
     time_limit: Optional[str],
+    mem_gb: Optional[float],
+    cpus_per_task: Optional[int],
+    gpus_per_node: Optional[int],
     detach: bool,
     name: Optional[str],
     store: str,
@@ -126,6 +132,8 @@ def launch(
     """
     from ..launch.script import launch_script
 
+    slurm = {"partition": partition, "time": time_limit, "mem_gb": mem_gb, "cpus_per_task": cpus_per_task,
+             "gpus_per_node": gpus_per_node}  # fmt: skip
     study = {"--trials": trials, "--direction": direction, "--sampler": sampler, "--prune": prune}
     if objective is None:
         given = [flag for flag, value in study.items() if value is not None]
@@ -135,8 +143,8 @@ def launch(
         fail("--dry-run is not an option of --optimize (the study chooses its trials as it runs)")
     else:
         _launch_study(script, overrides, objective, trials, direction, sampler, prune, backend=backend,
-                      parallel=parallel, name=name, root=root, store=store, partition=partition,
-                      time_limit=time_limit, no_code_snapshot=no_code_snapshot, share_group=share_group)  # fmt: skip
+                      parallel=parallel, name=name, root=root, store=store, slurm=slurm,
+                      no_code_snapshot=no_code_snapshot, share_group=share_group)  # fmt: skip
         return
 
     try:
@@ -151,7 +159,7 @@ def launch(
             store=store,
             progress=not no_progress,
             command=["hpctrack", *sys.argv[1:]],
-            slurm={"partition": partition, "time": time_limit},
+            slurm=slurm,
             code_snapshot=not no_code_snapshot,
             share_group=share_group,
             dry_run=dry_run,
@@ -185,8 +193,7 @@ def launch(
 def _launch_study(script: str, overrides: Sequence[str], objective: str, trials: Optional[int],
                   direction: Optional[str], sampler: Optional[str], prune: Optional[str], *, backend: str,
                   parallel: Optional[int], name: Optional[str], root: Optional[str], store: str,
-                  partition: Optional[str], time_limit: Optional[str], no_code_snapshot: bool,
-                  share_group: Optional[str]) -> None:  # fmt: skip
+                  slurm: Dict[str, Any], no_code_snapshot: bool, share_group: Optional[str]) -> None:  # fmt: skip
     """``launch --optimize``: create the study's sweep, start its driver, say where it runs."""
     from ..optimize.launch import StudyOptions, launch_study
 
@@ -196,7 +203,7 @@ def _launch_study(script: str, overrides: Sequence[str], objective: str, trials:
     options = StudyOptions(objective=objective, trials=trials, parallel=1 if parallel is None else parallel,
                            direction=direction, sampler=sampler or "tpe", prune=prune)  # fmt: skip
     manifest = launch_study(script, list(overrides), options, backend=backend, name=name, root=root, store=store,
-                            command=["hpctrack", *sys.argv[1:]], slurm={"partition": partition, "time": time_limit},
+                            command=["hpctrack", *sys.argv[1:]], slurm=slurm,
                             code_snapshot=not no_code_snapshot, share_group=share_group)  # fmt: skip
     driver = manifest.study.get("driver") or {}
     where = f"SLURM job {driver['job_id']}" if driver.get("job_id") else f"pid {driver.get('pid')} in the background"

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from .._names import check_name
 from ..config import ensure_writable_root, resolve_root
@@ -44,7 +44,25 @@ def _quote(value: str) -> str:
 
 
 #: Hydra's own command-line flags that take a value; they pass through unparsed.
-_HYDRA_VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
+_HYDRA_VALUE_FLAGS = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--cfg", "-c",
+                      "--package", "-p", "--experimental-rerun"}  # fmt: skip
+
+
+def _hydra_flags() -> "set[str]":
+    """Every flag of Hydra's own command line (``--config-name``, ``--cfg``, ``-cd``...)."""
+    from hydra._internal.utils import get_args_parser
+
+    return {flag for action in get_args_parser()._actions for flag in action.option_strings}
+
+
+def _check_flag(arg: str) -> None:
+    """A flag among the arguments is one of Hydra's; anything else is a mistyped option, said as such
+    (Hydra would take its value for a malformed override)."""
+    flag = arg.split("=", 1)[0]
+    if flag not in _hydra_flags():
+        raise ConfigError(f"unknown option {flag!r}: not an option of hpctrack launch (see `hpctrack launch "
+                          "--help`) nor one of Hydra's flags (--config-name, --config-path, --config-dir, --cfg, "
+                          "--package, --info)")  # fmt: skip
 
 
 def _check_overrides(args: List[str]) -> None:
@@ -56,6 +74,8 @@ def _check_overrides(args: List[str]) -> None:
     skip_next = False
     for arg in args:
         if skip_next or arg.startswith("-"):
+            if not skip_next:
+                _check_flag(arg)
             skip_next = arg in _HYDRA_VALUE_FLAGS
             continue
         try:
@@ -173,7 +193,7 @@ def launch_script(
     store: str = "hdf5",
     progress: bool = True,
     command: Optional[List[str]] = None,
-    slurm: Optional[Dict[str, Optional[str]]] = None,
+    slurm: Optional[Dict[str, Any]] = None,
     code_snapshot: bool = True,
     share_group: Optional[str] = None,
     sweeper: Sequence[str] = (),
@@ -247,8 +267,9 @@ def launch_script(
             if not _has_option(backend, key):
                 owners = [n for n in backend_names() if _has_option(n, key)]
                 if not owners:
-                    raise ConfigError(f"--{key} is an option of no backend ({', '.join(backend_names())})")
-                raise ConfigError(f"--{key} is a {' or '.join(backend_class(n).label for n in owners)} option; "
+                    raise ConfigError(f"--{key.replace('_', '-')} is an option of no backend "
+                                      f"({', '.join(backend_names())})")  # fmt: skip
+                raise ConfigError(f"--{key.replace('_', '-')} is a {' or '.join(backend_class(n).label for n in owners)} option; "
                                   f"add --backend {owners[0]}")  # fmt: skip
             hydra_args.append(f"hydra.launcher.{key}={_quote(str(value))}")
     if name:

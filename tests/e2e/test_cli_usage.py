@@ -7,7 +7,7 @@ Each command is a real ``python -m hpctrack`` subprocess.
 from __future__ import annotations
 
 import pytest
-from conftest import error_lines, run_cli
+from conftest import EXAMPLE, error_lines, run_cli
 from synthetic import index_runs, make_sweep, write_run
 
 pytestmark = pytest.mark.e2e
@@ -75,3 +75,18 @@ def test_an_id_prefix_two_sweeps_share_is_named_ambiguous_with_both_ids(ended, h
     lines = error_lines(proc.stderr)
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     assert "ambiguous" in lines[0] and "20260101-000000-uuuu" in lines[0] and "20260102-000000-vvvv" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--nope", "1"], "unknown option '--nope'"),  # was Hydra's "malformed override '1'"
+        (["--mem-gb", "8"], "--mem-gb is a SLURM option; add --backend slurm"),
+        (["--cpus-per-task", "4"], "--cpus-per-task is a SLURM option"),
+    ],
+)
+def test_launch_names_an_option_it_does_not_take_and_writes_nothing(hpctrack_root, tmp_path, args, says):
+    proc = run_cli("launch", str(EXAMPLE), "epochs=1", *args, cwd=tmp_path)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 1 and len(lines) == 1 and says in lines[0], proc.stderr
+    assert not (hpctrack_root / "sweeps").exists() or not any((hpctrack_root / "sweeps").iterdir())

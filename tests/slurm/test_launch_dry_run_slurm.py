@@ -35,3 +35,25 @@ def test_a_slurm_dry_run_shows_the_arrays_and_queues_nothing(hpctrack_root):
     assert "time=10" in resources
     assert not hpctrack_root.exists() or not any((hpctrack_root / "sweeps").glob("*"))
     assert f"hpctrack-{name}" not in _my_jobs()  # nothing of this launch was queued
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_partition_the_cluster_lacks_is_refused_before_anything_is_written(hpctrack_root, dry_run):
+    """A typo in --partition is one line naming the cluster's partitions, from a dry run too; no sweep is
+    left behind (sbatch's refusal came only after the sweep's directory was written)."""
+    proc = run_cli("launch", "--backend", "slurm", str(SCRIPTS / "sleepy.py"), "+i=range(2)",
+                   "--partition", "debgu", *(["--dry-run"] if dry_run else []))  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    partitions = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split()
+    assert "'debgu'" in lines[0] and partitions and all(p in lines[0] for p in partitions), lines[0]
+    assert not hpctrack_root.exists() or not any((hpctrack_root / "sweeps").glob("*"))
+
+
+def test_launch_takes_the_resources_resume_takes(hpctrack_root):
+    """--mem-gb, --cpus-per-task and --gpus-per-node, as `resume` has them, reach the arrays' resources."""
+    proc = run_cli("launch", "--backend", "slurm", str(SCRIPTS / "sleepy.py"), "+i=range(2)", "--mem-gb", "1.5",
+                   "--cpus-per-task", "2", "--dry-run")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    resources = next(line for line in proc.stdout.splitlines() if line.startswith("resources per task: "))
+    assert "mem=1536M" in resources and "cpus_per_task=2" in resources

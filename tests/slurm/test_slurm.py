@@ -107,12 +107,13 @@ def test_cancel_pending_then_all(slurm_root):
     assert run_cli("cancel", "cancel-me", "--root", slurm_root, check=True).stdout.strip() == "nothing to cancel"
 
 
-def test_bad_partition_is_one_clear_line_and_nothing_is_submitted(slurm_root):
-    proc = launch(slurm_root, "--name", "badpart", "--partition", "nosuch", "x=1,2")
+def test_a_refused_submission_is_one_clear_line_and_nothing_is_submitted(slurm_root):
+    # More memory than the node has: sbatch refuses the arrays (a partition it lacks is refused before, by hpctrack)
+    proc = launch(slurm_root, "--name", "badpart", "--mem-gb", "100000", "x=1,2")
     assert proc.returncode == 1
     errors = error_lines(proc.stderr)
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("Error: sbatch refused the sweep: invalid partition specified: nosuch")
+    assert errors[0].startswith("Error: sbatch refused the sweep: Memory specification can not be satisfied")
     assert errors[0].endswith("(nothing was submitted)")
     assert "Traceback" not in proc.stderr
     status = status_json(slurm_root, "badpart")
@@ -120,9 +121,9 @@ def test_bad_partition_is_one_clear_line_and_nothing_is_submitted(slurm_root):
     assert all(j["state"] == "CANCELLED" and j["job_id"] is None for j in status["jobs"])
     assert status["incomplete"] == {"0": "CANCELLED", "1": "CANCELLED"}
 
-    # The refused launch is resumed with a partition that exists: the same two runs, as one array.
-    out = run_cli("resume", "badpart", "--partition", "debug", "--root", slurm_root, check=True).stdout
-    assert "resumed 2 jobs of sweep" in out and "partition=debug" in out
+    # The refused launch is resumed with memory the node has: the same two runs, as one array.
+    out = run_cli("resume", "badpart", "--mem-gb", "0.25", "--root", slurm_root, check=True).stdout
+    assert "resumed 2 jobs of sweep" in out and "mem_gb=0.25" in out
     status = wait_final(slurm_root, "badpart")
     assert [j["state"] for j in status["jobs"]] == ["COMPLETED", "COMPLETED"] and status["incomplete"] == {}
     assert len({j["job_id"].split("_")[0] for j in status["jobs"]}) == 1

@@ -136,6 +136,22 @@ def _run(cmd: List[str], timeout_s: float = 60) -> Tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def _check_partitions(requested: str) -> None:
+    """Refuse a partition the cluster does not have (``sbatch -p`` takes a comma-separated list).
+
+    Checked before the sweep is written: sbatch refuses it only after. When the
+    partitions cannot be listed (the controller is unreachable), sbatch has the last word.
+    """
+    code, out, _ = _run(["sinfo", "-h", "-o", "%R"])
+    known = sorted(set(out.split())) if code == 0 else []
+    if not known:
+        return
+    missing = [p.strip() for p in requested.split(",") if p.strip() and p.strip() not in known]
+    if missing:
+        raise ConfigError(f"no partition {', '.join(repr(p) for p in missing)} on this cluster; its partitions: "
+                          f"{', '.join(known)} (--partition / hydra.launcher.partition)")  # fmt: skip
+
+
 def max_array_size() -> int:
     """The cluster's ``MaxArraySize`` (``scontrol show config``); 1001, SLURM's default, if unreadable."""
     code, out, _ = _run(["scontrol", "show", "config"])
@@ -320,6 +336,8 @@ class SlurmBackend(Backend):
         if shutil.which("sbatch") is None:
             raise ConfigError("sbatch not found on PATH: --backend slurm runs where SLURM's commands are "
                               "(a login node), or use --backend local")
+        if self.options.get("partition"):
+            _check_partitions(str(self.options["partition"]))
 
     def _arrays(self, indices: Sequence[int], limit: int) -> List[List[List[int]]]:
         """The job arrays ``submit`` makes: array tasks of ``runs_per_task`` jobs, ``limit`` tasks per array."""
