@@ -26,7 +26,16 @@ from typing import List, Optional, Sequence, Tuple
 from ._types import JobState
 from .errors import ConfigError, SweepNotFoundError, UnsafePathError
 from .locking import fsync_dir
-from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest, match_sweep_dir
+from .manifest import (
+    MANIFEST_FILE,
+    SWEEPS_DIR,
+    TRASH_DIR,
+    Manifest,
+    find_sweep,
+    iter_sweep_dirs,
+    load_manifest,
+    match_sweep_dir,
+)
 from .safefs import ROOT_MODE, check_inside, rmtree
 
 __all__ = ["TRASH_DIR", "RemovedSweep", "remove_sweeps", "find_trashed", "trashed_sweeps"]
@@ -81,6 +90,21 @@ def _check_directory(path: Path, parent: Path, root: Path) -> None:
     check_inside(path, root, "remove")
 
 
+def _refuse_two_meanings(root: Path, ref: str, found: Path) -> None:
+    """``rm --purge REF`` where REF (a name, an id prefix) names a sweep in the root and another in the
+    trash: after ``rm NAME``, the name finds the older sweep of that name, which --purge would delete
+    for good. Refused, naming both; a full id or a path names one."""
+    if ref == "latest" or ref == found.name or os.path.isfile(os.path.join(os.path.expanduser(ref), MANIFEST_FILE)):
+        return
+    try:
+        trashed = find_trashed(root, ref)
+    except SweepNotFoundError:
+        return
+    if trashed.name != found.name:
+        raise ConfigError(f"{ref!r} is ambiguous: it names sweep {found.name} in the root and {trashed.name} in the "
+                          f"trash; give the id of the one to delete for good (`hpctrack rm --purge {trashed.name}`)")  # fmt: skip
+
+
 def _locate(root: Path, ref: str, purge: bool) -> _Target:
     try:
         path = find_sweep(root, ref)
@@ -90,6 +114,8 @@ def _locate(root: Path, ref: str, purge: bool) -> _Target:
         path = find_trashed(root, ref)
         _check_directory(path, root / TRASH_DIR, root)
         return _Target(path, load_manifest(path), True)
+    if purge:
+        _refuse_two_meanings(root, ref, path)
     if os.path.realpath(path.parent) == os.path.realpath(root / TRASH_DIR):
         _check_directory(path, root / TRASH_DIR, root)
         if not purge:

@@ -255,3 +255,22 @@ def test_bad_tags_and_notes_are_one_line_and_write_nothing(hpctrack_root):
         lines = error_lines(proc.stderr)
         assert proc.returncode == 1 and len(lines) == 1 and words in lines[0], (args, proc.stderr)
     assert not (m.path / "labels.json").exists()
+
+
+def test_purge_by_a_name_a_live_and_a_trashed_sweep_share_deletes_neither(hpctrack_root):
+    """`rm dup` then `rm --purge dup`: the name now finds the older live sweep too; it was deleted for good.
+
+    A name that stands for a sweep in the root and one in the trash is ambiguous to --purge: refused,
+    naming both ids; by id each goes as asked.
+    """
+    older = _ended_sweep(hpctrack_root, "20260101-000000-aaaa", name="dup")
+    newer = _ended_sweep(hpctrack_root, "20260102-000000-bbbb", name="dup")
+    run_cli("rm", "dup", check=True)  # the newest of that name goes to the trash
+    assert (hpctrack_root / "trash" / newer.path.name).is_dir()
+    proc = run_cli("rm", "--purge", "dup")
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert older.path.name in lines[0] and newer.path.name in lines[0] and "ambiguous" in lines[0]
+    assert older.path.is_dir() and (hpctrack_root / "trash" / newer.path.name).is_dir()  # nothing deleted
+    run_cli("rm", "--purge", newer.path.name, check=True)
+    assert not (hpctrack_root / "trash" / newer.path.name).exists() and older.path.is_dir()
