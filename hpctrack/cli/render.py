@@ -116,16 +116,38 @@ def watch_into_file(sw: Any, only_stalled: bool, interval: float) -> None:
         return
 
 
-def _fit(jobs: List[Any], max_rows: Optional[int]) -> "tuple[List[Any], int]":
-    """At most ``max_rows`` of ``jobs``: every job that did not complete first, then the newest completed ones."""
+def _fit(jobs: List[Any], max_rows: Optional[int]) -> "tuple[List[Any], List[Any]]":
+    """At most ``max_rows`` of ``jobs``, and the ones left out.
+
+    Kept first: running jobs, then the ones that ended without completing (they need eyes), then
+    the other unfinished ones (queued), then the newest completed ones; shown in job order.
+    """
     if max_rows is None or len(jobs) <= max_rows:
-        return jobs, 0
-    unfinished = [s for s in jobs if s.state != JobState.COMPLETED]
-    keep = unfinished[:max_rows]
-    room = max_rows - len(keep)
-    completed = [s for s in jobs if s.state == JobState.COMPLETED]
-    keep += completed[len(completed) - room :] if room > 0 else []
-    return sorted(keep, key=lambda s: s.index), len(jobs) - len(keep)
+        return jobs, []
+    # the newest completed first among the completed
+    order = sorted(jobs, key=lambda s: (_screen_rank(s), -s.index if s.state == JobState.COMPLETED else s.index))
+    keep = order[:max_rows]
+    kept = {s.index for s in keep}
+    return sorted(keep, key=lambda s: s.index), [s for s in jobs if s.index not in kept]
+
+
+def _screen_rank(s: Any) -> int:
+    """Which jobs a short screen keeps first: running, ended without completing, other unfinished, completed."""
+    if s.state == JobState.RUNNING:
+        return 0
+    if s.state != JobState.COMPLETED and s.state.is_final:
+        return 1
+    return 2 if s.state != JobState.COMPLETED else 3
+
+
+def _hidden_line(hidden: List[Any], ref: str) -> str:
+    """``40 jobs not shown (38 PENDING, 2 COMPLETED) ...``: what the screen could not hold, by state."""
+    counts: Dict[str, int] = {}
+    for s in sorted(hidden, key=_screen_rank):
+        counts[s.state.value] = counts.get(s.state.value, 0) + 1
+    by_state = ", ".join(f"{n} {state}" for state, n in counts.items())
+    return (f"{len(hidden)} job{'s' if len(hidden) != 1 else ''} not shown ({by_state}; the screen is too short; "
+            f"`hpctrack status {ref}` lists every job)")  # fmt: skip
 
 
 def status_view(
@@ -168,8 +190,7 @@ def status_view(
     # Text is never markup; printable() keeps its controls from the terminal.
     parts: List[Any] = [table]
     if hidden:
-        parts.append(Text(f"{hidden} completed jobs not shown (the screen is too short; `hpctrack status "
-                          f"{printable(ref)}` lists every job)", style="dim"))  # fmt: skip
+        parts.append(Text(_hidden_line(hidden, printable(ref)), style="dim"))
     parts.append(Text(state_summary(s.state for s in st.jobs)))
     from ..requeue import incomplete_jobs
 
