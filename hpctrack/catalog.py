@@ -259,11 +259,26 @@ def build_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, pd.DataFrame]":
         live = rest
     if live and manifest is None:
         Manifest.from_json(data, sweep_dir)  # read at each query: as checked as every other command's
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else _empty()
+    frame = _concat(parts) if len(parts) > 1 else parts[0] if parts else _empty()
     entry = SweepEntry(id=sweep_dir.name, key=key, name=data.get("name"), created=float(data["created"]),
                        tags=dict(labels.tags), note=labels.note, swept_keys=[str(k) for k in data.get("swept_keys", [])],
                        live=live, problem=problem)  # fmt: skip
     return entry, frame
+
+
+def _concat(parts: "List[Any]") -> Any:
+    """The parts' rows as one frame, every column of every part in order.
+
+    A part's columns with no value (the params of jobs that never ran) are left out of the
+    concatenation and come back as missing values: each column's type is the type of its values,
+    as pandas decides it today without its warning about deciding it otherwise later.
+    """
+    import pandas as pd
+
+    columns = list(dict.fromkeys(c for part in parts for c in part.columns))
+    filled = [part.dropna(axis=1, how="all") for part in parts if len(part)]
+    frame = pd.concat(filled, ignore_index=True) if filled else parts[0].iloc[0:0]
+    return frame.reindex(columns=columns)
 
 
 def read_sweep(sweep_dir: Path) -> "Tuple[SweepEntry, Any]":

@@ -152,7 +152,7 @@ def _output_columns(cols: _Columns, entries: Sequence[SweepEntry], selectors: Se
     for sel in selectors:
         if sel.stat is None and sel.key in cols.summary and sel.key not in cols.metrics:
             values[sel.key] = None
-        elif sel.key not in cols.metrics and sel.key not in cols.summary:
+        elif sel.key not in cols.metrics and sel.key not in cols.summary and entries:  # no sweep: no run to blame
             known = list(cols.metrics) + [k for k in cols.summary if k not in cols.metrics]
             raise ConfigError(f"no selected run logged metric {sel.key!r}; logged: {', '.join(known) or 'none'}")
         elif sel.stat is None:

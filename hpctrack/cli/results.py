@@ -272,7 +272,9 @@ def runs_command(
         text = {s: " ".join(f"{k}={v}" for k, v in sorted(t.items()))
                 for s, t in zip(frame["sweep"][first], frame["tags"][first])}  # fmt: skip
         frame["tags"] = frame["sweep"].map(text).to_numpy(dtype=object)
-    if fmt == "table" and output is None and not len(frame):
+    if fmt == "table" and output is None and not frame.attrs.get("sweeps"):
+        echo("no sweep matches the selection (--sweeps, --since, --tag; see `hpctrack ls`)")
+    elif fmt == "table" and output is None and not len(frame):
         echo(f"no run matches in {frame.attrs.get('sweeps', 0)} sweep(s)")
     else:
         emit_frame(frame, fmt, output, print_frame)

@@ -182,3 +182,43 @@ def test_a_large_index_is_read_in_columns_with_the_same_answer(hpctrack_root):
         assert row["state"] == ("FAILED" if i % 9 == 4 else "COMPLETED") and row["runtime_s"] == 50.0
     failed = _runs("--where", "state == 'FAILED' and x > 10")
     assert [r["job"] for r in failed] == [i for i in range(11, n) if i % 9 == 4]
+
+
+@pytest.mark.parametrize("select", [["--tag", "stage=ablation"], ["--sweeps", "nosuch*"], ["--since", "2099-01-01"]])
+def test_a_selection_of_no_sweep_says_so_rather_than_blaming_a_metric(hpctrack_root, select):
+    """`runs --tag nosuch=1 -m loss:min` said "no selected run logged metric 'loss'" (exit 1)."""
+    _ended(hpctrack_root, "20260101-000000-aaaa")
+    proc = run_cli("runs", *select, "-m", "loss:min")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "no sweep matches the selection (--sweeps, --since, --tag; see `hpctrack ls`)"
+    assert _runs(*select, "-m", "loss:min") == []
+
+
+def test_a_sweep_with_jobs_that_never_ran_is_read_without_warnings(hpctrack_root):
+    """Jobs cancelled before they started have no index line: their rows (all empty but the state) were
+    concatenated with the indexed ones under a pandas FutureWarning printed to every `runs` user."""
+    from hpctrack.manifest import update_manifest
+
+    manifest = _ended(hpctrack_root, "20260101-000000-aaaa", n=1)
+    more = make_sweep(hpctrack_root, 3, sweep_id="20260102-000000-bbbb")
+    write_run(more, 0)
+    index_runs(more, [0])
+
+    def cancel(m):
+        for rec in m.jobs[1:]:
+            rec.state = JobState.CANCELLED
+
+    update_manifest(more.path, cancel)
+    trash = hpctrack_root / "trash"
+    trash.mkdir()
+    for step in ("first", "moved away", "moved back"):
+        if step == "moved away":
+            more.path.rename(trash / more.path.name)
+        elif step == "moved back":
+            (trash / more.path.name).rename(more.path)
+        proc = run_cli("runs", "--where", "job >= 0", check=True)
+        assert "Warning" not in proc.stderr, (step, proc.stderr)
+    rows = _runs("--where", "job >= 0")
+    assert sorted((r["sweep"], r["job"], r["state"]) for r in rows) == [
+        (manifest.path.name, 0, "COMPLETED"), (more.path.name, 0, "COMPLETED"),
+        (more.path.name, 1, "CANCELLED"), (more.path.name, 2, "CANCELLED")]  # fmt: skip
