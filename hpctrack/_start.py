@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from ._names import check_name
+from ._names import check_sweep_name
 from ._signals import EarlySignals
 from ._types import RunStatus
 from .run import Run, RunSettings, current_run, flatten_config, global_rank
@@ -167,7 +167,7 @@ def start_run(
     if run is None:
         mask_hydra_outputs()  # a plain run of a Hydra script (a launched job's are masked before its task)
         if name is not None:
-            check_name("sweep name", name, "give start_run a shorter name")
+            check_sweep_name(name, "start_run(name=...)")
         flatten_config(cfg)  # a bad config (a key over 255 characters) is refused before a sweep is created
         from ._direct import start_direct_run
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from .._names import check_name
+from .._names import check_name, check_sweep_name
 from ..config import ensure_writable_root, resolve_root
 from ..errors import FAILED_JOB_ATTR, ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, RUNS_DIR, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
@@ -234,7 +234,7 @@ def launch_script(
         raise ConfigError(f"--parallel must be at least 1, got {parallel}")
     store_class(store)
     if name is not None:
-        check_name("sweep name", name, "give a shorter --name")
+        check_sweep_name(name, "--name")
     if share_group:
         from ..safefs import resolve_group
 

@@ -83,6 +83,8 @@ def test_an_id_prefix_two_sweeps_share_is_named_ambiguous_with_both_ids(ended, h
         (["--nope", "1"], "unknown option '--nope'"),  # was Hydra's "malformed override '1'"
         (["--mem-gb", "8"], "--mem-gb is a SLURM option; add --backend slurm"),
         (["--cpus-per-task", "4"], "--cpus-per-task is a SLURM option"),
+        (["--name", "latest"], "'latest' always means the newest sweep"),  # the sweep could never be named
+        (["--name", "my/sweep"], "'/'"),  # SWEEP/JOB names a run: the name would be read as one
     ],
 )
 def test_launch_names_an_option_it_does_not_take_and_writes_nothing(hpctrack_root, tmp_path, args, says):
