@@ -57,3 +57,14 @@ def test_launch_takes_the_resources_resume_takes(hpctrack_root):
     assert proc.returncode == 0, proc.stderr
     resources = next(line for line in proc.stdout.splitlines() if line.startswith("resources per task: "))
     assert "mem=1536M" in resources and "cpus_per_task=2" in resources
+
+
+def test_a_dry_run_asks_slurm_whether_it_would_take_the_jobs(hpctrack_root):
+    """More memory than any node has: the dry run said all was well, then the launch was refused by sbatch.
+    It asks sbatch (--test-only), and says in one line what SLURM would refuse."""
+    proc = run_cli("launch", "--backend", "slurm", str(SCRIPTS / "sleepy.py"), "+i=range(2)", "--mem-gb", "100000",
+                   "--dry-run")  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr + proc.stdout
+    assert "SLURM would refuse" in lines[0] and "not available" in lines[0], lines[0]
+    assert not hpctrack_root.exists() or not any((hpctrack_root / "sweeps").glob("*"))

@@ -152,6 +152,30 @@ def _check_partitions(requested: str) -> None:
                           f"{', '.join(known)} (--partition / hydra.launcher.partition)")  # fmt: skip
 
 
+def _test_submission(params: Dict[str, Any]) -> None:
+    """Ask sbatch whether it would take an array task with these parameters (``--test-only``: nothing is queued).
+
+    A dry run says what SLURM would refuse (memory or CPUs no node has, an unknown account)
+    instead of leaving it to the launch. When the controller cannot be reached, nothing is said.
+    """
+    import tempfile
+
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    with tempfile.TemporaryDirectory(prefix="hpctrack-test-only-") as folder:
+        script = _make_sbatch_string(command="true", folder=folder, **params)
+        try:
+            proc = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return
+    if proc.returncode == 0 or "contact slurm controller" in proc.stderr.lower():
+        return
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    reason = "; ".join(dict.fromkeys(ln.split("error:", 1)[-1].strip() for ln in lines)) or f"exit {proc.returncode}"
+    raise ConfigError(f"SLURM would refuse the jobs: {reason} (sbatch --test-only); change the resources "
+                      "(--mem-gb, --cpus-per-task, --gpus-per-node, --time, --partition, hydra.launcher.*)")  # fmt: skip
+
+
 def max_array_size() -> int:
     """The cluster's ``MaxArraySize`` (``scontrol show config``); 1001, SLURM's default, if unreadable."""
     code, out, _ = _run(["scontrol", "show", "config"])
@@ -350,6 +374,7 @@ class SlurmBackend(Backend):
         sizes = [len(a) for a in arrays]
         shown = ", ".join(str(s) for s in sizes[:8]) + (f", ... ({len(sizes) - 8} more)" if len(sizes) > 8 else "")
         params = _Resources(self.options).sbatch_parameters("hpctrack-<sweep>")
+        _test_submission(params)
         params.pop("job_name", None)
         resources = " ".join(f"{k}={v}" for k, v in params.items())
         return [f"SLURM: {len(arrays)} job array{'s' if len(arrays) != 1 else ''} of {shown} task"
