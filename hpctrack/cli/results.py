@@ -60,7 +60,7 @@ _SELECTOR_HELP = (
     help="Keep runs matching EXPR on params, metrics and state, e.g. \"optimizer.lr < 0.1 and state == 'COMPLETED'\".",
 )
 @click.option("--sort", "sort", multiple=True, metavar="[-]COLUMN", help="Sort by COLUMN (-COLUMN: descending).")
-@click.option("--top", type=int, default=None, metavar="N", help="Only the first N rows.")
+@click.option("--top", type=click.IntRange(min=1), default=None, metavar="N", help="Only the first N rows.")
 @click.option("--include-incomplete", is_flag=True, help="Aggregate runs that did not complete too.")
 @click.option("--all-params", is_flag=True, help="Every config key, not only the swept ones.")
 @results_format_option

@@ -28,6 +28,8 @@ def ended(hpctrack_root):
         (["pin", "usage", "abc"], "a run is a job index"),
         (["runs", "--limit", "-1"], "--limit"),
         (["runs", "--limit", "0"], "--limit"),  # not "no run matches": runs match, none would be shown
+        (["table", "usage", "--top", "-1"], "--top"),  # showed all rows but the last
+        (["table", "usage", "--top", "0"], "--top"),
         (["ls", "--format", "csv"], "--format"),
         (["note", "usage", "hi", "--clear"], "not both"),
         (["status", "usage", "--watch", "--interval", "-1"], "--interval"),

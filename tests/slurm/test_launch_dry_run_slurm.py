@@ -68,3 +68,12 @@ def test_a_dry_run_asks_slurm_whether_it_would_take_the_jobs(hpctrack_root):
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr + proc.stdout
     assert "SLURM would refuse" in lines[0] and "not available" in lines[0], lines[0]
     assert not hpctrack_root.exists() or not any((hpctrack_root / "sweeps").glob("*"))
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_runs_per_task_below_one_is_refused(hpctrack_root, k):
+    """runs_per_task=0 was taken for 1 without a word."""
+    proc = run_cli("launch", "--backend", "slurm", str(SCRIPTS / "sleepy.py"), "+i=range(2)",
+                   f"hydra.launcher.runs_per_task={k}", "--dry-run")  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and f"runs_per_task must be at least 1, got {k}" in lines[0], proc

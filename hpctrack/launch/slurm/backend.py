@@ -341,7 +341,7 @@ class SlurmBackend(Backend):
 
     def __init__(self, **options: Any) -> None:
         self.options = options
-        k = int(options.get("runs_per_task") or 1)
+        k = 1 if options.get("runs_per_task") is None else int(options["runs_per_task"])
         if k < 1:
             raise ConfigError(f"runs_per_task must be at least 1, got {k}")
         self.runs_per_task = k
