@@ -38,6 +38,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except click.UsageError as err:
         # click's own form is three lines (usage, a hint, the error); hpctrack's errors are one.
         where = err.ctx.command_path if err.ctx is not None else "hpctrack"
+        if where == "hpctrack":  # an option's missing value is laid at the group's door: name the command's help
+            given = sys.argv[1:] if argv is None else argv
+            command = next((a for a in given if a in cli.commands), None)
+            where = f"hpctrack {command}" if command else where
         click.echo(f"Error: {printable(' '.join(err.format_message().split()))} (see `{where} --help`)", err=True)
         sys.exit(err.exit_code)
     except click.ClickException as err:

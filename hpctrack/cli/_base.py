@@ -80,9 +80,26 @@ sweep_tag_option = click.option(
     help="Only sweeps with tag KEY (equal to VALUE); repeatable, all must hold.",
 )
 
+
+def _checked_since(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """A --since that names no moment is a usage error (exit 2), said before the command runs."""
+    if value is not None:
+        from .._since import parse_since
+        from ..errors import ConfigError
+
+        try:
+            parse_since(value)
+        except ConfigError as err:
+            raise click.BadParameter(str(err).split(": ", 1)[-1], ctx=ctx, param=param) from None
+    return value
+
+
 #: ``--since WHEN`` of the commands that pick sweeps by when they were made (ls, runs).
 since_option = click.option(
-    "--since", metavar="WHEN", help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01."
+    "--since",
+    metavar="WHEN",
+    callback=_checked_since,
+    help="Only sweeps created since WHEN: 30d, 12h, 90m, 2w, or a date 2026-10-01.",
 )
 
 root_option = click.option(

@@ -47,7 +47,7 @@ def backend_class(name: str) -> Any:
 @click.option(
     "--parallel",
     "-j",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Most jobs running at once (local default: CPU cores; slurm: the array's %N).",
 )
@@ -261,7 +261,7 @@ _RESOURCE_OPTIONS = [
     click.option("--mem-gb", type=float, default=None, help="New memory per node in GB."),
     click.option("--cpus-per-task", type=int, default=None, help="New CPUs per task."),
     click.option("--gpus-per-node", type=int, default=None, help="New GPUs per node."),
-    click.option("--parallel", "-j", type=int, default=None, help="Local sweeps: jobs at once."),
+    click.option("--parallel", "-j", type=click.IntRange(min=1), default=None, help="Local sweeps: jobs at once."),
     click.option("--detach", is_flag=True, help="Local sweeps: return at once, the jobs run in the background."),
     click.option("--dry-run", is_flag=True, help="Only list what would be submitted."),
     click.option("--no-progress", is_flag=True, help="Local sweeps: no live progress bar while waiting."),

@@ -30,6 +30,11 @@ def ended(hpctrack_root):
         (["runs", "--limit", "0"], "--limit"),  # not "no run matches": runs match, none would be shown
         (["table", "usage", "--top", "-1"], "--top"),  # showed all rows but the last
         (["table", "usage", "--top", "0"], "--top"),
+        (["launch", "train.py", "-j", "0"], "--parallel"),
+        (["resume", "usage", "-j", "0"], "--parallel"),
+        (["runs", "--since", "yesterday"], "--since"),
+        (["ls", "--since", "yesterday"], "--since"),
+        (["ls", "--tag"], "`hpctrack ls --help`"),  # named the group's help
         (["ls", "--format", "csv"], "--format"),
         (["note", "usage", "hi", "--clear"], "not both"),
         (["status", "usage", "--watch", "--interval", "-1"], "--interval"),

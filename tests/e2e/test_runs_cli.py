@@ -147,7 +147,6 @@ def test_hostile_catalog_files_are_ignored_and_rebuilt(hpctrack_root, tmp_path):
         (["--where", "nosuch > 1"], "unknown column 'nosuch'"),
         (["--where", "loss:at=3 > 0"], "history"),
         (["--sweeps", "ab[c"], "unclosed '['"),
-        (["--since", "yesterday"], "--since 'yesterday'"),
         (["--tag", "=x"], "--tag"),
         (["-m", "nosuch:max"], "no selected run logged metric 'nosuch'"),
         (["--where", "tags.my-key == 'x'"], "`tags.my-key`"),  # a name with '-' is quoted, and the error says so

@@ -233,7 +233,6 @@ def test_ls_selects_by_tag_since_and_where(hpctrack_root):
     for args, words in (
         (("--where", "__import__('os')"), "filter"),
         (("--where", "nosuchfield > 1"), "nosuchfield"),
-        (("--since", "yesterday"), "--since 'yesterday'"),
         (("--tag", "=x"), "--tag '=x'"),
     ):
         proc = run_cli("ls", *args)
