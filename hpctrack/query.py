@@ -322,8 +322,10 @@ class _Parser:
         if tok.kind == "op" and tok.value == "[" and prev is not None and (
                 prev.kind in ("col", "str", "num") or prev.value in (")", "]")):  # fmt: skip
             raise FilterError(f"subscripts are not allowed in a filter (position {tok.pos}); {SYNTAX_HELP}")
-        shown = "the end" if tok.kind == "end" else repr(tok.value)
-        raise FilterError(f"unexpected {shown} at position {tok.pos}; {SYNTAX_HELP}")
+        if tok.kind == "end":
+            raise FilterError(f"the filter ends too soon (at position {tok.pos}): something must follow "
+                              f"{self.tokens[self.i - 1].value!r}; {SYNTAX_HELP}")  # fmt: skip
+        raise FilterError(f"unexpected {tok.value!r} at position {tok.pos}; {SYNTAX_HELP}")
 
     def or_(self) -> Expr:
         # and/or chains are one node with every operand (a or b or c ...): evaluated in a loop,
@@ -473,6 +475,9 @@ class _Parser:
             joined, end, at = f"{joined}-{part}", end + 1 + len(part), at + 2
         if joined != name:
             return f" (a name with '-' is written in backticks: `{joined}`)"
+        before = self.tokens[self.i - 2] if self.i >= 2 else None
+        if before is not None and before.kind in ("op", "kw") and before.value in _COMPARISONS:
+            return f" (a text value is quoted: '{name}')"
         import difflib
 
         close = difflib.get_close_matches(name, sorted(self.columns or ()), n=3, cutoff=0.6)

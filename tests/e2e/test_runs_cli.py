@@ -151,6 +151,8 @@ def test_hostile_catalog_files_are_ignored_and_rebuilt(hpctrack_root, tmp_path):
         (["-m", "nosuch:max"], "no selected run logged metric 'nosuch'"),
         (["--where", "tags.my-key == 'x'"], "`tags.my-key`"),  # a name with '-' is quoted, and the error says so
         (["--where", "stat == 'FAILED'"], "did you mean 'state'"),
+        (["--where", "state == FAILED"], "quoted: 'FAILED'"),  # a text value written bare
+        (["--where", "x > 1 and"], "the filter ends too soon"),
     ],
 )
 def test_bad_input_is_one_line_saying_what_to_fix(hpctrack_root, tmp_path, args, message):

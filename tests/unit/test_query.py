@@ -229,7 +229,7 @@ def test_matches_one_record():
         ("not job", "and/or/not combine conditions"),
         ("", "the filter is empty"),
         ("   ", "the filter is empty"),
-        ("job ==", "unexpected the end"),
+        ("job ==", "the filter ends too soon"),
         ("(job == 1", "expected ')'"),
         ("job == 1)", "unexpected ')'"),
         ("job == 1 2", "unexpected 2"),
