@@ -134,7 +134,7 @@ def _still_active(manifest: Manifest) -> Optional[str]:
     statuses = sweep_status(manifest).jobs
     active = [s for s in statuses if s.state in _ACTIVE and not never_submitted(manifest, s)]
     if active:
-        shown = ", ".join(f"{s.index} {s.state.value}" for s in active[:5]) + (" ..." if len(active) > 5 else "")
+        shown = ", ".join(f"job {s.index} {s.state.value}" for s in active[:5]) + (" ..." if len(active) > 5 else "")
         return (f"{len(active)} job{'s are' if len(active) != 1 else ' is'} pending or running ({shown}): "
                 f"cancel {'them' if len(active) != 1 else 'it'} first (`hpctrack cancel {manifest.path.name}`) "
                 "or wait until they end")  # fmt: skip

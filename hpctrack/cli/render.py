@@ -188,7 +188,7 @@ def status_view(
             said,
         )
     # Text is never markup; printable() keeps its controls from the terminal.
-    parts: List[Any] = [table]
+    parts: List[Any] = [table] if shown or not only_stalled else [Text("no job has stalled")]
     if hidden:
         parts.append(Text(_hidden_line(hidden, printable(ref)), style="dim"))
     parts.append(Text(state_summary(s.state for s in st.jobs)))
@@ -371,9 +371,11 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         click.echo("\n".join(printable(line) for line in out))
         return
     st = d["status"]
+    last = st.get("last_step")
     out += [
         f"  started:    {_when(st.get('start_time'))}   ended: {_when(st.get('end_time'))}   "
-        f"runtime: {fmt_duration(st.get('runtime_s'))}   last step: {st.get('last_step')}",
+        f"runtime: {fmt_duration(st.get('runtime_s'))}   "
+        f"last step: {last if last is not None and last >= 0 else 'none (nothing logged)'}",
         f"  overrides:  {' '.join(job['overrides']) or '-'}",
         f"  command:    {' '.join(map(str, prov.get('command') or []))}",
         f"  cwd:        {_job_cwd(prov.get('cwd'), d.get('hydra') or {})}",
@@ -419,7 +421,8 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
                        + (f", restarted at step {a['restart_step']}" if a.get("restart_step") is not None else "")
                        + (f", code {a['code']}" if a.get("code") else ""))  # fmt: skip
     if d.get("error"):
-        out.append(f"  error:      {d['error'].get('type')}: {d['error'].get('message')}")
+        kind, message = d["error"].get("type"), d["error"].get("message")
+        out.append(f"  error:      {kind}" + (f": {message}" if message and message != kind else ""))
     if d.get("summary"):
         out.append("  summary:    " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["summary"].items()))
     if d.get("tags"):

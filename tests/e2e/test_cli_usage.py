@@ -99,3 +99,34 @@ def test_launch_names_an_option_it_does_not_take_and_writes_nothing(hpctrack_roo
     lines = error_lines(proc.stderr)
     assert proc.returncode == 1 and len(lines) == 1 and says in lines[0], proc.stderr
     assert not (hpctrack_root / "sweeps").exists() or not any((hpctrack_root / "sweeps").iterdir())
+
+
+def test_a_reader_that_stops_early_gets_no_error(ended, hpctrack_root):
+    """`hpctrack table SWEEP | head -1`: the reader closing the pipe is not an error of hpctrack's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HPCTRACK_ROOT": str(hpctrack_root)}
+    for command in (["table", "usage"], ["status", "usage"], ["runs"], ["ls"]):
+        # `true` has exited (closing the pipe) long before hpctrack writes its first line
+        proc = subprocess.run(f"{sys.executable} -m hpctrack {' '.join(command)} | true", shell=True,
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert proc.stderr == "", (command, proc.stderr)
+
+
+def test_status_stalled_without_a_stalled_job_says_so(ended):
+    """It printed the table's title and an empty header row."""
+    out = run_cli("status", "usage", "--stalled", check=True).stdout
+    assert "no job has stalled" in out and "overrides" not in out, out
+    assert "3 jobs: 3 COMPLETED" in out, out
+
+
+def test_show_of_a_run_stopped_before_its_first_step(hpctrack_root):
+    """`last step: -1` and `error: KeyboardInterrupt: KeyboardInterrupt` read as a step -1 and a stutter."""
+    manifest = make_sweep(hpctrack_root, 1, sweep_id="20260104-000000-cccc", name="early")
+    write_run(manifest, 0, steps=0, state="cancelled", last_step=-1,
+              error={"type": "KeyboardInterrupt", "message": "KeyboardInterrupt"})  # fmt: skip
+    out = run_cli("show", "early/0", check=True).stdout
+    assert "last step: none (nothing logged)" in out and "-1" not in out.split("last step:")[1].split("\n")[0], out
+    assert "error:      KeyboardInterrupt\n" in out, out

@@ -112,7 +112,7 @@ def test_rm_refuses_while_a_job_runs_then_removes_once_cancelled(hpctrack_root, 
     refused = run_cli("rm", "busy")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     lines = error_lines(refused.stderr)
-    assert len(lines) == 1 and "1 job is pending or running (0 RUNNING)" in lines[0], refused.stderr
+    assert len(lines) == 1 and "1 job is pending or running (job 0 RUNNING)" in lines[0], refused.stderr
     assert "hpctrack cancel" in lines[0] and "nothing was moved" in lines[0]
     assert [r["name"] for r in _ls()] == ["busy"] and not (hpctrack_root / "trash").exists()
     assert run_cli("rm", "--purge", "busy").returncode == 1  # purge asks the same
