@@ -475,14 +475,13 @@ def print_frame(frame: Any) -> None:
         for pos, row in enumerate(frame.to_dict(orient="records")):
             cells = [cell(row[c]) for c in shown]
             for metric in metrics:
-                mean = cell(row[f"{metric} mean"])
-                cells.append(mean + (f" ± {cell(row[f'{metric} std'])}" if "std" in aggs else ""))
+                cells.append(_mean_pm(row[f"{metric} mean"], row[f"{metric} std"] if "std" in aggs else None))
                 cells.extend(cell(row[f"{metric} {agg}"]) for agg in aggs if agg not in ("mean", "std", "count"))
-            cells.append("[bold green]* best[/]" if pos == best else "")
+            cells.append("[bold green]* best[/]" if pos == best and len(frame) > 1 else "")
             grid.add_row(*cells)
         print_wide(grid)
         best_by = frame.attrs.get("best_by")
-        if best is not None and best_by:  # which metric ranked the groups, and which way
+        if best is not None and best_by and len(frame) > 1:  # which metric ranked the groups, and which way
             echo(f"* best: {best_by['direction']} mean of {best_by['column']}")
         return
     for position, column in enumerate(frame.columns):  # by position: a param and a summary key may share a name
@@ -498,6 +497,12 @@ def print_frame(frame: Any) -> None:
                 cells.append(cell(value))
         grid.add_row(*cells)
     print_wide(grid)
+
+
+def _mean_pm(mean: Any, std: Any) -> str:
+    """``mean ± std``; the mean alone when there is no spread (one run), nothing when there is no mean."""
+    m, sd = cell(mean), cell(std)
+    return "" if not m else f"{m} ± {sd}" if sd else m
 
 
 def print_comparison(frame: Any) -> None:
@@ -516,9 +521,8 @@ def print_comparison(frame: Any) -> None:
         cells = [cell(row[k]) for k in keys]
         for metric in metrics:
             for label in labels:
-                n = row[f"{metric} count {label}"]
-                cells.append(f"{cell(row[f'{metric} mean {label}'])} ± {cell(row[f'{metric} std {label}'])}"
-                             f" (n={cell(n)})")  # fmt: skip
+                shown = _mean_pm(row[f"{metric} mean {label}"], row[f"{metric} std {label}"])
+                cells.append(f"{shown} (n={cell(row[f'{metric} count {label}'])})" if shown else "")
             for label in labels[1:]:
                 beyond = row[f"{metric} beyond spread {label}"]
                 mark = " [bold]beyond spread[/]" if beyond else ""

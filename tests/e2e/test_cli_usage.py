@@ -130,3 +130,16 @@ def test_show_of_a_run_stopped_before_its_first_step(hpctrack_root):
     out = run_cli("show", "early/0", check=True).stdout
     assert "last step: none (nothing logged)" in out and "-1" not in out.split("last step:")[1].split("\n")[0], out
     assert "error:      KeyboardInterrupt\n" in out, out
+
+
+def test_grouped_cells_without_a_spread_show_the_mean_alone(hpctrack_root):
+    """A group of one run has no std: its cell read `0.2 ± `; a table of one group marked it `* best`."""
+    for sweep_id, name, n in (("20260105-000000-dddd", "single", 1), ("20260105-000000-eeee", "pairs", 2)):
+        manifest = make_sweep(hpctrack_root, n, sweep_id=sweep_id, name=name)
+        for i in range(n):
+            write_run(manifest, i)
+        index_runs(manifest, range(n))
+    out = run_cli("table", "pairs", "--grouped", "-m", "loss:min", check=True).stdout
+    assert "±" not in "".join(out.splitlines()[1:]) and "* best" in out, out  # header keeps "(mean ± std)"
+    one = run_cli("table", "single", "--grouped", "-m", "loss:min", check=True).stdout
+    assert "* best" not in one, one
