@@ -82,7 +82,41 @@ def compare_sweeps(
             merged[f"{metric} beyond spread {label}"] = [
                 None if math.isnan(d) or math.isnan(s) else bool(abs(d) > s) for d, s in zip(delta, spread)
             ]
+    differing = _fixed_settings_that_differ(sweeps, labels, metrics, common, seed_keys, where)
+    if differing:
+        notes.append(differing)
     merged.attrs.update({"group_by": common, "labels": labels, "metrics": metric_columns,
                          "lower_is_better": {m: lower_is_better(m) for m in metric_columns},
                          "note": "; ".join(notes) or None})  # fmt: skip
     return merged
+
+
+def _fixed_settings(frame: "pd.DataFrame") -> dict:
+    """The params every run of a table shares, with their one value (a table's params stand between job and state)."""
+    columns = list(frame.columns)
+    params = columns[1 : columns.index("state")] if "state" in columns else []
+    out = {}
+    for key in params:
+        if key == "trial":
+            continue
+        values = frame[key].dropna().unique()
+        if len(values) == 1 and frame[key].notna().all():
+            out[key] = values[0]
+    return out
+
+
+def _fixed_settings_that_differ(sweeps: Sequence["Sweep"], labels: Sequence[str], metrics: Sequence[str],
+                                common: Sequence[str], seed_keys: Sequence[str], where: Optional[str]) -> Optional[str]:  # fmt: skip
+    """Settings each sweep held fixed but at different values (``epochs``: 3 in one, 2 in the other), in a line.
+
+    Their deltas mix those differences in with the aligned params': the comparison says so.
+    """
+    fixed = [_fixed_settings(s.table(metrics=list(metrics), all_params=True, where=where)) for s in sweeps]
+    keys = [k for k in fixed[0] if k not in common and k not in seed_keys and all(k in f for f in fixed[1:])]
+    differ = [k for k in keys if any(f[k] != fixed[0][k] for f in fixed[1:])]
+    if not differ:
+        return None
+    shown = "; ".join(f"{k} (" + ", ".join(f"{label}: {f[k]}" for label, f in zip(labels, fixed)) + ")"
+                      for k in differ[:5])  # fmt: skip
+    more = f"; ... {len(differ) - 5} more" if len(differ) > 5 else ""
+    return f"the sweeps also differ in settings each held fixed: {shown}{more}; the deltas include their effect"

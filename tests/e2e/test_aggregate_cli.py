@@ -110,6 +110,16 @@ def test_compare_two_sweeps_with_deltas(hpctrack_root, tmp_path):
     assert by_x[3]["final mean before"] is None  # only the second sweep ran x=3
     text = run_cli("compare", "before", "after", "-m", "final", check=True).stdout
     assert "delta" in text and "(n=2)" in text
+    assert "differ in settings" not in run_cli("compare", "before", "after", "-m", "final", check=True).stderr
+
+
+def test_compare_says_when_the_sweeps_differ_in_a_setting_each_held_fixed(hpctrack_root, tmp_path):
+    """steps=3 in one sweep, 5 in the other: the deltas were shown as if only x told them apart."""
+    _launch(tmp_path, "short", "x=1,2", "steps=3", "sleep_s=0")
+    _launch(tmp_path, "long", "x=1,2", "steps=5", "sleep_s=0")
+    proc = run_cli("compare", "short", "long", "-m", "loss:min", check=True)
+    notes = [line for line in proc.stderr.splitlines() if "differ in settings" in line]
+    assert len(notes) == 1 and "steps (short: 3, long: 5)" in notes[0], proc.stderr
 
 
 def test_plot_writes_png_and_svg(hpctrack_root, tmp_path):
