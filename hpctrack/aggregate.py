@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -308,37 +309,60 @@ PARALLEL_STAT_MIN_RUNS = 2000
 STAT_THREADS = 16
 
 
-def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int]) -> Dict[int, int]:
-    """The indexed runs whose store still has the fingerprint their line recorded (one or two stats each).
+def _fingerprints(manifest: Manifest) -> "Callable[[Sequence[int]], List[Optional[str]]]":
+    """The current fingerprints of jobs' stores, asked for by job: ``prints(jobs)``.
+
+    A sweep of :data:`PARALLEL_STAT_MIN_RUNS` runs or more has every store's fingerprint taken
+    from :data:`STAT_THREADS` threads starting now, while the caller reads the index: cold, the
+    ``stat`` calls of 100,000 stores take seconds of the kernel's time, which the threads spend
+    while pyarrow parses the index on the other core (both release the GIL). A fingerprint taken
+    before the index is read is as good as one taken after: a store changed in between is either
+    indexed anew (its line's fingerprint then differs, and the store is read) or shown as it was
+    when the table looked at it, as a change a moment after the table would be.
+    Smaller sweeps take the fingerprints of the jobs asked for, then.
+    """
+    from .store import store_class
+
+    cls = store_class(manifest.store)
+    # Paths relative to the sweep directory, resolved from one open directory by the store class: no
+    # store object per run (those cost more than the stats themselves at 10,000 runs).
+    sweep_dir, name = os.fspath(manifest.path), f"run{cls.suffix}"
+    jobs = manifest.jobs
+
+    def paths(indices: "Sequence[int]") -> List[str]:
+        return [f"{jobs[i].run_dir}{os.sep}{name}" for i in indices]  # run_dir is relative (manifest_problem)
+
+    if len(jobs) < PARALLEL_STAT_MIN_RUNS:
+        return lambda indices: cls.fingerprints_of(sweep_dir, paths(indices))
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(jobs) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
+    pool = ThreadPoolExecutor(STAT_THREADS)
+    parts = [pool.submit(cls.fingerprints_of, sweep_dir, paths(range(i, min(i + size, len(jobs)))))
+             for i in range(0, len(jobs), size)]  # fmt: skip
+    pool.shutdown(wait=False)
+    every: List[Optional[str]] = []
+
+    def prints(indices: "Sequence[int]") -> List[Optional[str]]:
+        if not every:
+            every.extend(p for part in parts for p in part.result())
+        return [every[i] for i in indices]
+
+    return prints
+
+
+def _unchanged(
+    cols: "pd.DataFrame", row_of: Dict[int, int], prints: "Callable[[Sequence[int]], List[Optional[str]]]"
+) -> Dict[int, int]:
+    """The indexed runs whose store still has the fingerprint their line recorded (``prints``: :func:`_fingerprints`).
 
     A line without one (an older run) stands while the store exists. The others
     (store deleted, truncated, replaced, written since) are read from their stores.
     """
-    import os
-
-    from .store import store_class
-
     recorded = cols["fingerprint"].to_numpy(dtype=object) if "fingerprint" in cols.columns else None
     jobs = list(row_of)
-    # Plain path strings and the store class's own check: no store object per run (those cost more
-    # than the stats themselves at 10,000 runs).
-    fingerprint_of = store_class(manifest.store).fingerprint_of
-    sweep_dir, name = os.fspath(manifest.path), f"run{store_class(manifest.store).suffix}"
-    paths = [os.path.join(sweep_dir, manifest.jobs[job].run_dir, name) for job in jobs]
-    if len(paths) >= PARALLEL_STAT_MIN_RUNS:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Cold (metadata not cached), each stat waits on the disk: many at once keep it busy. The
-        # calls release the GIL, so threads suffice.
-        size = -(-len(paths) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
-        with ThreadPoolExecutor(STAT_THREADS) as pool:
-            parts = pool.map(lambda part: [fingerprint_of(path) for path in part],
-                             [paths[i : i + size] for i in range(0, len(paths), size)])  # fmt: skip
-            prints = [p for part in parts for p in part]
-    else:
-        prints = [fingerprint_of(path) for path in paths]
     out = {}
-    for job, now in zip(jobs, prints):
+    for job, now in zip(jobs, prints(jobs)):
         i = row_of[job]
         indexed = recorded[i] if recorded is not None else None
         if now is not None and (indexed is None or indexed != indexed or indexed == now):
@@ -387,9 +411,10 @@ def _run_frame(
 
     from .index import INDEX_FILE, SEP, index_frame, usable_rows
 
+    prints = _fingerprints(manifest)  # started first: cold, they overlap with reading the index
     cols = index_frame(manifest.path)
     jobs = manifest.jobs
-    row_of = _unchanged(manifest, cols, usable_rows(cols, [job.submitted for job in jobs]))
+    row_of = _unchanged(cols, usable_rows(cols, [job.submitted for job in jobs]), prints)
     infos, _ = view = backend_view(manifest)
     # Ended runs in the index: their job state from the backend's view and the run's own state,
     # without a record or a JobStatus each (what made a table of 10,000 runs slow).
@@ -481,7 +506,7 @@ def _run_frame(
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
     lost = {st.index: st.error or "run data gone" for st in others.values() if st.state == JobState.LOST}
 
-    def selector_values(sel: MetricSelector) -> List[Any]:
+    def selector_values(sel: MetricSelector) -> "np.ndarray":
         if sel.stat == "summary":
             values = from_index(f"s{SEP}{sel.key}")
         elif sel.stat in _COLUMN_STATS:
@@ -503,7 +528,8 @@ def _run_frame(
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
                                sel)  # fmt: skip
-        return [math.nan if v is None else v for v in values]
+        values[np.equal(values, None)] = math.nan  # in place: a list of 100,000 values cost a copy per column
+        return values
 
     for sel in selectors:
         data[sel.column] = selector_values(sel)
@@ -524,8 +550,10 @@ def _run_frame(
     frame = pd.DataFrame(data, columns=columns)
     for column in frame.columns:
         if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
-            frame[column] = frame[column].infer_objects()
+            inferred = frame[column].infer_objects()
+            if inferred.dtype == object:  # lists and dicts (only an object column can hold them) as text
+                inferred = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v).infer_objects()
+            frame[column] = inferred
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)
     frame.attrs["lost"] = lost
@@ -547,7 +575,7 @@ def _run_frame(
 
 
 def _study_columns(manifest: Manifest, states: Sequence[Optional[str]], summary: Mapping[str, None],
-                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], List[Any]]
+                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], Sequence[Any]]
                    ) -> Dict[str, List[Any]]:  # fmt: skip
     """A study's ``trial`` (Optuna's trial number) and ``objective`` (what the study was told) columns; {} else.
 

@@ -47,7 +47,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
@@ -535,6 +535,31 @@ class HDF5Store(Store):
             except OSError:
                 return None
         return f"{target}:{st.st_size}:{st.st_mtime_ns}"
+
+    @classmethod
+    def fingerprints_of(cls, base: str, paths: Sequence[str]) -> List[Optional[str]]:
+        """:meth:`fingerprint_of` of each path, the paths resolved from one open ``base`` (``dir_fd``)."""
+        try:
+            fd = os.open(base, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return [cls.fingerprint_of(os.path.join(base, path)) for path in paths]
+        out: List[Optional[str]] = []
+        try:
+            for path in paths:
+                try:
+                    target = os.readlink(path, dir_fd=fd)
+                    st = os.stat(os.path.join(os.path.dirname(path), target), dir_fd=fd)
+                except OSError:
+                    try:
+                        st = os.stat(path, dir_fd=fd)  # format 1: a plain file
+                        target = os.path.basename(path)
+                    except OSError:
+                        out.append(None)
+                        continue
+                out.append(f"{target}:{st.st_size}:{st.st_mtime_ns}")
+        finally:
+            os.close(fd)
+        return out
 
     def read(self) -> RunRecord:
         def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Tuple[Dict[str, MetricStats], Dict[int, int]]]:

@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,6 +435,15 @@ class Store(abc.ABC):
         calls it). This default makes the store object.
         """
         return cls(Path(path)).fingerprint()
+
+    @classmethod
+    def fingerprints_of(cls, base: str, paths: Sequence[str]) -> List[Optional[str]]:
+        """:meth:`fingerprint_of` of each of ``paths`` (relative to the directory ``base``), in order.
+
+        A table of 100,000 runs checks 100,000 stores; backends may override this to resolve the
+        paths from one open directory (``dir_fd``) instead of walking ``base`` again per store.
+        """
+        return [cls.fingerprint_of(os.path.join(base, path)) for path in paths]
 
     def write(
         self,
