@@ -104,3 +104,33 @@ def test_export_formats_round_trip(tmp_path, fmt):
 def test_parquet_needs_a_file(tmp_path):
     with pytest.raises(ConfigError, match="-o FILE"):
         export_table(sweep_table(_sweep(tmp_path)), "parquet")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_indexed_runs_whose_store_changed_or_went_are_read_or_lost_with_fingerprints_from_threads(
+    tmp_path, monkeypatch, parallel
+):
+    """The fingerprints of many runs are taken from threads while the index is read: same table as one by one."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import hpctrack.aggregate as aggregate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from synthetic import index_runs, make_sweep, write_run
+
+    monkeypatch.setattr(aggregate, "PARALLEL_STAT_MIN_RUNS", 10 if parallel else 10**9)
+    manifest = make_sweep(tmp_path, 40)
+    for i in range(40):
+        write_run(manifest, i)
+    index_runs(manifest, range(40))
+    for name in os.listdir(manifest.run_path(3)):  # run 3's store deleted after it was indexed
+        if name.startswith("run"):
+            os.unlink(manifest.run_path(3) / name)
+    write_run(manifest, 7, summary={"final": -1.0})  # run 7's store written since its line: its line is stale
+    frame = sweep_table(manifest).set_index("job")
+    assert frame.at[3, "state"] == "LOST" and 3 in frame.attrs["lost"]
+    assert frame.at[7, "final"] == -1.0
+    assert frame.drop(index=[3, 7])["final"].tolist() == [10.0 * i for i in range(40) if i not in (3, 7)]
+    assert (frame.drop(index=[3])["state"] == "COMPLETED").all()
