@@ -528,7 +528,7 @@ def _run_frame(
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
                                sel)  # fmt: skip
-        values[np.equal(values, None)] = math.nan  # in place: a list of 100,000 values cost a copy per column
+        values[pd.isna(values)] = math.nan  # in place: a list of 100,000 values cost a copy per column
         return values
 
     for sel in selectors:
@@ -575,7 +575,7 @@ def _run_frame(
 
 
 def _study_columns(manifest: Manifest, states: Sequence[Optional[str]], summary: Mapping[str, None],
-                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], Sequence[Any]]
+                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], Any]
                    ) -> Dict[str, List[Any]]:  # fmt: skip
     """A study's ``trial`` (Optuna's trial number) and ``objective`` (what the study was told) columns; {} else.
 

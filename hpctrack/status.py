@@ -704,12 +704,13 @@ def _recorded_infos(manifest: Manifest) -> Dict[int, Any]:
             words = tuple(said.get(k) for k in _INFO_KEYS)
             try:
                 info = shared.get(words)
+                hashable = True
             except TypeError:  # a hand-edited value that is not text: this job's own JobInfo
-                info, words = None, None
+                info, hashable = None, False
             if info is None:
                 info = JobInfo(state=_STATES[said["state"]], ended=True,
                                **{k: said.get(k) for k in _INFO_KEYS if k != "state"})  # fmt: skip
-                if words is not None:
+                if hashable:
                     shared[words] = info
             out[job.index] = info
     return out

@@ -322,19 +322,64 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
     from ._history_worker import history_chunk
 
     indices = [(job.index, job.run_dir) for job in manifest.jobs]
+    hints = _indexed_stats(manifest.path, key)
     n = workers if workers is not None else min(HISTORY_WORKERS_PER_CPU * (os.cpu_count() or 1), 8)
     if n <= 1 or len(indices) < PARALLEL_HISTORY_MIN_RUNS:
-        parts = [history_chunk(str(manifest.path), manifest.store, indices, key)]
+        parts = [history_chunk(str(manifest.path), manifest.store, indices, key, hints)]
     else:
         size = -(-len(indices) // n)
-        parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)])
+        parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)],
+                                    hints)  # fmt: skip
     jobs = [j for part in parts for j in part[0]]
     skipped = {j: why for part in parts for j, why in part[6].items()}
     columns = [np.concatenate([part[i] for part in parts]) for i in range(1, 6)]
     return (jobs, *columns, skipped)
 
 
-def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List["tuple[Any, ...]"]:
+def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
+    """Job -> ``[fingerprint, stats of key, restarts, format_version]`` from its newest index line; {} if unknown.
+
+    What a history reader needs to read a run's rows without its stats (the row count and the
+    attempts' segments), for the runs whose line recorded a fingerprint: the reader uses it only
+    while the store still has that fingerprint. Parsed by pyarrow (the lines of 10,000 runs in a
+    fraction of a second); an index pyarrow does not take whole gives no hints, never an error.
+    """
+    from ._index_arrow import _read_json
+    from .index import INDEX_FILE, INDEX_VERSION
+
+    try:
+        with open(Path(sweep_dir) / INDEX_FILE, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return {}
+    data = data[: data.rfind(b"\n") + 1]  # whole lines: a writer may be half-way through its append
+    table = _read_json(data) if data else None
+    if table is None or not {"job", "fingerprint", "metrics"} <= set(table.column_names):
+        return {}
+    try:
+        metrics = table["metrics"].combine_chunks()
+        entries = metrics.field(key).to_pylist()
+    except (KeyError, AttributeError, TypeError, ValueError):  # no run logged it, or not a struct
+        return {}
+    column = {name: table[name].to_pylist() if name in table.column_names else [None] * len(table)
+              for name in ("job", "fingerprint", "restarts", "format_version", "v")}  # fmt: skip
+    out: Dict[int, List[Any]] = {}
+    for i, job in enumerate(column["job"]):
+        fingerprint, entry, version = column["fingerprint"][i], entries[i], column["v"][i]
+        if isinstance(version, (int, float)) and version > INDEX_VERSION:
+            continue  # a newer hpctrack's line: the store answers
+        if not isinstance(job, int) or not isinstance(fingerprint, str) or not isinstance(entry, dict):
+            out.pop(job, None) if isinstance(job, int) else None  # the newest line has none: no hint
+            continue
+        stats = {k: v for k, v in entry.items() if v is not None}
+        restarts = {k: v for k, v in (column["restarts"][i] or {}).items() if v is not None}
+        out[job] = [fingerprint, stats, restarts, column["format_version"][i]]
+    return out
+
+
+def _history_in_workers(
+    manifest: Manifest, key: str, chunks: List[Any], hints: Optional[Dict[int, List[Any]]] = None
+) -> List["tuple[Any, ...]"]:
     """:func:`~hpctrack._history_worker.history_chunk` of each chunk in its own ``python -m hpctrack._history_worker`` process."""
     import json
     import subprocess
@@ -349,8 +394,9 @@ def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List
         procs = []
         for i, chunk in enumerate(chunks):
             spec, out = Path(tmp) / f"{i}.json", Path(tmp) / f"{i}.npz"
+            mine = {str(job): hints[job] for job, _ in chunk if hints and job in hints}
             spec.write_text(json.dumps({"sweep_dir": str(manifest.path), "store": manifest.store, "key": key,
-                                        "items": chunk}))  # fmt: skip
+                                        "items": chunk, "hints": mine}))  # fmt: skip
             procs.append((out, subprocess.Popen([sys.executable, "-m", "hpctrack._history_worker", str(spec), str(out)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))  # fmt: skip
         parts = []

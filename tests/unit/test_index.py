@@ -67,9 +67,9 @@ def _cached_acc(tmp_path: Path) -> list:
 
 def _forged_cache(tmp_path: Path, where: Path) -> None:
     """A cache that covers ``tmp_path``'s index exactly but says acc = 99 for every run, written at ``where``."""
-    from hpctrack.index import index_table
-
     import tempfile
+
+    from hpctrack.index import index_table
 
     other = Path(tempfile.mkdtemp(dir=tmp_path))
     (other / INDEX_FILE).write_bytes((tmp_path / INDEX_FILE).read_bytes())

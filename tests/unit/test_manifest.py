@@ -124,7 +124,7 @@ def _job_json(i):
     return {"index": i, "overrides": [f"x={i}"], "run_dir": f"runs/{i}", "state": "COMPLETED", "job_id": f"7_{i}",
             "submitted": 1.0, "ended": 2.0, "exit_code": None, "error": None, "cancelled": None, "stdout": None,
             "stderr": None, "history": [], "resources": {}, "code": {}, "process": {},
-            "scheduler": {"job_id": f"7_{i}", "state": "COMPLETED"}}
+            "scheduler": {"job_id": f"7_{i}", "state": "COMPLETED"}}  # fmt: skip
 
 
 @pytest.mark.parametrize("damage", [
