@@ -17,7 +17,7 @@ from hpctrack.store._hdf5 import HDF5Store
 from hpctrack.sweep import Sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from synthetic import index_runs, make_sweep, write_run  # noqa: E402
+from synthetic import index_runs, make_sweep, write_run
 
 
 def _sweep(tmp_path: Path) -> Any:
