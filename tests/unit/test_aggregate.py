@@ -112,13 +112,10 @@ def test_indexed_runs_whose_store_changed_or_went_are_read_or_lost_with_fingerpr
 ):
     """The fingerprints of many runs are taken from threads while the index is read: same table as one by one."""
     import os
-    import sys
-    from pathlib import Path
+
+    from synthetic import index_runs, make_sweep, write_run
 
     import hpctrack.aggregate as aggregate
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from synthetic import index_runs, make_sweep, write_run
 
     monkeypatch.setattr(aggregate, "PARALLEL_STAT_MIN_RUNS", 10 if parallel else 10**9)
     manifest = make_sweep(tmp_path, 40)

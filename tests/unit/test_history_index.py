@@ -3,21 +3,18 @@ the line's fingerprint: the same history as reading every store's own stats."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, List
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import index_runs, make_sweep, write_run
 
 import hpctrack.sweep as sweep_module
 from hpctrack.store import MetricBatch, open_store
 from hpctrack.store._hdf5 import HDF5Store
 from hpctrack.sweep import Sweep
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from synthetic import index_runs, make_sweep, write_run
 
 
 def _sweep(tmp_path: Path) -> Any:
