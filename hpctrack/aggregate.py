@@ -547,13 +547,11 @@ def _run_frame(
     columns = ["job", *(["trial"] if study_columns else []), *param_keys, "state",
                *(["objective"] if study_columns else []), "runtime_s", *(["code"] if code is not None else []),
                *(sel.column for sel in selectors), *summary_keys]  # fmt: skip
-    frame = pd.DataFrame(data, columns=columns)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            inferred = frame[column].infer_objects()
-            if inferred.dtype == object:  # lists and dicts (only an object column can hold them) as text
-                inferred = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v).infer_objects()
-            frame[column] = inferred
+    # Every column's type inferred at once (each as Series.infer_objects would), then lists and dicts as
+    # text in the columns still of objects (only those can hold them).
+    frame = pd.DataFrame(data, columns=columns).infer_objects()
+    for column in [c for c, kind in frame.dtypes.items() if kind == object]:
+        frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v).infer_objects()
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)
     frame.attrs["lost"] = lost
