@@ -14,13 +14,16 @@ from typing import Any, Dict, List, Optional
 
 from .store import MetricHistory, open_store
 
+#: The columns of a worker's result file after its header line, in order: name, dtype.
+RESULT_COLUMNS = (("lengths", "i8"), ("step", "i8"), ("value", "f8"), ("time", "f8"), ("attempt", "i4"))
+
 
 def history_chunk(
     sweep_dir: str, store: str, indices: List["tuple[int, str]"], key: str, hints: Optional[Dict[int, Any]] = None
 ) -> "tuple[Any, ...]":
     """Histories of ``key`` of some runs of a sweep (runs that never logged it are left out).
 
-    ``hints``: job -> ``[fingerprint, stats, restarts, format_version]`` from the job's index line
+    ``hints``: job -> ``[fingerprint, rows, segments, restarts, format_version]`` from the job's index line
     (:meth:`hpctrack.store.Store.read_history_indexed`), used while the store still has that fingerprint.
     """
     import numpy as np
@@ -66,17 +69,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"],
         {int(job): hint for job, hint in (spec.get("hints") or {}).items()},
     )  # fmt: skip
+    # A JSON header line, then the columns' raw bytes (RESULT_COLUMNS): the reader fills its own arrays
+    # from them without a copy or a zip member's checksum per column.
+    header = {"jobs": [int(j) for j in jobs], "points": int(len(step)),
+              "skipped": {str(k): v for k, v in skipped.items()}}  # fmt: skip
     with open(out_path, "wb") as fh:
-        np.savez(
-            fh,
-            jobs=np.asarray(jobs, dtype=np.int64),
-            lengths=lengths,
-            step=step,
-            value=value,
-            time=wall,
-            attempt=attempt,
-            skipped=np.asarray(json.dumps({str(k): v for k, v in skipped.items()})),
-        )
+        fh.write(json.dumps(header).encode() + b"\n")
+        for (_, dtype), column in zip(RESULT_COLUMNS, (lengths, step, value, wall, attempt)):
+            fh.write(np.ascontiguousarray(column, dtype=dtype).data)
     return 0
 
 

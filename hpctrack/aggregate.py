@@ -550,7 +550,7 @@ def _run_frame(
     # Every column's type inferred at once (each as Series.infer_objects would), then lists and dicts as
     # text in the columns still of objects (only those can hold them).
     frame = pd.DataFrame(data, columns=columns).infer_objects()
-    for column in [c for c, kind in frame.dtypes.items() if kind == object]:
+    for column in [c for c in frame.columns if frame[c].dtype == object]:
         frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v).infer_objects()
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)

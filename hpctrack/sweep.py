@@ -330,6 +330,8 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
         size = -(-len(indices) // n)
         parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)],
                                     hints)  # fmt: skip
+    if len(parts) == 1:
+        return parts[0]
     jobs = [j for part in parts for j in part[0]]
     skipped = {j: why for part in parts for j, why in part[6].items()}
     columns = [np.concatenate([part[i] for part in parts]) for i in range(1, 6)]
@@ -337,13 +339,15 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
 
 
 def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
-    """Job -> ``[fingerprint, stats of key, restarts, format_version]`` from its newest index line; {} if unknown.
+    """Job -> ``[fingerprint, rows, segments, restarts, format_version]`` of ``key`` from its newest index line.
 
-    What a history reader needs to read a run's rows without its stats (the row count and the
-    attempts' segments), for the runs whose line recorded a fingerprint: the reader uses it only
-    while the store still has that fingerprint. Parsed by pyarrow (the lines of 10,000 runs in a
-    fraction of a second); an index pyarrow does not take whole gives no hints, never an error.
+    What a history reader needs to read a run's rows without its stats (where they end, which
+    attempt wrote them), for the runs whose line recorded a fingerprint: the reader uses it only
+    while the store still has that fingerprint (:meth:`hpctrack.store.Store.read_history_indexed`).
+    Parsed by pyarrow; an index pyarrow does not take whole gives no hints ({}), never an error.
     """
+    import pyarrow.compute as pc
+
     from ._index_arrow import _read_json
     from .index import INDEX_FILE, INDEX_VERSION
 
@@ -357,23 +361,25 @@ def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
     if table is None or not {"job", "fingerprint", "metrics"} <= set(table.column_names):
         return {}
     try:
-        metrics = table["metrics"].combine_chunks()
-        entries = metrics.field(key).to_pylist()
-    except (KeyError, AttributeError, TypeError, ValueError):  # no run logged it, or not a struct
+        if "v" in table.column_names and (pc.max(table["v"]).as_py() or 0) > INDEX_VERSION:
+            return {}  # a newer hpctrack's lines: the stores answer
+        stats = table["metrics"].combine_chunks().field(key)
+        rows = pc.coalesce(stats.field("rows"), stats.field("count")).to_pylist()
+        segments = stats.field("segments").to_pylist()
+    except (KeyError, AttributeError, TypeError, ValueError, NotImplementedError):  # none logged it, odd shapes
         return {}
-    column = {name: table[name].to_pylist() if name in table.column_names else [None] * len(table)
-              for name in ("job", "fingerprint", "restarts", "format_version", "v")}  # fmt: skip
+    restarts = table["restarts"].to_pylist() if "restarts" in table.column_names else [None] * len(table)
+    versions = table["format_version"].to_pylist() if "format_version" in table.column_names else [None] * len(table)
     out: Dict[int, List[Any]] = {}
-    for i, job in enumerate(column["job"]):
-        fingerprint, entry, version = column["fingerprint"][i], entries[i], column["v"][i]
-        if isinstance(version, (int, float)) and version > INDEX_VERSION:
-            continue  # a newer hpctrack's line: the store answers
-        if not isinstance(job, int) or not isinstance(fingerprint, str) or not isinstance(entry, dict):
-            out.pop(job, None) if isinstance(job, int) else None  # the newest line has none: no hint
-            continue
-        stats = {k: v for k, v in entry.items() if v is not None}
-        restarts = {k: v for k, v in (column["restarts"][i] or {}).items() if v is not None}
-        out[job] = [fingerprint, stats, restarts, column["format_version"][i]]
+    for job, fingerprint, n, seg, steps, version in zip(table["job"].to_pylist(), table["fingerprint"].to_pylist(),
+                                                        rows, segments, restarts, versions):  # fmt: skip
+        if not isinstance(job, int):
+            return {}
+        if isinstance(fingerprint, str) and isinstance(n, int) and version is not None:
+            out[job] = [fingerprint, n, seg if seg is not None else [[1, 0]],
+                        {a: k for a, k in (steps or {}).items() if k is not None}, version]  # fmt: skip
+        else:
+            out.pop(job, None)  # the job's newest line gives no hint
     return out
 
 
@@ -388,18 +394,19 @@ def _history_in_workers(
 
     import numpy as np
 
+    from ._history_worker import RESULT_COLUMNS
     from .errors import HpctrackError
 
     with tempfile.TemporaryDirectory(prefix="hpctrack-history-") as tmp:
         procs = []
         for i, chunk in enumerate(chunks):
-            spec, out = Path(tmp) / f"{i}.json", Path(tmp) / f"{i}.npz"
+            spec, out = Path(tmp) / f"{i}.json", Path(tmp) / f"{i}.bin"
             mine = {str(job): hints[job] for job, _ in chunk if hints and job in hints}
             spec.write_text(json.dumps({"sweep_dir": str(manifest.path), "store": manifest.store, "key": key,
                                         "items": chunk, "hints": mine}))  # fmt: skip
             procs.append((out, subprocess.Popen([sys.executable, "-m", "hpctrack._history_worker", str(spec), str(out)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))  # fmt: skip
-        parts = []
+        headers = []
         for out, proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
@@ -407,19 +414,37 @@ def _history_in_workers(
                 raise HpctrackError(
                     f"reading histories failed: {lines[-1] if lines else f'exit code {proc.returncode}'}"
                 )
-            with np.load(out) as data:
-                parts.append(
-                    (
-                        data["jobs"].tolist(),
-                        data["lengths"],
-                        data["step"],
-                        data["value"],
-                        data["time"],
-                        data["attempt"],
-                        {int(k): v for k, v in json.loads(str(data["skipped"])).items()},
-                    )
-                )
-        return parts
+            with open(out, "rb") as fh:
+                headers.append(json.loads(fh.readline()))
+        # Every worker's columns read straight into one array per column (10 M points: no concatenation).
+        total = sum(int(h["points"]) for h in headers)
+        columns = {name: np.empty(total, dtype=dtype) for name, dtype in RESULT_COLUMNS if name != "lengths"}
+        jobs: List[int] = []
+        lengths = []
+        skipped: Dict[int, str] = {}
+        at = 0
+        for (out, _), header in zip(procs, headers):
+            points = int(header["points"])
+            with open(out, "rb") as fh:
+                fh.readline()
+                lengths.append(_read_exactly(fh, np.empty(len(header["jobs"]), dtype=np.int64)))
+                for name, _ in RESULT_COLUMNS[1:]:
+                    _read_exactly(fh, columns[name][at : at + points])
+            at += points
+            jobs += header["jobs"]
+            skipped.update({int(k): v for k, v in header["skipped"].items()})
+        return [(jobs, np.concatenate(lengths) if lengths else np.empty(0, np.int64), columns["step"],
+                 columns["value"], columns["time"], columns["attempt"], skipped)]  # fmt: skip
+
+
+def _read_exactly(fh: Any, into: "Any") -> Any:
+    """Fill the array ``into`` from ``fh`` (a worker's result file); a short file is an error."""
+    from .errors import HpctrackError
+
+    view = memoryview(into).cast("B")
+    if fh.readinto(view) != len(view):
+        raise HpctrackError(f"reading histories failed: {fh.name} ends early")
+    return into
 
 
 def _lost_without_store(manifest: Manifest, seen: "set[int]") -> Dict[int, str]:

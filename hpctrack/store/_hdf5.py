@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -647,19 +648,17 @@ class HDF5Store(Store):
         return history_of(key, {c: data[c] for c in ("step", "value", "time")}, stats, restarts, raw)
 
     def read_history_indexed(
-        self, key: str, fingerprint: str, stats: Mapping[str, Any], restarts: Mapping[str, Any], format_version: int
+        self, key: str, fingerprint: str, rows: int, segments: Any, restarts: Mapping[str, Any], format_version: int
     ) -> Optional[MetricHistory]:
-        """The metric's rows alone, from the copy the index line's fingerprint names (no ``stats`` read).
-
-        Cold, the ``stats`` record at the end of the file is a read of its own per run; a
-        sweep-wide history of 10,000 runs pays it 10,000 times.
-        """
+        """The metric's rows alone, from the copy the index line's fingerprint names (no ``stats`` read)."""
         from h5py import h5f
 
         try:
             if int(format_version) != self.format_version:
                 return None
-            known = MetricStats.from_json(stats)
+            # Only what a history takes from the stats: where the rows end and which attempt wrote them.
+            known = MetricStats(count=int(rows), last=math.nan, last_step=-1, min=math.nan, max=math.nan,
+                                rows=int(rows), segments=tuple((int(a), int(r)) for a, r in segments))  # fmt: skip
             steps_of = {int(a): int(k) for a, k in restarts.items()}
             path = os.fspath(self.path)
             target = os.readlink(path)

@@ -582,16 +582,16 @@ class Store(abc.ABC):
         """
 
     def read_history_indexed(
-        self, key: str, fingerprint: str, stats: Mapping[str, Any], restarts: Mapping[str, Any], format_version: int
+        self, key: str, fingerprint: str, rows: int, segments: Any, restarts: Mapping[str, Any], format_version: int
     ) -> Optional[MetricHistory]:
-        """:meth:`read_history` of ``key`` told the metric's stats by the sweep's index, or None.
+        """:meth:`read_history` of ``key`` told where its rows end by the sweep's index, or None.
 
-        ``fingerprint``, ``stats`` (the metric's entry), ``restarts`` and ``format_version``
-        are what the run's index line recorded. A backend that can read the rows alone uses
-        them only while the store still has that fingerprint (the line then describes it
-        exactly), and skips reading the stats from the store. None: not used (another
-        fingerprint, anything unusual, or a backend that does not do this); the caller then
-        calls :meth:`read_history`.
+        ``fingerprint``, ``rows`` (the metric's stored rows), ``segments`` (its attempts'
+        ``[attempt, first row]``), ``restarts`` and ``format_version`` are what the run's index
+        line recorded. A backend that can read the rows alone uses them only while the store
+        still has that fingerprint (the line then describes it exactly), and skips reading the
+        stats from the store. None: not used (another fingerprint, anything unusual, or a
+        backend that does not do this); the caller then calls :meth:`read_history`.
         """
         return None
 

@@ -90,8 +90,8 @@ def test_a_hint_with_another_fingerprint_or_format_is_not_used(tmp_path: Path) -
     hints = sweep_module._indexed_stats(manifest.path, "loss")
     assert set(hints) == set(range(12))
     store = open_store(manifest.run_path(0), manifest.store)
-    fingerprint, stats, restarts, version = hints[0]
-    assert store.read_history_indexed("loss", fingerprint, stats, restarts, version) is not None
-    forged = {**stats, "rows": 1, "count": 1}
-    assert store.read_history_indexed("loss", "run.9.h5:1:1", forged, restarts, version) is None
-    assert store.read_history_indexed("loss", fingerprint, stats, restarts, version + 1) is None
+    fingerprint, rows, segments, restarts, version = hints[0]
+    assert store.read_history_indexed("loss", fingerprint, rows, segments, restarts, version) is not None
+    assert store.read_history_indexed("loss", "run.9.h5:1:1", 1, segments, restarts, version) is None
+    assert store.read_history_indexed("loss", fingerprint, rows, segments, restarts, version + 1) is None
+    assert store.read_history_indexed("loss", fingerprint, rows + 1, segments, restarts, version) is None
