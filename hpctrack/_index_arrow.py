@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["parse_frame", "parse_table"]
+__all__ = ["parse_frame", "parse_table", "read_json_lines"]
 
 #: Below this many bytes the line-by-line parse is as fast (and there is nothing to gain).
 MIN_BYTES = 16_384
@@ -100,7 +100,7 @@ def parse_table(data: bytes) -> "Optional[pa.Table]":
 BLOCK_BYTES = 16 << 20
 
 
-def _read_json(data: bytes) -> "Optional[pa.Table]":
+def read_json_lines(data: bytes) -> "Optional[pa.Table]":
     """``data`` read by pyarrow's JSON reader, in parallel blocks when large; None when it refuses it.
 
     Each block infers its own types: a key whose values look different in two blocks (null in one,
@@ -127,7 +127,7 @@ def _parse(data: bytes) -> "Optional[Tuple[pa.Table, Optional[pa.ChunkedArray], 
 
     from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS
 
-    table = _read_json(data)
+    table = read_json_lines(data)
     if table is None:
         return None  # torn line, NaN, a key whose values change kind, not an object per line
     names = table.column_names

@@ -348,7 +348,7 @@ def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
     """
     import pyarrow.compute as pc
 
-    from ._index_arrow import _read_json
+    from ._index_arrow import read_json_lines
     from .index import INDEX_FILE, INDEX_VERSION
 
     try:
@@ -357,7 +357,7 @@ def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
     except OSError:
         return {}
     data = data[: data.rfind(b"\n") + 1]  # whole lines: a writer may be half-way through its append
-    table = _read_json(data) if data else None
+    table = read_json_lines(data) if data else None
     if table is None or not {"job", "fingerprint", "metrics"} <= set(table.column_names):
         return {}
     try:
