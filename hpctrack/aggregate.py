@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
-from .manifest import Manifest, sweep_ref
+from .manifest import RUNS_DIR, Manifest, sweep_ref
 from .overrides import override_values
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ._prefetch import TableInputs
 
 __all__ = ["METRIC_STATS", "DEFAULT_STATS", "AGGREGATIONS", "DEFAULT_AGGREGATIONS", "DEFAULT_SEED_KEYS",
            "MetricSelector", "parse_selector", "parse_metric", "sweep_table", "group_table", "lower_is_better",
@@ -173,6 +175,7 @@ def sweep_table(
     top: Optional[int] = None,
     include_incomplete: bool = False,
     seed_keys: Sequence[str] = DEFAULT_SEED_KEYS,
+    inputs: "Optional[TableInputs]" = None,
 ) -> "pd.DataFrame":
     """The sweep as a table: one row per run, or per group of runs with aggregates.
 
@@ -201,6 +204,10 @@ def sweep_table(
     include_incomplete:
         Aggregate runs that did not complete too. By default they are left
         out of groups, and ``frame.attrs["note"]`` says how many and why.
+    inputs:
+        The sweep's index and run fingerprints as :func:`hpctrack._prefetch.start` began
+        reading them before the manifest was loaded (:meth:`hpctrack.Sweep.table` does); None:
+        read here.
 
     With ``metrics``, the table has exactly those columns; without, every
     logged metric's default stats and every summary value.
@@ -211,7 +218,7 @@ def sweep_table(
     group) and ``best_by`` (``{"column": ..., "direction": "highest"|"lowest"}``).
     """
 
-    frame, notes = _run_frame(manifest, metrics, all_params)
+    frame, notes = _run_frame(manifest, metrics, all_params, inputs)
     selectors = frame.attrs.pop("selectors")
     summary_keys = frame.attrs.pop("summary_keys")
     lost = frame.attrs.pop("lost")
@@ -309,7 +316,9 @@ PARALLEL_STAT_MIN_RUNS = 2000
 STAT_THREADS = 16
 
 
-def _fingerprints(manifest: Manifest) -> "Callable[[Sequence[int]], List[Optional[str]]]":
+def _fingerprints(
+    manifest: Manifest, early: "Optional[Callable[[], Optional[Dict[str, Optional[str]]]]]" = None
+) -> "Callable[[Sequence[int]], List[Optional[str]]]":
     """The current fingerprints of jobs' stores, asked for by job: ``prints(jobs)``.
 
     A sweep of :data:`PARALLEL_STAT_MIN_RUNS` runs or more has every store's fingerprint taken
@@ -320,6 +329,9 @@ def _fingerprints(manifest: Manifest) -> "Callable[[Sequence[int]], List[Optiona
     indexed anew (its line's fingerprint then differs, and the store is read) or shown as it was
     when the table looked at it, as a change a moment after the table would be.
     Smaller sweeps take the fingerprints of the jobs asked for, then.
+
+    ``early``: fingerprints taken before the manifest was read, by entry of ``runs/``
+    (:meth:`hpctrack._prefetch.TableInputs.early_prints`); the jobs they lack are checked here.
     """
     from .store import store_class
 
@@ -332,6 +344,19 @@ def _fingerprints(manifest: Manifest) -> "Callable[[Sequence[int]], List[Optiona
     def paths(indices: "Sequence[int]") -> List[str]:
         return [f"{jobs[i].run_dir}{os.sep}{name}" for i in indices]  # run_dir is relative (manifest_problem)
 
+    if early is not None:
+        prefix = RUNS_DIR + os.sep
+
+        def from_early(indices: "Sequence[int]") -> List[Optional[str]]:
+            known = early() or {}
+            names = [jobs[i].run_dir[len(prefix) :] if jobs[i].run_dir.startswith(prefix) else None for i in indices]
+            out = [known.get(n) if n is not None and n in known else None for n in names]
+            rest = [k for k, n in enumerate(names) if n is None or n not in known]
+            for k, value in zip(rest, cls.fingerprints_of(sweep_dir, paths([indices[k] for k in rest]))):
+                out[k] = value
+            return out
+
+        return from_early
     if len(jobs) < PARALLEL_STAT_MIN_RUNS:
         return lambda indices: cls.fingerprints_of(sweep_dir, paths(indices))
     from concurrent.futures import ThreadPoolExecutor
@@ -397,7 +422,7 @@ def _light_rows(cols: "pd.DataFrame", jobs: "Sequence[int]") -> Dict[int, Dict[s
 
 
 def _run_frame(
-    manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool
+    manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool, inputs: "Optional[TableInputs]" = None
 ) -> "Tuple[pd.DataFrame, List[str]]":
     """One row per run: job, params, state, runtime, metric columns, summary values; and notes.
 
@@ -411,8 +436,12 @@ def _run_frame(
 
     from .index import INDEX_FILE, SEP, index_frame, usable_rows
 
-    prints = _fingerprints(manifest)  # started first: cold, they overlap with reading the index
-    cols = index_frame(manifest.path)
+    if inputs is not None and Path(inputs.sweep_dir) == Path(manifest.path):  # begun before the manifest was read
+        prints = _fingerprints(manifest, lambda: inputs.early_prints(manifest.store))
+        cols = inputs.index.result()
+    else:
+        prints = _fingerprints(manifest)  # started first: cold, they overlap with reading the index
+        cols = index_frame(manifest.path)
     jobs = manifest.jobs
     row_of = _unchanged(cols, usable_rows(cols, [job.submitted for job in jobs]), prints)
     infos, _ = view = backend_view(manifest)

@@ -227,11 +227,16 @@ class Sweep:
         row per learning rate with ``n`` and ``val/acc:max mean``/``std``/``count``
         over the seeds; ``group_by=True`` groups by every swept key but the seeds.
         """
+        from . import _prefetch
         from .aggregate import sweep_table
 
-        return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
-                           where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
-                           include_incomplete=include_incomplete, seed_keys=seed_keys)  # fmt: skip
+        inputs = _prefetch.start(self.path)  # the index and run fingerprints, read while the manifest is parsed
+        try:
+            return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
+                               where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
+                               include_incomplete=include_incomplete, seed_keys=seed_keys, inputs=inputs)  # fmt: skip
+        finally:
+            inputs.close()
 
     def reindex(self) -> "tuple[int, Dict[int, str]]":
         """Rebuild the sweep's summary index from its runs: (runs indexed, unreadable job -> error)."""
