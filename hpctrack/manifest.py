@@ -297,7 +297,8 @@ def _jobs_look_whole(jobs: Any) -> bool:
         run_dirs = [job["run_dir"] for job in jobs]
     except KeyError:
         return False
-    if any(".." in d or os.path.isabs(d) for d in run_dirs):
+    absolute = os.path.isabs if os.name == "nt" else None  # POSIX: a leading "/", tested without a call per job
+    if any(".." in d or d.startswith("/") for d in run_dirs) or (absolute and any(map(absolute, run_dirs))):
         return False  # ".." anywhere: the walk tells a harmless "a..b" from a parent
     return {job.get("state", "PENDING") for job in jobs} <= _STATES.keys()
 

@@ -563,11 +563,14 @@ class HDF5Store(Store):
         except OSError:
             return [cls.fingerprint_of(os.path.join(base, path)) for path in paths]
         out: List[Optional[str]] = []
+        sep = os.sep
         try:
             for path in paths:
                 try:
                     target = os.readlink(path, dir_fd=fd)
-                    st = os.stat(os.path.join(os.path.dirname(path), target), dir_fd=fd)
+                    # the copy beside the link (string operations: os.path costs more than the stat, warm)
+                    copy = target if target.startswith(sep) else path[: path.rfind(sep) + 1] + target
+                    st = os.stat(copy, dir_fd=fd)
                 except OSError:
                     try:
                         st = os.stat(path, dir_fd=fd)  # format 1: a plain file
