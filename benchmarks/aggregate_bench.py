@@ -86,7 +86,7 @@ def _write_runs(sweep_dir: str, store: str, indices: Sequence[int], steps: int) 
                 "info": {"run_id": f"bench/{i}", "job_index": i},
             },
         )
-        rows.append(record_to_row(i, st.read()))
+        rows.append({**record_to_row(i, st.read()), "fingerprint": st.fingerprint()})  # as an ending run does
         if len(rows) >= 200:
             append_rows(Path(sweep_dir), rows)
             rows = []

@@ -14,9 +14,18 @@ from typing import Any, Dict, List, Optional
 
 from .store import MetricHistory, open_store
 
+#: The columns of a worker's result file after its header line, in order: name, dtype.
+RESULT_COLUMNS = (("lengths", "i8"), ("step", "i8"), ("value", "f8"), ("time", "f8"), ("attempt", "i4"))
 
-def history_chunk(sweep_dir: str, store: str, indices: List["tuple[int, str]"], key: str) -> "tuple[Any, ...]":
-    """Histories of ``key`` of some runs of a sweep (runs that never logged it are left out)."""
+
+def history_chunk(
+    sweep_dir: str, store: str, indices: List["tuple[int, str]"], key: str, hints: Optional[Dict[int, Any]] = None
+) -> "tuple[Any, ...]":
+    """Histories of ``key`` of some runs of a sweep (runs that never logged it are left out).
+
+    ``hints``: job -> ``[fingerprint, rows, segments, restarts, format_version]`` from the job's index line
+    (:meth:`hpctrack.store.Store.read_history_indexed`), used while the store still has that fingerprint.
+    """
     import numpy as np
 
     from .errors import HpctrackError
@@ -26,7 +35,11 @@ def history_chunk(sweep_dir: str, store: str, indices: List["tuple[int, str]"], 
     skipped: Dict[int, str] = {}
     for index, run_dir in indices:
         try:
-            history = open_store(Path(sweep_dir) / run_dir, store).read_history(key)
+            run = open_store(Path(sweep_dir) / run_dir, store)
+            hint = hints.get(index) if hints else None
+            history = run.read_history_indexed(key, *hint) if hint is not None else None
+            if history is None:
+                history = run.read_history(key)
         except (KeyError, FileNotFoundError):
             continue
         except HpctrackError as err:
@@ -53,19 +66,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     with open(spec_path) as fh:
         spec = json.load(fh)
     jobs, lengths, step, value, wall, attempt, skipped = history_chunk(
-        spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"]
-    )
+        spec["sweep_dir"], spec["store"], [tuple(item) for item in spec["items"]], spec["key"],
+        {int(job): hint for job, hint in (spec.get("hints") or {}).items()},
+    )  # fmt: skip
+    # A JSON header line, then the columns' raw bytes (RESULT_COLUMNS): the reader fills its own arrays
+    # from them without a copy or a zip member's checksum per column.
+    header = {"jobs": [int(j) for j in jobs], "points": int(len(step)),
+              "skipped": {str(k): v for k, v in skipped.items()}}  # fmt: skip
     with open(out_path, "wb") as fh:
-        np.savez(
-            fh,
-            jobs=np.asarray(jobs, dtype=np.int64),
-            lengths=lengths,
-            step=step,
-            value=value,
-            time=wall,
-            attempt=attempt,
-            skipped=np.asarray(json.dumps({str(k): v for k, v in skipped.items()})),
-        )
+        fh.write(json.dumps(header).encode() + b"\n")
+        for (_, dtype), column in zip(RESULT_COLUMNS, (lengths, step, value, wall, attempt)):
+            fh.write(np.ascontiguousarray(column, dtype=dtype).data)
     return 0
 
 

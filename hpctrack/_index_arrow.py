@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["parse_frame", "parse_table"]
+__all__ = ["parse_frame", "parse_table", "read_json_lines"]
 
 #: Below this many bytes the line-by-line parse is as fast (and there is nothing to gain).
 MIN_BYTES = 16_384
@@ -95,18 +95,40 @@ def parse_table(data: bytes) -> "Optional[pa.Table]":
     return parsed[0]
 
 
+#: Above this many bytes the lines are parsed in blocks of this size on every core (a 226 MB index of
+#: 100,000 runs: 3.7 s as one block, 1.1 s in blocks on 2 cores).
+BLOCK_BYTES = 16 << 20
+
+
+def read_json_lines(data: bytes) -> "Optional[pa.Table]":
+    """``data`` read by pyarrow's JSON reader, in parallel blocks when large; None when it refuses it.
+
+    Each block infers its own types: a key whose values look different in two blocks (null in one,
+    text in the other) may be refused in blocks though one block takes it, so a refusal in blocks
+    is tried again as one block before the caller takes the line-by-line path.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    sizes = [BLOCK_BYTES, len(data) + 1] if len(data) > BLOCK_BYTES else [len(data) + 1]
+    for size in sizes:
+        try:
+            return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=size, use_threads=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            continue
+    return None
+
+
 def _parse(data: bytes) -> "Optional[Tuple[pa.Table, Optional[pa.ChunkedArray], Any]]":
     """The columns of the newest line of each job, the raw ``status.error`` column, the rows taken."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     from .index import INDEX_VERSION, RUN_STATES, SEP, STAT_FIELDS, STAT_NUMBERS, STATUS_COLUMNS
 
-    try:
-        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+    table = read_json_lines(data)
+    if table is None:
         return None  # torn line, NaN, a key whose values change kind, not an object per line
     names = table.column_names
     if "job" not in names or not pa.types.is_integer(table["job"].type) or table["job"].null_count:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -15,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from ._types import JobState, finite_json
 from .errors import ConfigError, HpctrackError
 from .index import LazyStats
-from .manifest import Manifest, sweep_ref
+from .manifest import RUNS_DIR, Manifest, sweep_ref
 from .overrides import override_values
 from .status import JobStatus, _persist_final, backend_view, ended_state, error_line, read_run, sweep_status
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ._prefetch import TableInputs
 
 __all__ = ["METRIC_STATS", "DEFAULT_STATS", "AGGREGATIONS", "DEFAULT_AGGREGATIONS", "DEFAULT_SEED_KEYS",
            "MetricSelector", "parse_selector", "parse_metric", "sweep_table", "group_table", "lower_is_better",
@@ -172,6 +175,7 @@ def sweep_table(
     top: Optional[int] = None,
     include_incomplete: bool = False,
     seed_keys: Sequence[str] = DEFAULT_SEED_KEYS,
+    inputs: "Optional[TableInputs]" = None,
 ) -> "pd.DataFrame":
     """The sweep as a table: one row per run, or per group of runs with aggregates.
 
@@ -200,6 +204,10 @@ def sweep_table(
     include_incomplete:
         Aggregate runs that did not complete too. By default they are left
         out of groups, and ``frame.attrs["note"]`` says how many and why.
+    inputs:
+        The sweep's index and run fingerprints as :func:`hpctrack._prefetch.start` began
+        reading them before the manifest was loaded (:meth:`hpctrack.Sweep.table` does); None:
+        read here.
 
     With ``metrics``, the table has exactly those columns; without, every
     logged metric's default stats and every summary value.
@@ -210,7 +218,7 @@ def sweep_table(
     group) and ``best_by`` (``{"column": ..., "direction": "highest"|"lowest"}``).
     """
 
-    frame, notes = _run_frame(manifest, metrics, all_params)
+    frame, notes = _run_frame(manifest, metrics, all_params, inputs)
     selectors = frame.attrs.pop("selectors")
     summary_keys = frame.attrs.pop("summary_keys")
     lost = frame.attrs.pop("lost")
@@ -308,37 +316,78 @@ PARALLEL_STAT_MIN_RUNS = 2000
 STAT_THREADS = 16
 
 
-def _unchanged(manifest: Manifest, cols: "pd.DataFrame", row_of: Dict[int, int]) -> Dict[int, int]:
-    """The indexed runs whose store still has the fingerprint their line recorded (one or two stats each).
+def _fingerprints(
+    manifest: Manifest, early: "Optional[Callable[[], Optional[Dict[str, Optional[str]]]]]" = None
+) -> "Callable[[Sequence[int]], List[Optional[str]]]":
+    """The current fingerprints of jobs' stores, asked for by job: ``prints(jobs)``.
+
+    A sweep of :data:`PARALLEL_STAT_MIN_RUNS` runs or more has every store's fingerprint taken
+    from :data:`STAT_THREADS` threads starting now, while the caller reads the index: cold, the
+    ``stat`` calls of 100,000 stores take seconds of the kernel's time, which the threads spend
+    while pyarrow parses the index on the other core (both release the GIL). A fingerprint taken
+    before the index is read is as good as one taken after: a store changed in between is either
+    indexed anew (its line's fingerprint then differs, and the store is read) or shown as it was
+    when the table looked at it, as a change a moment after the table would be.
+    Smaller sweeps take the fingerprints of the jobs asked for, then.
+
+    ``early``: fingerprints taken before the manifest was read, by entry of ``runs/``
+    (:meth:`hpctrack._prefetch.TableInputs.early_prints`); the jobs they lack are checked here.
+    """
+    from .store import store_class
+
+    cls = store_class(manifest.store)
+    # Paths relative to the sweep directory, resolved from one open directory by the store class: no
+    # store object per run (those cost more than the stats themselves at 10,000 runs).
+    sweep_dir, name = os.fspath(manifest.path), f"run{cls.suffix}"
+    jobs = manifest.jobs
+
+    def paths(indices: "Sequence[int]") -> List[str]:
+        return [f"{jobs[i].run_dir}{os.sep}{name}" for i in indices]  # run_dir is relative (manifest_problem)
+
+    if early is not None:
+        prefix = RUNS_DIR + os.sep
+
+        def from_early(indices: "Sequence[int]") -> List[Optional[str]]:
+            known = early() or {}
+            names = [jobs[i].run_dir[len(prefix) :] if jobs[i].run_dir.startswith(prefix) else None for i in indices]
+            out = [known.get(n) if n is not None and n in known else None for n in names]
+            rest = [k for k, n in enumerate(names) if n is None or n not in known]
+            for k, value in zip(rest, cls.fingerprints_of(sweep_dir, paths([indices[k] for k in rest]))):
+                out[k] = value
+            return out
+
+        return from_early
+    if len(jobs) < PARALLEL_STAT_MIN_RUNS:
+        return lambda indices: cls.fingerprints_of(sweep_dir, paths(indices))
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(jobs) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
+    pool = ThreadPoolExecutor(STAT_THREADS)
+    parts = [pool.submit(cls.fingerprints_of, sweep_dir, paths(range(i, min(i + size, len(jobs)))))
+             for i in range(0, len(jobs), size)]  # fmt: skip
+    pool.shutdown(wait=False)
+    every: List[Optional[str]] = []
+
+    def prints(indices: "Sequence[int]") -> List[Optional[str]]:
+        if not every:
+            every.extend(p for part in parts for p in part.result())
+        return [every[i] for i in indices]
+
+    return prints
+
+
+def _unchanged(
+    cols: "pd.DataFrame", row_of: Dict[int, int], prints: "Callable[[Sequence[int]], List[Optional[str]]]"
+) -> Dict[int, int]:
+    """The indexed runs whose store still has the fingerprint their line recorded (``prints``: :func:`_fingerprints`).
 
     A line without one (an older run) stands while the store exists. The others
     (store deleted, truncated, replaced, written since) are read from their stores.
     """
-    import os
-
-    from .store import store_class
-
     recorded = cols["fingerprint"].to_numpy(dtype=object) if "fingerprint" in cols.columns else None
     jobs = list(row_of)
-    # Plain path strings and the store class's own check: no store object per run (those cost more
-    # than the stats themselves at 10,000 runs).
-    fingerprint_of = store_class(manifest.store).fingerprint_of
-    sweep_dir, name = os.fspath(manifest.path), f"run{store_class(manifest.store).suffix}"
-    paths = [os.path.join(sweep_dir, manifest.jobs[job].run_dir, name) for job in jobs]
-    if len(paths) >= PARALLEL_STAT_MIN_RUNS:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Cold (metadata not cached), each stat waits on the disk: many at once keep it busy. The
-        # calls release the GIL, so threads suffice.
-        size = -(-len(paths) // (4 * STAT_THREADS))  # a few calls per thread: not one future per run
-        with ThreadPoolExecutor(STAT_THREADS) as pool:
-            parts = pool.map(lambda part: [fingerprint_of(path) for path in part],
-                             [paths[i : i + size] for i in range(0, len(paths), size)])  # fmt: skip
-            prints = [p for part in parts for p in part]
-    else:
-        prints = [fingerprint_of(path) for path in paths]
     out = {}
-    for job, now in zip(jobs, prints):
+    for job, now in zip(jobs, prints(jobs)):
         i = row_of[job]
         indexed = recorded[i] if recorded is not None else None
         if now is not None and (indexed is None or indexed != indexed or indexed == now):
@@ -373,7 +422,7 @@ def _light_rows(cols: "pd.DataFrame", jobs: "Sequence[int]") -> Dict[int, Dict[s
 
 
 def _run_frame(
-    manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool
+    manifest: Manifest, metrics: Optional[Sequence[str]], all_params: bool, inputs: "Optional[TableInputs]" = None
 ) -> "Tuple[pd.DataFrame, List[str]]":
     """One row per run: job, params, state, runtime, metric columns, summary values; and notes.
 
@@ -387,9 +436,14 @@ def _run_frame(
 
     from .index import INDEX_FILE, SEP, index_frame, usable_rows
 
-    cols = index_frame(manifest.path)
+    if inputs is not None and Path(inputs.sweep_dir) == Path(manifest.path):  # begun before the manifest was read
+        prints = _fingerprints(manifest, lambda: inputs.early_prints(manifest.store))
+        cols = inputs.index.result()
+    else:
+        prints = _fingerprints(manifest)  # started first: cold, they overlap with reading the index
+        cols = index_frame(manifest.path)
     jobs = manifest.jobs
-    row_of = _unchanged(manifest, cols, usable_rows(cols, [job.submitted for job in jobs]))
+    row_of = _unchanged(cols, usable_rows(cols, [job.submitted for job in jobs]), prints)
     infos, _ = view = backend_view(manifest)
     # Ended runs in the index: their job state from the backend's view and the run's own state,
     # without a record or a JobStatus each (what made a table of 10,000 runs slow).
@@ -481,7 +535,7 @@ def _run_frame(
     data["runtime_s"] = np.array([math.nan if r is None else r for r in runtimes], dtype=np.float64)
     lost = {st.index: st.error or "run data gone" for st in others.values() if st.state == JobState.LOST}
 
-    def selector_values(sel: MetricSelector) -> List[Any]:
+    def selector_values(sel: MetricSelector) -> "np.ndarray":
         if sel.stat == "summary":
             values = from_index(f"s{SEP}{sel.key}")
         elif sel.stat in _COLUMN_STATS:
@@ -503,7 +557,8 @@ def _run_frame(
             values[i] = _value(manifest, JobStatus(index=st.index, state=st.state, job_id=st.job_id,
                                                    overrides=st.overrides, run_dir=st.run_dir, record=record),
                                sel)  # fmt: skip
-        return [math.nan if v is None else v for v in values]
+        values[pd.isna(values)] = math.nan  # in place: a list of 100,000 values cost a copy per column
+        return values
 
     for sel in selectors:
         data[sel.column] = selector_values(sel)
@@ -521,11 +576,11 @@ def _run_frame(
     columns = ["job", *(["trial"] if study_columns else []), *param_keys, "state",
                *(["objective"] if study_columns else []), "runtime_s", *(["code"] if code is not None else []),
                *(sel.column for sel in selectors), *summary_keys]  # fmt: skip
-    frame = pd.DataFrame(data, columns=columns)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v)
-            frame[column] = frame[column].infer_objects()
+    # Every column's type inferred at once (each as Series.infer_objects would), then lists and dicts as
+    # text in the columns still of objects (only those can hold them).
+    frame = pd.DataFrame(data, columns=columns).infer_objects()
+    for column in [c for c in frame.columns if frame[c].dtype == object]:
+        frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, (list, dict)) else v).infer_objects()
     frame.attrs["selectors"] = selectors
     frame.attrs["summary_keys"] = list(summary_keys)
     frame.attrs["lost"] = lost
@@ -547,7 +602,7 @@ def _run_frame(
 
 
 def _study_columns(manifest: Manifest, states: Sequence[Optional[str]], summary: Mapping[str, None],
-                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], List[Any]]
+                   logged: Mapping[str, None], values_of: Callable[[MetricSelector], Any]
                    ) -> Dict[str, List[Any]]:  # fmt: skip
     """A study's ``trial`` (Optuna's trial number) and ``objective`` (what the study was told) columns; {} else.
 

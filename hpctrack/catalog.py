@@ -345,15 +345,9 @@ def _trusted_dir(path: Path, root: Path) -> Optional[str]:
 
 def _open_trusted(path: Path) -> Optional[Any]:
     """``path`` opened for reading when it is a regular file of ours that only we can write; else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except OSError:  # missing, or a symlink (O_NOFOLLOW: ELOOP)
-        return None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & _UNSAFE_MODE:
-        os.close(fd)
-        return None
-    return os.fdopen(fd, "rb")
+    from .safefs import open_trusted
+
+    return open_trusted(path)
 
 
 @dataclass

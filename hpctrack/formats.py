@@ -45,7 +45,7 @@ FORMATS: Tuple[FileFormat, ...] = (
     FileFormat("job.pkl", JOB_VERSION, "header line hpctrack-job <version>", "hpctrack.formats:JOB_VERSION"),
     FileFormat("index.jsonl", 1, "key v of each line", "hpctrack.index:INDEX_VERSION"),
     FileFormat(
-        "index.cache.parquet", 2, "schema metadata hpctrack_index_cache, key version", "hpctrack.index:CACHE_VERSION"
+        "index.cache.parquet", 3, "schema metadata hpctrack_index_cache, key version", "hpctrack.index:CACHE_VERSION"
     ),  # fmt: skip
     FileFormat("run.h5 -> run.<n>.h5", 3, "root attribute format_version", "hpctrack.store:HDF5Store.format_version"),
     FileFormat("run.zarr/", 2, "zarr.json attribute format_version", "hpctrack.store:ZarrStore.format_version"),

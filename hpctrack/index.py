@@ -287,7 +287,7 @@ def rebuild_index(sweep_dir: Path) -> Tuple[int, Dict[int, str]]:
 # that cannot be read or covers more than the file holds (a reindex) is rebuilt.
 
 CACHE_FILE = "index.cache.parquet"
-CACHE_VERSION = 2  # 2: fingerprint, lost and submitted columns; damaged lines in the metadata
+CACHE_VERSION = 3  # 2: fingerprint, lost and submitted columns; damaged lines in the metadata; 3: the index file's id
 SEP = "\x1f"  # between the parts of a column name: param, summary and metric keys are free text
 STATUS_COLUMNS = ("state", "attempt_start", "start_time", "end_time", "runtime_s", "last_step", "attempt",
                    "heartbeat", "heartbeat_interval_s")  # fmt: skip
@@ -421,18 +421,46 @@ def decode_columns(frame: "pd.DataFrame", meta: Mapping[str, Any]) -> "pd.DataFr
 
 
 def _to_parquet(frame: "pd.DataFrame", path: Path, meta: Dict[str, Any]) -> None:
-    atomic_write(path, encode_parquet(frame, b"hpctrack_index_cache", {**meta, "version": CACHE_VERSION}))
+    # A new file replaces the old (or a link planted in its place) whole, never group- or world-writable.
+    atomic_write(path, encode_parquet(frame, _META_KEY, {**meta, "version": CACHE_VERSION}))
 
 
-def _from_parquet(path: Path) -> "Tuple[pd.DataFrame, Dict[str, Any]]":
-    """The cached frame and its metadata: ``covered`` bytes, their ``fingerprint``, ``lines``, ``damaged``."""
+_META_KEY = b"hpctrack_index_cache"
+
+
+def _file_id(fh: Any) -> List[int]:
+    """Which file ``index.jsonl`` is (device, inode): a reindex replaces it with a new one."""
+    st = os.fstat(fh.fileno())
+    return [st.st_dev, st.st_ino]
+
+
+def _read_cache(path: Path) -> "Optional[Tuple[pa.Table, Dict[str, Any]]]":
+    """The cache's table and metadata, or None: missing, unreadable (truncated), of another version,
+    or not a file this user alone could have written (:func:`hpctrack.safefs.open_trusted`)."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
-    if int(meta["version"]) != CACHE_VERSION:
-        raise ValueError("cache version")
-    return decode_columns(table.to_pandas(), meta), meta
+    from .safefs import open_trusted
+
+    fh = open_trusted(path)
+    if fh is None:
+        return None
+    try:
+        with fh:
+            table = pq.ParquetFile(fh).read()  # not pq.read_table: no dataset machinery for one file
+        meta = json.loads((table.schema.metadata or {})[_META_KEY])
+        if int(meta["version"]) != CACHE_VERSION:
+            return None
+        int(meta["covered"]), str(meta["fingerprint"]), int(meta["lines"]), list(meta["damaged"]), list(meta["file"])
+    except Exception:  # not Parquet, cut short, metadata of another shape: rebuilt from the index
+        return None
+    return table, meta
+
+
+def _covers(meta: Mapping[str, Any], file_id: List[int], data: bytes, start: int) -> bool:
+    """Whether a cache with ``meta`` describes the start of this index file (``data`` read from ``start``)."""
+    covered = int(meta["covered"])
+    return (list(meta["file"]) == file_id and start + len(data) >= covered
+            and _fingerprint(data, covered - start) == meta["fingerprint"])  # fmt: skip
 
 
 def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
@@ -447,29 +475,30 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
     path = sweep_dir / INDEX_FILE
     empty = pd.DataFrame({"job": pd.Series([], dtype="int64")})
     cache = sweep_dir / CACHE_FILE
-    frame, covered, lines, damaged = None, 0, 0, []
-    try:
-        frame, meta = _from_parquet(cache)
-        covered, lines, damaged = int(meta["covered"]), int(meta["lines"]), [tuple(d) for d in meta["damaged"]]
-    except Exception:  # no cache, or one from another version: rebuilt below
-        frame, covered, lines, damaged = None, 0, 0, []
+    cached = _read_cache(cache)
+    covered = int(cached[1]["covered"]) if cached is not None else 0
     # With a cache, only the last 4 KiB it covered (its fingerprint) and the lines appended since are
     # read: an index of 100,000 runs is hundreds of MB, which a cold read feels.
     start = max(0, covered - 4096)
     try:
         with open(path, "rb") as fh:
+            file_id = _file_id(fh)
             fh.seek(start)
             data = fh.read()
+            if cached is not None and not _covers(cached[1], file_id, data, start):
+                cached = None  # another file (a reindex), or rewritten in place: start over
+                fh.seek(0)
+                data, start, covered = fh.read(), 0, 0
     except FileNotFoundError:
         empty.attrs["damaged"] = []
         return empty
+    frame, lines, damaged = None, 0, []
+    if cached is not None:
+        meta = cached[1]
+        frame = decode_columns(cached[0].to_pandas(), meta)
+        lines, damaged = int(meta["lines"]), [tuple(d) for d in meta["damaged"]]
     # Only whole lines: a writer may be half-way through its append.
     end = start + data.rfind(b"\n") + 1
-    if frame is not None and (covered > end or _fingerprint(data, covered - start) != meta["fingerprint"]):
-        frame, covered, lines, damaged = None, 0, 0, []  # the index was rewritten (reindex): start over
-        with open(path, "rb") as fh:
-            data, start = fh.read(), 0
-        end = data.rfind(b"\n") + 1
     fast = parse_frame(data[covered - start : end - start])  # None: not only clean lines, or too few to matter
     tail = IndexLines() if fast is not None else parse_lines(data[covered - start : end - start], first_line=lines + 1)
     damaged = damaged + tail.damaged
@@ -483,7 +512,7 @@ def index_frame(sweep_dir: Path, *, write_cache: bool = True) -> "pd.DataFrame":
         frame = pd.concat([frame[~frame["job"].isin(new["job"])], new], ignore_index=True)
     if write_cache and end:
         try:
-            meta = {"covered": end, "fingerprint": _fingerprint(data, end - start),
+            meta = {"covered": end, "fingerprint": _fingerprint(data, end - start), "file": file_id,
                     "lines": lines + data.count(b"\n", covered - start, end - start), "damaged": damaged}  # fmt: skip
             _to_parquet(frame, cache, meta)
         except Exception:  # a read-only sweep, or a value pyarrow cannot store: just no cache
@@ -500,27 +529,26 @@ def index_table(sweep_dir: Path) -> "Optional[pa.Table]":
     None (the caller takes :func:`index_frame`): lines appended since the cache, damaged lines,
     values pyarrow does not hold as they are. Writes nothing.
     """
-    import pyarrow.parquet as pq
-
     from ._index_arrow import parse_table
 
     sweep_dir = Path(sweep_dir)
     try:
         with open(sweep_dir / INDEX_FILE, "rb") as fh:
-            try:
-                table = pq.read_table(sweep_dir / CACHE_FILE)
-                meta = json.loads((table.schema.metadata or {})[b"hpctrack_index_cache"])
-                covered = int(meta["covered"])
-                if int(meta["version"]) != CACHE_VERSION or meta.get("json_columns") or meta.get("damaged"):
-                    return None
-            except Exception:  # no cache, or one of another version: the whole index
+            cached = _read_cache(sweep_dir / CACHE_FILE)
+            if cached is None:  # no cache, or one not to be trusted: the whole index
                 data = fh.read()
                 return parse_table(data) if data.endswith(b"\n") else None
-            fh.seek(max(0, covered - 4096))
+            table, meta = cached
+            if meta.get("json_columns") or meta.get("damaged"):
+                return None
+            covered = int(meta["covered"])
+            start = max(0, covered - 4096)
+            fh.seek(start)
             data = fh.read()
+            file_id = _file_id(fh)
     except FileNotFoundError:
         return None
     # The cache serves only an index with nothing after what it covered (and not rewritten since).
-    if len(data) != covered - max(0, covered - 4096) or _fingerprint(data, len(data)) != meta["fingerprint"]:
+    if start + len(data) != covered or not _covers(meta, file_id, data, start):
         return None
     return table.replace_schema_metadata(None)

@@ -25,7 +25,7 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import BinaryIO, Iterable, Optional, Union
 
 from .errors import ConfigError, UnsafePathError
 
@@ -39,6 +39,7 @@ __all__ = [
     "copy_file",
     "copy_tree",
     "write_file",
+    "open_trusted",
     "check_owner_only",
     "check_tree_owner_only",
     "strip_write_by_others",
@@ -64,6 +65,24 @@ SHARED_FILE_MODE = 0o640
 #: Group and world write bits.
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_trusted(path: PathLike) -> "Optional[BinaryIO]":
+    """``path`` opened for reading when it is a regular file of this user that only they can write; else None.
+
+    How derived caches (the sweep index's columnar cache, the runs catalog) are read: a
+    symlink planted in their place (``O_NOFOLLOW``), another user's file, or one that group
+    or others could have written is never read, and the caller rebuilds and rewrites it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError:  # missing, or a symlink (O_NOFOLLOW: ELOOP)
+        return None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & _OTHERS_WRITE:
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def sha256_file(path: PathLike) -> str:

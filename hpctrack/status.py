@@ -696,11 +696,23 @@ def _recorded_infos(manifest: Manifest) -> Dict[int, Any]:
     from .launch.base import JobInfo
 
     out: Dict[int, Any] = {}
+    # Jobs the scheduler said the same of share one (frozen) JobInfo: 100,000 ended jobs say a few things.
+    shared: Dict[Tuple[Any, ...], Any] = {}
     for job in manifest.jobs:
         said = job.scheduler
         if said and job.job_id and said.get("job_id") == job.job_id and said.get("state") in _STATES:
-            out[job.index] = JobInfo(state=_STATES[said["state"]], ended=True,
-                                     **{k: said.get(k) for k in _INFO_KEYS if k != "state"})  # fmt: skip
+            words = tuple(said.get(k) for k in _INFO_KEYS)
+            try:
+                info = shared.get(words)
+                hashable = True
+            except TypeError:  # a hand-edited value that is not text: this job's own JobInfo
+                info, hashable = None, False
+            if info is None:
+                info = JobInfo(state=_STATES[said["state"]], ended=True,
+                               **{k: said.get(k) for k in _INFO_KEYS if k != "state"})  # fmt: skip
+                if hashable:
+                    shared[words] = info
+            out[job.index] = info
     return out
 
 

@@ -227,11 +227,16 @@ class Sweep:
         row per learning rate with ``n`` and ``val/acc:max mean``/``std``/``count``
         over the seeds; ``group_by=True`` groups by every swept key but the seeds.
         """
+        from . import _prefetch
         from .aggregate import sweep_table
 
-        return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
-                           where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
-                           include_incomplete=include_incomplete, seed_keys=seed_keys)  # fmt: skip
+        inputs = _prefetch.start(self.path)  # the index and run fingerprints, read while the manifest is parsed
+        try:
+            return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
+                               where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
+                               include_incomplete=include_incomplete, seed_keys=seed_keys, inputs=inputs)  # fmt: skip
+        finally:
+            inputs.close()
 
     def reindex(self) -> "tuple[int, Dict[int, str]]":
         """Rebuild the sweep's summary index from its runs: (runs indexed, unreadable job -> error)."""
@@ -322,19 +327,70 @@ def _read_histories(manifest: Manifest, key: str, workers: Optional[int] = None)
     from ._history_worker import history_chunk
 
     indices = [(job.index, job.run_dir) for job in manifest.jobs]
+    hints = _indexed_stats(manifest.path, key)
     n = workers if workers is not None else min(HISTORY_WORKERS_PER_CPU * (os.cpu_count() or 1), 8)
     if n <= 1 or len(indices) < PARALLEL_HISTORY_MIN_RUNS:
-        parts = [history_chunk(str(manifest.path), manifest.store, indices, key)]
+        parts = [history_chunk(str(manifest.path), manifest.store, indices, key, hints)]
     else:
         size = -(-len(indices) // n)
-        parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)])
+        parts = _history_in_workers(manifest, key, [indices[i : i + size] for i in range(0, len(indices), size)],
+                                    hints)  # fmt: skip
+    if len(parts) == 1:
+        return parts[0]
     jobs = [j for part in parts for j in part[0]]
     skipped = {j: why for part in parts for j, why in part[6].items()}
     columns = [np.concatenate([part[i] for part in parts]) for i in range(1, 6)]
     return (jobs, *columns, skipped)
 
 
-def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List["tuple[Any, ...]"]:
+def _indexed_stats(sweep_dir: Path, key: str) -> Dict[int, List[Any]]:
+    """Job -> ``[fingerprint, rows, segments, restarts, format_version]`` of ``key`` from its newest index line.
+
+    What a history reader needs to read a run's rows without its stats (where they end, which
+    attempt wrote them), for the runs whose line recorded a fingerprint: the reader uses it only
+    while the store still has that fingerprint (:meth:`hpctrack.store.Store.read_history_indexed`).
+    Parsed by pyarrow; an index pyarrow does not take whole gives no hints ({}), never an error.
+    """
+    import pyarrow.compute as pc
+
+    from ._index_arrow import read_json_lines
+    from .index import INDEX_FILE, INDEX_VERSION
+
+    try:
+        with open(Path(sweep_dir) / INDEX_FILE, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return {}
+    data = data[: data.rfind(b"\n") + 1]  # whole lines: a writer may be half-way through its append
+    table = read_json_lines(data) if data else None
+    if table is None or not {"job", "fingerprint", "metrics"} <= set(table.column_names):
+        return {}
+    try:
+        if "v" in table.column_names and (pc.max(table["v"]).as_py() or 0) > INDEX_VERSION:
+            return {}  # a newer hpctrack's lines: the stores answer
+        stats = table["metrics"].combine_chunks().field(key)
+        rows = pc.coalesce(stats.field("rows"), stats.field("count")).to_pylist()
+        segments = stats.field("segments").to_pylist()
+    except (KeyError, AttributeError, TypeError, ValueError, NotImplementedError):  # none logged it, odd shapes
+        return {}
+    restarts = table["restarts"].to_pylist() if "restarts" in table.column_names else [None] * len(table)
+    versions = table["format_version"].to_pylist() if "format_version" in table.column_names else [None] * len(table)
+    out: Dict[int, List[Any]] = {}
+    for job, fingerprint, n, seg, steps, version in zip(table["job"].to_pylist(), table["fingerprint"].to_pylist(),
+                                                        rows, segments, restarts, versions):  # fmt: skip
+        if not isinstance(job, int):
+            return {}
+        if isinstance(fingerprint, str) and isinstance(n, int) and version is not None:
+            out[job] = [fingerprint, n, seg if seg is not None else [[1, 0]],
+                        {a: k for a, k in (steps or {}).items() if k is not None}, version]  # fmt: skip
+        else:
+            out.pop(job, None)  # the job's newest line gives no hint
+    return out
+
+
+def _history_in_workers(
+    manifest: Manifest, key: str, chunks: List[Any], hints: Optional[Dict[int, List[Any]]] = None
+) -> List["tuple[Any, ...]"]:
     """:func:`~hpctrack._history_worker.history_chunk` of each chunk in its own ``python -m hpctrack._history_worker`` process."""
     import json
     import subprocess
@@ -343,17 +399,19 @@ def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List
 
     import numpy as np
 
+    from ._history_worker import RESULT_COLUMNS
     from .errors import HpctrackError
 
     with tempfile.TemporaryDirectory(prefix="hpctrack-history-") as tmp:
         procs = []
         for i, chunk in enumerate(chunks):
-            spec, out = Path(tmp) / f"{i}.json", Path(tmp) / f"{i}.npz"
+            spec, out = Path(tmp) / f"{i}.json", Path(tmp) / f"{i}.bin"
+            mine = {str(job): hints[job] for job, _ in chunk if hints and job in hints}
             spec.write_text(json.dumps({"sweep_dir": str(manifest.path), "store": manifest.store, "key": key,
-                                        "items": chunk}))  # fmt: skip
+                                        "items": chunk, "hints": mine}))  # fmt: skip
             procs.append((out, subprocess.Popen([sys.executable, "-m", "hpctrack._history_worker", str(spec), str(out)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))  # fmt: skip
-        parts = []
+        headers = []
         for out, proc in procs:
             _, err = proc.communicate()
             if proc.returncode != 0:
@@ -361,19 +419,37 @@ def _history_in_workers(manifest: Manifest, key: str, chunks: List[Any]) -> List
                 raise HpctrackError(
                     f"reading histories failed: {lines[-1] if lines else f'exit code {proc.returncode}'}"
                 )
-            with np.load(out) as data:
-                parts.append(
-                    (
-                        data["jobs"].tolist(),
-                        data["lengths"],
-                        data["step"],
-                        data["value"],
-                        data["time"],
-                        data["attempt"],
-                        {int(k): v for k, v in json.loads(str(data["skipped"])).items()},
-                    )
-                )
-        return parts
+            with open(out, "rb") as fh:
+                headers.append(json.loads(fh.readline()))
+        # Every worker's columns read straight into one array per column (10 M points: no concatenation).
+        total = sum(int(h["points"]) for h in headers)
+        columns = {name: np.empty(total, dtype=dtype) for name, dtype in RESULT_COLUMNS if name != "lengths"}
+        jobs: List[int] = []
+        lengths = []
+        skipped: Dict[int, str] = {}
+        at = 0
+        for (out, _), header in zip(procs, headers):
+            points = int(header["points"])
+            with open(out, "rb") as fh:
+                fh.readline()
+                lengths.append(_read_exactly(fh, np.empty(len(header["jobs"]), dtype=np.int64)))
+                for name, _ in RESULT_COLUMNS[1:]:
+                    _read_exactly(fh, columns[name][at : at + points])
+            at += points
+            jobs += header["jobs"]
+            skipped.update({int(k): v for k, v in header["skipped"].items()})
+        return [(jobs, np.concatenate(lengths) if lengths else np.empty(0, np.int64), columns["step"],
+                 columns["value"], columns["time"], columns["attempt"], skipped)]  # fmt: skip
+
+
+def _read_exactly(fh: Any, into: "Any") -> Any:
+    """Fill the array ``into`` from ``fh`` (a worker's result file); a short file is an error."""
+    from .errors import HpctrackError
+
+    view = memoryview(into).cast("B")
+    if fh.readinto(view) != len(view):
+        raise HpctrackError(f"reading histories failed: {fh.name} ends early")
+    return into
 
 
 def _lost_without_store(manifest: Manifest, seen: "set[int]") -> Dict[int, str]:

@@ -41,13 +41,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import FormatVersionError, RunNotFoundError, StoreError
 from ..locking import DEFAULT_LOCK_TIMEOUT_S, lock
@@ -184,6 +185,24 @@ def _read_fapl() -> Any:
         fapl.set_file_locking(False, True)
         _FAPL.append(fapl)
     return _FAPL[0]
+
+
+def _read_rows(fid: Any, name: str, rows: int) -> "np.ndarray":
+    """The first ``rows`` rows of dataset ``metrics/<name>`` of an open file (h5py's low-level API)."""
+    import numpy as np
+    from h5py import h5d, h5s
+
+    did = h5d.open(fid, f"metrics/{name}".encode())
+    if did.shape[0] < rows:
+        raise ValueError(f"{name}: {did.shape[0]} rows stored, {rows} committed")
+    data = np.empty(rows, dtype=did.dtype)
+    if rows and did.shape[0] == rows:  # the usual case: the whole dataset, no selection to build
+        did.read(h5s.ALL, h5s.ALL, data)
+    elif rows:
+        space = did.get_space()
+        space.select_hyperslab((0,), (rows,))  # never past the commit mark
+        did.read(h5s.create_simple((rows,)), space, data)
+    return data
 
 
 def _sig(path: Path) -> _Sig:
@@ -536,6 +555,34 @@ class HDF5Store(Store):
                 return None
         return f"{target}:{st.st_size}:{st.st_mtime_ns}"
 
+    @classmethod
+    def fingerprints_of(cls, base: str, paths: Sequence[str]) -> List[Optional[str]]:
+        """:meth:`fingerprint_of` of each path, the paths resolved from one open ``base`` (``dir_fd``)."""
+        try:
+            fd = os.open(base, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return [cls.fingerprint_of(os.path.join(base, path)) for path in paths]
+        out: List[Optional[str]] = []
+        sep = os.sep
+        try:
+            for path in paths:
+                try:
+                    target = os.readlink(path, dir_fd=fd)
+                    # the copy beside the link (string operations: os.path costs more than the stat, warm)
+                    copy = target if target.startswith(sep) else path[: path.rfind(sep) + 1] + target
+                    st = os.stat(copy, dir_fd=fd)
+                except OSError:
+                    try:
+                        st = os.stat(path, dir_fd=fd)  # format 1: a plain file
+                        target = os.path.basename(path)
+                    except OSError:
+                        out.append(None)
+                        continue
+                out.append(f"{target}:{st.st_size}:{st.st_mtime_ns}")
+        finally:
+            os.close(fd)
+        return out
+
     def read(self) -> RunRecord:
         def read_file(f: "h5py.File") -> Tuple[int, Dict[str, Any], Tuple[Dict[str, MetricStats], Dict[int, int]]]:
             secs: Dict[str, Any] = {}
@@ -593,15 +640,7 @@ class HDF5Store(Store):
                 if entry is None:
                     return None  # never logged: the high-level path raises KeyError
                 stats = MetricStats.from_json(entry)
-                did = h5d.open(fid, f"metrics/{name}".encode())
-                rows = stats.stored_rows
-                data = np.empty(rows, dtype=did.dtype)
-                if rows and did.shape[0] == rows:  # the usual case: the whole dataset, no selection to build
-                    did.read(h5s.ALL, h5s.ALL, data)
-                elif rows:
-                    space = did.get_space()
-                    space.select_hyperslab((0,), (rows,))  # never past the commit mark
-                    did.read(h5s.create_simple((rows,)), space, data)
+                data = _read_rows(fid, name, stats.stored_rows)
             finally:
                 fid.close()
             if os.readlink(path) != target:
@@ -610,6 +649,36 @@ class HDF5Store(Store):
             return None
         restarts = {int(a): int(k) for a, k in meta.get("restarts", {}).items()}
         return history_of(key, {c: data[c] for c in ("step", "value", "time")}, stats, restarts, raw)
+
+    def read_history_indexed(
+        self, key: str, fingerprint: str, rows: int, segments: Any, restarts: Mapping[str, Any], format_version: int
+    ) -> Optional[MetricHistory]:
+        """The metric's rows alone, from the copy the index line's fingerprint names (no ``stats`` read)."""
+        from h5py import h5f
+
+        try:
+            if int(format_version) != self.format_version:
+                return None
+            # Only what a history takes from the stats: where the rows end and which attempt wrote them.
+            known = MetricStats(count=int(rows), last=math.nan, last_step=-1, min=math.nan, max=math.nan,
+                                rows=int(rows), segments=tuple((int(a), int(r)) for a, r in segments))  # fmt: skip
+            steps_of = {int(a): int(k) for a, k in restarts.items()}
+            path = os.fspath(self.path)
+            target = os.readlink(path)
+            copy = os.path.join(os.path.dirname(path), target)
+            st = os.stat(copy)
+            if f"{target}:{st.st_size}:{st.st_mtime_ns}" != fingerprint:
+                return None  # written since the line (or replaced): the line does not describe it
+            fid = h5f.open(os.fsencode(copy), h5f.ACC_RDONLY, fapl=_read_fapl())
+            try:
+                data = _read_rows(fid, _dataset_name(key), known.stored_rows)
+            finally:
+                fid.close()
+            if os.readlink(path) != target:
+                return None  # a commit landed during the read
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return history_of(key, {c: data[c] for c in ("step", "value", "time")}, known, steps_of, False)
 
     def _read(self, read_file: Callable[["h5py.File"], T]) -> T:
         """``read_file`` applied to the current copy, retried until no commit overlapped it."""

@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,6 +436,15 @@ class Store(abc.ABC):
         """
         return cls(Path(path)).fingerprint()
 
+    @classmethod
+    def fingerprints_of(cls, base: str, paths: Sequence[str]) -> List[Optional[str]]:
+        """:meth:`fingerprint_of` of each of ``paths`` (relative to the directory ``base``), in order.
+
+        A table of 100,000 runs checks 100,000 stores; backends may override this to resolve the
+        paths from one open directory (``dir_fd``) instead of walking ``base`` again per store.
+        """
+        return [cls.fingerprint_of(os.path.join(base, path)) for path in paths]
+
     def write(
         self,
         *,
@@ -570,6 +580,20 @@ class Store(abc.ABC):
         KeyError
             The run never logged ``key``.
         """
+
+    def read_history_indexed(
+        self, key: str, fingerprint: str, rows: int, segments: Any, restarts: Mapping[str, Any], format_version: int
+    ) -> Optional[MetricHistory]:
+        """:meth:`read_history` of ``key`` told where its rows end by the sweep's index, or None.
+
+        ``fingerprint``, ``rows`` (the metric's stored rows), ``segments`` (its attempts'
+        ``[attempt, first row]``), ``restarts`` and ``format_version`` are what the run's index
+        line recorded. A backend that can read the rows alone uses them only while the store
+        still has that fingerprint (the line then describes it exactly), and skips reading the
+        stats from the store. None: not used (another fingerprint, anything unusual, or a
+        backend that does not do this); the caller then calls :meth:`read_history`.
+        """
+        return None
 
     def exists(self) -> bool:
         return self.path.exists()

@@ -425,6 +425,20 @@ class StoreTests(abc.ABC):
         missing = self.open(tmp_path / "elsewhere")
         assert type(store).fingerprint_of(os.fspath(missing.path)) is None
 
+    def test_fingerprints_of_paths_under_a_directory_say_what_fingerprint_of_says(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        """Tables check many runs at once (``fingerprints_of``): each answer is that store's ``fingerprint_of``."""
+        store.write(metrics=batch("loss", [0, 1], [1.0, 0.5]), sections={"status": {"state": "running"}})
+        (tmp_path / "b" / "run").mkdir(parents=True)
+        other = self.open(tmp_path / "b" / "run")
+        other.write(metrics=batch("loss", [0], [2.0]))
+        missing = self.open(tmp_path / "c" / "run")
+        base = os.fspath(tmp_path)
+        paths = [os.path.relpath(os.fspath(s.path), base) for s in (store, missing, other)]
+        assert type(store).fingerprints_of(base, paths) == [store.fingerprint(), None, other.fingerprint()]
+        assert type(store).fingerprints_of(os.fspath(tmp_path / "nodir"), paths) == [None, None, None]
+
     def test_missing_run(self, tmp_path: Path) -> None:
         st = self.open(tmp_path / "nodir")
         with pytest.raises(RunNotFoundError, match=st.path.name):

@@ -104,3 +104,77 @@ def test_export_formats_round_trip(tmp_path, fmt):
 def test_parquet_needs_a_file(tmp_path):
     with pytest.raises(ConfigError, match="-o FILE"):
         export_table(sweep_table(_sweep(tmp_path)), "parquet")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_indexed_runs_whose_store_changed_or_went_are_read_or_lost_with_fingerprints_from_threads(
+    tmp_path, monkeypatch, parallel
+):
+    """The fingerprints of many runs are taken from threads while the index is read: same table as one by one."""
+    import os
+
+    from synthetic import index_runs, make_sweep, write_run
+
+    import hpctrack.aggregate as aggregate
+
+    monkeypatch.setattr(aggregate, "PARALLEL_STAT_MIN_RUNS", 10 if parallel else 10**9)
+    manifest = make_sweep(tmp_path, 40)
+    for i in range(40):
+        write_run(manifest, i)
+    index_runs(manifest, range(40))
+    for name in os.listdir(manifest.run_path(3)):  # run 3's store deleted after it was indexed
+        if name.startswith("run"):
+            os.unlink(manifest.run_path(3) / name)
+    write_run(manifest, 7, summary={"final": -1.0})  # run 7's store written since its line: its line is stale
+    frame = sweep_table(manifest).set_index("job")
+    assert frame.at[3, "state"] == "LOST" and 3 in frame.attrs["lost"]
+    assert frame.at[7, "final"] == -1.0
+    assert frame.drop(index=[3, 7])["final"].tolist() == [10.0 * i for i in range(40) if i not in (3, 7)]
+    assert (frame.drop(index=[3])["state"] == "COMPLETED").all()
+
+
+def test_fingerprints_from_a_child_process_give_the_table_of_the_stores(tmp_path, monkeypatch):
+    """A large sweep's fingerprints are taken by a child before the manifest is read: same table, same LOST."""
+    import os
+
+    from synthetic import index_runs, make_sweep, write_run
+
+    import hpctrack._prefetch as prefetch
+    from hpctrack.sweep import Sweep
+
+    manifest = make_sweep(tmp_path, 30)
+    for i in range(30):
+        write_run(manifest, i)
+    index_runs(manifest, range(30))
+    for name in os.listdir(manifest.run_path(3)):  # run 3's store deleted after it was indexed
+        if name.startswith("run"):
+            os.unlink(manifest.run_path(3) / name)
+    write_run(manifest, 7, summary={"final": -1.0})  # run 7 written since its line
+    expected = Sweep(manifest.path).table()  # a small sweep: no child
+    answers = []
+    real = prefetch.TableInputs.early_prints
+
+    def spied(self, store):
+        answers.append(real(self, store))
+        return answers[-1]
+
+    monkeypatch.setattr(prefetch, "EARLY_PRINTS_MIN_MANIFEST_BYTES", 0)
+    monkeypatch.setattr(prefetch.TableInputs, "early_prints", spied)
+    frame = Sweep(manifest.path).table()
+    assert answers and answers[0] is not None and len(answers[0]) == 30 and answers[0]["3"] is None
+    pd.testing.assert_frame_equal(frame, expected)
+    assert frame.set_index("job").at[3, "state"] == "LOST" and frame.set_index("job").at[7, "final"] == -1.0
+
+
+def test_a_child_whose_answer_is_not_taken_is_stopped(tmp_path, monkeypatch):
+    from synthetic import make_sweep
+
+    import hpctrack._prefetch as prefetch
+
+    manifest = make_sweep(tmp_path, 3)
+    monkeypatch.setattr(prefetch, "EARLY_PRINTS_MIN_MANIFEST_BYTES", 0)
+    inputs = prefetch.start(manifest.path)
+    assert inputs.child is not None and inputs.store == "hdf5"
+    assert inputs.early_prints("zarr") is None  # fingerprints of another store kind are never used
+    inputs.close()
+    assert inputs.child.returncode is not None

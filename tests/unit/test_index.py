@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from hpctrack.index import CACHE_FILE, INDEX_FILE, SEP, append_rows, index_frame, read_index
 
@@ -55,3 +56,115 @@ def test_mixed_param_types_and_torn_lines(tmp_path: Path) -> None:
 
 def test_no_index_gives_an_empty_frame(tmp_path: Path) -> None:
     assert len(index_frame(tmp_path)) == 0 and not (tmp_path / CACHE_FILE).exists()
+
+
+# -- the cache is derived data that is trusted only when it is ours and current -----------------------
+
+
+def _cached_acc(tmp_path: Path) -> list:
+    return index_frame(tmp_path).set_index("job").sort_index()[f"s{SEP}acc"].tolist()
+
+
+def _forged_cache(tmp_path: Path, where: Path) -> None:
+    """A cache that covers ``tmp_path``'s index exactly but says acc = 99 for every run, written at ``where``."""
+    import tempfile
+
+    from hpctrack.index import index_table
+
+    other = Path(tempfile.mkdtemp(dir=tmp_path))
+    (other / INDEX_FILE).write_bytes((tmp_path / INDEX_FILE).read_bytes())
+    index_frame(other)  # its cache covers the same bytes
+    table = index_table(other)
+    assert table is not None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    column = table.schema.get_field_index(f"s{SEP}acc")
+    forged = table.set_column(column, f"s{SEP}acc", pa.array([99.0] * len(table)))
+    meta = pq.read_schema(other / CACHE_FILE).metadata
+    pq.write_table(forged.replace_schema_metadata(meta), where)
+
+
+def test_a_symlink_planted_as_the_cache_is_ignored_and_replaced(tmp_path: Path) -> None:
+    import os
+
+    append_rows(tmp_path, [_row(j) for j in range(3)])
+    _forged_cache(tmp_path, tmp_path / "forged.parquet")
+    os.symlink(tmp_path / "forged.parquet", tmp_path / CACHE_FILE)
+    assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+    assert not (tmp_path / CACHE_FILE).is_symlink() and (tmp_path / CACHE_FILE).is_file()
+    assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+
+
+def test_a_cache_of_another_user_or_writable_by_others_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    import os
+
+    append_rows(tmp_path, [_row(j) for j in range(3)])
+    cache = tmp_path / CACHE_FILE
+    _forged_cache(tmp_path, cache)
+    os.chmod(cache, 0o664)  # group-writable: anyone in the group could have written it
+    assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+    assert os.stat(cache).st_mode & 0o022 == 0
+    if os.getuid() == 0:  # another user's file: only root can make one here
+        os.unlink(cache)
+        _forged_cache(tmp_path, tmp_path / "forged2.parquet")
+        os.replace(tmp_path / "forged2.parquet", cache)
+        os.chown(cache, 12345, 12345)
+        assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+        assert os.stat(cache).st_uid == os.getuid()
+
+
+def test_a_truncated_cache_is_ignored_and_rebuilt(tmp_path: Path) -> None:
+    append_rows(tmp_path, [_row(j) for j in range(3)])
+    index_frame(tmp_path)
+    cache = tmp_path / CACHE_FILE
+    cache.write_bytes(cache.read_bytes()[: len(cache.read_bytes()) // 2])
+    assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+    assert _cached_acc(tmp_path) == [0.5, 1.5, 2.5]
+
+
+def test_an_index_rewritten_with_the_same_length_and_tail_is_not_served_from_the_old_cache(tmp_path: Path) -> None:
+    from hpctrack.locking import atomic_write
+
+    rows = [_row(j) for j in range(200)]  # the last 4 KiB: the last runs' lines
+    append_rows(tmp_path, rows)
+    assert _cached_acc(tmp_path)[0] == 0.5
+    # A reindex rewrites the file (a new file): run 0's line changed, same length, same last 4 KiB.
+    rows[0] = {**rows[0], "summary": {"acc": 0.7}}
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    assert len(text) == (tmp_path / INDEX_FILE).stat().st_size
+    atomic_write(tmp_path / INDEX_FILE, text)
+    assert _cached_acc(tmp_path)[0] == 0.7
+
+
+def _append_many(sweep_dir: str, first: int, n: int) -> None:
+    for j in range(first, first + n):
+        append_rows(Path(sweep_dir), [_row(j)])
+
+
+def _read_many(sweep_dir: str, rounds: int, out: "Any") -> None:
+    seen = []
+    for _ in range(rounds):
+        frame = index_frame(Path(sweep_dir)).set_index("job")
+        # every run shown is shown with its own line's values, whichever cache or tail it came from
+        seen.append(all(frame.at[j, f"s{SEP}acc"] == 0.5 + j for j in frame.index))
+    out.put(all(seen))
+
+
+def test_concurrent_appends_and_cache_rewrites_lose_nothing_and_mix_nothing(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    writers = [ctx.Process(target=_append_many, args=(str(tmp_path), 100 * w, 60)) for w in range(4)]
+    readers = [ctx.Process(target=_read_many, args=(str(tmp_path), 25, out)) for _ in range(2)]
+    for p in writers + readers:
+        p.start()
+    for p in writers + readers:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    assert [out.get(timeout=10) for _ in readers] == [True, True]
+    frame = index_frame(tmp_path).set_index("job").sort_index()
+    expected = sorted(100 * w + j for w in range(4) for j in range(60))
+    assert frame.index.tolist() == expected == sorted(read_index(tmp_path))
+    assert frame[f"s{SEP}acc"].tolist() == [0.5 + j for j in expected]

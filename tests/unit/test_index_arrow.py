@@ -104,3 +104,27 @@ def test_anything_unusual_goes_line_by_line(bad: bytes) -> None:
 
 def test_small_data_goes_line_by_line() -> None:
     assert parse_frame(_data([_line(1)])) is None
+
+
+def test_blocks_parsed_on_every_core_match_the_line_by_line_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hpctrack._index_arrow as arrow
+
+    monkeypatch.setattr(arrow, "BLOCK_BYTES", 4096)  # many blocks, each inferring its own types
+    rows = [_line(j) for j in range(300)]
+    data = _data(rows)
+    assert len(data) > 10 * arrow.BLOCK_BYTES
+    fast = parse_frame(data)
+    assert fast is not None
+    _same(fast, _slow(data))
+
+
+def test_a_key_that_changes_kind_between_blocks_is_parsed_as_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hpctrack._index_arrow as arrow
+
+    monkeypatch.setattr(arrow, "BLOCK_BYTES", 4096)
+    # "note" is null in the first blocks' lines and text in the last: per block, pyarrow infers null then text.
+    rows = [_line(j, summary={"test/acc": j / 1000, "note": None if j < 250 else f"n{j}"}) for j in range(300)]
+    data = _data(rows)
+    fast = parse_frame(data)
+    assert fast is not None
+    _same(fast, _slow(data))

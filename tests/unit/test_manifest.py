@@ -118,3 +118,36 @@ def test_a_drawn_id_that_clashes_is_drawn_again(tmp_path, monkeypatch):
         tmp_path, Manifest(id=manifest_module.new_sweep_id(), created=time.time(), backend="direct", store="hdf5")
     )
     assert fresh.id == "20260101-000000-bbbb" and load_manifest(taken.path).id == taken.id
+
+
+def _job_json(i):
+    return {"index": i, "overrides": [f"x={i}"], "run_dir": f"runs/{i}", "state": "COMPLETED", "job_id": f"7_{i}",
+            "submitted": 1.0, "ended": 2.0, "exit_code": None, "error": None, "cancelled": None, "stdout": None,
+            "stderr": None, "history": [], "resources": {}, "code": {}, "process": {},
+            "scheduler": {"job_id": f"7_{i}", "state": "COMPLETED"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", [
+    None,
+    ("index", 7), ("index", True), ("index", "3"), ("state", "BOGUS"), ("state", 3), ("run_dir", "/abs"),
+    ("run_dir", "runs/../../x"), ("run_dir", "runs/a..b"), ("run_dir", 5), ("submitted", True), ("submitted", "1"),
+    ("exit_code", 1.5), ("history", {}), ("scheduler", []), ("overrides", "x=1"), ("unknown_key", object),
+    ("error", 3), ("job_id", 12), ("ended", None),
+    "not a dict", "no run_dir",
+])  # fmt: skip
+def test_the_bulk_check_of_many_jobs_finds_what_the_job_by_job_walk_finds(damage, monkeypatch):
+    import hpctrack.manifest as manifest_module
+    from hpctrack.manifest import manifest_problem
+
+    jobs = [_job_json(i) for i in range(3000)]
+    if isinstance(damage, tuple):
+        jobs[2900][damage[0]] = damage[1] if damage[1] is not object else "kept"
+    elif damage == "not a dict":
+        jobs[2900] = ["x"]
+    elif damage == "no run_dir":
+        del jobs[2900]["run_dir"]
+    data = {"format_version": 2, "id": "s", "created": 1.0, "backend": "slurm", "store": "hdf5", "jobs": jobs}
+    bulk = manifest_problem(data)
+    monkeypatch.setattr(manifest_module, "_jobs_look_whole", lambda jobs: False)  # the walk alone
+    assert bulk == manifest_problem(data)
+    assert (bulk is None) == (damage in (None, ("unknown_key", object), ("ended", None), ("run_dir", "runs/a..b")))
