@@ -813,6 +813,23 @@ def recorded_states(manifest: Manifest) -> Tuple[List[JobState], int]:
         if end is not None:
             states.append(_pruned(job, _end_state(end), None)[0])
             continue
+        if job.state != JobState.RUNNING and _writing(manifest.run_path(job.index), job.job_id):
+            states.append(JobState.RUNNING)  # its run has a live writer: the job runs, whatever was last seen
+            continue
         states.append(job.state)
         unconfirmed += 0 if confirmed else 1
     return states, unconfirmed
+
+
+def _writing(run_dir: Path, job_id: Optional[str]) -> bool:
+    """Whether the run has a live writer (a fresh lease) of this submission of the job."""
+    from .locking import WRITER_LEASE_FILE, writer_state
+
+    if not (run_dir / WRITER_LEASE_FILE).exists():  # the usual case for a queued job: one stat
+        return False
+    writer = writer_state(run_dir)
+    if writer is None or not writer.presumed_alive:
+        return False
+    # A lease of an earlier submission's process (a requeue since) is not this one's; a packed task's
+    # runs carry the task's id, which the job's is too.
+    return writer.job_id is None or job_id is None or writer.job_id == job_id

@@ -273,3 +273,25 @@ def test_purge_by_a_name_a_live_and_a_trashed_sweep_share_deletes_neither(hpctra
     assert older.path.is_dir() and (hpctrack_root / "trash" / newer.path.name).is_dir()  # nothing deleted
     run_cli("rm", "--purge", newer.path.name, check=True)
     assert not (hpctrack_root / "trash" / newer.path.name).exists() and older.path.is_dir()
+
+
+def test_ls_shows_a_job_whose_run_has_a_live_writer_as_running(hpctrack_root):
+    """A SLURM job the manifest last saw queued, whose run is writing (its writer lease is held and fresh):
+    `ls` said PENDING ("unconfirmed") while `status` said RUNNING."""
+    from hpctrack.locking import WriterLease
+
+    manifest = make_sweep(hpctrack_root, 3, backend="slurm", state=JobState.PENDING, sweep_id="20260101-000000-aaaa",
+                          job_ids=["77_0", "77_1", "77_2"])  # fmt: skip
+    manifest.run_path(1).mkdir(parents=True, exist_ok=True)
+    lease = WriterLease(manifest.run_path(1)).acquire()
+    try:
+        (row,) = _ls()
+        assert _nonzero(row["states"]) == {"PENDING": 2, "RUNNING": 1} and row["unconfirmed"] == 2, row
+    finally:
+        lease.release()
+    (row,) = _ls()
+    assert _nonzero(row["states"]) == {"PENDING": 3}, row  # the writer is gone: nothing on disk says more
+
+
+def _nonzero(states: dict) -> dict:
+    return {k: v for k, v in states.items() if v}
