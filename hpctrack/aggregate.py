@@ -229,6 +229,10 @@ def sweep_table(
     value_columns = [sel.column for sel in selectors] + list(summary_keys) + \
         (["objective"] if "objective" in frame.columns and manifest.study else [])  # fmt: skip
     if group_by is not None and group_by is not False:
+        unknown = [k for k in seed_keys if k not in manifest.swept_keys]
+        if group_by is True and unknown and tuple(seed_keys) != DEFAULT_SEED_KEYS:
+            raise ConfigError(f"seed key {unknown[0]!r} is not a swept param of the sweep; swept: "
+                              f"{', '.join(manifest.swept_keys) or 'none'} (--seed-keys)")  # fmt: skip
         keys = [k for k in manifest.swept_keys if k not in seed_keys] if group_by is True else list(group_by)
         frame, note = group_table(frame, keys, value_columns, agg or DEFAULT_AGGREGATIONS, include_incomplete)
         notes += [note] if note else []

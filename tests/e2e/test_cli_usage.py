@@ -143,3 +143,10 @@ def test_grouped_cells_without_a_spread_show_the_mean_alone(hpctrack_root):
     assert "±" not in "".join(out.splitlines()[1:]) and "* best" in out, out  # header keeps "(mean ± std)"
     one = run_cli("table", "single", "--grouped", "-m", "loss:min", check=True).stdout
     assert "* best" not in one, one
+
+
+def test_a_seed_key_the_sweep_does_not_sweep_is_refused(ended):
+    """`--grouped --seed-keys sed` grouped by the seed too (one run per group) without a word."""
+    proc = run_cli("table", "usage", "--grouped", "--seed-keys", "sed")
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 1 and len(lines) == 1 and "seed key 'sed'" in lines[0] and "x" in lines[0], proc.stderr
