@@ -1,0 +1,70 @@
+"""The config files a packed task's jobs compose from: parsed once while a file stays the same file,
+read again as soon as it is another (edited, replaced, or modified too recently to tell)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hydra.plugins.config_source import ConfigLoadError
+from omegaconf import OmegaConf
+
+from hydra_plugins.hpctrack_launcher import _compose
+
+
+def _write(path: Path, text: str, age_s: float = 3600) -> None:
+    path.write_text(text)
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reads():
+    _compose._PARSED.clear()
+    yield
+    _compose._PARSED.clear()
+
+
+def test_a_settled_file_is_parsed_once_and_each_load_gets_a_config_of_its_own(tmp_path):
+    path = tmp_path / "a.yaml"
+    _write(path, "# @package _global_\nlr: 0.1\nnested: {k: [1, 2]}\n")
+    first, second = _compose._parsed(str(path), str(path)), _compose._parsed(str(path), str(path))
+    assert second is first  # not read again
+    assert first.header["package"] == "_global_"
+    one, two = first.config(), second.config()
+    one.nested.k.append(3)  # composing changes what it merges: never the next job's
+    assert OmegaConf.to_container(two) == {"lr": 0.1, "nested": {"k": [1, 2]}}
+
+
+def test_an_edit_of_the_same_size_with_an_old_modification_time_is_read_again(tmp_path):
+    path = tmp_path / "a.yaml"
+    _write(path, "v: 1\n")
+    assert _compose._parsed(str(path), str(path)).config().v == 1
+    _write(path, "v: 2\n")  # same size, and the same kind of old mtime: the change time still differs
+    assert _compose._parsed(str(path), str(path)).config().v == 2
+
+
+def test_a_file_replaced_by_another_is_read_again(tmp_path):
+    path, other = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    _write(path, "v: 1\n")
+    _write(other, "v: 3\n")
+    first = _compose._parsed(str(path), str(path))
+    st = os.stat(path)
+    os.replace(other, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old file's times
+    assert _compose._parsed(str(path), str(path)).config().v == 3 and first.config().v == 1
+
+
+def test_a_file_modified_moments_ago_is_never_kept(tmp_path):
+    path = tmp_path / "a.yaml"
+    _write(path, "v: 1\n", age_s=0)
+    first = _compose._parsed(str(path), str(path))
+    assert _compose._parsed(str(path), str(path)) is not first  # a second write in the same clock tick could hide
+    assert str(path) not in _compose._PARSED
+
+
+def test_a_missing_file_fails_as_hydra_says_it(tmp_path):
+    with pytest.raises(ConfigLoadError, match="Config not found : .*missing.yaml"):
+        _compose._parsed(str(tmp_path / "missing.yaml"), str(tmp_path / "missing.yaml"))
