@@ -102,7 +102,6 @@ class HydraJob:
         return nums[index] if nums else self.initial_job_idx + index
 
     def __call__(self, index: int) -> Any:
-        from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import run_job, setup_globals
 
         from hpctrack.run import current_run
@@ -132,7 +131,7 @@ class HydraJob:
                     sweep_config.hydra.job.chdir = True
         if run is not None:
             _remove_return(run.run_dir)  # an earlier attempt's, never taken for this one's
-        HydraConfig.instance().set_config(sweep_config)
+        # run_job makes the job's config Hydra's own (HydraConfig.set_config) first thing: not done here too
         ret = run_job(
             hydra_context=context,
             task_function=_recording_outputs(self.task_function),
