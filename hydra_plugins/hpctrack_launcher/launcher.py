@@ -102,9 +102,11 @@ class HydraJob:
         return nums[index] if nums else self.initial_job_idx + index
 
     def __call__(self, index: int) -> Any:
-        from hydra.core.utils import run_job, setup_globals
+        from hydra.core.utils import setup_globals
 
         from hpctrack.run import current_run
+
+        from ._job import run_job
 
         _set_singletons(self.singleton_state)
         setup_globals()
@@ -131,7 +133,8 @@ class HydraJob:
                     sweep_config.hydra.job.chdir = True
         if run is not None:
             _remove_return(run.run_dir)  # an earlier attempt's, never taken for this one's
-        # run_job makes the job's config Hydra's own (HydraConfig.set_config) first thing: not done here too
+        # Hydra's run_job: the job's config becomes Hydra's own (HydraConfig) first thing, its record
+        # (.hydra/*.yaml) is written with secrets masked
         ret = run_job(
             hydra_context=context,
             task_function=_recording_outputs(self.task_function),
@@ -169,15 +172,11 @@ _PLUGINS_FOUND_WITH: Dict[str, Any] = {}
 
 
 def _recording_outputs(task_function: TaskFunction) -> TaskFunction:
-    """The task, first masking secrets in what Hydra just recorded of the job (``.hydra/*.yaml``) and
-    linking the job's Hydra output directory and its run both ways."""
+    """The task, first linking the job's Hydra output directory and its run both ways."""
     import functools
 
     @functools.wraps(task_function)
     def task(cfg: DictConfig) -> Any:
-        from hpctrack._start import mask_hydra_outputs
-
-        mask_hydra_outputs()
         _link_output_dir()
         return task_function(cfg)
 

@@ -68,3 +68,15 @@ def test_a_file_modified_moments_ago_is_never_kept(tmp_path):
 def test_a_missing_file_fails_as_hydra_says_it(tmp_path):
     with pytest.raises(ConfigLoadError, match="Config not found : .*missing.yaml"):
         _compose._parsed(str(tmp_path / "missing.yaml"), str(tmp_path / "missing.yaml"))
+
+
+def test_a_jobs_hydra_record_is_hydras_own_rendering_with_only_secret_values_masked():
+    from hydra_plugins.hpctrack_launcher._job import _masked_yaml
+
+    plain = OmegaConf.create({"lr": 0.1, "name": "on", "n": "1", "sweep": {"dir": "${now:%H}", "items": [1, "x"]}})
+    assert _masked_yaml(plain) == OmegaConf.to_yaml(plain)
+    secret = OmegaConf.create({"db": {"password": "hunter2", "host": "h", "env": "${oc.env:PW}"}, "lr": 0.1})
+    text = _masked_yaml(secret)
+    assert "hunter2" not in text
+    assert OmegaConf.to_container(OmegaConf.create(text)) == {"db": {"password": "***", "host": "h",
+                                                                     "env": "${oc.env:PW}"}, "lr": 0.1}  # fmt: skip

@@ -1,0 +1,155 @@
+"""Running one job's task as Hydra's ``run_job`` (``hydra.core.utils``, Hydra 1.3) does, for less.
+
+The steps are Hydra's, in Hydra's order: the job's config becomes Hydra's own
+(``HydraConfig``), its output directory is made (and entered when
+``hydra.job.chdir``), logging is configured, ``.hydra/{config,hydra,overrides}.yaml``
+are written, ``hydra.job.env_set`` is applied, the callbacks and the task run, and
+Hydra's config and the working directory are restored. Two things differ:
+
+- Hydra copies the job's Hydra config three times (``HydraConfig.set_config``
+  before and after the output directory is known, and once more for the
+  ``JobReturn``); here it is copied once, the output directory set in the copy,
+  and the ``JobReturn`` holds that copy (nothing changes it: the next job's
+  config replaces it as a whole);
+- ``.hydra/*.yaml`` are written with secret values already masked
+  (:func:`hpctrack.secrets.mask_mapping`), instead of being written with the real
+  values and then read back and rewritten: the secret never reaches the disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra import version
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobRuntime, JobStatus, _flush_loggers, configure_log, env_override
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+__all__ = ["run_job"]
+
+
+def _masked_yaml(cfg: Any) -> str:
+    """``OmegaConf.to_yaml(cfg)``, with the values of secret keys masked."""
+    import yaml
+    from omegaconf._utils import get_omega_conf_dumper
+
+    from hpctrack.secrets import mask_mapping
+
+    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    return yaml.dump(mask_mapping(container), default_flow_style=False, allow_unicode=True, sort_keys=False,
+                     Dumper=get_omega_conf_dumper())  # fmt: skip
+
+
+def _save_config(cfg: Any, filename: str, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(str(output_dir / filename), "w", encoding="utf-8") as file:
+        file.write(_masked_yaml(cfg))
+
+
+def _set_output_dir(cfg: DictConfig, output_dir: str) -> None:
+    with read_write(cfg.hydra.runtime):
+        with open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = output_dir
+
+
+def run_job(
+    task_function: TaskFunction,
+    config: DictConfig,
+    job_dir_key: str,
+    job_subdir_key: Optional[str],
+    hydra_context: HydraContext,
+) -> JobReturn:
+    """Hydra's ``run_job(task_function, config, job_dir_key, job_subdir_key, hydra_context)``."""
+    callbacks = hydra_context.callbacks
+    old_cwd = os.getcwd()
+    orig_hydra_cfg = HydraConfig.instance().cfg
+
+    # The job's Hydra config, for ${hydra:...} in the output directory's keys.
+    HydraConfig.instance().set_config(config)
+    hydra_cfg = HydraConfig.instance().cfg
+    assert isinstance(hydra_cfg, DictConfig)
+
+    output_dir = str(OmegaConf.select(config, job_dir_key))
+    if job_subdir_key is not None:
+        # evaluated here, in the job: it may name the job's own number or id
+        subdir = str(OmegaConf.select(config, job_subdir_key))
+        output_dir = os.path.join(output_dir, subdir)
+
+    _set_output_dir(config, os.path.abspath(output_dir))
+    _set_output_dir(hydra_cfg, os.path.abspath(output_dir))  # what Hydra's second set_config would copy
+    _chdir = None
+    try:
+        ret = JobReturn()
+        task_cfg = copy.deepcopy(config)
+        with read_write(task_cfg):
+            with open_dict(task_cfg):
+                del task_cfg["hydra"]
+
+        ret.cfg = task_cfg
+        ret.hydra_cfg = hydra_cfg
+        overrides = OmegaConf.to_container(config.hydra.overrides.task)
+        assert isinstance(overrides, list)
+        ret.overrides = overrides
+        # handle output directories here
+        Path(str(output_dir)).mkdir(parents=True, exist_ok=True)
+
+        _chdir = hydra_cfg.hydra.job.chdir
+
+        if _chdir is None:
+            if version.base_at_least("1.2"):
+                _chdir = False
+
+        if _chdir is None:
+            from textwrap import dedent
+
+            from hydra._internal.deprecation_warning import deprecation_warning
+
+            url = "https://hydra.cc/docs/1.2/upgrades/1.1_to_1.2/changes_to_job_working_dir/"
+            deprecation_warning(
+                message=dedent(
+                    f"""\
+                    Future Hydra versions will no longer change working directory at job runtime by default.
+                    See {url} for more information."""
+                ),
+                stacklevel=2,
+            )
+            _chdir = True
+
+        if _chdir:
+            os.chdir(output_dir)
+            ret.working_dir = output_dir
+        else:
+            ret.working_dir = os.getcwd()
+
+        configure_log(config.hydra.job_logging, config.hydra.verbose)
+
+        if config.hydra.output_subdir is not None:
+            hydra_output = Path(config.hydra.runtime.output_dir) / Path(config.hydra.output_subdir)
+            _save_config(task_cfg, "config.yaml", hydra_output)
+            _save_config(hydra_cfg, "hydra.yaml", hydra_output)
+            _save_config(config.hydra.overrides.task, "overrides.yaml", hydra_output)
+
+        with env_override(hydra_cfg.hydra.job.env_set):
+            callbacks.on_job_start(config=config, task_function=task_function)
+            try:
+                ret.return_value = task_function(task_cfg)
+                ret.status = JobStatus.COMPLETED
+            except Exception as e:
+                ret.return_value = e
+                ret.status = JobStatus.FAILED
+
+        ret.task_name = JobRuntime.instance().get("name")
+
+        _flush_loggers()
+
+        callbacks.on_job_end(config=config, job_return=ret)
+
+        return ret
+    finally:
+        HydraConfig.instance().cfg = orig_hydra_cfg
+        if _chdir:
+            os.chdir(old_cwd)
