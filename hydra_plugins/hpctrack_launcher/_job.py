@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra import version
 from hydra.core.hydra_config import HydraConfig
@@ -32,16 +32,47 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 __all__ = ["run_job"]
 
 
+def _ascii(data: Any) -> bool:
+    """Whether every key and string in ``data`` (plain containers) is ASCII."""
+    if isinstance(data, dict):
+        return all(_ascii(k) and _ascii(v) for k, v in data.items())
+    if isinstance(data, list):
+        return all(_ascii(v) for v in data)
+    return not isinstance(data, str) or data.isascii()
+
+
+def _dumper(data: Any) -> Any:
+    """OmegaConf's YAML dumper; on libyaml's emitter when that writes the same text (all of ``data`` ASCII).
+
+    The two emitters render ASCII alike; beyond it libyaml escapes what PyYAML's
+    emitter writes as it is (characters outside Unicode's basic plane).
+    """
+    import yaml
+    from omegaconf._utils import OmegaConfDumper, get_omega_conf_dumper
+
+    if not getattr(yaml, "__with_libyaml__", False) or not _ascii(data):
+        return get_omega_conf_dumper()
+    if not _C_DUMPER:
+
+        class _OmegaConfCDumper(yaml.CDumper):
+            pass
+
+        _OmegaConfCDumper.add_representer(str, OmegaConfDumper.str_representer)
+        _C_DUMPER.append(_OmegaConfCDumper)
+    return _C_DUMPER[0]
+
+
+_C_DUMPER: List[Any] = []
+
+
 def _masked_yaml(cfg: Any) -> str:
     """``OmegaConf.to_yaml(cfg)``, with the values of secret keys masked."""
     import yaml
-    from omegaconf._utils import get_omega_conf_dumper
 
     from hpctrack.secrets import mask_mapping
 
-    container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
-    return yaml.dump(mask_mapping(container), default_flow_style=False, allow_unicode=True, sort_keys=False,
-                     Dumper=get_omega_conf_dumper())  # fmt: skip
+    masked = mask_mapping(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+    return yaml.dump(masked, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=_dumper(masked))
 
 
 def _save_config(cfg: Any, filename: str, output_dir: Path) -> None:

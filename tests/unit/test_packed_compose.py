@@ -75,6 +75,14 @@ def test_a_jobs_hydra_record_is_hydras_own_rendering_with_only_secret_values_mas
 
     plain = OmegaConf.create({"lr": 0.1, "name": "on", "n": "1", "sweep": {"dir": "${now:%H}", "items": [1, "x"]}})
     assert _masked_yaml(plain) == OmegaConf.to_yaml(plain)
+    # Written by libyaml's emitter when all is ASCII, by PyYAML's otherwise: Hydra's text either way.
+    tricky = {"long": "x" * 200, "words": "many words " * 20, "lines": "a\nb\n", "empty": "", "none": None,
+              "list": [{"x": 1}, {"y": [1, 2]}, []], "yes": "yes", "float": "1.0", "lead": " a", "colon": "a: b",
+              "hash": "#c", "tab": "a\tb", "bell": "\x07", "quotes": "'q' \"d\"", "star": "*s", "dash": "-",
+              "tiny": 1e-10, "inf": float("inf"), "missing": "???", "unicode": "é ü 中文 🚀"}  # fmt: skip
+    for data in (tricky, {k: v for k, v in tricky.items() if k != "unicode"}):
+        cfg = OmegaConf.create(data)
+        assert _masked_yaml(cfg) == OmegaConf.to_yaml(cfg)
     secret = OmegaConf.create({"db": {"password": "hunter2", "host": "h", "env": "${oc.env:PW}"}, "lr": 0.1})
     text = _masked_yaml(secret)
     assert "hunter2" not in text
