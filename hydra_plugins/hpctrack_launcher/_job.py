@@ -8,9 +8,9 @@ Hydra's config and the working directory are restored. Two things differ:
 
 - Hydra copies the job's Hydra config three times (``HydraConfig.set_config``
   before and after the output directory is known, and once more for the
-  ``JobReturn``); here it is copied once, the output directory set in the copy,
-  and the ``JobReturn`` holds that copy (nothing changes it: the next job's
-  config replaces it as a whole);
+  ``JobReturn``); here Hydra's config is the job's own ``hydra`` node, read-only,
+  which shows the output directory once it is set, and the ``JobReturn`` holds it
+  (nothing changes it: the next job's config replaces it as a whole);
 - ``.hydra/*.yaml`` are written with secret values already masked
   (:func:`hpctrack.secrets.mask_mapping`), instead of being written with the real
   values and then read back and rewritten: the secret never reaches the disk.
@@ -87,6 +87,28 @@ def _set_output_dir(cfg: DictConfig, output_dir: str) -> None:
             cfg.hydra.runtime.output_dir = output_dir
 
 
+def _set_hydra_config(config: DictConfig) -> DictConfig:
+    """``HydraConfig.instance().set_config(config)`` without copying the job's Hydra config.
+
+    Hydra's ``set_config`` makes its config a copy of ``config.hydra`` (``masked_copy``)
+    whose node it then parents to ``config``, so that interpolations resolve in the job's
+    config: here the node is ``config.hydra`` itself, read-only as Hydra makes it, under a
+    container of the same shape.
+    """
+    from hydra.conf import HydraConf
+    from omegaconf import flag_override
+
+    OmegaConf.set_readonly(config.hydra, True)
+    hydra_node_type = OmegaConf.get_type(config, "hydra")
+    assert hydra_node_type is not None and issubclass(hydra_node_type, HydraConf)
+    view = DictConfig(content={})
+    with flag_override(view, "no_deepcopy_set_nodes", True):
+        view["hydra"] = config._get_node("hydra")
+    view.hydra._set_parent(config)  # as Hydra's: the job's config is the node's parent, as it was
+    HydraConfig.instance().cfg = view  # type: ignore[assignment]
+    return view
+
+
 def run_job(
     task_function: TaskFunction,
     config: DictConfig,
@@ -100,9 +122,7 @@ def run_job(
     orig_hydra_cfg = HydraConfig.instance().cfg
 
     # The job's Hydra config, for ${hydra:...} in the output directory's keys.
-    HydraConfig.instance().set_config(config)
-    hydra_cfg = HydraConfig.instance().cfg
-    assert isinstance(hydra_cfg, DictConfig)
+    hydra_cfg = _set_hydra_config(config)
 
     output_dir = str(OmegaConf.select(config, job_dir_key))
     if job_subdir_key is not None:
@@ -110,8 +130,7 @@ def run_job(
         subdir = str(OmegaConf.select(config, job_subdir_key))
         output_dir = os.path.join(output_dir, subdir)
 
-    _set_output_dir(config, os.path.abspath(output_dir))
-    _set_output_dir(hydra_cfg, os.path.abspath(output_dir))  # what Hydra's second set_config would copy
+    _set_output_dir(config, os.path.abspath(output_dir))  # Hydra's config shows it: the same node
     _chdir = None
     try:
         ret = JobReturn()
