@@ -11,6 +11,8 @@ Hydra's config and the working directory are restored. Two things differ:
   ``JobReturn``); here Hydra's config is the job's own ``hydra`` node, read-only,
   which shows the output directory once it is set, and the ``JobReturn`` holds it
   (nothing changes it: the next job's config replaces it as a whole);
+- the task's config is copied from the job's without its ``hydra`` node (Hydra
+  copies the whole config, then drops that node from the copy);
 - ``.hydra/*.yaml`` are written with secret values already masked
   (:func:`hpctrack.secrets.mask_mapping`), instead of being written with the real
   values and then read back and rewritten: the secret never reaches the disk.
@@ -134,7 +136,10 @@ def run_job(
     _chdir = None
     try:
         ret = JobReturn()
-        task_cfg = copy.deepcopy(config)
+        # Hydra deep-copies the whole config, then drops the copy's hydra node: it is not copied here
+        # (handed over as it is, the original stays the job config's, and the copy drops it).
+        hydra_node = config._get_node("hydra")
+        task_cfg = copy.deepcopy(config, {id(hydra_node): hydra_node})
         with read_write(task_cfg):
             with open_dict(task_cfg):
                 del task_cfg["hydra"]
