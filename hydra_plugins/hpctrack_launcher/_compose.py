@@ -16,7 +16,9 @@ every job of the process is not done again per job:
   when it starts, as before: those inside the code from the sweep's snapshot,
   the others (a ``hydra.searchpath`` outside the code) where they are;
 - an override's text is parsed once per process (most are the launch's
-  ``hydra.*`` overrides, the same for every job); each composition gets copies.
+  ``hydra.*`` overrides, the same for every job); each composition gets copies;
+- a config built for the composition is embedded under its package as it is,
+  not deep-copied there first (see ``_ProcessConfigLoader._embed_result_config``).
 
 Configs registered in Hydra's ``ConfigStore`` (structured configs) are
 in memory already: they are loaded as Hydra loads them.
@@ -24,23 +26,25 @@ in memory already: they are loaded as Hydra loads them.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import os
 import pathlib
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
-from hydra._internal.config_repository import CachingConfigRepository, ConfigRepository
+from hydra._internal.config_repository import CachingConfigRepository, ConfigRepository, IConfigRepository
 from hydra._internal.core_plugins.file_config_source import FileConfigSource
 from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
 from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.default_element import ResultDefault
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from hydra.types import HydraContext
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, flag_override
 
 __all__ = ["job_context", "search_path_in"]
 
@@ -205,6 +209,41 @@ class _ProcessConfigLoader(ConfigLoaderImpl):
         repo = _CompositionRepository(self.repository)
         self._process_config_searchpath(config_name, parsed_overrides, repo)
         return parsed_overrides, repo
+
+    # Hydra embeds each config loaded for the composition under its package (``hydra/job_logging``
+    # under ``hydra.job_logging``) in a new container, deep-copying it there, then merges that
+    # container into the composed config without copying. The loaded config is this composition's
+    # own (built for it, see _Parsed.config; ConfigStore.load copies too), so when its path is
+    # composed once it is embedded as it is; a path composed twice (one config under two packages)
+    # is copied as Hydra copies it: its first embedding must not change what the second one gets.
+    _composed_once: Set[str] = set()
+    _loading: Optional[str] = None
+
+    def _compose_config_from_defaults_list(self, defaults: List[ResultDefault], repo: IConfigRepository) -> DictConfig:
+        counts = collections.Counter(d.config_path for d in defaults)
+        self._composed_once = {path for path, n in counts.items() if n == 1 and path is not None}
+        try:
+            return super()._compose_config_from_defaults_list(defaults, repo)
+        finally:
+            self._composed_once = set()
+
+    def _load_single_config(self, default: ResultDefault, repo: IConfigRepository) -> ConfigResult:
+        self._loading = default.config_path
+        try:
+            return super()._load_single_config(default, repo)
+        finally:
+            self._loading = None
+
+    def _embed_result_config(self, ret: ConfigResult, package_override: Optional[str]) -> ConfigResult:  # type: ignore[override]
+        package = ret.header["package"] if package_override is None else package_override
+        if not package or self._loading not in self._composed_once:
+            return ConfigLoaderImpl._embed_result_config(ret, package_override)
+        cfg = OmegaConf.create()
+        with flag_override(cfg, "no_deepcopy_set_nodes", True):
+            OmegaConf.update(cfg, package, ret.config, merge=False)
+        ret = copy.copy(ret)
+        ret.config = cfg
+        return ret
 
 
 #: This process's config loaders, by search path.

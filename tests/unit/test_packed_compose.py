@@ -88,3 +88,29 @@ def test_a_jobs_hydra_record_is_hydras_own_rendering_with_only_secret_values_mas
     assert "hunter2" not in text
     assert OmegaConf.to_container(OmegaConf.create(text)) == {"db": {"password": "***", "host": "h",
                                                                      "env": "${oc.env:PW}"}, "lr": 0.1}  # fmt: skip
+
+
+def _conf_dir(folder: Path) -> Path:
+    (folder / "db").mkdir(parents=True)
+    (folder / "log").mkdir()
+    _write(folder / "config.yaml", "defaults:\n  - db@src: mysql\n  - db@dst: mysql\n  - log: short\n  - _self_\n"
+                                   "name: ${src.host}-${dst.host}\nx: 0\n")  # fmt: skip
+    _write(folder / "db" / "mysql.yaml", "host: localhost\nport: 3306\nopts: {pool: 4}\n")
+    _write(folder / "log" / "short.yaml", "# @package _global_\nlogging: {level: info, handlers: [a, b]}\n")
+    return folder
+
+
+def test_packed_jobs_compose_what_hydra_composes_one_config_under_two_packages_included(tmp_path):
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+
+    search_path = create_config_search_path(str(_conf_dir(tmp_path / "conf")))
+    ours = _compose._ProcessConfigLoader(search_path)
+    jobs = [["x=1", "src.port=1"], ["x=2", "dst.opts.pool=8", "+dst.extra=1"], ["x=3", "log=short"]]
+    for overrides in jobs * 2:  # each job twice: nothing of one composition reaches the next
+        theirs = ConfigLoaderImpl(search_path).load_configuration("config", overrides, RunMode.RUN)
+        mine = ours.load_configuration("config", overrides, RunMode.RUN)
+        assert OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(theirs)
+        assert mine.src is not mine.dst and mine.src.opts is not mine.dst.opts
+    assert mine.src.port == 3306 and mine.dst.opts.pool == 4 and mine.name == "localhost-localhost"
