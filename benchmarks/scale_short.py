@@ -113,7 +113,21 @@ def _hpctrack(env: Dict[str, str], cwd: Path, *args: str, check: bool = True) ->
 
 
 def _wait_ended(env: Dict[str, str], cwd: Path, name: str, timeout_s: float) -> Dict[str, Any]:
+    """The sweep's status once every job ended.
+
+    While the arrays are in SLURM's queue, only ``squeue`` is asked (every 5 s): an
+    ``hpctrack status`` every 5 s would take CPU from the 2 cores the tasks being measured
+    run on. Then ``status`` until it sees every job ended.
+    """
     deadline = time.time() + timeout_s
+    status = json.loads(_hpctrack(env, cwd, "status", name, "--format", "json").stdout)
+    arrays = sorted({str(j["job_id"]).split("_")[0] for j in status["jobs"] if j.get("job_id")})
+    while arrays and time.time() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
+                                text=True)  # fmt: skip
+        if queued.returncode == 0 and not queued.stdout.strip():
+            break
+        time.sleep(5)
     while True:
         status = json.loads(_hpctrack(env, cwd, "status", name, "--format", "json").stdout)
         if all(j["state"] not in ("PENDING", "RUNNING", "REQUEUED") for j in status["jobs"]):

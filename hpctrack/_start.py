@@ -74,9 +74,15 @@ def mask_hydra_outputs() -> None:
 
 
 def open_job_run(
-    sweep_dir: Path, index: int, extra_info: Optional[Mapping[str, Any]] = None, early: Optional[EarlySignals] = None
+    sweep_dir: Path,
+    index: int,
+    extra_info: Optional[Mapping[str, Any]] = None,
+    early: Optional[EarlySignals] = None,
+    manifest: Any = None,
 ) -> Run:
     """Open the run of job ``index`` of the sweep in ``sweep_dir`` (called by the job entry point).
+
+    ``manifest`` is the sweep's manifest when the caller has just read it; else it is read here.
 
     Raises
     ------
@@ -89,7 +95,8 @@ def open_job_run(
     from .manifest import load_manifest
 
     settings = RunSettings.from_env()
-    manifest = load_manifest(sweep_dir)
+    if manifest is None:
+        manifest = load_manifest(sweep_dir)
     job = manifest.jobs[index]
     run_dir = manifest.run_path(index)
     from .safefs import check_inside

@@ -61,14 +61,28 @@ def _component_is_secret(component: str, extra: Sequence[str], exempt: Sequence[
     return any(s in joined for s in _SUBSTRINGS) or any(w in _WORDS for w in words)
 
 
+#: ``is_secret_key``'s answers, by ``HPCTRACK_SECRET_KEYS`` and key: a job's Hydra record alone asks for
+#: hundreds of keys, the same in every job of a sweep.
+_ANSWERS: Dict[Tuple[str, str], bool] = {}
+_MAX_ANSWERS = 100_000
+
+
 def is_secret_key(key: str) -> bool:
     """Whether ``key`` (a dotted config key, an override key, a flag or an environment variable) names a secret.
 
     Leading ``+``, ``~`` and ``-`` (override and flag syntax) are ignored.
     """
-    extra, exempt = _patterns()
-    parts = [p for p in re.split(r"[./]", key.lstrip("+~-")) if p]
-    return any(_component_is_secret(p, extra, exempt) for p in parts)
+    from .settings import get
+
+    asked = (get("HPCTRACK_SECRET_KEYS") or "", key)
+    found = _ANSWERS.get(asked)
+    if found is None:
+        extra, exempt = _patterns()
+        parts = [p for p in re.split(r"[./]", key.lstrip("+~-")) if p]
+        found = any(_component_is_secret(p, extra, exempt) for p in parts)
+        if len(_ANSWERS) < _MAX_ANSWERS:
+            _ANSWERS[asked] = found
+    return found
 
 
 def _keeps_raw(raw: Any) -> bool:

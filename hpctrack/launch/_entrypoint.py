@@ -14,13 +14,43 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from ..safefs import check_owner_only, check_tree_owner_only, job_umask
 
 __all__ = ["JOB_FN_FILE", "run_job", "job_command"]
 
 JOB_FN_FILE = "job.pkl"
+#: Seconds since its last change after which a manifest read is kept for the process's next jobs.
+MANIFEST_SETTLE_S = 2.0
+#: The manifest this process read last, by sweep directory: (the file's identity when read, the manifest).
+_MANIFESTS: Dict[str, Tuple[Tuple[int, ...], Any]] = {}
+
+
+def _manifest(sweep_dir: Path) -> Any:
+    """The sweep's manifest, read once for the jobs of a task while it stays the same file.
+
+    A manifest is only ever replaced whole (a new file renamed over it), so another
+    identity (inode, size, times) is another manifest: read again. One changed in the
+    last :data:`MANIFEST_SETTLE_S` seconds is not kept (two within one tick of the
+    filesystem's clock could share the times).
+    """
+    import time
+
+    from ..manifest import MANIFEST_FILE, load_manifest
+
+    try:
+        st = os.stat(sweep_dir / MANIFEST_FILE)
+    except OSError:
+        return load_manifest(sweep_dir)  # and its error
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    found = _MANIFESTS.get(str(sweep_dir))
+    if found is not None and found[0] == identity:
+        return found[1]
+    manifest = load_manifest(sweep_dir)
+    if time.time() - st.st_mtime > MANIFEST_SETTLE_S:
+        _MANIFESTS[str(sweep_dir)] = (identity, manifest)
+    return manifest
 
 
 def job_command(sweep_dir: "str | os.PathLike[str]", index: int) -> List[str]:
@@ -50,11 +80,10 @@ def run_job(sweep_dir: str, index: int) -> Any:
     # First of all: a cancel or SLURM's signal that lands while the job starts is kept for its run.
     early = EarlySignals(_job_signals())
     from .._types import RunStatus
-    from ..manifest import load_manifest
     from ..run import _status_for, open_job_run
 
     try:
-        manifest = load_manifest(Path(sweep_dir))
+        manifest = _manifest(Path(sweep_dir))
         # What the job writes is never writable by others (readable by the sweep's share_group, if any).
         job_umask(manifest.launcher.get("share_group"))
         job = manifest.jobs[index]
@@ -68,7 +97,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
                 sys.path.remove(script_dir)
             sys.path.insert(0, script_dir)
         extra = _job_environment(manifest, early)
-        run = open_job_run(Path(sweep_dir), index, extra or None, early=early)
+        run = open_job_run(Path(sweep_dir), index, extra or None, early=early, manifest=manifest)
     except BaseException:
         early.restore()
         early.replay(None)

@@ -102,10 +102,11 @@ class HydraJob:
         return nums[index] if nums else self.initial_job_idx + index
 
     def __call__(self, index: int) -> Any:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.core.utils import run_job, setup_globals
+        from hydra.core.utils import setup_globals
 
         from hpctrack.run import current_run
+
+        from ._job import run_job
 
         _set_singletons(self.singleton_state)
         setup_globals()
@@ -115,7 +116,10 @@ class HydraJob:
         launch_dir = OmegaConf.select(self.config, "hydra.runtime.cwd")
         if launch_dir and os.path.isdir(launch_dir):
             os.chdir(launch_dir)
-        context = _context_in(self.hydra_context, self.config_code) if self.config_code else self.hydra_context
+        from ._compose import job_context
+
+        # the config files inside the code from its snapshot; each file parsed once per process
+        context = job_context(self.hydra_context, self.config_code)
         sweep_config = context.config_loader.load_sweep_config(self.config, list(self.job_overrides[index]))
         run = current_run()
         with open_dict(sweep_config):
@@ -129,7 +133,8 @@ class HydraJob:
                     sweep_config.hydra.job.chdir = True
         if run is not None:
             _remove_return(run.run_dir)  # an earlier attempt's, never taken for this one's
-        HydraConfig.instance().set_config(sweep_config)
+        # Hydra's run_job: the job's config becomes Hydra's own (HydraConfig) first thing, its record
+        # (.hydra/*.yaml) is written with secrets masked
         ret = run_job(
             hydra_context=context,
             task_function=_recording_outputs(self.task_function),
@@ -167,15 +172,11 @@ _PLUGINS_FOUND_WITH: Dict[str, Any] = {}
 
 
 def _recording_outputs(task_function: TaskFunction) -> TaskFunction:
-    """The task, first masking secrets in what Hydra just recorded of the job (``.hydra/*.yaml``) and
-    linking the job's Hydra output directory and its run both ways."""
+    """The task, first linking the job's Hydra output directory and its run both ways."""
     import functools
 
     @functools.wraps(task_function)
     def task(cfg: DictConfig) -> Any:
-        from hpctrack._start import mask_hydra_outputs
-
-        mask_hydra_outputs()
         _link_output_dir()
         return task_function(cfg)
 
@@ -273,36 +274,6 @@ def take_return(run_dir: Path) -> Optional[JobReturn]:
     ret = load_return(run_dir)
     _remove_return(Path(run_dir))
     return ret
-
-
-def _context_in(context: HydraContext, code: Dict[str, Any]) -> HydraContext:
-    """Hydra's context with the config directories that lie inside the code read from its snapshot."""
-    import copy
-    import dataclasses
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    search_path = getattr(context.config_loader, "config_search_path", None)
-    if search_path is None or not code.get("root") or not code.get("path"):
-        return context
-    search_path = copy.deepcopy(search_path)
-    root = Path(code["root"]).resolve()
-    moved = False
-    for element in search_path.get_path():
-        path = str(element.path or "")
-        scheme = "file://" if path.startswith("file://") else ""
-        if "://" in path and not scheme:  # pkg://, structured://: not files of the code
-            continue
-        try:
-            inside = Path(path[len(scheme) :]).resolve().relative_to(root)
-        except ValueError:  # a config directory outside the code: read where it is
-            continue
-        target = Path(code["path"]) / inside
-        if target.is_dir():  # not, e.g., for configs git does not track
-            element.path, moved = f"{scheme}{target}", True
-    if not moved:
-        return context
-    return dataclasses.replace(context, config_loader=ConfigLoaderImpl(config_search_path=search_path))
 
 
 def _task_in(script: str, name: str) -> Any:

@@ -135,3 +135,32 @@ def test_runs_packed_side_by_side_share_the_task_s_read(hpctrack_root, tmp_path)
         assert {k: prov[k] for k in COMMON} == {k: alone[k] for k in COMMON}
         assert prov["not_captured"] == alone["not_captured"]
     assert not list((packed.path / "logs").glob("shared-*"))  # the task's file went with the task
+
+
+_editing_job = _by_value(
+    """
+    def editing_job(index):
+        import os
+        import hpctrack
+        from hpctrack.manifest import update_manifest
+        with hpctrack.start_run({"x": index}):
+            pass
+        if index == 0:  # between this job and the next of the task, the sweep's manifest changes
+            def change(m):
+                m.jobs[1].overrides = ["edited=1"]
+            update_manifest(os.environ["SWEEP_DIR"], change)
+""",
+    "editing_job",
+)
+
+
+def test_a_packed_task_reads_its_manifest_again_when_it_changed_between_two_runs(hpctrack_root, tmp_path, monkeypatch):
+    manifest = _sweep(hpctrack_root, 3, _git_repo(tmp_path / "repo"))
+    (manifest.path / JOB_FN_FILE).write_bytes(cloudpickle.dumps(_editing_job))
+    old = time.time() - 3600  # a manifest written long ago, as a queued sweep's usually is
+    os.utime(manifest.path / "sweep.json", (old, old))
+    monkeypatch.setenv("SWEEP_DIR", str(manifest.path))
+    _python(f"from hpctrack.launch.slurm._task import run_task; run_task({str(manifest.path)!r}, [0, 1, 2])", tmp_path)
+    sweep = hpctrack.load_sweep(str(manifest.path))
+    assert [sweep.run(i).info["overrides"] for i in range(3)] == [[], ["edited=1"], []]
+    assert [sweep.run(i).status["state"] for i in range(3)] == ["completed"] * 3

@@ -185,9 +185,26 @@ def run_task(sweep_dir: str, indices: List[int], pack: str = "serial") -> List[A
             except Exception as exc:  # the others still run; each failure is in its run
                 failures.append(f"job {index}: {type(exc).__name__}: {exc}")
                 results.append(None)
+            if len(results) == 1:
+                _freeze_loaded_objects()
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(indices)} packed jobs failed: " + "; ".join(failures))
     return results
+
+
+def _freeze_loaded_objects() -> None:
+    """After the task's first run: keep what is loaded by then (modules, Hydra's and hpctrack's
+    state) out of the garbage collector's scans while the other runs go one after the other.
+
+    Each run makes many short-lived objects (Hydra composes its config), so collections are
+    frequent, and a full one scans every object alive: mostly what the first run imported,
+    which lives as long as the task anyway. Collected first, so that nothing unreachable is
+    kept for good; what the runs make from then on is collected as before.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _run_completed(sweep_dir: str, index: int) -> bool:
