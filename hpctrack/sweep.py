@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 from ._types import JobState
 from .config import resolve_root
 from .errors import ConfigError
-from .manifest import SWEEPS_DIR, TRASH_DIR, Manifest, find_sweep, iter_sweep_dirs, load_manifest, sweep_ref
+from .manifest import (
+    MANIFEST_FILE,
+    SWEEPS_DIR,
+    TRASH_DIR,
+    Manifest,
+    find_sweep,
+    iter_sweep_dirs,
+    load_manifest,
+    sweep_ref,
+)
 from .status import JobStatus, SweepStatus, sweep_status
 from .store import RunRecord, open_store
 
@@ -22,6 +31,18 @@ if TYPE_CHECKING:
     from .verify import Problem, RepairReport
 
 __all__ = ["Sweep", "load_sweep", "list_sweeps", "sweep_rows"]
+
+
+#: From this manifest size (about 1,500 jobs) a table reads the sweep's index in a thread while the manifest
+#: is parsed; below it the thread costs more (its start, the GIL) than the overlap saves.
+PREFETCH_MIN_MANIFEST_BYTES = 1 << 20
+
+
+def _manifest_bytes(sweep_dir: Path) -> int:
+    try:
+        return os.stat(sweep_dir / MANIFEST_FILE).st_size
+    except OSError:
+        return 0
 
 
 class Sweep:
@@ -227,16 +248,20 @@ class Sweep:
         row per learning rate with ``n`` and ``val/acc:max mean``/``std``/``count``
         over the seeds; ``group_by=True`` groups by every swept key but the seeds.
         """
-        from . import _prefetch
         from .aggregate import sweep_table
 
-        inputs = _prefetch.start(self.path)  # the index and run fingerprints, read while the manifest is parsed
+        inputs = None
+        if _manifest_bytes(self.path) >= PREFETCH_MIN_MANIFEST_BYTES:
+            from . import _prefetch
+
+            inputs = _prefetch.start(self.path)  # the index and run fingerprints, read while the manifest is parsed
         try:
             return sweep_table(self.manifest, metrics=metrics, all_params=all_params, group_by=group_by, agg=agg,
                                where=where, sort=[sort] if isinstance(sort, str) else sort, top=top,
                                include_incomplete=include_incomplete, seed_keys=seed_keys, inputs=inputs)  # fmt: skip
         finally:
-            inputs.close()
+            if inputs is not None:
+                inputs.close()
 
     def reindex(self) -> "tuple[int, Dict[int, str]]":
         """Rebuild the sweep's summary index from its runs: (runs indexed, unreadable job -> error)."""

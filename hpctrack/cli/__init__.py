@@ -24,9 +24,8 @@ import click
 
 from .._terminal import printable
 
-# Importing each family registers its commands on the group.
-from . import jobs, results, tidy, upkeep, views  # noqa: F401
-from ._base import cli
+# Each family's module registers its commands on the group when one of them is wanted (COMMAND_MODULES).
+from ._base import COMMAND_MODULES, cli
 
 __all__ = ["main", "run", "cli"]
 
@@ -40,7 +39,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         where = err.ctx.command_path if err.ctx is not None else "hpctrack"
         if where == "hpctrack":  # an option's missing value is laid at the group's door: name the command's help
             given = sys.argv[1:] if argv is None else argv
-            command = next((a for a in given if a in cli.commands), None)
+            command = next((a for a in given if a in COMMAND_MODULES), None)
             where = f"hpctrack {command}" if command else where
         click.echo(f"Error: {printable(' '.join(err.format_message().split()))} (see `{where} --help`)", err=True)
         sys.exit(err.exit_code)

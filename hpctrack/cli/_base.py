@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import click
 
@@ -111,7 +112,30 @@ root_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Which module of this package defines each command: a command's module is imported when the
+#: command is run (or listed by --help), so `hpctrack table` does not import what `launch` needs.
+COMMAND_MODULES: Dict[str, str] = {
+    **dict.fromkeys(("launch", "requeue", "resume", "cancel", "rerun"), "jobs"),
+    **dict.fromkeys(("status", "ls", "show", "diff"), "views"),
+    **dict.fromkeys(("tag", "note", "rm", "pin", "unpin"), "tidy"),
+    **dict.fromkeys(("table", "compare", "plot", "runs"), "results"),
+    **dict.fromkeys(("verify", "reindex", "gc"), "upkeep"),
+}
+
+
+class _LazyGroup(click.Group):
+    """The ``hpctrack`` group: each command's module is imported when the command is wanted."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}")  # registers it on this group
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hpctrack")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors (also HPCTRACK_DEBUG=1).")
 def cli(debug: bool) -> None:

@@ -62,3 +62,16 @@ def test_a_light_command_imports_only_what_it_needs(ended_root, args, allowed):
 
 def test_help_does_not_even_import_the_renderer(ended_root):
     assert sorted(_imported(ended_root, "--help") & (NEVER | TABLES | STORES | {"rich"})) == []
+
+
+def test_every_command_module_registers_exactly_the_commands_the_group_lists():
+    """The group imports a command's module only when the command is wanted: its map must be the truth."""
+    import importlib
+
+    from hpctrack.cli import cli
+    from hpctrack.cli._base import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"hpctrack.cli.{module}")
+    registered = {name: cmd.callback.__module__.rsplit(".", 1)[1] for name, cmd in cli.commands.items()}
+    assert registered == COMMAND_MODULES
