@@ -31,6 +31,10 @@ def fmt_duration(seconds: Optional[float]) -> str:
 
 def cell(value: Any) -> str:
     """A value in a rich table: formatted, controls escaped, and never read as markup."""
+    if type(value) is float:  # most cells: a number needs no escaping
+        return "" if value != value else f"{value:.4g}"
+    if type(value) is int:
+        return str(value)
     return markup(fmt_value(value))
 
 
