@@ -202,10 +202,6 @@ def test_cancel_stops_the_driver_then_its_trials(hpctrack_root):
         (["x=interval(0,1)", "--optimize", "loss:min"], "--optimize needs --trials"),
         (["x=interval(0,1)", "--trials", "3"], "--trials is an option of --optimize"),
         (["x=interval(0,1)", "--optimize", "loss:min", "--trials", "3", "--prune", "early"], "--prune must be one of"),
-        (
-            ["x=interval(0,1)", "--optimize", "loss:min", "--trials", "3", "--parallel", "0"],
-            "--parallel must be at least 1",
-        ),
         (["x=interval(0,1)", "--optimize", "loss:min:min:min", "--trials", "3"], "one statistic at most"),
         (["x=interval(0,1)", "--optimize", "loss:min:foo", "--trials", "3"], "--optimize loss:min:min"),
         (["x=interval(0,1)"], "needs a study: add --optimize"),

@@ -159,6 +159,7 @@ def test_fingerprints_from_a_child_process_give_the_table_of_the_stores(tmp_path
         return answers[-1]
 
     monkeypatch.setattr(prefetch, "EARLY_PRINTS_MIN_MANIFEST_BYTES", 0)
+    monkeypatch.setattr("hpctrack.sweep.PREFETCH_MIN_MANIFEST_BYTES", 0)
     monkeypatch.setattr(prefetch.TableInputs, "early_prints", spied)
     frame = Sweep(manifest.path).table()
     assert answers and answers[0] is not None and len(answers[0]) == 30 and answers[0]["3"] is None
