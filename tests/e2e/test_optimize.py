@@ -131,7 +131,11 @@ def test_pruner_stops_clearly_worse_trials_early_and_records_them_pruned(hpctrac
         "pr",
     )
     assert proc.returncode == 0, proc.stderr
-    wait_for("study finished", lambda: status_json("pr")["study"]["driver"] == "finished", timeout_s=300)
+    # The driver may finish as soon as Optuna has its last trials pruned, while their jobs are still stopping.
+    wait_for("study finished and its trials ended",
+             lambda: (lambda s: s["study"]["driver"] == "finished"
+                      and all(j["state"] not in ("PENDING", "RUNNING") for j in s["jobs"]))(status_json("pr")),
+             timeout_s=300)  # fmt: skip
     status = status_json("pr")
     pruned = [j for j in status["jobs"] if j["state"] == "PRUNED"]
     completed = [j for j in status["jobs"] if j["state"] == "COMPLETED"]
