@@ -86,6 +86,15 @@ def index_runs(manifest: Manifest, indices: Iterable[int]) -> None:
     append_rows(manifest.path, rows)
 
 
+def ended_sweep(root: Path, n: int = 3, **sweep: Any) -> Manifest:
+    """A sweep of ``n`` jobs (``make_sweep``'s options) whose runs all completed and are indexed."""
+    manifest = make_sweep(root, n, **sweep)
+    for i in range(n):
+        write_run(manifest, i)
+    index_runs(manifest, range(n))
+    return manifest
+
+
 def dead_pid() -> int:
     """The pid of a process that has ended (and been reaped)."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Set
 
 import pytest
-from synthetic import index_runs, make_sweep, write_run
+from synthetic import ended_sweep
 
 #: Never needed to read an ended sweep (of the local backend, in an HDF5 store): Hydra, submitit, the
 #: other store, plugins, another scheduler's backend, the launch machinery.
@@ -35,10 +35,7 @@ def _imported(root: Path, *args: str) -> Set[str]:
 @pytest.fixture(scope="module")
 def ended_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("imports") / "root"
-    manifest = make_sweep(root, 3, name="ended")
-    for i in range(3):
-        write_run(manifest, i)
-    index_runs(manifest, range(3))
+    ended_sweep(root, 3, name="ended")
     return root
 
 

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import EXAMPLE, error_lines, run_cli
-from synthetic import index_runs, make_sweep, write_run
+from synthetic import ended_sweep, make_sweep, write_run
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def ended(hpctrack_root):
-    manifest = make_sweep(hpctrack_root, 3, sweep_id="20260101-000000-uuuu", name="usage")
-    for i in range(3):
-        write_run(manifest, i)
-    index_runs(manifest, range(3))
-    return manifest
+    return ended_sweep(hpctrack_root, 3, sweep_id="20260101-000000-uuuu", name="usage")
 
 
 @pytest.mark.parametrize(
@@ -135,10 +131,7 @@ def test_show_of_a_run_stopped_before_its_first_step(hpctrack_root):
 def test_grouped_cells_without_a_spread_show_the_mean_alone(hpctrack_root):
     """A group of one run has no std: its cell read `0.2 ± `; a table of one group marked it `* best`."""
     for sweep_id, name, n in (("20260105-000000-dddd", "single", 1), ("20260105-000000-eeee", "pairs", 2)):
-        manifest = make_sweep(hpctrack_root, n, sweep_id=sweep_id, name=name)
-        for i in range(n):
-            write_run(manifest, i)
-        index_runs(manifest, range(n))
+        ended_sweep(hpctrack_root, n, sweep_id=sweep_id, name=name)
     out = run_cli("table", "pairs", "--grouped", "-m", "loss:min", check=True).stdout
     assert "±" not in "".join(out.splitlines()[1:]) and "* best" in out, out  # header keeps "(mean ± std)"
     one = run_cli("table", "single", "--grouped", "-m", "loss:min", check=True).stdout

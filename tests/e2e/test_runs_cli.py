@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE, error_lines, run_cli
-from synthetic import index_runs, make_sweep, write_run
+from synthetic import ended_sweep, index_runs, make_sweep, write_run
 
 from hpctrack._index_arrow import parse_frame
 from hpctrack._types import JobState
@@ -101,11 +101,7 @@ def test_runs_follow_a_run_that_ends_after_the_catalog_was_built(hpctrack_root):
 
 
 def _ended(root: Path, sweep_id: str, n: int = 3):
-    manifest = make_sweep(root, n, sweep_id=sweep_id)
-    for i in range(n):
-        write_run(manifest, i)
-    index_runs(manifest, range(n))
-    return manifest
+    return ended_sweep(root, n, sweep_id=sweep_id)
 
 
 def test_hostile_catalog_files_are_ignored_and_rebuilt(hpctrack_root, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SCRIPTS, error_lines, run_cli
-from synthetic import index_runs, make_sweep, write_run
+from synthetic import ended_sweep, make_sweep, write_run
 
 from hpctrack._types import JobState
 
@@ -44,11 +44,7 @@ def _wait(predicate, what: str, timeout: float = 180.0):
 
 
 def _ended_sweep(root: Path, sweep_id: str, n: int = 2, name: str | None = None):
-    manifest = make_sweep(root, n, sweep_id=sweep_id, name=name)
-    for i in range(n):
-        write_run(manifest, i)
-    index_runs(manifest, range(n))
-    return manifest
+    return ended_sweep(root, n, sweep_id=sweep_id, name=name)
 
 
 def test_round_trip_tag_note_ls_show_rm_ls_purge(hpctrack_root, tmp_path):

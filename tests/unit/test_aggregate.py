@@ -106,26 +106,30 @@ def test_parquet_needs_a_file(tmp_path):
         export_table(sweep_table(_sweep(tmp_path)), "parquet")
 
 
+def _lost_3_and_stale_7(root, n):
+    """An ended, indexed sweep of ``n`` runs whose run 3's store was deleted and run 7's rewritten since indexed."""
+    import os
+
+    from synthetic import ended_sweep, write_run
+
+    manifest = ended_sweep(root, n)
+    for name in os.listdir(manifest.run_path(3)):
+        if name.startswith("run"):
+            os.unlink(manifest.run_path(3) / name)
+    write_run(manifest, 7, summary={"final": -1.0})  # its line is stale now
+    return manifest
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 def test_indexed_runs_whose_store_changed_or_went_are_read_or_lost_with_fingerprints_from_threads(
     tmp_path, monkeypatch, parallel
 ):
     """The fingerprints of many runs are taken from threads while the index is read: same table as one by one."""
-    import os
-
-    from synthetic import index_runs, make_sweep, write_run
 
     import hpctrack.aggregate as aggregate
 
     monkeypatch.setattr(aggregate, "PARALLEL_STAT_MIN_RUNS", 10 if parallel else 10**9)
-    manifest = make_sweep(tmp_path, 40)
-    for i in range(40):
-        write_run(manifest, i)
-    index_runs(manifest, range(40))
-    for name in os.listdir(manifest.run_path(3)):  # run 3's store deleted after it was indexed
-        if name.startswith("run"):
-            os.unlink(manifest.run_path(3) / name)
-    write_run(manifest, 7, summary={"final": -1.0})  # run 7's store written since its line: its line is stale
+    manifest = _lost_3_and_stale_7(tmp_path, 40)
     frame = sweep_table(manifest).set_index("job")
     assert frame.at[3, "state"] == "LOST" and 3 in frame.attrs["lost"]
     assert frame.at[7, "final"] == -1.0
@@ -135,21 +139,11 @@ def test_indexed_runs_whose_store_changed_or_went_are_read_or_lost_with_fingerpr
 
 def test_fingerprints_from_a_child_process_give_the_table_of_the_stores(tmp_path, monkeypatch):
     """A large sweep's fingerprints are taken by a child before the manifest is read: same table, same LOST."""
-    import os
-
-    from synthetic import index_runs, make_sweep, write_run
 
     import hpctrack._prefetch as prefetch
     from hpctrack.sweep import Sweep
 
-    manifest = make_sweep(tmp_path, 30)
-    for i in range(30):
-        write_run(manifest, i)
-    index_runs(manifest, range(30))
-    for name in os.listdir(manifest.run_path(3)):  # run 3's store deleted after it was indexed
-        if name.startswith("run"):
-            os.unlink(manifest.run_path(3) / name)
-    write_run(manifest, 7, summary={"final": -1.0})  # run 7 written since its line
+    manifest = _lost_3_and_stale_7(tmp_path, 30)
     expected = Sweep(manifest.path).table()  # a small sweep: no child
     answers = []
     real = prefetch.TableInputs.early_prints
