@@ -82,6 +82,8 @@ def test_an_ended_sweep_shows_the_same_without_the_scheduler(slurm_root, tmp_pat
 def test_a_sweep_with_a_job_still_running_still_asks(slurm_root, tmp_path):
     launch(slurm_root, "--name", "half-done", "x=1,2", "steps=3", "sleep_s=0.2")
     wait_final(slurm_root, "half-done")
+    # Settled once SLURM has said where each job ended, as above (its accounting can lag the runs' records).
+    wait_until(slurm_root, "half-done", lambda s: all(j["node"] for j in s["jobs"]), timeout_s=120)
     # Another sweep has a job SLURM has not settled: it is asked about; the ended one is not.
     launch(slurm_root, "--name", "one-running", "x=1", "steps=100000", "sleep_s=0.5")
     wait_until(slurm_root, "one-running", lambda s: s["jobs"][0]["state"] == "RUNNING")
