@@ -140,7 +140,9 @@ class Driver:
             # a cancelled trial is not one of the study's: it is asked again with its parameters
             ended = sum(1 for t in trials if t.state.is_finished() and not t.user_attrs.get(CANCELLED_ATTR))
             self._summarise(trials)
-            if ended >= self.trials and not running:  # a trial submitted again after a restart is waited for
+            # A trial submitted again after a restart is waited for, and so is a pruned trial's job that is
+            # still stopping: the study is finished only once nothing of it runs.
+            if ended >= self.trials and not running and not self._jobs_running():
                 return "finished"
             if self.stop.is_set():
                 return "stopped"
@@ -149,6 +151,12 @@ class Driver:
                 self._ask(free)
                 continue  # look at once: a trial may end fast
             self.stop.wait(self.poll_s)
+
+    def _jobs_running(self) -> bool:
+        """Whether a job of the study's sweep has not ended yet (a pruned trial's job may still be stopping)."""
+        from ..status import sweep_status
+
+        return not all(s.state.is_final for s in sweep_status(load_manifest(self.sweep_dir)).jobs)
 
     # -- trials ---------------------------------------------------------------------------
 
