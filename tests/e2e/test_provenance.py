@@ -147,3 +147,19 @@ def test_jobs_run_the_code_as_it_was_at_launch(hpctrack_root, tmp_path, snapshot
     else:
         assert states[1] == "FAILED"  # the control: without a snapshot the edit bites (job 0 may be hit too)
         assert "edited after the launch" in sweep.status()[1].error
+
+
+def test_a_root_inside_the_repository_does_not_make_every_run_dirty(hpctrack_root, tmp_path):
+    repo, commit = _repo(tmp_path)
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=repo, check=True)  # clean again
+    (repo / "notes.txt").unlink()
+    root = repo / "runs"  # hpctrack's own files under the project: not the user's untracked work
+    for name in ("first", "second"):
+        proc = run_cli("launch", str(repo / "sleepy.py"), "x=1", "--name", name, "--root", str(root),
+                       "--no-progress", cwd=repo)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    git = json.loads(run_cli("show", "second/0", "--format", "json", "--root", str(root), check=True).stdout)[
+        "provenance"]["git"]  # fmt: skip
+    assert git["commit"] == commit and git["dirty"] is False and git["untracked"] == [], git
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
