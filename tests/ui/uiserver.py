@@ -6,19 +6,18 @@ what they use from here (fixtures included).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
-import select
+import queue
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-
-import pytest
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -90,11 +89,12 @@ class UIServer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            _, err = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.wait()
             raise AssertionError(f"hpctrack ui did not stop on signal {sig} within 60 s") from None
+        err = self.proc.stderr.read() if self.proc.stderr else ""
         return self.proc.returncode, err
 
 
@@ -108,6 +108,13 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+def _pump(out, into: "queue.Queue[Optional[str]]") -> None:
+    """Every line the server prints, then None at its end (read in a thread: no pipe fills up)."""
+    for line in out:
+        into.put(line)
+    into.put(None)
+
+
 def start_ui(root: Path, *args: str, token: Optional[str] = TOKEN) -> UIServer:
     """``python -m hpctrack ui --port 0 ARGS`` on ``root``, once it printed its URL."""
     extra = ["--token", token] if token is not None else []
@@ -115,28 +122,29 @@ def start_ui(root: Path, *args: str, token: Optional[str] = TOKEN) -> UIServer:
     proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "ui", *port, *extra, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env_for(root))  # fmt: skip
     lines: List[str] = []
-    deadline = time.monotonic() + 120
+    got: "queue.Queue[Optional[str]]" = queue.Queue()
     assert proc.stdout is not None
+    threading.Thread(target=_pump, args=(proc.stdout, got), daemon=True).start()
     while True:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                _, err = proc.communicate()
-                raise AssertionError(f"hpctrack ui exited {proc.returncode} before printing its URL: {err}")
-            lines.append(line.rstrip("\n"))
-            if line.strip().startswith("http://"):
-                break
-        if time.monotonic() > deadline:
+        try:
+            line = got.get(timeout=120)
+        except queue.Empty:
             proc.kill()
-            raise AssertionError(f"hpctrack ui printed no URL within 120 s: {lines}")
+            raise AssertionError(f"hpctrack ui printed no URL within 120 s: {lines}") from None
+        if line is None:
+            proc.wait(timeout=60)
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"hpctrack ui exited {proc.returncode} before printing its URL: {lines} {err}")
+        lines.append(line.rstrip("\n"))
+        if line.strip().startswith("http://"):
+            break
     uds = args[args.index("--uds") + 1] if "--uds" in args else None
     return UIServer(proc, lines[-1].strip(), lines, uds)
 
 
-@pytest.fixture
-def ui_factory():
-    """Start servers with ``start_ui``; every one is stopped at the end of the test."""
+@contextlib.contextmanager
+def running_servers() -> Iterator[Callable[..., UIServer]]:
+    """``start(root, *args)`` starts a server with :func:`start_ui`; every one is stopped on exit."""
     started: List[UIServer] = []
 
     def start(root: Path, *args: str, **kwargs) -> UIServer:
@@ -144,6 +152,8 @@ def ui_factory():
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
