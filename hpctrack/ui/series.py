@@ -172,10 +172,10 @@ def _floats(values: "np.ndarray") -> List[Any]:
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     if finite.all():
-        return values.tolist()  # type: ignore[no-any-return]
+        return values.tolist()
     out = values.astype(object)
     out[~finite] = None
-    return out.tolist()  # type: ignore[no-any-return]
+    return out.tolist()
 
 
 def _xs(values: "np.ndarray", axis: str) -> List[Any]:
@@ -183,7 +183,7 @@ def _xs(values: "np.ndarray", axis: str) -> List[Any]:
     import numpy as np
 
     if axis == "step" and np.issubdtype(np.asarray(values).dtype, np.integer):
-        return np.asarray(values).tolist()  # type: ignore[no-any-return]
+        return np.asarray(values).tolist()
     return _floats(values)
 
 
@@ -404,7 +404,7 @@ def _group_curves(
     keep = np.ones(len(gx), dtype=bool) if points is None else _keep(gstarts, gx, mean, points)
     ends = np.append(gstarts[1:], len(gx))
     groups = []
-    for number, (a, b) in enumerate(zip(gstarts.tolist(), ends.tolist())):
+    for a, b in zip(gstarts.tolist(), ends.tolist()):
         members = np.flatnonzero(code == g[a]).tolist()
         row = by.iloc[members[0]].to_dict() if keys else {}
         kept = np.flatnonzero(keep[a:b]) + a
