@@ -322,3 +322,48 @@ def test_favicon_and_unknown_paths(ui):
     missing = ui.request("api/no/such/endpoint")
     assert missing.status == 404 and "error" in missing.json()
     assert ui.request("static/../../pyproject.toml").status == 404
+
+
+# -- curves (hpctrack.ui.series) --------------------------------------------------------------------
+
+
+def test_sweep_curves_end_where_the_table_says(ui, root, sweep_id):
+    data = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&runs=all&x=step").json()
+    table = {row["job"]: row for row in json.loads(_cli_stdout(root, "table", sweep_id, "--format", "json"))}
+    assert (
+        data["metric"] == "val/acc" and data["n_runs"] == 4 and sorted(r["job"] for r in data["runs"]) == [0, 1, 2, 3]
+    )
+    for run in data["runs"]:
+        assert run["run"] == f"{sweep_id}/{run['job']}" and run["x"] == [0, 1]  # two epochs
+        assert run["y"][-1] == table[run["job"]]["val/acc:last"] and max(run["y"]) == table[run["job"]]["val/acc:max"]
+    some = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&runs=1,3&x=time&points=10&full=1").json()
+    assert sorted(r["job"] for r in some["runs"]) == [1, 3] and some["x"] == "time" and some["downsampled"] is False
+
+
+def test_group_curves_are_means_over_the_groups_runs(ui, root, sweep_id):
+    data = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&group_by=optimizer.lr&band=ci&smooth=0").json()
+    table = json.loads(_cli_stdout(root, "table", sweep_id, "--format", "json", "-g", "optimizer.lr",
+                                   "-m", "val/acc:last"))  # fmt: skip
+    means = {row["optimizer.lr"]: row["val/acc:last mean"] for row in table}
+    assert {g["key"]["optimizer.lr"]: g["n"] for g in data["groups"]} == {0.01: 2, 0.1: 2}
+    for group in data["groups"]:
+        assert group["mean"][-1] == pytest.approx(means[group["key"]["optimizer.lr"]])
+        assert all(lo <= m <= hi for lo, m, hi in zip(group["lo"], group["mean"], group["hi"]))
+
+
+def test_one_runs_curves_are_every_metric_it_logged(ui, root, sweep_id):
+    shown = json.loads(_cli_stdout(root, "show", f"{sweep_id}/2", "--format", "json"))
+    data = ui.request(f"api/runs/{sweep_id}/2/history").json()
+    assert set(data["metrics"]) == set(shown["metrics"])
+    for key, curve in data["metrics"].items():
+        assert curve["y"][-1] == shown["metrics"][key]["last"] and len(curve["x"]) == shown["metrics"][key]["count"]
+    one = ui.request(f"api/runs/{sweep_id}/2/history?metric=val/loss&points=2").json()
+    assert list(one["metrics"]) == ["val/loss"]
+
+
+@pytest.mark.parametrize("query", ["", "metric=nope", "metric=val/acc&points=1", "metric=val/acc&points=10001",
+                                   "metric=val/acc&runs=a,b", "metric=val/acc&x=epoch", "metric=val/acc&band=iqr",
+                                   "metric=val/acc&smooth=1", "metric=val/acc&runs=99"])  # fmt: skip
+def test_bad_curve_options_are_400(ui, sweep_id, query):
+    reply = ui.request(f"api/sweeps/{sweep_id}/history?{query}")
+    assert reply.status == 400 and len(reply.json()["error"].splitlines()) == 1, reply.body
