@@ -84,7 +84,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 def _number(
-    request: Request, name: str, default: float, low: float, high: float, cast: Callable[[str], Any] = int
+    request: Request, name: str, default: Optional[float], low: float, high: float, cast: Callable[[str], Any] = int
 ) -> Any:
     text = request.query_params.get(name)
     if text is None or text == "":

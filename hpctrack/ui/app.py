@@ -58,7 +58,7 @@ def create_app(
         Mount("/static", app=_Static()),
         *ROUTES,
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(Gate, config=config)],  # type: ignore[arg-type]
+    app = Starlette(routes=routes, middleware=[Middleware(Gate, config=config)],
                     exception_handlers={404: _not_found})  # fmt: skip
     app.router.redirect_slashes = False  # a redirect would name this host's URL, not the proxy's
     app.state.root = Path(root)
