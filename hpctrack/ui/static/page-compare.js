@@ -30,12 +30,16 @@ export async function comparePage(root, crumbs, refs) {
     error, tableBox, h("h2", "Curves"), legend, chartBox,
   );
 
+  let tableSeq = 0, curveSeq = 0;  // a slower, older answer never replaces a newer one
   async function loadTable() {
     const spec = metricSel.value + (statSel.value ? `:${statSel.value}` : "");
+    const mine = ++tableSeq;
     let rows;
     try {
       rows = await api("compare", { sweeps: infos.map((i) => i.id).join(","), metrics: spec });
+      if (mine !== tableSeq) return;
     } catch (err) {
+      if (mine !== tableSeq) return;
       showError(error, err.message);
       fill(tableBox);
       return;
@@ -47,14 +51,18 @@ export async function comparePage(root, crumbs, refs) {
     const firstN = keys.findIndex((k) => k.startsWith("n "));
     const groupKeys = keys.slice(0, firstN < 0 ? keys.length : firstN);
     const cols = [...groupKeys.map((k) => ({ label: k, text: (r) => fmt(r[k]) }))];
-    labels.forEach((label, i) => {
-      const mean = keys.find((k) => k.endsWith(` mean ${label}`));
-      const std = keys.find((k) => k.endsWith(` std ${label}`));
+    labels.forEach((label) => {
+      const suffix = ` mean ${label}`;
+      const bases = keys.filter((k) => k.endsWith(suffix)).map((k) => k.slice(0, -suffix.length));
       cols.push({ label: `n ${label}`, text: (r) => fmt(r[`n ${label}`]) });
-      if (mean) cols.push({ label: `${spec} ${label}`, sweep: i, text: (r) => (fmt(r[mean]) ? `${fmt(r[mean])}${fmt(r[std]) ? ` ± ${fmt(r[std])}` : ""}` : "") });
-      const delta = keys.find((k) => k.endsWith(` delta ${label}`));
-      const beyond = keys.find((k) => k.endsWith(` beyond spread ${label}`));
-      if (delta) cols.push({ label: `Δ ${label}`, text: (r) => `${fmt(r[delta])}${r[beyond] ? " *" : ""}` });
+      for (const base of bases) {
+        const mean = `${base} mean ${label}`, std = `${base} std ${label}`;
+        cols.push({ label: `${base} ${label}`, text: (r) => (fmt(r[mean]) ? `${fmt(r[mean])}${fmt(r[std]) ? ` ± ${fmt(r[std])}` : ""}` : "") });
+      }
+      for (const base of bases) {
+        const delta = `${base} delta ${label}`, beyond = `${base} beyond spread ${label}`;
+        if (keys.includes(delta)) cols.push({ label: `Δ ${base} ${label}`, text: (r) => `${fmt(r[delta])}${r[beyond] ? " *" : ""}` });
+      }
     });
     fill(tableBox, h("table.list", h("thead", h("tr", cols.map((c) => h("th", c.label)))),
       h("tbody", rows.map((r) => h("tr", cols.map((c) => h("td.num", c.text(r))))))),
@@ -65,6 +73,7 @@ export async function comparePage(root, crumbs, refs) {
     const metric = metricSel.value;
     if (!metric) return;
     const groups = curveMode.value === "groups";
+    const mine = ++curveSeq;
     let results;
     try {
       results = await Promise.all(infos.map((info) => {
@@ -75,9 +84,10 @@ export async function comparePage(root, crumbs, refs) {
         });
       }));
     } catch (err) {
-      showError(error, err.message);
+      if (mine === curveSeq) showError(error, err.message);
       return;
     }
+    if (mine !== curveSeq) return;
     const lines = [];
     results.forEach((data, i) => {
       const name = infos[i].name || infos[i].id;
