@@ -86,7 +86,7 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
   add(box, wrap);
   const plot = new uPlot(opts, data, wrap);
   add(wrap, hover);
-  if (lines.length <= 12) {  // few lines: a legend under the chart; many: the hover names them
+  if (lines.length > 1 && lines.length <= 12) {  // few lines: a legend under the chart; many: the hover names them
     add(box, h("div.legend", lines.map((line) => {
       const sw = h("span.swatch");
       sw.style.background = line.colour;
