@@ -216,4 +216,3 @@ def page(browser: Any, ui_server: Server, console: Console) -> Iterator[Any]:
     finally:
         context.close()
     assert console.unexpected() == [], console.errors
-

@@ -10,21 +10,13 @@ from typing import Any, Dict, List
 
 import pytest
 from conftest import EXAMPLE, REPO
-from dashboard import (  # noqa: F401  (fixtures)
-    Console,
-    Server,
-    Sweeps,
-    browser,
-    chromium,
-    cli,
-    cli_json,
-    console,
-    fmt,
-    fmt_duration,
-    page,
-    sweeps,
-    ui_server,
-)
+
+# its fixtures' asserts (no console error on the page) are rewritten as this module's are
+pytest.register_assert_rewrite("dashboard")
+from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration  # noqa: E402
+
+#: the fixtures (a root with the example sweep, a running `hpctrack ui`, Chromium, a checked page)
+pytest_plugins = ["dashboard"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -170,7 +162,9 @@ def test_grouped_view_matches_the_cli(page: Any, ui_server: Server, sweeps: Swee
     # the group means with their band
     page.select_option("select.curve-metric", "val/loss")
     page.select_option(".curves select >> nth=1", "groups")
-    page.wait_for_function("() => /val\\/loss: 2 groups of 6 runs/.test(document.querySelector('.curves .muted.small').textContent)")
+    page.wait_for_function(
+        "() => /val\\/loss: 2 groups of 6 runs/.test(document.querySelector('.curves .muted.small').textContent)"
+    )
     assert coloured_pixels(page, "#curves canvas") > 500
 
 
@@ -181,10 +175,14 @@ def test_compare_two_sweeps(page: Any, ui_server: Server, sweeps: Sweeps) -> Non
     page.get_by_role("button", name="compare selected").click()
     page.wait_for_url("**#/compare/*")
     page.select_option("#app select >> nth=0", "val/acc")
-    page.wait_for_function("() => document.querySelector('#compare-table th:nth-child(3)')?.textContent === 'val/acc:last digits'")
+    page.wait_for_function(
+        "() => document.querySelector('#compare-table th:nth-child(3)')?.textContent === 'val/acc:last digits'"
+    )
     assert page.locator("#compare-table tbody tr").count() == 2
     expected = cli_json(sweeps.root, "compare", sweeps.digits, sweeps.adam, "-m", "val/acc")
-    rows = page.eval_on_selector_all("#compare-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    rows = page.eval_on_selector_all(
+        "#compare-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
     assert [r[0] for r in rows] == [fmt(r["optimizer.lr"]) for r in expected]
     for got, want in zip(rows, expected):
         for label in ("digits", "digits-adam"):
@@ -203,7 +201,9 @@ def test_readme_screenshot_of_the_sweep_page(page: Any, ui_server: Server, sweep
     wait_rows(page, 2)
     page.select_option("select.curve-metric", "val/acc")
     page.select_option(".curves select >> nth=1", "groups")
-    page.wait_for_function("() => /val\\/acc: 2 groups/.test(document.querySelector('.curves .muted.small').textContent)")
+    page.wait_for_function(
+        "() => /val\\/acc: 2 groups/.test(document.querySelector('.curves .muted.small').textContent)"
+    )
     # the id and dates differ from run to run: the README shows the layout, not this sweep's id
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), clip={"x": 0, "y": 0, "width": 1280, "height": 900})
