@@ -1,0 +1,181 @@
+"""What the dashboard's lists read: sweeps under the root (with a metric's best value), a sweep's
+metric keys, and the change stamp the page polls. Manifests and sweep indexes only: never a run store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+from ..errors import SweepNotFoundError
+from ..manifest import SWEEPS_DIR, Manifest, iter_sweep_dirs, load_manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..sweep import Sweep
+
+__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "index_metrics", "best_value"]
+
+
+def find_sweep_under(root: Path, ref: str) -> "Sweep":
+    """The sweep ``ref`` names (id, unique prefix, name, ``latest``), only if it is a sweep of ``root``.
+
+    A path (``..``, a directory elsewhere) is never taken: the dashboard reads the root it serves.
+
+    Raises
+    ------
+    SweepNotFoundError
+        Nothing under ``root/sweeps`` matches.
+    """
+    from ..sweep import load_sweep
+
+    sweep = load_sweep(ref, root=str(root))
+    if os.path.realpath(sweep.path.parent) != os.path.realpath(root / SWEEPS_DIR):
+        raise SweepNotFoundError(f"no sweep {ref!r} under {root} (the dashboard reads the sweeps of its root only)")
+    return sweep
+
+
+def index_metrics(frame: "pd.DataFrame") -> List[str]:
+    """The metric keys of an :func:`hpctrack.index.index_frame` (sorted)."""
+    from ..index import SEP
+
+    return sorted({c.split(SEP)[1] for c in frame.columns if c.startswith(f"m{SEP}") and c.endswith(f"{SEP}count")})
+
+
+def best_value(manifest: Manifest, frame: "pd.DataFrame", metric: str, mode: str) -> Optional[Dict[str, Any]]:
+    """The best value of ``metric`` over the runs the index stands for, and its run; None without one.
+
+    ``metric`` is a metric key (each run's ``max`` for ``mode="max"``, its ``min`` for ``"min"``),
+    ``KEY:last|min|max`` (that stat of each run), or a summary key.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..index import SEP, usable_rows
+
+    key, _, stat = metric.rpartition(":")
+    if stat not in ("last", "min", "max"):
+        key, stat = metric, mode
+    column = f"m{SEP}{key}{SEP}{stat}"
+    if column not in frame.columns:
+        column = f"s{SEP}{metric}"
+        if column not in frame.columns:
+            return None
+    rows = usable_rows(frame, [job.submitted for job in manifest.jobs])
+    if not rows:
+        return None
+    positions = np.fromiter(rows.values(), dtype=np.int64)
+    values = pd.to_numeric(frame[column].iloc[positions], errors="coerce").to_numpy(dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    at = int(np.nanargmax(np.where(finite, values, np.nan)) if mode == "max"
+             else np.nanargmin(np.where(finite, values, np.nan)))  # fmt: skip
+    job = int(frame["job"].iloc[positions[at]])
+    return {"value": float(values[at]), "run": f"{manifest.id}/{job}"}
+
+
+def _swept_values(manifest: Manifest) -> Dict[str, List[Any]]:
+    """Each swept key's values over the jobs, in a stable order."""
+    from ..overrides import override_values
+
+    seen: Dict[str, Dict[str, Any]] = {k: {} for k in manifest.swept_keys}
+    for job in manifest.jobs:
+        values = override_values(job.overrides)
+        for key in manifest.swept_keys:
+            if key in values:
+                seen[key].setdefault(repr(values[key]), values[key])
+    return {k: sorted(v.values(), key=lambda x: (type(x).__name__, str(x))) for k, v in seen.items()}
+
+
+def _matches(row: Dict[str, Any], params: Dict[str, List[Any]], terms: Sequence[str]) -> bool:
+    text = " ".join([str(row.get("name") or ""), row["id"], str(row.get("note") or ""),
+                     *(f"{k}={v}" for k, v in row.get("tags", {}).items()),
+                     *(f"{k}={v}" for k, values in params.items() for v in values)]).lower()  # fmt: skip
+    return all(term in text for term in terms)
+
+
+def list_sweeps(root: Path, *, q: Optional[str] = None, metric: Optional[str] = None,
+                mode: Optional[str] = None) -> Dict[str, Any]:  # fmt: skip
+    """``api/sweeps``: the ``hpctrack ls`` rows, newest first, with swept values, best value and metric keys.
+
+    Parameters
+    ----------
+    root:
+        The storage root.
+    q:
+        Words that must all appear (case-insensitively) in the sweep's name, id, note, tags or
+        swept keys and values.
+    metric, mode:
+        A metric (see :func:`best_value`) and ``max`` or ``min`` (default: by the metric's name,
+        as tables pick the best group): each row gets ``best``.
+    """
+    from ..aggregate import lower_is_better
+    from ..index import index_frame
+    from ..sweep import sweep_rows
+
+    rows, skipped = sweep_rows(str(root))
+    terms = (q or "").lower().split()
+    direction = mode or ("min" if metric and lower_is_better(metric) else "max")
+    out, metrics = [], set()
+    for row in rows:
+        try:
+            manifest = load_manifest(Path(row["path"]))
+        except Exception as err:  # damaged since sweep_rows read it: said, never fatal to the list
+            skipped.append(f"skipped {row['path']}: {' '.join(str(err).split())}")
+            continue
+        params = _swept_values(manifest)
+        if terms and not _matches(row, params, terms):
+            continue
+        frame = index_frame(manifest.path)
+        metrics.update(index_metrics(frame))
+        row = {**row, "params": params}
+        if metric:
+            row["best"] = best_value(manifest, frame, metric, direction)
+        out.append(row)
+    return {"sweeps": out, "skipped": skipped, "metrics": sorted(metrics),
+            **({"mode": direction} if metric else {})}  # fmt: skip
+
+
+def sweep_overview(sweep: "Sweep") -> Dict[str, Any]:
+    """``api/sweeps/<ref>``: ``hpctrack show SWEEP`` plus its swept keys, metric keys and default seed keys."""
+    from ..aggregate import DEFAULT_SEED_KEYS
+    from ..index import SEP, index_frame
+    from ..runinfo import describe_sweep
+
+    data = describe_sweep(sweep)
+    manifest = sweep.manifest
+    frame = index_frame(sweep.path)
+
+    summary = sorted({c.split(SEP, 1)[1] for c in frame.columns if c.startswith(f"s{SEP}")})
+    return {**data, "swept_keys": list(manifest.swept_keys), "params": _swept_values(manifest),
+            "metrics": index_metrics(frame), "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
+
+
+def _stat(path: Path) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def change_stamp(root: Path, sweep_dir: Optional[Path] = None) -> str:
+    """An opaque text that changes when what the page shows may have changed; a few ``stat`` calls.
+
+    With ``sweep_dir``: its manifest, index, labels and pins (a job's state, a run that ended, a
+    tag). Without: the sweeps directory (a sweep added or removed) and those files of every sweep.
+    Run stores are never looked at: a run that is still logging does not change the stamp.
+    """
+    from ..catalog import sweep_key
+    from ..pins import PINS_FILE
+
+    if sweep_dir is not None:
+        parts = [sweep_key(sweep_dir), _stat(sweep_dir / PINS_FILE)]
+    else:
+        parts = [_stat(root / SWEEPS_DIR)]
+        parts += [f"{d.name}={sweep_key(d)}" for d in iter_sweep_dirs(root)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]

@@ -1,0 +1,112 @@
+// Compare page (#/compare/<id1>,<id2>,...): the sweeps side by side on their common params (what
+// `hpctrack compare --format json` prints), and one metric's curves overlaid, one colour per sweep.
+import { curvesChart } from "./chart.js";
+import { add, api, colour, enc, fill, fmt, h, showError } from "./util.js";
+
+export async function comparePage(root, crumbs, refs) {
+  fill(crumbs, h("a", { href: "#/" }, "sweeps"), " / ", h("span", "compare"));
+  if (refs.length < 2) throw new Error("compare needs two or more sweeps: #/compare/<id1>,<id2>");
+  const infos = await Promise.all(refs.map((r) => api(`sweeps/${enc(r)}`)));
+  const common = infos.map((i) => new Set(i.metrics || [])).reduce((a, b) => new Set([...a].filter((m) => b.has(m))));
+  const metrics = [...common];
+  const metricSel = h("select", { "aria-label": "metric" }, ...metrics.map((m) => h("option", { value: m }, m)));
+  const statSel = h("select", { "aria-label": "statistic" }, ...["(default)", "last", "min", "max", "mean"].map((s) => h("option", { value: s === "(default)" ? "" : s }, s)));
+  const curveMode = h("select", { "aria-label": "curves" }, h("option", { value: "groups" }, "mean of each sweep's groups"), h("option", { value: "runs" }, "every run"));
+  const error = h("div.error.oneline");
+  error.hidden = true;
+  const tableBox = h("div", { id: "compare-table" });
+  const chartBox = h("div.chart", { id: "compare-curves" });
+  const legend = h("div.legend");
+  let chart = null;
+  add(root, 
+    h("h1", "Compare"),
+    h("ul.sweep-list", infos.map((info, i) => {
+      const sw = h("span.swatch");
+      sw.style.background = colour(i);
+      return h("li", sw, h("a", { href: `#/sweep/${enc(info.id)}` }, info.name || info.id), " ", h("span.muted.mono", info.id), ` · ${info.jobs}`);
+    })),
+    metrics.length ? null : h("p.error", "these sweeps share no metric"),
+    h("div.controls", "metric: ", metricSel, statSel, curveMode),
+    error, tableBox, h("h2", "Curves"), legend, chartBox,
+  );
+
+  let tableSeq = 0, curveSeq = 0;  // a slower, older answer never replaces a newer one
+  async function loadTable() {
+    const spec = metricSel.value + (statSel.value ? `:${statSel.value}` : "");
+    const mine = ++tableSeq;
+    let rows;
+    try {
+      rows = await api("compare", { sweeps: infos.map((i) => i.id).join(","), metrics: spec });
+      if (mine !== tableSeq) return;
+    } catch (err) {
+      if (mine !== tableSeq) return;
+      showError(error, err.message);
+      fill(tableBox);
+      return;
+    }
+    showError(error, "");
+    const keys = rows.length ? Object.keys(rows[0]) : [];
+    const labels = infos.map((i) => i.name || i.id);
+    // columns "n <label>" mark where the group keys end; the rest are per-sweep aggregates
+    const firstN = keys.findIndex((k) => k.startsWith("n "));
+    const groupKeys = keys.slice(0, firstN < 0 ? keys.length : firstN);
+    const cols = [...groupKeys.map((k) => ({ label: k, text: (r) => fmt(r[k]) }))];
+    labels.forEach((label) => {
+      const suffix = ` mean ${label}`;
+      const bases = keys.filter((k) => k.endsWith(suffix)).map((k) => k.slice(0, -suffix.length));
+      cols.push({ label: `n ${label}`, text: (r) => fmt(r[`n ${label}`]) });
+      for (const base of bases) {
+        const mean = `${base} mean ${label}`, std = `${base} std ${label}`;
+        cols.push({ label: `${base} ${label}`, text: (r) => (fmt(r[mean]) ? `${fmt(r[mean])}${fmt(r[std]) ? ` ± ${fmt(r[std])}` : ""}` : "") });
+      }
+      for (const base of bases) {
+        const delta = `${base} delta ${label}`, beyond = `${base} beyond spread ${label}`;
+        if (keys.includes(delta)) cols.push({ label: `Δ ${base} ${label}`, text: (r) => `${fmt(r[delta])}${r[beyond] ? " *" : ""}` });
+      }
+    });
+    fill(tableBox, h("table.list", h("thead", h("tr", cols.map((c) => h("th", c.label)))),
+      h("tbody", rows.map((r) => h("tr", cols.map((c) => h("td.num", c.text(r))))))),
+      h("p.muted.small", "* the delta is beyond the seed-to-seed spread (larger than both sweeps' std)"));
+  }
+
+  async function loadCurves() {
+    const metric = metricSel.value;
+    if (!metric) return;
+    const groups = curveMode.value === "groups";
+    const mine = ++curveSeq;
+    let results;
+    try {
+      results = await Promise.all(infos.map((info) => {
+        const keys = (info.swept_keys || []).filter((k) => !(info.seed_keys || ["seed"]).includes(k));
+        return api(`sweeps/${enc(info.id)}/history`, {
+          metric, runs: "all", points: 1000,
+          group_by: groups ? (keys.length ? keys.join(",") : null) : null, band: groups && keys.length ? "std" : null,
+        });
+      }));
+    } catch (err) {
+      if (mine === curveSeq) showError(error, err.message);
+      return;
+    }
+    if (mine !== curveSeq) return;
+    const lines = [];
+    results.forEach((data, i) => {
+      const name = infos[i].name || infos[i].id;
+      for (const g of data.groups || []) lines.push({ label: `${name} ${g.label}`, x: g.x, y: g.mean, colour: colour(i), width: 1.75 });
+      for (const r of data.runs || []) lines.push({ label: `${name} ${r.job}`, x: r.x, y: r.y, colour: colour(i, 0.7), width: 1.1 });
+    });
+    fill(legend, ...infos.map((info, i) => {
+      const sw = h("span.swatch");
+      sw.style.background = colour(i);
+      return h("span.legend-item", sw, info.name || info.id);
+    }));
+    if (chart) chart.destroy();
+    chart = lines.length ? curvesChart(chartBox, lines, { xLabel: "step" }) : null;
+    if (!lines.length) fill(chartBox, h("p.muted", `no points of ${metric}`));
+  }
+
+  metricSel.addEventListener("change", () => { loadTable(); loadCurves(); });
+  statSel.addEventListener("change", loadTable);
+  curveMode.addEventListener("change", loadCurves);
+  if (metrics.length) await Promise.all([loadTable(), loadCurves()]);
+  return { stop: () => { if (chart) chart.destroy(); } };
+}
