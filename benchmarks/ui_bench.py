@@ -168,6 +168,17 @@ def timed_requests(server: UiServer, path: str, repeat: int) -> Dict[str, Any]:
 # -- Chromium ----------------------------------------------------------------------------------
 
 
+def browser_missing() -> Optional[str]:
+    """None when Playwright and Chromium are here, else why the browser rows are not run."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed (pip install -e '.[test]')"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (bash tests/browser/setup.sh installs it)"
+    return None
+
+
 def browser_times(url: str, token: str, pages: List[Tuple[str, str, str]], repeat: int) -> Dict[str, Any]:
     """Each page ``(label, hash, what)`` opened ``1 + repeat`` times in Chromium: seconds since navigation start.
 
@@ -460,7 +471,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                  "&group_by=optimizer.lr&band=ci", args.repeat)  # fmt: skip
                 row("hpctrack ui: api/.../history m0 grouped by optimizer.lr (ci band)", grouped["cold"],
                     grouped["warm"], None)  # fmt: skip
-                if not args.no_browser:
+                no_browser = "--no-browser" if args.no_browser else browser_missing()
+                if no_browser:
+                    rows.append(("Chromium rows", "-", "-", "", f"not run: {no_browser}", f"{load1():.1f}"))
+                else:
                     wait_quiet(args.max_load, args.wait_quiet_s)
                     progress("Chromium: the sweep pages")
                     pages = browser_times(server.url, token, [
@@ -502,7 +516,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 hist_warm = [ml.histories(history_exp, "m0")[0] for _ in range(max(1, args.repeat // 2))]
                 row(f"MLflow server: m0 of {args.history_runs:,} runs (get-history-bulk-interval, "
                     f"{hist_first[1]:,} points)", hist_first[0], statistics.median(hist_warm), GOAL_CURVES_S)  # fmt: skip
-                if not args.no_browser:
+                if not args.no_browser and not browser_missing():
                     wait_quiet(args.max_load, args.wait_quiet_s)
                     progress("Chromium: MLflow's experiment page")
                     try:
