@@ -422,6 +422,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         met = verdict(warm if warm is not None else cold, goal)
         rows.append((what, fmt_s(cold), fmt_s(warm), f"< {goal:g} s" if goal else "", met or note,
                      f"{load1():.1f}"))  # fmt: skip
+        progress(" | ".join(rows[-1]))  # as measured: the table comes at the end, after MLflow is filled
 
     print("# hpctrack dashboard benchmark\n")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
