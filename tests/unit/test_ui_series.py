@@ -335,3 +335,17 @@ def test_a_run_that_has_not_started_is_not_found(tmp_path):
     shutil.rmtree(sweep.manifest.run_path(2))
     with pytest.raises(RunNotFoundError):
         run_curves(sweep, 2)
+
+
+def test_points_logged_out_of_step_order_are_drawn_in_x_order(tmp_path):
+    sweep = _grid_sweep(tmp_path, steps=(300, 300, 300, 300, 300, 10))
+    store = open_store(sweep.manifest.run_path(5), "hdf5")
+    batch = MetricBatch()
+    batch.points["loss"] = (np.array([7, 1, 3]), np.array([70.0, 10.0, 30.0]), np.array([T0 + 900, T0 + 901, T0 + 902]))
+    store.write(metrics=batch)
+    for out in (sweep_curves(sweep, "loss", runs=[5], full=True)["runs"][0],
+                run_curves(sweep, 5, ["loss"], full=True)["metrics"]["loss"]):  # fmt: skip
+        assert out["x"] == sorted(out["x"]) and len(out["x"]) == 13
+        assert dict(zip(out["x"], out["y"]))[7] == 70.0
+    short = sweep_curves(sweep, "loss", runs=[5], points=4)["runs"][0]
+    assert short["x"] == sorted(short["x"]) and max(short["y"]) == 70.0 and len(short["x"]) <= 4
