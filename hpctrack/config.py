@@ -165,8 +165,10 @@ def ensure_writable_root(root: Path) -> Path:
             os.chmod(root, ROOT_MODE)
             # A root made inside a git repository (`--root ./runs`) is not the project's untracked work:
             # without this, every run's provenance would say its code is dirty.
-            with open(root / ".gitignore", "x") as fh:
-                fh.write("# made by hpctrack: the runs under this root are not part of the repository\n*\n")
+            from .safefs import write_file
+
+            write_file(root / ".gitignore", "# made by hpctrack: the runs under this root are not part of the "
+                       "repository\n*\n", root)  # fmt: skip
         else:
             _check_private(root, "the hpctrack root", sticky_ok=True)
         for top in _PRIVATE_TOPS:
