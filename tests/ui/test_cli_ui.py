@@ -161,6 +161,20 @@ def test_behind_a_proxy_that_passes_the_prefix_on(root, ui_factory):
         assert page.status == 404 and "index.html" in page.text
 
 
+def test_the_favicon_needs_no_token_under_a_prefix(root, ui_factory):
+    """The browser asks for /favicon.ico at the host's root, where the cookie (Path=PREFIX) is not sent."""
+    ui = ui_factory(root, "--root-path", PREFIX)
+    for path in ("favicon.ico", f"{PREFIX}/favicon.ico"):
+        icon = ui.request(path, token=None)
+        assert icon.status == 204 and icon.body == b"", (path, icon.status)
+        assert icon.headers["x-content-type-options"] == "nosniff"
+    # it is the only path let through without the token; the Host and method checks still apply
+    for path in ("favicon.ico/x", "favicon.icox", "api/stamp", f"{PREFIX}/", "static/app.js"):
+        assert ui.request(path, token=None).status == 401, path
+    assert ui.request("favicon.ico", token=None, host="evil.example").status == 400
+    assert ui.request("favicon.ico", token=None, method="POST").status == 405
+
+
 @pytest.mark.parametrize("prefix", ["node/x", "/a b", "/x?y"])
 def test_a_malformed_root_path_is_a_usage_error(root, prefix):
     proc = cli(root, "ui", "--root-path", prefix, "--port", "0", timeout=60)
