@@ -123,16 +123,20 @@ def _job(sweep: Any, request: Request) -> int:
 
 
 def _stamp(request: Request) -> Response:
-    from .overview import change_stamp
+    from .overview import change_stamp, find_sweep_under
 
-    ref = request.query_params.get("sweep")
-    return json_response({"stamp": change_stamp(_root(request), _sweep_dir(request, ref) if ref else None)})
-
-
-def _sweep_dir(request: Request, ref: str) -> Path:
-    from .overview import find_sweep_under
-
-    return Path(find_sweep_under(_root(request), ref).path)
+    ref, job_text = request.query_params.get("sweep"), request.query_params.get("job")
+    if not ref:
+        if job_text is not None:
+            raise BadRequest("job=N needs sweep=<ref> too: api/stamp?sweep=<ref>&job=N")
+        return json_response({"stamp": change_stamp(_root(request))})
+    sweep = find_sweep_under(_root(request), ref)
+    job: Optional[int] = None
+    if job_text is not None:
+        if not job_text.isdigit():
+            raise BadRequest(f"job={job_text!r}: give a job index (0, 1, ...)")
+        job = int(job_text)
+    return json_response({"stamp": change_stamp(_root(request), sweep, job)})
 
 
 def _sweeps(request: Request) -> Response:
