@@ -208,4 +208,9 @@ def _announce(host: str, port: int, token: str, prefix: str, uds: Optional[str],
     if open_browser:
         import webbrowser
 
-        webbrowser.open(url)
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+        if not opened:  # a login node: no display, no browser; the URL above is the way in
+            echo("note: could not open a browser here (no display?): open the URL above yourself", err=True)

@@ -1,15 +1,19 @@
 """What the dashboard's lists read: sweeps under the root (with a metric's best value), a sweep's
-metric keys, and the change stamp the page polls. Manifests and sweep indexes only: never a run store.
+metric keys, and the change stamp the page polls. Manifests and sweep indexes only: never a run
+store is opened (the stamp ``stat``-s those of running runs).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import SweepNotFoundError
+from ..errors import RunNotFoundError, SweepNotFoundError
 from ..manifest import SWEEPS_DIR, Manifest, iter_sweep_dirs, load_manifest
 
 if TYPE_CHECKING:
@@ -17,7 +21,8 @@ if TYPE_CHECKING:
 
     from ..sweep import Sweep
 
-__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "index_metrics", "best_value"]
+__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "watched_files", "Watched", "index_metrics",
+           "best_value"]  # fmt: skip
 
 
 def find_sweep_under(root: Path, ref: str) -> "Sweep":
@@ -155,7 +160,7 @@ def sweep_overview(sweep: "Sweep") -> Dict[str, Any]:
             "metrics": index_metrics(frame), "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
 
 
-def _stat(path: Path) -> str:
+def _stat(path: "os.PathLike[str] | str") -> str:
     try:
         st = os.stat(path)
     except OSError:
@@ -163,19 +168,109 @@ def _stat(path: Path) -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def change_stamp(root: Path, sweep_dir: Optional[Path] = None) -> str:
-    """An opaque text that changes when what the page shows may have changed; a few ``stat`` calls.
+def _commit_name(store: str) -> str:
+    """The file of a run directory that every commit of its store replaces: its ``stat`` tells that the run wrote.
 
-    With ``sweep_dir``: its manifest, index, labels and pins (a job's state, a run that ended, a
-    tag). Without: the sweeps directory (a sweep added or removed) and those files of every sweep.
-    Run stores are never looked at: a run that is still logging does not change the stamp.
+    HDF5: ``run.h5``, the symlink naming the current copy (``stat`` follows it to the copy, which
+    each commit changes); Zarr: ``run.zarr/zarr.json``, the commit record each commit replaces.
+    """
+    from ..store import BACKENDS, ZarrStore
+
+    cls = BACKENDS.get(store)
+    if cls is None:  # a store this hpctrack does not know: the run directory is all there is to watch
+        return "."
+    return f"run{cls.suffix}/zarr.json" if cls is ZarrStore else f"run{cls.suffix}"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What a sweep's stamp ``stat``-s, worked out from its manifest and index (see :func:`watched_files`).
+
+    Attributes
+    ----------
+    key:
+        :func:`hpctrack.catalog.sweep_key` of the sweep when this was worked out.
+    live:
+        The commit file (:func:`_commit_name`) of each run that has not ended.
+    runs:
+        Per job: its run's commit file and its stdout and stderr logs (None: not recorded yet).
+    """
+
+    key: str
+    live: List[str]
+    runs: List[Tuple[str, Optional[str], Optional[str]]]
+
+
+#: How many sweeps :func:`watched_files` remembers (a dashboard shows a few at a time).
+WATCHED_SWEEPS = 64
+_watched: "OrderedDict[str, Watched]" = OrderedDict()
+_watched_lock = threading.Lock()
+
+
+def watched_files(sweep: "Sweep", key: str) -> Watched:
+    """The files the stamp of ``sweep`` ``stat``-s: the stores of its runs that have not ended, and each job's.
+
+    A run has ended when a line of the sweep's index stands for its job's current submission
+    (:func:`hpctrack.index.usable_rows`); every other job's run may still write (or has not
+    started: its file is missing, one cheap failed ``stat``). This is worked out from the
+    manifest and the index only when ``key`` (:func:`hpctrack.catalog.sweep_key`, their
+    ``stat``) changed, so a poll between two changes costs the ``stat`` calls alone, however
+    large the manifest.
+    """
+    from ..index import index_frame, usable_rows
+
+    name = str(sweep.path)
+    with _watched_lock:
+        cached = _watched.get(name)
+        if cached is not None and cached.key == key:
+            _watched.move_to_end(name)
+            return cached
+    manifest = sweep.manifest
+    ended = usable_rows(index_frame(sweep.path), [job.submitted for job in manifest.jobs])
+    commit, join = _commit_name(manifest.store), os.path.join  # strings: 10,000 Paths cost 0.1 s
+    runs = [(join(name, job.run_dir, commit), job.stdout, job.stderr) for job in manifest.jobs]
+    found = Watched(key=key, live=[run[0] for i, run in enumerate(runs) if i not in ended], runs=runs)
+    with _watched_lock:
+        _watched[name] = found
+        _watched.move_to_end(name)
+        while len(_watched) > WATCHED_SWEEPS:
+            _watched.popitem(last=False)
+    return found
+
+
+def change_stamp(root: Path, sweep: "Optional[Sweep]" = None, job: Optional[int] = None) -> str:
+    """An opaque text that changes when what the page shows may have changed; ``stat`` calls only.
+
+    Without ``sweep``: the sweeps directory (a sweep added or removed) and the manifest, index
+    and labels of every sweep (a job's state, a run that ended, a tag).
+
+    With ``sweep``: its manifest, index, labels and pins, and the store of every run that has not
+    ended (:func:`watched_files`): a running run's new steps and heartbeat change it at each
+    flush. Stores are ``stat``-ed, never opened.
+
+    With ``sweep`` and ``job``: that sweep's files, and that run's store and the job's stdout and
+    stderr logs, whether it runs or not (the run page).
+
+    Raises
+    ------
+    RunNotFoundError
+        ``job`` is not a job of ``sweep``.
     """
     from ..catalog import sweep_key
     from ..pins import PINS_FILE
 
-    if sweep_dir is not None:
-        parts = [sweep_key(sweep_dir), _stat(sweep_dir / PINS_FILE)]
-    else:
+    if sweep is None:
         parts = [_stat(root / SWEEPS_DIR)]
         parts += [f"{d.name}={sweep_key(d)}" for d in iter_sweep_dirs(root)]
+    else:
+        key = sweep_key(sweep.path)
+        watched = watched_files(sweep, key)
+        parts = [key, _stat(sweep.path / PINS_FILE)]
+        if job is None:
+            parts += [_stat(path) for path in watched.live]
+        else:
+            if not 0 <= job < len(watched.runs):
+                raise RunNotFoundError(f"sweep {sweep.id} has jobs 0-{len(watched.runs) - 1}; no job {job}")
+            store, stdout, stderr = watched.runs[job]
+            parts += [f"job {job}", _stat(store), *(_stat(log) if log else "-" for log in (stdout, stderr))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from uiserver import TOKEN, cli, env_for, start_ui
@@ -264,6 +264,17 @@ def test_compare_is_hpctrack_compare_json(ui, root):
     assert reply.text == _cli_stdout(root, "compare", "digits", "adam", "-m", "val/acc:max", "-m", "test/acc",
                                      "--format", "json")  # fmt: skip
     assert ui.request("api/compare?sweeps=digits,adam").status == 400
+
+
+def test_compare_carries_the_note_hpctrack_compare_prints(ui, root):
+    """The sweeps differ in a setting each held fixed (optimizer.name): the CLI says so, and so does the API."""
+    proc = cli(root, "compare", "digits", "adam", "-m", "val/acc:max", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert len(said) == 1 and "optimizer.name" in said[0], proc.stderr
+    reply = ui.request("api/compare?sweeps=digits,adam&metrics=val/acc:max")
+    assert reply.status == 200 and reply.text == proc.stdout
+    assert "note: " + unquote(reply.headers["x-hpctrack-note"]) == said[0]
 
 
 def test_the_sweeps_list_is_ls_with_params_best_and_metrics(ui, root, sweep_id):

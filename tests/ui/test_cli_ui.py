@@ -88,6 +88,19 @@ def test_port_0_prints_the_real_url_with_its_token_and_it_works(root, ui_factory
     assert [s["name"] for s in data["sweeps"]] == ["small"]
 
 
+def test_open_without_a_browser_says_so(root, ui_factory):
+    """No display and no console browser (a login node): --open cannot open anything, and says so once."""
+    env = {k: v for k, v in env_for(root).items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    env["PATH"] = os.path.dirname(sys.executable)  # no lynx, w3m, www-browser... to fall back on
+    ui = ui_factory(root, "--open", env=env)
+    assert ui.url.startswith(f"http://127.0.0.1:{ui.port}/?token=")
+    assert ui.request("api/stamp").status == 200  # it serves all the same
+    returncode, err = ui.stop()
+    said = [line for line in err.splitlines() if "browser" in line]
+    assert returncode == 0 and len(said) == 1, err
+    assert "could not open a browser" in said[0] and "open the URL above" in said[0]
+
+
 def test_two_dashboards_keep_their_own_cookies(root, ui_factory):
     a, b = ui_factory(root), ui_factory(root)
     names = {ui.request(f"?token={TOKEN}", token=None).headers["set-cookie"].split("=", 1)[0] for ui in (a, b)}
@@ -159,6 +172,20 @@ def test_behind_a_proxy_that_passes_the_prefix_on(root, ui_factory):
         assert page.status == 200 and 'src="/' not in page.text and 'href="/' not in page.text
     else:
         assert page.status == 404 and "index.html" in page.text
+
+
+def test_the_favicon_needs_no_token_under_a_prefix(root, ui_factory):
+    """The browser asks for /favicon.ico at the host's root, where the cookie (Path=PREFIX) is not sent."""
+    ui = ui_factory(root, "--root-path", PREFIX)
+    for path in ("favicon.ico", f"{PREFIX}/favicon.ico"):
+        icon = ui.request(path, token=None)
+        assert icon.status == 204 and icon.body == b"", (path, icon.status)
+        assert icon.headers["x-content-type-options"] == "nosniff"
+    # it is the only path let through without the token; the Host and method checks still apply
+    for path in ("favicon.ico/x", "favicon.icox", "api/stamp", f"{PREFIX}/", "static/app.js"):
+        assert ui.request(path, token=None).status == 401, path
+    assert ui.request("favicon.ico", token=None, host="evil.example").status == 400
+    assert ui.request("favicon.ico", token=None, method="POST").status == 405
 
 
 @pytest.mark.parametrize("prefix", ["node/x", "/a b", "/x?y"])
