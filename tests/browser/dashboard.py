@@ -197,6 +197,8 @@ class Console:
     """What the page said on its console: errors (CSP violations are reported there too)."""
 
     errors: List[str] = field(default_factory=list)
+    #: the answers >= 400 the page got (the console's errors do not say which URL)
+    failed: List[str] = field(default_factory=list)
     #: substrings of errors a test expects (Chromium logs every 4xx answer of a fetch as an error)
     expected: List[str] = field(default_factory=list)
 
@@ -217,10 +219,11 @@ def page(browser: Any, ui_server: Server, console: Console) -> Iterator[Any]:
     pg.set_default_timeout(60_000)
     pg.on("console", lambda m: console.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
+    pg.on("response", lambda r: console.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     pg.goto(ui_server.url)  # the token: a cookie, then a redirect to the page without it
     assert "token=" not in pg.url, pg.url
     try:
         yield pg
     finally:
         context.close()
-    assert console.unexpected() == [], console.errors
+    assert console.unexpected() == [], (console.errors, console.failed)
