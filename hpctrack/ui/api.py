@@ -185,13 +185,19 @@ def _table(request: Request) -> Response:
 
 
 def _note_headers(frame: Any) -> Dict[str, str]:
-    """``no-store``, and the ``note: ...`` the command prints on stderr as ``X-Hpctrack-Note``.
+    """``no-store``; the ``note: ...`` the command prints on stderr as ``X-Hpctrack-Note``; for a
+    grouped table, the row the CLI marks ``* best`` (``X-Hpctrack-Best-Row``, its position in the
+    answer) and why (``X-Hpctrack-Best-By``: ``highest mean of val/acc:max``).
 
     Percent-encoded: header values are latin-1, a note may name any param value.
     """
     headers = {"cache-control": "no-store"}
     if frame.attrs.get("note"):
         headers["x-hpctrack-note"] = quote(" ".join(str(frame.attrs["note"]).split()))
+    best, best_by = frame.attrs.get("best"), frame.attrs.get("best_by")
+    if "group_by" in frame.attrs and best is not None and best_by and len(frame) > 1:  # the CLI's "* best"
+        headers["x-hpctrack-best-row"] = str(int(best))
+        headers["x-hpctrack-best-by"] = quote(f"{best_by['direction']} mean of {best_by['column']}")
     return headers
 
 
@@ -214,6 +220,16 @@ def _sweep_history(request: Request) -> Response:
             runs = [int(part) for part in runs_text.split(",") if part.strip()]
         except ValueError:
             raise BadRequest(f"runs={runs_text!r}: give job indices like 0,3,7, or all") from None
+    where = request.query_params.get("filter") or None
+    if where:  # the runs the table shows with this filter (its columns: metrics, all_params), by the table's code
+        n = len(sweep.manifest.jobs)
+        wrong = [job for job in runs or [] if not 0 <= job < n]
+        if wrong:
+            raise BadRequest(f"sweep {sweep.id} has jobs 0-{n - 1}; no job {wrong[0]}")
+        passing = sweep.table(metrics=_list(request, "metrics") or None, all_params=_flag(request, "all_params"),
+                              where=where, seed_keys=_list(request, "seed_keys") or ["seed"])["job"]  # fmt: skip
+        kept = {int(job) for job in passing}
+        runs = [job for job in (runs if runs is not None else range(n)) if job in kept]
     group_by: Optional[List[str]] = _list(request, "group_by") or None
     if group_by == ["all"]:  # the table's --grouped: every swept key but the seeds (none: one group of all runs)
         seeds = _list(request, "seed_keys") or ["seed"]

@@ -6,6 +6,7 @@ own writers (``tests/synthetic.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 from synthetic import ended_sweep
 from uiserver import TOKEN, cli, env_for, running_servers, start_ui
 
+from hpctrack.manifest import update_manifest
 from hpctrack.ui.app import STATIC_DIR
 
 pytestmark = pytest.mark.ui
@@ -115,6 +117,37 @@ def test_a_signal_stops_it_cleanly(root, sig, code, said):
     assert returncode == code and said in err and "Traceback" not in err, err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", ui.port), timeout=5).close()
+
+
+def test_sigterm_stops_it_while_a_read_is_still_in_flight(tmp_path):
+    """A read that does not end (a log on a file server that hangs; here a FIFO no one writes to)
+    must not keep a stopped dashboard alive: it exits while the read still waits."""
+    root = tmp_path / "root"
+    manifest = ended_sweep(root, 2, name="small")
+    fifo = manifest.run_path(0) / "stdout.fifo"
+    os.mkfifo(fifo)
+
+    def log_to_fifo(m):
+        m.jobs[0].stdout = str(fifo)
+
+    update_manifest(manifest.path, log_to_fifo)
+    ui = start_ui(root)
+    held = socket.create_connection(("127.0.0.1", ui.port), timeout=120)
+    try:
+        held.sendall(f"GET /api/runs/{manifest.id}/0/log?stream=stdout HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())  # fmt: skip
+        assert ui.request("api/stamp").status == 200  # served beside it: the read sits in a worker thread
+        returncode, err = ui.stop(signal.SIGTERM)  # fails if it is still alive after 60 s
+        assert ui.proc.poll() is not None, "the server exited"
+        answer = held.recv(65536)
+        # closed without an answer, or uvicorn's 500 for the dropped request: never the log, still unread
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 500 "), answer
+    finally:
+        held.close()
+        with contextlib.suppress(OSError):  # let a reader that is still waiting go (there is none if it exited)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert returncode == 0 and err.strip().splitlines()[-1].startswith("hpctrack ui: stopped"), err
+    assert "Traceback" not in err and "CancelledError" not in err, err
 
 
 def test_a_unix_socket_only_its_owner_can_use(root, tmp_path):
