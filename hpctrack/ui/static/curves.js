@@ -4,11 +4,11 @@ import { curvesChart, runStyle } from "./chart.js";
 import { api, colour, debounce, enc, fill, h, showError } from "./util.js";
 
 /**
- * The curves panel of a sweep page. `getRuns()`: the jobs the table shows (null: all), so the
- * curves draw what the table lists; `saved`: the view's URL state to start from; `onChange()`:
+ * The curves panel of a sweep page. `getFilter()`: the table's filter as history parameters ({}:
+ * none; null: refused, nothing is drawn), so the curves draw the runs the table lists; `saved`: the view's URL state to start from; `onChange()`:
  * called when an option changes (the page keeps the URL up to date).
  */
-export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getRuns = () => null, saved = new URLSearchParams(), onChange = () => {} }) {
+export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getFilter = () => ({}), saved = new URLSearchParams(), onChange = () => {} }) {
   const st = { data: null, groupBy: [], chart: null };
   const metricSel = h("select.curve-metric", { "aria-label": "metric to plot" });
   const modeSel = h("select", { "aria-label": "curves per run or per group" },
@@ -46,10 +46,10 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getR
       h("label", { title: "every point, no downsampling" }, full, "full data")),
     error, box, info);
 
-  function params(runs) {
+  function params(filter) {
     const groups = modeSel.value === "groups";
     return {
-      metric: metricSel.value, x: xSel.value, runs: runs === null ? "all" : runs.join(","),
+      ...filter, metric: metricSel.value, x: xSel.value, runs: "all",
       points: Math.max(200, Math.min(10000, Math.round(box.clientWidth || 1000))),
       smooth: Number(smooth.value) > 0 ? smooth.value : null,
       full: full.checked ? "1" : null,
@@ -63,8 +63,8 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getR
     onChange();
     if (!metricSel.value) { info.textContent = "no metric logged yet"; return; }
     const mine = ++seq;
-    const runs = getRuns();
-    if (runs !== null && !runs.length) {  // the table shows no run: neither do the curves
+    const filter = getFilter();
+    if (filter === null) {  // the table's filter is refused: no rows there, no curves here
       if (st.chart) st.chart.destroy();
       st.chart = null;
       st.data = null;
@@ -73,10 +73,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getR
       info.textContent = `${metricSel.value}: 0 runs`;
       return;
     }
-    // job lists past ~8,000 characters would make the request line too long for the server: all
-    // runs are drawn then, and the info line says so
-    const tooMany = runs !== null && runs.join(",").length > 8000;
-    const p = params(tooMany ? null : runs);
+    const p = params(filter);
     let data;
     try {
       data = await api(`sweeps/${enc(sweep)}/history`, p);
@@ -87,7 +84,6 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getR
     if (mine !== seq) return;
     showError(error, "");
     st.data = data;
-    st.unfiltered = tooMany ? runs.length : null;
     draw();
   }
 
@@ -128,8 +124,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getR
     const skipped = Object.entries(data.skipped || {});
     const n = data.groups ? `${data.groups.length} groups of ${data.n_runs} runs` : `${(data.runs || []).length} runs`;
     info.textContent = `${data.metric}: ${n}; ${data.downsampled ? `downsampled to ${data.points} points per run (tick "full data" for all)` : "every point"}` +
-      (skipped.length ? `; skipped: ${skipped.map(([j, why]) => `${j}: ${why}`).join("; ")}` : "") +
-      (st.unfiltered ? `; every run is drawn: the filter's ${st.unfiltered} runs are too many to ask for by name` : "");
+      (skipped.length ? `; skipped: ${skipped.map(([j, why]) => `${j}: ${why}`).join("; ")}` : "");
   }
 
   for (const c of [metricSel, modeSel, bandSel, xSel, full]) c.addEventListener("change", load);

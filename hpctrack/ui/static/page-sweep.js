@@ -5,7 +5,7 @@ import { curvesPanel } from "./curves.js";
 import { statusPanel } from "./status.js";
 import { parallelCoords } from "./chart.js";
 import {
-  STATES, add, api, apiUrl, apiWithNote, enc, fill, fmt, fmtDuration, h, hashState, lowerIsBetter, pollStamp,
+  STATES, add, api, apiUrl, apiWithNote, enc, fill, fmt, fmtDuration, h, hashState, headerText, pollStamp,
   viewWriter, showError, stateBadge,
 } from "./util.js";
 
@@ -158,7 +158,7 @@ export async function sweepPage(root, crumbs, ref) {
   // -- curves, parallel coordinates, status ------------------------------------------------------
   const curves = curvesPanel({
     sweep: id, metrics: info.metrics || [], seedKeys, swept, getSelected: () => selectedForCurves(),
-    getRuns: () => shownRuns(), saved, onChange: () => saveView(),
+    getFilter: () => curveFilter(), saved, onChange: () => saveView(),
   });
   const pcMetric = h("select", { "aria-label": "metric of the parallel coordinates" });
   const pcCanvas = h("canvas.parcoords", { id: "parcoords" });
@@ -228,23 +228,11 @@ export async function sweepPage(root, crumbs, ref) {
     return cols;
   }
 
-  /**
-   * The best group as `hpctrack table` marks it: on the first metric's mean, lowest for a loss or
-   * an error (by the name), else highest; none with a single group. Returns [row, line] or [null, ""].
-   */
-  function bestGroup(rows) {
-    if (rows.length < 2) return [null, ""];
-    const first = Object.keys(rows[0]).find((k) => k.endsWith(" mean"));
-    if (!first) return [null, ""];
-    const metric = first.slice(0, -" mean".length);
-    const low = lowerIsBetter(metric);
-    let best = null;
-    for (const r of rows) {
-      const v = r[first];
-      if (typeof v !== "number" || Number.isNaN(v)) continue;
-      if (best === null || (low ? v < best[first] : v > best[first])) best = r;
-    }
-    return best ? [best, `* best: ${low ? "lowest" : "highest"} mean of ${metric}`] : [null, ""];
+  /** The group `hpctrack table` marks `* best`, as the server names it (its position and why), or [null, ""]. */
+  function bestGroup(rows, headers) {
+    const at = headers.get("X-Hpctrack-Best-Row");
+    const row = at !== null && at !== "" ? rows[Number(at)] : undefined;
+    return row ? [row, `* best: ${headerText(headers, "X-Hpctrack-Best-By") || ""}`] : [null, ""];
   }
 
   let tableSeq = 0;
@@ -258,10 +246,10 @@ export async function sweepPage(root, crumbs, ref) {
     updateCsv();
     saveView();
     const grouped = st.groupBy.length > 0;
-    let rows, note, runRows = null;
+    let rows, note, headers, runRows = null;
     const runKey = JSON.stringify(tableParams({ group_by: null, include_incomplete: null }));
     try {
-      ({ body: rows, note } = await apiWithNote(`sweeps/${enc(id)}/table`, tableParams()));
+      ({ body: rows, note, headers } = await apiWithNote(`sweeps/${enc(id)}/table`, tableParams()));
       if (grouped && mine === tableSeq) {
         runRows = !fresh && st.runRowsKey === runKey ? st.runRows
           : await api(`sweeps/${enc(id)}/table`, tableParams({ group_by: null, include_incomplete: null }));
@@ -287,7 +275,7 @@ export async function sweepPage(root, crumbs, ref) {
     st.runRows = runRows || rows;
     st.runRowsKey = runKey;
     st.groupCols = grouped ? groupCols(rows) : [];
-    const [bestRow, bestLine] = grouped ? bestGroup(rows) : [null, ""];
+    const [bestRow, bestLine] = grouped ? bestGroup(rows, headers) : [null, ""];
     st.bestRow = bestRow;
     showNote(note, bestLine);
     table.setColumns(columnsFor(rows, grouped));
@@ -300,7 +288,7 @@ export async function sweepPage(root, crumbs, ref) {
 
   /** The curves again when the runs the table shows changed (a filter, a refused filter). */
   function syncCurves() {
-    const key = JSON.stringify(shownRuns());
+    const key = JSON.stringify(curveFilter());
     if (key === st.curvesFor) return;
     st.curvesFor = key;
     curves.load();
@@ -314,11 +302,14 @@ export async function sweepPage(root, crumbs, ref) {
     tableNote.classList.toggle("plain", !text);
   }
 
-  /** The jobs the table shows (the filter applied), for the curves; null: every run. */
-  function shownRuns() {
-    if (!st.valid) return [];
-    if (!st.filter) return null;
-    return st.runRows.map((r) => r.job).filter((j) => j !== undefined && j !== null);
+  /**
+   * The table's filter for the curves (the server keeps the runs the table would show, by the
+   * table's code; the columns it may name come with it); {} without a filter, null while refused.
+   */
+  function curveFilter() {
+    if (!st.valid) return null;
+    if (!st.filter) return {};
+    return { filter: st.filter, metrics: st.metrics.join(","), seed_keys: seedKeys.join(",") };
   }
 
   function fillPcMetrics() {

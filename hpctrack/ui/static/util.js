@@ -116,8 +116,8 @@ export async function api(path, params = {}, { signal } = {}) {
 }
 
 /**
- * GET api/PATH?params: the JSON body and the `note` the command would print on stderr (the
- * `X-Hpctrack-Note` header, percent-encoded; null without one).
+ * GET api/PATH?params: the JSON body, the `note` the command would print on stderr (the
+ * `X-Hpctrack-Note` header, percent-encoded; null without one) and the answer's `headers`.
  */
 export async function apiWithNote(path, params = {}, { signal } = {}) {
   const response = await fetch(apiUrl(path, params), { signal, headers: { Accept: "application/json" } });
@@ -130,12 +130,14 @@ export async function apiWithNote(path, params = {}, { signal } = {}) {
   if (!response.ok) {
     throw new ApiError(pageWords((body && body.error) || `${response.status} ${response.statusText} (${path})`), response.status);
   }
-  const raw = response.headers.get("X-Hpctrack-Note");
-  let note = null;
-  if (raw) {
-    try { note = decodeURIComponent(raw); } catch (err) { note = raw; }
-  }
-  return { body, note };
+  return { body, note: headerText(response.headers, "X-Hpctrack-Note"), headers: response.headers };
+}
+
+/** A percent-encoded header's text, or null without it. */
+export function headerText(headers, name) {
+  const raw = headers.get(name);
+  if (!raw) return null;
+  try { return decodeURIComponent(raw); } catch (err) { return raw; }
 }
 
 /**
@@ -228,18 +230,6 @@ export function setHashState(obj) {
   const qs = q.toString();
   const hash = qs ? `${path}?${qs}` : path;
   if (hash !== location.hash) history.replaceState(history.state, "", hash);
-}
-
-/** Metric names that read "lower is better", as `hpctrack table` marks the best group. */
-const LOWER_IS_BETTER = ["loss", "err", "error", "perplexity", "ppl", "mse", "mae", "rmse", "wer", "cer", "regret"];
-
-/** Whether smaller values of table column `column` (`key:stat`) are better (the CLI's rule). */
-export function lowerIsBetter(column) {
-  const at = column.indexOf(":");
-  const key = at < 0 ? column : column.slice(0, at);
-  const stat = at < 0 ? "" : column.slice(at + 1);
-  if (["count", "last_step", "argmin", "argmax"].includes(stat)) return false;
-  return LOWER_IS_BETTER.some((w) => key.toLowerCase().includes(w));
 }
 
 /** Job states in the CLI's colours (`hpctrack status`), as CSS classes `state-<NAME>`. */
