@@ -81,10 +81,10 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
     legend: { show: false },
     cursor: { points: { show: false }, drag: { x: true, y: false } },
     // log y: the data's own range, not whole powers of 10 (data peaking at 1.2 is not drawn up to 10)
-    scales: { x: { time: false }, y: logY ? { distr: 3, range: (u, min, max) => uPlot.rangeLog(min, max, 10, false) } : {} },
+    scales: { x: { time: false }, y: logY ? { distr: 3, range: logRange } : {} },
     axes: [
       { label: xLabel, ...(xLabel === "step" ? { incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmt(v)) } : {}) },
-      { values: (u, vals) => vals.map((v) => fmt(v)), size: 60 },
+      { values: logY ? logLabels : (u, vals) => vals.map((v) => fmt(v)), size: 60 },
     ],
     hooks: { setCursor: [(u) => showHover(u, hover, meta, xLabel)] },
   };
@@ -101,6 +101,24 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
     })));
   }
   return { plot, destroy: () => plot.destroy() };
+}
+
+/** A log axis's labels: 1, 2 and 5 times a power of 10 (its grid has more lines); all when none is. */
+function logLabels(u, vals) {
+  const nice = (v) => {
+    if (!(v > 0)) return false;
+    const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+    return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6 * k);
+  };
+  const any = vals.some(nice);
+  return vals.map((v) => (!any || nice(v) ? fmt(v) : ""));
+}
+
+/** A log axis's range: the data's, with a little room (uPlot's own rounds out to whole powers of 10). */
+function logRange(u, min, max) {
+  if (min === null || max === null || !(min > 0)) return [0.1, 1];
+  if (min === max) return [min / 2, max * 2];
+  return [min / 1.08, max * 1.08];
 }
 
 function showHover(u, hover, meta, xLabel) {
