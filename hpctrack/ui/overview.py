@@ -157,7 +157,8 @@ def _live_metrics(manifest: Manifest, ended: Sequence[int]) -> List[str]:
     """
     from ..store import open_store
 
-    done, keys, read = set(ended), set(), 0
+    done, read = set(ended), 0
+    keys: "set[str]" = set()
     for i in range(len(manifest.jobs)):
         if read >= LIVE_METRIC_RUNS:
             break

@@ -67,7 +67,6 @@ def test_the_stamp_follows_a_running_run_as_it_logs_and_ends_then_holds_still(tm
         _wait("the sweep ended", lambda: set(states().values()) == {"COMPLETED"})
         assert ui.request("api/stamp").json()["stamp"] != first_list  # runs ended and were indexed
 
-
         def holds_still():  # over three flush intervals; the runner records the jobs' ends shortly after they end
             before = stamp(), stamp("&job=0"), stamp("&job=1")
             time.sleep(1.5)
