@@ -23,7 +23,7 @@ from ._base import cli, echo, fail, handle_errors, root_option
 MIN_TOKEN_LENGTH = 16
 #: Seconds a stop waits for requests in flight before it drops them. Every request is a read:
 #: dropping one loses nothing, and a page that polls always has one in flight.
-GRACEFUL_STOP_S = 0.5
+GRACEFUL_STOP_S = 1
 
 
 def is_loopback(host: str) -> bool:
@@ -127,7 +127,8 @@ class _DroppedReads(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Cancel %s running task"):
-            self.dropped = int(record.args[0]) if isinstance(record.args, tuple) and record.args else 1
+            count = record.args[0] if isinstance(record.args, tuple) and record.args else 1
+            self.dropped = count if isinstance(count, int) else 1
             return False
         return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 

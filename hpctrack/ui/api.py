@@ -179,7 +179,8 @@ def _table(request: Request) -> Response:
     headers = _note_headers(frame)
     if fmt == "csv":
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (sweep.manifest.name or sweep.id))
-        headers["content-disposition"] = f'attachment; filename="{name}-table.csv"'
+        grouped = "-grouped" if groups else ""  # the two views of a sweep download side by side
+        headers["content-disposition"] = f'attachment; filename="{name}-table{grouped}.csv"'
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
     return Response(text, media_type="application/json", headers=headers)
 

@@ -145,19 +145,54 @@ def list_sweeps(root: Path, *, q: Optional[str] = None, metric: Optional[str] = 
             **({"mode": direction} if metric else {})}  # fmt: skip
 
 
+#: Runs that have not ended whose stores :func:`sweep_overview` reads for metric keys the index lacks yet.
+LIVE_METRIC_RUNS = 8
+
+
+def _live_metrics(manifest: Manifest, ended: Sequence[int]) -> List[str]:
+    """Metric keys of the first :data:`LIVE_METRIC_RUNS` runs that have started but not ended (their stores' records).
+
+    Before a run ends, the index knows none of its metrics; the runs of a sweep mostly log the
+    same keys, so a few stores tell them without reading thousands.
+    """
+    from ..store import open_store
+
+    done, read = set(ended), 0
+    keys: "set[str]" = set()
+    for i in range(len(manifest.jobs)):
+        if read >= LIVE_METRIC_RUNS:
+            break
+        if i in done:
+            continue
+        store = open_store(manifest.run_path(i), manifest.store)
+        if not store.exists():
+            continue
+        read += 1
+        try:
+            keys.update(store.read().metrics)
+        except Exception:  # being written, damaged, busy: the next one tells, or the index once it ended
+            continue
+    return sorted(keys)
+
+
 def sweep_overview(sweep: "Sweep") -> Dict[str, Any]:
-    """``api/sweeps/<ref>``: ``hpctrack show SWEEP`` plus its swept keys, metric keys and default seed keys."""
+    """``api/sweeps/<ref>``: ``hpctrack show SWEEP`` plus its swept keys, metric keys and default seed keys.
+
+    The metric keys are those of the sweep's index (ended runs) and those logged by a few of its
+    running runs (:func:`_live_metrics`), so a running sweep's curves can be chosen before a run ends.
+    """
     from ..aggregate import DEFAULT_SEED_KEYS
-    from ..index import SEP, index_frame
+    from ..index import SEP, index_frame, usable_rows
     from ..runinfo import describe_sweep
 
     data = describe_sweep(sweep)
     manifest = sweep.manifest
     frame = index_frame(sweep.path)
-
+    ended = usable_rows(frame, [job.submitted for job in manifest.jobs])
+    metrics = sorted(set(index_metrics(frame)) | set(_live_metrics(manifest, list(ended))))
     summary = sorted({c.split(SEP, 1)[1] for c in frame.columns if c.startswith(f"s{SEP}")})
     return {**data, "swept_keys": list(manifest.swept_keys), "params": _swept_values(manifest),
-            "metrics": index_metrics(frame), "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
+            "metrics": metrics, "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
 
 
 def _stat(path: "os.PathLike[str] | str") -> str:

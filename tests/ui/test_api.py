@@ -262,8 +262,11 @@ def test_curves_take_the_tables_filter(ui, root, sweep_id):
 def test_the_csv_download_is_hpctrack_table_as_csv(ui, root, sweep_id):
     reply = ui.request(f"api/sweeps/{sweep_id}/table?format=csv&group_by=all")
     assert reply.headers["content-type"] == "text/csv; charset=utf-8"
-    assert reply.headers["content-disposition"] == 'attachment; filename="digits-table.csv"'
+    assert reply.headers["content-disposition"] == 'attachment; filename="digits-table-grouped.csv"'
     assert reply.text == _cli_stdout(root, "table", sweep_id, "--format", "csv", "--grouped")
+    runs = ui.request(f"api/sweeps/{sweep_id}/table?format=csv")  # per run: another name, not the grouped one's
+    assert runs.headers["content-disposition"] == 'attachment; filename="digits-table.csv"'
+    assert runs.text == _cli_stdout(root, "table", sweep_id, "--format", "csv")
 
 
 def test_bad_table_options_are_400_with_the_clis_message(ui, root, sweep_id):

@@ -52,6 +52,10 @@ def test_the_stamp_follows_a_running_run_as_it_logs_and_ends_then_holds_still(tm
             return {row["job"]: (row["state"], row["loss:count"]) for row in rows}
 
         _wait("job 0 running and logging", lambda: states()[0] == "RUNNING" and (points()[0][1] or 0) > 0)
+        # no run has ended (the index is empty), yet the running run's metric can be chosen and drawn
+        assert "loss" in ui.request(f"api/sweeps/{sweep}").json()["metrics"]
+        live = ui.request(f"api/sweeps/{sweep}/history?metric=loss").json()
+        assert [r["job"] for r in live["runs"]] == [0] and len(live["runs"][0]["x"]) > 0, live
         first, first_run, first_list = stamp(), stamp("&job=0"), ui.request("api/stamp").json()["stamp"]
         seen = points()[0]
         # job 0 flushes its new points into its store: the sweep's and the run's stamps move on
@@ -62,7 +66,6 @@ def test_the_stamp_follows_a_running_run_as_it_logs_and_ends_then_holds_still(tm
         assert stamp("&job=0") != stamp(), "the run's stamp is its own"
         _wait("the sweep ended", lambda: set(states().values()) == {"COMPLETED"})
         assert ui.request("api/stamp").json()["stamp"] != first_list  # runs ended and were indexed
-
 
         def holds_still():  # over three flush intervals; the runner records the jobs' ends shortly after they end
             before = stamp(), stamp("&job=0"), stamp("&job=1")
