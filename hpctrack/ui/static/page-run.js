@@ -186,8 +186,12 @@ export async function runPage(root, crumbs, ref, job) {
     }
   }
 
-  async function renderLogs() {
+  async function renderLogs(d) {
     const parts = [h("h2", "Output")];
+    if (!d.status || (d.job || {}).state === "PENDING") {  // no log is recorded before the job starts
+      fill(sections.logs, ...parts, h("p.muted", "the job has not started: no output yet"));
+      return;
+    }
     for (const stream of ["stdout", "stderr"]) {
       try {
         const log = await api(`${base}/log`, { stream, tail: 65536 });
@@ -200,14 +204,14 @@ export async function runPage(root, crumbs, ref, job) {
   }
 
   renderInfo(d);
-  await Promise.all([renderFiles(), renderCurves(d), renderLogs()]);
+  await Promise.all([renderFiles(), renderCurves(d), renderLogs(d)]);
   // live while the run's sweep changes (a running job's end, a requeue)
   // the run's own stamp: it moves as the run writes (steps, heartbeats), not only when it ends
   const stop = pollStamp(sweep.id, async () => {
     let now;
     try { now = await api(base); } catch (err) { return; }
     renderInfo(now);
-    await Promise.all([renderFiles(), renderCurves(now), renderLogs()]);
+    await Promise.all([renderFiles(), renderCurves(now), renderLogs(now)]);
   }, 2500, d.job.index);
   return { stop: () => { stop(); while (charts.length) charts.pop().destroy(); } };
 }

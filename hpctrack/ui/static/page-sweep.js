@@ -81,19 +81,6 @@ export async function sweepPage(root, crumbs, ref) {
   const tableNote = h("div.note#table-note");
   tableNote.hidden = true;
   const csv = h("a.button", { href: "#", download: "" }, "CSV");
-  // The server names every table's CSV `<name>-table.csv`, and its Content-Disposition outranks a
-  // link's `download` name: fetch it and save it under the name the link gives (`-grouped` too).
-  csv.addEventListener("click", async (ev) => {
-    ev.preventDefault();
-    const response = await fetch(csv.href);
-    if (!response.ok) { showError(filterErr, `CSV: ${response.status} ${response.statusText}`); return; }
-    const url = URL.createObjectURL(await response.blob());
-    const a = h("a", { href: url, download: csv.getAttribute("download") });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-  });
   const table = new VirtualTable({
     columns: [], selectable: true, rowKey: (r) => rowKey(r),
     onSelect: (keys) => { st.selected = keys; selectionChanged(); },
@@ -126,7 +113,7 @@ export async function sweepPage(root, crumbs, ref) {
   function updateCsv() {
     const grouped = st.groupBy.length > 0;
     csv.href = apiUrl(`sweeps/${enc(id)}/table`, tableParams({ format: "csv", sort: sortText() }));
-    // the grouped table is another file than the per-run one: name it so
+    // the grouped table is another file than the per-run one (the server names it so too)
     const name = (info.name || id).replace(/[^\w.-]/g, "_");
     csv.setAttribute("download", `${name}-table${grouped ? "-grouped" : ""}.csv`);
   }
