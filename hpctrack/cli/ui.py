@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import os
 import secrets
 import signal
 import socket
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -18,8 +21,9 @@ from ._base import cli, echo, fail, handle_errors, root_option
 
 #: Shortest ``--token`` taken: a token is all that stands between the dashboard and the network.
 MIN_TOKEN_LENGTH = 16
-#: Seconds a stop waits for requests in flight before it closes their connections.
-GRACEFUL_STOP_S = 3
+#: Seconds a stop waits for requests in flight before it drops them. Every request is a read:
+#: dropping one loses nothing, and a page that polls always has one in flight.
+GRACEFUL_STOP_S = 1
 
 
 def is_loopback(host: str) -> bool:
@@ -111,6 +115,30 @@ def _stop(signum: int, frame: Any) -> None:
     raise _Stopped()
 
 
+class _DroppedReads(logging.Filter):
+    """uvicorn's lines about the requests a stop cancels (an error and a traceback each), counted instead.
+
+    They are reads: dropping them at a stop is expected and loses nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Cancel %s running task"):
+            count = record.args[0] if isinstance(record.args, tuple) and record.args else 1
+            self.dropped = count if isinstance(count, int) else 1
+            return False
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def _reads_still_running() -> bool:
+    """Whether a request's worker thread outlived the server (a read stuck on a hung file server)."""
+    main = threading.main_thread()
+    return any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate())
+
+
 @cli.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: a free port.")
@@ -173,18 +201,33 @@ def ui_command(
     _announce(host, bound_port, token, prefix, uds, open_browser)
     config = uvicorn.Config(app, log_level="warning", access_log=False, root_path=prefix, proxy_headers=False,
                             server_header=False, lifespan="off", timeout_graceful_shutdown=GRACEFUL_STOP_S)  # fmt: skip
+    dropped = _DroppedReads()
+    logging.getLogger("uvicorn.error").addFilter(dropped)  # after Config: it configures uvicorn's logging
     # uvicorn stops on SIGTERM and SIGINT, then raises the signal again: SIGINT becomes Ctrl-C's
     # "interrupted" (exit 130), SIGTERM this handler's clean exit, the socket file removed either way.
     previous = signal.signal(signal.SIGTERM, _stop)
+    code = 0
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except _Stopped:
-        echo("hpctrack ui: stopped", err=True)
+        said = f" ({dropped.dropped} request(s) in flight dropped)" if dropped.dropped else ""
+        echo(f"hpctrack ui: stopped{said}", err=True)
+    except KeyboardInterrupt:
+        echo("interrupted", err=True)
+        code = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()
         if uds is not None:
             Path(uds).unlink(missing_ok=True)
+    if _reads_still_running():
+        # The interpreter would wait for them (worker threads are joined at exit), however long a
+        # hung file server takes; they only read, so nothing is lost by leaving now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)
 
 
 def _announce(host: str, port: int, token: str, prefix: str, uds: Optional[str], open_browser: bool) -> None:
@@ -208,4 +251,9 @@ def _announce(host: str, port: int, token: str, prefix: str, uds: Optional[str],
     if open_browser:
         import webbrowser
 
-        webbrowser.open(url)
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+        if not opened:  # a login node: no display, no browser; the URL above is the way in
+            echo("note: could not open a browser here (no display?): open the URL above yourself", err=True)

@@ -123,16 +123,20 @@ def _job(sweep: Any, request: Request) -> int:
 
 
 def _stamp(request: Request) -> Response:
-    from .overview import change_stamp
+    from .overview import change_stamp, find_sweep_under
 
-    ref = request.query_params.get("sweep")
-    return json_response({"stamp": change_stamp(_root(request), _sweep_dir(request, ref) if ref else None)})
-
-
-def _sweep_dir(request: Request, ref: str) -> Path:
-    from .overview import find_sweep_under
-
-    return Path(find_sweep_under(_root(request), ref).path)
+    ref, job_text = request.query_params.get("sweep"), request.query_params.get("job")
+    if not ref:
+        if job_text is not None:
+            raise BadRequest("job=N needs sweep=<ref> too: api/stamp?sweep=<ref>&job=N")
+        return json_response({"stamp": change_stamp(_root(request))})
+    sweep = find_sweep_under(_root(request), ref)
+    job: Optional[int] = None
+    if job_text is not None:
+        if not job_text.isdigit():
+            raise BadRequest(f"job={job_text!r}: give a job index (0, 1, ...)")
+        job = int(job_text)
+    return json_response({"stamp": change_stamp(_root(request), sweep, job)})
 
 
 def _sweeps(request: Request) -> Response:
@@ -172,14 +176,30 @@ def _table(request: Request) -> Response:
                         seed_keys=_list(request, "seed_keys") or ["seed"])  # fmt: skip
     text = export_table(frame, fmt)
     assert text is not None  # csv and json are text
-    headers = {"cache-control": "no-store"}
-    if frame.attrs.get("note"):  # what `hpctrack table` says on stderr: percent-encoded (headers are latin-1)
-        headers["x-hpctrack-note"] = quote(" ".join(str(frame.attrs["note"]).split()))
+    headers = _note_headers(frame)
     if fmt == "csv":
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (sweep.manifest.name or sweep.id))
-        headers["content-disposition"] = f'attachment; filename="{name}-table.csv"'
+        grouped = "-grouped" if groups else ""  # the two views of a sweep download side by side
+        headers["content-disposition"] = f'attachment; filename="{name}-table{grouped}.csv"'
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
     return Response(text, media_type="application/json", headers=headers)
+
+
+def _note_headers(frame: Any) -> Dict[str, str]:
+    """``no-store``; the ``note: ...`` the command prints on stderr as ``X-Hpctrack-Note``; for a
+    grouped table, the row the CLI marks ``* best`` (``X-Hpctrack-Best-Row``, its position in the
+    answer) and why (``X-Hpctrack-Best-By``: ``highest mean of val/acc:max``).
+
+    Percent-encoded: header values are latin-1, a note may name any param value.
+    """
+    headers = {"cache-control": "no-store"}
+    if frame.attrs.get("note"):
+        headers["x-hpctrack-note"] = quote(" ".join(str(frame.attrs["note"]).split()))
+    best, best_by = frame.attrs.get("best"), frame.attrs.get("best_by")
+    if "group_by" in frame.attrs and best is not None and best_by and len(frame) > 1:  # the CLI's "* best"
+        headers["x-hpctrack-best-row"] = str(int(best))
+        headers["x-hpctrack-best-by"] = quote(f"{best_by['direction']} mean of {best_by['column']}")
+    return headers
 
 
 def _history_options(request: Request) -> Dict[str, Any]:
@@ -201,7 +221,21 @@ def _sweep_history(request: Request) -> Response:
             runs = [int(part) for part in runs_text.split(",") if part.strip()]
         except ValueError:
             raise BadRequest(f"runs={runs_text!r}: give job indices like 0,3,7, or all") from None
-    curves = series.sweep_curves(sweep, metric, runs=runs, group_by=_list(request, "group_by") or None,
+    where = request.query_params.get("filter") or None
+    if where:  # the runs the table shows with this filter (its columns: metrics, all_params), by the table's code
+        n = len(sweep.manifest.jobs)
+        wrong = [job for job in runs or [] if not 0 <= job < n]
+        if wrong:
+            raise BadRequest(f"sweep {sweep.id} has jobs 0-{n - 1}; no job {wrong[0]}")
+        passing = sweep.table(metrics=_list(request, "metrics") or None, all_params=_flag(request, "all_params"),
+                              where=where, seed_keys=_list(request, "seed_keys") or ["seed"])["job"]  # fmt: skip
+        kept = {int(job) for job in passing}
+        runs = [job for job in (runs if runs is not None else range(n)) if job in kept]
+    group_by: Optional[List[str]] = _list(request, "group_by") or None
+    if group_by == ["all"]:  # the table's --grouped: every swept key but the seeds (none: one group of all runs)
+        seeds = _list(request, "seed_keys") or ["seed"]
+        group_by = [k for k in sweep.manifest.swept_keys if k not in seeds]
+    curves = series.sweep_curves(sweep, metric, runs=runs, group_by=group_by,
                                  band=_choice(request, "band", ["std", "ci"]),
                                  smooth=_number(request, "smooth", 0.0, 0.0, 0.99, float),
                                  **_history_options(request))  # fmt: skip
@@ -232,7 +266,7 @@ def _compare(request: Request) -> Response:
                            seed_keys=_list(request, "seed_keys") or ["seed"])  # fmt: skip
     text = export_table(frame, "json")
     assert text is not None
-    return Response(text, media_type="application/json", headers={"cache-control": "no-store"})
+    return Response(text, media_type="application/json", headers=_note_headers(frame))
 
 
 # -- runs -------------------------------------------------------------------------------------------

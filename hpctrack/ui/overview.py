@@ -1,15 +1,19 @@
 """What the dashboard's lists read: sweeps under the root (with a metric's best value), a sweep's
-metric keys, and the change stamp the page polls. Manifests and sweep indexes only: never a run store.
+metric keys, and the change stamp the page polls. Manifests and sweep indexes only: never a run
+store is opened (the stamp ``stat``-s those of running runs).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import SweepNotFoundError
+from ..errors import RunNotFoundError, SweepNotFoundError
 from ..manifest import SWEEPS_DIR, Manifest, iter_sweep_dirs, load_manifest
 
 if TYPE_CHECKING:
@@ -17,7 +21,8 @@ if TYPE_CHECKING:
 
     from ..sweep import Sweep
 
-__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "index_metrics", "best_value"]
+__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "watched_files", "Watched", "index_metrics",
+           "best_value"]  # fmt: skip
 
 
 def find_sweep_under(root: Path, ref: str) -> "Sweep":
@@ -140,22 +145,57 @@ def list_sweeps(root: Path, *, q: Optional[str] = None, metric: Optional[str] = 
             **({"mode": direction} if metric else {})}  # fmt: skip
 
 
+#: Runs that have not ended whose stores :func:`sweep_overview` reads for metric keys the index lacks yet.
+LIVE_METRIC_RUNS = 8
+
+
+def _live_metrics(manifest: Manifest, ended: Sequence[int]) -> List[str]:
+    """Metric keys of the first :data:`LIVE_METRIC_RUNS` runs that have started but not ended (their stores' records).
+
+    Before a run ends, the index knows none of its metrics; the runs of a sweep mostly log the
+    same keys, so a few stores tell them without reading thousands.
+    """
+    from ..store import open_store
+
+    done, read = set(ended), 0
+    keys: "set[str]" = set()
+    for i in range(len(manifest.jobs)):
+        if read >= LIVE_METRIC_RUNS:
+            break
+        if i in done:
+            continue
+        store = open_store(manifest.run_path(i), manifest.store)
+        if not store.exists():
+            continue
+        read += 1
+        try:
+            keys.update(store.read().metrics)
+        except Exception:  # being written, damaged, busy: the next one tells, or the index once it ended
+            continue
+    return sorted(keys)
+
+
 def sweep_overview(sweep: "Sweep") -> Dict[str, Any]:
-    """``api/sweeps/<ref>``: ``hpctrack show SWEEP`` plus its swept keys, metric keys and default seed keys."""
+    """``api/sweeps/<ref>``: ``hpctrack show SWEEP`` plus its swept keys, metric keys and default seed keys.
+
+    The metric keys are those of the sweep's index (ended runs) and those logged by a few of its
+    running runs (:func:`_live_metrics`), so a running sweep's curves can be chosen before a run ends.
+    """
     from ..aggregate import DEFAULT_SEED_KEYS
-    from ..index import SEP, index_frame
+    from ..index import SEP, index_frame, usable_rows
     from ..runinfo import describe_sweep
 
     data = describe_sweep(sweep)
     manifest = sweep.manifest
     frame = index_frame(sweep.path)
-
+    ended = usable_rows(frame, [job.submitted for job in manifest.jobs])
+    metrics = sorted(set(index_metrics(frame)) | set(_live_metrics(manifest, list(ended))))
     summary = sorted({c.split(SEP, 1)[1] for c in frame.columns if c.startswith(f"s{SEP}")})
     return {**data, "swept_keys": list(manifest.swept_keys), "params": _swept_values(manifest),
-            "metrics": index_metrics(frame), "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
+            "metrics": metrics, "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
 
 
-def _stat(path: Path) -> str:
+def _stat(path: "os.PathLike[str] | str") -> str:
     try:
         st = os.stat(path)
     except OSError:
@@ -163,19 +203,109 @@ def _stat(path: Path) -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def change_stamp(root: Path, sweep_dir: Optional[Path] = None) -> str:
-    """An opaque text that changes when what the page shows may have changed; a few ``stat`` calls.
+def _commit_name(store: str) -> str:
+    """The file of a run directory that every commit of its store replaces: its ``stat`` tells that the run wrote.
 
-    With ``sweep_dir``: its manifest, index, labels and pins (a job's state, a run that ended, a
-    tag). Without: the sweeps directory (a sweep added or removed) and those files of every sweep.
-    Run stores are never looked at: a run that is still logging does not change the stamp.
+    HDF5: ``run.h5``, the symlink naming the current copy (``stat`` follows it to the copy, which
+    each commit changes); Zarr: ``run.zarr/zarr.json``, the commit record each commit replaces.
+    """
+    from ..store import BACKENDS, ZarrStore
+
+    cls = BACKENDS.get(store)
+    if cls is None:  # a store this hpctrack does not know: the run directory is all there is to watch
+        return "."
+    return f"run{cls.suffix}/zarr.json" if cls is ZarrStore else f"run{cls.suffix}"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What a sweep's stamp ``stat``-s, worked out from its manifest and index (see :func:`watched_files`).
+
+    Attributes
+    ----------
+    key:
+        :func:`hpctrack.catalog.sweep_key` of the sweep when this was worked out.
+    live:
+        The commit file (:func:`_commit_name`) of each run that has not ended.
+    runs:
+        Per job: its run's commit file and its stdout and stderr logs (None: not recorded yet).
+    """
+
+    key: str
+    live: List[str]
+    runs: List[Tuple[str, Optional[str], Optional[str]]]
+
+
+#: How many sweeps :func:`watched_files` remembers (a dashboard shows a few at a time).
+WATCHED_SWEEPS = 64
+_watched: "OrderedDict[str, Watched]" = OrderedDict()
+_watched_lock = threading.Lock()
+
+
+def watched_files(sweep: "Sweep", key: str) -> Watched:
+    """The files the stamp of ``sweep`` ``stat``-s: the stores of its runs that have not ended, and each job's.
+
+    A run has ended when a line of the sweep's index stands for its job's current submission
+    (:func:`hpctrack.index.usable_rows`); every other job's run may still write (or has not
+    started: its file is missing, one cheap failed ``stat``). This is worked out from the
+    manifest and the index only when ``key`` (:func:`hpctrack.catalog.sweep_key`, their
+    ``stat``) changed, so a poll between two changes costs the ``stat`` calls alone, however
+    large the manifest.
+    """
+    from ..index import index_frame, usable_rows
+
+    name = str(sweep.path)
+    with _watched_lock:
+        cached = _watched.get(name)
+        if cached is not None and cached.key == key:
+            _watched.move_to_end(name)
+            return cached
+    manifest = sweep.manifest
+    ended = usable_rows(index_frame(sweep.path), [job.submitted for job in manifest.jobs])
+    commit, join = _commit_name(manifest.store), os.path.join  # strings: 10,000 Paths cost 0.1 s
+    runs = [(join(name, job.run_dir, commit), job.stdout, job.stderr) for job in manifest.jobs]
+    found = Watched(key=key, live=[run[0] for i, run in enumerate(runs) if i not in ended], runs=runs)
+    with _watched_lock:
+        _watched[name] = found
+        _watched.move_to_end(name)
+        while len(_watched) > WATCHED_SWEEPS:
+            _watched.popitem(last=False)
+    return found
+
+
+def change_stamp(root: Path, sweep: "Optional[Sweep]" = None, job: Optional[int] = None) -> str:
+    """An opaque text that changes when what the page shows may have changed; ``stat`` calls only.
+
+    Without ``sweep``: the sweeps directory (a sweep added or removed) and the manifest, index
+    and labels of every sweep (a job's state, a run that ended, a tag).
+
+    With ``sweep``: its manifest, index, labels and pins, and the store of every run that has not
+    ended (:func:`watched_files`): a running run's new steps and heartbeat change it at each
+    flush. Stores are ``stat``-ed, never opened.
+
+    With ``sweep`` and ``job``: that sweep's files, and that run's store and the job's stdout and
+    stderr logs, whether it runs or not (the run page).
+
+    Raises
+    ------
+    RunNotFoundError
+        ``job`` is not a job of ``sweep``.
     """
     from ..catalog import sweep_key
     from ..pins import PINS_FILE
 
-    if sweep_dir is not None:
-        parts = [sweep_key(sweep_dir), _stat(sweep_dir / PINS_FILE)]
-    else:
+    if sweep is None:
         parts = [_stat(root / SWEEPS_DIR)]
         parts += [f"{d.name}={sweep_key(d)}" for d in iter_sweep_dirs(root)]
+    else:
+        key = sweep_key(sweep.path)
+        watched = watched_files(sweep, key)
+        parts = [key, _stat(sweep.path / PINS_FILE)]
+        if job is None:
+            parts += [_stat(path) for path in watched.live]
+        else:
+            if not 0 <= job < len(watched.runs):
+                raise RunNotFoundError(f"sweep {sweep.id} has jobs 0-{len(watched.runs) - 1}; no job {job}")
+            store, stdout, stderr = watched.runs[job]
+            parts += [f"job {job}", _stat(store), *(_stat(log) if log else "-" for log in (stdout, stderr))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]

@@ -7,7 +7,8 @@ A plain ASGI middleware in front of the whole app, so no route can forget a chec
    answered 400 (DNS rebinding: a page of another site resolving its name to 127.0.0.1);
 3. ``?token=T`` matching the token sets the cookie and redirects (303) to the same URL
    without the token, so it does not stay in the browser's history; the cookie or an
-   ``Authorization: Bearer T`` header lets a request through; anything else is 401.
+   ``Authorization: Bearer T`` header lets a request through; anything else is 401, but for
+   the paths of :data:`OPEN_PATHS` (the favicon), which need no token.
 
 Every response, the gate's own included, carries the security headers of :data:`SECURITY_HEADERS`.
 Tokens are compared with :func:`hmac.compare_digest`.
@@ -27,7 +28,7 @@ from http.cookies import SimpleCookie
 from typing import Any, Awaitable, Callable, Dict, FrozenSet, Iterable, List, MutableMapping, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["Gate", "GateConfig", "SECURITY_HEADERS", "LOOPBACK_HOSTS", "host_name"]
+__all__ = ["Gate", "GateConfig", "SECURITY_HEADERS", "LOOPBACK_HOSTS", "OPEN_PATHS", "host_name"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +49,10 @@ SECURITY_HEADERS: Tuple[Tuple[str, str], ...] = (
 
 #: Host names always accepted (with any port): the loopback names a browser on this machine uses.
 LOOPBACK_HOSTS: FrozenSet[str] = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+#: Paths served without the token (still behind the method and Host checks). A browser asks for
+#: ``/favicon.ico`` at the host's root, where a cookie of ``--root-path`` is not sent; it reveals nothing.
+OPEN_PATHS: FrozenSet[str] = frozenset({"/favicon.ico"})
 
 _READ_METHODS = ("GET", "HEAD")
 
@@ -110,6 +115,9 @@ class Gate:
         if host_name(headers.get("host", "")) not in self._hosts:
             await _answer(send, 400, "invalid Host header (start hpctrack ui with --allow-host NAME to accept "
                                      "this name)", api)  # fmt: skip
+            return
+        if route in OPEN_PATHS:
+            await self.app(scope, receive, send)
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         given = [v for k, v in query if k == "token"]

@@ -337,7 +337,8 @@ def sweep_curves(
         lengths = np.add.reduceat(keep.astype(np.int64), starts) if len(starts) else np.zeros(0, np.int64)
         ends = np.cumsum(lengths)
         x_list, y_list = _xs(xs[keep], x), _floats(ys[keep])
-        records = params.to_dict("records")
+        # A sweep that varies nothing has no param column, and to_dict gives no record at all then.
+        records = params.to_dict("records") if len(params.columns) else [{} for _ in jobs]
         out["runs"] = [{"job": job, "run": f"{manifest.id}/{job}", "params": {k: _plain(v) for k, v in p.items()},
                         "x": x_list[end - n : end], "y": y_list[end - n : end]}
                        for job, p, n, end in zip(jobs, records, lengths.tolist(), ends.tolist())]  # fmt: skip

@@ -88,11 +88,12 @@ def cli_json(root: Path, *args: str) -> Any:
     return json.loads(proc.stdout)
 
 
-def cli(root: Path, *args: str, cwd: Path | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
-    """``hpctrack ARGS`` on ``root`` (a real subprocess), checked."""
+def cli(root: Path, *args: str, cwd: Path | None = None, timeout: float = 400,
+        code: int = 0) -> subprocess.CompletedProcess:  # fmt: skip
+    """``hpctrack ARGS`` on ``root`` (a real subprocess), checked to exit with ``code``."""
     proc = subprocess.run([sys.executable, "-m", "hpctrack", *args], capture_output=True, text=True,
                           env=_cli_env(root), cwd=cwd, timeout=timeout)  # fmt: skip
-    assert proc.returncode == 0, f"hpctrack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == code, f"hpctrack {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -104,12 +105,15 @@ class Sweeps:
     work: Path
     digits: str = ""
     adam: str = ""
+    #: a sweep with a failed job: optimizer.lr=-1 is refused by the example's own validation
+    broken: str = ""
     extra: Dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
-    """The README's quick-start sweep (2 learning rates x 3 seeds) and a smaller Adam sweep to compare."""
+    """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, and
+    a sweep of two jobs of which one fails."""
     base = tmp_path_factory.mktemp("browser")
     out = Sweeps(root=base / "root", work=base / "work")
     out.work.mkdir()
@@ -119,6 +123,10 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
     cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "optimizer.name=adam", "optimizer.lr=0.01,0.1",
         "seed=0,1", "epochs=5", "--name", "digits-adam", "--no-progress", cwd=out.work)  # fmt: skip
     out.adam = cli_json(out.root, "show", "digits-adam")["id"]
+    launched = cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "optimizer.lr=0.1,-1", "epochs=2",
+                   "--name", "broken", "--no-progress", cwd=out.work, code=1)  # fmt: skip
+    out.broken = cli_json(out.root, "show", "broken")["id"]
+    assert [j["state"] for j in cli_json(out.root, "status", out.broken)["jobs"]] == ["COMPLETED", "FAILED"], launched
     return out
 
 
@@ -189,6 +197,8 @@ class Console:
     """What the page said on its console: errors (CSP violations are reported there too)."""
 
     errors: List[str] = field(default_factory=list)
+    #: the answers >= 400 the page got (the console's errors do not say which URL)
+    failed: List[str] = field(default_factory=list)
     #: substrings of errors a test expects (Chromium logs every 4xx answer of a fetch as an error)
     expected: List[str] = field(default_factory=list)
 
@@ -209,10 +219,11 @@ def page(browser: Any, ui_server: Server, console: Console) -> Iterator[Any]:
     pg.set_default_timeout(60_000)
     pg.on("console", lambda m: console.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
+    pg.on("response", lambda r: console.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     pg.goto(ui_server.url)  # the token: a cookie, then a redirect to the page without it
     assert "token=" not in pg.url, pg.url
     try:
         yield pg
     finally:
         context.close()
-    assert console.unexpected() == [], console.errors
+    assert console.unexpected() == [], (console.errors, console.failed)

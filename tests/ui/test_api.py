@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from uiserver import TOKEN, cli, env_for, start_ui
@@ -226,11 +226,47 @@ def test_the_table_is_byte_for_byte_what_hpctrack_table_prints(ui, root, sweep_i
         assert all("job" in row and "state" in row for row in rows) and rows
 
 
+@pytest.mark.parametrize("metric, direction", [("val/acc:max", "highest"), ("val/loss:min", "lowest")])
+def test_a_grouped_table_names_the_best_group_as_the_cli_marks_it(ui, root, sweep_id, metric, direction):
+    reply = ui.request(f"api/sweeps/{sweep_id}/table?group_by=optimizer.lr&metrics={metric}")
+    rows = reply.json()
+    best = int(reply.headers["x-hpctrack-best-row"])
+    pick = min if direction == "lowest" else max
+    assert rows[best][f"{metric} mean"] == pick(row[f"{metric} mean"] for row in rows)
+    said = _cli_stdout(root, "table", sweep_id, "-g", "optimizer.lr", "-m", metric).splitlines()
+    marked = [line for line in said if line.rstrip().endswith("* best")]
+    assert len(marked) == 1 and marked[0].split()[0] == str(rows[best]["optimizer.lr"]), said
+    assert "* best: " + unquote(reply.headers["x-hpctrack-best-by"]) in said
+    assert f"{direction} mean of {metric}" == unquote(reply.headers["x-hpctrack-best-by"])
+    ungrouped = ui.request(f"api/sweeps/{sweep_id}/table?metrics={metric}")
+    assert "x-hpctrack-best-row" not in ungrouped.headers and "x-hpctrack-best-by" not in ungrouped.headers
+
+
+def test_curves_take_the_tables_filter(ui, root, sweep_id):
+    """The curves of the runs the table shows: the same filter, applied by the same code."""
+    where = "seed >= 1 and optimizer.lr < 0.05"
+    table = json.loads(_cli_stdout(root, "table", sweep_id, "--format", "json", "--filter", where))
+    assert 0 < len(table) < 4
+    data = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&filter={quote(where)}").json()
+    assert sorted(r["job"] for r in data["runs"]) == sorted(row["job"] for row in table)
+    assert data["n_runs"] == len(table)
+    grouped = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&group_by=optimizer.lr&filter={quote(where)}")
+    assert [g["jobs"] for g in grouped.json()["groups"]] == [sorted(row["job"] for row in table)]
+    both = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&runs=0,1&filter={quote('seed >= 1')}").json()
+    assert [r["job"] for r in both["runs"]] == [1]  # runs and filter: the runs that pass it
+    bad = ui.request(f"api/sweeps/{sweep_id}/history?metric=val/acc&filter={quote('bogus < 1')}")
+    proc = cli(root, "table", sweep_id, "--format", "json", "--filter", "bogus < 1")
+    assert bad.status == 400 and f"Error: {bad.json()['error']}" == proc.stderr.strip()
+
+
 def test_the_csv_download_is_hpctrack_table_as_csv(ui, root, sweep_id):
     reply = ui.request(f"api/sweeps/{sweep_id}/table?format=csv&group_by=all")
     assert reply.headers["content-type"] == "text/csv; charset=utf-8"
-    assert reply.headers["content-disposition"] == 'attachment; filename="digits-table.csv"'
+    assert reply.headers["content-disposition"] == 'attachment; filename="digits-table-grouped.csv"'
     assert reply.text == _cli_stdout(root, "table", sweep_id, "--format", "csv", "--grouped")
+    runs = ui.request(f"api/sweeps/{sweep_id}/table?format=csv")  # per run: another name, not the grouped one's
+    assert runs.headers["content-disposition"] == 'attachment; filename="digits-table.csv"'
+    assert runs.text == _cli_stdout(root, "table", sweep_id, "--format", "csv")
 
 
 def test_bad_table_options_are_400_with_the_clis_message(ui, root, sweep_id):
@@ -264,6 +300,17 @@ def test_compare_is_hpctrack_compare_json(ui, root):
     assert reply.text == _cli_stdout(root, "compare", "digits", "adam", "-m", "val/acc:max", "-m", "test/acc",
                                      "--format", "json")  # fmt: skip
     assert ui.request("api/compare?sweeps=digits,adam").status == 400
+
+
+def test_compare_carries_the_note_hpctrack_compare_prints(ui, root):
+    """The sweeps differ in a setting each held fixed (optimizer.name): the CLI says so, and so does the API."""
+    proc = cli(root, "compare", "digits", "adam", "-m", "val/acc:max", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert len(said) == 1 and "optimizer.name" in said[0], proc.stderr
+    reply = ui.request("api/compare?sweeps=digits,adam&metrics=val/acc:max")
+    assert reply.status == 200 and reply.text == proc.stdout
+    assert "note: " + unquote(reply.headers["x-hpctrack-note"]) == said[0]
 
 
 def test_the_sweeps_list_is_ls_with_params_best_and_metrics(ui, root, sweep_id):

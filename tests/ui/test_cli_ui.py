@@ -6,6 +6,7 @@ own writers (``tests/synthetic.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import pytest
 from synthetic import ended_sweep
 from uiserver import TOKEN, cli, env_for, running_servers, start_ui
 
+from hpctrack.manifest import update_manifest
 from hpctrack.ui.app import STATIC_DIR
 
 pytestmark = pytest.mark.ui
@@ -88,6 +90,19 @@ def test_port_0_prints_the_real_url_with_its_token_and_it_works(root, ui_factory
     assert [s["name"] for s in data["sweeps"]] == ["small"]
 
 
+def test_open_without_a_browser_says_so(root, ui_factory):
+    """No display and no console browser (a login node): --open cannot open anything, and says so once."""
+    env = {k: v for k, v in env_for(root).items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")}
+    env["PATH"] = os.path.dirname(sys.executable)  # no lynx, w3m, www-browser... to fall back on
+    ui = ui_factory(root, "--open", env=env)
+    assert ui.url.startswith(f"http://127.0.0.1:{ui.port}/?token=")
+    assert ui.request("api/stamp").status == 200  # it serves all the same
+    returncode, err = ui.stop()
+    said = [line for line in err.splitlines() if "browser" in line]
+    assert returncode == 0 and len(said) == 1, err
+    assert "could not open a browser" in said[0] and "open the URL above" in said[0]
+
+
 def test_two_dashboards_keep_their_own_cookies(root, ui_factory):
     a, b = ui_factory(root), ui_factory(root)
     names = {ui.request(f"?token={TOKEN}", token=None).headers["set-cookie"].split("=", 1)[0] for ui in (a, b)}
@@ -102,6 +117,37 @@ def test_a_signal_stops_it_cleanly(root, sig, code, said):
     assert returncode == code and said in err and "Traceback" not in err, err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", ui.port), timeout=5).close()
+
+
+def test_sigterm_stops_it_while_a_read_is_still_in_flight(tmp_path):
+    """A read that does not end (a log on a file server that hangs; here a FIFO no one writes to)
+    must not keep a stopped dashboard alive: it exits while the read still waits."""
+    root = tmp_path / "root"
+    manifest = ended_sweep(root, 2, name="small")
+    fifo = manifest.run_path(0) / "stdout.fifo"
+    os.mkfifo(fifo)
+
+    def log_to_fifo(m):
+        m.jobs[0].stdout = str(fifo)
+
+    update_manifest(manifest.path, log_to_fifo)
+    ui = start_ui(root)
+    held = socket.create_connection(("127.0.0.1", ui.port), timeout=120)
+    try:
+        held.sendall(f"GET /api/runs/{manifest.id}/0/log?stream=stdout HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())  # fmt: skip
+        assert ui.request("api/stamp").status == 200  # served beside it: the read sits in a worker thread
+        returncode, err = ui.stop(signal.SIGTERM)  # fails if it is still alive after 60 s
+        assert ui.proc.poll() is not None, "the server exited"
+        answer = held.recv(65536)
+        # closed without an answer, or uvicorn's 500 for the dropped request: never the log, still unread
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 500 "), answer
+    finally:
+        held.close()
+        with contextlib.suppress(OSError):  # let a reader that is still waiting go (there is none if it exited)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert returncode == 0 and err.strip().splitlines()[-1].startswith("hpctrack ui: stopped"), err
+    assert "Traceback" not in err and "CancelledError" not in err, err
 
 
 def test_a_unix_socket_only_its_owner_can_use(root, tmp_path):
@@ -159,6 +205,20 @@ def test_behind_a_proxy_that_passes_the_prefix_on(root, ui_factory):
         assert page.status == 200 and 'src="/' not in page.text and 'href="/' not in page.text
     else:
         assert page.status == 404 and "index.html" in page.text
+
+
+def test_the_favicon_needs_no_token_under_a_prefix(root, ui_factory):
+    """The browser asks for /favicon.ico at the host's root, where the cookie (Path=PREFIX) is not sent."""
+    ui = ui_factory(root, "--root-path", PREFIX)
+    for path in ("favicon.ico", f"{PREFIX}/favicon.ico"):
+        icon = ui.request(path, token=None)
+        assert icon.status == 204 and icon.body == b"", (path, icon.status)
+        assert icon.headers["x-content-type-options"] == "nosniff"
+    # it is the only path let through without the token; the Host and method checks still apply
+    for path in ("favicon.ico/x", "favicon.icox", "api/stamp", f"{PREFIX}/", "static/app.js"):
+        assert ui.request(path, token=None).status == 401, path
+    assert ui.request("favicon.ico", token=None, host="evil.example").status == 400
+    assert ui.request("favicon.ico", token=None, method="POST").status == 405
 
 
 @pytest.mark.parametrize("prefix", ["node/x", "/a b", "/x?y"])

@@ -115,12 +115,12 @@ def _pump(out, into: "queue.Queue[Optional[str]]") -> None:
     into.put(None)
 
 
-def start_ui(root: Path, *args: str, token: Optional[str] = TOKEN) -> UIServer:
-    """``python -m hpctrack ui --port 0 ARGS`` on ``root``, once it printed its URL."""
+def start_ui(root: Path, *args: str, token: Optional[str] = TOKEN, env: Optional[Dict[str, str]] = None) -> UIServer:
+    """``python -m hpctrack ui --port 0 ARGS`` on ``root``, once it printed its URL (``env``: its environment)."""
     extra = ["--token", token] if token is not None else []
     port = [] if "--uds" in args else ["--port", "0"]
     proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "ui", *port, *extra, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env_for(root))  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env if env is not None else env_for(root))  # fmt: skip
     lines: List[str] = []
     got: "queue.Queue[Optional[str]]" = queue.Queue()
     assert proc.stdout is not None

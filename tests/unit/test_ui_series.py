@@ -349,3 +349,38 @@ def test_points_logged_out_of_step_order_are_drawn_in_x_order(tmp_path):
         assert dict(zip(out["x"], out["y"]))[7] == 70.0
     short = sweep_curves(sweep, "loss", runs=[5], points=4)["runs"][0]
     assert short["x"] == sorted(short["x"]) and max(short["y"]) == 70.0 and len(short["x"]) <= 4
+
+
+def _plain_sweep(root: Path, n: int) -> Sweep:
+    """A sweep that varies nothing (``python train.py`` without -m, a one-run launch, a rerun): ``n`` runs of ``loss``."""
+    manifest = create_sweep(root, Manifest(
+        id="20260101-000000-cccc", created=time.time(), backend="local", store="hdf5", swept_keys=[],
+        jobs=[JobRecord(index=i, overrides=[], run_dir=f"runs/{i}", state=JobState.COMPLETED, job_id=str(100 + i),
+                        submitted=100.0) for i in range(n)],
+    ))  # fmt: skip
+    for i in range(n):
+        step = np.arange(10, dtype=np.int64)
+        batch = MetricBatch()
+        batch.points["loss"] = (step, 1.0 / (step + 1.0 + i), T0 + step)
+        open_store(manifest.run_path(i), "hdf5").write(metrics=batch, sections={
+            "params": {"lr": 0.1},
+            "status": {"state": "completed", "start_time": 150.0, "attempt_start": 150.0, "end_time": 200.0,
+                       "heartbeat": 200.0, "last_step": 9, "attempt": 1},
+        })  # fmt: skip
+    index_runs(manifest, range(n))
+    return Sweep(manifest.path)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_sweep_that_varies_nothing_draws_every_run_and_one_group(tmp_path, n):
+    sweep = _plain_sweep(tmp_path, n)
+    out = sweep_curves(sweep, "loss")
+    assert out["n_runs"] == n and [r["job"] for r in out["runs"]] == list(range(n))
+    for run in out["runs"]:
+        assert run["params"] == {} and run["x"] == list(range(10))
+        assert run["y"] == pytest.approx(1.0 / (np.arange(10) + 1.0 + run["job"]))
+    grouped = sweep_curves(sweep, "loss", group_by=[])
+    (group,) = grouped["groups"]
+    assert group["label"] == "all runs" and group["n"] == n and group["jobs"] == list(range(n))
+    expected = np.mean([1.0 / (np.arange(10) + 1.0 + j) for j in range(n)], axis=0)
+    assert group["mean"] == pytest.approx(expected)

@@ -5,6 +5,9 @@ import { add, colour, fill, fmt, h } from "./util.js";
 const uPlot = window.uPlot;
 /** Above this many distinct x values the curves are put on a common grid of this many points. */
 const MAX_X = 4000;
+/** Tick spacings of a step axis: whole steps only (never a tick at step 2.5). */
+const STEP_INCRS = [];
+for (let m = 1; m <= 1e12; m *= 10) STEP_INCRS.push(m, 2 * m, 5 * m);
 
 /**
  * Align curves with their own x arrays on one shared x array (uPlot's data model); a curve has
@@ -44,7 +47,7 @@ export function align(curves) {
  * {plot, destroy}. Hover shows x and the values of the lines nearest the cursor (a legend of
  * thousands of rows would be unreadable).
  */
-export function curvesChart(box, lines, { xLabel = "step", logY = false, height = 320, title = "" } = {}) {
+export function curvesChart(box, lines, { xLabel = "step", logY = false, height = 320, title = "", legend = true } = {}) {
   const width = Math.max(320, box.clientWidth || 800);
   const curves = [];
   const series = [{ label: xLabel }];
@@ -56,7 +59,7 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
     if (line.band) ys.push(clean(line.band.hi), clean(line.band.lo));
     curves.push({ x: line.x, ys });
     const stroke = line.colour;
-    series.push({ label: line.label, stroke, width: line.width || 1.25, spanGaps: true, points: { show: false } });
+    series.push({ label: line.label, stroke, width: line.width || 1.25, spanGaps: true, points: { show: false }, ...(line.dash ? { dash: line.dash } : {}) });
     meta.push({ line, role: "y" });
     if (line.band) {
       const base = series.length;  // index of hi (lo follows)
@@ -77,8 +80,12 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
     bands,
     legend: { show: false },
     cursor: { points: { show: false }, drag: { x: true, y: false } },
-    scales: { x: { time: false }, y: logY ? { distr: 3 } : {} },
-    axes: [{ label: xLabel }, { values: (u, vals) => vals.map((v) => fmt(v)), size: 60 }],
+    // log y: the data's own range, not whole powers of 10 (data peaking at 1.2 is not drawn up to 10)
+    scales: { x: { time: false }, y: logY ? { distr: 3, range: logRange } : {} },
+    axes: [
+      { label: xLabel, ...(xLabel === "step" ? { incrs: STEP_INCRS, values: (u, vals) => vals.map((v) => fmt(v)) } : {}) },
+      { values: logY ? logLabels : (u, vals) => vals.map((v) => fmt(v)), size: 60 },
+    ],
     hooks: { setCursor: [(u) => showHover(u, hover, meta, xLabel)] },
   };
   fill(box);
@@ -86,7 +93,7 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
   add(box, wrap);
   const plot = new uPlot(opts, data, wrap);
   add(wrap, hover);
-  if (lines.length > 1 && lines.length <= 12) {  // few lines: a legend under the chart; many: the hover names them
+  if (legend && lines.length > 1 && lines.length <= 12) {  // few lines: a legend under the chart; many: the hover names them
     add(box, h("div.legend", lines.map((line) => {
       const sw = h("span.swatch");
       sw.style.background = line.colour;
@@ -94,6 +101,24 @@ export function curvesChart(box, lines, { xLabel = "step", logY = false, height 
     })));
   }
   return { plot, destroy: () => plot.destroy() };
+}
+
+/** A log axis's labels: 1, 2 and 5 times a power of 10 (its grid has more lines); all when none is. */
+function logLabels(u, vals) {
+  const nice = (v) => {
+    if (!(v > 0)) return false;
+    const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+    return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6 * k);
+  };
+  const any = vals.some(nice);
+  return vals.map((v) => (!any || nice(v) ? fmt(v) : ""));
+}
+
+/** A log axis's range: the data's, with a little room (uPlot's own rounds out to whole powers of 10). */
+function logRange(u, min, max) {
+  if (min === null || max === null || !(min > 0)) return [0.1, 1];
+  if (min === max) return [min / 2, max * 2];
+  return [min / 1.08, max * 1.08];
 }
 
 function showHover(u, hover, meta, xLabel) {
@@ -159,13 +184,15 @@ export function parallelCoords(canvas, rows, axes, { selected = new Set(), rowKe
     ctx.fillText("nothing to draw: choose a metric with values", 12, 24);
     return;
   }
-  const padX = 60, top = 36, bottom = height - 28;
-  const gap = axes.length > 1 ? (width - 2 * padX) / (axes.length - 1) : 0;
+  const padX = 60, legendW = 90, top = 36, bottom = height - 28;
+  const gap = axes.length > 1 ? (width - 2 * padX - legendW) / (axes.length - 1) : 0;
   const scales = axes.map((key) => axisScale(rows.map((r) => r[key])));
   const metricScale = scales[scales.length - 1];
+  // values sit inside the axis, not on the frame's edge: 8 % padding at either end
+  const yOf = (t) => bottom - (0.08 + 0.84 * t) * (bottom - top);
   const y = (a, v) => {
     const t = scales[a].pos(v);
-    return t === null ? null : bottom - t * (bottom - top);
+    return t === null ? null : yOf(t);
   };
   const anySel = selected.size > 0;
   const order = anySel ? rows.slice().sort((a, b) => selected.has(rowKey(a)) - selected.has(rowKey(b))) : rows;
@@ -198,16 +225,50 @@ export function parallelCoords(canvas, rows, axes, { selected = new Set(), rowKe
     ctx.lineTo(px, bottom);
     ctx.stroke();
     ctx.fillText(key, px, 16);
-    for (const [text, t] of scales[a].ticks) ctx.fillText(text, px, bottom - t * (bottom - top) + (t === 0 ? 16 : t === 1 ? -6 : 4));
+    ctx.textAlign = "right";
+    for (const [text, t] of scales[a].ticks) {
+      const ty = yOf(t);
+      ctx.beginPath();
+      ctx.moveTo(px - 3, ty);
+      ctx.lineTo(px + 3, ty);
+      ctx.stroke();
+      ctx.fillText(text, px - 5, ty + 4);
+    }
+    ctx.textAlign = "center";
   });
+  colourLegend(ctx, width - legendW + 24, top, bottom, axes[axes.length - 1], metricScale, rows.length > 500 ? 0.35 : 0.8);
+}
+
+/** The colour ramp of the last axis (the metric), with its low and high values. */
+function colourLegend(ctx, x, top, bottom, key, scale, alpha) {
+  const span = bottom - top;
+  for (let i = 0; i <= 50; i++) {
+    ctx.fillStyle = ramp(i / 50, alpha);
+    ctx.fillRect(x, bottom - (i / 50) * span - span / 50, 12, span / 50 + 1);
+  }
+  ctx.fillStyle = "#222";
+  ctx.textAlign = "left";
+  ctx.font = "11px sans-serif";
+  const ends = scale.numeric ? [scale.lo, scale.hi] : null;
+  ctx.fillText(ends ? fmt(ends[1]) : "high", x + 16, top + 8);
+  ctx.fillText(ends ? fmt(ends[0]) : "low", x + 16, bottom);
+  ctx.save();
+  ctx.translate(x - 4, (top + bottom) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillText(`colour: ${key}`, 0, 0);
+  ctx.restore();
 }
 
 function axisScale(values) {
   const nums = values.filter((v) => typeof v === "number" && Number.isFinite(v));
   if (nums.length && nums.length === values.filter((v) => v !== null && v !== undefined).length) {
-    let lo = Math.min(...nums), hi = Math.max(...nums);
-    if (lo === hi) { lo -= 0.5; hi += 0.5; }
-    return { pos: (v) => (typeof v === "number" && Number.isFinite(v) ? (v - lo) / (hi - lo) : null), ticks: [[fmt(lo), 0], [fmt(hi), 1]] };
+    const lo = Math.min(...nums), hi = Math.max(...nums);
+    const num = (v) => typeof v === "number" && Number.isFinite(v);
+    if (lo === hi) {  // one value: in the middle, labelled as it is (no made-up range around it)
+      return { pos: (v) => (num(v) ? 0.5 : null), ticks: [[fmt(lo), 0.5]], numeric: true, lo, hi };
+    }
+    return { pos: (v) => (num(v) ? (v - lo) / (hi - lo) : null), ticks: [[fmt(lo), 0], [fmt(hi), 1]], numeric: true, lo, hi };
   }
   const cats = [...new Set(values.filter((v) => v !== null && v !== undefined).map(String))].sort();
   const at = (i) => (cats.length === 1 ? 0.5 : i / (cats.length - 1));

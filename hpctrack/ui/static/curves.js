@@ -3,9 +3,14 @@
 import { curvesChart, runStyle } from "./chart.js";
 import { api, colour, debounce, enc, fill, h, showError } from "./util.js";
 
-export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
+/**
+ * The curves panel of a sweep page. `getFilter()`: the table's filter as history parameters ({}:
+ * none; null: refused, nothing is drawn), so the curves draw the runs the table lists; `saved`: the view's URL state to start from; `onChange()`:
+ * called when an option changes (the page keeps the URL up to date).
+ */
+export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getFilter = () => ({}), saved = new URLSearchParams(), onChange = () => {} }) {
   const st = { data: null, groupBy: [], chart: null };
-  const metricSel = h("select.curve-metric", { "aria-label": "metric to plot" }, ...metrics.map((m) => h("option", { value: m }, m)));
+  const metricSel = h("select.curve-metric", { "aria-label": "metric to plot" });
   const modeSel = h("select", { "aria-label": "curves per run or per group" },
     h("option", { value: "runs" }, "per run"), h("option", { value: "groups" }, "group mean"));
   const bandSel = h("select", { "aria-label": "band" }, h("option", { value: "std" }, "± std"), h("option", { value: "ci" }, "95% CI"));
@@ -18,6 +23,22 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
   const error = h("div.error.oneline");
   error.hidden = true;
   const box = h("div.chart", { id: "curves" });
+  setMetrics(metrics, saved.get("curve"));
+  for (const [sel, key] of [[modeSel, "cmode"], [bandSel, "band"], [xSel, "x"]]) {
+    if (saved.get(key) && [...sel.options].some((o) => o.value === saved.get(key))) sel.value = saved.get(key);
+  }
+  logY.checked = saved.get("logy") === "1";
+  full.checked = saved.get("full") === "1";
+  if (saved.get("smooth")) { smooth.value = saved.get("smooth"); smoothOut.textContent = Number(smooth.value).toFixed(2); }
+
+  /** The metric choices (they grow as runs end); the one chosen stays chosen. */
+  function setMetrics(list, want = metricSel.value) {
+    const have = [...metricSel.options].map((o) => o.value);
+    if (have.join("\n") === list.join("\n")) return false;
+    fill(metricSel, ...list.map((m) => h("option", { value: m }, m)));
+    if (want && list.includes(want)) metricSel.value = want;
+    return true;
+  }
   const el = h("div.curves",
     h("div.controls", metricSel, modeSel, bandSel, xSel,
       h("label", logY, "log y"),
@@ -25,10 +46,10 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
       h("label", { title: "every point, no downsampling" }, full, "full data")),
     error, box, info);
 
-  function params() {
+  function params(filter) {
     const groups = modeSel.value === "groups";
     return {
-      metric: metricSel.value, x: xSel.value, runs: "all",
+      ...filter, metric: metricSel.value, x: xSel.value, runs: "all",
       points: Math.max(200, Math.min(10000, Math.round(box.clientWidth || 1000))),
       smooth: Number(smooth.value) > 0 ? smooth.value : null,
       full: full.checked ? "1" : null,
@@ -39,9 +60,20 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
 
   let seq = 0;
   async function load() {
+    onChange();
     if (!metricSel.value) { info.textContent = "no metric logged yet"; return; }
     const mine = ++seq;
-    const p = params();
+    const filter = getFilter();
+    if (filter === null) {  // the table's filter is refused: no rows there, no curves here
+      if (st.chart) st.chart.destroy();
+      st.chart = null;
+      st.data = null;
+      showError(error, "");
+      fill(box, h("p.muted", "no run in the table: nothing to draw"));
+      info.textContent = `${metricSel.value}: 0 runs`;
+      return;
+    }
+    const p = params(filter);
     let data;
     try {
       data = await api(`sweeps/${enc(sweep)}/history`, p);
@@ -96,7 +128,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
   }
 
   for (const c of [metricSel, modeSel, bandSel, xSel, full]) c.addEventListener("change", load);
-  logY.addEventListener("change", draw);
+  logY.addEventListener("change", () => { onChange(); draw(); });
   const smoothLater = debounce(load, 300);
   smooth.addEventListener("input", () => { smoothOut.textContent = Number(smooth.value).toFixed(2); smoothLater(); });
   const onResize = debounce(() => draw(), 200);
@@ -106,9 +138,23 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected }) {
     el,
     load,
     highlight: draw,
-    setGroupBy(keys) {
+    /** New metric choices; the curves are loaded when there was none chosen before. */
+    setMetrics(list) {
+      const before = metricSel.value;
+      if (setMetrics(list) && !before && metricSel.value) load();
+    },
+    setGroupBy(keys, reload = true) {
       st.groupBy = keys;
-      if (modeSel.value === "groups") load();
+      if (reload && modeSel.value === "groups") load();
+    },
+    /** The options as URL state (`curve`, `cmode`, ...), defaults left out. */
+    viewState() {
+      return {
+        curve: metricSel.value && metricSel.value !== metricSel.options[0]?.value ? metricSel.value : null,
+        cmode: modeSel.value !== "runs" ? modeSel.value : null, band: bandSel.value !== "std" ? bandSel.value : null,
+        x: xSel.value !== "step" ? xSel.value : null, logy: logY.checked ? "1" : null, full: full.checked ? "1" : null,
+        smooth: Number(smooth.value) > 0 ? smooth.value : null,
+      };
     },
     destroy() {
       window.removeEventListener("resize", onResize);

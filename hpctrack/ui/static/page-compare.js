@@ -1,7 +1,13 @@
 // Compare page (#/compare/<id1>,<id2>,...): the sweeps side by side on their common params (what
-// `hpctrack compare --format json` prints), and one metric's curves overlaid, one colour per sweep.
+// `hpctrack compare --format json` prints, with the notes it prints), and one metric's curves
+// overlaid: a colour per group (the same settings in every sweep), a dash per sweep.
 import { curvesChart } from "./chart.js";
-import { add, api, colour, enc, fill, fmt, h, showError } from "./util.js";
+import { add, api, apiWithNote, colour, enc, fill, fmt, h, showError } from "./util.js";
+
+/** Line styles per sweep: uPlot's dash pattern, and the CSS border style that looks like it. */
+const DASHES = [{ dash: null, css: "solid" }, { dash: [8, 4], css: "dashed" }, { dash: [2, 3], css: "dotted" },
+  { dash: [12, 3, 3, 3], css: "double" }];
+const dashOf = (i) => DASHES[i % DASHES.length];
 
 export async function comparePage(root, crumbs, refs) {
   fill(crumbs, h("a", { href: "#/" }, "sweeps"), " / ", h("span", "compare"));
@@ -16,35 +22,42 @@ export async function comparePage(root, crumbs, refs) {
   error.hidden = true;
   const tableBox = h("div", { id: "compare-table" });
   const chartBox = h("div.chart", { id: "compare-curves" });
-  const legend = h("div.legend");
+  const legend = h("div.legend#compare-legend");
+  const note = h("div.note#compare-note");
+  note.hidden = true;
   let chart = null;
   add(root, 
     h("h1", "Compare"),
     h("ul.sweep-list", infos.map((info, i) => {
-      const sw = h("span.swatch");
-      sw.style.background = colour(i);
-      return h("li", sw, h("a", { href: `#/sweep/${enc(info.id)}` }, info.name || info.id), " ", h("span.muted.mono", info.id), ` · ${info.jobs}`);
+      const sample = h("span.dash-sample");
+      sample.style.borderTopStyle = dashOf(i).css;
+      return h("li", sample, h("a", { href: `#/sweep/${enc(info.id)}` }, info.name || info.id), " ", h("span.muted.mono", info.id), ` · ${info.jobs}`);
     })),
     metrics.length ? null : h("p.error", "these sweeps share no metric"),
     h("div.controls", "metric: ", metricSel, statSel, curveMode),
-    error, tableBox, h("h2", "Curves"), legend, chartBox,
+    error, note, tableBox, h("h2", "Curves"), legend, chartBox,
   );
 
   let tableSeq = 0, curveSeq = 0;  // a slower, older answer never replaces a newer one
   async function loadTable() {
     const spec = metricSel.value + (statSel.value ? `:${statSel.value}` : "");
     const mine = ++tableSeq;
-    let rows;
+    let rows, notes;
     try {
-      rows = await api("compare", { sweeps: infos.map((i) => i.id).join(","), metrics: spec });
+      ({ body: rows, note: notes } = await apiWithNote("compare", { sweeps: infos.map((i) => i.id).join(","), metrics: spec }));
       if (mine !== tableSeq) return;
     } catch (err) {
       if (mine !== tableSeq) return;
       showError(error, err.message);
       fill(tableBox);
+      fill(note);
+      note.hidden = true;
       return;
     }
     showError(error, "");
+    // what `hpctrack compare` prints as `note: ...` (settings each sweep held fixed that differ, ...)
+    fill(note, ...(notes ? notes.split(/\n+/).filter(Boolean).map((line) => h("div", line.startsWith("note:") ? line : `note: ${line}`)) : []));
+    note.hidden = !notes;
     const keys = rows.length ? Object.keys(rows[0]) : [];
     const labels = infos.map((i) => i.name || i.id);
     // columns "n <label>" mark where the group keys end; the rest are per-sweep aggregates
@@ -88,19 +101,40 @@ export async function comparePage(root, crumbs, refs) {
       return;
     }
     if (mine !== curveSeq) return;
+    // a colour per group: the same settings get the same colour in every sweep
+    const groupIndex = new Map();
+    const groupOf = (label) => {
+      if (!groupIndex.has(label)) groupIndex.set(label, groupIndex.size);
+      return groupIndex.get(label);
+    };
     const lines = [];
     results.forEach((data, i) => {
       const name = infos[i].name || infos[i].id;
-      for (const g of data.groups || []) lines.push({ label: `${name} ${g.label}`, x: g.x, y: g.mean, colour: colour(i), width: 1.75 });
-      for (const r of data.runs || []) lines.push({ label: `${name} ${r.job}`, x: r.x, y: r.y, colour: colour(i, 0.7), width: 1.1 });
+      const seeds = infos[i].seed_keys || ["seed"];
+      const { dash } = dashOf(i);
+      for (const g of data.groups || []) {
+        const label = g.label || "(all runs)";
+        lines.push({ label: `${name} ${label}`, x: g.x, y: g.mean, colour: colour(groupOf(label)), width: 1.75, dash });
+      }
+      for (const r of data.runs || []) {
+        const label = Object.entries(r.params || {}).filter(([k]) => !seeds.includes(k)).map(([k, v]) => `${k}=${v}`).join(" ") || "(all runs)";
+        lines.push({ label: `${name} ${r.job} ${label}`, x: r.x, y: r.y, colour: colour(groupOf(label), 0.75), width: 1.1, dash });
+      }
     });
-    fill(legend, ...infos.map((info, i) => {
-      const sw = h("span.swatch");
-      sw.style.background = colour(i);
-      return h("span.legend-item", sw, info.name || info.id);
-    }));
+    fill(legend,
+      ...[...groupIndex.keys()].map((label) => {
+        const sw = h("span.swatch");
+        sw.style.background = colour(groupIndex.get(label));
+        return h("span.legend-item.legend-group", sw, label);
+      }),
+      h("br"),
+      ...infos.map((info, i) => {
+        const sample = h("span.dash-sample");
+        sample.style.borderTopStyle = dashOf(i).css;
+        return h("span.legend-item.legend-sweep", sample, info.name || info.id);
+      }));
     if (chart) chart.destroy();
-    chart = lines.length ? curvesChart(chartBox, lines, { xLabel: "step" }) : null;
+    chart = lines.length ? curvesChart(chartBox, lines, { xLabel: "step", legend: false }) : null;
     if (!lines.length) fill(chartBox, h("p.muted", `no points of ${metric}`));
   }
 

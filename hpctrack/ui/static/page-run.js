@@ -22,6 +22,7 @@ export async function runPage(root, crumbs, ref, job) {
       h("h1", `run ${d.run_id} `, stateBadge(job.state)),
       h("p", (job.overrides || []).join(" ")),
       job.error || d.error ? h("p.error", job.error || d.error) : null,
+      d.status ? h("p#run-status", runStatus(d.status)) : null,
       h("p.muted", `directory ${d.run_dir}`),
     );
     fill(sections.params, 
@@ -33,7 +34,13 @@ export async function runPage(root, crumbs, ref, job) {
     );
     fill(sections.attempts, h("h2", "Attempts"), attemptsTable(d.attempts || []),
       d.checkpoint ? h("p", `newest checkpoint: ${d.checkpoint.path} (step ${fmt(d.checkpoint.step)}, attempt ${d.checkpoint.attempt}, ${fmtTime(d.checkpoint.time)})`) : h("p.muted", "no checkpoint"));
-    fill(sections.provenance, h("h2", "Provenance"), provenance(d.provenance || {}, d.slurm));
+    fill(sections.provenance, h("h2", "Provenance"), provenance(d.provenance || {}, d.slurm, d));
+  }
+
+  /** As `hpctrack show` says it: started, ended, runtime, last step. */
+  function runStatus(s) {
+    const last = s.last_step !== null && s.last_step !== undefined && s.last_step >= 0 ? fmt(s.last_step) : "none (nothing logged)";
+    return `started ${fmtTime(s.start_time) || "-"} · ended ${fmtTime(s.end_time) || "-"} · runtime ${fmtDuration(s.runtime_s) || "-"} · last step ${last}`;
   }
 
   function kv(obj) {
@@ -45,30 +52,41 @@ export async function runPage(root, crumbs, ref, job) {
   function metricsTable(metrics) {
     const entries = Object.entries(metrics);
     if (!entries.length) return h("p.muted", "none logged");
-    return h("table.kv", h("thead", h("tr", h("th", "metric"), h("th.num", "last"), h("th.num", "min"), h("th.num", "max"), h("th.num", "points"), h("th.num", "last step"))),
-      h("tbody", entries.map(([k, m]) => h("tr", h("th", k), h("td.num", fmt(m.last)), h("td.num", fmt(m.min)), h("td.num", fmt(m.max)), h("td.num", fmt(m.count)), h("td.num", fmt(m.last_step))))));
+    return h("table.kv#run-metrics", h("thead", h("tr", h("th", "metric"), h("th.num", "last"), h("th.num", "min"), h("th.num", "max"), h("th.num", "points"), h("th.num", "last step"))),
+      h("tbody", entries.map(([k, m]) => h("tr", { dataset: { metric: k } }, h("th", k), h("td.num", fmt(m.last)), h("td.num", fmt(m.min)), h("td.num", fmt(m.max)), h("td.num", fmt(m.count)), h("td.num.last-step", fmt(m.last_step))))));
   }
 
   function attemptsTable(attempts) {
     if (!attempts.length) return h("p.muted", "not started");
     const extra = new Set();
-    for (const a of attempts) for (const k of Object.keys(a)) if (!["attempt", "start", "end", "host", "pid", "job_id", "outcome", "code"].includes(k)) extra.add(k);
+    for (const a of attempts) for (const k of Object.keys(a)) if (!["attempt", "start", "end", "host", "pid", "job_id", "outcome", "outcome_from", "code"].includes(k)) extra.add(k);
     const more = [...extra];
-    return h("table.list#attempts", h("thead", h("tr", ["attempt", "outcome", "start", "end", "duration", "host", "pid", "job id", ...more].map((c) => h("th", c)))),
+    // how an attempt's end is known when it could not record it (kill -9): said beside the outcome
+    const from = (a) => (a.outcome_from ? h("span.muted.small", ` (from the ${a.outcome_from})`) : null);
+    return h("table.list#attempts", h("thead", h("tr", ["attempt", "outcome", "start", "end", "duration", "host", "pid", "job id", ...more.map((k) => k.replace(/_/g, " "))].map((c) => h("th", c)))),
       h("tbody", attempts.map((a) => h("tr",
-        h("td", String(a.attempt)), h("td", h(`span.outcome.outcome-${a.outcome || "running"}`, a.outcome || "(running)")),
+        h("td", String(a.attempt)), h("td", h(`span.outcome.outcome-${a.outcome || "running"}`, a.outcome || "(running)"), from(a)),
         h("td", fmtTime(a.start)), h("td", fmtTime(a.end)), h("td", a.end && a.start ? fmtDuration(a.end - a.start) : ""),
         h("td", a.host || ""), h("td", a.pid ?? ""), h("td", a.job_id || ""),
         ...more.map((k) => h("td", a[k] === undefined || a[k] === null ? "" : typeof a[k] === "object" ? JSON.stringify(a[k]) : String(a[k])))))));
   }
 
-  function provenance(p, slurm) {
+  /** Where the job ran, as `hpctrack show` says it: Hydra's output directory when it changed into it. */
+  function jobCwd(startedIn, hydra) {
+    if (hydra && hydra.chdir && hydra.output_dir && hydra.output_dir !== startedIn) {
+      return `${hydra.output_dir} (hydra.job.chdir; started in ${startedIn || "-"})`;
+    }
+    return startedIn || "";
+  }
+
+  function provenance(p, slurm, d) {
     const git = p.git || {};
     const rows = [
       ["git commit", git.commit ? h("span.mono#git-commit", git.commit) : h("span.muted", git.available === false ? "not a git checkout" : "unknown")],
       ["branch", git.branch || ""], ["remote", git.remote || ""],
       ["dirty", git.commit ? (git.dirty ? `yes${git.untracked_count ? ` (${git.untracked_count} untracked)` : ""}` : "no") : ""],
-      ["script", p.script || ""], ["command", (p.command || []).join(" ")], ["cwd", p.cwd || ""],
+      ["script", p.script || ""], ["launched", ((d.sweep || {}).launched_with || []).join(" ")],
+      ["command", (p.command || []).join(" ")], ["cwd", jobCwd(p.cwd, d.hydra)],
       ["host", p.hostname || ""], ["platform", p.platform || ""],
       ["python", p.python ? `${p.python.version} (${p.python.implementation}) ${p.python.executable}` : ""],
       ["CPUs", p.cpus_usable ? `${p.cpus_usable} usable of ${p.cpu_count}` : fmt(p.cpu_count)],
@@ -84,6 +102,8 @@ export async function runPage(root, crumbs, ref, job) {
     return out;
   }
 
+  const previews = new Set();  // paths whose preview is open: kept open when the list is drawn again
+
   async function renderFiles() {
     let files = [];
     try {
@@ -92,33 +112,60 @@ export async function runPage(root, crumbs, ref, job) {
       fill(sections.files, h("h2", "Files"), h("p.error", err.message));
       return;
     }
-    const preview = h("div.preview");
-    const list = (items) => h("table.list", h("thead", h("tr", h("th", "path"), h("th.num", "size"), h("th", "kind"), h("th", ""))),
-      h("tbody", items.map((f) => h("tr",
-        h("td.mono", f.path), h("td.num", fmtBytes(f.size)), h("td", f.kind),
-        h("td", h("a", { href: apiUrl(`${base}/file`, { path: f.path, download: "1" }), download: f.path.split("/").pop() }, "download"),
-          f.kind !== "binary" ? [" ", h("button.link", { type: "button", onclick: () => showPreview(preview, f) }, "preview")] : null)))));
-    const artifacts = files.filter((f) => !f.checkpoint);
+    const list = (items) => h("table.list.files", h("thead", h("tr", h("th", "path"), h("th.num", "size"), h("th", "kind"), h("th", ""))),
+      h("tbody", items.map((f) => {
+        const tr = h("tr", { dataset: { path: f.path } },
+          h("td.mono", f.path), h("td.num", fmtBytes(f.size)), h("td", f.kind),
+          h("td.actions", h("a.button.small", { href: apiUrl(`${base}/file`, { path: f.path, download: "1" }), download: f.path.split("/").pop() }, "download"),
+            f.kind === "image" || f.kind === "text" ? h("button.small", { type: "button", onclick: () => togglePreview(tr, f) }, "preview") : null));
+        if (previews.has(f.path)) queueMicrotask(() => togglePreview(tr, f, true));
+        return tr;
+      })));
+    const internal = files.filter((f) => !f.checkpoint && isInternal(f));
+    const artifacts = files.filter((f) => !f.checkpoint && !isInternal(f));
     const checkpoints = files.filter((f) => f.checkpoint);
-    fill(sections.files, 
-      h("h2", "Artifacts and files"), artifacts.length ? list(artifacts) : h("p.muted", "none"),
+    fill(sections.files,
+      h("h2", "Artifacts"), artifacts.length ? list(artifacts) : h("p.muted", "none"),
       h("h2", "Checkpoints"), checkpoints.length ? list(checkpoints) : h("p.muted", "none"),
-      preview);
+      internal.length ? h("details#internal-files", h("summary", `the run's own files (${internal.length}: its store, job logs, Hydra's config)`), list(internal)) : null);
   }
 
-  async function showPreview(box, f) {
+  /** hpctrack's and the launcher's files in the run directory, beside what the run saved itself. */
+  function isInternal(f) {
+    const p = f.path;
+    return f.kind === "store" || /^run(\.\d+)?\.(h5|zarr)(\/|$)/.test(p) || /^(logs|\.hydra|\.hpctrack)\//.test(p)
+      || /^(end\.json|.*\.lock|.*\.pkl|recovery[^/]*)$/.test(p);
+  }
+
+  /** A preview in a row right under the file's row; a second click closes it. */
+  async function togglePreview(tr, f, reopen = false) {
+    const next = tr.nextElementSibling;
+    if (next && next.classList.contains("preview-row")) {
+      if (reopen) return;
+      next.remove();
+      previews.delete(f.path);
+      return;
+    }
+    previews.add(f.path);
+    const cell = h("td.preview", { colSpan: 4 });
+    tr.after(h("tr.preview-row", cell));
     const url = apiUrl(`${base}/file`, { path: f.path });
     if (f.kind === "image") {
-      fill(box, h("h3", f.path), h("img.preview-img", { src: url, alt: f.path }));
+      fill(cell, h("img.preview-img", { src: url, alt: f.path }));
       return;
     }
     const response = await fetch(url);
     const text = await response.text();
     const cap = 200000;
-    fill(box, h("h3", f.path), h("pre.preview-text", text.length > cap ? `${text.slice(0, cap)}\n… (${fmtBytes(text.length - cap)} more: download it)` : text));
+    fill(cell, h("pre.preview-text", text.length > cap ? `${text.slice(0, cap)}\n… (${fmtBytes(text.length - cap)} more: download it)` : text));
   }
 
-  async function renderCurves() {
+  async function renderCurves(d) {
+    if (!d.status) {  // no record yet (pending, starting): no store to read curves from
+      while (charts.length) charts.pop().destroy();
+      fill(sections.curves, h("h2", "Curves"), h("p.muted", "the run has not started: nothing logged yet"));
+      return;
+    }
     let data;
     try {
       data = await api(`${base}/history`, { points: 1000 });
@@ -139,8 +186,12 @@ export async function runPage(root, crumbs, ref, job) {
     }
   }
 
-  async function renderLogs() {
+  async function renderLogs(d) {
     const parts = [h("h2", "Output")];
+    if (!d.status || (d.job || {}).state === "PENDING") {  // no log is recorded before the job starts
+      fill(sections.logs, ...parts, h("p.muted", "the job has not started: no output yet"));
+      return;
+    }
     for (const stream of ["stdout", "stderr"]) {
       try {
         const log = await api(`${base}/log`, { stream, tail: 65536 });
@@ -153,11 +204,14 @@ export async function runPage(root, crumbs, ref, job) {
   }
 
   renderInfo(d);
-  await Promise.all([renderFiles(), renderCurves(), renderLogs()]);
+  await Promise.all([renderFiles(), renderCurves(d), renderLogs(d)]);
   // live while the run's sweep changes (a running job's end, a requeue)
+  // the run's own stamp: it moves as the run writes (steps, heartbeats), not only when it ends
   const stop = pollStamp(sweep.id, async () => {
-    try { renderInfo(await api(base)); } catch (err) { return; }
-    await Promise.all([renderFiles(), renderCurves(), renderLogs()]);
-  });
+    let now;
+    try { now = await api(base); } catch (err) { return; }
+    renderInfo(now);
+    await Promise.all([renderFiles(), renderCurves(now), renderLogs(now)]);
+  }, 2500, d.job.index);
   return { stop: () => { stop(); while (charts.length) charts.pop().destroy(); } };
 }

@@ -19,7 +19,7 @@ export function statusPanel(sweep) {
       { key: "attempt", label: "attempt", num: true, render: (r) => fmt(r.attempt) },
       { key: "last_step", label: "last step", num: true, render: (r) => fmt(r.last_step) },
       { key: "runtime_s", label: "runtime", num: true, render: (r) => fmtDuration(r.runtime_s), text: (r) => fmtDuration(r.runtime_s) },
-      { key: "heartbeat_age_s", label: "heartbeat", num: true, render: (r) => (r.heartbeat_age_s === null ? "" : `${fmtDuration(r.heartbeat_age_s)} ago`) },
+      { key: "heartbeat_age_s", label: "heartbeat", num: true, render: (r) => heartbeat(r) },
       { key: "flags", label: "flags", value: (r) => flags(r), render: (r) => flags(r), text: (r) => flags(r) },
       { key: "node", label: "node", render: (r) => r.node || "" },
       { key: "job_id", label: "job id", render: (r) => r.job_id || "" },
@@ -27,9 +27,19 @@ export function statusPanel(sweep) {
     ],
   });
   table.el.id = "jobs";
-  const el = h("div.status", summary, notes, error, h("label", all, "all jobs (else only those needing attention)"), table.el);
+  const errors = h("div.job-errors");
+  const el = h("div.status", summary, notes, error, h("label", all, "all jobs (else only those needing attention)"), table.el, errors);
   let data = null;
+  let fetchedAt = 0;  // ms: heartbeat ages are as of the answer, and grow until the next one
 
+  function heartbeat(r) {
+    if (r.heartbeat_age_s === null || r.heartbeat_age_s === undefined) return "";
+    const age = r.heartbeat_age_s + (r.state === "RUNNING" ? (Date.now() - fetchedAt) / 1000 : 0);
+    return `${fmtDuration(age)} ago`;
+  }
+  const ticker = setInterval(() => {
+    if (data && (data.jobs || []).some((r) => r.state === "RUNNING" && r.heartbeat_age_s !== null)) table.renderWindow(true);
+  }, 1000);
   function flags(r) {
     const out = [];
     if (r.possibly_hung) out.push("possibly hung");
@@ -48,7 +58,11 @@ export function statusPanel(sweep) {
     const lines = [];
     const incomplete = Object.entries(data.incomplete || {});
     const lost = Object.entries(data.lost || {});
-    if (incomplete.length) lines.push(`incomplete: ${incomplete.map(([j, why]) => `${j} (${why})`).join("; ")}`);
+    // `hpctrack status`'s words: configs without a completed run (resume submits them)
+    if (incomplete.length) {
+      lines.push(`without a completed run: ${incomplete.length} of ${(data.jobs || []).length} configs: `
+        + `${incomplete.map(([j, why]) => `${j} (${why})`).join(", ")}; \`hpctrack resume ${data.name || data.sweep}\` submits them`);
+    }
     if (lost.length) lines.push(`lost: ${lost.map(([j, why]) => `${j} (${why})`).join("; ")}`);
     if ((data.stalled || []).length) lines.push(`stalled: ${data.stalled.join(", ")}`);
     if (data.note) lines.push(`note: ${data.note}`);
@@ -57,6 +71,11 @@ export function statusPanel(sweep) {
     const shown = all.checked ? jobs : jobs.filter(needsAttention);
     table.setRows(shown);
     if (!all.checked && !shown.length) table.footer.textContent = `all ${jobs.length} jobs completed without trouble`;
+    // errors in full, wrapped (the table's column shows their start)
+    const withError = shown.filter((r) => r.error);
+    fill(errors, withError.length ? h("h3", "errors") : null,
+      withError.slice(0, 100).map((r) => h("p.job-error", h("a", { href: `#/run/${enc(sweep)}/${r.job}` }, `job ${r.job}`), `: ${r.error}`)),
+      withError.length > 100 ? h("p.muted", `… ${withError.length - 100} more (all jobs: hpctrack status)`) : null);
   }
 
   all.addEventListener("change", render);
@@ -65,6 +84,7 @@ export function statusPanel(sweep) {
     async load() {
       try {
         data = await api(`sweeps/${enc(sweep)}/status`);
+        fetchedAt = Date.now();
         showError(error, "");
       } catch (err) {
         showError(error, err.message);
@@ -72,5 +92,6 @@ export function statusPanel(sweep) {
       }
       render();
     },
+    stop() { clearInterval(ticker); },
   };
 }

@@ -112,6 +112,14 @@ export class ApiError extends Error {
 
 /** GET api/PATH?params as JSON; params with null/undefined/"" values are left out. */
 export async function api(path, params = {}, { signal } = {}) {
+  return (await apiWithNote(path, params, { signal })).body;
+}
+
+/**
+ * GET api/PATH?params: the JSON body, the `note` the command would print on stderr (the
+ * `X-Hpctrack-Note` header, percent-encoded; null without one) and the answer's `headers`.
+ */
+export async function apiWithNote(path, params = {}, { signal } = {}) {
   const response = await fetch(apiUrl(path, params), { signal, headers: { Accept: "application/json" } });
   let body = null;
   try {
@@ -120,9 +128,28 @@ export async function api(path, params = {}, { signal } = {}) {
     if (response.ok) throw new ApiError(`bad JSON from ${path}: ${err.message}`, response.status);
   }
   if (!response.ok) {
-    throw new ApiError((body && body.error) || `${response.status} ${response.statusText} (${path})`, response.status);
+    throw new ApiError(pageWords((body && body.error) || `${response.status} ${response.statusText} (${path})`), response.status);
   }
-  return body;
+  return { body, note: headerText(response.headers, "X-Hpctrack-Note"), headers: response.headers };
+}
+
+/** A percent-encoded header's text, or null without it. */
+export function headerText(headers, name) {
+  const raw = headers.get(name);
+  if (!raw) return null;
+  try { return decodeURIComponent(raw); } catch (err) { return raw; }
+}
+
+/**
+ * The API's messages are the CLI's (`bad --filter ...`, `try hpctrack ls, or pass --root`): say
+ * them in the page's terms, where there is a filter box and a list of sweeps, not options.
+ */
+export function pageWords(message) {
+  return String(message)
+    .replace(/ \(try `hpctrack ls`[^)]*\)/, " (see the list of all sweeps)")
+    .replace(/ \((?:launch one, or )?pass --root[^)]*\)/, "")
+    .replace(/\bbad --filter\b/, "bad filter")
+    .replace(/\bbad --sort\b/, "bad sort");
 }
 
 /** The relative URL of api/PATH with query params (for links such as the CSV download). */
@@ -139,18 +166,18 @@ export function apiUrl(path, params = {}) {
 export const enc = encodeURIComponent;
 
 /**
- * Poll api/stamp (with `sweep` when given) every `everyMs`; call onChange() when the stamp moves.
- * Returns a stop function. Polling rather than push: change notification is blind on NFS, and a
- * stat-only stamp is cheap.
+ * Poll api/stamp (with `sweep`, and `job` for one run, when given) every `everyMs`; call onChange()
+ * when the stamp moves. Returns a stop function. Polling rather than push: change notification is
+ * blind on NFS, and a stat-only stamp is cheap.
  */
-export function pollStamp(sweep, onChange, everyMs = 2500) {
+export function pollStamp(sweep, onChange, everyMs = 2500, job = null) {
   let last = null;
   let stopped = false;
   let timer = null;
   async function tick() {
     if (stopped) return;
     try {
-      const { stamp } = await api("stamp", { sweep });
+      const { stamp } = await api("stamp", { sweep, job });
       if (last !== null && stamp !== last && !stopped) await onChange();
       last = stamp;
     } catch (err) {
@@ -161,6 +188,48 @@ export function pollStamp(sweep, onChange, everyMs = 2500) {
   }
   tick();
   return () => { stopped = true; clearTimeout(timer); };
+}
+
+/**
+ * The view's state kept in the hash's query (`#/sweep/<id>?group=...&m=...`), so that a reload or a
+ * bookmark shows the same view. `hashState()` reads it; `setHashState(obj)` replaces it without a new
+ * history entry or a re-route (empty values are left out; arrays are repeated keys).
+ */
+let pagePath = null;  // the hash path of the page shown (app.js sets it per route)
+
+/** The page being shown is at this hash path: only it writes its state into the URL. */
+export function setPagePath(path) {
+  pagePath = path;
+}
+
+export function hashState() {
+  const at = location.hash.indexOf("?");
+  return new URLSearchParams(at < 0 ? "" : location.hash.slice(at + 1));
+}
+
+/**
+ * `setHashState` for the page being shown now: the function it returns does nothing once another
+ * page is shown (a page still loading, or polling, when the user moved on must not rewrite its URL).
+ */
+export function viewWriter() {
+  const mine = pagePath;
+  return (obj) => {
+    if (pagePath !== mine || (location.hash.split("?")[0] || "#/") !== mine) return;
+    setHashState(obj);
+  };
+}
+
+export function setHashState(obj) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(obj)) {
+    for (const one of Array.isArray(v) ? v : [v]) {
+      if (one !== null && one !== undefined && one !== "" && one !== false) q.append(k, one === true ? "1" : String(one));
+    }
+  }
+  const path = location.hash.split("?")[0] || "#/";
+  const qs = q.toString();
+  const hash = qs ? `${path}?${qs}` : path;
+  if (hash !== location.hash) history.replaceState(history.state, "", hash);
 }
 
 /** Job states in the CLI's colours (`hpctrack status`), as CSS classes `state-<NAME>`. */
