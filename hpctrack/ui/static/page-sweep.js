@@ -208,9 +208,9 @@ export async function sweepPage(root, crumbs, ref) {
         cols.push({ key: k, label: k, num: true, render: (r) => fmt(r[k]), text: (r) => fmt(r[k]) });
       }
     }
-    if (st.bestRow) {  // `hpctrack table`'s marker of the best group
+    if (st.bestRow) {  // `hpctrack table`'s marker of the best group, first: a wide table hides its last columns
       const mark = (r) => (r === st.bestRow ? "* best" : "");
-      cols.push({ key: "best", label: "", render: (r) => (r === st.bestRow ? h("span.best-mark", "* best") : ""), text: mark, value: (r) => (r === st.bestRow ? 0 : 1) });
+      cols.unshift({ key: "best", label: "", render: (r) => (r === st.bestRow ? h("span.best-mark", "* best") : ""), text: mark, value: (r) => (r === st.bestRow ? 0 : 1) });
     }
     return cols;
   }
