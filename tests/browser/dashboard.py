@@ -110,7 +110,7 @@ class Sweeps:
     extra: Dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
     """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, and
     a sweep of two jobs of which one fails."""
@@ -143,7 +143,7 @@ class Server:
         return self.url.split("?", 1)[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui_server(sweeps: Sweeps) -> Iterator[Server]:
     """``python -m hpctrack ui --port 0`` on the module's root, until the module ends."""
     proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "ui", "--port", "0"], stdout=subprocess.PIPE,
@@ -180,7 +180,7 @@ def ui_server(sweeps: Sweeps) -> Iterator[Server]:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -21,7 +21,7 @@ from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration 
 #: the fixtures (a root with the example sweep, a running `hpctrack ui`, Chromium, a checked page)
 pytest_plugins = ["dashboard"]
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.browser  # one xdist group (tests/conftest.py)
 
 SCREENSHOT = REPO / "docs" / "img" / "sweep-page.png"
 
