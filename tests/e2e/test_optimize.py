@@ -133,8 +133,8 @@ def test_pruner_stops_clearly_worse_trials_early_and_records_them_pruned(hpctrac
     )
     assert proc.returncode == 0, proc.stderr
     # "finished" is said only once every trial's job has ended: a pruned trial's job still stopping is waited for.
-    status = wait_for("study finished", lambda: (lambda s: s if s["study"]["driver"] == "finished" else None)(
-        status_json("pr")), timeout_s=300, every_s=0.2)  # fmt: skip
+    status = wait_for("study finished", lambda: (s := status_json("pr"))["study"]["driver"] == "finished" and s,
+                      timeout_s=300, every_s=0.2)  # fmt: skip
     assert all(j["state"] not in ("PENDING", "RUNNING") for j in status["jobs"]), status["summary"]
     pruned = [j for j in status["jobs"] if j["state"] == "PRUNED"]
     completed = [j for j in status["jobs"] if j["state"] == "COMPLETED"]
