@@ -40,8 +40,21 @@ class NotFound(LookupError):
 
 def json_response(data: Any, status: int = 200) -> Response:
     """Strict JSON (NaN and infinities as null), as the CLI's ``--format json`` prints it."""
-    body = json.dumps(finite_json(data), default=str, allow_nan=False)
+    try:  # most answers (curves especially) have no NaN: encoded as they are, without a walk over every value
+        body = json.dumps(data, default=_plain_json, allow_nan=False)
+    except ValueError:
+        body = json.dumps(finite_json(data), default=str, allow_nan=False)
     return Response(body, status_code=status, media_type="application/json", headers={"cache-control": "no-store"})
+
+
+def _plain_json(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else json cannot encode as its text."""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    return str(value)
 
 
 def error_response(status: int, message: str) -> Response:
@@ -238,6 +251,7 @@ def _sweep_history(request: Request) -> Response:
     curves = series.sweep_curves(sweep, metric, runs=runs, group_by=group_by,
                                  band=_choice(request, "band", ["std", "ci"]),
                                  smooth=_number(request, "smooth", 0.0, 0.0, 0.99, float),
+                                 read_history=request.app.state.histories.read,
                                  **_history_options(request))  # fmt: skip
     return json_response(curves)
 

@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .api import ROUTES, error_response
+from .histories import HistoryCache
 from .security import Gate, GateConfig
 
 __all__ = ["create_app", "STATIC_DIR"]
@@ -62,6 +63,7 @@ def create_app(
                     exception_handlers={404: _not_found})  # fmt: skip
     app.router.redirect_slashes = False  # a redirect would name this host's URL, not the proxy's
     app.state.root = Path(root)
+    app.state.histories = HistoryCache()  # the curves' histories, read again only where a run wrote
     return app
 
 

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from ..sweep import Sweep
 
-__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "watched_files", "Watched", "index_metrics",
-           "best_value"]  # fmt: skip
+__all__ = ["find_sweep_under", "list_sweeps", "sweep_overview", "change_stamp", "watched_files", "Watched",
+           "stat_text", "commit_file_name", "index_metrics", "best_value"]  # fmt: skip
 
 
 def find_sweep_under(root: Path, ref: str) -> "Sweep":
@@ -195,7 +195,8 @@ def sweep_overview(sweep: "Sweep") -> Dict[str, Any]:
             "metrics": metrics, "summary_keys": summary, "seed_keys": list(DEFAULT_SEED_KEYS)}  # fmt: skip
 
 
-def _stat(path: "os.PathLike[str] | str") -> str:
+def stat_text(path: "os.PathLike[str] | str") -> str:
+    """``inode:size:mtime_ns`` of ``path`` (followed through symlinks), ``-`` when it cannot be ``stat``-ed."""
     try:
         st = os.stat(path)
     except OSError:
@@ -203,7 +204,7 @@ def _stat(path: "os.PathLike[str] | str") -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _commit_name(store: str) -> str:
+def commit_file_name(store: str) -> str:
     """The file of a run directory that every commit of its store replaces: its ``stat`` tells that the run wrote.
 
     HDF5: ``run.h5``, the symlink naming the current copy (``stat`` follows it to the copy, which
@@ -226,7 +227,7 @@ class Watched:
     key:
         :func:`hpctrack.catalog.sweep_key` of the sweep when this was worked out.
     live:
-        The commit file (:func:`_commit_name`) of each run that has not ended.
+        The commit file (:func:`commit_file_name`) of each run that has not ended.
     runs:
         Per job: its run's commit file and its stdout and stderr logs (None: not recorded yet).
     """
@@ -262,7 +263,7 @@ def watched_files(sweep: "Sweep", key: str) -> Watched:
             return cached
     manifest = sweep.manifest
     ended = usable_rows(index_frame(sweep.path), [job.submitted for job in manifest.jobs])
-    commit, join = _commit_name(manifest.store), os.path.join  # strings: 10,000 Paths cost 0.1 s
+    commit, join = commit_file_name(manifest.store), os.path.join  # strings: 10,000 Paths cost 0.1 s
     runs = [(join(name, job.run_dir, commit), job.stdout, job.stderr) for job in manifest.jobs]
     found = Watched(key=key, live=[run[0] for i, run in enumerate(runs) if i not in ended], runs=runs)
     with _watched_lock:
@@ -295,17 +296,17 @@ def change_stamp(root: Path, sweep: "Optional[Sweep]" = None, job: Optional[int]
     from ..pins import PINS_FILE
 
     if sweep is None:
-        parts = [_stat(root / SWEEPS_DIR)]
+        parts = [stat_text(root / SWEEPS_DIR)]
         parts += [f"{d.name}={sweep_key(d)}" for d in iter_sweep_dirs(root)]
     else:
         key = sweep_key(sweep.path)
         watched = watched_files(sweep, key)
-        parts = [key, _stat(sweep.path / PINS_FILE)]
+        parts = [key, stat_text(sweep.path / PINS_FILE)]
         if job is None:
-            parts += [_stat(path) for path in watched.live]
+            parts += [stat_text(path) for path in watched.live]
         else:
             if not 0 <= job < len(watched.runs):
                 raise RunNotFoundError(f"sweep {sweep.id} has jobs 0-{len(watched.runs) - 1}; no job {job}")
             store, stdout, stderr = watched.runs[job]
-            parts += [f"job {job}", _stat(store), *(_stat(log) if log else "-" for log in (stdout, stderr))]
+            parts += [f"job {job}", stat_text(store), *(stat_text(log) if log else "-" for log in (stdout, stderr))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]

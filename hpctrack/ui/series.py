@@ -16,7 +16,7 @@ averaging or taking every n-th point would hide.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 
@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from ..manifest import Manifest
     from ..sweep import Sweep
 
-__all__ = ["sweep_curves", "run_curves", "minmax_downsample", "X_AXES", "BANDS", "DEFAULT_POINTS", "MAX_POINTS"]
+__all__ = [
+    "sweep_curves",
+    "run_curves",
+    "minmax_downsample",
+    "X_AXES",
+    "BANDS",
+    "DEFAULT_POINTS",
+    "MAX_POINTS",
+    "DEFAULT_BUDGET",
+]
 
 #: What a curve's x can be: the step, or seconds since the run's first point of the metric.
 X_AXES = ("step", "time")
@@ -39,6 +48,12 @@ DEFAULT_POINTS = 1000
 MAX_POINTS = 10_000
 #: Fewer points than this cannot keep a curve's first and last points.
 MIN_POINTS = 2
+#: Points of all curves of one answer together, by default: 1,000 runs of 1,000 steps come as 200
+#: points each (100 min/max buckets on a chart about 1,000 pixels wide), about 5 MB of JSON
+#: instead of 26 MB, which a browser parses and draws in a fraction of the time.
+DEFAULT_BUDGET = 200_000
+#: Per curve, the budget never leaves fewer points than this (10,000 runs: 50 points each).
+MIN_BUDGET_POINTS = 50
 #: The strongest smoothing: at 1 the average would never move from the first point.
 MAX_SMOOTH = 0.99
 
@@ -199,6 +214,13 @@ def _plain(value: Any) -> Any:
 # -- checks ------------------------------------------------------------------------------------
 
 
+def _per_curve(points: int, budget: Optional[int], curves: int) -> int:
+    """Points per curve: ``points``, fewer when ``curves`` of them would exceed ``budget`` together."""
+    if budget is None or curves <= 0:
+        return points
+    return max(min(points, budget // curves), min(points, MIN_BUDGET_POINTS))
+
+
 def _check_options(x: str, points: int, smooth: float = 0.0, band: str = "std") -> None:
     if x not in X_AXES:
         raise ConfigError(f"x must be 'step' or 'time', got {x!r}")
@@ -234,6 +256,14 @@ def _unknown_metric(manifest: "Manifest", key: str) -> ConfigError:
     return ConfigError(f"no run of sweep {manifest.id} logged metric {key!r}; {logged}")
 
 
+def _anyone_logged(sweep: "Sweep", key: str) -> bool:
+    """Whether any run of the sweep logged ``key``: the index first, every run's store when it does not say."""
+    if key in _indexed_metrics(sweep.manifest.path):
+        return True
+    history = sweep.history(key)  # running runs are not in the index yet
+    return not history.empty or bool(history.attrs.get("skipped"))
+
+
 # -- sweeps ------------------------------------------------------------------------------------
 
 
@@ -248,6 +278,8 @@ def sweep_curves(
     band: str = "std",
     smooth: float = 0.0,
     full: bool = False,
+    budget: Optional[int] = DEFAULT_BUDGET,
+    read_history: "Optional[Callable[[Sweep, str, Optional[Sequence[int]]], pd.DataFrame]]" = None,
 ) -> Dict[str, Any]:
     """Curves of metric ``metric`` over the sweep's runs, per run or per group, ready for JSON.
 
@@ -277,11 +309,19 @@ def sweep_curves(
         weight (TensorBoard's slider) before grouping and downsampling.
     full:
         Every point, no downsampling.
+    budget:
+        At most about this many points in all curves together: with many curves, each keeps
+        ``budget // curves`` points (never fewer than 50) instead of ``points``. None: no
+        budget.
+    read_history:
+        What reads the runs' histories, called as ``read_history(sweep, metric, runs)``;
+        None: :meth:`~hpctrack.sweep.Sweep.history` (the dashboard passes
+        :meth:`hpctrack.ui.histories.HistoryCache.read`).
 
     Returns
     -------
     dict
-        ``metric``, ``x``, ``points``, ``downsampled`` (whether any curve lost points),
+        ``metric``, ``x``, ``points`` (per curve, after the budget), ``downsampled`` (whether any curve lost points),
         ``n_runs`` (runs drawn), ``skipped`` (job as a string -> why its data could not be
         read), then ``runs`` (``job``, ``run``, ``params``, ``x``, ``y``) or, with ``group_by``,
         ``groups`` (``key``, ``label``, ``n`` runs, ``jobs``, ``x``, ``mean``, ``lo``, ``hi``,
@@ -306,14 +346,15 @@ def sweep_curves(
         raise ConfigError(
             f"cannot group by {unknown[0]!r}: the sweep varies {', '.join(manifest.swept_keys) or 'nothing'}"
         )
-    history = sweep.history(metric)
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_POINTS):
+        raise ConfigError(f"budget must be a whole number of {MIN_POINTS} points or more, got {budget!r}")
+    if read_history is None:
+        history = sweep.history(metric, jobs=runs)
+    else:
+        history = read_history(sweep, metric, runs)
     skipped: Dict[int, str] = dict(history.attrs.get("skipped") or {})
-    if history.empty and not skipped:
+    if history.empty and not skipped and (runs is None or not _anyone_logged(sweep, metric)):
         raise _unknown_metric(manifest, metric)
-    if runs is not None:
-        wanted = set(runs)
-        history = history[history["job"].isin(wanted)]
-        skipped = {j: why for j, why in skipped.items() if j in wanted}
     jobs_col = history["job"].to_numpy()
     xs = history["step" if x == "step" else "elapsed_s"].to_numpy()
     ys = history["value"].to_numpy(dtype=np.float64)
@@ -329,6 +370,12 @@ def sweep_curves(
     # The swept params of each run, from its first row (history repeats them on every row).
     first_rows = history.iloc[order[starts] if order is not None else starts] if len(starts) else history.iloc[:0]
     params = first_rows[[k for k in manifest.swept_keys if k in history.columns]]
+    # The budget is shared by the curves drawn: runs, or groups (counted before they are built).
+    if keys is None:
+        curves = len(jobs)
+    else:
+        curves = (len(params.drop_duplicates(keys)) if keys else 1) if len(jobs) else 0
+    points = _per_curve(points, budget, curves)
     out: Dict[str, Any] = {"metric": metric, "x": x, "points": points, "downsampled": False, "n_runs": len(jobs),
                            "skipped": {str(j): why for j, why in sorted(skipped.items())}}  # fmt: skip
     if keys is None:

@@ -384,3 +384,49 @@ def test_a_sweep_that_varies_nothing_draws_every_run_and_one_group(tmp_path, n):
     assert group["label"] == "all runs" and group["n"] == n and group["jobs"] == list(range(n))
     expected = np.mean([1.0 / (np.arange(10) + 1.0 + j) for j in range(n)], axis=0)
     assert group["mean"] == pytest.approx(expected)
+
+
+def test_many_runs_share_a_point_budget_and_keep_their_spikes(tmp_path):
+    sweep = _grid_sweep(tmp_path, steps=(600,) * 6)
+    out = sweep_curves(sweep, "loss", points=1000, budget=600)
+    # 6 runs share 600 points: 100 each (49 buckets' min and max, and the ends), not 600 each.
+    assert out["points"] == 100 and out["downsampled"]
+    for run in out["runs"]:
+        assert len(run["x"]) <= 100
+        stored = _stored(sweep, run["job"])
+        kept = set(zip(run["x"], run["y"]))
+        for point in _bucket_extremes(stored["step"].to_numpy(), stored["value"].to_numpy(), 49):
+            assert point in kept
+    # Fewer runs: each keeps what the budget allows, up to `points`.
+    assert sweep_curves(sweep, "loss", runs=[0, 1], points=1000, budget=600)["points"] == 300
+    assert sweep_curves(sweep, "loss", points=1000, budget=None)["points"] == 1000
+    # Groups share it likewise: 2 groups of 3 runs, 300 points each.
+    grouped = sweep_curves(sweep, "loss", group_by=["optimizer.lr"], points=1000, budget=600)
+    assert grouped["points"] == 300 and all(len(g["x"]) <= 300 for g in grouped["groups"])
+    # Never fewer than 50 points a curve, however many runs; full ignores the budget.
+    assert sweep_curves(sweep, "loss", points=1000, budget=60)["points"] == 50
+    assert sum(len(r["x"]) for r in sweep_curves(sweep, "loss", budget=60, full=True)["runs"]) == 3600
+    with pytest.raises(ConfigError, match="budget must be a whole number"):
+        sweep_curves(sweep, "loss", budget=1)
+
+
+def test_a_subset_of_runs_reads_only_those_runs(tmp_path, monkeypatch):
+    from hpctrack.store._hdf5 import HDF5Store
+
+    sweep = _grid_sweep(tmp_path)
+    read: List[str] = []
+    for name in ("read_history", "read_history_indexed"):  # a run with an index line is read by the second
+        real = getattr(HDF5Store, name)
+
+        def counted(self, *args, _real=real, **kwargs):
+            read.append(self.path.parent.name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(HDF5Store, name, counted)
+    out = sweep_curves(sweep, "loss", runs=[4, 1], points=20)
+    assert [r["job"] for r in out["runs"]] == [1, 4]
+    assert sorted(read) == ["1", "4"]
+    # A subset whose runs have no point of a metric others logged: no curves, no error.
+    assert sweep_curves(sweep, "acc", runs=[2])["runs"][0]["job"] == 2
+    with pytest.raises(ConfigError, match="no run of sweep .* logged metric 'nope'"):
+        sweep_curves(sweep, "nope", runs=[2])

@@ -340,7 +340,10 @@ export async function sweepPage(root, crumbs, ref) {
   }
   curves.setGroupBy(curveGroupKeys(), false);
 
-  await loadTable();  // and the curves of its runs
+  // The curves are asked for beside the table, not after it (the server applies the table's filter
+  // to them itself); when the table refuses its options, syncCurves takes the curves down again.
+  syncCurves();
+  await loadTable();
   status.load();
 
   async function refresh() {
@@ -351,8 +354,7 @@ export async function sweepPage(root, crumbs, ref) {
       fillColumnChoices();
       curves.setMetrics(info.metrics || []);
     } catch (err) { /* the next tick tries again */ }
-    await loadTable(true);
-    await Promise.all([curves.load(), status.load()]);
+    await Promise.all([loadTable(true), curves.load(), status.load()]);
   }
   const stop = pollStamp(id, refresh);
   window.addEventListener("resize", drawPc);
