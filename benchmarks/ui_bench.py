@@ -182,11 +182,12 @@ def browser_missing() -> Optional[str]:
 def browser_times(url: str, token: str, pages: List[Tuple[str, str, str]], repeat: int) -> Dict[str, Any]:
     """Each page ``(label, hash, what)`` opened ``1 + repeat`` times in Chromium: seconds since navigation start.
 
-    ``what`` is ``rows`` (the results table's first row visible, then the page responsive) or
-    ``curves`` (the curves' canvas painted). Every opening is in a fresh browser context (nothing
+    ``what`` is ``rows`` (the results table's first row visible, then the page responsive; the
+    page is then left to draw its curves before it is closed) or ``curves`` (the curves' canvas
+    painted). Every opening is in a fresh browser context (nothing
     cached) that sends the token as a bearer header, so the page's own navigation is the first
-    one; the first opening is "cold" (the server's first request for that sweep's page), the
-    others give the medians.
+    one; the first opening is "cold" (a server just started: its first request for that sweep's
+    page, no history kept yet; the files in the OS page cache), the others give the medians.
     """
     from playwright.sync_api import sync_playwright
 
@@ -205,6 +206,9 @@ def browser_times(url: str, token: str, pages: List[Tuple[str, str, str]], repea
                         page.wait_for_selector(ROW_SELECTOR, state="visible", timeout=120_000)
                         shown = page.evaluate("() => performance.now()")
                         ready = page.evaluate(RESPONSIVE_JS)
+                        # The page goes on to draw its runs' curves (the server reads every run's store):
+                        # let it finish, or its read would slow the next opening down.
+                        page.wait_for_function(PAINTED_JS, timeout=300_000, polling=200)
                     else:
                         page.wait_for_function(PAINTED_JS, timeout=120_000, polling=50)
                         shown = ready = page.evaluate("() => performance.now()")
@@ -418,8 +422,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     base = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="hpctrack-uibench-", dir=args.dir))
     rows: List[Tuple[str, str, str, str, str, str]] = []  # what, cold, warm, goal, met, load
 
-    def row(what: str, cold: Optional[float], warm: Optional[float], goal: Optional[float], note: str = "") -> None:
-        met = verdict(warm if warm is not None else cold, goal)
+    def row(
+        what: str,
+        cold: Optional[float],
+        warm: Optional[float],
+        goal: Optional[float],
+        note: str = "",
+        judge_cold: bool = False,
+    ) -> None:
+        # judge_cold: the warm answers come from what the server kept, so the first one is the goal's
+        met = verdict(cold if judge_cold or warm is None else warm, goal)
         rows.append((what, fmt_s(cold), fmt_s(warm), f"< {goal:g} s" if goal else "", met or note,
                      f"{load1():.1f}"))  # fmt: skip
         progress(" | ".join(rows[-1]))  # as measured: the table comes at the end, after MLflow is filled
@@ -467,7 +479,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 data = json.loads(hist["body"])
                 drawn = sum(len(r["x"]) for r in data.get("runs", []))
                 row(f"hpctrack ui: api/.../history m0 runs=all ({len(data.get('runs', []))} runs, {drawn:,} points, "
-                    f"{hist['bytes'] / 1e6:.1f} MB)", hist["cold"], hist["warm"], GOAL_CURVES_S)  # fmt: skip
+                    f"{hist['bytes'] / 1e6:.1f} MB; warm: kept by the server)", hist["cold"], hist["warm"],
+                    GOAL_CURVES_S, judge_cold=True)  # fmt: skip
                 grouped = timed_requests(server, f"api/sweeps/{history_id}/history?metric=m0&runs=all"
                                                  "&group_by=optimizer.lr&band=ci", args.repeat)  # fmt: skip
                 row("hpctrack ui: api/.../history m0 grouped by optimizer.lr (ci band)", grouped["cold"],
@@ -476,6 +489,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if no_browser:
                     rows.append(("Chromium rows", "-", "-", "", f"not run: {no_browser}", f"{load1():.1f}"))
                 else:
+                    # A fresh server: the first opening of each page is its first request for that sweep
+                    # (no history kept yet), as for a user who has just started `hpctrack ui`.
+                    server.close()
+                    server = UiServer(base / "root", token)
                     wait_quiet(args.max_load, args.wait_quiet_s)
                     progress("Chromium: the sweep pages")
                     pages = browser_times(server.url, token, [
@@ -486,8 +503,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         GOAL_PAGE_S)  # fmt: skip
                     row("Chromium: ... and the page responsive", t["cold"][1], t["warm"][1], GOAL_PAGE_S)
                     c = pages["curves"]
-                    row(f"Chromium: sweep page of {args.history_runs:,} runs x {args.steps:,} steps, curves drawn",
-                        c["cold"][0], c["warm"][0], GOAL_CURVES_S)  # fmt: skip
+                    row(f"Chromium: sweep page of {args.history_runs:,} runs x {args.steps:,} steps, curves drawn "
+                        "(cold: a fresh server)", c["cold"][0], c["warm"][0], GOAL_CURVES_S, judge_cold=True)  # fmt: skip
             finally:
                 server.close()
 

@@ -298,7 +298,8 @@ class Sweep:
         skipped; ``frame.attrs["skipped"]`` names them: job -> why.
         ``jobs``: job indices to read (in job order whatever their order here);
         None: every job. ``workers``: processes reading the runs (default four
-        per CPU, up to 8, when 400 runs or more are read; 1 reads in this process).
+        per CPU, up to 8 and at most one per 250 runs, when 400 runs or more are
+        read; 1 reads in this process).
 
         Raises
         ------
@@ -345,6 +346,10 @@ PARALLEL_HISTORY_MIN_RUNS = 400
 #: Worker processes per CPU for ``history``: cold, 10,000 HDF5 stores read by 2 processes on 2 cores
 #: took 41-104 s, by 6-8 processes 21-23 s (each read waits on the disk); cached, the same.
 HISTORY_WORKERS_PER_CPU = 4
+#: Runs per worker process at least: each process costs its start (~0.2 s of CPU to import h5py
+#: and numpy), so 1,000 runs x 1,000 steps on 2 cores read in 0.7-0.8 s by 4 processes, 1.0-1.1 s
+#: by 8 (cached; from a cold disk 1.15 s and 1.4 s).
+HISTORY_RUNS_PER_WORKER = 250
 
 
 def _checked_jobs(manifest: Manifest, jobs: Sequence[int]) -> "set[int]":
@@ -362,7 +367,8 @@ def _read_histories(
     """Every run's resolved history of ``key`` as concatenated columns, in job order (``only``: those jobs).
 
     Returns (jobs, lengths, step, value, time, attempt, skipped). A sweep of many
-    runs is read by ``workers`` processes (default: four per CPU, at most 8): each
+    runs is read by ``workers`` processes (default: four per CPU, at most 8, at most one per
+    :data:`HISTORY_RUNS_PER_WORKER` runs): each
     read is a file open and a few small reads, bound by the Python code around
     them when the files are cached, so processes scale where threads would not
     (h5py runs one call at a time per process); when they are not, each read waits
@@ -374,7 +380,10 @@ def _read_histories(
 
     indices = [(job.index, job.run_dir) for job in manifest.jobs if only is None or job.index in only]
     hints = _indexed_stats(manifest.path, key)
-    n = workers if workers is not None else min(HISTORY_WORKERS_PER_CPU * (os.cpu_count() or 1), 8)
+    if workers is None:
+        n = min(HISTORY_WORKERS_PER_CPU * (os.cpu_count() or 1), 8, -(-len(indices) // HISTORY_RUNS_PER_WORKER))
+    else:
+        n = workers
     if n <= 1 or len(indices) < PARALLEL_HISTORY_MIN_RUNS:
         parts = [history_chunk(str(manifest.path), manifest.store, indices, key, hints)]
     else:

@@ -199,6 +199,8 @@ def ui_command(
     app = create_app(root_dir, token=token, allowed_hosts=hosts, root_path=prefix,
                      cookie_name=f"hpctrack_ui_{bound_port if uds is None else 'uds'}")  # fmt: skip
     _announce(host, bound_port, token, prefix, uds, open_browser)
+    # The first page's answers would otherwise wait for pandas, h5py and pyarrow to import (0.4 s).
+    threading.Thread(target=_import_readers, name="hpctrack-ui-imports", daemon=True).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, root_path=prefix, proxy_headers=False,
                             server_header=False, lifespan="off", timeout_graceful_shutdown=GRACEFUL_STOP_S)  # fmt: skip
     dropped = _DroppedReads()
@@ -228,6 +230,22 @@ def ui_command(
         os._exit(code)
     if code:
         sys.exit(code)
+
+
+#: What the first answers need (hpctrack imports these where they are used, not at start).
+WARM_IMPORTS = ("numpy", "pandas", "pyarrow", "pyarrow.compute", "h5py", "hpctrack.sweep", "hpctrack.aggregate",
+                "hpctrack.index", "hpctrack.ui.series", "hpctrack.ui.overview")  # fmt: skip
+
+
+def _import_readers() -> None:
+    """Import what the API's answers read with, while the server waits for its first request."""
+    import importlib
+
+    for name in WARM_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the request that needs it says what is missing
+            pass
 
 
 def _announce(host: str, port: int, token: str, prefix: str, uds: Optional[str], open_browser: bool) -> None:

@@ -11,6 +11,9 @@ import {
 
 const STATS = ["last", "min", "max", "mean", "argmin", "argmax", "count", "last_step"];
 
+/** Up to this many runs, the curves are asked for at the same time as the table. */
+const CURVES_WITH_TABLE = 2000;
+
 export async function sweepPage(root, crumbs, ref) {
   const setHashState = viewWriter();  // taken now: this page's URL, before anything is awaited
   const saved = hashState();  // the view as the URL left it (a reload, a bookmark)
@@ -340,9 +343,10 @@ export async function sweepPage(root, crumbs, ref) {
   }
   curves.setGroupBy(curveGroupKeys(), false);
 
-  // The curves are asked for beside the table, not after it (the server applies the table's filter
-  // to them itself); when the table refuses its options, syncCurves takes the curves down again.
-  syncCurves();
+  // The curves read every run's store: beside the table on a sweep of up to CURVES_WITH_TABLE runs
+  // (the server applies the table's filter to them itself; syncCurves takes them down if the table
+  // refuses its options), after it on a larger one, whose rows they would hold back (10,000 runs: 5 s, not 2.7 s).
+  if ((info.n_jobs || 0) <= CURVES_WITH_TABLE) syncCurves();
   await loadTable();
   status.load();
 
