@@ -11,6 +11,7 @@ a download.
 from __future__ import annotations
 
 import os
+import stat
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -131,11 +132,15 @@ def log_tail(path: Optional[str], root: Path, tail_bytes: int = DEFAULT_TAIL_BYT
     if not is_inside(real, root):
         raise RunNotFoundError(f"log {path} is outside the root: not served")
     try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: opening a FIFO would wait for a writer; a regular file reads as without it
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError as err:
         raise RunNotFoundError(f"log {path}: {err.strerror or err}") from None
     with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise RunNotFoundError(f"log {path} is not a regular file: not served")
+        size = info.st_size
         start = max(0, size - tail_bytes)
         fh.seek(start)
         data = fh.read(size - start)

@@ -19,6 +19,7 @@ import pytest
 from synthetic import ended_sweep
 from uiserver import TOKEN, cli, env_for, running_servers, start_ui
 
+from hpctrack.index import INDEX_FILE
 from hpctrack.manifest import update_manifest
 from hpctrack.ui.app import STATIC_DIR
 
@@ -119,9 +120,8 @@ def test_a_signal_stops_it_cleanly(root, sig, code, said):
         socket.create_connection(("127.0.0.1", ui.port), timeout=5).close()
 
 
-def test_sigterm_stops_it_while_a_read_is_still_in_flight(tmp_path):
-    """A read that does not end (a log on a file server that hangs; here a FIFO no one writes to)
-    must not keep a stopped dashboard alive: it exits while the read still waits."""
+def test_a_log_that_is_not_a_regular_file_is_404_at_once(tmp_path):
+    """A job's log path naming a FIFO (or a device) must not hold a reader until someone writes to it."""
     root = tmp_path / "root"
     manifest = ended_sweep(root, 2, name="small")
     fifo = manifest.run_path(0) / "stdout.fifo"
@@ -132,9 +132,27 @@ def test_sigterm_stops_it_while_a_read_is_still_in_flight(tmp_path):
 
     update_manifest(manifest.path, log_to_fifo)
     ui = start_ui(root)
+    try:
+        reply = ui.request(f"api/runs/{manifest.id}/0/log?stream=stdout")
+        assert reply.status == 404 and "not a regular file" in reply.json()["error"], reply.body
+    finally:
+        returncode, err = ui.stop()
+    assert returncode == 0, err
+
+
+def test_sigterm_stops_it_while_a_read_is_still_in_flight(tmp_path):
+    """A read that does not end (a sweep's index on a file server that hangs; here a FIFO no one
+    writes to) must not keep a stopped dashboard alive: it exits while the read still waits."""
+    root = tmp_path / "root"
+    manifest = ended_sweep(root, 2, name="small")
+    path = manifest.path / INDEX_FILE
+    path.unlink()
+    os.mkfifo(path)
+    fifo = path
+    ui = start_ui(root)
     held = socket.create_connection(("127.0.0.1", ui.port), timeout=120)
     try:
-        held.sendall(f"GET /api/runs/{manifest.id}/0/log?stream=stdout HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        held.sendall(f"GET /api/sweeps/{manifest.id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())  # fmt: skip
         assert ui.request("api/stamp").status == 200  # served beside it: the read sits in a worker thread
         returncode, err = ui.stop(signal.SIGTERM)  # fails if it is still alive after 60 s
