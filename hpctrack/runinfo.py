@@ -15,7 +15,15 @@ from .errors import ConfigError, StoreError
 from .manifest import MANIFEST_FILE
 from .store.base import one_line
 
-__all__ = ["resolve_run", "is_run_ref", "describe_run", "describe_sweep", "diff_runs", "HYDRA_LINK_FILE"]
+__all__ = [
+    "resolve_run",
+    "is_run_ref",
+    "describe_run",
+    "describe_sweep",
+    "describe_status",
+    "diff_runs",
+    "HYDRA_LINK_FILE",
+]
 
 
 def is_run_ref(ref: str) -> bool:
@@ -52,6 +60,22 @@ def describe_sweep(sweep: Any) -> Dict[str, Any]:
         **({"labels_error": labels["error"]} if "error" in labels else {}),
         **_pins(sweep),
     }
+
+
+def describe_status(sweep: Any, *, only_stalled: bool = False) -> Dict[str, Any]:
+    """Every job of the sweep with its state (``hpctrack status --format json``), and a study's summary.
+
+    ``only_stalled`` lists only the jobs that stalled (``--stalled``).
+    """
+    manifest = sweep.manifest  # before the status: what the status finds may update it
+    st = sweep.sweep_status()
+    data = st.to_json(manifest, only_stalled=only_stalled)
+    if manifest.study:
+        from .optimize.view import study_summary
+
+        summary = study_summary(manifest, st.jobs)
+        data["study"] = summary.to_json() if summary is not None else None
+    return data
 
 
 def resolve_run(ref: str, root: Optional[str] = None) -> Tuple[Any, int]:

@@ -140,3 +140,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     for item in items:
         if item.get_closest_marker("slurm") is not None:
             item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif item.get_closest_marker("browser") is not None:  # one root, server and Chromium for them all
+            item.add_marker(pytest.mark.xdist_group("browser"))

@@ -120,6 +120,7 @@ COMMAND_MODULES: Dict[str, str] = {
     **dict.fromkeys(("tag", "note", "rm", "pin", "unpin"), "tidy"),
     **dict.fromkeys(("table", "compare", "plot", "runs"), "results"),
     **dict.fromkeys(("verify", "reindex", "gc"), "upkeep"),
+    "ui": "ui",
 }
 
 

@@ -72,15 +72,9 @@ def status(sweep: str, fmt: str, watch: bool, interval: float, only_stalled: boo
 
     sw = load_sweep(sweep, root=root)
     if fmt == "json":
-        manifest = sw.manifest  # before the status: what the status finds may update it
-        st = sw.sweep_status()
-        data = st.to_json(manifest, only_stalled=only_stalled)
-        if manifest.study:
-            from ..optimize.view import study_summary
+        from ..runinfo import describe_status
 
-            summary = study_summary(manifest, st.jobs)
-            data["study"] = summary.to_json() if summary is not None else None
-        echo_json(data)
+        echo_json(describe_status(sw, only_stalled=only_stalled))
         return
     if not watch:
         print_wide(status_view(sw, only_stalled)[0])
