@@ -11,8 +11,8 @@ a download.
 from __future__ import annotations
 
 import os
-import stat
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional
