@@ -26,6 +26,7 @@ __all__ = ["start_direct_run", "RANKS_DIR", "RANK_WAIT_S"]
 def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, overrides: List[str]) -> Run:
     """A plain ``python train.py``: a sweep of one job, recorded as it runs (``overrides``: Hydra's, masked)."""
     from .config import ensure_writable_root, resolve_root
+    from .identity import identity_from_env
     from .manifest import JobRecord, Manifest, create_new_sweep, new_sweep_id, update_manifest
     from .secrets import mask_argv
     from .store import store_class
@@ -33,8 +34,10 @@ def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, ov
     store_class(store)  # fail on an unknown store before writing anything
     settings = RunSettings.from_env()
     if global_rank() != 0:
-        # Rank 0 creates and writes the run; this rank learns its id from rank 0 and records nothing.
-        run_dir = _rank_zero_run(resolve_root(root))
+        # Rank 0 creates and writes the run; this rank learns its id from rank 0 (from the environment
+        # when rank 0 started it, as Lightning's DDP does) and records nothing.
+        identity = identity_from_env()
+        run_dir = identity.run_dir if identity is not None else _rank_zero_run(resolve_root(root))
         return Run(run_id=f"{run_dir.parent.parent.name}/{run_dir.name}" if run_dir else None,
                    run_dir=run_dir or Path(os.devnull), store=open_store(run_dir or Path(os.devnull), store),
                    settings=settings, writes=False)._begin({})  # fmt: skip
@@ -101,9 +104,12 @@ def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, ov
     run._index_job = 0
     sys.excepthook = excepthook
     print(f"hpctrack: recording run {run.run_id} in {run.run_dir}", file=sys.stderr, flush=True)
-    return run._begin(
-        {"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides, "script": script}
-    )
+    run._begin({"run_id": run.run_id, "sweep_id": manifest.id, "job_index": 0, "overrides": overrides,
+                "script": script})  # fmt: skip
+    from .identity import export_identity
+
+    export_identity(run)  # the processes it starts (a framework's other ranks) know the run
+    return run
 
 
 # -- the ranks of a plain script -------------------------------------------------------------------

@@ -80,6 +80,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
     # First of all: a cancel or SLURM's signal that lands while the job starts is kept for its run.
     early = EarlySignals(_job_signals())
     from .._types import RunStatus
+    from ..identity import export_identity
     from ..run import _status_for, open_job_run
 
     try:
@@ -98,6 +99,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
             sys.path.insert(0, script_dir)
         extra = _job_environment(manifest, early)
         run = open_job_run(Path(sweep_dir), index, extra or None, early=early, manifest=manifest)
+        export_identity(run)  # every process the job starts (ranks, a command, `hpctrack log`) knows its run
     except BaseException:
         early.restore()
         early.replay(None)
