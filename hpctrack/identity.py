@@ -90,8 +90,13 @@ def identity_from_env(environ: Optional[Mapping[str, str]] = None) -> Optional[R
         that is not a whole number, a run directory that is not absolute, a run id that does
         not end in the run directory's job index): the message names the variable.
     """
-    env = os.environ if environ is None else environ
-    values = {name: env.get(name, "").strip() for name in (RUN_DIR_ENV, RUN_ID_ENV, ATTEMPT_ENV)}
+    from . import settings
+
+    names = (RUN_DIR_ENV, RUN_ID_ENV, ATTEMPT_ENV)
+    if environ is None:
+        values = {name: (settings.get(name) or "").strip() for name in names}
+    else:
+        values = {name: environ.get(name, "").strip() for name in names}
     if not any(values.values()):
         return None
     missing = [name for name, value in values.items() if not value]

@@ -84,6 +84,10 @@ SETTINGS: Dict[str, Setting] = {
             "comma-separated patterns of config keys to mask as secrets, added to the built-in rule; "
             "'!pattern' exempts keys (e.g. 'license,*_dsn,!pad_token')",
         ),
+        # Set by hpctrack for the processes of a job (hpctrack.identity), not by users.
+        Setting("HPCTRACK_RUN_DIR", "str", None, "the directory of the run this job's processes work for"),
+        Setting("HPCTRACK_RUN_ID", "str", None, "the id (<sweep id>/<job>) of the run this job's processes work for"),
+        Setting("HPCTRACK_ATTEMPT", "str", None, "the attempt of that run (1, 2, ...)"),
     )
 }
 
