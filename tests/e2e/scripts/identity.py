@@ -1,7 +1,6 @@
 """A test job that asks a child process which run it works for, and fails its first attempt when told to."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
