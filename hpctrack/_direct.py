@@ -109,6 +109,9 @@ def start_direct_run(*, name: Optional[str], root: Optional[str], store: str, ov
     from .identity import export_identity
 
     export_identity(run)  # the processes it starts (a framework's other ranks) know the run
+    from .relay import follow_relay
+
+    follow_relay(run)  # and a program it starts records into it with `hpctrack log`
     return run
 
 

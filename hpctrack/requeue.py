@@ -148,7 +148,7 @@ def _current_code(manifest: Manifest, dry_run: bool) -> Dict[str, Any]:
     from .snapshot import code_digest, make_snapshot
 
     script = manifest.script
-    if not script or not Path(script).is_file():
+    if not script or not Path(script).exists():
         raise ConfigError(f"the sweep's script {script} no longer exists: --code current cannot snapshot the "
                           "code; requeue with --code launch")  # fmt: skip
     too_big = "requeue with --code launch"

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import endrecord
+from ._artifacts import ARTIFACTS_DIR, artifact_target, copy_artifact  # noqa: F401  (ARTIFACTS_DIR: re-exported)
 from ._buffer import Buffer as _Buffer
 from ._buffer import Flusher
+from ._rank import global_rank
 from ._signals import DeferredSigint, EarlySignals, signal_name
 from ._types import RunStatus, attempts_runtime_s
 from ._values import TrackedDict, flatten_config
@@ -63,7 +65,6 @@ FLUSH_INTERVAL_ENV = "HPCTRACK_FLUSH_INTERVAL_S"
 FLUSH_MAX_POINTS_ENV = "HPCTRACK_FLUSH_MAX_POINTS"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_FLUSH_MAX_POINTS = 100_000
-ARTIFACTS_DIR = "artifacts"
 #: How many checkpoints ``save_checkpoint`` keeps per run.
 CHECKPOINT_KEEP_ENV = "HPCTRACK_CHECKPOINT_KEEP"
 DEFAULT_CHECKPOINT_KEEP = 2
@@ -109,25 +110,6 @@ class RunSettings:
         return RunSettings(flush_interval_s=float(settings.get(FLUSH_INTERVAL_ENV)),
                            flush_max_points=int(settings.get(FLUSH_MAX_POINTS_ENV)),
                            checkpoint_keep=int(settings.get(CHECKPOINT_KEEP_ENV)))  # fmt: skip
-
-
-def global_rank() -> int:
-    """This process's global rank in a job of several tasks; 0 when it is the only one.
-
-    torchrun and most launchers set ``RANK``; SLURM sets ``SLURM_PROCID`` for
-    each task of a step of ``SLURM_NTASKS`` (or ``SLURM_STEP_NUM_TASKS``) > 1;
-    a launcher that sets only ``LOCAL_RANK`` runs on one node.
-    """
-    env = os.environ
-    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if env.get(name, "").strip().isdigit():
-            return int(env[name])
-    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or ""
-    if tasks.strip().isdigit() and int(tasks) > 1 and env.get("SLURM_PROCID", "").strip().isdigit():
-        return int(env["SLURM_PROCID"])
-    if env.get("LOCAL_RANK", "").strip().isdigit():
-        return int(env["LOCAL_RANK"])
-    return 0
 
 
 def _error_record(error: Union[BaseException, str]) -> Dict[str, str]:
@@ -224,6 +206,8 @@ class Run(RunCheckpoints):
         self._signal: Optional[str] = None  # the signal that is ending this attempt
         self._attempts_dirty = False  # this attempt's record changed: the next write carries it
         self._on_finish: List[Callable[[RunStatus, Optional[str]], None]] = []
+        # Called first when the run ends, while it still takes points: the relay's last read (hpctrack.relay).
+        self._before_finish: List[Callable[[], None]] = []
         self._previous_handlers: Dict[int, Any] = {}
         self._flusher = Flusher(self, self._interval_s)
         if not writes:
@@ -405,6 +389,13 @@ class Run(RunCheckpoints):
         global _current
         if self._finished:
             return
+        if self._writes:
+            hooks, self._before_finish = self._before_finish, []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception as err:  # what it would have added is lost; the end must still be recorded
+                    print(f"hpctrack: run {self.run_id}: {_one_line(err)}", file=sys.stderr, flush=True)
         self._finished = True
         if not self._writes:
             if _current is self:
@@ -604,33 +595,18 @@ class Run(RunCheckpoints):
 
     def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
-        source = Path(path)
-        if not source.exists():
-            raise FileNotFoundError(f"log_artifact: {source} does not exist")
-        name = name or source.name
-        parts = Path(name).parts
-        if not parts or Path(name).is_absolute() or ".." in parts:
-            raise ValueError(f"log_artifact: name {name!r} must be a relative path inside the run's artifacts/")
-        target = self.run_dir / ARTIFACTS_DIR / name
+        target, name = artifact_target(self.run_dir, path, name)
         if not self._writes:
             return target  # another rank's: rank 0 keeps the run's artifacts
-        from .safefs import check_inside, copy_file, copy_tree, sha256_file
-
-        # A link planted in artifacts/ (or artifacts/ itself a link) is refused, never written through.
-        check_inside(target.parent, self.run_dir, "write the artifact")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        check_inside(target.parent, self.run_dir, "write the artifact")
-        if source.is_dir():
-            copy_tree(source, target, self.run_dir)
-            size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-            entry: Dict[str, Any] = {"kind": "dir", "size": size}
-        else:
-            copy_file(source, target, self.run_dir)
-            entry = {"kind": "file", "size": target.stat().st_size, "sha256": sha256_file(target)}
-        self._artifacts[name] = {"path": f"{ARTIFACTS_DIR}/{name}", **entry}
-        self._pending_sections.setdefault("info", {})["artifacts"] = dict(self._artifacts)
+        target, entry = copy_artifact(self.run_dir, path, name)
+        self._record_artifact(name, entry)
         self.flush()
         return target
+
+    def _record_artifact(self, name: str, entry: Dict[str, Any]) -> None:
+        """Record an artifact already copied into ``artifacts/`` (``hpctrack artifact`` copies its own)."""
+        self._artifacts[name] = dict(entry)
+        self._pending_sections.setdefault("info", {})["artifacts"] = dict(self._artifacts)
 
     def flush(self) -> None:
         """Write buffered points, summary and tags now, and refresh the heartbeat.

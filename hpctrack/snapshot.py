@@ -70,7 +70,8 @@ def _files(script: str) -> Tuple[Path, List[str], Dict[str, Any]]:
         ident = {"commit": git.get("commit"), "diff_sha256": git.get("diff_sha256"), "dirty": git.get("dirty"),
                  "source": "git", "git": git}  # fmt: skip
         return root, tracked, ident
-    root = Path(script).resolve().parent
+    root = Path(script).resolve()
+    root = root if root.is_dir() else root.parent  # a folder is its own code (an --exec sweep's launch directory)
     spec = _ignore_spec(root)
     files: List[str] = []
     skipped: List[str] = []
@@ -122,6 +123,7 @@ def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) 
     ----------
     script:
         The script whose code to copy: its git repository's tracked files, or its folder outside git.
+        A folder (an ``--exec`` sweep's launch directory) stands for itself.
     hpctrack_root:
         The storage root.
     too_big:
@@ -192,7 +194,7 @@ def code_changes(snapshot: Mapping[str, Any], script: str) -> Optional[List[str]
     snapshot directory is gone). Compares the digest first, so unchanged code costs one
     pass of hashing and no comparison.
     """
-    if not Path(script).is_file():
+    if not Path(script).exists():
         return None
     root, files, _ = _files(script)
     try:

@@ -41,8 +41,29 @@ def backend_class(name: str) -> Any:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
-@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("script", required=False, type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--exec",
+    "exec_command",
+    default=None,
+    metavar="CMD",
+    help="Sweep a shell command instead of a Hydra script: ${key} in CMD is each job's value of key "
+    "(quoted for the shell); every argument is then an override (see README: Sweeps of any program).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    default=None,
+    metavar="FILE.yaml",
+    help="--exec: the config the jobs' configs start from (a key not in it needs +key=VALUE).",
+)
+@click.option(
+    "--metrics-file",
+    default=None,
+    metavar="FILE.csv|FILE.jsonl",
+    help="--exec: a file the command appends rows of metrics to, in its run's directory; followed while it runs.",
+)
 @click.option("--backend", type=_BackendChoice(), default="local", show_default=True, help="Where jobs run.")
 @click.option(
     "--parallel",
@@ -101,8 +122,11 @@ def backend_class(name: str) -> Any:
 @root_option
 @handle_errors
 def launch(
-    script: str,
+    script: Optional[str],
     overrides: Sequence[str],
+    exec_command: Optional[str],
+    config_file: Optional[str],
+    metrics_file: Optional[str],
     backend: str,
     parallel: Optional[int],
     partition: Optional[str],
@@ -129,11 +153,28 @@ def launch(
     hpctrack's options may stand anywhere; every other argument after SCRIPT goes to Hydra,
     overrides and Hydra's own flags (e.g. --config-name) alike. With --optimize the overrides
     give a search space, and a detached driver runs the study (see README: Hyper-parameter search).
+    With --exec CMD there is no SCRIPT: each job runs CMD, and every argument is an override.
     """
     from ..launch.script import launch_script
 
     slurm = {"partition": partition, "time": time_limit, "mem_gb": mem_gb, "cpus_per_task": cpus_per_task,
              "gpus_per_node": gpus_per_node}  # fmt: skip
+    if exec_command is None:
+        given = [flag for flag, value in (("--config", config_file), ("--metrics-file", metrics_file)) if value]
+        if given:
+            fail(f"{given[0]} is an option of --exec (a sweep of a shell command); a Hydra script has its own "
+                 "config (--config-name, --config-path)")  # fmt: skip
+        if script is None:
+            raise click.UsageError("missing SCRIPT (a Hydra script), or --exec CMD (a shell command)")
+    else:
+        if objective is not None:
+            fail("--optimize is not an option of --exec: a study runs a Hydra script")
+        _launch_exec(exec_command, [script, *overrides] if script is not None else list(overrides), config_file,
+                     metrics_file, backend=backend, parallel=parallel, detach=detach, name=name, root=root,
+                     store=store, progress=not no_progress, slurm=slurm, code_snapshot=not no_code_snapshot,
+                     share_group=share_group, dry_run=dry_run)  # fmt: skip
+        return
+    assert script is not None
     study = {"--trials": trials, "--direction": direction, "--sampler": sampler, "--prune": prune}
     if objective is None:
         given = [flag for flag, value in study.items() if value is not None]
@@ -169,6 +210,11 @@ def launch(
         sys.exit(130)
     if manifest is None:  # a dry run: the launcher printed the plan
         return
+    _report_launch(manifest, detach)
+
+
+def _report_launch(manifest: Any, detach: bool) -> None:
+    """One line on what was launched; exit 1 when a local sweep waited for did not complete every job."""
     ref = sweep_ref(manifest)
     if backend_class(manifest.backend).has_queue:
         echo(
@@ -188,6 +234,21 @@ def launch(
     echo(f"sweep {manifest.id}: {state_summary(states)}  (results: hpctrack table {ref})")
     if exit_code_for(states):
         sys.exit(1)
+
+
+def _launch_exec(command: str, overrides: Sequence[str], config_file: Optional[str], metrics_file: Optional[str],
+                 **options: Any) -> None:  # fmt: skip
+    """``launch --exec``: a sweep of a shell command."""
+    from ..launch.command import launch_command
+
+    try:
+        manifest = launch_command(command, list(overrides), config_file=config_file, metrics_file=metrics_file,
+                                  command=["hpctrack", *sys.argv[1:]], **options)  # fmt: skip
+    except KeyboardInterrupt:
+        echo("interrupted: the sweep's jobs were cancelled (see `hpctrack status latest`)", err=True)
+        sys.exit(130)
+    if manifest is not None:  # None: a dry run, which printed the plan
+        _report_launch(manifest, options["detach"])
 
 
 def _launch_study(script: str, overrides: Sequence[str], objective: str, trials: Optional[int],

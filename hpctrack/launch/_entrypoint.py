@@ -81,6 +81,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
     early = EarlySignals(_job_signals())
     from .._types import RunStatus
     from ..identity import export_identity
+    from ..relay import follow_relay
     from ..run import _status_for, open_job_run
 
     try:
@@ -100,6 +101,7 @@ def run_job(sweep_dir: str, index: int) -> Any:
         extra = _job_environment(manifest, early)
         run = open_job_run(Path(sweep_dir), index, extra or None, early=early, manifest=manifest)
         export_identity(run)  # every process the job starts (ranks, a command, `hpctrack log`) knows its run
+        follow_relay(run)  # and what they record with `hpctrack log` reaches the run through its relay
     except BaseException:
         early.restore()
         early.replay(None)
