@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, cast
 
 from ._names import check_sweep_name
 from ._signals import EarlySignals
@@ -146,7 +146,10 @@ def start_run(
     """Start tracking: record ``cfg`` (resolved, flattened) as params and return the run.
 
     Under an hpctrack launcher this returns the job's run, already opened by
-    the job entry point. Run plainly (``python train.py``), it creates a
+    the job entry point. In another process of a job (a Python program that an
+    ``hpctrack launch --exec`` command runs) it returns the job's run as a
+    :class:`hpctrack._relayrun.RelayRun`, which records through the run's relay
+    (no checkpoints there: they are the job's own). Run plainly (``python train.py``), it creates a
     one-run sweep under the storage root and says where on stderr. On a rank
     other than 0 of a job of several tasks, the run records nothing (and a
     plain script creates no sweep).
@@ -172,6 +175,15 @@ def start_run(
     active = current_run()
     run = active if active is not None and not active.finished else None
     if run is None:
+        from ._relayrun import relayed_run
+
+        relayed = relayed_run()
+        if relayed is not None:  # another process of a job: the job's run, through its relay
+            relayed.log_params(flatten_config(cfg))
+            if tags:
+                relayed.tags.update(tags)
+            # It records as a Run does (log, summary, tags, params, artifacts); checkpoints are the job's own.
+            return cast(Run, relayed)
         mask_hydra_outputs()  # a plain run of a Hydra script (a launched job's are masked before its task)
         if name is not None:
             check_sweep_name(name, "start_run(name=...)")
