@@ -431,6 +431,17 @@ def _failure(code: int, lines: List[str]) -> str:
     return f"{first}: {lines[-1].strip()}\nstderr, last lines:\n" + "\n".join(lines)
 
 
+def _path_with_hpctrack(path: str) -> str:
+    """``PATH`` on which ``hpctrack`` (for ``hpctrack log``) is the job's own: its environment's ``bin``
+    is added at the end when ``hpctrack`` is not found before it (a virtualenv used without activating it)."""
+    import shutil
+
+    here = os.path.dirname(sys.executable)
+    if not os.path.exists(os.path.join(here, "hpctrack")) or shutil.which("hpctrack", path=path):
+        return path
+    return f"{path}{os.pathsep}{here}" if path else here
+
+
 # -- the job function -------------------------------------------------------------------------------------
 
 
@@ -483,7 +494,7 @@ class CommandJob:
         info = {"command": shown, "template": self.template, "shell": SHELL, "code_dir": code_dir,
                 "metrics_file": self.metrics_file}  # fmt: skip
         run._note_info("exec", info)
-        env = {**os.environ, CODE_DIR_ENV: code_dir}
+        env = {**os.environ, CODE_DIR_ENV: code_dir, "PATH": _path_with_hpctrack(os.environ.get("PATH", ""))}
         metrics = None
         if self.metrics_file:
             metrics = MetricsFileFollower(run.dir / self.metrics_file, run, resume=run.attempt > 1)
