@@ -17,7 +17,8 @@ not a JSON object, a step that is not a whole number) is skipped and named on st
 Requeue and resume: an attempt after the first starts after the rows already in the file
 (an earlier attempt read them) and numbers rows on from there. A file that gets shorter or
 is replaced (a program that rewrites it whole, or truncates it when it resumes) is read
-again from its first row, skipping as many rows as this attempt has read from it already.
+again from its first row, skipping as many rows as this attempt has read from it already; so
+is one rewritten in place (told by the last bytes read no longer being where they were).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ __all__ = ["METRICS_SUFFIXES", "MetricsFileFollower", "check_metrics_file"]
 
 METRICS_SUFFIXES = (".csv", ".jsonl")
 STEP_COLUMN = "step"
+#: The last bytes read, compared at each look to tell a file rewritten in place from one appended to.
+SEEN_BYTES = 64
 
 
 def check_metrics_file(path: str) -> str:
@@ -98,6 +101,7 @@ class MetricsFileFollower:
         self._skip_existing = resume
         self._identity: Optional[Tuple[int, int]] = None
         self._offset = 0
+        self._seen = b""  # the last bytes read, which a later look finds where they were unless the file was rewritten
         self._header: Optional[List[str]] = None
         self._row = 0  # the next row's number in the file
         self._skip = 0  # rows still to pass over after the file was rewritten
@@ -120,16 +124,22 @@ class MetricsFileFollower:
         with open(fd, "rb") as fh:
             st = os.fstat(fd)
             identity = (st.st_dev, st.st_ino)
-            if self._identity is not None and (identity != self._identity or st.st_size < self._offset):
-                # Rewritten whole, or truncated: read from its first row, past the rows this attempt logged.
-                self._offset, self._header, self._row, self._skip = 0, None, 0, self.rows_logged
-            self._identity = identity
-            fh.seek(self._offset)
+            fh.seek(self._offset - len(self._seen))
             data = fh.read()
+            if self._identity is not None and (identity != self._identity or not data.startswith(self._seen)):
+                # Replaced, truncated, or rewritten in place (what was read last is not where it was):
+                # read from its first row, past the rows this attempt logged.
+                self._offset, self._header, self._row, self._skip = 0, None, 0, self.rows_logged
+                fh.seek(0)
+                data = fh.read()
+            else:
+                data = data[len(self._seen) :]
+            self._identity = identity
         end = len(data) if final else data.rfind(b"\n") + 1
         if end <= 0:
             return 0
         self._offset += end
+        self._seen = data[max(0, end - SEEN_BYTES) : end]
         lines = data[:end].decode("utf-8", errors="replace").splitlines()
         if self._skip_existing:
             # The rows an earlier attempt wrote (and read): counted for the row numbers, not logged again.

@@ -26,6 +26,7 @@ what it held in memory).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -76,6 +77,21 @@ def relay_paths(run_dir: Path, attempt: int) -> RelayPaths:
     return RelayPaths(
         lines=folder / f"{attempt}.jsonl", state=folder / f"{attempt}.json", lock=folder / f"{attempt}.lock"
     )
+
+
+def _write_state(paths: RelayPaths, state: Mapping[str, Any]) -> None:
+    """Replace the relay's state whole (a reader sees the old or the new one). Not fsynced: it
+    matters only while the job's process lives, and a node that goes down takes that with it."""
+    tmp = paths.state.with_name(f".{paths.state.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with open(fd, "w") as fh:
+            fh.write(json.dumps(state))
+        os.replace(tmp, paths.state)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def relay_state(paths: RelayPaths) -> Optional[Dict[str, Any]]:
@@ -255,7 +271,7 @@ class RelayFollower:
     def open(self) -> "RelayFollower":
         """Say the relay is followed (by this process) and start the thread that reads it."""
         from ._process import process_identity
-        from .locking import atomic_write, lock
+        from .locking import lock
         from .safefs import check_inside
 
         folder = self.paths.state.parent
@@ -272,7 +288,7 @@ class RelayFollower:
                 self._offset = self.paths.lines.stat().st_size
             except FileNotFoundError:
                 self._offset = 0
-            atomic_write(self.paths.state, json.dumps(state))
+            _write_state(self.paths, state)
         self._thread = threading.Thread(target=self._follow, name="hpctrack-relay", daemon=True)
         self._thread.start()
         return self
@@ -333,7 +349,7 @@ class RelayFollower:
         appending holds it until its holder is found dead); then it reads and closes without it.
         """
         from .errors import LockTimeout
-        from .locking import atomic_write, lock
+        from .locking import lock
 
         if self._closed:
             return
@@ -345,10 +361,10 @@ class RelayFollower:
         try:
             with lock(self.paths.lock, timeout_s=CLOSE_LOCK_TIMEOUT_S):
                 self.poll()
-                atomic_write(self.paths.state, json.dumps({**state, "applied": self.applied}))
+                _write_state(self.paths, {**state, "applied": self.applied})
         except LockTimeout:
             self.poll()
-            atomic_write(self.paths.state, json.dumps({**state, "applied": self.applied}))
+            _write_state(self.paths, {**state, "applied": self.applied})
 
 
 def follow_relay(run: Any) -> Optional[RelayFollower]:
