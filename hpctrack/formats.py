@@ -59,6 +59,8 @@ FORMATS: Tuple[FileFormat, ...] = (
     ),  # fmt: skip
     FileFormat("end.json", 1, "key format_version", "hpctrack.endrecord:FORMAT_VERSION"),
     FileFormat("recovery-<n>.jsonl", 1, "key format_version of the header line", "hpctrack._recovery:RECOVERY_VERSION"),
+    FileFormat("relay/<n>.json", 1, "key format_version", "hpctrack.relay:RELAY_FORMAT_VERSION"),
+    FileFormat("relay/<n>.jsonl", 1, "key v of each line", "hpctrack.relay:RELAY_FORMAT_VERSION"),
     FileFormat(
         "checkpoints/<n>/checkpoint.json", 2, "key format_version (absent: 1)", "hpctrack.checkpoint:CHECKPOINT_VERSION"
     ),  # fmt: skip

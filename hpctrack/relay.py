@@ -9,8 +9,9 @@ run's artifacts.
 
 On disk, in the run directory, one set per attempt ``A``::
 
-    relay/A.jsonl   append-only: one JSON object per line, one line per command call
-    relay/A.json    the relay's state: who follows it (host, pid, process start), open or closed
+    relay/A.jsonl   append-only: one JSON object per line (key ``v``: its format), one line per command call
+    relay/A.json    the relay's state (key ``format_version``): who follows it (host, pid, process start),
+                    open or closed
     relay/A.lock    the lock (hpctrack.locking.lock) every append and the close take
 
 The writer opens the relay when the attempt starts (``relay/A.json`` says ``open``), reads
@@ -191,6 +192,9 @@ def _check_open(paths: RelayPaths, identity: "RunIdentity") -> None:
     if state is None:
         raise RelayClosedError(f"{where}: nothing records it ({paths.state} is missing): the job's own process "
                                "opens the relay when its run starts; nothing was recorded")  # fmt: skip
+    if int(state.get("format_version", 1)) > RELAY_FORMAT_VERSION:
+        raise RelayClosedError(f"{where}: its relay ({paths.state}) was opened by a newer hpctrack (format "
+                               f"{state['format_version']}); run the same hpctrack as the job: pip install -U hpctrack")  # fmt: skip
     if not state.get("open"):
         raise RelayClosedError(f"{where} has ended (its job's process closed the relay); nothing was recorded")
     why = _gone(state, identity.run_dir)
@@ -231,7 +235,7 @@ def send(identity: "RunIdentity", entry: Mapping[str, Any], *, timeout_s: float 
     if not paths.state.parent.is_dir():
         _check_open(paths, identity)  # says why, in the same words
     check_inside(paths.state.parent, identity.run_dir, "write the relay in")
-    line = _json_line({**entry, "time": time.time(), "pid": os.getpid()})
+    line = _json_line({"v": RELAY_FORMAT_VERSION, **entry, "time": time.time(), "pid": os.getpid()})
     with lock(paths.lock, timeout_s=timeout_s):
         _check_open(paths, identity)
         fd = os.open(paths.lines, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
@@ -324,6 +328,8 @@ class RelayFollower:
     def _apply(self, raw: bytes) -> None:
         try:
             entry = json.loads(raw)
+            if int(entry.get("v", 1)) > RELAY_FORMAT_VERSION:
+                raise ValueError(f"written by a newer hpctrack (relay format {entry['v']}); upgrade hpctrack")
             kind = entry["kind"]
             if kind == "log":
                 self.run.log(entry["values"], step=entry.get("step"))

@@ -164,6 +164,7 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "artifacts": info.get("artifacts") or {},
         "slurm": info.get("slurm"),
         "hydra": _hydra_dir(info.get("hydra"), out["run_id"]),
+        "exec": info.get("exec"),  # an --exec job's command (masked), code directory and exit code
         "provenance": info.get("provenance") or {},
     })  # fmt: skip
     return out

@@ -88,6 +88,7 @@ SETTINGS: Dict[str, Setting] = {
         Setting("HPCTRACK_RUN_DIR", "str", None, "the directory of the run this job's processes work for"),
         Setting("HPCTRACK_RUN_ID", "str", None, "the id (<sweep id>/<job>) of the run this job's processes work for"),
         Setting("HPCTRACK_ATTEMPT", "str", None, "the attempt of that run (1, 2, ...)"),
+        Setting("HPCTRACK_CODE_DIR", "str", None, "an --exec job's code: the snapshot of its launch directory"),
     )
 }
 

@@ -385,6 +385,10 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         f"  cwd:        {_job_cwd(prov.get('cwd'), d.get('hydra') or {})}",
         f"  launched:   {' '.join(d['sweep']['launched_with'] or []) or '-'}",
     ]
+    run_exec = d.get("exec") or {}
+    if run_exec.get("command"):
+        code = run_exec.get("exit_code")
+        out.append(f"  exec:       {run_exec['command']}" + (f"  (exit code {code})" if code is not None else ""))
     git = prov.get("git") or {}
     if git.get("available"):
         dirty = f", uncommitted changes ({len((git.get('diff') or '').encode())} bytes of diff" + (

@@ -141,6 +141,34 @@ def _fields(backend: str) -> "set[str]":
     return {f.name for f in dataclasses.fields(conf)} if conf is not None else set()
 
 
+def _program(template: str) -> Optional[str]:
+    """The word of the command that names the program it runs (``srun ./heat -n 2`` -> ``./heat``), if any."""
+    try:
+        words = shlex.split(template)
+    except ValueError:
+        words = template.split()
+    for word in words:
+        if "=" in word and not word.startswith(("/", ".")):
+            continue  # VAR=value before the program
+        if word.startswith("-") or Path(word).name in _STARTERS:
+            continue
+        return word
+    return None
+
+
+def _relative_program_note(template: str, launch_dir: str) -> Optional[str]:
+    """A warning when the program is a relative path to a file of the launch directory: each job
+    runs in its own run directory, where that path names nothing."""
+    program = _program(template)
+    if not program or "/" not in program or program.startswith(("/", "$", "~")):
+        return None
+    if not (Path(launch_dir) / program).is_file():
+        return None
+    return (f"--exec: {program} is a file of the launch directory, but each job runs in its own run directory; "
+            f"write $HPCTRACK_CODE_DIR/{os.path.normpath(program)} (the sweep's copy of the launch directory) "
+            "unless the command makes it there")  # fmt: skip
+
+
 def _default_name(template: str) -> str:
     """The sweep's name when none is given: the program the command runs (``./heat --dt 1`` -> ``heat``)."""
     try:
@@ -150,8 +178,8 @@ def _default_name(template: str) -> str:
     for word in words:
         if "=" in word and not word.startswith(("/", ".")):
             continue  # VAR=value before the program
-        name = Path(word).stem
-        if word.startswith("-") or name in _STARTERS or "${" in word or "$" in word[:1]:
+        name = Path(word).stem  # $HPCTRACK_CODE_DIR/heat.sh -> heat
+        if word.startswith("-") or name in _STARTERS or "$" in name or "{" in name:
             continue
         if name:
             return check_sweep_name(name[:100], "--name") if name != "latest" else "exec"
@@ -268,6 +296,10 @@ def launch_command(
         settings[cls.parallel_option] = parallel
     launcher = _launcher(backend, settings, launcher_overrides)
     options = cls.options_from_launcher(launcher)
+    cwd = os.getcwd()
+    note = _relative_program_note(template, cwd)
+    if note is not None:
+        print(f"hpctrack: warning: {note}", file=sys.stderr, flush=True)
     if dry_run:
         from .plan import launch_plan
 
@@ -275,7 +307,6 @@ def launch_command(
         print("\n".join(launch_plan(backend, options, jobs, list(range(len(jobs))))), flush=True)
         return None
     ensure_writable_root(resolve_root(root))
-    cwd = os.getcwd()
     launcher.update(root=root, exec=template, metrics_file=metrics_file,
                     config=os.path.abspath(config_file) if config_file else None)  # fmt: skip
     request = SweepRequest(jobs=jobs, backend=backend, backend_options=options, store=store, root=root,
