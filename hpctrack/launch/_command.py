@@ -13,8 +13,9 @@ runs the command with ``/bin/sh -c`` in the run's directory:
 - the command runs in its own process group. SIGINT or SIGTERM to the job (a cancel,
   ``scancel``, a stopped local sweep) reaches the group as SIGTERM; SIGUSR1 and SIGUSR2
   (SLURM's time-limit or preemption signal) reach it as they are. The command then has
-  :data:`TERM_GRACE_S` (SIGTERM) or :data:`REQUEUE_GRACE_S` (SIGUSR1/2: time to save its
-  state) to end before the group is killed; the run's own handling of the signal (its
+  :data:`TERM_GRACE_S` (SIGTERM), :data:`INTERRUPT_GRACE_S` (SIGINT: a local cancel, after
+  which submitit kills the job's process) or :data:`REQUEUE_GRACE_S` (SIGUSR1/2: time to save
+  its state) to end before the group is killed; the run's own handling of the signal (its
   flush; a requeue) comes after. What the command leaves running in its group when it ends
   is ended with it;
 - its stdout goes to the job's stdout; its stderr to the job's stderr, and its last lines
@@ -53,6 +54,8 @@ CODE_DIR_ENV = "HPCTRACK_CODE_DIR"
 POLL_S = 0.2
 #: After a cancel was passed on (SIGTERM), how long the command has to end before its group is killed.
 TERM_GRACE_S = 10.0
+#: The same after SIGINT: a local cancel, which kills the job's own process a second later (submitit).
+INTERRUPT_GRACE_S = 0.5
 #: After SLURM's time-limit or preemption signal was passed on, how long the command has to save its
 #: state and end before its group is killed and the job requeues (SLURM's warning comes signal_delay_s,
 #: default 120 s, before the limit).
@@ -315,7 +318,9 @@ class _Forwarder:
 
     def pass_on(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        grace = REQUEUE_GRACE_S if name in ("SIGUSR1", "SIGUSR2") else TERM_GRACE_S
+        grace = {"SIGUSR1": REQUEUE_GRACE_S, "SIGUSR2": REQUEUE_GRACE_S, "SIGINT": INTERRUPT_GRACE_S}.get(
+            name, TERM_GRACE_S
+        )
         end = time.monotonic() + grace
         self.deadline = end if self.deadline is None else min(self.deadline, end)
         if self.proc is not None:
