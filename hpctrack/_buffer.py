@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["Buffer", "Flusher"]
 
 
-def _as_number(key: str, value: Any) -> float:
+def as_number(key: str, value: Any) -> float:
     """``value`` as a float, or TypeError naming the metric; strings are not numbers here."""
     if not isinstance(value, (str, bytes)) and value is not None:
         try:
@@ -84,7 +84,7 @@ class Buffer:
             except (TypeError, ValueError, OverflowError):
                 del column[n:]
                 for key, value in values.items():  # name the bad value
-                    _as_number(key, value)
+                    as_number(key, value)
                 raise
             try:
                 steps.append(step)

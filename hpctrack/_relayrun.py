@@ -112,7 +112,7 @@ class RelayRun:
         RelayClosedError
             The job's writer no longer records the run.
         """
-        from ._buffer import _as_number
+        from ._buffer import as_number
         from ._names import check_name
 
         at = None if step is None else operator.index(step)
@@ -120,7 +120,7 @@ class RelayRun:
         for key, value in values.items():
             if type(key) is not str or not key:
                 raise TypeError(f"run.log: metric names must be non-empty strings, got {key!r}")
-            numbers[check_name("run.log: metric name", key)] = _as_number(key, value)
+            numbers[check_name("run.log: metric name", key)] = as_number(key, value)
         self._send({"kind": "log", "values": numbers, "step": at})
 
     def log_params(self, params: Mapping[str, Any]) -> None:

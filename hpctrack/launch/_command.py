@@ -44,8 +44,8 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-__all__ = ["CommandJob", "CommandFailed", "CommandInterrupted", "compose_config", "render_command",
-           "CODE_DIR_ENV", "SHELL"]  # fmt: skip
+__all__ = ["CommandJob", "CommandFailed", "CommandInterrupted", "check_command", "check_template", "compose_config",
+           "render_command", "CODE_DIR_ENV", "SHELL"]  # fmt: skip
 
 SHELL = "/bin/sh"
 #: The job's code directory, for the command: the sweep's code snapshot of the launch directory, or that directory.
@@ -167,6 +167,11 @@ def _pieces(template: str) -> List[Any]:
         else:
             pieces.append(text)
     return pieces
+
+
+def check_template(template: str) -> None:
+    """Refuse a command that is not valid OmegaConf text (an unclosed ``${``): a one-line ConfigError."""
+    _pieces(template)
 
 
 def _shell_context(text: str, state: Optional[str]) -> Optional[str]:

@@ -214,9 +214,9 @@ def _jobs_and_configs(
     template: str, overrides: Sequence[str], base: Optional[Dict[str, Any]]
 ) -> Tuple[List[List[str]], List[str]]:
     """The sweep's jobs (the config overrides of each) and the launcher overrides, every job checked."""
-    from ._command import _pieces, check_command, compose_config
+    from ._command import check_command, check_template, compose_config
 
-    _pieces(template)  # a malformed ${ is said before anything else
+    check_template(template)  # a malformed ${ is said before anything else
     config, launcher = [], []
     for arg in overrides:
         key = arg.lstrip("+~").split("=", 1)[0]
