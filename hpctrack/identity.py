@@ -71,12 +71,26 @@ def export_identity(run: "Run") -> Optional[RunIdentity]:
     """Put ``run``'s identity into this process's environment, for every process it starts.
 
     Returns the identity, or None (nothing exported) for a run that does not know its id: a
-    rank other than 0 that could not learn rank 0's run.
+    rank other than 0 that could not learn rank 0's run. When the run ends, the variables
+    are put back as they were.
     """
     if run.run_id is None:
         return None
     identity = RunIdentity(run_dir=Path(os.path.abspath(run.run_dir)), run_id=run.run_id, attempt=run.attempt)
-    os.environ.update(identity.environ())
+    told = identity.environ()
+    before = {name: os.environ.get(name) for name in told}
+    os.environ.update(told)
+
+    def unexport(*_: object) -> None:
+        # The run has ended: what this process starts from now on (a later run's ranks) works for no run of it.
+        if all(os.environ.get(name) == value for name, value in told.items()):
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    run._on_finish.append(unexport)
     return identity
 
 
