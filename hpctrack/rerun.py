@@ -177,8 +177,16 @@ def rerun_run(
                     else f"the run's code is in {kept}" if kept else "the run's code was not kept")  # fmt: skip
             warnings.append(f"the current code is not the run's ({why}); {hint}")
     name = f"rerun-{manifest.name or manifest.id}-{index}"
-    new = launch_script(script, overrides, backend=backend, name=name, root=root, progress=progress,
-                        detach=detach, command=["hpctrack", "rerun", f"{manifest.id}/{index}"],
-                        store=manifest.store)  # fmt: skip
+    command = ["hpctrack", "rerun", f"{manifest.id}/{index}"]
+    if manifest.launcher.get("exec"):  # an --exec sweep: its command, from its launch directory's code
+        from .launch.command import launch_command
+
+        new = launch_command(str(manifest.launcher["exec"]), overrides, config_file=manifest.launcher.get("config"),
+                             metrics_file=manifest.launcher.get("metrics_file"), backend=backend, name=name,
+                             root=root, progress=progress, detach=detach, command=command, store=manifest.store,
+                             launch_dir=script)  # fmt: skip
+    else:
+        new = launch_script(script, overrides, backend=backend, name=name, root=root, progress=progress,
+                            detach=detach, command=command, store=manifest.store)  # fmt: skip
     assert new is not None  # not a dry run
     return new, warnings

@@ -251,6 +251,7 @@ def launch_command(
     code_snapshot: bool = True,
     share_group: Optional[str] = None,
     dry_run: bool = False,
+    launch_dir: Optional[str] = None,
 ) -> Optional[Manifest]:
     """Launch a sweep of the shell command ``template`` over ``overrides``; see the CLI's ``launch --exec``.
 
@@ -270,6 +271,8 @@ def launch_command(
         A ``.csv`` or ``.jsonl`` file the command appends rows to, in its run's directory.
     slurm:
         SLURM launcher settings given as options (``partition``, ``time``...).
+    launch_dir:
+        The directory whose code the jobs run (``$HPCTRACK_CODE_DIR``); default: the current one.
 
     Returns
     -------
@@ -296,7 +299,9 @@ def launch_command(
         settings[cls.parallel_option] = parallel
     launcher = _launcher(backend, settings, launcher_overrides)
     options = cls.options_from_launcher(launcher)
-    cwd = os.getcwd()
+    cwd = os.path.abspath(launch_dir) if launch_dir else os.getcwd()
+    if not os.path.isdir(cwd):
+        raise ConfigError(f"the launch directory {cwd} no longer exists: its code cannot be run")
     note = _relative_program_note(template, cwd)
     if note is not None:
         print(f"hpctrack: warning: {note}", file=sys.stderr, flush=True)

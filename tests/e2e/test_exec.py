@@ -1,6 +1,7 @@
 """Sweeps of any program (`hpctrack launch --exec`) and the commands a job's program records with
 (`hpctrack log`, `summary`, `artifact`), through the real CLI: metrics both ways and grouped in a
-table, a failing command, hostile values, cancels, a resumed attempt, and bad input."""
+table, a failing command, hostile values (and a rerun of them), cancels, a resumed attempt, and bad
+input."""
 
 from __future__ import annotations
 
@@ -85,6 +86,14 @@ def test_values_reach_the_program_verbatim_and_a_failing_command_ends_failed(hpc
     record = sweep.run(1)
     assert "starting the solver" in record.status["error"]["message"]  # the stderr's last lines, in full
     assert record.info["exec"]["exit_code"] == 3
+
+    # A rerun runs the same command with the same config, from the launch directory's code.
+    rerun = run_cli("rerun", "hostile/0", "--no-progress", cwd=tmp_path / "root")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    again = hpctrack.load_sweep("latest")
+    assert (again.path / "runs" / "0" / "args.bin").read_bytes() == (
+        sweep.path / "runs" / "0" / "args.bin"
+    ).read_bytes()
 
 
 def test_sigterm_and_cancel_end_the_command_and_its_children(hpctrack_root, tmp_path):
