@@ -19,9 +19,10 @@ from ..manifest import JobRecord, Manifest, load_manifest
 
 __all__ = ["Backend", "JobInfo", "NOT_BACKEND_OPTIONS"]
 
-#: Launcher config keys that are hpctrack's own, not options of the backend.
+#: Launcher config keys that are hpctrack's own, not options of the backend (``exec``, ``metrics_file`` and
+#: ``config``: an ``--exec`` sweep's command, metrics file and YAML).
 NOT_BACKEND_OPTIONS = ("_target_", "root", "name", "store", "detach", "progress", "sweep_id", "code_snapshot",
-                       "share_group", "wait", "wait_poll_s", "dry_run")  # fmt: skip
+                       "share_group", "wait", "wait_poll_s", "dry_run", "exec", "metrics_file", "config")  # fmt: skip
 
 
 @dataclass(frozen=True)
