@@ -212,6 +212,10 @@ class HpctrackLogger(Logger):
             return
         self._trainer = weakref.ref(trainer)
         try:
+            run = self._writer()
+            resumed = getattr(trainer, "ckpt_path", None)  # restored before Lightning logs hyper-parameters
+            if run is not None and resumed and trainer.state.fn == "fit":  # not test(ckpt_path="best")
+                run._note_attempt("resumed_from", _relative(Path(resumed), run.run_dir))
             self._lend_requeue_signal(trainer)
         except Exception as err:
             self._warn("log_graph", err)
@@ -296,11 +300,7 @@ class HpctrackLogger(Logger):
         # hpctrack's step of a checkpoint is the last step it holds (a restart continues after it);
         # Lightning's global_step counts the steps taken, and logs the n-th one at step n - 1.
         step = global_step - 1 if global_step else None
-        try:
-            where = path.resolve().relative_to(run.run_dir.resolve()).as_posix()
-        except ValueError:  # a dirpath outside the run
-            where = str(path.resolve())
-        meta: Dict[str, Any] = {"path": where, "monitor": callback.monitor, "score": _number(score),
+        meta: Dict[str, Any] = {"path": _relative(path, run.run_dir), "monitor": callback.monitor, "score": _number(score),
                                 "best": str(path) == callback.best_model_path, "global_step": global_step,
                                 "file": None}  # fmt: skip
         with run.checkpoint(step=step) as directory:
@@ -403,6 +403,14 @@ def _just_saved(callback: ModelCheckpoint) -> Optional[str]:
     known = [p for p in (callback.last_model_path, callback.best_model_path, *callback.best_k_models) if p]
     existing = [str(p) for p in known if os.path.isfile(p)]
     return max(existing, key=os.path.getmtime) if existing else None
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    """``path`` relative to the run's directory when inside it (``checkpoints/x.ckpt``), else absolute."""
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
 
 
 def _number(value: Any) -> Optional[float]:
