@@ -157,7 +157,7 @@ class HpctrackLogger(Logger):
         if run is None:
             return
         try:
-            from .._values import flatten_config
+            from ..run import flatten_config
 
             given = flatten_config(vars(params) if isinstance(params, Namespace) else dict(params))
             recorded = _recorded_params(run)
@@ -272,15 +272,15 @@ class HpctrackLogger(Logger):
         if key in self._warned:
             return  # once per kind of failure: a store that stopped writing fails every step
         self._warned.add(key)
-        from ..run import _one_line
+        from ..errors import HpctrackError
+        from ..store.base import one_line
 
-        warnings.warn(f"hpctrack: {what} failed, training goes on: {_one_line(err)}", HpctrackLoggerWarning,
-                      stacklevel=3)  # fmt: skip
+        line = one_line(err) if isinstance(err, HpctrackError) else f"{type(err).__name__}: {one_line(err)}"
+        warnings.warn(f"hpctrack: {what} failed, training goes on: {line}", HpctrackLoggerWarning, stacklevel=3)
 
     def _fail(self, run: "Run") -> None:
         """``finalize("failed")``: Lightning calls it while it handles the exception that stopped training."""
         from .._types import RunStatus
-        from ..run import _status_for
 
         if run._requeued:
             return  # the attempt was closed for a requeue (submitit's exit, Lightning's SIGTERM after it)
@@ -289,9 +289,8 @@ class HpctrackLogger(Logger):
             run.finish(RunStatus.FAILED, error="Lightning reported the training failed")
         elif _is_sigterm_exit(error):  # Lightning's own exit after a SIGTERM (a SystemExit without a code)
             run.finish(RunStatus.INTERRUPTED, error="terminated by SIGTERM")
-        else:
-            status = _status_for(error)
-            run.finish(status, error=error if status != RunStatus.COMPLETED else None)
+        else:  # as leaving the run's `with` block with it: failed, interrupted for Ctrl-C
+            run.__exit__(type(error), error, error.__traceback__)
 
     def _record_checkpoint(self, run: "Run", callback: ModelCheckpoint, path: Path) -> None:
         score = callback.best_k_models.get(str(path), callback.current_score)
@@ -352,7 +351,7 @@ def _start(cfg: Any, name: Optional[str], tags: Optional[Mapping[str, Any]], roo
 
 def _record_config(run: "Run", cfg: Any) -> None:
     """``cfg`` as the params of a run the script started without one."""
-    from .._values import flatten_config
+    from ..run import flatten_config
 
     if not run._params_recorded:
         run.log_params(flatten_config(cfg))
@@ -376,7 +375,7 @@ def _hydra_job_config() -> Any:
         if not path.is_file():
             return None
         cfg = OmegaConf.load(path)
-        from .._values import flatten_config
+        from ..run import flatten_config
 
         flatten_config(cfg)  # it resolves here as it will when recorded
         return cfg
