@@ -58,8 +58,9 @@ __all__ = ["HpctrackLogger", "HpctrackLoggerWarning", "LIGHTNING_META", "RANK_MO
 LIGHTNING_META = "lightning.json"
 #: The module Lightning's DDP launcher runs again for ranks 1.. of a launched job (see :func:`_rank_command`).
 RANK_MODULE = "hpctrack.integrations._lightning_rank"
-#: How a job of a launcher starts: the main module Lightning would otherwise run again for each rank.
-_JOB_MAIN_MODULES = ("submitit.core._submit", "hpctrack.launch.job")
+#: How a job of a launcher starts: the main module Lightning would otherwise run again for each rank
+#: (submitit's job, a command per job, a run packed beside others in a SLURM task).
+_JOB_MAIN_MODULES = ("submitit.core._submit", "hpctrack.launch.job", "hpctrack.launch.slurm._packed")
 
 
 class HpctrackLoggerWarning(UserWarning):
@@ -84,6 +85,8 @@ class HpctrackLogger(Logger):
     ------
     ConfigError
         Bad input (a bad ``HPCTRACK_*`` setting, root or name), before anything is written.
+    StoreError
+        A plain script's new run could not be written (a full disk): said before training starts.
     """
 
     def __init__(
@@ -299,9 +302,14 @@ class HpctrackLogger(Logger):
         # hpctrack's step of a checkpoint is the last step it holds (a restart continues after it);
         # Lightning's global_step counts the steps taken, and logs the n-th one at step n - 1.
         step = global_step - 1 if global_step else None
-        meta: Dict[str, Any] = {"path": _relative(path, run.run_dir), "monitor": callback.monitor, "score": _number(score),
-                                "best": str(path) == callback.best_model_path, "global_step": global_step,
-                                "file": None}  # fmt: skip
+        meta: Dict[str, Any] = {
+            "path": _relative(path, run.run_dir),
+            "file": None,
+            "monitor": callback.monitor,
+            "score": _number(score),
+            "best": str(path) == callback.best_model_path,
+            "global_step": global_step,
+        }
         with run.checkpoint(step=step) as directory:
             try:
                 os.link(path, directory / path.name)
@@ -313,11 +321,13 @@ class HpctrackLogger(Logger):
     def _lend_requeue_signal(self, trainer: Any) -> None:
         """Let Lightning's SLURM auto-requeue handler take its signal from the run's handler.
 
-        Lightning installs its handler only on a signal nobody handles, and fitting starts
-        right after this call. The run's handler of that signal (SIGUSR1 by default) only
-        flushes and ends the process; Lightning's calls ``finalize("finished")``, which flushes
-        and closes the attempt as requeued. A signal something else handles (submitit's
-        requeue on SIGUSR2) is left to it.
+        Lightning installs its handler only on a signal nobody handles, a moment after this
+        call (once it has restored the training state). The run's handler of that signal
+        (SIGUSR1 by default) only flushes and ends the process; Lightning's calls
+        ``finalize("finished")``, which flushes and closes the attempt as requeued. Until
+        Lightning's handler is there the signal has its default action, which SLURM's
+        warning, sent minutes before the time limit, does not meet. A signal something else
+        handles (submitit's requeue on SIGUSR2) is left to it.
         """
         env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
         if not isinstance(env, SLURMEnvironment) or not env.auto_requeue or env.requeue_signal is None:
