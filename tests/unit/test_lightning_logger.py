@@ -13,7 +13,10 @@ from hpctrack.integrations.lightning import HpctrackLogger, HpctrackLoggerWarnin
 
 
 @pytest.fixture
-def run(hpctrack_root):
+def run(hpctrack_root, monkeypatch):
+    # A plain run exports its identity into this process's environment; it must not outlive the test.
+    for name in ("HPCTRACK_RUN_DIR", "HPCTRACK_RUN_ID", "HPCTRACK_ATTEMPT"):
+        monkeypatch.setenv(name, "")
     run = hpctrack.start_run({"lr": 0.1, "model": {"depth": 2}}, name="lit")
     yield run
     try:
