@@ -37,6 +37,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 import weakref
 from argparse import Namespace
@@ -104,7 +105,7 @@ class HpctrackLogger(Logger):
         self._points: Dict[str, Tuple[int, float]] = {}  # key -> the (step, value) logged last
         self._saved: Set[str] = set()  # checkpoint files already recorded
         self._trainer: Optional[Any] = None  # a weak reference to the Trainer, from log_graph
-        self._lent: Optional[int] = None  # the signal this run lends to Lightning's SLURM requeue handler
+        self._requeue_signal: Optional[_RequeueSignal] = None  # SLURM's requeue signal, for Lightning's handler
         # Now, not on first use: a plain script's run must exist before Lightning starts the
         # other ranks, so that they inherit it (HPCTRACK_RUN_DIR, ...), and a launched job's
         # ranks must run the job again, not the scheduler's entry point.
@@ -112,6 +113,10 @@ class HpctrackLogger(Logger):
         if run is not None and cfg is not None:
             _record_config(run, cfg)
         _rank_command()
+        writer = self._writer()
+        if writer is not None:
+            self._requeue_signal = _RequeueSignal(writer)
+            self._requeue_signal.hold()
 
     # -- where Lightning puts its files --------------------------------------------------------
 
@@ -219,7 +224,8 @@ class HpctrackLogger(Logger):
             resumed = getattr(trainer, "ckpt_path", None)  # restored before Lightning logs hyper-parameters
             if run is not None and resumed and trainer.state.fn == "fit":  # not test(ckpt_path="best")
                 run._note_attempt("resumed_from", _relative(Path(resumed), run.run_dir))
-            self._lend_requeue_signal(trainer)
+            if self._requeue_signal is not None:
+                self._requeue_signal.lend(trainer)
         except Exception as err:
             self._warn("log_graph", err)
 
@@ -256,7 +262,8 @@ class HpctrackLogger(Logger):
             elif status == "failed":
                 self._fail(run)
             else:
-                self._take_back_requeue_signal(run)
+                if self._requeue_signal is not None:
+                    self._requeue_signal.give_back()  # Lightning's teardown restored the default action
                 run.flush()  # the run ends with the job or script; what fit logged is stored now
         except Exception as err:
             self._warn(f"finalize({status!r})", err)
@@ -318,34 +325,91 @@ class HpctrackLogger(Logger):
                 pass
             (directory / LIGHTNING_META).write_text(json.dumps(meta))
 
-    def _lend_requeue_signal(self, trainer: Any) -> None:
-        """Let Lightning's SLURM auto-requeue handler take its signal from the run's handler.
 
-        Lightning installs its handler only on a signal nobody handles, a moment after this
-        call (once it has restored the training state). The run's handler of that signal
-        (SIGUSR1 by default) only flushes and ends the process; Lightning's calls
-        ``finalize("finished")``, which flushes and closes the attempt as requeued. Until
-        Lightning's handler is there the signal has its default action, which SLURM's
-        warning, sent minutes before the time limit, does not meet. A signal something else
-        handles (submitit's requeue on SIGUSR2) is left to it.
-        """
+class _RequeueSignal:
+    """Hands SLURM's requeue signal from the run's handler to Lightning's auto-requeue handler.
+
+    Lightning installs its SLURM requeue handler (on SIGUSR1 by default) only on a signal
+    nobody handles, and only when fitting starts. The run's handler of that signal flushes
+    and ends the process; Lightning's calls ``finalize("finished")`` (which flushes and closes
+    the attempt as requeued), saves its HPC checkpoint and requeues the job. So on SLURM,
+    from the logger's creation, the signal is held (SLURM may send it any time before the
+    limit, or on preemption); when fitting starts (``log_graph``, a moment before Lightning
+    installs its handlers) it gets its default action back for Lightning to take, and one
+    that came meanwhile is delivered to Lightning's handler once that is installed. When
+    Lightning does not requeue on it, the run's handler takes the signal back (and one held).
+    A signal something else handles (submitit's requeue on SIGUSR2) is never touched.
+    """
+
+    #: How long a signal that came early waits for Lightning's handler before it is dropped.
+    DELIVER_WAIT_S = 600.0
+
+    def __init__(self, run: "Run") -> None:
+        self.run = run
+        self.signum: Optional[int] = None  # the signal taken from the run's handler
+        self.held = False  # it came while held
+
+    def _free(self, signum: int) -> bool:
+        """The run's handler (or the hold) has ``signum``, with only the default action under it."""
+        current = signal.getsignal(signum)
+        under = self.run._previous_handlers.get(signum, signal.SIG_DFL)
+        return current in (self.run._on_signal, self._hold) and under in (None, signal.SIG_DFL)
+
+    def hold(self) -> None:
+        """On SLURM: hold Lightning's default requeue signal until Lightning's handler is there."""
+        signum = int(signal.SIGUSR1)
+        if _main_thread() and SLURMEnvironment.detect() and self._free(signum):
+            signal.signal(signum, self._hold)
+            self.signum = signum
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.held = True
+        print(f"hpctrack: run {self.run.run_id}: {signal.Signals(signum).name} kept for Lightning's SLURM requeue "
+              "handler, which fitting installs", file=sys.stderr, flush=True)  # fmt: skip
+
+    def lend(self, trainer: Any) -> None:
+        """Fitting starts: the signal to Lightning's requeue handler if it takes one, else back to the run."""
         env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
-        if not isinstance(env, SLURMEnvironment) or not env.auto_requeue or env.requeue_signal is None:
+        wanted = None
+        if isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal is not None:
+            wanted = int(env.requeue_signal)
+        if not _main_thread():
             return
-        run = self._writer()
-        signum = int(env.requeue_signal)
-        if run is None or threading.current_thread() is not threading.main_thread():
-            return
-        if signal.getsignal(signum) == run._on_signal and run._previous_handlers.get(signum) in (None, signal.SIG_DFL):
-            signal.signal(signum, signal.SIG_DFL)
-            self._lent = signum
+        if wanted is not None and self._free(wanted):
+            if self.signum is not None and self.signum != wanted:
+                self.give_back()
+            signal.signal(wanted, signal.SIG_DFL)
+            self.signum = wanted
+            if self.held:
+                threading.Thread(target=self._deliver, args=(wanted,), daemon=True,
+                                 name="hpctrack-requeue-signal").start()  # fmt: skip
+        elif self.signum is not None:
+            self.give_back()
 
-    def _take_back_requeue_signal(self, run: "Run") -> None:
-        # Lightning's teardown gave the signal back to its default action: the run handles it again.
-        signum, self._lent = self._lent, None
-        if signum is not None and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signum) in (None, signal.SIG_DFL):
-                signal.signal(signum, run._on_signal)
+    def _deliver(self, signum: int) -> None:
+        # Lightning installs its handler in the main thread a moment after log_graph: the signal goes to it then.
+        deadline = time.monotonic() + self.DELIVER_WAIT_S
+        while time.monotonic() < deadline:
+            if signal.getsignal(signum) not in (None, signal.SIG_DFL):
+                self.held = False
+                signal.pthread_kill(threading.main_thread().ident or 0, signum)
+                return
+            time.sleep(0.05)
+
+    def give_back(self) -> None:
+        """The run's handler has the signal again (Lightning restored its default action, or never took it)."""
+        signum, self.signum = self.signum, None
+        if signum is None or not _main_thread():
+            return
+        if signal.getsignal(signum) in (None, signal.SIG_DFL, self._hold):
+            signal.signal(signum, self.run._on_signal)
+            if self.held:
+                self.held = False
+                signal.raise_signal(signum)  # what came while held, handled as it would have been
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _start(cfg: Any, name: Optional[str], tags: Optional[Mapping[str, Any]], root: Optional[str],

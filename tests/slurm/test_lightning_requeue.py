@@ -22,7 +22,7 @@ def test_lightning_requeues_its_job_into_the_same_run(slurm_root):
     # requeue signal) 30 s before it; Lightning saves its HPC checkpoint and requeues the job itself.
     proc = run_cli("launch", "--backend", "slurm", "--root", slurm_root, "--time", "1", "--name", "lit-requeue",
                    SCRIPT, "slurm_requeue=true", "sleep_first_attempt_s=4", "hydra.launcher.signal_delay_s=30",
-                   "hydra.launcher.additional_parameters={signal:USR1@30}")  # fmt: skip
+                   "+hydra.launcher.additional_parameters.signal=USR1@30")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     status = wait_final(slurm_root, "lit-requeue", timeout_s=360)
     assert [j["state"] for j in status["jobs"]] == ["COMPLETED"], status
