@@ -1,9 +1,9 @@
 """A tiny Lightning model logged through hpctrack: `logger=HpctrackLogger()` is the only hpctrack line.
 
 A linear regression on a fixed random data set, with a datamodule, validation each epoch and a
-`ModelCheckpoint` on `val/loss`. In the run's first attempt each training step sleeps
-`sleep_first_attempt_s` (a job that runs into its time limit); `slurm_requeue` hands requeue to
-Lightning's own SLURM handler.
+`ModelCheckpoint` on `val/loss`. In the run's first attempt each training step is followed by a
+sleep of `sleep_first_attempt_s` (a job that runs into its time limit); `slurm_requeue` hands
+requeue to Lightning's own SLURM handler.
 """
 
 import time
@@ -41,11 +41,15 @@ class Model(pl.LightningModule):
         self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Linear(hidden, 1))
 
     def training_step(self, batch, batch_idx):
-        time.sleep(self.sleep_s)
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.net(x).squeeze(-1), y)
         self.log("train/loss", loss)
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # After the step is logged: a checkpoint Lightning saves on a signal here resumes at the next step.
+        # (One saved in the middle of a step resumes its step count one further: that step has no point.)
+        time.sleep(self.sleep_s)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
