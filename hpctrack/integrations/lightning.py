@@ -358,7 +358,7 @@ class _RequeueSignal:
     def hold(self) -> None:
         """On SLURM: hold Lightning's default requeue signal until Lightning's handler is there."""
         signum = int(signal.SIGUSR1)
-        if _main_thread() and SLURMEnvironment.detect() and self._free(signum):
+        if _main_thread() and _on_slurm() and self._free(signum):
             signal.signal(signum, self._hold)
             self.signum = signum
 
@@ -410,6 +410,11 @@ class _RequeueSignal:
 
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
+
+
+def _on_slurm() -> bool:
+    """A SLURM task, not an interactive shell: Lightning's ``SLURMEnvironment.detect()``, without its warnings."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
 
 
 def _start(cfg: Any, name: Optional[str], tags: Optional[Mapping[str, Any]], root: Optional[str],

@@ -78,3 +78,25 @@ def test_ddp_on_two_processes_is_one_run_with_every_step_once(hpctrack_root, tmp
     assert _steps(sweep, "train/loss") == list(range(8))
     assert _steps(sweep, "val/loss") == [3, 7]
     assert sweep.run(0).params["strategy"] == "ddp" and sweep.run(0).params["arch"] == "mlp-2"
+
+
+def test_a_requeue_signal_before_fitting_goes_to_lightnings_handler(hpctrack_root, tmp_path):
+    # On SLURM the time-limit (or preemption) signal may come before Lightning has installed its requeue
+    # handler; the run's own handler would end the process. It is held, then handed to Lightning's handler.
+    # SLURM's identity is given by hand here (the SLURM test runs the real thing), `scontrol` records its call.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.calls\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "lit", "SLURM_JOB_ID": "999999",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost"}  # fmt: skip
+    env = {**os.environ, **slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, SCRIPT, "slurm_requeue=true", "signal_before_fit=true", "epochs=1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SIGUSR1 kept for Lightning's SLURM requeue handler" in proc.stderr
+    assert (tmp_path / "scontrol.calls").read_text().split() == ["requeue", "999999"]
+    assert (tmp_path / "hpc_ckpt_1.ckpt").is_file()  # Lightning's, in its default_root_dir
+    status = hpctrack.load_sweep("latest").run(0).status
+    assert status["state"] == "requeued"  # the job is to start again: not completed, not interrupted
+    assert status["attempts"][-1]["outcome"] == "requeued: Lightning's SLURM auto-requeue"

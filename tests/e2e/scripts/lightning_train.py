@@ -6,6 +6,8 @@ sleep of `sleep_first_attempt_s` (a job that runs into its time limit); `slurm_r
 requeue to Lightning's own SLURM handler.
 """
 
+import os
+import signal
 import time
 
 import hydra
@@ -69,13 +71,16 @@ def main(cfg):
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         plugins = [SLURMEnvironment(auto_requeue=True)]
+    logger = HpctrackLogger()
+    if cfg.signal_before_fit:  # SLURM's requeue signal, sent before fitting starts
+        os.kill(os.getpid(), signal.SIGUSR1)
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         accelerator="cpu",
         devices=cfg.devices,
         strategy=cfg.strategy,
         plugins=plugins,
-        logger=HpctrackLogger(),
+        logger=logger,
         callbacks=[ModelCheckpoint(monitor="val/loss", save_top_k=1)],
         log_every_n_steps=1,
         enable_progress_bar=False,
