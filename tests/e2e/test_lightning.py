@@ -60,19 +60,13 @@ def test_a_two_epoch_model_logs_into_its_run(hpctrack_root, tmp_path):
     assert "1: job - on" in shown and "completed" in shown
 
 
-@pytest.mark.parametrize("how", ["launch", "plain"])
-def test_ddp_on_two_processes_is_one_run_with_every_step_once(hpctrack_root, tmp_path, how):
-    # Lightning starts rank 1 by running the main module again. Under `hpctrack launch` that is the job's
-    # entry point, never submitit's (which would refuse Hydra's overrides and fail the job); a plain
-    # script's rank 1 runs the script, and takes rank 0's run from the environment.
-    if how == "launch":
-        proc = run_cli("launch", SCRIPT, "strategy=ddp", "devices=2", "--name", "ddp", "--no-progress", cwd=tmp_path)
-    else:
-        proc = subprocess.run([sys.executable, SCRIPT, "strategy=ddp", "devices=2"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=240)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    sweep = hpctrack.load_sweep("latest")
-    assert [s.name for s in (hpctrack_root / "sweeps").iterdir()] == [sweep.id]  # one run, made by rank 0
+def test_ddp_on_two_processes_is_one_run_with_every_step_once(hpctrack_root, tmp_path):
+    # Lightning starts rank 1 by running the main module again: under `hpctrack launch` that is the job's
+    # entry point, never submitit's (which would refuse Hydra's overrides and fail the job).
+    proc = run_cli("launch", SCRIPT, "strategy=ddp", "devices=2", "--name", "ddp", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sweep = hpctrack.load_sweep("ddp")
+    assert [s.name for s in (hpctrack_root / "sweeps").iterdir()] == [sweep.id]  # one run
     assert sweep.run(0).status["state"] == "completed"
     # Each rank takes half of the 64 samples: 4 steps an epoch, every one stored once (rank 0's).
     assert _steps(sweep, "train/loss") == list(range(8))
