@@ -593,6 +593,17 @@ class Run(RunCheckpoints):
             return
         self._pending_sections.setdefault("info", {})[key] = value
 
+    def _note_attempt(self, key: str, value: Any) -> None:
+        """Record ``value`` under ``key`` in this attempt's record (``status.attempts``), with the next update.
+
+        For what concerns this attempt only, e.g. a framework's hyper-parameters that differ
+        from those the run recorded (``hpctrack.integrations``).
+        """
+        if not self._writes or not self._attempts:
+            return
+        self._attempts[-1][key] = value
+        self._attempts_dirty = True
+
     def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
         target, name = artifact_target(self.run_dir, path, name)

@@ -1,0 +1,6 @@
+"""Integrations with training frameworks, one module each, each importing its framework only when used.
+
+``hpctrack.integrations.lightning.HpctrackLogger`` (``pip install 'hpctrack[lightning]'``).
+"""
+
+__all__: list = []
