@@ -36,9 +36,11 @@ import json
 import math
 import numbers
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Set, Tuple, Union
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Set, Tuple, Union, cast
 
 from transformers import TrainerCallback  # the integration's framework: imported with this module only
 
@@ -72,6 +74,12 @@ SUMMARY_KEYS = frozenset(
 #: The file in a run's checkpoint that names the ``Trainer``'s ``checkpoint-N`` directory (JSON).
 CHECKPOINT_REF = "transformers.json"
 _PREFIXES = ("eval", "test")
+#: Where the frames between the user's code and a warning are: hpctrack, transformers, contextlib.
+_INSIDE = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(sys.modules["transformers"].__file__ or "")) + os.sep,
+    os.path.abspath(contextlib.__file__),
+)
 
 
 class HpctrackCallbackWarning(UserWarning):
@@ -364,4 +372,8 @@ class HpctrackCallback(TrainerCallback):
 
     @staticmethod
     def _warn(message: str) -> None:
-        warnings.warn(f"hpctrack: HpctrackCallback: {message}", HpctrackCallbackWarning, stacklevel=3)
+        # Said at the script's line that runs the Trainer (trainer.train()), not inside hpctrack or transformers.
+        level, frame = 1, cast(Optional[FrameType], sys._getframe(0))
+        while frame is not None and frame.f_code.co_filename.startswith(_INSIDE):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(f"hpctrack: HpctrackCallback: {message}", HpctrackCallbackWarning, stacklevel=level)
