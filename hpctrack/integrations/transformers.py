@@ -240,10 +240,12 @@ class HpctrackCallback(TrainerCallback):
             ref: Dict[str, Any] = {"format_version": 1, "path": str(directory), "global_step": step,
                                    "epoch": state.epoch, "best_metric": state.best_metric,
                                    "best_model_checkpoint": state.best_model_checkpoint}  # fmt: skip
-            run_dir = Path(os.path.abspath(run.dir))
-            if directory.is_relative_to(run_dir):
-                ref["in_run"] = str(directory.relative_to(run_dir))
-            with run.checkpoint(step=step) as recorded:  # flushes the metrics first: none newer than it is lost
+            # Resolved both ways: the job's working directory is the run's, but getcwd() names it without links.
+            real, run_dir = Path(os.path.realpath(directory)), Path(os.path.realpath(run.dir))
+            if real.is_relative_to(run_dir):
+                ref["in_run"] = str(real.relative_to(run_dir))
+            # run.checkpoint writes the metrics logged so far first: the record is never newer than the history.
+            with run.checkpoint(step=step) as recorded:
                 (recorded / CHECKPOINT_REF).write_text(json.dumps(ref, indent=1))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
