@@ -27,14 +27,15 @@ class Faults(TrainerCallback):
             hpctrack.run.current_run().flush()  # what attempt 1 logged after its checkpoint is on disk
             os.kill(os.getpid(), signal.SIGKILL)
         if state.global_step == self.cfg.fill_at:
-            filler = os.path.join(os.environ["HPCTRACK_ROOT"], "filler")
-            with open(filler, "wb") as fh:
-                try:
-                    while True:
-                        fh.write(b"\0" * (1 << 20))
-                        fh.flush()
-                except OSError:
-                    pass
+            # Unbuffered, so that closing the file has nothing left to write onto the full disk.
+            fd = os.open(os.path.join(os.environ["HPCTRACK_ROOT"], "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * (1 << 20))
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
 
 @hydra.main(config_path="conf", config_name="hf_trainer", version_base=None)
