@@ -34,8 +34,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_into_the_same_run(hpctrack
     # killed (SIGKILL); `resume` starts attempt 2, which the Trainer resumes from checkpoint-10.
     proc = run_cli("launch", str(SCRIPT), "kill_at=13", "--name", "hf", "--no-progress", cwd=tmp_path)
     assert proc.returncode != 0, proc.stdout + proc.stderr
-    status = json.loads(run_cli("status", "hf", "--format", "json", check=True).stdout)
-    assert status["jobs"][0]["state"] == "FAILED"
+    assert hpctrack.load_sweep("hf").status()[0].state == "FAILED"
     proc = run_cli("resume", "hf", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
