@@ -109,8 +109,8 @@ def _number(value: Any) -> Optional[Union[int, float]]:
             got = item()  # a tensor or array of one element; more elements raise
         except (TypeError, ValueError, RuntimeError):
             return None
-        if isinstance(got, numbers.Real) and not isinstance(got, bool):
-            return got  # type: ignore[return-value]
+        if isinstance(got, numbers.Real):
+            return int(got) if isinstance(got, bool) else got  # type: ignore[return-value]
     return None
 
 
@@ -144,7 +144,8 @@ def _reference(checkpoint: Checkpoint, run_dir: Path) -> Optional[Path]:
     # Inside the run directory (the usual relative output_dir under `hpctrack launch`) it is kept relative,
     # so a sweep moved elsewhere still finds it.
     if isinstance(ref.get("in_run"), str):
-        return run_dir / ref["in_run"]
+        inside = Path(ref["in_run"])
+        return None if inside.is_absolute() or ".." in inside.parts else run_dir / inside
     return Path(ref["path"]) if isinstance(ref.get("path"), str) else None
 
 
