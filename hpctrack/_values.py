@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping
 from ._names import check_name
 from .errors import ConfigError
 
-__all__ = ["TrackedDict", "jsonable", "flatten_config"]
+__all__ = ["TrackedDict", "jsonable", "flatten_config", "whole_params"]
 
 
 class TrackedDict(dict):
@@ -85,4 +85,14 @@ def flatten_config(cfg: Any) -> Dict[str, Any]:
                 out[name] = jsonable(value)
 
     walk(cfg, "")
+    return out
+
+
+def whole_params(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``params`` as JSON values, one per key as given (nested mappings and lists whole), secrets masked."""
+    from .secrets import mask_mapping
+
+    out: Dict[str, Any] = {}
+    for key, value in mask_mapping(dict(params)).items():
+        out[check_name("param key", str(key), "shorten the key")] = jsonable(value)
     return out

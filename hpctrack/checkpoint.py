@@ -267,14 +267,36 @@ class RunCheckpoints:
         """The newest checkpoint of this run (from any attempt), or None; marks this attempt as restored from it."""
         latest = self._checkpoints.latest()
         if latest is not None and self._restart_step is None:
-            self._refuse_a_gap(latest)
-            self._restart_step = latest.step + 1
-            self._next_step = latest.step + 1
-            self._last_step = max(self._last_step, latest.step)  # the resolved history ends there
-            if self._attempts:
-                self._attempts[-1]["restored_from"] = latest.describe()
-                self._attempts_dirty = True
+            self.restored_from(latest.step, checkpoint=latest)
         return latest
+
+    def restored_from(self, step: int, *, checkpoint: Optional[Checkpoint] = None, path: Optional[str] = None) -> None:
+        """Say that this attempt continues from a checkpoint of ``step`` that it restored itself.
+
+        For frameworks that keep their own checkpoints (a Hugging Face ``checkpoint-N``
+        directory): logging continues at ``step + 1``, and the points earlier attempts logged
+        after ``step`` are superseded by this attempt's, as after :meth:`latest_checkpoint`.
+        ``checkpoint`` is the run's record of it, when it has one; else ``path`` names what
+        was restored, in the attempt's record.
+
+        Raises
+        ------
+        StoreError
+            ``checkpoint`` was written by an earlier process under this attempt number or a
+            later one: the run's store was lost, and continuing would leave a gap.
+        """
+        step = operator.index(step)
+        if checkpoint is not None:
+            self._refuse_a_gap(checkpoint)
+        self._restart_step = step + 1
+        self._next_step = step + 1
+        self._last_step = max(self._last_step, step)  # the resolved history ends there
+        if self._attempts:
+            described: Dict[str, Any] = checkpoint.describe() if checkpoint is not None else {"step": step}
+            if checkpoint is None and path is not None:
+                described["path"] = path
+            self._attempts[-1]["restored_from"] = described
+            self._attempts_dirty = True
 
     def _refuse_a_gap(self, latest: Checkpoint) -> None:
         """Refuse a checkpoint an earlier process wrote under this attempt number or a later one.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from .errors import ConfigError
 
@@ -70,9 +70,10 @@ class RunIdentity:
 def export_identity(run: "Run") -> Optional[RunIdentity]:
     """Put ``run``'s identity into this process's environment, for every process it starts.
 
-    Returns the identity, or None (nothing exported) for a run that does not know its id: a
-    rank other than 0 that could not learn rank 0's run. When the run ends, the variables
-    are put back as they were.
+    When the run ends, the variables are withdrawn (what they held before comes back), so that
+    what the process starts afterwards (a second training, a test session's next job) does not
+    claim the ended run. Returns the identity, or None (nothing exported) for a run that does not
+    know its id: a rank other than 0 that could not learn rank 0's run.
     """
     if run.run_id is None:
         return None
@@ -81,16 +82,15 @@ def export_identity(run: "Run") -> Optional[RunIdentity]:
     before = {name: os.environ.get(name) for name in told}
     os.environ.update(told)
 
-    def unexport(*_: object) -> None:
-        # The run has ended: what this process starts from now on (a later run's ranks) works for no run of it.
-        if all(os.environ.get(name) == value for name, value in told.items()):
+    def withdraw(status: Any, error_line: Optional[str]) -> None:
+        if all(os.environ.get(name) == value for name, value in told.items()):  # not since told another run
             for name, value in before.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
 
-    run._on_finish.append(unexport)
+    run._on_finish.append(withdraw)
     return identity
 
 

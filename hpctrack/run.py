@@ -35,7 +35,7 @@ from ._buffer import Flusher
 from ._rank import global_rank
 from ._signals import DeferredSigint, EarlySignals, signal_name
 from ._types import RunStatus, attempts_runtime_s
-from ._values import TrackedDict, flatten_config
+from ._values import TrackedDict, flatten_config, whole_params
 from .checkpoint import (  # noqa: F401  (re-exported: hpctrack.run.Checkpoint and the file names)
     CHECKPOINT_META,
     CHECKPOINT_STATE,
@@ -576,9 +576,13 @@ class Run(RunCheckpoints):
         if self._finished:
             raise HpctrackError(f"run {self.run_id} has ended; log inside the `with start_run(...)` block")
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Record extra params (merged into the flattened config)."""
-        flat = flatten_config(dict(params))
+    def log_params(self, params: Mapping[str, Any], *, flatten: bool = True) -> None:
+        """Record extra params (merged into the flattened config).
+
+        ``flatten=False`` records each key as given, a nested mapping as one whole value
+        (a model's ``id2label`` is one param, not one per label). Secrets are masked either way.
+        """
+        flat = flatten_config(dict(params)) if flatten else whole_params(params)
         self._params.update(flat)
         self._pending_sections.setdefault("params", {}).update(flat)
         self.flush()
