@@ -31,6 +31,7 @@ known before Lightning starts other ranks, so they inherit it (``hpctrack.identi
 
 from __future__ import annotations
 
+import _thread
 import importlib.util
 import json
 import os
@@ -388,11 +389,14 @@ class _RequeueSignal:
 
     def _deliver(self, signum: int) -> None:
         # Lightning installs its handler in the main thread a moment after log_graph: the signal goes to it then.
+        # Not a real signal: Lightning may restore the default action (its fit ended) between the look and
+        # the delivery, and the default action of SIGUSR1 ends the process. interrupt_main runs the Python
+        # handler of the moment in the main thread, and does nothing if there is none.
         deadline = time.monotonic() + self.DELIVER_WAIT_S
         while time.monotonic() < deadline:
-            if signal.getsignal(signum) not in (None, signal.SIG_DFL):
+            if signal.getsignal(signum) not in (None, signal.SIG_DFL, signal.SIG_IGN):
                 self.held = False
-                signal.pthread_kill(threading.main_thread().ident or 0, signum)
+                _thread.interrupt_main(signum)
                 return
             time.sleep(0.05)
 

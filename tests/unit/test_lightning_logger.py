@@ -124,3 +124,31 @@ def test_finalize_success_leaves_the_run_to_complete(run):
     logger.log_metrics({"loss": 0.5}, step=1)  # trainer.test() after fit logs on
     run.finish()
     assert _record(run).status["state"] == "completed" and _record(run).metrics["loss"].count == 2
+
+
+def test_a_held_signal_never_reaches_a_default_action_when_lightnings_handler_goes_first(tmp_path):
+    # A requeue signal held until Lightning's handler is installed: if Lightning restores the default
+    # action (its fit ended) between the look and the delivery, the process must not die of the signal.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import signal
+        from hpctrack.integrations import lightning as lit
+
+        class Run:
+            _previous_handlers = {}
+            def _on_signal(self, signum, frame):
+                pass
+
+        held = lit._RequeueSignal(Run())
+        held.held = True
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # the default action back: Lightning's fit ended
+        seen = iter([lambda signum, frame: None])  # ...just after its handler was seen installed
+        lit.signal.getsignal = lambda signum: next(seen, signal.SIG_DFL)
+        held._deliver(signal.SIGUSR1)
+        print("alive")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "alive", (proc.returncode, proc.stderr[-2000:])
