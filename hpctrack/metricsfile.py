@@ -90,7 +90,8 @@ class MetricsFileFollower:
     run:
         The run to log into (``run.log(values, step=...)``).
     resume:
-        This is not the run's first attempt: the rows already in the file are an earlier attempt's.
+        This is not the run's first attempt: the rows in the file when the follower is made
+        (before the command starts) are an earlier attempt's.
     """
 
     def __init__(self, path: Path, run: Any, *, resume: bool = False) -> None:
@@ -106,6 +107,10 @@ class MetricsFileFollower:
         self._row = 0  # the next row's number in the file
         self._skip = 0  # rows still to pass over after the file was rewritten
         self._warned: Set[str] = set()
+        if resume:
+            # Passed over now, before the command starts: a row it appends before the first
+            # poll is this attempt's (a row unended by the earlier attempt stays the earlier's).
+            self.poll(final=True)
 
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:

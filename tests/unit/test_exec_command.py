@@ -77,6 +77,17 @@ def test_a_metrics_file_is_read_by_complete_rows_and_a_resumed_attempt_reads_onl
     assert resumed.poll() == 1 and again.points == [(2, {"loss": 9.0})]
 
 
+def test_a_resumed_attempt_logs_the_rows_it_appended_before_its_first_look(tmp_path):
+    # The command starts at once; its first rows can be in the file before the follower looks.
+    path = tmp_path / "m.csv"
+    path.write_text("step,loss\n0,1.0\n1,0.5\n2,0.25\n3,0.125")  # attempt 1's, the last row unended
+    run = _Recorder()
+    follower = MetricsFileFollower(path, run, resume=True)  # made before the command starts
+    with open(path, "a") as fh:
+        fh.write("\n2,9.0\n3,8.0\n")
+    assert follower.poll() == 2 and run.points == [(2, {"loss": 9.0}), (3, {"loss": 8.0})]
+
+
 def test_a_jsonl_file_steps_by_row_without_a_step_key(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"loss": 1}\nnot json\n{"loss": 2, "ok": true}\n')
