@@ -107,13 +107,16 @@ class Sweeps:
     adam: str = ""
     #: a sweep with a failed job: optimizer.lr=-1 is refused by the example's own validation
     broken: str = ""
+    #: two sweeps that vary only the seed (their group mean is one curve of all runs)
+    seeds: str = ""
+    seeds_b: str = ""
     extra: Dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
 def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
-    """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, and
-    a sweep of two jobs of which one fails."""
+    """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, a
+    sweep of two jobs of which one fails, and two sweeps of two seeds each."""
     base = tmp_path_factory.mktemp("browser")
     out = Sweeps(root=base / "root", work=base / "work")
     out.work.mkdir()
@@ -126,6 +129,10 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
     launched = cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "optimizer.lr=0.1,-1", "epochs=2",
                    "--name", "broken", "--no-progress", cwd=out.work, code=1)  # fmt: skip
     out.broken = cli_json(out.root, "show", "broken")["id"]
+    for name, lr in (("seeds", "0.1"), ("seeds-b", "0.05")):
+        cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "seed=0,1", f"optimizer.lr={lr}", "epochs=2",
+            "--name", name, "--no-progress", cwd=out.work)  # fmt: skip
+    out.seeds, out.seeds_b = (cli_json(out.root, "show", name)["id"] for name in ("seeds", "seeds-b"))
     assert [j["state"] for j in cli_json(out.root, "status", out.broken)["jobs"]] == ["COMPLETED", "FAILED"], launched
     return out
 

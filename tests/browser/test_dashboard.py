@@ -243,6 +243,26 @@ def test_grouped_view_matches_the_cli(page: Any, ui_server: Server, sweeps: Swee
     assert coloured_pixels(page, "#curves canvas") > 500
 
 
+def test_group_mean_of_a_sweep_of_seeds_is_one_curve_of_all_runs(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
+    page.goto(f"{ui_server.base}#/sweep/{sweeps.seeds}")
+    wait_rows(page, 2)
+    page.select_option("select.curve-metric", "val/acc")
+    page.select_option(".curves select >> nth=1", "groups")
+    page.wait_for_function(
+        "() => /val\\/acc: 1 group of 2 runs/.test(document.querySelector('.curves .muted.small').textContent)"
+    )
+    assert coloured_pixels(page, "#curves canvas") > 500
+    # and in compare: one mean curve per sweep, not every run
+    page.goto(f"{ui_server.base}#/compare/{sweeps.seeds},{sweeps.seeds_b}")
+    page.select_option("#app select >> nth=0", "val/acc")
+    page.wait_for_function("() => document.querySelector('#compare-curves canvas') !== null")
+    info = page.locator("#compare-curves-info")
+    info.wait_for()
+    assert info.inner_text() == "val/acc: seeds: 1 group of 2 runs; seeds-b: 1 group of 2 runs", info.inner_text()
+    assert page.locator("#compare-legend .legend-group").inner_text() == "all runs"
+    assert page.locator("#compare-legend .legend-sweep").count() == 2
+
+
 def test_failed_job_in_groups_and_jobs(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
     page.goto(f"{ui_server.base}#/sweep/{sweeps.broken}?group=all")
     wait_rows(page, 1)  # the lr=-1 group has no completed run: left out, and the page says so
