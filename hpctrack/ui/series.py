@@ -321,7 +321,7 @@ def sweep_curves(
     Returns
     -------
     dict
-        ``metric``, ``x``, ``points`` (per curve, after the budget), ``downsampled`` (whether any curve lost points),
+        ``metric``, ``x``, ``points`` (per curve, after the budget; None with ``full``), ``downsampled`` (whether any curve lost points),
         ``n_runs`` (runs drawn), ``skipped`` (job as a string -> why its data could not be
         read), then ``runs`` (``job``, ``run``, ``params``, ``x``, ``y``) or, with ``group_by``,
         ``groups`` (``key``, ``label``, ``n`` runs, ``jobs``, ``x``, ``mean``, ``lo``, ``hi``,
@@ -376,7 +376,9 @@ def sweep_curves(
     else:
         curves = (len(params.drop_duplicates(keys)) if keys else 1) if len(jobs) else 0
     points = _per_curve(points, budget, curves)
-    out: Dict[str, Any] = {"metric": metric, "x": x, "points": points, "downsampled": False, "n_runs": len(jobs),
+    # full: every point, so no per-curve count (None)
+    out: Dict[str, Any] = {"metric": metric, "x": x, "points": None if full else points, "downsampled": False,
+                           "n_runs": len(jobs),
                            "skipped": {str(j): why for j, why in sorted(skipped.items())}}  # fmt: skip
     if keys is None:
         keep = np.ones(len(xs), dtype=bool) if full else _keep(starts, xs, ys, points)
@@ -531,5 +533,5 @@ def run_curves(
             xs, ys = xs[order], ys[order]
         keep = np.ones(len(xs), dtype=bool) if full or not len(xs) else _keep(starts, xs, ys, points)
         curves[key] = {"x": _xs(xs[keep], x), "y": _floats(ys[keep]), "downsampled": not bool(keep.all())}
-    return {"job": job, "run": f"{manifest.id}/{job}", "x": x, "points": points,
+    return {"job": job, "run": f"{manifest.id}/{job}", "x": x, "points": None if full else points,
             "downsampled": any(c["downsampled"] for c in curves.values()), "metrics": curves}  # fmt: skip

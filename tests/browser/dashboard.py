@@ -8,6 +8,7 @@ module is imported by name from the tests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -153,8 +154,15 @@ class Server:
 @pytest.fixture(scope="session")
 def ui_server(sweeps: Sweeps) -> Iterator[Server]:
     """``python -m hpctrack ui --port 0`` on the module's root, until the module ends."""
+    with serve(sweeps.root) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[Server]:
+    """``python -m hpctrack ui --port 0`` on ``root`` while the block runs (stopped after it, if it still runs)."""
     proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "ui", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_cli_env(sweeps.root))  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, env=_cli_env(root))  # fmt: skip
     lines: "queue.Queue[str | None]" = queue.Queue()
     output: List[str] = []
 

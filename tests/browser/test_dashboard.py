@@ -16,7 +16,7 @@ from conftest import EXAMPLE, REPO
 
 # its fixtures' asserts (no console error on the page) are rewritten as this module's are
 pytest.register_assert_rewrite("dashboard")
-from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration  # noqa: E402
+from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration, serve  # noqa: E402
 
 #: the fixtures (a root with the example sweep, a running `hpctrack ui`, Chromium, a checked page)
 pytest_plugins = ["dashboard"]
@@ -383,3 +383,21 @@ def test_running_sweep_shows_a_finished_run_without_reload(page: Any, ui_server:
     shown = table_cells(page)
     assert [r["job"] for r in shown] == ["0", "1"]
     assert shown[1] == expected_cells(expected)[1]
+
+
+def test_the_live_badge_says_when_the_server_is_gone(browser: Any, sweeps: Sweeps) -> None:
+    with serve(sweeps.root) as server:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(server.url)  # signs in (the token becomes a cookie)
+            page.wait_for_url("**/")
+            page.goto(f"{server.base}#/sweep/{sweeps.seeds}")
+            wait_rows(page, 2)
+            assert page.locator("#live").inner_text() == "live"
+            server.proc.terminate()
+            server.proc.wait(timeout=30)
+            page.wait_for_function("() => document.getElementById('live').textContent.startsWith('not live')")
+            assert "offline" in page.locator("#live").get_attribute("class")
+        finally:
+            context.close()

@@ -3,6 +3,9 @@
 import { curvesChart, runStyle } from "./chart.js";
 import { api, colour, debounce, enc, fill, h, plural, showError } from "./util.js";
 
+/** Live changes of a running sweep redraw its curves at most this often (ms). */
+const LIVE_CURVES_MS = 10000;
+
 /**
  * The curves panel of a sweep page. `getFilter()`: the table's filter as history parameters ({}:
  * none; null: refused, nothing is drawn), so the curves draw the runs the table lists; `saved`: the view's URL state to start from; `onChange()`:
@@ -61,7 +64,12 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
   }
 
   let seq = 0;
+  let lastLoad = 0;
+  let liveTimer = null;
   async function load() {
+    lastLoad = Date.now();
+    clearTimeout(liveTimer);
+    liveTimer = null;
     onChange();
     if (!metricSel.value) { info.textContent = "no metric logged yet"; return; }
     const mine = ++seq;
@@ -136,9 +144,22 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
   const onResize = debounce(() => draw(), 200);
   window.addEventListener("resize", onResize);
 
+  /**
+   * A reload for a live change: at most once per LIVE_CURVES_MS (a running sweep's stamp moves at every
+   * flush of every run, and each reload is every run's curve: megabytes through an ssh tunnel); the
+   * last change is always drawn, at the end of the wait.
+   */
+  function liveLoad() {
+    const wait = lastLoad + LIVE_CURVES_MS - Date.now();
+    if (wait <= 0) return load();
+    if (!liveTimer) liveTimer = setTimeout(load, wait);
+    return Promise.resolve();
+  }
+
   return {
     el,
     load,
+    liveLoad,
     highlight: draw,
     /** New metric choices; the curves are loaded when there was none chosen before. */
     setMetrics(list) {
@@ -159,6 +180,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
       };
     },
     destroy() {
+      clearTimeout(liveTimer);
       window.removeEventListener("resize", onResize);
       if (st.chart) st.chart.destroy();
     },
