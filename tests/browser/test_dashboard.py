@@ -59,7 +59,9 @@ def coloured_pixels(page: Any, selector: str) -> int:
 
 
 def wait_rows(page: Any, n: int) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('#results tbody tr[data-key]').length === {n}")
+    # 2 minutes: a grouped table's two requests took over 1 minute once on a 2-core machine at load 50
+    page.wait_for_function(f"() => document.querySelectorAll('#results tbody tr[data-key]').length === {n}",
+                           timeout=120_000)  # fmt: skip
 
 
 def test_sweeps_to_sweep_to_run_match_the_cli(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
