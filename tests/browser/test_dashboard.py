@@ -257,10 +257,12 @@ def test_group_mean_of_a_sweep_of_seeds_is_one_curve_of_all_runs(page: Any, ui_s
     # and in compare: one mean curve per sweep, not every run
     page.goto(f"{ui_server.base}#/compare/{sweeps.seeds},{sweeps.seeds_b}")
     page.select_option("#app select >> nth=0", "val/acc")
-    page.wait_for_function("() => document.querySelector('#compare-curves canvas') !== null")
-    info = page.locator("#compare-curves-info")
-    info.wait_for()
-    assert info.inner_text() == "val/acc: seeds: 1 group of 2 runs; seeds-b: 1 group of 2 runs", info.inner_text()
+    # the first metric's curves are drawn first, then val/acc's: wait for what was asked
+    page.wait_for_function(
+        "() => document.querySelector('#compare-curves-info')?.textContent"
+        " === 'val/acc: seeds: 1 group of 2 runs; seeds-b: 1 group of 2 runs'"
+    )
+    assert page.locator("#compare-curves canvas").count() == 1
     assert page.locator("#compare-legend .legend-group").inner_text() == "all runs"
     assert page.locator("#compare-legend .legend-sweep").count() == 2
 
