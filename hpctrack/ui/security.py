@@ -146,12 +146,7 @@ class Gate:
         ``bare``: the browser asked for the prefix itself without its slash (``/node/x/8765?token=``),
         against which ``./`` would resolve to ``/node/x/``: the page is then ``8765/``.
         """
-        last = route.rsplit("/", 1)[-1]
-        if bare:
-            return await self._enter_at(send, route, self.config.root_path.rsplit("/", 1)[-1] + "/", query)
-        await self._enter_at(send, route, "./" + last, query)
-
-    async def _enter_at(self, send: Send, route: str, target: str, query: List[Tuple[str, str]]) -> None:
+        target = self.config.root_path.rsplit("/", 1)[-1] + "/" if bare else "./" + route.rsplit("/", 1)[-1]
         location = target + (f"?{urlencode(query)}" if query else "")
         cookie = (f"{self.config.cookie_name}={self.config.token}; HttpOnly; SameSite=Strict; "
                   f"Path={self.config.root_path or '/'}")  # fmt: skip
