@@ -154,7 +154,9 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         "config_yaml": info.get("config_yaml"),
         "summary": record.summary,
         "tags": record.tags,
-        "status": {k: st.get(k) for k in ("state", "start_time", "end_time", "runtime_s", "last_step", "attempt")},
+        "status": {**{k: st.get(k) for k in ("state", "start_time", "end_time", "runtime_s", "last_step", "attempt")},
+                   # an attempt that never recorded its end: its runtime as `status` has it (to its last sign of life)
+                   **({"runtime_s": status.runtime_s} if st.get("runtime_s") is None else {})},
         "attempts": _attempts_as_ended(st.get("attempts") or [], status, end),
         "error": st.get("error"),
         # The newest whole checkpoint on disk: the store names it only from the flush after it was saved.

@@ -280,8 +280,7 @@ class Sweep:
             The run has not started (or its store is gone).
         """
         manifest = self.manifest
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(manifest.jobs):
-            raise ConfigError(f"sweep {manifest.id} has jobs 0-{len(manifest.jobs) - 1}; no job {index!r}")
+        _checked_jobs(manifest, [index])
         return open_store(manifest.run_path(index), manifest.store).read()
 
     def history(

@@ -104,6 +104,7 @@ class Gate:
                 return
             await self.app(scope, receive, send)
             return
+        bare = self._at_bare_prefix(scope)
         scope = self._within_prefix(scope)
         send = _with_headers(send, SECURITY_HEADERS)
         route = _route_path(scope)
@@ -113,8 +114,9 @@ class Gate:
             return
         headers = _headers(scope)
         if host_name(headers.get("host", "")) not in self._hosts:
-            await _answer(send, 400, "invalid Host header (start hpctrack ui with --allow-host NAME to accept "
-                                     "this name)", api)  # fmt: skip
+            host = host_name(headers.get("host", ""))[:100] or "(none)"
+            await _answer(send, 400, f"invalid Host header {host!r} (start hpctrack ui with --allow-host {host} to "
+                                     "accept this host name or IP address)", api)  # fmt: skip
             return
         if route in OPEN_PATHS:
             await self.app(scope, receive, send)
@@ -125,7 +127,7 @@ class Gate:
             if not self._matches(given[-1]):
                 await _answer(send, 401, "wrong token: open the URL printed by hpctrack ui", api)
                 return
-            await self._enter(send, route, [(k, v) for k, v in query if k != "token"])
+            await self._enter(send, route, [(k, v) for k, v in query if k != "token"], bare)
             return
         if self._matches(_cookie(headers.get("cookie", ""), self.config.cookie_name)) or self._matches(
             _bearer(headers.get("authorization", ""))
@@ -138,14 +140,23 @@ class Gate:
     def _matches(self, candidate: Optional[str]) -> bool:
         return candidate is not None and hmac.compare_digest(candidate.encode("utf-8", "replace"), self._token)
 
-    async def _enter(self, send: Send, route: str, query: List[Tuple[str, str]]) -> None:
-        """The cookie, and a 303 to the same resource without the token, by a relative URL (any prefix)."""
-        last = route.rsplit("/", 1)[-1]
-        location = "./" + last + (f"?{urlencode(query)}" if query else "")
+    async def _enter(self, send: Send, route: str, query: List[Tuple[str, str]], bare: bool = False) -> None:
+        """The cookie, and a 303 to the same resource without the token, by a relative URL (any prefix).
+
+        ``bare``: the browser asked for the prefix itself without its slash (``/node/x/8765?token=``),
+        against which ``./`` would resolve to ``/node/x/``: the page is then ``8765/``.
+        """
+        target = self.config.root_path.rsplit("/", 1)[-1] + "/" if bare else "./" + route.rsplit("/", 1)[-1]
+        location = target + (f"?{urlencode(query)}" if query else "")
         cookie = (f"{self.config.cookie_name}={self.config.token}; HttpOnly; SameSite=Strict; "
                   f"Path={self.config.root_path or '/'}")  # fmt: skip
         await _answer(send, 303, "signed in", route.startswith("/api/"), [("location", location),
                                                                           ("set-cookie", cookie)])  # fmt: skip
+
+    def _at_bare_prefix(self, scope: Scope) -> bool:
+        """Whether the browser's path is the prefix without a slash after it (uvicorn's copy of the prefix aside)."""
+        prefix = self.config.root_path
+        return bool(prefix) and scope["path"] in (prefix, prefix + prefix)
 
     def _within_prefix(self, scope: Scope) -> Scope:
         """The scope with ``root_path`` set and the path holding the prefix once (see the module's docstring)."""

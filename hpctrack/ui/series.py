@@ -233,13 +233,6 @@ def _check_options(x: str, points: int, smooth: float = 0.0, band: str = "std") 
         raise ConfigError(f"smooth must be a number from 0 to {MAX_SMOOTH}, got {smooth!r}")
 
 
-def _check_jobs(manifest: "Manifest", jobs: Sequence[int]) -> None:
-    n = len(manifest.jobs)
-    for job in jobs:
-        if isinstance(job, bool) or not isinstance(job, int) or not 0 <= job < n:
-            raise ConfigError(f"sweep {manifest.id} has jobs 0-{n - 1}; no job {job!r}")
-
-
 def _indexed_metrics(sweep_dir: Any) -> List[str]:
     """The metric keys the sweep's index lists (the ended runs' metrics), sorted."""
     from ..index import SEP, index_frame
@@ -321,7 +314,7 @@ def sweep_curves(
     Returns
     -------
     dict
-        ``metric``, ``x``, ``points`` (per curve, after the budget), ``downsampled`` (whether any curve lost points),
+        ``metric``, ``x``, ``points`` (per curve, after the budget; None with ``full``), ``downsampled`` (whether any curve lost points),
         ``n_runs`` (runs drawn), ``skipped`` (job as a string -> why its data could not be
         read), then ``runs`` (``job``, ``run``, ``params``, ``x``, ``y``) or, with ``group_by``,
         ``groups`` (``key``, ``label``, ``n`` runs, ``jobs``, ``x``, ``mean``, ``lo``, ``hi``,
@@ -338,8 +331,6 @@ def sweep_curves(
 
     _check_options(x, points, smooth, band)
     manifest = sweep.manifest
-    if runs is not None:
-        _check_jobs(manifest, runs)
     keys = list(group_by) if group_by is not None else None
     unknown = [k for k in keys or [] if k not in manifest.swept_keys]
     if unknown:
@@ -376,7 +367,9 @@ def sweep_curves(
     else:
         curves = (len(params.drop_duplicates(keys)) if keys else 1) if len(jobs) else 0
     points = _per_curve(points, budget, curves)
-    out: Dict[str, Any] = {"metric": metric, "x": x, "points": points, "downsampled": False, "n_runs": len(jobs),
+    # full: every point, so no per-curve count (None)
+    out: Dict[str, Any] = {"metric": metric, "x": x, "points": None if full else points, "downsampled": False,
+                           "n_runs": len(jobs),
                            "skipped": {str(j): why for j, why in sorted(skipped.items())}}  # fmt: skip
     if keys is None:
         keep = np.ones(len(xs), dtype=bool) if full else _keep(starts, xs, ys, points)
@@ -512,9 +505,8 @@ def run_curves(
 
     _check_options(x, points)
     manifest = sweep.manifest
-    _check_jobs(manifest, [job])
+    logged = list(sweep.run(job).metrics)  # (a job the sweep does not have: its ConfigError)
     store = open_store(manifest.run_path(job), manifest.store)
-    logged = list(store.read().metrics)
     keys = list(metrics) if metrics is not None else sorted(logged)
     missing = [k for k in keys if k not in logged]
     if missing:
@@ -531,5 +523,5 @@ def run_curves(
             xs, ys = xs[order], ys[order]
         keep = np.ones(len(xs), dtype=bool) if full or not len(xs) else _keep(starts, xs, ys, points)
         curves[key] = {"x": _xs(xs[keep], x), "y": _floats(ys[keep]), "downsampled": not bool(keep.all())}
-    return {"job": job, "run": f"{manifest.id}/{job}", "x": x, "points": points,
+    return {"job": job, "run": f"{manifest.id}/{job}", "x": x, "points": None if full else points,
             "downsampled": any(c["downsampled"] for c in curves.values()), "metrics": curves}  # fmt: skip

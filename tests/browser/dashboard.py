@@ -8,6 +8,7 @@ module is imported by name from the tests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -107,13 +108,16 @@ class Sweeps:
     adam: str = ""
     #: a sweep with a failed job: optimizer.lr=-1 is refused by the example's own validation
     broken: str = ""
+    #: two sweeps that vary only the seed (their group mean is one curve of all runs)
+    seeds: str = ""
+    seeds_b: str = ""
     extra: Dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
 def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
-    """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, and
-    a sweep of two jobs of which one fails."""
+    """The README's quick-start sweep (2 learning rates x 3 seeds), a smaller Adam sweep to compare, a
+    sweep of two jobs of which one fails, and two sweeps of two seeds each."""
     base = tmp_path_factory.mktemp("browser")
     out = Sweeps(root=base / "root", work=base / "work")
     out.work.mkdir()
@@ -126,6 +130,10 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Sweeps:
     launched = cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "optimizer.lr=0.1,-1", "epochs=2",
                    "--name", "broken", "--no-progress", cwd=out.work, code=1)  # fmt: skip
     out.broken = cli_json(out.root, "show", "broken")["id"]
+    for name, lr in (("seeds", "0.1"), ("seeds-b", "0.05")):
+        cli(out.root, "launch", "--parallel", "2", str(EXAMPLE), "seed=0,1", f"optimizer.lr={lr}", "epochs=2",
+            "--name", name, "--no-progress", cwd=out.work)  # fmt: skip
+    out.seeds, out.seeds_b = (cli_json(out.root, "show", name)["id"] for name in ("seeds", "seeds-b"))
     assert [j["state"] for j in cli_json(out.root, "status", out.broken)["jobs"]] == ["COMPLETED", "FAILED"], launched
     return out
 
@@ -146,8 +154,15 @@ class Server:
 @pytest.fixture(scope="session")
 def ui_server(sweeps: Sweeps) -> Iterator[Server]:
     """``python -m hpctrack ui --port 0`` on the module's root, until the module ends."""
+    with serve(sweeps.root) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[Server]:
+    """``python -m hpctrack ui --port 0`` on ``root`` while the block runs (stopped after it, if it still runs)."""
     proc = subprocess.Popen([sys.executable, "-m", "hpctrack", "ui", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_cli_env(sweeps.root))  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, env=_cli_env(root))  # fmt: skip
     lines: "queue.Queue[str | None]" = queue.Queue()
     output: List[str] = []
 

@@ -16,7 +16,7 @@ from conftest import EXAMPLE, REPO
 
 # its fixtures' asserts (no console error on the page) are rewritten as this module's are
 pytest.register_assert_rewrite("dashboard")
-from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration  # noqa: E402
+from dashboard import Console, Server, Sweeps, cli, cli_json, fmt, fmt_duration, serve  # noqa: E402
 
 #: the fixtures (a root with the example sweep, a running `hpctrack ui`, Chromium, a checked page)
 pytest_plugins = ["dashboard"]
@@ -59,7 +59,9 @@ def coloured_pixels(page: Any, selector: str) -> int:
 
 
 def wait_rows(page: Any, n: int) -> None:
-    page.wait_for_function(f"() => document.querySelectorAll('#results tbody tr[data-key]').length === {n}")
+    # 2 minutes: a grouped table's two requests took over 1 minute once on a 2-core machine at load 50
+    page.wait_for_function(f"() => document.querySelectorAll('#results tbody tr[data-key]').length === {n}",
+                           timeout=120_000)  # fmt: skip
 
 
 def test_sweeps_to_sweep_to_run_match_the_cli(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
@@ -243,6 +245,28 @@ def test_grouped_view_matches_the_cli(page: Any, ui_server: Server, sweeps: Swee
     assert coloured_pixels(page, "#curves canvas") > 500
 
 
+def test_group_mean_of_a_sweep_of_seeds_is_one_curve_of_all_runs(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
+    page.goto(f"{ui_server.base}#/sweep/{sweeps.seeds}")
+    wait_rows(page, 2)
+    page.select_option("select.curve-metric", "val/acc")
+    page.select_option(".curves select >> nth=1", "groups")
+    page.wait_for_function(
+        "() => /val\\/acc: 1 group of 2 runs/.test(document.querySelector('.curves .muted.small').textContent)"
+    )
+    assert coloured_pixels(page, "#curves canvas") > 500
+    # and in compare: one mean curve per sweep, not every run
+    page.goto(f"{ui_server.base}#/compare/{sweeps.seeds},{sweeps.seeds_b}")
+    page.select_option("#app select >> nth=0", "val/acc")
+    # the first metric's curves are drawn first, then val/acc's: wait for what was asked
+    page.wait_for_function(
+        "() => document.querySelector('#compare-curves-info')?.textContent"
+        " === 'val/acc: seeds: 1 group of 2 runs; seeds-b: 1 group of 2 runs'"
+    )
+    assert page.locator("#compare-curves canvas").count() == 1
+    assert page.locator("#compare-legend .legend-group").inner_text() == "all runs"
+    assert page.locator("#compare-legend .legend-sweep").count() == 2
+
+
 def test_failed_job_in_groups_and_jobs(page: Any, ui_server: Server, sweeps: Sweeps) -> None:
     page.goto(f"{ui_server.base}#/sweep/{sweeps.broken}?group=all")
     wait_rows(page, 1)  # the lr=-1 group has no completed run: left out, and the page says so
@@ -363,3 +387,21 @@ def test_running_sweep_shows_a_finished_run_without_reload(page: Any, ui_server:
     shown = table_cells(page)
     assert [r["job"] for r in shown] == ["0", "1"]
     assert shown[1] == expected_cells(expected)[1]
+
+
+def test_the_live_badge_says_when_the_server_is_gone(browser: Any, sweeps: Sweeps) -> None:
+    with serve(sweeps.root) as server:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(server.url)  # signs in (the token becomes a cookie)
+            page.wait_for_url("**/")
+            page.goto(f"{server.base}#/sweep/{sweeps.seeds}")
+            wait_rows(page, 2)
+            assert page.locator("#live").inner_text() == "live"
+            server.proc.terminate()
+            server.proc.wait(timeout=30)
+            page.wait_for_function("() => document.getElementById('live').textContent.startsWith('not live')")
+            assert "offline" in page.locator("#live").get_attribute("class")
+        finally:
+            context.close()

@@ -91,6 +91,10 @@ def test_a_killed_attempt_is_not_shown_running_and_its_newest_checkpoint_is_name
     assert shown["checkpoint"]["step"] == newest.step and shown["checkpoint"]["path"].endswith(newest.path.name)
     text = run_cli("show", "k9/0", check=True).stdout
     assert ", running" not in text, text
+    # its runtime as `status` and `table` give it (to its last heartbeat), not "-": its end was never recorded
+    runtime = _status("k9")["jobs"][0]["runtime_s"]
+    assert runtime is not None and runtime > 0
+    assert shown["status"]["runtime_s"] == runtime and shown["status"]["end_time"] is None
 
 
 def test_a_zarr_run_missing_points_is_skipped_by_history_and_plot_and_ls_does_not_say_completed(

@@ -110,6 +110,8 @@ def test_a_bearer_token_works_for_scripts(ui):
 def test_a_foreign_host_header_is_400_even_with_the_token(ui, host):
     reply = ui.request("api/sweeps", host=host)
     assert reply.status == 400 and "Host" in reply.json()["error"]
+    if host:  # what to pass to accept it, an IP address too
+        assert f"--allow-host {host.split(':')[0]} to accept this host name or IP address" in reply.json()["error"]
 
 
 @pytest.mark.parametrize("host", ["localhost", "localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}"])

@@ -225,6 +225,16 @@ def test_behind_a_proxy_that_passes_the_prefix_on(root, ui_factory):
         assert page.status == 404 and "index.html" in page.text
 
 
+def test_the_prefix_without_its_slash_signs_in_to_the_page_under_it(root, ui_factory):
+    """``http://host:port/node/c042/8765?token=T`` (no slash after the prefix): the redirect must keep
+    the browser under the prefix (``./`` would resolve to ``/node/c042/``, out of it)."""
+    ui = ui_factory(root, "--root-path", PREFIX)
+    entered = ui.request(f"{PREFIX}?token={TOKEN}", token=None)
+    assert entered.status == 303 and entered.headers["location"] == "8765/", entered.headers
+    assert ui.request(f"{PREFIX}/?token={TOKEN}", token=None).headers["location"] == "./"
+    assert ui.request(f"{PREFIX}/?token={TOKEN}&x=1", token=None).headers["location"] == "./?x=1"
+
+
 def test_the_favicon_needs_no_token_under_a_prefix(root, ui_factory):
     """The browser asks for /favicon.ico at the host's root, where the cookie (Path=PREFIX) is not sent."""
     ui = ui_factory(root, "--root-path", PREFIX)

@@ -405,7 +405,8 @@ def test_many_runs_share_a_point_budget_and_keep_their_spikes(tmp_path):
     assert grouped["points"] == 300 and all(len(g["x"]) <= 300 for g in grouped["groups"])
     # Never fewer than 50 points a curve, however many runs; full ignores the budget.
     assert sweep_curves(sweep, "loss", points=1000, budget=60)["points"] == 50
-    assert sum(len(r["x"]) for r in sweep_curves(sweep, "loss", budget=60, full=True)["runs"]) == 3600
+    whole = sweep_curves(sweep, "loss", budget=60, full=True)
+    assert sum(len(r["x"]) for r in whole["runs"]) == 3600 and whole["points"] is None
     with pytest.raises(ConfigError, match="budget must be a whole number"):
         sweep_curves(sweep, "loss", budget=1)
 

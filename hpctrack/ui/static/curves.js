@@ -1,7 +1,10 @@
 // The curves of a sweep's metric: per run, or the mean of each group with a std / CI band. The server
 // downsamples (min/max per pixel bucket) and smooths; "full data" asks for every point.
 import { curvesChart, runStyle } from "./chart.js";
-import { api, colour, debounce, enc, fill, h, showError } from "./util.js";
+import { api, colour, debounce, enc, fill, h, plural, showError } from "./util.js";
+
+/** Live changes of a running sweep redraw its curves at most this often (ms). */
+const LIVE_CURVES_MS = 10000;
 
 /**
  * The curves panel of a sweep page. `getFilter()`: the table's filter as history parameters ({}:
@@ -53,13 +56,20 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
       points: Math.max(200, Math.min(10000, Math.round(box.clientWidth || 1000))),
       smooth: Number(smooth.value) > 0 ? smooth.value : null,
       full: full.checked ? "1" : null,
-      group_by: groups ? (st.groupBy.length ? st.groupBy : swept.filter((k) => !seedKeys.includes(k))).join(",") : null,
+      // no table keys: "all", every swept key but the seeds, which is one group of all runs in a sweep of seeds
+      group_by: groups ? (st.groupBy.length ? st.groupBy.join(",") : "all") : null,
+      seed_keys: groups ? seedKeys.join(",") : filter.seed_keys,
       band: groups ? bandSel.value : null,
     };
   }
 
   let seq = 0;
+  let lastLoad = 0;
+  let liveTimer = null;
   async function load() {
+    lastLoad = Date.now();
+    clearTimeout(liveTimer);
+    liveTimer = null;
     onChange();
     if (!metricSel.value) { info.textContent = "no metric logged yet"; return; }
     const mine = ++seq;
@@ -122,7 +132,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
       st.chart = curvesChart(box, lines, { xLabel: data.x === "time" ? "time (s)" : "step", logY: logY.checked });
     }
     const skipped = Object.entries(data.skipped || {});
-    const n = data.groups ? `${data.groups.length} groups of ${data.n_runs} runs` : `${(data.runs || []).length} runs`;
+    const n = data.groups ? `${plural(data.groups.length, "group")} of ${plural(data.n_runs, "run")}` : plural((data.runs || []).length, "run");
     info.textContent = `${data.metric}: ${n}; ${data.downsampled ? `downsampled to ${data.points} points per run (tick "full data" for all)` : "every point"}` +
       (skipped.length ? `; skipped: ${skipped.map(([j, why]) => `${j}: ${why}`).join("; ")}` : "");
   }
@@ -134,9 +144,22 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
   const onResize = debounce(() => draw(), 200);
   window.addEventListener("resize", onResize);
 
+  /**
+   * A reload for a live change: at most once per LIVE_CURVES_MS (a running sweep's stamp moves at every
+   * flush of every run, and each reload is every run's curve: megabytes through an ssh tunnel); the
+   * last change is always drawn, at the end of the wait.
+   */
+  function liveLoad() {
+    const wait = lastLoad + LIVE_CURVES_MS - Date.now();
+    if (wait <= 0) return load();
+    if (!liveTimer) liveTimer = setTimeout(load, wait);
+    return Promise.resolve();
+  }
+
   return {
     el,
     load,
+    liveLoad,
     highlight: draw,
     /** New metric choices; the curves are loaded when there was none chosen before. */
     setMetrics(list) {
@@ -157,6 +180,7 @@ export function curvesPanel({ sweep, metrics, seedKeys, swept, getSelected, getF
       };
     },
     destroy() {
+      clearTimeout(liveTimer);
       window.removeEventListener("resize", onResize);
       if (st.chart) st.chart.destroy();
     },

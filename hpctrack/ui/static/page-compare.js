@@ -2,7 +2,7 @@
 // `hpctrack compare --format json` prints, with the notes it prints), and one metric's curves
 // overlaid: a colour per group (the same settings in every sweep), a dash per sweep.
 import { curvesChart } from "./chart.js";
-import { add, api, apiWithNote, colour, enc, fill, fmt, h, showError } from "./util.js";
+import { add, api, apiWithNote, colour, enc, fill, fmt, h, plural, showError } from "./util.js";
 
 /** Line styles per sweep: uPlot's dash pattern, and the CSS border style that looks like it. */
 const DASHES = [{ dash: null, css: "solid" }, { dash: [8, 4], css: "dashed" }, { dash: [2, 3], css: "dotted" },
@@ -23,6 +23,7 @@ export async function comparePage(root, crumbs, refs) {
   const tableBox = h("div", { id: "compare-table" });
   const chartBox = h("div.chart", { id: "compare-curves" });
   const legend = h("div.legend#compare-legend");
+  const infoLine = h("p.muted.small#compare-curves-info");
   const note = h("div.note#compare-note");
   note.hidden = true;
   let chart = null;
@@ -35,7 +36,7 @@ export async function comparePage(root, crumbs, refs) {
     })),
     metrics.length ? null : h("p.error", "these sweeps share no metric"),
     h("div.controls", "metric: ", metricSel, statSel, curveMode),
-    error, note, tableBox, h("h2", "Curves"), legend, chartBox,
+    error, note, tableBox, h("h2", "Curves"), legend, chartBox, infoLine,
   );
 
   let tableSeq = 0, curveSeq = 0;  // a slower, older answer never replaces a newer one
@@ -90,10 +91,11 @@ export async function comparePage(root, crumbs, refs) {
     let results;
     try {
       results = await Promise.all(infos.map((info) => {
-        const keys = (info.swept_keys || []).filter((k) => !(info.seed_keys || ["seed"]).includes(k));
+        // "all": every swept key but the seeds; a sweep of seeds is one group of all its runs
         return api(`sweeps/${enc(info.id)}/history`, {
           metric, runs: "all", points: 1000,
-          group_by: groups ? (keys.length ? keys.join(",") : null) : null, band: groups && keys.length ? "std" : null,
+          group_by: groups ? "all" : null, seed_keys: groups ? (info.seed_keys || ["seed"]).join(",") : null,
+          band: groups ? "std" : null,
         });
       }));
     } catch (err) {
@@ -113,11 +115,11 @@ export async function comparePage(root, crumbs, refs) {
       const seeds = infos[i].seed_keys || ["seed"];
       const { dash } = dashOf(i);
       for (const g of data.groups || []) {
-        const label = g.label || "(all runs)";
+        const label = g.label || "all runs";
         lines.push({ label: `${name} ${label}`, x: g.x, y: g.mean, colour: colour(groupOf(label)), width: 1.75, dash });
       }
       for (const r of data.runs || []) {
-        const label = Object.entries(r.params || {}).filter(([k]) => !seeds.includes(k)).map(([k, v]) => `${k}=${v}`).join(" ") || "(all runs)";
+        const label = Object.entries(r.params || {}).filter(([k]) => !seeds.includes(k)).map(([k, v]) => `${k}=${v}`).join(" ") || "all runs";
         lines.push({ label: `${name} ${r.job} ${label}`, x: r.x, y: r.y, colour: colour(groupOf(label), 0.75), width: 1.1, dash });
       }
     });
@@ -133,6 +135,9 @@ export async function comparePage(root, crumbs, refs) {
         sample.style.borderTopStyle = dashOf(i).css;
         return h("span.legend-item.legend-sweep", sample, info.name || info.id);
       }));
+    infoLine.textContent = `${metric}: ` + results.map((data, i) => `${infos[i].name || infos[i].id}: ` +
+      (data.groups ? `${plural(data.groups.length, "group")} of ${plural(data.n_runs, "run")}` : plural((data.runs || []).length, "run")),
+    ).join("; ");
     if (chart) chart.destroy();
     chart = lines.length ? curvesChart(chartBox, lines, { xLabel: "step", legend: false }) : null;
     if (!lines.length) fill(chartBox, h("p.muted", `no points of ${metric}`));

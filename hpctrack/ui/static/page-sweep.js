@@ -42,7 +42,9 @@ export async function sweepPage(root, crumbs, ref) {
     const chips = STATES.filter((s) => (d.states || {})[s]).map((s) => h(`span.chip.state-${s}`, `${d.states[s]} ${s}`));
     fill(head, 
       h("h1", d.name || d.id, " ", h("span.muted.mono", d.id)),
-      h("p", `created ${d.created} · ${d.backend} · ${d.store} · ${d.script || ""} · ${d.n_jobs} jobs `, chips),
+      // the script by its file name; its full path on hover
+      h("p", `created ${d.created} · ${d.backend} · ${d.store} · `,
+        d.script ? h("span.script", { title: d.script }, d.script.split("/").pop()) : "-", ` · ${d.n_jobs} jobs `, chips),
       d.note ? h("p.note", d.note) : null,
       Object.keys(d.tags || {}).length ? h("p.tags", Object.entries(d.tags).map(([k, v]) => h("span.tag", v ? `${k}=${v}` : k))) : null,
     );
@@ -358,7 +360,7 @@ export async function sweepPage(root, crumbs, ref) {
       fillColumnChoices();
       curves.setMetrics(info.metrics || []);
     } catch (err) { /* the next tick tries again */ }
-    await Promise.all([loadTable(true), curves.load(), status.load()]);
+    await Promise.all([loadTable(true), curves.liveLoad(), status.load()]);
   }
   const stop = pollStamp(id, refresh);
   window.addEventListener("resize", drawPc);

@@ -48,8 +48,9 @@ export function statusPanel(sweep) {
     return out.join(", ");
   }
 
+  /** Ended otherwise than completed, flagged, failed before, or retried: waiting and running jobs are not trouble. */
   function needsAttention(r) {
-    return r.state !== "COMPLETED" || r.possibly_hung || r.stalled || r.error || r.data_lost || r.attempt > 1;
+    return !["COMPLETED", "PENDING", "RUNNING"].includes(r.state) || r.possibly_hung || r.stalled || r.error || r.data_lost || r.attempt > 1;
   }
 
   function render() {
@@ -70,7 +71,11 @@ export function statusPanel(sweep) {
     const jobs = data.jobs || [];
     const shown = all.checked ? jobs : jobs.filter(needsAttention);
     table.setRows(shown);
-    if (!all.checked && !shown.length) table.footer.textContent = `all ${jobs.length} jobs completed without trouble`;
+    if (!all.checked && !shown.length) {
+      const waiting = jobs.filter((r) => r.state === "PENDING" || r.state === "RUNNING").length;
+      table.footer.textContent = waiting ? `no job needs attention (${waiting} of ${jobs.length} pending or running)`
+        : `all ${jobs.length} jobs completed without trouble`;
+    }
     // errors in full, wrapped (the table's column shows their start)
     const withError = shown.filter((r) => r.error);
     fill(errors, withError.length ? h("h3", "errors") : null,

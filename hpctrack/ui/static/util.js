@@ -48,6 +48,11 @@ export function fmtTime(epochS) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
+/** "1 run", "2 runs". */
+export function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 export function fmtBytes(n) {
   if (n === null || n === undefined) return "";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -170,6 +175,15 @@ export const enc = encodeURIComponent;
  * when the stamp moves. Returns a stop function. Polling rather than push: change notification is
  * blind on NFS, and a stat-only stamp is cheap.
  */
+/** The header's badge: "live" while polls are answered, else what is wrong. */
+function liveBadge(ok, why = "") {
+  const badge = document.getElementById("live");
+  if (!badge) return;
+  badge.textContent = ok ? "live" : why;
+  badge.classList.toggle("offline", !ok);
+  badge.title = ok ? "the page polls for changes" : why;
+}
+
 export function pollStamp(sweep, onChange, everyMs = 2500, job = null) {
   let last = null;
   let stopped = false;
@@ -178,11 +192,15 @@ export function pollStamp(sweep, onChange, everyMs = 2500, job = null) {
     if (stopped) return;
     try {
       const { stamp } = await api("stamp", { sweep, job });
+      liveBadge(true);
       if (last !== null && stamp !== last && !stopped) await onChange();
       last = stamp;
     } catch (err) {
-      // a transient failure (server restarting, sweep being written) is retried at the next tick
-      if (err instanceof ApiError && err.status === 401) { stopped = true; return; }
+      // a transient failure (server restarting, sweep being written) is retried at the next tick; the
+      // header says the page is no longer live meanwhile (a stopped server, a new token)
+      const signedOut = err instanceof ApiError && err.status === 401;
+      liveBadge(false, signedOut ? "signed out: open the URL hpctrack ui printed" : "not live: the server does not answer");
+      if (signedOut) { stopped = true; return; }
     }
     if (!stopped) timer = setTimeout(tick, everyMs);
   }
