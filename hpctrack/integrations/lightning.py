@@ -396,7 +396,7 @@ class _RequeueSignal:
         while time.monotonic() < deadline:
             if signal.getsignal(signum) not in (None, signal.SIG_DFL, signal.SIG_IGN):
                 self.held = False
-                _thread.interrupt_main(signum)
+                _thread.interrupt_main(signal.Signals(signum))
                 return
             time.sleep(0.05)
 
