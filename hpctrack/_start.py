@@ -116,7 +116,7 @@ def open_job_run(
         **({"code_snapshot": code} if code else {}),
         **(extra_info or {}),
     }
-    if not run._writes:
+    if not run.writes:
         return run._begin(info, None, early)
     run._acquire_lease()  # before reading what the previous attempt left: it has ended
     try:

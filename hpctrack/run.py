@@ -44,7 +44,7 @@ from .checkpoint import (  # noqa: F401  (re-exported: hpctrack.run.Checkpoint a
     Checkpoints,
     RunCheckpoints,
 )
-from .errors import DiskFullError, HpctrackError, StoreReplacedError
+from .errors import DiskFullError, HpctrackError, RunNotFoundError, StoreReplacedError
 from .settings import scheduler_job_id
 from .store import Store
 from .store.base import disk_full
@@ -355,7 +355,7 @@ class Run(RunCheckpoints):
             early.restore()
         self._install_signal_handlers()
         if early is not None:
-            early.replay(self._on_signal)
+            early.replay(self.handle_signal)
         atexit.register(self._at_exit)
         return self
 
@@ -597,7 +597,38 @@ class Run(RunCheckpoints):
             return
         self._pending_sections.setdefault("info", {})[key] = value
 
-    def _note_attempt(self, key: str, value: Any) -> None:
+    # -- for frameworks that drive the run (hpctrack.integrations) ---------------------------
+
+    @property
+    def writes(self) -> bool:
+        """This process writes the run (global rank 0); elsewhere every write is dropped."""
+        return self._writes
+
+    @property
+    def requeued(self) -> bool:
+        """This attempt was closed for a requeue (:meth:`prepare_requeue`): the job starts again."""
+        return self._requeued
+
+    @property
+    def params_recorded(self) -> bool:
+        """The run's config is recorded as its params (by its launcher, or :meth:`record_config`)."""
+        return self._params_recorded
+
+    def record_config(self, cfg: Any) -> None:
+        """Record ``cfg`` (flattened) as the params of a run started without a config; once."""
+        if not self._params_recorded:
+            self.log_params(flatten_config(cfg))
+            self._params_recorded = True
+
+    def recorded_params(self) -> Dict[str, Any]:
+        """The params the run recorded: by earlier attempts (in its store) and by this one."""
+        try:
+            stored = dict(self._store.read().params)
+        except RunNotFoundError:
+            stored = {}
+        return {**stored, **self._params}
+
+    def note_attempt(self, key: str, value: Any) -> None:
         """Record ``value`` under ``key`` in this attempt's record (``status.attempts``), with the next update.
 
         For what concerns this attempt only, e.g. a framework's hyper-parameters that differ
@@ -607,6 +638,14 @@ class Run(RunCheckpoints):
             return
         self._attempts[-1][key] = value
         self._attempts_dirty = True
+
+    def attempt_note(self, key: str, default: Any = None) -> Any:
+        """What this attempt's record holds under ``key`` (see :meth:`note_attempt`)."""
+        return self._attempts[-1].get(key, default) if self._attempts else default
+
+    def signal_handler_below(self, signum: int) -> Any:
+        """The handler the run's own replaced for ``signum``: what a handler given back should call next."""
+        return self._previous_handlers.get(signum, signal.SIG_DFL)
 
     def log_artifact(self, path: Union[str, "os.PathLike[str]"], name: Optional[str] = None) -> Path:
         """Copy a file or directory into the run's ``artifacts/`` folder; returns the copy's path."""
@@ -749,8 +788,11 @@ class Run(RunCheckpoints):
         """
         self._on_requeue.append(fn)
 
-    def _prepare_requeue(self, reason: str) -> None:
-        """The job is about to requeue itself: save what can be saved and close this attempt."""
+    def prepare_requeue(self, reason: str) -> None:
+        """The job is about to requeue itself: save what can be saved and close this attempt as requeued.
+
+        ``reason`` is recorded as the attempt's outcome (``requeued: REASON``).
+        """
         if not self._writes or self._finished:
             return
         for fn in self._on_requeue:
@@ -772,7 +814,7 @@ class Run(RunCheckpoints):
             return
         for sig in _SIGNALS:
             try:
-                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+                self._previous_handlers[sig] = signal.signal(sig, self.handle_signal)
             except (OSError, ValueError):
                 pass
 
@@ -781,13 +823,14 @@ class Run(RunCheckpoints):
             return
         for sig, handler in self._previous_handlers.items():
             try:
-                if signal.getsignal(sig) == self._on_signal:  # not one installed after ours
+                if signal.getsignal(sig) == self.handle_signal:  # not one installed after ours
                     signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
         self._previous_handlers.clear()
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def handle_signal(self, signum: int, frame: Any) -> None:
+        """The run's own signal handler, installed in the main thread by a writing run (SIGINT, SIGTERM, ...)."""
         if self._writer == threading.get_ident():
             # Interrupted our own write: finish it first, then handle the signal.
             self._pending_signal = signum

@@ -112,7 +112,7 @@ class HpctrackLogger(Logger):
         # ranks must run the job again, not the scheduler's entry point.
         self._run: Optional["Run"] = run if run is not None else _start(cfg, name, tags, root, store)
         if run is not None and cfg is not None:
-            _record_config(run, cfg)
+            run.record_config(cfg)
         _rank_command()
         writer = self._writer()
         if writer is not None:
@@ -169,13 +169,13 @@ class HpctrackLogger(Logger):
             from ..run import flatten_config
 
             given = flatten_config(vars(params) if isinstance(params, Namespace) else dict(params))
-            recorded = _recorded_params(run)
+            recorded = run.recorded_params()
             new = {k: v for k, v in given.items() if k not in recorded}
             changed = {k: {"recorded": recorded[k], "logged": v} for k, v in given.items()
                        if k in recorded and recorded[k] != v}  # fmt: skip
             if changed:
-                earlier = dict(run._attempts[-1].get("params_changed") or {}) if run._attempts else {}
-                run._note_attempt("params_changed", {**earlier, **changed})
+                earlier = dict(run.attempt_note("params_changed") or {})
+                run.note_attempt("params_changed", {**earlier, **changed})
                 keys = ", ".join(sorted(changed))
                 print(f"hpctrack: run {run.run_id}: hyper-parameters {keys} differ from the values the run "
                       "recorded; the recorded values stay, this attempt's record has the new ones",
@@ -224,7 +224,7 @@ class HpctrackLogger(Logger):
             run = self._writer()
             resumed = getattr(trainer, "ckpt_path", None)  # restored before Lightning logs hyper-parameters
             if run is not None and resumed and trainer.state.fn == "fit":  # not test(ckpt_path="best")
-                run._note_attempt("resumed_from", _relative(Path(resumed), run.run_dir))
+                run.note_attempt("resumed_from", _relative(Path(resumed), run.run_dir))
             if self._requeue_signal is not None:
                 self._requeue_signal.lend(trainer)
         except Exception as err:
@@ -259,7 +259,7 @@ class HpctrackLogger(Logger):
             if status == "finished":
                 # Only Lightning's SLURM auto-requeue handler says "finished": it saves its HPC
                 # checkpoint next and requeues the job, which reopens this run.
-                run._prepare_requeue("Lightning's SLURM auto-requeue")
+                run.prepare_requeue("Lightning's SLURM auto-requeue")
             elif status == "failed":
                 self._fail(run)
             else:
@@ -274,7 +274,7 @@ class HpctrackLogger(Logger):
     def _writer(self) -> Optional["Run"]:
         """The run, when this process writes it (global rank 0) and it has not ended."""
         run = self._run
-        if run is None or not run._writes or run.finished:
+        if run is None or not run.writes or run.finished:
             return None
         return run
 
@@ -293,7 +293,7 @@ class HpctrackLogger(Logger):
         """``finalize("failed")``: Lightning calls it while it handles the exception that stopped training."""
         from .._types import RunStatus
 
-        if run._requeued:
+        if run.requeued:
             return  # the attempt was closed for a requeue (submitit's exit, Lightning's SIGTERM after it)
         error = sys.exc_info()[1]
         if error is None:
@@ -353,8 +353,8 @@ class _RequeueSignal:
     def _free(self, signum: int) -> bool:
         """The run's handler (or the hold) has ``signum``, with only the default action under it."""
         current = signal.getsignal(signum)
-        under = self.run._previous_handlers.get(signum, signal.SIG_DFL)
-        return current in (self.run._on_signal, self._hold) and under in (None, signal.SIG_DFL)
+        under = self.run.signal_handler_below(signum)
+        return current in (self.run.handle_signal, self._hold) and under in (None, signal.SIG_DFL)
 
     def hold(self) -> None:
         """On SLURM: hold Lightning's default requeue signal until Lightning's handler is there."""
@@ -406,7 +406,7 @@ class _RequeueSignal:
         if signum is None or not _main_thread():
             return
         if signal.getsignal(signum) in (None, signal.SIG_DFL, self._hold):
-            signal.signal(signum, self.run._on_signal)
+            signal.signal(signum, self.run.handle_signal)
             if self.held:
                 self.held = False
                 signal.raise_signal(signum)  # what came while held, handled as it would have been
@@ -427,18 +427,9 @@ def _start(cfg: Any, name: Optional[str], tags: Optional[Mapping[str, Any]], roo
     from ..run import current_run, start_run
 
     active = current_run()
-    if cfg is None and (active is None or not active._params_recorded):
+    if cfg is None and (active is None or not active.params_recorded):
         cfg = _hydra_job_config()
     return start_run(cfg, name=name, tags=tags, root=root, store=store)
-
-
-def _record_config(run: "Run", cfg: Any) -> None:
-    """``cfg`` as the params of a run the script started without one."""
-    from ..run import flatten_config
-
-    if not run._params_recorded:
-        run.log_params(flatten_config(cfg))
-        run._params_recorded = True
 
 
 def _hydra_job_config() -> Any:
@@ -464,17 +455,6 @@ def _hydra_job_config() -> Any:
         return cfg
     except Exception:  # a config that cannot be read or resolved is not recorded; the run goes on
         return None
-
-
-def _recorded_params(run: "Run") -> Dict[str, Any]:
-    """The params the run recorded: by this attempt, and by earlier ones (in its store)."""
-    from ..errors import RunNotFoundError
-
-    try:
-        stored = dict(run._store.read().params)
-    except RunNotFoundError:
-        stored = {}
-    return {**stored, **run._params}
 
 
 def _just_saved(callback: ModelCheckpoint) -> Optional[str]:

@@ -138,8 +138,9 @@ def test_a_held_signal_never_reaches_a_default_action_when_lightnings_handler_go
         from hpctrack.integrations import lightning as lit
 
         class Run:
-            _previous_handlers = {}
-            def _on_signal(self, signum, frame):
+            def signal_handler_below(self, signum):
+                return signal.SIG_DFL
+            def handle_signal(self, signum, frame):
                 pass
 
         held = lit._RequeueSignal(Run())

@@ -122,7 +122,7 @@ class SlurmTask:
         run = current_run()
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         if run is not None:
-            run._prepare_requeue("time limit or preemption signalled by SLURM")
+            run.prepare_requeue("time limit or preemption signalled by SLURM")
         _requeue_packed_runs()
         print(f"hpctrack: requeueing this job (requeue {restarts + 1} of at most {self.max_requeues})",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -153,7 +153,7 @@ def requeue_this_packed_run(signum: int, frame: Any) -> None:
 
     run = current_run()
     if run is not None:
-        run._prepare_requeue("time limit or preemption signalled by SLURM")
+        run.prepare_requeue("time limit or preemption signalled by SLURM")
     sys.exit(REQUEUE_EXIT_CODE)
 
 
