@@ -424,37 +424,9 @@ def _on_slurm() -> bool:
 def _start(cfg: Any, name: Optional[str], tags: Optional[Mapping[str, Any]], root: Optional[str],
            store: str) -> "Run":  # fmt: skip
     """The job's run under a launcher, else a new one-run sweep; its config recorded (the Hydra job's by default)."""
-    from ..run import current_run, start_run
+    from .hydra_job import start_framework_run
 
-    active = current_run()
-    if cfg is None and (active is None or not active.params_recorded):
-        cfg = _hydra_job_config()
-    return start_run(cfg, name=name, tags=tags, root=root, store=store)
-
-
-def _hydra_job_config() -> Any:
-    """The task config of the Hydra job this process runs, as Hydra saved it for the job; None outside Hydra."""
-    if "hydra" not in sys.modules:
-        return None
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from omegaconf import OmegaConf
-
-        if not HydraConfig.initialized():
-            return None
-        hydra = HydraConfig.get()
-        if hydra.output_subdir is None:
-            return None
-        path = Path(hydra.runtime.output_dir) / hydra.output_subdir / "config.yaml"
-        if not path.is_file():
-            return None
-        cfg = OmegaConf.load(path)
-        from ..run import flatten_config
-
-        flatten_config(cfg)  # it resolves here as it will when recorded
-        return cfg
-    except Exception:  # a config that cannot be read or resolved is not recorded; the run goes on
-        return None
+    return start_framework_run(cfg, name=name, tags=tags, root=root, store=store)
 
 
 def _just_saved(callback: ModelCheckpoint) -> Optional[str]:

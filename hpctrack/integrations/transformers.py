@@ -273,10 +273,7 @@ class HpctrackCallback(TrainerCallback):
         from ..identity import identity_from_env
         from ..run import current_run
 
-        active = current_run()
-        if active is not None:
-            self._run = active
-        else:
+        if current_run() is None:
             identity = identity_from_env()
             if identity is not None:
                 # A process its job started (torchrun inside the job, say): the job's own process is the
@@ -284,9 +281,10 @@ class HpctrackCallback(TrainerCallback):
                 self._warn(f"this process records nothing: its job's run {identity.run_id} is written by the "
                            "job's own process (call trainer.train() there, or hpctrack.start_run() before it)")  # fmt: skip
                 return None
-            import hpctrack
+        from .hydra_job import start_framework_run
 
-            self._run = hpctrack.start_run()
+        # The job's run (or a new one-run sweep), with the Hydra job's config unless the script recorded one.
+        self._run = start_framework_run()
         if args is not None:  # an event before on_train_begin (evaluate before train): the params first
             self._record_params(self._run, args, model)
         return self._run
@@ -345,7 +343,14 @@ class HpctrackCallback(TrainerCallback):
                 continue
             name = metric_name(str(key))
             seen = self._at_step.get(name)
-            if seen is not None and _same(seen, number):
+            if seen is not None:
+                if not _same(seen, number):
+                    # evaluate() after train() ends at the step of the last evaluation: the history keeps
+                    # one value per step (the first), the summary has the latest.
+                    run.summary[name] = number
+                    self._warn_once(("again", name), f"{name} logged again at step {step} with another value: the "
+                                    "history keeps the first, the summary the latest (give evaluate() a "
+                                    "metric_key_prefix to keep both as metrics)")  # fmt: skip
                 continue  # logged at this step already (epoch in every log, evaluate's metrics twice)
             points[name] = number
         if points:

@@ -80,6 +80,30 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_into_the_same_run(hpctrack
     assert "HpctrackCallbackWarning" in logs and "'note' is not logged: a str" in logs
 
 
+def test_a_launched_trainer_records_its_hydra_config_and_an_evaluation_after_training_once(hpctrack_root, tmp_path):
+    import hpctrack
+    from hpctrack.store import open_store
+
+    # No start_run(cfg) in the script: the callback records the job's Hydra config itself. After
+    # training, evaluate() runs twice more at the last step: the history keeps one value per step.
+    proc = run_cli("launch", str(SCRIPT), "record_config=false", "evaluate_after=true", "max_steps=10",
+                   "--name", "hfeval", "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sweep = hpctrack.load_sweep("hfeval")
+    record = sweep.run(0)
+    assert record.params["max_steps"] == 10 and record.params["eval_steps"] == 5 and record.info["config_yaml"]
+    assert record.params["hf.args.max_steps"] == 10
+    for key in ("eval/loss", "eval/runtime"):
+        assert _steps(sweep, key) == [5, 10], key
+        raw = open_store(sweep.manifest.run_path(0), sweep.manifest.store).read_history(key, raw=True)
+        assert raw.step.tolist() == [5, 10], key  # not stored twice either
+    # The later evaluations at step 10 are the summary's (the last one's values).
+    assert "eval/loss" in record.summary and "eval/runtime" in record.summary
+    table = json.loads(run_cli("table", "hfeval", "-m", "eval/runtime:count", "--format", "json", check=True).stdout)
+    assert table[0]["eval/runtime:count"] == 2
+    assert "logged again at step 10" in "".join(p.read_text() for p in (sweep.path / "runs/0/logs").glob("*.err"))
+
+
 def sweep_checkpoints(run_dir):
     return sorted((run_dir / "checkpoints").iterdir())
 
@@ -109,6 +133,6 @@ def test_a_plain_script_makes_a_one_run_sweep_and_trains_on_when_the_disk_fills(
     job = json.loads(run_cli("status", "latest", "--root", str(root), "--format", "json", check=True).stdout)["jobs"][0]
     assert job["state"] == "FAILED" and "no space left" in job["error"], job  # from its end record
     record = sweep.run(0)
-    assert record.params["hf.args.max_steps"] == 20 and "max_steps" not in record.params  # no config recorded
+    assert record.params["hf.args.max_steps"] == 20 and record.params["max_steps"] == 20  # the Hydra config too
     steps = _steps(sweep, "train/loss")
     assert steps == list(range(1, len(steps) + 1)) and 5 <= len(steps) < 20  # what was stored before the disk filled

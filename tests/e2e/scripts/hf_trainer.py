@@ -76,6 +76,9 @@ def main(cfg):
         model=model, args=args, train_dataset=data, eval_dataset=data[:16], callbacks=[HpctrackCallback(), Faults(cfg)]
     )
     trainer.train(resume_from_checkpoint=last_checkpoint())
+    if cfg.evaluate_after:
+        trainer.evaluate()
+        trainer.evaluate(eval_dataset=data[16:32])
     trainer.log({"note": "done", "custom": 1.5})  # the string is skipped (a warning), the number logged
     print(f"TRAINED {trainer.state.global_step}", flush=True)
 
