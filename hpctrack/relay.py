@@ -148,8 +148,10 @@ def parse_values(pairs: Sequence[str], *, text: bool, command: str) -> Dict[str,
     values: Dict[str, Value] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip() or not raw.strip():
+        if not sep or not key.strip():
             raise ConfigError(f"{pair!r} is not KEY=VALUE (e.g. loss=0.25)")
+        if not raw.strip() and not text:  # an empty text value is a value (a shell variable that is empty)
+            raise ConfigError(f"{pair!r}: no value; hpctrack {command} takes numbers such as 0.25, 3, nan")
         if key != key.strip():
             raise ConfigError(f"{pair!r}: the key has spaces around it; write {key.strip()}={raw}")
         check_name(f"hpctrack {command}: key", key, "shorten it")

@@ -130,3 +130,14 @@ def test_slurms_requeue_signal_reaches_the_command_before_the_runs_own_handler(t
     assert (tmp_path / "ckpt").read_text() == "saved\n"
     assert events == [("handler", True)]  # once, after the command had saved its state and ended
     assert run.info["exec"]["exit_code"] == 0
+
+
+def test_an_empty_text_value_is_a_summary_value_and_an_empty_number_says_so():
+    from hpctrack.relay import parse_values
+
+    # `hpctrack summary final=$v label="$label"` with an empty $label: both recorded.
+    assert parse_values(["final=3", "label="], text=True, command="summary") == {"final": 3, "label": ""}
+    with pytest.raises(ConfigError, match=r"'loss=': no value; hpctrack log takes numbers"):
+        parse_values(["loss="], text=False, command="log")
+    with pytest.raises(ConfigError, match="is not KEY=VALUE"):
+        parse_values(["=3"], text=True, command="summary")
