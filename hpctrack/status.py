@@ -169,11 +169,12 @@ class SweepStatus:
 
     def to_json(self, manifest: Manifest, *, only_stalled: bool = False) -> Dict[str, Any]:
         """The ``hpctrack status --format json`` payload (stable keys); ``only_stalled`` lists only those jobs."""
+        from .launch.registry import can_submit
         from .requeue import incomplete_jobs  # requeue builds on this module
 
         jobs = [s for s in self.jobs if s.stalled] if only_stalled else self.jobs
         return {"sweep": manifest.id, "name": manifest.name, "path": str(manifest.path),
-                "backend": manifest.backend, "note": self.note,
+                "backend": manifest.backend, "resumable": can_submit(manifest.backend), "note": self.note,
                 "summary": state_summary(s.state for s in self.jobs),
                 "incomplete": {str(i): why for i, why in incomplete_jobs(manifest, self.jobs).items()},
                 "lost": {str(i): why for i, why in self.lost.items()},

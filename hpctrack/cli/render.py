@@ -196,6 +196,7 @@ def status_view(
     if hidden:
         parts.append(Text(_hidden_line(hidden, printable(ref)), style="dim"))
     parts.append(Text(state_summary(s.state for s in st.jobs)))
+    from ..launch.registry import can_submit
     from ..requeue import incomplete_jobs
 
     study = None
@@ -216,7 +217,11 @@ def status_view(
             Text(
                 printable(
                     f"without a completed run: {len(gap)} of {len(st.jobs)} configs: {listing}; "
-                    f"`hpctrack resume {ref}` submits them"
+                    + (
+                        f"`hpctrack resume {ref}` submits them"
+                        if can_submit(manifest.backend)
+                        else "a plain script run: run the script again"
+                    )  # fmt: skip
                 ),
                 style="yellow",
             )

@@ -51,3 +51,15 @@ def backend_class(name: str) -> Type[Backend]:
 def backend_names(*, launchable: bool = True) -> List[str]:
     """Registered backend names, sorted; with ``launchable``, only those ``hpctrack launch`` can submit to."""
     return sorted(name for name in BACKENDS if not launchable or backend_class(name).launches)
+
+
+def can_submit(name: str) -> bool:
+    """Whether ``hpctrack resume``/``requeue`` can submit jobs of a sweep of backend ``name``.
+
+    False for a plain script run (``python train.py``); True for a backend this installation
+    does not know, for which ``resume`` gives its own error.
+    """
+    try:
+        return backend_class(name).launches
+    except Exception:
+        return True

@@ -179,3 +179,17 @@ def test_stalled_flag_in_status_stalled_watch_and_json(hpctrack_root, tmp_path, 
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_failed_plain_script_run_is_not_offered_to_resume(hpctrack_root, tmp_path):
+    # `resume` refuses a plain script run (python train.py): status must not suggest it.
+    script = tmp_path / "plain.py"
+    script.write_text("import hpctrack\nwith hpctrack.start_run({'a': 1}, name='plain') as run:\n"
+                      "    run.log({'x': 1.0})\n    raise RuntimeError('boom')\n")  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "boom" in proc.stderr
+    out = run_cli("status", "plain", check=True).stdout
+    assert "without a completed run: 1 of 1 configs" in out, out
+    assert "hpctrack resume" not in out and "run the script again" in out, out
+    refused = run_cli("resume", "plain")
+    assert refused.returncode != 0 and "run the script again" in refused.stderr

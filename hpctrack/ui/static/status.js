@@ -62,7 +62,9 @@ export function statusPanel(sweep) {
     // `hpctrack status`'s words: configs without a completed run (resume submits them)
     if (incomplete.length) {
       lines.push(`without a completed run: ${incomplete.length} of ${(data.jobs || []).length} configs: `
-        + `${incomplete.map(([j, why]) => `${j} (${why})`).join(", ")}; \`hpctrack resume ${data.name || data.sweep}\` submits them`);
+        + `${incomplete.map(([j, why]) => `${j} (${why})`).join(", ")}; `
+        + (data.resumable === false ? "a plain script run: run the script again"
+          : `\`hpctrack resume ${data.name || data.sweep}\` submits them`));
     }
     if (lost.length) lines.push(`lost: ${lost.map(([j, why]) => `${j} (${why})`).join("; ")}`);
     if ((data.stalled || []).length) lines.push(`stalled: ${data.stalled.join(", ")}`);
