@@ -435,7 +435,10 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
                        + (f", code {a['code']}" if a.get("code") else ""))  # fmt: skip
     if d.get("error"):
         kind, message = d["error"].get("type"), d["error"].get("message")
-        out.append(f"  error:      {kind}" + (f": {message}" if message and message != kind else ""))
+        text = f"{kind}" + (f": {message}" if message and message != kind else "")
+        first, *more = str(text).splitlines() or [""]
+        out.append(f"  error:      {first}")
+        out.extend(f"              {line}" for line in more)  # a command's stderr tail, line by line
     if d.get("summary"):
         out.append("  summary:    " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["summary"].items()))
     if d.get("tags"):

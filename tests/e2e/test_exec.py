@@ -86,6 +86,12 @@ def test_values_reach_the_program_verbatim_and_a_failing_command_ends_failed(hpc
     record = sweep.run(1)
     assert "starting the solver" in record.status["error"]["message"]  # the stderr's last lines, in full
     assert record.info["exec"]["exit_code"] == 3
+    # show prints the stderr tail line by line, under the error (never one line of literal \n)
+    show = run_cli("show", "hostile/1", check=True).stdout.splitlines()
+    at = next(i for i, line in enumerate(show) if line.startswith("  error:"))
+    tail = show[at + 1 : at + 4]
+    assert "\\n" not in show[at] and any("starting the solver" in line for line in tail), show[at : at + 4]
+    assert all(line.startswith("              ") for line in tail), tail
 
     # A rerun runs the same command with the same config, from the launch directory's code.
     rerun = run_cli("rerun", "hostile/0", "--no-progress", cwd=tmp_path / "root")
