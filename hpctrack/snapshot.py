@@ -116,6 +116,16 @@ def _digest(root: Path, files: List[str], too_big: str) -> Tuple[str, int]:
 _TOO_BIG = "set hydra.launcher.code_snapshot=false (or --no-code-snapshot)"
 
 
+def snapshot_listing(script: str) -> Tuple[Path, List[str], str]:
+    """(root, files relative to it, where they come from: ``git`` or ``folder``) of the snapshot ``script`` would get.
+
+    What :func:`make_snapshot` copies, without copying: a launch checks that the files a
+    command names are in it before any job runs.
+    """
+    root, files, ident = _files(script)
+    return root, files, str(ident.get("source"))
+
+
 def make_snapshot(script: str, hpctrack_root: Path, *, too_big: str = _TOO_BIG) -> Dict[str, Any]:
     """Copy the code of ``script`` into ``ROOT/code/<digest>/`` (once); returns what the manifest records.
 

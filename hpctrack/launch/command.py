@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -169,6 +170,34 @@ def _relative_program_note(template: str, launch_dir: str) -> Optional[str]:
             "unless the command makes it there")  # fmt: skip
 
 
+# ${...} is the job's config (OmegaConf): the shell's variable is written $HPCTRACK_CODE_DIR
+_CODE_DIR_PATH = re.compile(r"\$HPCTRACK_CODE_DIR/([^\s\"'`;|&<>()$]+)")
+
+
+def _check_code_dir_files(template: str, launch_dir: str) -> None:
+    """Refuse a command naming ``$HPCTRACK_CODE_DIR/<path>`` that the sweep's code snapshot will not hold.
+
+    Each job would fail on it ("cannot open"): in a git repository the snapshot holds the tracked
+    files only, and a new program is often not added yet.
+    """
+    from ..snapshot import snapshot_listing
+
+    paths = [m.group(1) for m in _CODE_DIR_PATH.finditer(template) if "{" not in m.group(1)]
+    if not paths:
+        return
+    root, files, source = snapshot_listing(launch_dir)
+    held = set(files)
+    base = os.path.relpath(os.path.realpath(launch_dir), os.path.realpath(root))
+    for path in paths:
+        rel = os.path.normpath(os.path.join(base, path))
+        if rel in held or any(f.startswith(rel.rstrip("/") + "/") for f in files):
+            continue
+        why = (f"it is not tracked by git in {root}: `git add {rel}` (committing is not needed)" if source == "git"
+               else f"it is not in {root}, or .hpctrackignore leaves it out")  # fmt: skip
+        raise ConfigError(f"--exec: $HPCTRACK_CODE_DIR/{path}: {rel} is not in the sweep's code snapshot, so every "
+                          f"job would fail on it; {why}")  # fmt: skip
+
+
 def _default_name(template: str) -> str:
     """The sweep's name when none is given: the program the command runs (``./heat --dt 1`` -> ``heat``)."""
     try:
@@ -302,6 +331,8 @@ def launch_command(
     cwd = os.path.abspath(launch_dir) if launch_dir else os.getcwd()
     if not os.path.isdir(cwd):
         raise ConfigError(f"the launch directory {cwd} no longer exists: its code cannot be run")
+    if code_snapshot:
+        _check_code_dir_files(template, cwd)
     note = _relative_program_note(template, cwd)
     if note is not None:
         print(f"hpctrack: warning: {note}", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -203,3 +204,29 @@ def test_bad_input_is_one_line_before_anything_is_written(hpctrack_root, tmp_pat
         proc = run_cli("launch", *args, cwd=tmp_path)
         assert proc.returncode == 1 and len(error_lines(proc.stderr)) == 1 and message in proc.stderr, (args, proc)
     assert not (hpctrack_root / "sweeps").exists() or not list((hpctrack_root / "sweeps").iterdir())
+
+
+def test_a_program_left_out_of_the_code_snapshot_is_refused_before_launch(hpctrack_root, tmp_path):
+    # In a git repository the snapshot holds the tracked files: an untracked program named by
+    # $HPCTRACK_CODE_DIR would make every job fail ("cannot open").
+    repo = tmp_path / "repo"
+    (repo / "prog").mkdir(parents=True)
+    (repo / "README").write_text("x\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x", "--allow-empty"],
+                   cwd=repo, check=True)  # fmt: skip
+    subprocess.run(["git", "add", "README"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "r"], cwd=repo, check=True)
+    (repo / "prog" / "sim.sh").write_text("echo ${1}\n")
+    for form in ("$HPCTRACK_CODE_DIR/sim.sh", '"$HPCTRACK_CODE_DIR/sim.sh"'):
+        proc = run_cli("launch", "--exec", f"sh {form} ${{a}}", "a=1,2", "--name", "untracked", cwd=repo / "prog")
+        assert proc.returncode == 1 and len(error_lines(proc.stderr)) == 1, (form, proc.stderr)
+        assert "prog/sim.sh is not in the sweep's code snapshot" in proc.stderr and "git add" in proc.stderr, (
+            proc.stderr
+        )
+    assert not (hpctrack_root / "sweeps").exists() or not list((hpctrack_root / "sweeps").iterdir())
+
+    subprocess.run(["git", "add", "prog/sim.sh"], cwd=repo, check=True)  # tracked (not committed): in the snapshot
+    proc = run_cli("launch", "--exec", "sh $HPCTRACK_CODE_DIR/sim.sh ${a}", "a=1", "--name", "tracked",
+                   "--no-progress", cwd=repo / "prog")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
