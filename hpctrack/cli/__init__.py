@@ -10,7 +10,7 @@ and infinities become null.
 
 The commands are grouped by verb family: :mod:`.jobs` (launch, requeue, resume,
 cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.tidy` (tag, note, rm, pin, unpin), :mod:`.results` (table,
-compare, plot) and :mod:`.upkeep` (verify, reindex, gc); `runs` (search across sweeps) sits with the results, `ui` (the dashboard) in :mod:`.ui`; what they print is
+compare, plot) and :mod:`.upkeep` (verify, reindex, gc); `runs` (search across sweeps) sits with the results, `ui` (the dashboard) in :mod:`.ui`, `models` (the model registry) in :mod:`.models`; what they print is
 rendered in :mod:`.render`. Nothing in the library imports this package.
 """
 

@@ -121,6 +121,7 @@ COMMAND_MODULES: Dict[str, str] = {
     **dict.fromkeys(("table", "compare", "plot", "runs"), "results"),
     **dict.fromkeys(("verify", "reindex", "gc"), "upkeep"),
     "ui": "ui",
+    "models": "models",
 }
 
 
