@@ -33,7 +33,9 @@ def models() -> None:
 @click.option("--checkpoint", default=None, metavar="latest|N", help="The run's newest checkpoint, or number N.")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Point ALIAS at the new version (repeatable).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag of the version (repeatable).")
-@click.option("--parent", "parents", multiple=True, metavar="REF", help="A version it was fine-tuned from (repeatable).")
+@click.option(
+    "--parent", "parents", multiple=True, metavar="REF", help="A version it was fine-tuned from (repeatable)."
+)
 @click.option("--description", default=None, help="One line about the version.")
 @root_option
 @handle_errors
@@ -240,13 +242,18 @@ def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, r
         return
     held = aliases_at(name, at, alias=alias_name, root=root)
     if fmt == "json":
-        echo_json({a: (e["new"] if e else None) for a, e in held.items()})
+        echo_json({a: (ev["new"] if ev else None) for a, ev in held.items()})
         return
     if not held:
         echo(f"model {name} has no alias" + (f" {alias_name!r}" if alias_name else "") + " in its history")
-    for a, e in held.items():
-        echo(f"{name}@{a} at {at}: " + (f"version {e['new']}  (since {_when(e['time'])}, set by {e['by']}@{e['host']}"
-                                       + (f": {e['reason']}" if e.get("reason") else "") + ")" if e else "none"))  # fmt: skip
+    for a, ev in held.items():
+        if ev is None:
+            echo(f"{name}@{a} at {at}: none")
+            continue
+        why = f": {ev['reason']}" if ev.get("reason") else ""
+        echo(
+            f"{name}@{a} at {at}: version {ev['new']}  (since {_when(ev['time'])}, set by {ev['by']}@{ev['host']}{why})"
+        )
 
 
 @models.command("path")

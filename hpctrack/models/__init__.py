@@ -232,9 +232,15 @@ def download(ref: str, dest: Union[str, Path], *, root: Optional[Union[str, Path
 
 
 def set_alias(
-    name: str, version: int, alias: str, *, reason: Optional[str] = None, root: Optional[Union[str, Path]] = None
+    name: str,
+    version: Union[int, str],
+    alias: str,
+    *,
+    reason: Optional[str] = None,
+    root: Optional[Union[str, Path]] = None,
 ) -> Optional[int]:
-    """Point ``alias`` of model ``name`` at ``version`` (atomically); returns the version it held before.
+    """Point ``alias`` of model ``name`` at ``version`` (a number, or ``"latest"``) atomically; returns the
+    version it held before.
 
     Raises
     ------
@@ -305,9 +311,7 @@ def remove_alias(
 unalias = remove_alias
 
 
-def set_tag(
-    ref: str, key: str, value: Optional[str], *, root: Optional[Union[str, Path]] = None
-) -> Dict[str, str]:
+def set_tag(ref: str, key: str, value: Optional[str], *, root: Optional[Union[str, Path]] = None) -> Dict[str, str]:
     """Set tag ``key`` of version ``ref`` to ``value`` (None removes it); returns its tags after (an event)."""
     from ._state import change_tags
 
@@ -357,9 +361,7 @@ def versions(
     return versions_frame(_layout(root), name, where, sort, deleted)
 
 
-def history(
-    name: str, *, alias: Optional[str] = None, root: Optional[Union[str, Path]] = None
-) -> List[Dict[str, Any]]:
+def history(name: str, *, alias: Optional[str] = None, root: Optional[Union[str, Path]] = None) -> List[Dict[str, Any]]:
     """Every event of model ``name`` (only those of ``alias`` when given), oldest first.
 
     An event holds ``kind`` (register, alias, unalias, tag, delete, purge), ``version``, ``alias``,
