@@ -45,6 +45,8 @@ def _checked_tags(tags: Optional[Mapping[str, str]]) -> Dict[str, str]:
 
     given = dict(tags or {})
     for key, value in given.items():
+        if not isinstance(key, str) or not key or "=" in key:
+            raise ConfigError(f"tag key {key!r}: a key is non-empty text without '=' (key=value)")
         if not isinstance(value, str) or not value:
             raise ConfigError(f"tag {key!r}: a value is non-empty text (key=value)")
     values, _ = parse_tag_args([f"{k}={v}" for k, v in given.items()])
