@@ -397,10 +397,16 @@ def aliases_at(
 
 
 def _moment(when: Union[float, str]) -> float:
+    from datetime import datetime
+
     from .._since import parse_since
 
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         return float(when)
+    try:  # ISO 8601, to the microsecond, with or without an offset (without: local time)
+        return datetime.fromisoformat(str(when).strip()).timestamp()
+    except ValueError:
+        pass
     try:
         return parse_since(str(when))
     except ConfigError:
