@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import pytest
 from registry_fixtures import sweep_with_artifacts
@@ -120,3 +121,54 @@ def test_a_symlink_planted_for_the_aliases_folder_is_refused(hpctrack_root, tmp_
         hm.get_version("m@production")
     assert list(elsewhere.iterdir()) == []
     assert any("symlink" in p for p in hm.verify())
+
+
+def _as_nobody(root: str, out) -> None:
+    # What this user cannot read after the switch (the interpreter under /root) is imported first.
+    import grp  # noqa: F401
+
+    os.environ["HPCTRACK_ROOT"] = root
+    hm.set_alias("m", 1, "production")  # unchanged: loads every module the move needs
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    try:
+        hm.set_alias("m", 2, "production", reason="not mine to move")
+        out.put("moved")
+    except ConfigError as err:
+        out.put(str(err))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_an_alias_directory_of_another_group_is_refused_in_one_line_before_anything_is_written():
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="hpctrack-protected-", dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "root")
+        sweep_with_artifacts(Path(root), 2)
+        for i in range(2):
+            hm.register(f"src/{i}", artifact="artifacts/model.bin", name="m", root=root)
+        hm.set_alias("m", 1, "production", root=root)
+        model = os.path.join(root, "registry", "m")
+        for folder in (root, os.path.join(root, "registry")):
+            os.chmod(folder, 0o755)
+        for folder in (model, os.path.join(model, "events"), os.path.join(model, "aliases")):
+            os.chmod(folder, 0o1777 if folder.endswith("aliases") else 0o777)
+        os.chmod(os.path.join(model, "aliases", "production"), 0o2775)  # group root: nobody is not a member
+        events_before = sorted(os.listdir(os.path.join(model, "events")))
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        proc = ctx.Process(target=_as_nobody, args=(root, out))
+        proc.start()
+        message = out.get(timeout=60)
+        proc.join(timeout=60)
+        assert "is protected" in message and "group root" in message and "drwxrwsr-x" in message, message
+        assert "\n" not in message
+        assert hm.get_version("m@production", root=root).version == 1
+        assert sorted(os.listdir(os.path.join(model, "events"))) == events_before
+        assert hm.set_alias("m", 2, "production", root=root) == 1  # a member (here: its owner) moves it
+    finally:
+        shutil.rmtree(base)
