@@ -44,7 +44,8 @@ def test_readers_never_see_a_torn_alias_during_1000_moves_by_two_writers(hpctrac
         data = json.loads(raw)  # an empty or half-written file raises here
         assert data["alias"] == "production" and data["version"] in (1, 2, 3), raw
         seen.add(data["version"])
-        assert hm.get_version("m@production").version in (1, 2, 3)
+        if reads % 50 == 0:  # and through the library, as a script loading NAME@production does
+            assert hm.get_version("m@production").version in (1, 2, 3)
         reads += 1
     for w in writers:
         w.join(timeout=120)
