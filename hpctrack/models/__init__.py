@@ -389,11 +389,15 @@ def aliases_at(
     the event that set the version it held then (its ``new`` is the version), or None.
     """
     from ._read import aliases_at as replay
+    from ._read import require_model
 
     check_model_name(name)
     if alias is not None:
         check_alias_name(alias)
-    return replay(_layout(root), name, _moment(when), alias)
+    moment = _moment(when)
+    layout = _layout(root)
+    require_model(layout, name)
+    return replay(layout, name, moment, alias)
 
 
 def _moment(when: Union[float, str]) -> float:

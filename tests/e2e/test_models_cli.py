@@ -95,8 +95,9 @@ def test_register_promote_load_history_and_outlive_the_sweep(hpctrack_root, tmp_
 
     # the registered runs are pinned: rm refuses and says why; gc never touches run data
     _one_error(run_cli("rm", "digits"), "registered as digits-mlp/1", "registered as digits-mlp/2", "hpctrack unpin")
-    run_cli("gc", "digits", check=True)
-    assert _script(LOAD).returncode == 0
+    run_dir = hpctrack_root / "sweeps" / run["sweep_id"] / "runs" / str(best)
+    run_cli("gc", "digits", check=True)  # removes submitit's pickles only, never run data
+    assert (run_dir / "artifacts" / "model.npz").is_file() and _script(LOAD).returncode == 0
 
     # the sweep goes; the versions stay whole and loadable
     run_cli("unpin", "digits", "0", "1", check=True)
