@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._upkeep import GcResult
 
 __all__ = ["register", "set_alias", "remove_alias", "unalias", "get_version", "show", "get_path", "versions",
-           "history", "aliases_at", "download", "verify", "delete", "gc", "list_models", "set_tag",
+           "history", "aliases_at", "list_versions", "download", "verify", "delete", "gc", "list_models", "set_tag",
            "registered_from_run", "ModelVersion", "REGISTRY_DIR", "REGISTRY_VERSION"]  # fmt: skip
 
 
@@ -445,6 +445,18 @@ def gc(*, purge: bool = False, root: Optional[Union[str, Path]] = None) -> "GcRe
 
     layout = _layout(root)
     return collect(layout, purge)
+
+
+def list_versions(name: str, *, root: Optional[Union[str, Path]] = None) -> List[ModelVersion]:
+    """Every version of model ``name``, deleted ones included, by number (the dashboard's model page)."""
+    from ._read import load_version, require_model
+    from ._state import aliases_of
+
+    check_model_name(name)
+    layout = _layout(root)
+    require_model(layout, name)
+    held = aliases_of(layout, name)
+    return [load_version(layout, name, n, held) for n in layout.version_numbers(name)]
 
 
 def list_models(*, root: Optional[Union[str, Path]] = None) -> List[Dict[str, Any]]:
