@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from synthetic import ended_sweep
+from synthetic import dead_pid, ended_sweep  # noqa: F401 - dead_pid: re-exported for the registry tests
 
 SWEEP_ID = "20260101-000000-rgst"
 

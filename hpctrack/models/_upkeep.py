@@ -49,8 +49,8 @@ def _abandoned(folder: Path, layout: Layout) -> Optional[str]:
     except HpctrackError:
         owner = None
     if owner is None:  # killed before it wrote its owner: its name says host and pid (time-host-pid-rand)
-        parts = folder.name.split("-")
-        owner = {"host": parts[1] if len(parts) == 4 else "?", "pid": parts[2] if len(parts) == 4 else -1}
+        parts = folder.name.split("-")  # a host name may hold '-' itself
+        owner = {"host": "-".join(parts[1:-2]) or "?", "pid": parts[-2] if len(parts) >= 4 else -1}
     if owner_is_gone(owner):
         return f"its process (pid {owner.get('pid')} on {owner.get('host')}) is gone"
     ttl = float(settings.get("HPCTRACK_REGISTRY_STAGING_TTL_S"))
@@ -67,7 +67,8 @@ def _staging(layout: Layout, name: str) -> List[Path]:
     folder = layout.base / name / ".staging"
     if not folder.is_dir() or folder.is_symlink():
         return []
-    return [folder / e for e in sorted(os.listdir(folder)) if not (folder / e).is_symlink()]
+    return [folder / e for e in sorted(os.listdir(folder))
+            if not (folder / e).is_symlink() and (folder / e).is_dir()]  # fmt: skip
 
 
 def _missing_events(layout: Layout, name: str, numbers: List[int]) -> List[Dict[str, Any]]:

@@ -77,3 +77,23 @@ def test_a_temporary_alias_file_left_by_a_kill_is_removed_by_gc(registry):
     assert hm.get_version("m@production").version == 1
     assert hm.gc().temp_files_removed == 1
     assert sorted(p.name for p in folder.iterdir()) == ["alias.json"]
+
+
+def test_a_staging_dir_killed_before_its_owner_record_is_judged_by_its_name(registry):
+    import os
+    import socket
+
+    from registry_fixtures import dead_pid
+
+    from hpctrack.models._layout import safe_host
+
+    staging = registry / "registry" / "m" / ".staging"
+    staging.mkdir(exist_ok=True)
+    gone = staging / f"{0:020d}-{safe_host(socket.gethostname())}-{dead_pid()}-abcdef01"
+    alive = staging / f"{0:020d}-{safe_host(socket.gethostname())}-{os.getpid()}-abcdef02"
+    gone.mkdir()
+    alive.mkdir()
+    (staging / "stray-file").write_text("x")
+    done = hm.gc()
+    assert [p.split(" ")[0] for p in done.staging_removed] == [str(gone)]
+    assert alive.is_dir() and (staging / "stray-file").is_file()
