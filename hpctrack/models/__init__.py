@@ -16,6 +16,7 @@ A reference names a version as ``NAME`` (the newest version not deleted, also ``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -106,7 +107,7 @@ def register(
     from ..runinfo import resolve_run
     from ._lineage import find_source, lineage_of
     from ._payload import claim, stage
-    from ._state import model_lock, new_event, record_event
+    from ._state import model_lock, record_event
 
     check_model_name(name)
     wanted = [check_alias_name(a) for a in aliases]
@@ -120,13 +121,11 @@ def register(
     source, ckpt = find_source(sweep.manifest.run_path(index), info, artifact, checkpoint)
     layout.ensure()
     _ensure_model(layout, name)
-    event = new_event(name, "register", reason=description)
-    record = {"format_version": REGISTRY_VERSION, "model": name, "created": event["time"], "by": event["by"],
-              "host": event["host"], "job": event["job"], "description": description, "tags": tag_values,
-              "parents": parent_refs, "lineage": lineage, "event": event,
+    record = {"format_version": REGISTRY_VERSION, "model": name, "description": description, "tags": tag_values,
+              "parents": parent_refs, "lineage": lineage,
               "source": {"run": lineage["run"]["run_id"], "artifact": artifact, "checkpoint": ckpt,
                          "path": str(source.path)}}  # fmt: skip
-    staged = stage(layout, name, source, record)
+    staged, event = stage(layout, name, source, record)
     try:
         number = claim(layout, name, staged)
     except BaseException:
@@ -141,8 +140,7 @@ def register(
     notes = _pin(sweep, index, f"registered as {name}/{number}")
     for alias in wanted:
         set_alias(name, number, alias, reason=f"set when {name}/{number} was registered", root=layout.root)
-    version = get_version(f"{name}/{number}", root=layout.root)
-    return ModelVersion(**{**version.__dict__, "notes": notes})
+    return dataclasses.replace(get_version(f"{name}/{number}", root=layout.root), notes=notes)
 
 
 def _ensure_model(layout: Layout, name: str) -> None:

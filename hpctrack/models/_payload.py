@@ -17,7 +17,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from .._faults import pause_point
 from ..errors import ConfigError, StoreError, UnsafePathError
@@ -135,13 +135,16 @@ def make_writable(path: Path) -> None:
                 os.chmod(full, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IXUSR)
 
 
-def stage(layout: Layout, model: str, source: Source, record: Dict[str, Any]) -> Path:
+def stage(layout: Layout, model: str, source: Source, record: Dict[str, Any]) -> Tuple[Path, Dict[str, Any]]:
     """Stage a version of ``model``: payload, manifest, ``version.json``; every file fsynced and read-only.
 
-    Returns the staging directory, ready for :func:`claim`. Holds no lock. A failure removes what it
-    staged; a process killed here leaves a directory that ``models gc`` removes once it is gone.
+    Returns the staging directory, ready for :func:`claim`, and its register event (made once the
+    payload is copied, so its time is the claim's, not the start of a long copy). Holds no lock. A
+    failure removes what it staged; a process killed here leaves a directory that ``models gc``
+    removes once it is gone.
     """
     from ..safefs import rmtree
+    from ._state import new_event
 
     staging = layout.mkdir(model, ".staging")
     folder = staging / unique_stem()
@@ -151,8 +154,10 @@ def stage(layout: Layout, model: str, source: Source, record: Dict[str, Any]) ->
         (folder / OWNER_FILE).write_bytes(json_bytes(owner))
         os.mkdir(folder / PAYLOAD_DIR)
         files = _copy_payload(source, folder / PAYLOAD_DIR)
-        data = {**record, "payload": source.name, "files": files,
-                "size": sum(int(f["size"]) for f in files.values())}  # fmt: skip
+        event = new_event(model, "register", reason=record.get("description"))
+        data = {**record, "payload": source.name, "files": files, "size": sum(int(f["size"]) for f in files.values()),
+                "created": event["time"], "by": event["by"], "host": event["host"], "job": event["job"],
+                "event": event}  # fmt: skip
         fd = os.open(folder / VERSION_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(json_bytes(data))
@@ -164,7 +169,7 @@ def stage(layout: Layout, model: str, source: Source, record: Dict[str, Any]) ->
         make_writable(folder)
         rmtree(folder, layout.base)
         raise
-    return folder
+    return folder, event
 
 
 def claim(layout: Layout, model: str, staged: Path) -> int:

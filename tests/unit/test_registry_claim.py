@@ -17,7 +17,7 @@ from hpctrack.models._payload import Source, claim, stage
 def _staged(layout: Layout, root, model: str = "m"):
     src = root / "payload.bin"
     src.write_bytes(b"x" * 100)
-    return stage(layout, model, Source(src, root, "payload.bin"), {"format_version": 1, "model": model})
+    return stage(layout, model, Source(src, root, "payload.bin"), {"format_version": 1, "model": model})[0]
 
 
 def test_a_number_taken_by_another_claim_is_skipped_never_shared(hpctrack_root, tmp_path):
