@@ -66,7 +66,7 @@ def test_register_promote_load_history_and_outlive_the_sweep(hpctrack_root, tmp_
         at = datetime.fromtimestamp(move["time"] + 1e-3).isoformat()
         assert _json("models", "history", "digits-mlp", "--alias", "production", "--at", at) == {
             "production": move["new"]}  # fmt: skip
-    before = datetime.fromtimestamp(moves[0]["time"] - 1).isoformat()
+    before = datetime.fromtimestamp(_json("models", "history", "digits-mlp")[0]["time"] - 1e-3).isoformat()
     assert _json("models", "history", "digits-mlp", "--at", before) == {"production": None, "staging": None}
     text = run_cli("models", "history", "digits-mlp", check=True).stdout
     assert "production: 1 -> 2" in text and "reason: roll back" in text, text
