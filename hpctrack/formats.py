@@ -64,6 +64,7 @@ FORMATS: Tuple[FileFormat, ...] = (
     FileFormat(
         "checkpoints/<n>/checkpoint.json", 2, "key format_version (absent: 1)", "hpctrack.checkpoint:CHECKPOINT_VERSION"
     ),  # fmt: skip
+    FileFormat("registry/<model>/**/*.json", 1, "key format_version", "hpctrack.models:REGISTRY_VERSION"),
 )
 
 

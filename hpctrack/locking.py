@@ -37,12 +37,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Union
 
 from .errors import LockTimeout, RunBusyError, StoreError
 
 __all__ = ["lock", "LockGuard", "atomic_write", "describe_holder", "lock_ttl_s", "DEFAULT_LOCK_TIMEOUT_S",
-           "DEFAULT_LOCK_TTL_S", "WRITER_LEASE_FILE", "WriterLease", "WriterInfo", "writer_state"]  # fmt: skip
+           "DEFAULT_LOCK_TTL_S", "WRITER_LEASE_FILE", "WriterLease", "WriterInfo", "writer_state", "process_owner",
+           "owner_is_gone"]  # fmt: skip
 
 #: Bounded wait for one short update; long enough for a slow shared filesystem.
 DEFAULT_LOCK_TIMEOUT_S = 60.0
@@ -349,3 +350,26 @@ def writer_state(run_dir: PathLike) -> Optional[WriterInfo]:
     if host == host_name():
         alive = not owner_is_stale(pid, host, start)
     return WriterInfo(host=host, pid=pid, job_id=fields.get("job"), heartbeat_age_s=age, alive=alive)
+
+
+def process_owner() -> Dict[str, Any]:
+    """This process as :func:`owner_is_gone` can later judge it: host, pid and the pid's start token."""
+    from filelock._identity import host_name, process_start_token  # private: the lease's own liveness rule
+
+    pid = os.getpid()
+    return {"host": host_name(), "pid": pid, "start": process_start_token(pid)}
+
+
+def owner_is_gone(owner: Any) -> bool:
+    """Whether the process :func:`process_owner` described is provably gone (same host, pid dead or recycled).
+
+    A process on another host cannot be probed: False (only an age can speak for it).
+    """
+    from filelock._identity import owner_is_stale  # private: the lease's own liveness rule
+
+    try:
+        pid, host = int(owner["pid"]), str(owner["host"])
+        start = owner.get("start")
+        return bool(owner_is_stale(pid, host, int(start) if start is not None else None))
+    except (KeyError, TypeError, ValueError, AttributeError, OSError):
+        return False

@@ -131,6 +131,7 @@ def describe_run(sweep: Any, index: int) -> Dict[str, Any]:
         },
         "run_dir": str(manifest.run_path(index)),
         **_pins(sweep, index),
+        **_models(manifest.path, f"{manifest.id}/{index}"),
     }
     run_dir = manifest.run_path(index)
     end = endrecord.read(run_dir)
@@ -194,6 +195,18 @@ def _pins(sweep: Any, index: Optional[int] = None) -> Dict[str, Any]:
     except HpctrackError as err:
         return {"pins": [], "pins_error": one_line(err)}
     return {"pins": [asdict(p) for p in pins if index is None or p.run == index]}
+
+
+def _models(sweep_dir: Path, run_id: str) -> Dict[str, Any]:
+    """``models``: the registry's versions registered from the run (the registry of the root holding the
+    sweep, ``ROOT/sweeps/<id>`` or ``ROOT/trash/<id>``); a damaged registry is said, never fatal."""
+    from .errors import HpctrackError
+    from .models import registered_from_run
+
+    try:
+        return {"models": registered_from_run(run_id, root=Path(sweep_dir).parent.parent)}
+    except (HpctrackError, OSError) as err:
+        return {"models": [], "models_error": one_line(err)}
 
 
 #: Written by the Hydra launcher into a job's Hydra output directory: the run that wrote there.

@@ -78,6 +78,20 @@ SETTINGS: Dict[str, Setting] = {
             positive=True,
         ),
         Setting(
+            "HPCTRACK_REGISTRY_STAGING_TTL_S",
+            "float",
+            86400.0,
+            "seconds after which `hpctrack models gc` removes a registration's staging directory left by a "
+            "process on another host (one on this host goes as soon as its process is gone)",
+            positive=True,
+        ),
+        Setting(
+            "HPCTRACK_TEST_PAUSE_AT",
+            "str",
+            "",
+            "for fault tests only: a process that reaches the named point stops itself (SIGSTOP) there",
+        ),
+        Setting(
             "HPCTRACK_SECRET_KEYS",
             "str",
             "",

@@ -10,7 +10,7 @@ and infinities become null.
 
 The commands are grouped by verb family: :mod:`.jobs` (launch, requeue, resume,
 cancel, rerun), :mod:`.views` (status, ls, show, diff), :mod:`.tidy` (tag, note, rm, pin, unpin), :mod:`.results` (table,
-compare, plot) and :mod:`.upkeep` (verify, reindex, gc); `runs` (search across sweeps) sits with the results, `ui` (the dashboard) in :mod:`.ui`, and :mod:`.inside` has
+compare, plot) and :mod:`.upkeep` (verify, reindex, gc); `runs` (search across sweeps) sits with the results, `ui` (the dashboard) in :mod:`.ui`, `models` (the model registry) in :mod:`.models`, and :mod:`.inside` has
 the commands a job's own program calls (log, summary, artifact); what they print is
 rendered in :mod:`.render`. Nothing in the library imports this package.
 """

@@ -122,6 +122,7 @@ COMMAND_MODULES: Dict[str, str] = {
     **dict.fromkeys(("verify", "reindex", "gc"), "upkeep"),
     "ui": "ui",
     **dict.fromkeys(("log", "summary", "artifact"), "inside"),
+    "models": "models",
 }
 
 

@@ -352,6 +352,11 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         out.append(f"  pinned:     {pin['reason']}  ({pin['by']}@{pin['host']}, {_when(pin['at'])})")
     if d.get("pins_error"):
         out.append(f"  pinned:     not shown: {d['pins_error']}")
+    for m in d.get("models") or []:
+        out.append(f"  model:      {m['ref']}" + (f"  ({', '.join(m['aliases'])})" if m["aliases"] else "")
+                   + ("  (deleted)" if m["deleted"] else ""))  # fmt: skip
+    if d.get("models_error"):
+        out.append(f"  model:      not shown: {d['models_error']}")
     hydra = d.get("hydra") or {}
     if hydra.get("output_dir") and hydra["output_dir"] != d["run_dir"]:
         out.insert(

@@ -323,6 +323,50 @@ def _log(request: Request) -> Response:
     return json_response({"stream": stream, **log_tail(getattr(job, stream), _root(request), tail)})
 
 
+# -- the model registry (read-only) -------------------------------------------------------------
+
+
+def _models(request: Request) -> Response:
+    from ..models import list_models
+
+    return json_response({"models": list_models(root=_root(request))})
+
+
+def _model_name(request: Request) -> str:
+    from ..models import list_models
+
+    name = request.path_params["name"]
+    if name not in {m["name"] for m in list_models(root=_root(request))}:
+        raise NotFound(f"no model {name!r} in the registry")
+    return str(name)
+
+
+def _model(request: Request) -> Response:
+    from ..models import history, list_models, list_versions
+
+    root = _root(request)
+    name = _model_name(request)
+    listed = next(m for m in list_models(root=root) if m["name"] == name)
+    versions = []
+    for version in list_versions(name, root=root):
+        v = version.to_json()
+        lineage = v.pop("lineage")
+        versions.append({**v, "run": (lineage.get("run") or {}).get("run_id"), "metrics": lineage.get("metrics") or {}})
+    return json_response({**listed, "versions": versions, "history": history(name, root=root)})
+
+
+def _model_version(request: Request) -> Response:
+    from ..errors import ConfigError
+    from ..models import get_version
+
+    name = _model_name(request)
+    try:  # the name exists: what is left to refuse is the number
+        version = get_version(f"{name}/{int(request.path_params['version'])}", root=_root(request))
+    except ConfigError as err:
+        raise NotFound(str(err)) from None
+    return json_response(version.to_json())
+
+
 def _endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         return await _answer(fn, request)
@@ -345,4 +389,7 @@ ROUTES = [
     Route("/api/runs/{ref}/{job:int}/artifacts", _endpoint(_artifacts)),
     Route("/api/runs/{ref}/{job:int}/file", _endpoint(_file)),
     Route("/api/runs/{ref}/{job:int}/log", _endpoint(_log)),
+    Route("/api/models", _endpoint(_models)),
+    Route("/api/models/{name}", _endpoint(_model)),
+    Route("/api/models/{name}/{version:int}", _endpoint(_model_version)),
 ]

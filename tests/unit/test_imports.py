@@ -15,6 +15,14 @@ def test_import_hpctrack_pulls_in_no_heavy_dependency():
     assert json.loads(out.stdout) == []
 
 
+def test_import_hpctrack_models_pulls_in_no_heavy_dependency():
+    """Scripts load a model by name (``hm.get_path("NAME@production")``) on login and compute nodes alike."""
+    heavy = [*HEAVY, "numpy", "filelock"]
+    code = f"import sys, hpctrack.models; print(__import__('json').dumps([m for m in {heavy!r} if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
 def test_hydra_discovers_the_launcher_plugin():
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher

@@ -1,10 +1,11 @@
-// The dashboard's single page: hash routing between the sweeps, sweep, run and compare views.
+// The dashboard's single page: hash routing between the sweeps, sweep, run, compare and models views.
 // Every URL is relative (api/..., static/...): the app may be served under a prefix.
 import { add, fill, h, pageWords, setPagePath } from "./util.js";
 import { sweepsPage } from "./page-sweeps.js";
 import { sweepPage } from "./page-sweep.js";
 import { runPage } from "./page-run.js";
 import { comparePage } from "./page-compare.js";
+import { modelPage, modelsPage } from "./page-models.js";
 
 const app = document.getElementById("app");
 const crumbs = document.getElementById("crumbs");
@@ -17,6 +18,8 @@ function parse(hash) {
     case "sweep": return parts[1] ? [sweepPage, [parts[1]]] : null;
     case "run": return parts[1] && parts[2] !== undefined ? [runPage, [parts[1], parts[2]]] : null;
     case "compare": return parts[1] ? [comparePage, [parts[1].split(",").filter(Boolean)]] : null;
+    case "models": return [modelsPage, []];
+    case "model": return parts[1] ? [modelPage, [parts[1]]] : null;
     case "": return [sweepsPage, []];
     default: return null;
   }
