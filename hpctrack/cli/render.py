@@ -443,7 +443,8 @@ def print_run(d: Dict[str, Any], packages: bool) -> None:
         text = f"{kind}" + (f": {message}" if message and message != kind else "")
         first, *more = str(text).splitlines() or [""]
         out.append(f"  error:      {first}")
-        out.extend(f"              {line}" for line in more)  # a command's stderr tail, line by line
+        # A command's stderr tail, line by line, behind a gutter: a line of it never passes for one of show's.
+        out.extend(f"            | {line}" for line in more)
     if d.get("summary"):
         out.append("  summary:    " + ", ".join(f"{k}={fmt_value(v)}" for k, v in d["summary"].items()))
     if d.get("tags"):

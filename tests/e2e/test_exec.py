@@ -92,7 +92,7 @@ def test_values_reach_the_program_verbatim_and_a_failing_command_ends_failed(hpc
     at = next(i for i, line in enumerate(show) if line.startswith("  error:"))
     tail = show[at + 1 : at + 4]
     assert "\\n" not in show[at] and any("starting the solver" in line for line in tail), show[at : at + 4]
-    assert all(line.startswith("              ") for line in tail), tail
+    assert all(line.startswith("            | ") for line in tail), tail  # behind a gutter: never a line of show's
 
     # A rerun runs the same command with the same config, from the launch directory's code.
     rerun = run_cli("rerun", "hostile/0", "--no-progress", cwd=tmp_path / "root")
