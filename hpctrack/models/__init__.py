@@ -106,7 +106,7 @@ def register(
     """
     from ..runinfo import resolve_run
     from ._lineage import find_source, lineage_of
-    from ._payload import claim, stage
+    from ._payload import check_source, claim, stage
     from ._state import model_lock, record_event
 
     check_model_name(name)
@@ -119,6 +119,7 @@ def register(
     sweep, index = resolve_run(run, str(layout.root))
     lineage, info = lineage_of(sweep, index)
     source, ckpt = find_source(sweep.manifest.run_path(index), info, artifact, checkpoint)
+    check_source(source)
     layout.ensure()
     _ensure_model(layout, name)
     record = {"format_version": REGISTRY_VERSION, "model": name, "description": description, "tags": tag_values,

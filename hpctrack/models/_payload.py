@@ -24,7 +24,7 @@ from ..errors import ConfigError, StoreError, UnsafePathError
 from ..locking import fsync_dir, process_owner
 from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, json_bytes, unique_stem
 
-__all__ = ["Source", "stage", "claim", "payload_problems", "make_read_only", "make_writable", "copy_verified"]
+__all__ = ["Source", "check_source", "stage", "claim", "payload_problems", "make_read_only", "make_writable", "copy_verified"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CHUNK = 1 << 20
@@ -46,18 +46,59 @@ def _refuse_link(path: Path, source: Source) -> None:
                           f"regular files only; copy the file it names into {source.base} instead")  # fmt: skip
 
 
+def _not_regular(path: Path) -> ConfigError:
+    return ConfigError(f"{path} is not a regular file (a device, pipe or socket); register files only")
+
+
+def check_source(source: Source) -> None:
+    """Refuse, before anything is written, a source holding a symlink or anything but files and directories.
+
+    Only ``lstat`` is used: a FIFO is never opened (opening one blocks until a writer comes). The
+    copy checks each file again (:func:`_copy_file`), as the run may change in between.
+    """
+    st = os.lstat(source.path)
+    if stat.S_ISLNK(st.st_mode):
+        _refuse_link(source.path, source)
+    if stat.S_ISREG(st.st_mode):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise _not_regular(source.path)
+    for folder, dirs, names in os.walk(source.path):
+        for name in sorted(dirs + names):
+            full = Path(folder) / name
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                _refuse_link(full, source)
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise _not_regular(full)
+
+
+def _open_regular(src: Path) -> int:
+    """``src`` opened for reading, never through a link, never blocking on a FIFO: O_NONBLOCK on the
+    open (a FIFO without a writer would block there), cleared once fstat says it is a regular file."""
+    import fcntl
+
+    fd = os.open(src, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(src)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _copy_file(src: Path, dst: Path, source: Source) -> Dict[str, Any]:
     """Copy one regular file without following links; its size and sha256 from the bytes read."""
     try:
-        fd_in = os.open(src, os.O_RDONLY | _NOFOLLOW)
+        fd_in = _open_regular(src)
     except OSError as err:
         if err.errno == errno.ELOOP:
             _refuse_link(src, source)
         raise ConfigError(f"cannot read {src}: {err.strerror}; register a file that exists and is readable") from err
     try:
         before = os.fstat(fd_in)
-        if not stat.S_ISREG(before.st_mode):
-            raise ConfigError(f"{src} is not a regular file (a device, pipe or socket); register files only")
         digest, size = hashlib.sha256(), 0
         fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)  # the umask decides who reads
         try:
