@@ -73,6 +73,10 @@ def ls(fmt: str, root: Optional[str]) -> None:
     if not rows:
         echo("no models yet (`hpctrack models register RUN --artifact PATH --name NAME`)")
     for r in rows:
+        if r.get("problems"):
+            echo(f"{r['name']}  problem: {r['problems'][0]}" + (f" (and {len(r['problems']) - 1} more; see "
+                 "`hpctrack models verify`)" if len(r["problems"]) > 1 else ""))  # fmt: skip
+            continue
         aliases = " ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items())) or "-"
         echo(f"{r['name']}  versions: {r['versions']}  latest: {r['latest'] or '-'}  aliases: {aliases}"
              + (f"  ({r['deleted']} deleted)" if r["deleted"] else ""))  # fmt: skip

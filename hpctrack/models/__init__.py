@@ -459,7 +459,8 @@ def list_versions(name: str, *, root: Optional[Union[str, Path]] = None) -> List
 
 
 def list_models(*, root: Optional[Union[str, Path]] = None) -> List[Dict[str, Any]]:
-    """One entry per model: ``name``, ``versions`` (not deleted), ``deleted``, ``latest``, ``aliases``."""
+    """One entry per model: ``name``, ``versions`` (not deleted), ``deleted``, ``latest``, ``aliases``, ``problems``
+    (one line each: a model that cannot be read is listed with why, the others are unaffected)."""
     from ._read import model_rows
 
     return model_rows(_layout(root))

@@ -245,10 +245,19 @@ def payload_problems(version_dir: Path, files: Dict[str, Any]) -> List[str]:
     """
     from ..safefs import sha256_file
 
+    from ._layout import first_link, link_problem
+
     out: List[str] = []
     top = version_dir / PAYLOAD_DIR
+    planted = first_link(top, version_dir)
+    if planted is not None:  # nothing under a planted link is read: it may lead anywhere
+        return [link_problem(planted)]
     for rel, expected in sorted(files.items()):
         path = top / rel
+        planted = first_link(path.parent, top)
+        if planted is not None:
+            out.append(link_problem(planted))
+            continue
         try:
             st = os.lstat(path)
         except OSError:
@@ -283,12 +292,19 @@ def copy_verified(version_dir: Path, files: Dict[str, Any], payload: str, dest: 
     """
     from ..safefs import rmtree
 
+    from ._layout import first_link, link_problem
+
+    top = version_dir / PAYLOAD_DIR
+    for rel in sorted(files):
+        planted = first_link((top / rel).parent, version_dir)
+        if planted is not None:
+            raise UnsafePathError(f"refusing to download {top / rel}: {link_problem(planted)}; nothing was downloaded; "
+                                  "run `hpctrack models verify`")  # fmt: skip
     target = dest / payload
     if os.path.lexists(target):
         raise ConfigError(f"{target} already exists; download into another directory or remove it first")
     dest.mkdir(parents=True, exist_ok=True)
     tmp = dest / f".{payload}.{unique_stem()}.tmp"
-    top = version_dir / PAYLOAD_DIR
     source = Source(top, top, payload)
     os.mkdir(tmp, 0o700)
     try:

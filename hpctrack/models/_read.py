@@ -92,6 +92,7 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
     numbers = layout.version_numbers(name)
     if parsed.version is not None:
         if parsed.version not in numbers:
+            layout.sub(name, "versions", str(parsed.version))  # a symlink planted there: named, not "no version"
             raise ConfigError(f"model {name!r} has no version {parsed.version} (versions: "
                               f"{', '.join(map(str, numbers)) or 'none'})")  # fmt: skip
         return parsed
@@ -184,11 +185,16 @@ def aliases_at(layout: Layout, name: str, when: float, alias: Optional[str]) -> 
 
 
 def model_rows(layout: Layout) -> List[Dict[str, Any]]:
-    """One row per model: name, versions, latest, aliases (``models ls``)."""
-    rows = []
+    """One row per model: name, versions, latest, aliases, problems (``models ls``; a link planted as a
+    model directory is a row with its problem, never followed)."""
+    from ._layout import link_problem
+
+    rows: List[Dict[str, Any]] = [{"name": p.name, "versions": 0, "deleted": 0, "latest": None, "aliases": {},
+                                   "problems": [link_problem(p)]} for p in layout.planted()]  # fmt: skip
     for name in layout.models():
         numbers = layout.version_numbers(name)
         live = [n for n in numbers if tombstone(layout, name, n) is None]
         rows.append({"name": name, "versions": len(live), "deleted": len(numbers) - len(live),
-                     "latest": live[-1] if live else None, "aliases": aliases_of(layout, name)})  # fmt: skip
-    return rows
+                     "latest": live[-1] if live else None, "aliases": aliases_of(layout, name),
+                     "problems": []})  # fmt: skip
+    return sorted(rows, key=lambda r: r["name"])

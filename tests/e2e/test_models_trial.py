@@ -60,3 +60,48 @@ def test_a_fifo_is_refused_in_one_line_without_hanging_and_nothing_is_staged(hpc
     staging = hpctrack_root / "registry" / "m2" / ".staging"
     assert not staging.exists() or list(staging.iterdir()) == []
     assert run_cli("models", "verify").stdout.strip() == "registry ok"
+
+
+def _writable_tree(path) -> None:
+    for folder, dirs, _names in os.walk(path):
+        os.chmod(folder, 0o755)
+
+
+def test_symlinks_planted_as_payload_version_or_model_dir_are_never_followed(hpctrack_root, tmp_path):
+    import shutil
+
+    _registry(hpctrack_root)
+    for name in ("m", "m2", "m3"):
+        _register(name=name)
+    reg = hpctrack_root / "registry"
+    # versions/1/files -> an identical copy outside the registry (the attacker can change it later)
+    files = reg / "m" / "versions" / "1" / "files"
+    shutil.copytree(files, tmp_path / "evil-files")
+    os.chmod(files.parent, 0o755)
+    os.chmod(files, 0o755)
+    files.rename(files.parent / "moved")
+    os.symlink(tmp_path / "evil-files", files)
+    # versions/1 of m2 -> an identical copy inside the registry
+    v1 = reg / "m2" / "versions" / "1"
+    os.chmod(v1.parent, 0o755)
+    shutil.copytree(v1, reg / "m2" / "copy", symlinks=True)
+    _writable_tree(v1)
+    shutil.rmtree(v1)
+    os.symlink(reg / "m2" / "copy", v1)
+    # the model directory m4 -> model m3 (inside the registry)
+    os.symlink(reg / "m3", reg / "m4")
+
+    for ref, planted in [("m/1", files), ("m2/1", v1), ("m4/1", reg / "m4")]:
+        _one_error(run_cli("models", "path", ref), "symlink", str(planted))
+        _one_error(run_cli("models", "download", ref, str(tmp_path / "dl" / ref.replace("/", "-"))), "symlink",
+                   str(planted))  # fmt: skip
+        code = f"import hpctrack.models as hm; print(hm.get_path({ref!r}))"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "symlink" in proc.stderr, (proc.stdout, proc.stderr)
+    proc = run_cli("models", "verify")
+    assert proc.returncode == 1, proc.stdout
+    for planted in (files, v1, reg / "m4"):
+        assert sum(str(planted) in line and "symlink" in line for line in proc.stdout.splitlines()) == 1, proc.stdout
+    out = run_cli("models", "ls").stdout
+    assert any(line.startswith("m4") and "symlink" in line for line in out.splitlines()), out
+    assert any(line.startswith("m3  versions: 1") for line in out.splitlines()), out
