@@ -127,6 +127,7 @@ def _print_version(d: Dict[str, Any]) -> None:
         f"  packages:    {lin.get('packages_count', 0)} (sha256 {lin.get('packages_sha256') or '-'})",
         f"  parents:     {', '.join(d['parents']) or '-'}",
     ]  # fmt: skip
+    lines += [f"  problem:     {p}" for p in d.get("problems") or []]
     if d.get("description"):
         lines.append(f"  description: {d['description']}")
     if d["deleted"]:

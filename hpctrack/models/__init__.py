@@ -454,8 +454,9 @@ def list_versions(name: str, *, root: Optional[Union[str, Path]] = None) -> List
     check_model_name(name)
     layout = _layout(root)
     require_model(layout, name)
-    held = aliases_of(layout, name)
-    return [load_version(layout, name, n, held) for n in layout.version_numbers(name)]
+    problems: List[str] = []
+    held = aliases_of(layout, name, problems)
+    return [load_version(layout, name, n, held, problems) for n in layout.version_numbers(name)]
 
 
 def list_models(*, root: Optional[Union[str, Path]] = None) -> List[Dict[str, Any]]:

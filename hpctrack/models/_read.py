@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, HpctrackError, StoreError
 from ._layout import MODEL_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, Ref, parse_ref, read_json
 from ._state import aliases_of, read_alias, read_events, read_tags, tombstone
 
@@ -52,6 +52,9 @@ class ModelVersion:
     description: Optional[str] = None
     #: Things to know about the registration itself (e.g. the run could not be pinned).
     notes: List[str] = field(default_factory=list)
+    #: What is wrong around it that does not stop it being read (an alias of its model that cannot
+    #: be read: a planted link, a damaged file), one line each.
+    problems: List[str] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -69,7 +72,7 @@ class ModelVersion:
                 "created": self.created, "by": self.by, "host": self.host, "aliases": self.aliases,
                 "tags": self.tags, "description": self.description, "parents": self.parents, "source": self.source,
                 "lineage": self.lineage, "files": self.files, "deleted": self.deleted, "purged": self.purged,
-                "notes": self.notes}  # fmt: skip
+                "notes": self.notes, "problems": self.problems}  # fmt: skip
 
 
 def _no_model(layout: Layout, name: str) -> ConfigError:
@@ -109,15 +112,22 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
     return Ref(name, version=live[-1])
 
 
-def load_version(layout: Layout, name: str, number: int, aliases: Optional[Dict[str, int]] = None) -> ModelVersion:
-    """The :class:`ModelVersion` ``name/number`` from its ``version.json`` and its mutable state."""
+def load_version(
+    layout: Layout, name: str, number: int, aliases: Optional[Dict[str, int]] = None, problems: Sequence[str] = ()
+) -> ModelVersion:
+    """The :class:`ModelVersion` ``name/number`` from its ``version.json`` and its mutable state.
+
+    ``aliases``: the model's aliases, read once for many versions, with ``problems`` the lines
+    :func:`aliases_of` gave for those it could not read.
+    """
     folder = layout.sub(name, "versions", str(number))
     data = read_json(folder / VERSION_FILE, layout.base, "version record")
     if data is None:
         raise StoreError(f"{folder / VERSION_FILE} is missing: the version is damaged; see `hpctrack models verify`")
     tags_file = read_tags(layout, name, number)
     tags = dict(tags_file["tags"]) if tags_file is not None else dict(data.get("tags") or {})
-    held = aliases_of(layout, name) if aliases is None else aliases
+    found: List[str] = list(problems)
+    held = aliases_of(layout, name, found) if aliases is None else aliases
     dead = tombstone(layout, name, number)
     return ModelVersion(
         name=name, version=number, path=folder, payload=str(data.get("payload", "")),
@@ -126,7 +136,7 @@ def load_version(layout: Layout, name: str, number: int, aliases: Optional[Dict[
         source=data.get("source") or {}, parents=list(data.get("parents") or []), files=data.get("files") or {},
         deleted=dead.get("event") if dead is not None else None,
         purged=dead is not None and not os.path.lexists(folder / PAYLOAD_DIR),
-        description=data.get("description"),
+        description=data.get("description"), problems=found,
     )  # fmt: skip
 
 
@@ -142,7 +152,7 @@ def versions_frame(
     from ..query import FilterError, filter_frame
 
     require_model(layout, name)
-    held = aliases_of(layout, name)
+    held = aliases_of(layout, name, [])  # an unreadable alias: `models verify` and `show` name it
     rows: List[Dict[str, Any]] = []
     for number in layout.version_numbers(name):
         v = load_version(layout, name, number, held)
@@ -192,9 +202,14 @@ def model_rows(layout: Layout) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = [{"name": p.name, "versions": 0, "deleted": 0, "latest": None, "aliases": {},
                                    "problems": [link_problem(p)]} for p in layout.planted()]  # fmt: skip
     for name in layout.models():
-        numbers = layout.version_numbers(name)
-        live = [n for n in numbers if tombstone(layout, name, n) is None]
-        rows.append({"name": name, "versions": len(live), "deleted": len(numbers) - len(live),
-                     "latest": live[-1] if live else None, "aliases": aliases_of(layout, name),
-                     "problems": []})  # fmt: skip
+        problems: List[str] = []
+        row: Dict[str, Any] = {"name": name, "versions": 0, "deleted": 0, "latest": None, "aliases": {}}
+        try:
+            numbers = layout.version_numbers(name)
+            live = [n for n in numbers if tombstone(layout, name, n) is None]
+            row.update(versions=len(live), deleted=len(numbers) - len(live), latest=live[-1] if live else None,
+                       aliases=aliases_of(layout, name, problems))  # fmt: skip
+        except HpctrackError as err:  # this model's damage is this model's row, never the whole list's
+            problems.append(str(err))
+        rows.append({**row, "problems": problems})
     return sorted(rows, key=lambda r: r["name"])

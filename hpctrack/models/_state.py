@@ -83,17 +83,37 @@ def read_alias(layout: Layout, model: str, alias: str) -> Optional[Dict[str, Any
     return read_json(_alias_path(layout, model, alias), layout.base, "alias file")
 
 
-def aliases_of(layout: Layout, model: str) -> Dict[str, int]:
-    """Alias -> version, for every alias of ``model`` that holds a version."""
+def aliases_of(layout: Layout, model: str, problems: Optional[List[str]] = None) -> Dict[str, int]:
+    """Alias -> version, for every alias of ``model`` that holds a version.
+
+    With ``problems`` (a list), an alias that cannot be read (a planted link, a damaged file) is
+    added to it as one line and left out, so one bad alias does not hide the others; without it,
+    it raises (what changes the registry must know every alias).
+    """
+    from ..errors import HpctrackError
+
     folder = layout.base / model / "aliases"
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return {}
+        layout.inside(folder, "read")
+        names = sorted(os.listdir(folder))
+    except HpctrackError as err:
+        if problems is None:
+            raise
+        problems.append(str(err))
         return {}
-    layout.inside(folder, "read")
     out: Dict[str, int] = {}
-    for name in sorted(os.listdir(folder)):
+    for name in names:
         if name.startswith("."):
             continue
-        data = read_alias(layout, model, name)
+        try:
+            data = read_alias(layout, model, name)
+        except HpctrackError as err:
+            if problems is None:
+                raise
+            problems.append(f"alias {name!r} of model {model!r} is unreadable: {err}")
+            continue
         if data is not None and isinstance(data.get("version"), int):
             out[name] = int(data["version"])
     return out

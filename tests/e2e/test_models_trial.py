@@ -105,3 +105,28 @@ def test_symlinks_planted_as_payload_version_or_model_dir_are_never_followed(hpc
     out = run_cli("models", "ls").stdout
     assert any(line.startswith("m4") and "symlink" in line for line in out.splitlines()), out
     assert any(line.startswith("m3  versions: 1") for line in out.splitlines()), out
+
+
+def test_one_bad_alias_is_that_models_problem_only(hpctrack_root, tmp_path):
+    _registry(hpctrack_root)
+    for name in ("bad", "good"):
+        _register("--alias", "production", name=name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = hpctrack_root / "registry" / "bad" / "aliases" / "evil"
+    os.symlink(elsewhere, planted)
+
+    out = run_cli("models", "ls", check=True).stdout.splitlines()
+    assert out[0].startswith("bad") and "problem" in out[0] and str(planted) in out[0], out
+    assert out[1] == "good  versions: 1  latest: 1  aliases: production=1", out
+    listed = json.loads(run_cli("models", "ls", "--format", "json", check=True).stdout)
+    assert [len(m["problems"]) for m in listed] == [1, 0], listed
+    shown = run_cli("models", "show", "bad/1", check=True).stdout
+    assert "model bad/1" in shown and any(line.strip().startswith("problem:") and str(planted) in line
+                                          for line in shown.splitlines()), shown  # fmt: skip
+    assert "production" in shown
+    data = json.loads(run_cli("models", "show", "bad/1", "--format", "json", check=True).stdout)
+    assert data["aliases"] == ["production"] and str(planted) in data["problems"][0]
+    assert run_cli("models", "path", "bad@production", check=True).stdout.strip().endswith("model.bin")
+    assert run_cli("models", "versions", "bad", "--format", "csv", check=True).stdout.startswith("version,")
+    assert list(elsewhere.iterdir()) == []
