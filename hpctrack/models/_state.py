@@ -25,7 +25,7 @@ from ..settings import scheduler_job_id
 from ._layout import ALIAS_FILE, REGISTRY_VERSION, Layout, json_bytes, read_json, safe_host, write_once
 
 __all__ = ["new_event", "record_event", "model_lock", "read_alias", "aliases_of", "change_alias", "read_tags",
-           "change_tags", "tombstone", "write_tombstone", "read_events", "EVENTS_DIR"]  # fmt: skip
+           "change_tags", "tombstone", "write_tombstone", "read_events", "events_dir", "EVENTS_DIR"]  # fmt: skip
 
 EVENTS_DIR = "events"
 #: The per-model lock is held for one small update: a few file operations.
@@ -44,9 +44,18 @@ def new_event(model: str, kind: str, **fields: Any) -> Dict[str, Any]:
             "version": None, "alias": None, "old": None, "new": None, "reason": None, **fields}  # fmt: skip
 
 
+def events_dir(layout: Layout, model: str) -> Path:
+    """``model``'s events directory, made if missing; a one-line UnsafePathError when a link is planted there.
+
+    Every change calls it before writing its state file, so a change whose event could not be
+    written is refused with nothing written, never left half-made.
+    """
+    return layout.mkdir(model, EVENTS_DIR)
+
+
 def record_event(layout: Layout, event: Dict[str, Any]) -> bool:
     """Write ``event`` as ``events/<id>.json`` unless it exists; True when this call wrote it."""
-    folder = layout.mkdir(event["model"], EVENTS_DIR)
+    folder = events_dir(layout, event["model"])
     return write_once(folder / f"{event['id']}.json", json_bytes(event), layout.base)
 
 
@@ -142,6 +151,7 @@ def change_alias(
     ``check(old)`` runs under the lock before anything is written and raises to refuse the change.
     """
     with model_lock(layout, model) as guard:
+        events_dir(layout, model)
         current = read_alias(layout, model, alias)
         if current is not None and isinstance(current.get("event"), dict):
             record_event(layout, current["event"])  # a holder killed after the replace left it unwritten
@@ -174,6 +184,7 @@ def change_tags(
 ) -> Dict[str, str]:
     """Set and remove tags of a version (``initial``: its tags at registration); returns its tags after."""
     with model_lock(layout, model) as guard:
+        events_dir(layout, model)
         current = read_tags(layout, model, version)
         if current is not None and isinstance(current.get("event"), dict):
             record_event(layout, current["event"])
@@ -197,6 +208,7 @@ def tombstone(layout: Layout, model: str, version: int) -> Optional[Dict[str, An
 def write_tombstone(layout: Layout, model: str, version: int, reason: Optional[str]) -> Dict[str, Any]:
     """Delete ``version`` (a tombstone and its event); refused while an alias holds it or when already deleted."""
     with model_lock(layout, model):
+        events_dir(layout, model)
         if tombstone(layout, model, version) is not None:
             raise ConfigError(f"{model}/{version} is already deleted; `hpctrack models gc --purge` removes its files")
         holders = sorted(a for a, v in aliases_of(layout, model).items() if v == version)

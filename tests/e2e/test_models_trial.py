@@ -130,3 +130,21 @@ def test_one_bad_alias_is_that_models_problem_only(hpctrack_root, tmp_path):
     assert run_cli("models", "path", "bad@production", check=True).stdout.strip().endswith("model.bin")
     assert run_cli("models", "versions", "bad", "--format", "csv", check=True).stdout.startswith("version,")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_alias_with_a_planted_events_link_is_refused_before_the_alias_is_written(hpctrack_root, tmp_path, inside):
+    _registry(hpctrack_root)
+    _register()
+    model = hpctrack_root / "registry" / "m"
+    target = model / "elsewhere" if inside else tmp_path / "elsewhere"
+    target.mkdir()
+    os.rename(model / "events", model / "events.moved")
+    os.symlink(target, model / "events")
+    _one_error(run_cli("models", "alias", "m", "1", "production"), "symlink", str(model / "events"))
+    assert not (model / "aliases" / "production").exists()
+    _one_error(run_cli("models", "tag", "m/1", "stage=prod"), "symlink", str(model / "events"))
+    assert not (model / "tags").exists() or list((model / "tags").iterdir()) == []
+    _one_error(run_cli("models", "delete", "m/1"), "symlink", str(model / "events"))
+    assert not (model / "deleted").exists() or list((model / "deleted").iterdir()) == []
+    assert list(target.iterdir()) == []
