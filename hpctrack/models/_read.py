@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, HpctrackError, StoreError
 from ._layout import MODEL_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, Ref, parse_ref, read_json
-from ._state import aliases_of, read_alias, read_events, read_tags, tombstone
+from ._state import alias_contradiction, aliases_of, read_alias, read_events, read_tags, tombstone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,6 +105,9 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
             held = ", ".join(sorted(aliases_of(layout, name))) or "none"
             raise ConfigError(f"model {name!r} has no alias {parsed.alias!r} (aliases: {held}); set one with "
                               f"`hpctrack models alias {name} N {parsed.alias}`")  # fmt: skip
+        contradiction = alias_contradiction(name, parsed.alias, data)
+        if contradiction is not None:
+            raise StoreError(f"refusing {name}@{parsed.alias}: {contradiction}")
         return Ref(name, version=int(data["version"]), alias=parsed.alias)
     live = [n for n in numbers if tombstone(layout, name, n) is None]
     if not live:

@@ -25,7 +25,8 @@ from ..settings import scheduler_job_id
 from ._layout import ALIAS_FILE, REGISTRY_VERSION, Layout, json_bytes, read_json, safe_host, write_once
 
 __all__ = ["new_event", "record_event", "model_lock", "read_alias", "aliases_of", "change_alias", "read_tags",
-           "change_tags", "tombstone", "write_tombstone", "read_events", "events_dir", "EVENTS_DIR"]  # fmt: skip
+           "change_tags", "tombstone", "write_tombstone", "read_events", "events_dir", "alias_contradiction",
+           "EVENTS_DIR"]  # fmt: skip
 
 EVENTS_DIR = "events"
 #: The per-model lock is held for one small update: a few file operations.
@@ -90,6 +91,17 @@ def _alias_path(layout: Layout, model: str, alias: str) -> Path:
 def read_alias(layout: Layout, model: str, alias: str) -> Optional[Dict[str, Any]]:
     """The alias file of ``alias`` (its ``version`` is None once removed); None when never set."""
     return read_json(_alias_path(layout, model, alias), layout.base, "alias file")
+
+
+def alias_contradiction(model: str, alias: str, data: Dict[str, Any]) -> Optional[str]:
+    """One line when the alias file's version is not the one its own embedded event set (the file was
+    edited by hand: it cannot be trusted); None when they agree."""
+    event = data.get("event")
+    if not isinstance(event, dict) or event.get("new") == data.get("version"):
+        return None
+    return (f"{model}@{alias}: alias.json says version {data.get('version')} but its own event "
+            f"{event.get('id')} set version {event.get('new')}: the file was edited by hand and contradicts its "
+            f"event; set the alias again (`hpctrack models alias {model} N {alias}`)")  # fmt: skip
 
 
 def aliases_of(layout: Layout, model: str, problems: Optional[List[str]] = None) -> Dict[str, int]:

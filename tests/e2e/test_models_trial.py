@@ -148,3 +148,20 @@ def test_alias_with_a_planted_events_link_is_refused_before_the_alias_is_written
     _one_error(run_cli("models", "delete", "m/1"), "symlink", str(model / "events"))
     assert not (model / "deleted").exists() or list((model / "deleted").iterdir()) == []
     assert list(target.iterdir()) == []
+
+
+def test_a_hand_edited_alias_that_contradicts_its_own_event_is_reported_and_refused(hpctrack_root):
+    _registry(hpctrack_root)
+    _register("--alias", "production")
+    _register(run="src/1")
+    path = hpctrack_root / "registry" / "m" / "aliases" / "production" / "alias.json"
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and data["event"]["new"] == 1
+    os.chmod(path, 0o644)
+    path.write_text(json.dumps({**data, "version": 2}))
+    proc = run_cli("models", "verify")
+    assert proc.returncode == 1, proc.stdout
+    hits = [line for line in proc.stdout.splitlines() if "production" in line]
+    assert len(hits) == 1 and "2" in hits[0] and "1" in hits[0] and "contradicts" in hits[0], proc.stdout
+    _one_error(run_cli("models", "path", "m@production"), "production", "contradicts")
+    assert run_cli("models", "path", "m/2", check=True).stdout.strip().endswith("model.bin")
