@@ -41,9 +41,13 @@ class Source:
     name: str
 
 
-def _refuse_link(path: Path, source: Source) -> None:
+def _refuse_link(path: Path, source: Source, action: str = "register") -> None:
+    if action == "download":  # a link in a committed version was planted there: never copy what it names
+        raise UnsafePathError(f"refusing to download {path}: it is a symlink (to {os.readlink(path)}) planted in the "
+                              "registry; nothing was downloaded; run `hpctrack models verify`")  # fmt: skip
     raise UnsafePathError(f"refusing to register {path}: it is a symlink (to {os.readlink(path)}); a version holds "
-                          f"regular files only; copy the file it names into {source.base} instead")  # fmt: skip
+                          "regular files only; give --artifact a file or subdirectory of the run that holds no "
+                          "symlinks")  # fmt: skip
 
 
 def _not_regular(path: Path) -> ConfigError:
@@ -89,13 +93,13 @@ def _open_regular(src: Path) -> int:
     return fd
 
 
-def _copy_file(src: Path, dst: Path, source: Source) -> Dict[str, Any]:
+def _copy_file(src: Path, dst: Path, source: Source, action: str = "register") -> Dict[str, Any]:
     """Copy one regular file without following links; its size and sha256 from the bytes read."""
     try:
         fd_in = _open_regular(src)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            _refuse_link(src, source)
+            _refuse_link(src, source, action)
         raise ConfigError(f"cannot read {src}: {err.strerror}; register a file that exists and is readable") from err
     try:
         before = os.fstat(fd_in)
@@ -288,10 +292,8 @@ def copy_verified(version_dir: Path, files: Dict[str, Any], payload: str, dest: 
     """Copy the payload to ``dest/<payload>``, checking every byte against the manifest on the way.
 
     Written under a temporary name in ``dest`` and renamed when whole and verified; an existing
-    ``dest/<payload>`` is never overwritten.
+    ``dest/<payload>`` is never overwritten; on a failure, the directories this call made are removed.
     """
-    from ..safefs import rmtree
-
     from ._layout import first_link, link_problem
 
     top = version_dir / PAYLOAD_DIR
@@ -303,7 +305,23 @@ def copy_verified(version_dir: Path, files: Dict[str, Any], payload: str, dest: 
     target = dest / payload
     if os.path.lexists(target):
         raise ConfigError(f"{target} already exists; download into another directory or remove it first")
+    made = [p for p in (dest, *dest.parents) if not os.path.lexists(p)]  # what a failure removes again
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _copy_into(top, files, payload, dest)
+    except BaseException:
+        for folder in made:  # deepest first; only directories this call made, and only while empty
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
+
+
+def _copy_into(top: Path, files: Dict[str, Any], payload: str, dest: Path) -> Path:
+    from ..safefs import rmtree
+
+    target = dest / payload
     tmp = dest / f".{payload}.{unique_stem()}.tmp"
     source = Source(top, top, payload)
     os.mkdir(tmp, 0o700)
@@ -311,7 +329,7 @@ def copy_verified(version_dir: Path, files: Dict[str, Any], payload: str, dest: 
         for rel, expected in sorted(files.items()):
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            got = _copy_file(top / rel, out, source)
+            got = _copy_file(top / rel, out, source, "download")
             if got != {"size": expected.get("size"), "sha256": expected.get("sha256")}:
                 raise StoreError(f"{top / rel} differs from when it was registered (size or sha256); nothing was "
                                  "downloaded; run `hpctrack models verify`")  # fmt: skip

@@ -165,3 +165,44 @@ def test_a_hand_edited_alias_that_contradicts_its_own_event_is_reported_and_refu
     assert len(hits) == 1 and "2" in hits[0] and "1" in hits[0] and "contradicts" in hits[0], proc.stdout
     _one_error(run_cli("models", "path", "m@production"), "production", "contradicts")
     assert run_cli("models", "path", "m/2", check=True).stdout.strip().endswith("model.bin")
+
+
+def test_download_refusals_say_download_and_leave_no_directory_behind(hpctrack_root, tmp_path):
+    import shutil
+
+    _registry(hpctrack_root)
+    _register(name="linked")
+    _register(name="flipped")
+    payload = hpctrack_root / "registry" / "linked" / "versions" / "1" / "files" / "model.bin"
+    shutil.copy(payload, tmp_path / "copy.bin")
+    os.chmod(payload.parent, 0o755)
+    payload.unlink()
+    os.symlink(tmp_path / "copy.bin", payload)
+    dest = tmp_path / "new" / "deploy"
+    line = _one_error(run_cli("models", "download", "linked/1", str(dest)), "symlink", str(payload), "download")
+    assert "register" not in line and "copy the file" not in line, line
+    assert not (tmp_path / "new").exists()
+    flipped = hpctrack_root / "registry" / "flipped" / "versions" / "1" / "files" / "model.bin"
+    os.chmod(flipped, 0o644)
+    data = bytearray(flipped.read_bytes())
+    data[10] ^= 1
+    flipped.write_bytes(bytes(data))
+    _one_error(run_cli("models", "download", "flipped/1", str(dest)), "nothing was downloaded")
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    _one_error(run_cli("models", "download", "flipped/1", str(existing)), "nothing was downloaded")
+    assert existing.is_dir() and list(existing.iterdir()) == []  # a directory the user had stays
+
+
+def test_registering_the_whole_run_directory_gets_safe_advice(hpctrack_root):
+    m = _registry(hpctrack_root)
+    assert os.path.islink(m.run_path(0) / "run.h5")
+    line = _one_error(run_cli("models", "register", "src/0", "--artifact", ".", "--name", "m"),
+                      "run stores are not artifacts", "file or subdirectory")  # fmt: skip
+    assert "copy the file" not in line, line
+    os.symlink("model.bin", m.run_path(0) / "artifacts" / "model_dir" / "alias.bin")
+    line = _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"),
+                      "symlink", "file or subdirectory")  # fmt: skip
+    assert "copy the file" not in line, line
+    assert not (hpctrack_root / "registry").exists()
