@@ -106,10 +106,22 @@ def versions(name: str, where: Optional[str], sort: Sequence[str], deleted: bool
         click.echo(export_table(frame, fmt), nl=False)
 
 
-def _print_version(d: Dict[str, Any]) -> None:
+def _state(v: Any) -> str:
+    """What ``show`` can say of a version's payload without reading it: sizes and links only."""
+    from ..models._payload import payload_problems
+
+    if v.deleted is not None:
+        return "DELETED" + (" (payload purged)" if v.purged else "")
+    verify = f"`hpctrack models verify {v.ref}` checks it"
+    damaged = [p for p in payload_problems(v.path, v.files, contents=False) if "writable" not in p]
+    if damaged:
+        return f"DAMAGED: {damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "") + f"; {verify}"
+    return f"sizes match; contents not verified: {verify}"
+
+
+def _print_version(d: Dict[str, Any], state: str) -> None:
     lin, src = d["lineage"], d["source"]
     run, code = lin.get("run") or {}, lin.get("code") or {}
-    state = "DELETED" + (" (payload purged)" if d["purged"] else "") if d["deleted"] else "ok"
     lines = [
         f"model {d['ref']}  ({state})",
         f"  path:        {d['path']}",
@@ -154,11 +166,12 @@ def show(ref: str, fmt: str, root: Optional[str]) -> None:
     """Version REF with its lineage: run, sweep, config, code, packages, metrics, parents."""
     from ..models import get_version
 
-    data = get_version(ref, root=root).to_json()
+    version = get_version(ref, root=root)
+    data = version.to_json()
     if fmt == "json":
         echo_json(data)
     else:
-        _print_version(data)
+        _print_version(data, _state(version))
 
 
 @models.command("alias")

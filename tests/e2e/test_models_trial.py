@@ -206,3 +206,20 @@ def test_registering_the_whole_run_directory_gets_safe_advice(hpctrack_root):
                       "symlink", "file or subdirectory")  # fmt: skip
     assert "copy the file" not in line, line
     assert not (hpctrack_root / "registry").exists()
+
+
+def test_show_claims_only_what_it_checked(hpctrack_root):
+    _registry(hpctrack_root)
+    _register()
+    first = run_cli("models", "show", "m/1", check=True).stdout.splitlines()[0]
+    assert "(ok)" not in first and "models verify m/1" in first, first
+    payload = hpctrack_root / "registry" / "m" / "versions" / "1" / "files" / "model.bin"
+    os.chmod(payload, 0o644)
+    data = bytearray(payload.read_bytes())
+    data[10] ^= 1
+    payload.write_bytes(bytes(data))
+    first = run_cli("models", "show", "m/1", check=True).stdout.splitlines()[0]
+    assert "(ok)" not in first and "models verify m/1" in first, first
+    payload.write_bytes(bytes(data[:-5]))
+    first = run_cli("models", "show", "m/1", check=True).stdout.splitlines()[0]
+    assert "DAMAGED" in first and "models verify m/1" in first, first
