@@ -223,3 +223,24 @@ def test_show_claims_only_what_it_checked(hpctrack_root):
     payload.write_bytes(bytes(data[:-5]))
     first = run_cli("models", "show", "m/1", check=True).stdout.splitlines()[0]
     assert "DAMAGED" in first and "models verify m/1" in first, first
+
+
+def _first_line_then_close(*args: str) -> "tuple[str, int, str]":
+    """``hpctrack ARGS | head -1``: read one line from a real pipe, close it, and the exit code and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "hpctrack", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    return first, proc.wait(timeout=60), err
+
+
+def test_show_and_history_into_a_closed_pipe_exit_0(hpctrack_root):
+    _registry(hpctrack_root)
+    code = ("import hpctrack.models as hm; hm.register('src/0', artifact='artifacts/model.bin', name='m', "
+            "tags={f'k{i}': 'x' * 250 for i in range(400)}); hm.set_tag('m/1', 'k0', 'y')")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    for args in (["models", "show", "m/1"], ["models", "history", "m"], ["models", "versions", "m"]):
+        first, rc, err = _first_line_then_close(*args)
+        assert first.strip() and rc == 0 and "Error" not in err, (args, rc, err)
