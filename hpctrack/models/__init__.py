@@ -138,7 +138,7 @@ def register(
         raise
     with model_lock(layout, name):
         record_event(layout, {**event, "version": number, "new": number})
-    notes = _pin(sweep, index, f"registered as {name}/{number}")
+    notes = _pin(sweep, index, pin_reason(name, number))
     for alias in wanted:
         set_alias(name, number, alias, reason=f"set when {name}/{number} was registered", root=layout.root)
     return dataclasses.replace(get_version(f"{name}/{number}", root=layout.root), notes=notes)
@@ -160,6 +160,20 @@ def _parent(layout: Layout, ref: str) -> str:
 
     found = resolve(layout, ref)
     return f"{found.name}/{found.version}"
+
+
+def pin_reason(name: str, number: int) -> str:
+    """The reason a version pins its source run: ``registered as NAME/N``.
+
+    A pin reason holds at most 255 characters and a model name may too: a name longer than 200
+    characters is cut there and followed by ``…`` and 8 hex digits of its sha256, so the reason
+    fits and still differs between two long names that share their first 200 characters.
+    """
+    import hashlib
+
+    if len(name) > 200:
+        name = f"{name[:200]}…{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f"registered as {name}/{number}"
 
 
 def _pin(sweep: Any, index: int, reason: str) -> List[str]:

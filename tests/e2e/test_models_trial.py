@@ -244,3 +244,13 @@ def test_show_and_history_into_a_closed_pipe_exit_0(hpctrack_root):
     for args in (["models", "show", "m/1"], ["models", "history", "m"], ["models", "versions", "m"]):
         first, rc, err = _first_line_then_close(*args)
         assert first.strip() and rc == 0 and "Error" not in err, (args, rc, err)
+
+
+def test_a_long_model_name_still_pins_its_run(hpctrack_root):
+    _registry(hpctrack_root)
+    long_a, long_b = "a" * 240 + "x", "a" * 240 + "y"
+    for name in (long_a, long_b):
+        proc = _register(name=name)
+        assert "not pinned" not in proc.stderr, proc.stderr
+    line = _one_error(run_cli("rm", "src"), "registered as aaaa")
+    assert line.count("registered as") == 2, line  # two pins, one per version: the reasons stay unique
