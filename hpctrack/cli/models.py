@@ -248,7 +248,9 @@ def _event_line(e: Dict[str, Any]) -> str:
 @handle_errors
 def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, root: Optional[str]) -> None:
     """Every change of model NAME (register, alias moves, tags, deletions): who, where, when, why."""
-    from ..models import aliases_at
+    from datetime import datetime
+
+    from ..models import aliases_at, parse_moment
     from ..models import history as events
 
     if at is None:
@@ -259,6 +261,9 @@ def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, r
             echo(_event_line(e))
         return
     held = aliases_at(name, at, alias=alias_name, root=root)
+    moment = datetime.fromtimestamp(parse_moment(at)).isoformat(timespec="seconds")
+    if moment != at.strip():  # a duration back from now, or a shorter form: say which moment it meant
+        moment += f" ({at.strip()})"
     if fmt == "json":
         echo_json({a: (ev["new"] if ev else None) for a, ev in held.items()})
         return
@@ -266,11 +271,11 @@ def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, r
         echo(f"model {name} has no alias" + (f" {alias_name!r}" if alias_name else "") + " in its history")
     for a, ev in held.items():
         if ev is None:
-            echo(f"{name}@{a} at {at}: none")
+            echo(f"{name}@{a} at {moment}: none")
             continue
         why = f": {ev['reason']}" if ev.get("reason") else ""
         echo(
-            f"{name}@{a} at {at}: version {ev['new']}  (since {_when(ev['time'])}, set by {ev['by']}@{ev['host']}{why})"
+            f"{name}@{a} at {moment}: version {ev['new']}  (since {_when(ev['time'])}, set by {ev['by']}@{ev['host']}{why})"
         )
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "set_alias", "remove_alias", "unalias", "get_version", "show", "get_path", "versions",
            "history", "aliases_at", "list_versions", "download", "verify", "delete", "gc", "list_models", "set_tag",
-           "registered_from_run", "ModelVersion", "REGISTRY_DIR", "REGISTRY_VERSION"]  # fmt: skip
+           "registered_from_run", "parse_moment", "ModelVersion", "REGISTRY_DIR", "REGISTRY_VERSION"]  # fmt: skip
 
 
 def _layout(root: Optional[Union[str, Path]]) -> Layout:
@@ -390,7 +390,18 @@ def history(name: str, *, alias: Optional[str] = None, root: Optional[Union[str,
         check_alias_name(alias)
     layout = _layout(root)
     require_model(layout, name)
-    return [e for e in read_events(layout, name) if alias is None or e.get("alias") == alias]
+    found = read_events(layout, name)
+    if alias is not None:
+        _check_alias_in_history(name, alias, found)
+    return [e for e in found if alias is None or e.get("alias") == alias]
+
+
+def _check_alias_in_history(name: str, alias: str, events: List[Dict[str, Any]]) -> None:
+    """A one-line ConfigError when no event of ``events`` concerns ``alias`` (a typo gives no empty answer)."""
+    known = sorted({str(e["alias"]) for e in events if e.get("alias")})
+    if alias not in known:
+        raise ConfigError(f"model {name} has no alias {alias} in its history (aliases it had: "
+                          f"{', '.join(known) or 'none'})")  # fmt: skip
 
 
 def aliases_at(
@@ -407,13 +418,18 @@ def aliases_at(
     check_model_name(name)
     if alias is not None:
         check_alias_name(alias)
-    moment = _moment(when)
+    from ._state import read_events
+
+    moment = parse_moment(when)
     layout = _layout(root)
     require_model(layout, name)
+    if alias is not None:
+        _check_alias_in_history(name, alias, read_events(layout, name))
     return replay(layout, name, moment, alias)
 
 
-def _moment(when: Union[float, str]) -> float:
+def parse_moment(when: Union[float, str]) -> float:
+    """``when`` as epoch seconds: epoch seconds, a local ISO date and time, or a duration back from now (``30d``)."""
     from datetime import datetime
 
     from .._since import parse_since

@@ -254,3 +254,16 @@ def test_a_long_model_name_still_pins_its_run(hpctrack_root):
         assert "not pinned" not in proc.stderr, proc.stderr
     line = _one_error(run_cli("rm", "src"), "registered as aaaa")
     assert line.count("registered as") == 2, line  # two pins, one per version: the reasons stay unique
+
+
+def test_history_of_an_alias_never_set_is_one_line_and_a_relative_at_shows_its_moment(hpctrack_root):
+    from datetime import datetime
+
+    _registry(hpctrack_root)
+    _register("--alias", "production")
+    _one_error(run_cli("models", "history", "m", "--alias", "nosuch"), "model m has no alias nosuch in its history")
+    _one_error(run_cli("models", "history", "m", "--alias", "nosuch", "--at", "0d"), "no alias nosuch")
+    out = run_cli("models", "history", "m", "--alias", "production", "--at", "0d", check=True).stdout.strip()
+    assert out.startswith("m@production at ") and ": version 1" in out, out
+    moment = datetime.fromisoformat(out[len("m@production at "):len("m@production at ") + 19])
+    assert abs((datetime.now() - moment).total_seconds()) < 3600 and "(0d)" in out, out
