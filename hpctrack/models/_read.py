@@ -162,21 +162,35 @@ def versions_frame(
         if v.deleted is not None and not deleted:
             continue
         run = v.lineage.get("run") or {}
-        rows.append({"version": v.version, "aliases": ",".join(v.aliases),
-                     "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created)), "by": v.by,
-                     "run": run.get("run_id"), "deleted": v.deleted is not None,
-                     "checkpoint_step": (v.source.get("checkpoint") or {}).get("step"),
-                     **{f"tags.{k}": t for k, t in v.tags.items()}, **(v.lineage.get("metrics") or {})})  # fmt: skip
+        row = {"version": v.version, "aliases": ",".join(v.aliases),
+               "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created)), "by": v.by,
+               "run": run.get("run_id"), "deleted": v.deleted is not None,
+               "checkpoint_step": (v.source.get("checkpoint") or {}).get("step"),
+               **{f"tags.{k}": t for k, t in v.tags.items()}, **(v.lineage.get("metrics") or {})}  # fmt: skip
+        for key, value in (v.lineage.get("config") or {}).items():  # the params, bare as `table` names them
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                row.setdefault(str(key), value)  # a metric or summary value of the same name keeps its column
+        rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["version", "aliases", "created", "by", "run", "deleted"])
     if where:
         try:
             frame = filter_frame(frame, where)
         except FilterError as err:
             shown = where if len(where) <= 120 else where[:100] + f"... ({len(where)} characters)"
-            raise FilterError(f"bad --where {shown!r}: {err}") from None
+            raise FilterError(f"bad --where {shown!r}: {_own_example(str(err), frame)}") from None
     if sort:
         frame = sort_frame(frame, list(sort))
     return frame
+
+
+def _own_example(message: str, frame: "pd.DataFrame") -> str:
+    """``message`` with the filter language's example (a sweep's columns) swapped for one on the versions'."""
+    from ..query import SYNTAX_HELP
+
+    metric = next((str(c) for c in frame.columns if str(c).endswith(":max")), None)
+    example = f"{metric} > 0.9 and version >= 2" if metric else "version >= 2 and deleted == false"
+    generic = SYNTAX_HELP.split("\": ")[0].split("e.g. \"", 1)[1]
+    return message.replace(generic, example)
 
 
 def aliases_at(layout: Layout, name: str, when: float, alias: Optional[str]) -> Dict[str, Optional[Dict[str, Any]]]:

@@ -267,3 +267,14 @@ def test_history_of_an_alias_never_set_is_one_line_and_a_relative_at_shows_its_m
     assert out.startswith("m@production at ") and ": version 1" in out, out
     moment = datetime.fromisoformat(out[len("m@production at "):len("m@production at ") + 19])
     assert abs((datetime.now() - moment).total_seconds()) < 3600 and "(0d)" in out, out
+
+
+def test_a_bad_versions_filter_gives_an_example_of_the_versions_own_columns(hpctrack_root):
+    _registry(hpctrack_root)
+    _register()
+    _register(run="src/1")
+    line = _one_error(run_cli("models", "versions", "m", "--where", "loss:min >"), "ends too soon")
+    assert "optimizer.lr" not in line and "state ==" not in line and "version" in line, line
+    # the config's params are columns too, as in `hpctrack table`
+    out = run_cli("models", "versions", "m", "--where", "x == 1", "--format", "csv", check=True).stdout
+    assert [row.split(",")[0] for row in out.splitlines()[1:]] == ["2"], out
