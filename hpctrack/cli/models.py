@@ -45,6 +45,9 @@ def register(run: str, name: str, artifact: Optional[str], checkpoint: Optional[
     from ..labels import parse_tag_args
     from ..models import register as register_version
 
+    if (artifact is None) == (checkpoint is None):
+        raise click.UsageError("give exactly one of --artifact PATH (relative to the run directory) and --checkpoint "
+                               "latest|N")  # fmt: skip
     values, empty = parse_tag_args(tags)
     if empty:
         raise click.BadParameter(f"tag {empty[0]!r} has no value: write KEY=VALUE", param_hint="--tag")
@@ -124,7 +127,7 @@ def _print_version(d: Dict[str, Any], state: str) -> None:
     run, code = lin.get("run") or {}, lin.get("code") or {}
     lines = [
         f"model {d['ref']}  ({state})",
-        f"  path:        {d['path']}",
+        f"  path:        {d['path']}" if not d["purged"] else "  path:        (purged by `hpctrack models gc --purge`)",
         f"  aliases:     {', '.join(d['aliases']) or '-'}",
         f"  registered:  {_when(d['created'])} by {d['by']}@{d['host']}",
         f"  tags:        {' '.join(f'{k}={v}' for k, v in sorted(d['tags'].items())) or '-'}",
@@ -182,10 +185,10 @@ def show(ref: str, fmt: str, root: Optional[str]) -> None:
 @root_option
 @handle_errors
 def alias(name: str, version: str, alias: str, reason: Optional[str], root: Optional[str]) -> None:
-    """Point ALIAS of model NAME at VERSION (a number, or latest)."""
+    """Point ALIAS of model NAME at VERSION (a number, v<N>, or latest)."""
     from ..models import get_version, set_alias
 
-    old = set_alias(name, version if not version.isdigit() else int(version), alias, reason=reason, root=root)
+    old = set_alias(name, version, alias, reason=reason, root=root)
     now = get_version(f"{name}@{alias}", root=root).version
     echo(f"{name}@{alias} -> {now}" + (f" (was {old})" if old is not None and old != now else
                                         " (unchanged)" if old == now else ""))  # fmt: skip
@@ -222,6 +225,13 @@ def tag(ref: str, tags: Sequence[str], root: Optional[str]) -> None:
     echo(f"{ref}: " + (" ".join(f"{k}={v}" for k, v in sorted(now.items())) or "no tags"))
 
 
+def _tags_text(tags: Any) -> str:
+    """``stage=prod task=cls`` (``-``: none), as ``models tag`` takes them."""
+    if not isinstance(tags, dict):
+        return str(tags) if tags else "-"
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "-"
+
+
 def _event_line(e: Dict[str, Any]) -> str:
     kind, what = e.get("kind"), ""
     if kind == "register":
@@ -231,7 +241,7 @@ def _event_line(e: Dict[str, Any]) -> str:
     elif kind == "unalias":
         what = f"{e.get('alias')}: {e.get('old')} -> removed"
     elif kind == "tag":
-        what = f"tags of {e.get('version')}: {e.get('old')} -> {e.get('new')}"
+        what = f"tags of {e.get('version')}: {_tags_text(e.get('old'))} -> {_tags_text(e.get('new'))}"
     elif kind in ("delete", "purge"):
         what = f"{'deleted' if kind == 'delete' else 'purged the payload of'} version {e.get('version')}"
     who = f"{e.get('by')}@{e.get('host')}" + (f" job {e['job']}" if e.get("job") else "")

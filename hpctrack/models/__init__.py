@@ -254,7 +254,7 @@ def set_alias(
     reason: Optional[str] = None,
     root: Optional[Union[str, Path]] = None,
 ) -> Optional[int]:
-    """Point ``alias`` of model ``name`` at ``version`` (a number, or ``"latest"``) atomically; returns the
+    """Point ``alias`` of model ``name`` at ``version`` (a number, ``"v3"`` or ``"latest"``) atomically; returns the
     version it held before.
 
     Raises
@@ -281,9 +281,13 @@ def set_alias(
 def _version_number(layout: Layout, name: str, version: Any) -> int:
     from ._read import resolve
 
-    text = str(version)
+    import re
+
+    text = str(version).strip()
+    if re.fullmatch(r"[vV]\d+", text):  # v3, as in NAME@v3
+        text = text[1:]
     if isinstance(version, bool) or not (isinstance(version, int) or text.isdigit() or text.lower() == "latest"):
-        raise ConfigError(f"version {version!r}: give a version number (e.g. 3) or latest")
+        raise ConfigError(f"version {version!r}: give a version number (e.g. 3 or v3) or latest")
     found = resolve(layout, f"{name}/{text}" if text.isdigit() else name)
     assert found.version is not None
     return found.version

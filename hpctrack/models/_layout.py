@@ -53,9 +53,8 @@ def _check(kind: str, name: Any, fix: str) -> str:
 
     if not isinstance(name, str) or not name:
         raise ConfigError(f"a {kind} is non-empty text ({fix})")
-    shown = name.encode("unicode_escape").decode()
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"{kind} {shown!r} is not path-safe: use letters, digits, '.', '_' and '-' only, starting "
+    if not _NAME.fullmatch(name) or ".." in name:  # repr shows controls as escapes once; the CLI keeps the rest
+        raise ConfigError(f"{kind} {name!r} is not path-safe: use letters, digits, '.', '_' and '-' only, starting "
                           f"with a letter or digit (no '/', '..', '@', spaces or control characters); {fix}")  # fmt: skip
     return check_name(kind, name, fix)
 

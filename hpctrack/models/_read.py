@@ -172,6 +172,8 @@ def versions_frame(
                 row.setdefault(str(key), value)  # a metric or summary value of the same name keeps its column
         rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["version", "aliases", "created", "by", "run", "deleted"])
+    if "checkpoint_step" in frame.columns:  # a step is an integer, also beside versions that have none
+        frame["checkpoint_step"] = frame["checkpoint_step"].astype("Int64")
     if where:
         try:
             frame = filter_frame(frame, where)

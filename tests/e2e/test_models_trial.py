@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -278,3 +279,33 @@ def test_a_bad_versions_filter_gives_an_example_of_the_versions_own_columns(hpct
     # the config's params are columns too, as in `hpctrack table`
     out = run_cli("models", "versions", "m", "--where", "x == 1", "--format", "csv", check=True).stdout
     assert [row.split(",")[0] for row in out.splitlines()[1:]] == ["2"], out
+
+
+def test_small_cli_rough_edges(hpctrack_root, tmp_path):
+    from hpctrack.checkpoint import CHECKPOINTS_DIR, Checkpoints
+
+    m = _registry(hpctrack_root)
+    both = run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--checkpoint", "latest",
+                   "--name", "m")  # fmt: skip
+    assert both.returncode == 2 and len(error_lines(both.stderr)) == 1 and "--artifact" in both.stderr, both.stderr
+    _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "x..y"), "'..'")
+    uni = _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "modèle"))
+    assert "modèle" in uni and "\\\\" not in uni, uni
+    with Checkpoints(m.run_path(1) / CHECKPOINTS_DIR).writing(step=7, attempt=1, state={}, keep=5) as folder:
+        (folder / "weights.bin").write_bytes(b"w" * 64)
+    _register()
+    run_cli("models", "register", "src/1", "--checkpoint", "latest", "--name", "m", check=True)
+    assert run_cli("models", "alias", "m", "v2", "production", check=True).stdout.strip() == "m@production -> 2"
+    run_cli("models", "tag", "m/1", "stage=prod", check=True)
+    history = run_cli("models", "history", "m", check=True).stdout
+    assert "tags of 1: - -> stage=prod" in history and "{" not in history, history
+    csv = run_cli("models", "versions", "m", "--format", "csv", check=True).stdout
+    assert [row.split(",")[:1] + [row.split(",")[6]] for row in csv.splitlines()] == [
+        ["version", "checkpoint_step"], ["1", ""], ["2", "7"]], csv  # fmt: skip
+    markdown = run_cli("models", "versions", "m", "--format", "markdown", check=True).stdout
+    assert re.search(r"\| 7 +\|", markdown) and "7.0" not in markdown, markdown
+    run_cli("models", "delete", "m/1", check=True)
+    run_cli("models", "gc", "--purge", check=True)
+    shown = run_cli("models", "show", "m/1", check=True).stdout
+    path_line = next(line for line in shown.splitlines() if line.strip().startswith("path:"))
+    assert "purged" in path_line and "/files/" not in path_line, shown
