@@ -339,7 +339,10 @@ def delete(ref: str, reason: Optional[str], root: Optional[str]) -> None:
     from ..models import delete as tombstone
 
     v = tombstone(ref, reason=reason, root=root)
-    echo(f"deleted {v.ref}; its files stay until `hpctrack models gc --purge`")
+    echo(f"deleted {v.ref}; its files stay until `hpctrack models gc --purge`"
+         + ("" if v.notes else "; its run is no longer pinned for it"))  # fmt: skip
+    for note in v.notes:
+        echo(f"note: {note}", err=True)
 
 
 @models.command("gc")

@@ -344,6 +344,10 @@ def set_tag(ref: str, key: str, value: Optional[str], *, root: Optional[Union[st
 def delete(ref: str, *, reason: Optional[str] = None, root: Optional[Union[str, Path]] = None) -> ModelVersion:
     """Delete version ``ref``: a tombstone and an event; its files stay until ``gc(purge=True)``.
 
+    The pin its registration put on the source run (``registered as NAME/N``) is removed, so
+    ``hpctrack rm`` no longer refuses the run for it; other pins stay. ``notes`` says when it could
+    not be removed.
+
     Raises
     ------
     ConfigError
@@ -357,7 +361,26 @@ def delete(ref: str, *, reason: Optional[str] = None, root: Optional[Union[str, 
     _check_reason(reason)
     version = get_version(ref, root=root)
     write_tombstone(_layout(root), version.name, version.version, reason)
-    return get_version(version.ref, root=root)
+    notes = _unpin(version)
+    return dataclasses.replace(get_version(version.ref, root=root), notes=notes)
+
+
+def _unpin(version: ModelVersion) -> List[str]:
+    """Remove the pin the registration of ``version`` put on its run (that reason only: other versions'
+    pins and the user's own stay); a run that is gone or cannot be written is said, not fatal."""
+    from ..errors import HpctrackError
+    from ..pins import unpin_runs
+
+    run = version.lineage.get("run") or {}
+    if not run.get("sweep_path") or not isinstance(run.get("job"), int):
+        return []
+    if not Path(run["sweep_path"]).is_dir():
+        return []  # the run's sweep is gone: nothing pins it any more
+    try:
+        unpin_runs(Path(run["sweep_path"]), [run["job"]], reason=pin_reason(version.name, version.version))
+    except (HpctrackError, OSError) as err:
+        return [f"the source run {run.get('run_id')} keeps its pin: {' '.join(str(err).split())}"]
+    return []
 
 
 def versions(

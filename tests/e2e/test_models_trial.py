@@ -309,3 +309,16 @@ def test_small_cli_rough_edges(hpctrack_root, tmp_path):
     shown = run_cli("models", "show", "m/1", check=True).stdout
     path_line = next(line for line in shown.splitlines() if line.strip().startswith("path:"))
     assert "purged" in path_line and "/files/" not in path_line, shown
+
+
+def test_deleting_a_version_unpins_its_run_for_that_version_only(hpctrack_root):
+    _registry(hpctrack_root)
+    _register(name="m")
+    _register(name="keep")
+    run_cli("models", "delete", "m/1", check=True)
+    line = _one_error(run_cli("rm", "src"), "registered as keep/1")
+    assert "registered as m/1" not in line, line
+    run_cli("models", "delete", "keep/1", check=True)
+    run_cli("models", "gc", "--purge", check=True)
+    run_cli("rm", "src", check=True)
+    assert run_cli("models", "verify").stdout.strip() == "registry ok"
