@@ -111,14 +111,14 @@ def versions(name: str, where: Optional[str], sort: Sequence[str], deleted: bool
 
 def _state(v: Any) -> str:
     """What ``show`` can say of a version's payload without reading it: sizes and links only."""
-    from ..models._payload import payload_problems
-
     if v.deleted is not None:
         return "DELETED" + (" (payload purged)" if v.purged else "")
     verify = f"`hpctrack models verify {v.ref}` checks it"
-    damaged = [p for p in payload_problems(v.path, v.files, contents=False) if "writable" not in p]
+    damaged = v.quick_problems()
     if damaged:
-        return f"DAMAGED: {damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "") + f"; {verify}"
+        return (
+            f"DAMAGED: {damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "") + f"; {verify}"
+        )
     return f"sizes match; contents not verified: {verify}"
 
 

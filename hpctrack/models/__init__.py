@@ -279,9 +279,9 @@ def set_alias(
 
 
 def _version_number(layout: Layout, name: str, version: Any) -> int:
-    from ._read import resolve
-
     import re
+
+    from ._read import resolve
 
     text = str(version).strip()
     if re.fullmatch(r"[vV]\d+", text):  # v3, as in NAME@v3

@@ -24,7 +24,16 @@ from ..errors import ConfigError, StoreError, UnsafePathError
 from ..locking import fsync_dir, process_owner
 from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, json_bytes, unique_stem
 
-__all__ = ["Source", "check_source", "stage", "claim", "payload_problems", "make_read_only", "make_writable", "copy_verified"]
+__all__ = [
+    "Source",
+    "check_source",
+    "stage",
+    "claim",
+    "payload_problems",
+    "make_read_only",
+    "make_writable",
+    "copy_verified",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CHUNK = 1 << 20
@@ -249,7 +258,6 @@ def payload_problems(version_dir: Path, files: Dict[str, Any], *, contents: bool
     only, no file read (a quick check that cannot see a changed byte).
     """
     from ..safefs import sha256_file
-
     from ._layout import first_link, link_problem
 
     out: List[str] = []

@@ -66,6 +66,13 @@ class ModelVersion:
         """The payload in the registry (unverified: :func:`hpctrack.models.get_path` verifies it)."""
         return self.path / PAYLOAD_DIR / self.payload
 
+    def quick_problems(self) -> List[str]:
+        """What a look at the payload without reading it finds (missing files, planted links, other
+        sizes), one line each; a changed byte needs :func:`hpctrack.models.verify`."""
+        from ._payload import payload_problems
+
+        return [p for p in payload_problems(self.path, self.files, contents=False) if "writable" not in p]
+
     def to_json(self) -> Dict[str, Any]:
         """Plain JSON data with stable keys (``models show --format json``)."""
         return {"name": self.name, "version": self.version, "ref": self.ref, "path": str(self.payload_path),
@@ -191,7 +198,7 @@ def _own_example(message: str, frame: "pd.DataFrame") -> str:
 
     metric = next((str(c) for c in frame.columns if str(c).endswith(":max")), None)
     example = f"{metric} > 0.9 and version >= 2" if metric else "version >= 2 and deleted == false"
-    generic = SYNTAX_HELP.split("\": ")[0].split("e.g. \"", 1)[1]
+    generic = SYNTAX_HELP.split('": ')[0].split('e.g. "', 1)[1]
     return message.replace(generic, example)
 
 

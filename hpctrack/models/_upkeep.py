@@ -23,7 +23,17 @@ from ..locking import owner_is_gone
 from ..safefs import rmtree
 from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, link_problem, read_json
 from ._payload import make_read_only, make_writable, payload_problems
-from ._state import EVENTS_DIR, alias_contradiction, model_lock, new_event, read_alias, read_events, read_tags, record_event, tombstone
+from ._state import (
+    EVENTS_DIR,
+    alias_contradiction,
+    model_lock,
+    new_event,
+    read_alias,
+    read_events,
+    read_tags,
+    record_event,
+    tombstone,
+)
 
 __all__ = ["GcResult", "verify_registry", "collect"]
 

@@ -64,7 +64,7 @@ def test_a_fifo_is_refused_in_one_line_without_hanging_and_nothing_is_staged(hpc
 
 
 def _writable_tree(path) -> None:
-    for folder, dirs, _names in os.walk(path):
+    for folder, _dirs, _names in os.walk(path):
         os.chmod(folder, 0o755)
 
 
@@ -266,7 +266,7 @@ def test_history_of_an_alias_never_set_is_one_line_and_a_relative_at_shows_its_m
     _one_error(run_cli("models", "history", "m", "--alias", "nosuch", "--at", "0d"), "no alias nosuch")
     out = run_cli("models", "history", "m", "--alias", "production", "--at", "0d", check=True).stdout.strip()
     assert out.startswith("m@production at ") and ": version 1" in out, out
-    moment = datetime.fromisoformat(out[len("m@production at "):len("m@production at ") + 19])
+    moment = datetime.fromisoformat(out[len("m@production at ") : len("m@production at ") + 19])
     assert abs((datetime.now() - moment).total_seconds()) < 3600 and "(0d)" in out, out
 
 
