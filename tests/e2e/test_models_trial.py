@@ -63,6 +63,30 @@ def test_a_fifo_is_refused_in_one_line_without_hanging_and_nothing_is_staged(hpc
     assert run_cli("models", "verify").stdout.strip() == "registry ok"
 
 
+def test_a_file_replaced_by_a_fifo_during_the_copy_is_refused_without_hanging(hpctrack_root):
+    import signal
+
+    from registry_fixtures import stopped_at
+
+    m = _registry(hpctrack_root)
+    _register()  # the model exists: the refusal must also leave its staging directory empty
+    argv = ["hpctrack", "models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"]
+    proc = stopped_at("register:staging", f"import sys; sys.argv = {argv!r}; from hpctrack.cli import run; run()")
+    late = m.run_path(0) / "artifacts" / "model_dir" / "sub" / "config.txt"  # copied after weights.bin
+    late.unlink()
+    os.mkfifo(late)
+    os.kill(proc.pid, signal.SIGCONT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the registration hung on the FIFO")
+    assert proc.returncode == 1 and b"not a regular file" in err and len(err.strip().splitlines()) == 1, err
+    assert list((hpctrack_root / "registry" / "m" / ".staging").iterdir()) == []
+    assert run_cli("models", "verify").stdout.strip() == "registry ok"
+
+
 def _writable_tree(path) -> None:
     for folder, _dirs, _names in os.walk(path):
         os.chmod(folder, 0o755)
