@@ -45,6 +45,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if _DEBUG["on"]:
                 raise
             fail(str(err))
+        except BrokenPipeError:  # `... | head -1`: the reader has what it wanted; not an error
+            _quiet_stdout()
+            sys.exit(0)
         except OSError as err:  # a path that is not there or not writable: expected, one line
             if _DEBUG["on"]:
                 raise
@@ -56,6 +59,18 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing at exit does not fail on the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def echo_json(data: Any) -> None:

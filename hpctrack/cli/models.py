@@ -45,6 +45,9 @@ def register(run: str, name: str, artifact: Optional[str], checkpoint: Optional[
     from ..labels import parse_tag_args
     from ..models import register as register_version
 
+    if (artifact is None) == (checkpoint is None):
+        raise click.UsageError("give exactly one of --artifact PATH (relative to the run directory) and --checkpoint "
+                               "latest|N")  # fmt: skip
     values, empty = parse_tag_args(tags)
     if empty:
         raise click.BadParameter(f"tag {empty[0]!r} has no value: write KEY=VALUE", param_hint="--tag")
@@ -73,6 +76,10 @@ def ls(fmt: str, root: Optional[str]) -> None:
     if not rows:
         echo("no models yet (`hpctrack models register RUN --artifact PATH --name NAME`)")
     for r in rows:
+        if r.get("problems"):
+            echo(f"{r['name']}  problem: {r['problems'][0]}" + (f" (and {len(r['problems']) - 1} more; see "
+                 "`hpctrack models verify`)" if len(r["problems"]) > 1 else ""))  # fmt: skip
+            continue
         aliases = " ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items())) or "-"
         echo(f"{r['name']}  versions: {r['versions']}  latest: {r['latest'] or '-'}  aliases: {aliases}"
              + (f"  ({r['deleted']} deleted)" if r["deleted"] else ""))  # fmt: skip
@@ -102,13 +109,25 @@ def versions(name: str, where: Optional[str], sort: Sequence[str], deleted: bool
         click.echo(export_table(frame, fmt), nl=False)
 
 
-def _print_version(d: Dict[str, Any]) -> None:
+def _state(v: Any) -> str:
+    """What ``show`` can say of a version's payload without reading it: sizes and links only."""
+    if v.deleted is not None:
+        return "DELETED" + (" (payload purged)" if v.purged else "")
+    verify = f"`hpctrack models verify {v.ref}` checks it"
+    damaged = v.quick_problems()
+    if damaged:
+        return (
+            f"DAMAGED: {damaged[0]}" + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else "") + f"; {verify}"
+        )
+    return f"sizes match; contents not verified: {verify}"
+
+
+def _print_version(d: Dict[str, Any], state: str) -> None:
     lin, src = d["lineage"], d["source"]
     run, code = lin.get("run") or {}, lin.get("code") or {}
-    state = "DELETED" + (" (payload purged)" if d["purged"] else "") if d["deleted"] else "ok"
     lines = [
         f"model {d['ref']}  ({state})",
-        f"  path:        {d['path']}",
+        f"  path:        {d['path']}" if not d["purged"] else "  path:        (purged by `hpctrack models gc --purge`)",
         f"  aliases:     {', '.join(d['aliases']) or '-'}",
         f"  registered:  {_when(d['created'])} by {d['by']}@{d['host']}",
         f"  tags:        {' '.join(f'{k}={v}' for k, v in sorted(d['tags'].items())) or '-'}",
@@ -123,6 +142,7 @@ def _print_version(d: Dict[str, Any]) -> None:
         f"  packages:    {lin.get('packages_count', 0)} (sha256 {lin.get('packages_sha256') or '-'})",
         f"  parents:     {', '.join(d['parents']) or '-'}",
     ]  # fmt: skip
+    lines += [f"  problem:     {p}" for p in d.get("problems") or []]
     if d.get("description"):
         lines.append(f"  description: {d['description']}")
     if d["deleted"]:
@@ -149,11 +169,12 @@ def show(ref: str, fmt: str, root: Optional[str]) -> None:
     """Version REF with its lineage: run, sweep, config, code, packages, metrics, parents."""
     from ..models import get_version
 
-    data = get_version(ref, root=root).to_json()
+    version = get_version(ref, root=root)
+    data = version.to_json()
     if fmt == "json":
         echo_json(data)
     else:
-        _print_version(data)
+        _print_version(data, _state(version))
 
 
 @models.command("alias")
@@ -164,10 +185,10 @@ def show(ref: str, fmt: str, root: Optional[str]) -> None:
 @root_option
 @handle_errors
 def alias(name: str, version: str, alias: str, reason: Optional[str], root: Optional[str]) -> None:
-    """Point ALIAS of model NAME at VERSION (a number, or latest)."""
+    """Point ALIAS of model NAME at VERSION (a number, v<N>, or latest)."""
     from ..models import get_version, set_alias
 
-    old = set_alias(name, version if not version.isdigit() else int(version), alias, reason=reason, root=root)
+    old = set_alias(name, version, alias, reason=reason, root=root)
     now = get_version(f"{name}@{alias}", root=root).version
     echo(f"{name}@{alias} -> {now}" + (f" (was {old})" if old is not None and old != now else
                                         " (unchanged)" if old == now else ""))  # fmt: skip
@@ -204,6 +225,13 @@ def tag(ref: str, tags: Sequence[str], root: Optional[str]) -> None:
     echo(f"{ref}: " + (" ".join(f"{k}={v}" for k, v in sorted(now.items())) or "no tags"))
 
 
+def _tags_text(tags: Any) -> str:
+    """``stage=prod task=cls`` (``-``: none), as ``models tag`` takes them."""
+    if not isinstance(tags, dict):
+        return str(tags) if tags else "-"
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "-"
+
+
 def _event_line(e: Dict[str, Any]) -> str:
     kind, what = e.get("kind"), ""
     if kind == "register":
@@ -213,7 +241,7 @@ def _event_line(e: Dict[str, Any]) -> str:
     elif kind == "unalias":
         what = f"{e.get('alias')}: {e.get('old')} -> removed"
     elif kind == "tag":
-        what = f"tags of {e.get('version')}: {e.get('old')} -> {e.get('new')}"
+        what = f"tags of {e.get('version')}: {_tags_text(e.get('old'))} -> {_tags_text(e.get('new'))}"
     elif kind in ("delete", "purge"):
         what = f"{'deleted' if kind == 'delete' else 'purged the payload of'} version {e.get('version')}"
     who = f"{e.get('by')}@{e.get('host')}" + (f" job {e['job']}" if e.get("job") else "")
@@ -230,7 +258,9 @@ def _event_line(e: Dict[str, Any]) -> str:
 @handle_errors
 def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, root: Optional[str]) -> None:
     """Every change of model NAME (register, alias moves, tags, deletions): who, where, when, why."""
-    from ..models import aliases_at
+    from datetime import datetime
+
+    from ..models import aliases_at, parse_moment
     from ..models import history as events
 
     if at is None:
@@ -241,6 +271,9 @@ def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, r
             echo(_event_line(e))
         return
     held = aliases_at(name, at, alias=alias_name, root=root)
+    moment = datetime.fromtimestamp(parse_moment(at)).isoformat(timespec="seconds")
+    if moment != at.strip():  # a duration back from now, or a shorter form: say which moment it meant
+        moment += f" ({at.strip()})"
     if fmt == "json":
         echo_json({a: (ev["new"] if ev else None) for a, ev in held.items()})
         return
@@ -248,11 +281,11 @@ def history(name: str, alias_name: Optional[str], at: Optional[str], fmt: str, r
         echo(f"model {name} has no alias" + (f" {alias_name!r}" if alias_name else "") + " in its history")
     for a, ev in held.items():
         if ev is None:
-            echo(f"{name}@{a} at {at}: none")
+            echo(f"{name}@{a} at {moment}: none")
             continue
         why = f": {ev['reason']}" if ev.get("reason") else ""
         echo(
-            f"{name}@{a} at {at}: version {ev['new']}  (since {_when(ev['time'])}, set by {ev['by']}@{ev['host']}{why})"
+            f"{name}@{a} at {moment}: version {ev['new']}  (since {_when(ev['time'])}, set by {ev['by']}@{ev['host']}{why})"
         )
 
 
@@ -306,7 +339,10 @@ def delete(ref: str, reason: Optional[str], root: Optional[str]) -> None:
     from ..models import delete as tombstone
 
     v = tombstone(ref, reason=reason, root=root)
-    echo(f"deleted {v.ref}; its files stay until `hpctrack models gc --purge`")
+    echo(f"deleted {v.ref}; its files stay until `hpctrack models gc --purge`"
+         + ("" if v.notes else "; its run is no longer pinned for it"))  # fmt: skip
+    for note in v.notes:
+        echo(f"note: {note}", err=True)
 
 
 @models.command("gc")

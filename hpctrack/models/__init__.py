@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "set_alias", "remove_alias", "unalias", "get_version", "show", "get_path", "versions",
            "history", "aliases_at", "list_versions", "download", "verify", "delete", "gc", "list_models", "set_tag",
-           "registered_from_run", "ModelVersion", "REGISTRY_DIR", "REGISTRY_VERSION"]  # fmt: skip
+           "registered_from_run", "parse_moment", "ModelVersion", "REGISTRY_DIR", "REGISTRY_VERSION"]  # fmt: skip
 
 
 def _layout(root: Optional[Union[str, Path]]) -> Layout:
@@ -106,7 +106,7 @@ def register(
     """
     from ..runinfo import resolve_run
     from ._lineage import find_source, lineage_of
-    from ._payload import claim, stage
+    from ._payload import check_source, claim, stage
     from ._state import model_lock, record_event
 
     check_model_name(name)
@@ -119,6 +119,7 @@ def register(
     sweep, index = resolve_run(run, str(layout.root))
     lineage, info = lineage_of(sweep, index)
     source, ckpt = find_source(sweep.manifest.run_path(index), info, artifact, checkpoint)
+    check_source(source)
     layout.ensure()
     _ensure_model(layout, name)
     record = {"format_version": REGISTRY_VERSION, "model": name, "description": description, "tags": tag_values,
@@ -137,7 +138,7 @@ def register(
         raise
     with model_lock(layout, name):
         record_event(layout, {**event, "version": number, "new": number})
-    notes = _pin(sweep, index, f"registered as {name}/{number}")
+    notes = _pin(sweep, index, pin_reason(name, number))
     for alias in wanted:
         set_alias(name, number, alias, reason=f"set when {name}/{number} was registered", root=layout.root)
     return dataclasses.replace(get_version(f"{name}/{number}", root=layout.root), notes=notes)
@@ -159,6 +160,20 @@ def _parent(layout: Layout, ref: str) -> str:
 
     found = resolve(layout, ref)
     return f"{found.name}/{found.version}"
+
+
+def pin_reason(name: str, number: int) -> str:
+    """The reason a version pins its source run: ``registered as NAME/N``.
+
+    A pin reason holds at most 255 characters and a model name may too: a name longer than 200
+    characters is cut there and followed by ``…`` and 8 hex digits of its sha256, so the reason
+    fits and still differs between two long names that share their first 200 characters.
+    """
+    import hashlib
+
+    if len(name) > 200:
+        name = f"{name[:200]}…{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f"registered as {name}/{number}"
 
 
 def _pin(sweep: Any, index: int, reason: str) -> List[str]:
@@ -239,7 +254,7 @@ def set_alias(
     reason: Optional[str] = None,
     root: Optional[Union[str, Path]] = None,
 ) -> Optional[int]:
-    """Point ``alias`` of model ``name`` at ``version`` (a number, or ``"latest"``) atomically; returns the
+    """Point ``alias`` of model ``name`` at ``version`` (a number, ``"v3"`` or ``"latest"``) atomically; returns the
     version it held before.
 
     Raises
@@ -264,11 +279,15 @@ def set_alias(
 
 
 def _version_number(layout: Layout, name: str, version: Any) -> int:
+    import re
+
     from ._read import resolve
 
-    text = str(version)
+    text = str(version).strip()
+    if re.fullmatch(r"[vV]\d+", text):  # v3, as in NAME@v3
+        text = text[1:]
     if isinstance(version, bool) or not (isinstance(version, int) or text.isdigit() or text.lower() == "latest"):
-        raise ConfigError(f"version {version!r}: give a version number (e.g. 3) or latest")
+        raise ConfigError(f"version {version!r}: give a version number (e.g. 3 or v3) or latest")
     found = resolve(layout, f"{name}/{text}" if text.isdigit() else name)
     assert found.version is not None
     return found.version
@@ -325,6 +344,10 @@ def set_tag(ref: str, key: str, value: Optional[str], *, root: Optional[Union[st
 def delete(ref: str, *, reason: Optional[str] = None, root: Optional[Union[str, Path]] = None) -> ModelVersion:
     """Delete version ``ref``: a tombstone and an event; its files stay until ``gc(purge=True)``.
 
+    The pin its registration put on the source run (``registered as NAME/N``) is removed, so
+    ``hpctrack rm`` no longer refuses the run for it; other pins stay. ``notes`` says when it could
+    not be removed.
+
     Raises
     ------
     ConfigError
@@ -338,7 +361,26 @@ def delete(ref: str, *, reason: Optional[str] = None, root: Optional[Union[str, 
     _check_reason(reason)
     version = get_version(ref, root=root)
     write_tombstone(_layout(root), version.name, version.version, reason)
-    return get_version(version.ref, root=root)
+    notes = _unpin(version)
+    return dataclasses.replace(get_version(version.ref, root=root), notes=notes)
+
+
+def _unpin(version: ModelVersion) -> List[str]:
+    """Remove the pin the registration of ``version`` put on its run (that reason only: other versions'
+    pins and the user's own stay); a run that is gone or cannot be written is said, not fatal."""
+    from ..errors import HpctrackError
+    from ..pins import unpin_runs
+
+    run = version.lineage.get("run") or {}
+    if not run.get("sweep_path") or not isinstance(run.get("job"), int):
+        return []
+    if not Path(run["sweep_path"]).is_dir():
+        return []  # the run's sweep is gone: nothing pins it any more
+    try:
+        unpin_runs(Path(run["sweep_path"]), [run["job"]], reason=pin_reason(version.name, version.version))
+    except (HpctrackError, OSError) as err:
+        return [f"the source run {run.get('run_id')} keeps its pin: {' '.join(str(err).split())}"]
+    return []
 
 
 def versions(
@@ -375,7 +417,18 @@ def history(name: str, *, alias: Optional[str] = None, root: Optional[Union[str,
         check_alias_name(alias)
     layout = _layout(root)
     require_model(layout, name)
-    return [e for e in read_events(layout, name) if alias is None or e.get("alias") == alias]
+    found = read_events(layout, name)
+    if alias is not None:
+        _check_alias_in_history(name, alias, found)
+    return [e for e in found if alias is None or e.get("alias") == alias]
+
+
+def _check_alias_in_history(name: str, alias: str, events: List[Dict[str, Any]]) -> None:
+    """A one-line ConfigError when no event of ``events`` concerns ``alias`` (a typo gives no empty answer)."""
+    known = sorted({str(e["alias"]) for e in events if e.get("alias")})
+    if alias not in known:
+        raise ConfigError(f"model {name} has no alias {alias} in its history (aliases it had: "
+                          f"{', '.join(known) or 'none'})")  # fmt: skip
 
 
 def aliases_at(
@@ -392,13 +445,18 @@ def aliases_at(
     check_model_name(name)
     if alias is not None:
         check_alias_name(alias)
-    moment = _moment(when)
+    from ._state import read_events
+
+    moment = parse_moment(when)
     layout = _layout(root)
     require_model(layout, name)
+    if alias is not None:
+        _check_alias_in_history(name, alias, read_events(layout, name))
     return replay(layout, name, moment, alias)
 
 
-def _moment(when: Union[float, str]) -> float:
+def parse_moment(when: Union[float, str]) -> float:
+    """``when`` as epoch seconds: epoch seconds, a local ISO date and time, or a duration back from now (``30d``)."""
     from datetime import datetime
 
     from .._since import parse_since
@@ -453,12 +511,14 @@ def list_versions(name: str, *, root: Optional[Union[str, Path]] = None) -> List
     check_model_name(name)
     layout = _layout(root)
     require_model(layout, name)
-    held = aliases_of(layout, name)
-    return [load_version(layout, name, n, held) for n in layout.version_numbers(name)]
+    problems: List[str] = []
+    held = aliases_of(layout, name, problems)
+    return [load_version(layout, name, n, held, problems) for n in layout.version_numbers(name)]
 
 
 def list_models(*, root: Optional[Union[str, Path]] = None) -> List[Dict[str, Any]]:
-    """One entry per model: ``name``, ``versions`` (not deleted), ``deleted``, ``latest``, ``aliases``."""
+    """One entry per model: ``name``, ``versions`` (not deleted), ``deleted``, ``latest``, ``aliases``, ``problems``
+    (one line each: a model that cannot be read is listed with why, the others are unaffected)."""
     from ._read import model_rows
 
     return model_rows(_layout(root))

@@ -32,7 +32,7 @@ from ..errors import ConfigError, FormatVersionError, StoreError, UnsafePathErro
 from ..safefs import check_inside, is_inside
 
 __all__ = ["REGISTRY_DIR", "REGISTRY_VERSION", "Layout", "Ref", "check_model_name", "check_alias_name",
-           "parse_ref", "read_json", "write_once", "json_bytes", "safe_host", "unique_stem"]  # fmt: skip
+           "parse_ref", "read_json", "first_link", "check_no_link", "link_problem", "write_once", "json_bytes", "safe_host", "unique_stem"]  # fmt: skip
 
 REGISTRY_DIR = "registry"
 #: Version of every JSON file of the registry (model.json, version.json, alias.json, tags, tombstones, events).
@@ -53,9 +53,8 @@ def _check(kind: str, name: Any, fix: str) -> str:
 
     if not isinstance(name, str) or not name:
         raise ConfigError(f"a {kind} is non-empty text ({fix})")
-    shown = name.encode("unicode_escape").decode()
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"{kind} {shown!r} is not path-safe: use letters, digits, '.', '_' and '-' only, starting "
+    if not _NAME.fullmatch(name) or ".." in name:  # repr shows controls as escapes once; the CLI keeps the rest
+        raise ConfigError(f"{kind} {name!r} is not path-safe: use letters, digits, '.', '_' and '-' only, starting "
                           f"with a letter or digit (no '/', '..', '@', spaces or control characters); {fix}")  # fmt: skip
     return check_name(kind, name, fix)
 
@@ -140,7 +139,9 @@ class Layout:
         self.base.mkdir(parents=True, exist_ok=True)
 
     def inside(self, path: Path, action: str = "write") -> Path:
-        """``path`` when it resolves inside the registry, else :class:`UnsafePathError`."""
+        """``path`` when it resolves inside the registry and no component of it from ``ROOT/registry``
+        down is a symlink (one planted inside the registry is refused too), else :class:`UnsafePathError`."""
+        check_no_link(path, self.base, action)
         return check_inside(path, self.base, action)
 
     def model(self, name: str) -> Path:
@@ -161,10 +162,20 @@ class Layout:
         return self.inside(path, "write into")
 
     def models(self) -> List[str]:
-        if not self.base.is_dir():
+        if not self.base.is_dir() or self.base.is_symlink():
             return []
         return sorted(e.name for e in os.scandir(self.base)
                       if _NAME.fullmatch(e.name) and e.is_dir(follow_symlinks=False))  # fmt: skip
+
+    def planted(self, name: Optional[str] = None) -> List[Path]:
+        """The symlinks planted where a model directory (``name`` None) or a version of model ``name``
+        belongs: never followed, so never listed as one, but reported (:func:`link_problem`)."""
+        folder = self.base if name is None else self.base / name / "versions"
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        wanted = _NAME.fullmatch if name is None else str.isdigit
+        return [Path(e.path) for e in sorted(os.scandir(folder), key=lambda e: e.name)
+                if wanted(e.name) and e.is_symlink()]  # fmt: skip
 
     def version_numbers(self, name: str) -> List[int]:
         """The committed version numbers of model ``name`` (links and strays ignored), ascending."""
@@ -174,6 +185,43 @@ class Layout:
         self.inside(folder, "read")
         return sorted(int(e.name) for e in os.scandir(folder)
                       if e.name.isdigit() and e.is_dir(follow_symlinks=False))  # fmt: skip
+
+
+def link_problem(path: Path) -> str:
+    """The one line ``verify`` and ``ls`` give for a symlink planted at ``path`` in the registry."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return f"{path}: a symlink (to {target}) planted in the registry; hpctrack never follows it; remove the link"
+
+
+def first_link(path: Path, base: Path) -> Optional[Path]:
+    """The first component of ``path``, from ``base`` down, that is a symlink (``lstat``); None when none is.
+
+    Components that do not exist end the walk: nothing under them can be a link.
+    """
+    path, base = Path(path), Path(base)
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        return None  # not under base: check_inside decides
+    current = base
+    for part in ("", *parts):
+        current = current / part if part else current
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return current
+        except OSError:
+            return None
+    return None
+
+
+def check_no_link(path: Path, base: Path, action: str = "use") -> None:
+    """A one-line :class:`UnsafePathError` naming the symlink when a component of ``path`` under ``base`` is one."""
+    link = first_link(path, base)
+    if link is not None:
+        raise UnsafePathError(f"refusing to {action} {path}: {link_problem(link)}")
 
 
 def read_json(path: Path, base: Path, what: str) -> Optional[Dict[str, Any]]:
@@ -188,6 +236,7 @@ def read_json(path: Path, base: Path, what: str) -> Optional[Dict[str, Any]]:
     FormatVersionError
         Written by a newer hpctrack.
     """
+    check_no_link(path.parent, base, "read")
     if not is_inside(path.parent, base):
         check_inside(path.parent, base, "read")
     try:

@@ -75,6 +75,10 @@ def find_source(
         raise ConfigError(f"refusing to register {path}: a symlink leads it out of the run directory {run_dir} (to "
                           f"{os.path.realpath(path)}); register a file of the run")  # fmt: skip
     real = Path(os.path.realpath(path))
+    if real == Path(os.path.realpath(run_dir)):
+        raise ConfigError(f"--artifact {artifact!r} is the whole run directory {run_dir}, which holds the run's own "
+                          "store and records (run stores are not artifacts); give --artifact a file or subdirectory "
+                          "of the run, e.g. artifacts/model.npz")  # fmt: skip
     return Source(path=real, base=Path(os.path.realpath(run_dir)), name=name), ckpt
 
 

@@ -24,7 +24,16 @@ from ..errors import ConfigError, StoreError, UnsafePathError
 from ..locking import fsync_dir, process_owner
 from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, json_bytes, unique_stem
 
-__all__ = ["Source", "stage", "claim", "payload_problems", "make_read_only", "make_writable", "copy_verified"]
+__all__ = [
+    "Source",
+    "check_source",
+    "stage",
+    "claim",
+    "payload_problems",
+    "make_read_only",
+    "make_writable",
+    "copy_verified",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CHUNK = 1 << 20
@@ -41,23 +50,68 @@ class Source:
     name: str
 
 
-def _refuse_link(path: Path, source: Source) -> None:
+def _refuse_link(path: Path, source: Source, action: str = "register") -> None:
+    if action == "download":  # a link in a committed version was planted there: never copy what it names
+        raise UnsafePathError(f"refusing to download {path}: it is a symlink (to {os.readlink(path)}) planted in the "
+                              "registry; nothing was downloaded; run `hpctrack models verify`")  # fmt: skip
     raise UnsafePathError(f"refusing to register {path}: it is a symlink (to {os.readlink(path)}); a version holds "
-                          f"regular files only; copy the file it names into {source.base} instead")  # fmt: skip
+                          "regular files only; give --artifact a file or subdirectory of the run that holds no "
+                          "symlinks")  # fmt: skip
 
 
-def _copy_file(src: Path, dst: Path, source: Source) -> Dict[str, Any]:
+def _not_regular(path: Path) -> ConfigError:
+    return ConfigError(f"{path} is not a regular file (a device, pipe or socket); register files only")
+
+
+def check_source(source: Source) -> None:
+    """Refuse, before anything is written, a source holding a symlink or anything but files and directories.
+
+    Only ``lstat`` is used: a FIFO is never opened (opening one blocks until a writer comes). The
+    copy checks each file again (:func:`_copy_file`), as the run may change in between.
+    """
+    st = os.lstat(source.path)
+    if stat.S_ISLNK(st.st_mode):
+        _refuse_link(source.path, source)
+    if stat.S_ISREG(st.st_mode):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise _not_regular(source.path)
+    for folder, dirs, names in os.walk(source.path):
+        for name in sorted(dirs + names):
+            full = Path(folder) / name
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                _refuse_link(full, source)
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise _not_regular(full)
+
+
+def _open_regular(src: Path) -> int:
+    """``src`` opened for reading, never through a link, never blocking on a FIFO: O_NONBLOCK on the
+    open (a FIFO without a writer would block there), cleared once fstat says it is a regular file."""
+    import fcntl
+
+    fd = os.open(src, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(src)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_file(src: Path, dst: Path, source: Source, action: str = "register") -> Dict[str, Any]:
     """Copy one regular file without following links; its size and sha256 from the bytes read."""
     try:
-        fd_in = os.open(src, os.O_RDONLY | _NOFOLLOW)
+        fd_in = _open_regular(src)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            _refuse_link(src, source)
+            _refuse_link(src, source, action)
         raise ConfigError(f"cannot read {src}: {err.strerror}; register a file that exists and is readable") from err
     try:
         before = os.fstat(fd_in)
-        if not stat.S_ISREG(before.st_mode):
-            raise ConfigError(f"{src} is not a regular file (a device, pipe or socket); register files only")
         digest, size = hashlib.sha256(), 0
         fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)  # the umask decides who reads
         try:
@@ -196,18 +250,27 @@ def claim(layout: Layout, model: str, staged: Path) -> int:
     return number
 
 
-def payload_problems(version_dir: Path, files: Dict[str, Any]) -> List[str]:
+def payload_problems(version_dir: Path, files: Dict[str, Any], *, contents: bool = True) -> List[str]:
     """What differs between the payload on disk and its manifest (one line each); empty when whole.
 
     Every file is read in full (sha256); links, missing files, other sizes, other contents and
-    files the manifest does not name are problems.
+    files the manifest does not name are problems. ``contents=False``: sizes, links and modes
+    only, no file read (a quick check that cannot see a changed byte).
     """
     from ..safefs import sha256_file
+    from ._layout import first_link, link_problem
 
     out: List[str] = []
     top = version_dir / PAYLOAD_DIR
+    planted = first_link(top, version_dir)
+    if planted is not None:  # nothing under a planted link is read: it may lead anywhere
+        return [link_problem(planted)]
     for rel, expected in sorted(files.items()):
         path = top / rel
+        planted = first_link(path.parent, top)
+        if planted is not None:
+            out.append(link_problem(planted))
+            continue
         try:
             st = os.lstat(path)
         except OSError:
@@ -217,7 +280,7 @@ def payload_problems(version_dir: Path, files: Dict[str, Any]) -> List[str]:
             out.append(f"{path}: not a regular file (a symlink or directory planted in its place)")
         elif st.st_size != expected.get("size"):
             out.append(f"{path}: {st.st_size} bytes, {expected.get('size')} when registered")
-        elif sha256_file(path) != expected.get("sha256"):
+        elif contents and sha256_file(path) != expected.get("sha256"):
             out.append(f"{path}: content differs from when it was registered (sha256)")
     known = set(files)
     for folder, dirs, names in os.walk(top):
@@ -238,23 +301,44 @@ def copy_verified(version_dir: Path, files: Dict[str, Any], payload: str, dest: 
     """Copy the payload to ``dest/<payload>``, checking every byte against the manifest on the way.
 
     Written under a temporary name in ``dest`` and renamed when whole and verified; an existing
-    ``dest/<payload>`` is never overwritten.
+    ``dest/<payload>`` is never overwritten; on a failure, the directories this call made are removed.
     """
-    from ..safefs import rmtree
+    from ._layout import first_link, link_problem
 
+    top = version_dir / PAYLOAD_DIR
+    for rel in sorted(files):
+        planted = first_link((top / rel).parent, version_dir)
+        if planted is not None:
+            raise UnsafePathError(f"refusing to download {top / rel}: {link_problem(planted)}; nothing was downloaded; "
+                                  "run `hpctrack models verify`")  # fmt: skip
     target = dest / payload
     if os.path.lexists(target):
         raise ConfigError(f"{target} already exists; download into another directory or remove it first")
+    made = [p for p in (dest, *dest.parents) if not os.path.lexists(p)]  # what a failure removes again
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _copy_into(top, files, payload, dest)
+    except BaseException:
+        for folder in made:  # deepest first; only directories this call made, and only while empty
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
+
+
+def _copy_into(top: Path, files: Dict[str, Any], payload: str, dest: Path) -> Path:
+    from ..safefs import rmtree
+
+    target = dest / payload
     tmp = dest / f".{payload}.{unique_stem()}.tmp"
-    top = version_dir / PAYLOAD_DIR
     source = Source(top, top, payload)
     os.mkdir(tmp, 0o700)
     try:
         for rel, expected in sorted(files.items()):
             out = tmp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
-            got = _copy_file(top / rel, out, source)
+            got = _copy_file(top / rel, out, source, "download")
             if got != {"size": expected.get("size"), "sha256": expected.get("sha256")}:
                 raise StoreError(f"{top / rel} differs from when it was registered (size or sha256); nothing was "
                                  "downloaded; run `hpctrack models verify`")  # fmt: skip

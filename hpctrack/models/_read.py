@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, HpctrackError, StoreError
 from ._layout import MODEL_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, Ref, parse_ref, read_json
-from ._state import aliases_of, read_alias, read_events, read_tags, tombstone
+from ._state import alias_contradiction, aliases_of, read_alias, read_events, read_tags, tombstone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,6 +52,9 @@ class ModelVersion:
     description: Optional[str] = None
     #: Things to know about the registration itself (e.g. the run could not be pinned).
     notes: List[str] = field(default_factory=list)
+    #: What is wrong around it that does not stop it being read (an alias of its model that cannot
+    #: be read: a planted link, a damaged file), one line each.
+    problems: List[str] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -63,13 +66,20 @@ class ModelVersion:
         """The payload in the registry (unverified: :func:`hpctrack.models.get_path` verifies it)."""
         return self.path / PAYLOAD_DIR / self.payload
 
+    def quick_problems(self) -> List[str]:
+        """What a look at the payload without reading it finds (missing files, planted links, other
+        sizes), one line each; a changed byte needs :func:`hpctrack.models.verify`."""
+        from ._payload import payload_problems
+
+        return [p for p in payload_problems(self.path, self.files, contents=False) if "writable" not in p]
+
     def to_json(self) -> Dict[str, Any]:
         """Plain JSON data with stable keys (``models show --format json``)."""
         return {"name": self.name, "version": self.version, "ref": self.ref, "path": str(self.payload_path),
                 "created": self.created, "by": self.by, "host": self.host, "aliases": self.aliases,
                 "tags": self.tags, "description": self.description, "parents": self.parents, "source": self.source,
                 "lineage": self.lineage, "files": self.files, "deleted": self.deleted, "purged": self.purged,
-                "notes": self.notes}  # fmt: skip
+                "notes": self.notes, "problems": self.problems}  # fmt: skip
 
 
 def _no_model(layout: Layout, name: str) -> ConfigError:
@@ -92,6 +102,7 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
     numbers = layout.version_numbers(name)
     if parsed.version is not None:
         if parsed.version not in numbers:
+            layout.sub(name, "versions", str(parsed.version))  # a symlink planted there: named, not "no version"
             raise ConfigError(f"model {name!r} has no version {parsed.version} (versions: "
                               f"{', '.join(map(str, numbers)) or 'none'})")  # fmt: skip
         return parsed
@@ -101,6 +112,9 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
             held = ", ".join(sorted(aliases_of(layout, name))) or "none"
             raise ConfigError(f"model {name!r} has no alias {parsed.alias!r} (aliases: {held}); set one with "
                               f"`hpctrack models alias {name} N {parsed.alias}`")  # fmt: skip
+        contradiction = alias_contradiction(name, parsed.alias, data)
+        if contradiction is not None:
+            raise StoreError(f"refusing {name}@{parsed.alias}: {contradiction}")
         return Ref(name, version=int(data["version"]), alias=parsed.alias)
     live = [n for n in numbers if tombstone(layout, name, n) is None]
     if not live:
@@ -108,15 +122,22 @@ def resolve(layout: Layout, ref: "str | Ref") -> Ref:
     return Ref(name, version=live[-1])
 
 
-def load_version(layout: Layout, name: str, number: int, aliases: Optional[Dict[str, int]] = None) -> ModelVersion:
-    """The :class:`ModelVersion` ``name/number`` from its ``version.json`` and its mutable state."""
+def load_version(
+    layout: Layout, name: str, number: int, aliases: Optional[Dict[str, int]] = None, problems: Sequence[str] = ()
+) -> ModelVersion:
+    """The :class:`ModelVersion` ``name/number`` from its ``version.json`` and its mutable state.
+
+    ``aliases``: the model's aliases, read once for many versions, with ``problems`` the lines
+    :func:`aliases_of` gave for those it could not read.
+    """
     folder = layout.sub(name, "versions", str(number))
     data = read_json(folder / VERSION_FILE, layout.base, "version record")
     if data is None:
         raise StoreError(f"{folder / VERSION_FILE} is missing: the version is damaged; see `hpctrack models verify`")
     tags_file = read_tags(layout, name, number)
     tags = dict(tags_file["tags"]) if tags_file is not None else dict(data.get("tags") or {})
-    held = aliases_of(layout, name) if aliases is None else aliases
+    found: List[str] = list(problems)
+    held = aliases_of(layout, name, found) if aliases is None else aliases
     dead = tombstone(layout, name, number)
     return ModelVersion(
         name=name, version=number, path=folder, payload=str(data.get("payload", "")),
@@ -125,7 +146,7 @@ def load_version(layout: Layout, name: str, number: int, aliases: Optional[Dict[
         source=data.get("source") or {}, parents=list(data.get("parents") or []), files=data.get("files") or {},
         deleted=dead.get("event") if dead is not None else None,
         purged=dead is not None and not os.path.lexists(folder / PAYLOAD_DIR),
-        description=data.get("description"),
+        description=data.get("description"), problems=found,
     )  # fmt: skip
 
 
@@ -141,28 +162,44 @@ def versions_frame(
     from ..query import FilterError, filter_frame
 
     require_model(layout, name)
-    held = aliases_of(layout, name)
+    held = aliases_of(layout, name, [])  # an unreadable alias: `models verify` and `show` name it
     rows: List[Dict[str, Any]] = []
     for number in layout.version_numbers(name):
         v = load_version(layout, name, number, held)
         if v.deleted is not None and not deleted:
             continue
         run = v.lineage.get("run") or {}
-        rows.append({"version": v.version, "aliases": ",".join(v.aliases),
-                     "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created)), "by": v.by,
-                     "run": run.get("run_id"), "deleted": v.deleted is not None,
-                     "checkpoint_step": (v.source.get("checkpoint") or {}).get("step"),
-                     **{f"tags.{k}": t for k, t in v.tags.items()}, **(v.lineage.get("metrics") or {})})  # fmt: skip
+        row = {"version": v.version, "aliases": ",".join(v.aliases),
+               "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.created)), "by": v.by,
+               "run": run.get("run_id"), "deleted": v.deleted is not None,
+               "checkpoint_step": (v.source.get("checkpoint") or {}).get("step"),
+               **{f"tags.{k}": t for k, t in v.tags.items()}, **(v.lineage.get("metrics") or {})}  # fmt: skip
+        for key, value in (v.lineage.get("config") or {}).items():  # the params, bare as `table` names them
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                row.setdefault(str(key), value)  # a metric or summary value of the same name keeps its column
+        rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["version", "aliases", "created", "by", "run", "deleted"])
+    if "checkpoint_step" in frame.columns:  # a step is an integer, also beside versions that have none
+        frame["checkpoint_step"] = frame["checkpoint_step"].astype("Int64")
     if where:
         try:
             frame = filter_frame(frame, where)
         except FilterError as err:
             shown = where if len(where) <= 120 else where[:100] + f"... ({len(where)} characters)"
-            raise FilterError(f"bad --where {shown!r}: {err}") from None
+            raise FilterError(f"bad --where {shown!r}: {_own_example(str(err), frame)}") from None
     if sort:
         frame = sort_frame(frame, list(sort))
     return frame
+
+
+def _own_example(message: str, frame: "pd.DataFrame") -> str:
+    """``message`` with the filter language's example (a sweep's columns) swapped for one on the versions'."""
+    from ..query import SYNTAX_HELP
+
+    metric = next((str(c) for c in frame.columns if str(c).endswith(":max")), None)
+    example = f"{metric} > 0.9 and version >= 2" if metric else "version >= 2 and deleted == false"
+    generic = SYNTAX_HELP.split('": ')[0].split('e.g. "', 1)[1]
+    return message.replace(generic, example)
 
 
 def aliases_at(layout: Layout, name: str, when: float, alias: Optional[str]) -> Dict[str, Optional[Dict[str, Any]]]:
@@ -184,11 +221,21 @@ def aliases_at(layout: Layout, name: str, when: float, alias: Optional[str]) -> 
 
 
 def model_rows(layout: Layout) -> List[Dict[str, Any]]:
-    """One row per model: name, versions, latest, aliases (``models ls``)."""
-    rows = []
+    """One row per model: name, versions, latest, aliases, problems (``models ls``; a link planted as a
+    model directory is a row with its problem, never followed)."""
+    from ._layout import link_problem
+
+    rows: List[Dict[str, Any]] = [{"name": p.name, "versions": 0, "deleted": 0, "latest": None, "aliases": {},
+                                   "problems": [link_problem(p)]} for p in layout.planted()]  # fmt: skip
     for name in layout.models():
-        numbers = layout.version_numbers(name)
-        live = [n for n in numbers if tombstone(layout, name, n) is None]
-        rows.append({"name": name, "versions": len(live), "deleted": len(numbers) - len(live),
-                     "latest": live[-1] if live else None, "aliases": aliases_of(layout, name)})  # fmt: skip
-    return rows
+        problems: List[str] = []
+        row: Dict[str, Any] = {"name": name, "versions": 0, "deleted": 0, "latest": None, "aliases": {}}
+        try:
+            numbers = layout.version_numbers(name)
+            live = [n for n in numbers if tombstone(layout, name, n) is None]
+            row.update(versions=len(live), deleted=len(numbers) - len(live), latest=live[-1] if live else None,
+                       aliases=aliases_of(layout, name, problems))  # fmt: skip
+        except HpctrackError as err:  # this model's damage is this model's row, never the whole list's
+            problems.append(str(err))
+        rows.append({**row, "problems": problems})
+    return sorted(rows, key=lambda r: r["name"])

@@ -25,7 +25,8 @@ from ..settings import scheduler_job_id
 from ._layout import ALIAS_FILE, REGISTRY_VERSION, Layout, json_bytes, read_json, safe_host, write_once
 
 __all__ = ["new_event", "record_event", "model_lock", "read_alias", "aliases_of", "change_alias", "read_tags",
-           "change_tags", "tombstone", "write_tombstone", "read_events", "EVENTS_DIR"]  # fmt: skip
+           "change_tags", "tombstone", "write_tombstone", "read_events", "events_dir", "alias_contradiction",
+           "EVENTS_DIR"]  # fmt: skip
 
 EVENTS_DIR = "events"
 #: The per-model lock is held for one small update: a few file operations.
@@ -44,9 +45,18 @@ def new_event(model: str, kind: str, **fields: Any) -> Dict[str, Any]:
             "version": None, "alias": None, "old": None, "new": None, "reason": None, **fields}  # fmt: skip
 
 
+def events_dir(layout: Layout, model: str) -> Path:
+    """``model``'s events directory, made if missing; a one-line UnsafePathError when a link is planted there.
+
+    Every change calls it before writing its state file, so a change whose event could not be
+    written is refused with nothing written, never left half-made.
+    """
+    return layout.mkdir(model, EVENTS_DIR)
+
+
 def record_event(layout: Layout, event: Dict[str, Any]) -> bool:
     """Write ``event`` as ``events/<id>.json`` unless it exists; True when this call wrote it."""
-    folder = layout.mkdir(event["model"], EVENTS_DIR)
+    folder = events_dir(layout, event["model"])
     return write_once(folder / f"{event['id']}.json", json_bytes(event), layout.base)
 
 
@@ -83,17 +93,48 @@ def read_alias(layout: Layout, model: str, alias: str) -> Optional[Dict[str, Any
     return read_json(_alias_path(layout, model, alias), layout.base, "alias file")
 
 
-def aliases_of(layout: Layout, model: str) -> Dict[str, int]:
-    """Alias -> version, for every alias of ``model`` that holds a version."""
+def alias_contradiction(model: str, alias: str, data: Dict[str, Any]) -> Optional[str]:
+    """One line when the alias file's version is not the one its own embedded event set (the file was
+    edited by hand: it cannot be trusted); None when they agree."""
+    event = data.get("event")
+    if not isinstance(event, dict) or event.get("new") == data.get("version"):
+        return None
+    return (f"{model}@{alias}: alias.json says version {data.get('version')} but its own event "
+            f"{event.get('id')} set version {event.get('new')}: the file was edited by hand and contradicts its "
+            f"event; set the alias again (`hpctrack models alias {model} N {alias}`)")  # fmt: skip
+
+
+def aliases_of(layout: Layout, model: str, problems: Optional[List[str]] = None) -> Dict[str, int]:
+    """Alias -> version, for every alias of ``model`` that holds a version.
+
+    With ``problems`` (a list), an alias that cannot be read (a planted link, a damaged file) is
+    added to it as one line and left out, so one bad alias does not hide the others; without it,
+    it raises (what changes the registry must know every alias).
+    """
+    from ..errors import HpctrackError
+
     folder = layout.base / model / "aliases"
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return {}
+        layout.inside(folder, "read")
+        names = sorted(os.listdir(folder))
+    except HpctrackError as err:
+        if problems is None:
+            raise
+        problems.append(str(err))
         return {}
-    layout.inside(folder, "read")
     out: Dict[str, int] = {}
-    for name in sorted(os.listdir(folder)):
+    for name in names:
         if name.startswith("."):
             continue
-        data = read_alias(layout, model, name)
+        try:
+            data = read_alias(layout, model, name)
+        except HpctrackError as err:
+            if problems is None:
+                raise
+            problems.append(f"alias {name!r} of model {model!r} is unreadable: {err}")
+            continue
         if data is not None and isinstance(data.get("version"), int):
             out[name] = int(data["version"])
     return out
@@ -122,6 +163,7 @@ def change_alias(
     ``check(old)`` runs under the lock before anything is written and raises to refuse the change.
     """
     with model_lock(layout, model) as guard:
+        events_dir(layout, model)
         current = read_alias(layout, model, alias)
         if current is not None and isinstance(current.get("event"), dict):
             record_event(layout, current["event"])  # a holder killed after the replace left it unwritten
@@ -154,6 +196,7 @@ def change_tags(
 ) -> Dict[str, str]:
     """Set and remove tags of a version (``initial``: its tags at registration); returns its tags after."""
     with model_lock(layout, model) as guard:
+        events_dir(layout, model)
         current = read_tags(layout, model, version)
         if current is not None and isinstance(current.get("event"), dict):
             record_event(layout, current["event"])
@@ -177,6 +220,7 @@ def tombstone(layout: Layout, model: str, version: int) -> Optional[Dict[str, An
 def write_tombstone(layout: Layout, model: str, version: int, reason: Optional[str]) -> Dict[str, Any]:
     """Delete ``version`` (a tombstone and its event); refused while an alias holds it or when already deleted."""
     with model_lock(layout, model):
+        events_dir(layout, model)
         if tombstone(layout, model, version) is not None:
             raise ConfigError(f"{model}/{version} is already deleted; `hpctrack models gc --purge` removes its files")
         holders = sorted(a for a, v in aliases_of(layout, model).items() if v == version)

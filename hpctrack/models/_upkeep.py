@@ -21,9 +21,19 @@ from typing import Any, Dict, List, Optional
 from ..errors import HpctrackError
 from ..locking import owner_is_gone
 from ..safefs import rmtree
-from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, read_json
+from ._layout import OWNER_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, link_problem, read_json
 from ._payload import make_read_only, make_writable, payload_problems
-from ._state import EVENTS_DIR, model_lock, new_event, read_alias, read_events, read_tags, record_event, tombstone
+from ._state import (
+    EVENTS_DIR,
+    alias_contradiction,
+    model_lock,
+    new_event,
+    read_alias,
+    read_events,
+    read_tags,
+    record_event,
+    tombstone,
+)
 
 __all__ = ["GcResult", "verify_registry", "collect"]
 
@@ -119,6 +129,9 @@ def _model_problems(layout: Layout, name: str, only: Optional[int]) -> List[str]
             version = record.get("version")
             if isinstance(version, int) and version not in numbers:
                 out.append(f"{name}@{alias} holds version {version}, which does not exist")
+            contradiction = alias_contradiction(name, alias, record)
+            if contradiction is not None:
+                out.append(contradiction)
         for folder in _staging(layout, name):
             why = _abandoned(folder, layout)
             if why:
@@ -139,9 +152,11 @@ def _alias_records(layout: Layout, name: str) -> Dict[str, Dict[str, Any]]:
 
 def verify_registry(layout: Layout, name: Optional[str], version: Optional[int]) -> List[str]:
     """Every problem of the registry (or of one model, or one version), one line each; empty when whole."""
-    out: List[str] = []
+    out: List[str] = [link_problem(p) for p in layout.planted()] if name is None else []
     for model in [name] if name is not None else layout.models():
         try:
+            if version is None:
+                out += [link_problem(p) for p in layout.planted(model)]
             out += _model_problems(layout, model, version)
         except HpctrackError as err:
             out.append(str(err))

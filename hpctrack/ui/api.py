@@ -332,6 +332,21 @@ def _models(request: Request) -> Response:
     return json_response({"models": list_models(root=_root(request))})
 
 
+def _registry_endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """``fn``, with damaged stored data (a planted link, a damaged file) answered as the server's
+    problem (500, one line), never as a bad request: a model's own problems are in its data."""
+    from ..errors import StoreError, UnsafePathError
+
+    def answer(request: Request) -> Response:
+        try:
+            return fn(request)
+        except (StoreError, UnsafePathError) as err:
+            return error_response(500, f"damaged registry data: {err}")
+
+    answer.__name__ = fn.__name__
+    return answer
+
+
 def _model_name(request: Request) -> str:
     from ..models import list_models
 
@@ -389,7 +404,7 @@ ROUTES = [
     Route("/api/runs/{ref}/{job:int}/artifacts", _endpoint(_artifacts)),
     Route("/api/runs/{ref}/{job:int}/file", _endpoint(_file)),
     Route("/api/runs/{ref}/{job:int}/log", _endpoint(_log)),
-    Route("/api/models", _endpoint(_models)),
-    Route("/api/models/{name}", _endpoint(_model)),
-    Route("/api/models/{name}/{version:int}", _endpoint(_model_version)),
+    Route("/api/models", _endpoint(_registry_endpoint(_models))),
+    Route("/api/models/{name}", _endpoint(_registry_endpoint(_model))),
+    Route("/api/models/{name}/{version:int}", _endpoint(_registry_endpoint(_model_version))),
 ]

@@ -52,3 +52,32 @@ def test_models_list_and_model_page(browser: Any, registry_server: Any) -> None:
     finally:
         context.close()
     assert console.errors == []
+
+
+def test_a_models_problem_is_shown_on_its_row_and_page(browser: Any, tmp_path: Any) -> None:
+    import os
+
+    root = tmp_path / "root"
+    sweep_with_artifacts(root, 1)
+    for name in ("bad", "good"):
+        cli(root, "models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", name, "--alias", "prod")
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "registry" / "bad" / "aliases" / "evil")
+    console = Console()
+    with serve(root) as server:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.errors.append(str(e)))
+        try:
+            page.goto(server.url + "#/models")
+            page.wait_for_selector("#models tbody tr[data-name='good']")
+            assert "planted in the registry" in page.text_content("#models tbody tr[data-name='bad']")
+            assert page.query_selector("#models tbody tr[data-name='good'] .warn-line") is None
+            page.goto(server.url + "#/model/bad")
+            page.wait_for_selector("#versions tbody tr[data-version='1']")
+            assert "planted in the registry" in page.text_content("p.warn-line")
+        finally:
+            context.close()
+    assert console.errors == []

@@ -58,3 +58,31 @@ def test_the_registry_view_only_reads(ui, root):
         assert ui.request(path, method="POST").status in (403, 405)
     assert sorted(str(p) for p in (root / "registry").rglob("*")) == before
     assert ui.request("static/page-models.js").status == 200
+
+
+def test_a_bad_alias_in_one_model_is_that_models_problem_in_the_data_never_a_400(tmp_path):
+    import os
+
+    root = tmp_path / "root"
+    sweep_with_artifacts(root, 1)
+    for name in ("bad", "good"):
+        proc = cli(root, "models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", name,
+                   "--alias", "production")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    (tmp_path / "elsewhere").mkdir()
+    planted = root / "registry" / "bad" / "aliases" / "evil"
+    os.symlink(tmp_path / "elsewhere", planted)
+    server = start_ui(root)
+    try:
+        listed = server.request("api/models")
+        assert listed.status == 200, listed.text
+        by_name = {m["name"]: m for m in listed.json()["models"]}
+        assert str(planted) in by_name["bad"]["problems"][0] and by_name["good"]["problems"] == []
+        assert by_name["good"]["aliases"] == {"production": 1}
+        for path in ("api/models/bad", "api/models/bad/1", "api/models/good", "api/models/good/1"):
+            reply = server.request(path)
+            assert reply.status == 200, (path, reply.status, reply.text)
+        assert str(planted) in server.request("api/models/bad").json()["problems"][0]
+        assert str(planted) in server.request("api/models/bad/1").json()["problems"][0]
+    finally:
+        server.stop()

@@ -29,7 +29,9 @@ def test_kill_during_staging_leaves_an_abandoned_staging_dir_that_gc_removes(reg
     done = hm.gc()
     assert len(done.staging_removed) == 1
     assert hm.verify() == []
-    assert [v for v in hm.list_models()] == [{"name": "m", "versions": 1, "deleted": 0, "latest": 1, "aliases": {}}]
+    assert [v for v in hm.list_models()] == [
+        {"name": "m", "versions": 1, "deleted": 0, "latest": 1, "aliases": {}, "problems": []}
+    ]
     assert hm.register("src/0", artifact="artifacts/model_dir", name="m").version == 2  # no gap from the kill
 
 

@@ -69,9 +69,8 @@ def test_a_symlink_in_the_source_is_refused_and_nothing_outside_is_copied(hpctra
     os.symlink(secret, run_dir / "checkpoints_link")
     with pytest.raises(ConfigError, match="out of the run directory"):
         hm.register("src/0", artifact="checkpoints_link", name="d")
-    assert not any(p.is_file() and p.read_bytes() == b"root:secret" for p in (hpctrack_root / "registry").rglob("*"))
-    assert hm.verify() == []  # the failed registrations left nothing behind
-    assert not list((hpctrack_root / "registry" / "d" / ".staging").iterdir())
+    assert not (hpctrack_root / "registry").exists()  # refused before anything was written
+    assert hm.verify() == []
 
 
 def test_a_missing_source_is_refused_before_anything_is_written(hpctrack_root):

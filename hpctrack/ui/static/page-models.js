@@ -12,7 +12,8 @@ export async function modelsPage(root, crumbs) {
     h("td", h("a.model-link", { href: `#/model/${enc(m.name)}` }, m.name)),
     h("td.num", String(m.versions) + (m.deleted ? ` (+${m.deleted} deleted)` : "")),
     h("td.num", m.latest === null ? "" : String(m.latest)),
-    h("td", h("div.tags", Object.entries(m.aliases).map(([a, v]) => h("span.tag", `${a}=${v}`)))))));
+    h("td", h("div.tags", Object.entries(m.aliases).map(([a, v]) => h("span.tag", `${a}=${v}`))),
+      ...(m.problems || []).map((p) => h("div.warn-line", p))))));
   if (!data.models.length) add(body, h("tr", h("td.muted", { colSpan: 4 }, "no models registered yet (hpctrack models register)")));
   return {};
 }
@@ -51,6 +52,7 @@ export async function modelPage(root, crumbs, name) {
     h("td", e.reason || ""))));
   add(root,
     h("h1", `Model ${name}`),
+    ...(m.problems || []).map((p) => h("p.warn-line", p)),
     h("p", h("div.tags", Object.entries(m.aliases).map(([a, v]) => h("span.tag", `${a} → ${v}`)))),
     h("h2", "Versions"),
     h("table.list", { id: "versions" }, h("thead", h("tr", h("th.num", "version"), h("th", "aliases"), h("th", "registered"),
