@@ -41,10 +41,16 @@ def test_lightning_requeues_its_job_into_the_same_run(slurm_root):
     assert 0 < attempts[1]["restart_step"] < 16  # it continued where the first attempt stopped
 
     # Continuous: every step once in the resolved history; each later attempt logged from its restart on.
-    history = sweep.history("train/loss")
-    assert history.step.tolist() == list(range(16))
-    raw = open_store(run_dir, sweep.manifest.store).read_history("train/loss", raw=True)
     restart = attempts[1]["restart_step"]
-    assert sorted(int(s) for s in raw.step if s < restart) == list(range(restart))  # the first attempt's, once
-    if len(attempts) == 2:
-        assert [int(s) for s, a in zip(raw.step, raw.attempt) if a == 2] == list(range(restart, 16))
+    # Every step at most once, the first attempt's up to the restart and the later ones' from it on, with
+    # no gap but the known limit (README): when SLURM's signal lands while a step is in progress (its
+    # batch processed, its metrics not yet logged), Lightning's HPC checkpoint counts that step as done
+    # and the resumed fit numbers on after it: that one step has no point.
+    history = sweep.history("train/loss").step.tolist()
+    raw = open_store(run_dir, sweep.manifest.store).read_history("train/loss", raw=True)
+    first = sorted(int(s) for s, a in zip(raw.step, raw.attempt) if a == 1 and s < restart)
+    later = [int(s) for s, a in zip(raw.step, raw.attempt) if a > 1]
+    assert first == list(range(len(first))) and restart - len(first) in (0, 1), (first, restart)
+    assert later == list(range(restart, restart + len(later))) and later[-1] in (15, 16), later
+    assert history == first + later and len(set(history)) == len(history)
+    assert len(first) + len(later) >= 15  # 16 steps; one without a point at most

@@ -49,8 +49,8 @@ class Model(pl.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        # After the step is logged: a checkpoint Lightning saves on a signal here resumes at the next step.
-        # (One saved in the middle of a step resumes its step count one further: that step has no point.)
+        # Where SLURM's signal mostly lands. Lightning logs the step's metrics after this hook: a checkpoint
+        # saved on a signal here counts the step as done, and the resumed fit goes on after it (no point for it).
         time.sleep(self.sleep_s)
 
     def validation_step(self, batch, batch_idx):
