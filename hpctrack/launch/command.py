@@ -142,13 +142,17 @@ def _fields(backend: str) -> "set[str]":
     return {f.name for f in dataclasses.fields(conf)} if conf is not None else set()
 
 
+def _words(template: str) -> List[str]:
+    """The command's shell words (split on blanks when its quoting does not parse)."""
+    try:
+        return shlex.split(template)
+    except ValueError:
+        return template.split()
+
+
 def _program(template: str) -> Optional[str]:
     """The word of the command that names the program it runs (``srun ./heat -n 2`` -> ``./heat``), if any."""
-    try:
-        words = shlex.split(template)
-    except ValueError:
-        words = template.split()
-    for word in words:
+    for word in _words(template):
         if "=" in word and not word.startswith(("/", ".")):
             continue  # VAR=value before the program
         if word.startswith("-") or Path(word).name in _STARTERS:
@@ -200,11 +204,7 @@ def _check_code_dir_files(template: str, launch_dir: str) -> None:
 
 def _default_name(template: str) -> str:
     """The sweep's name when none is given: the program the command runs (``./heat --dt 1`` -> ``heat``)."""
-    try:
-        words = shlex.split(template)
-    except ValueError:
-        words = template.split()
-    for word in words:
+    for word in _words(template):
         if "=" in word and not word.startswith(("/", ".")):
             continue  # VAR=value before the program
         name = Path(word).stem  # $HPCTRACK_CODE_DIR/heat.sh -> heat
