@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any, Dict, Optional
 
-__all__ = ["pid_alive", "process_identity", "why_not_ours"]
+__all__ = ["pid_alive", "process_identity", "signal_when_parent_ends", "why_not_ours"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -78,3 +78,37 @@ def why_not_ours(recorded: Dict[str, Any], names: str) -> Optional[str]:
     if names not in cmdline:
         return f"has already gone (pid {pid} is now another process)"
     return None
+
+
+#: prctl(2) option: the signal the kernel sends this process when its parent ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def signal_when_parent_ends(parent_names: str, signum: int) -> bool:
+    """Have ``signum`` sent to this process when its parent ends; sent at once if it already has.
+
+    ``parent_names``: text in the parent's command line that tells it is still the
+    parent this process was started by (not the init process or a subreaper it was
+    handed to). A local job's task must not outlive its controller: a task left
+    running after its controller died (a cancel that interrupted the controller
+    while it started the task, a kill of the job id) is out of reach of every later
+    cancel. Linux only (``prctl(PR_SET_PDEATHSIG)``); returns False where it cannot be set.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    # Set only now: a parent that ended before (this process already handed on) never sends it.
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as fh:
+            alive = parent_names.encode() in fh.read()
+    except OSError:
+        alive = False
+    if not alive:
+        signal.raise_signal(signum)
+    return True

@@ -73,12 +73,22 @@ def _job_signals() -> List[int]:
     return [getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)]
 
 
+def _end_with_local_controller() -> None:
+    """A local job's task stops (SIGINT, as its controller's own cancel) when its controller process ends."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local":
+        return
+    from .._process import signal_when_parent_ends
+
+    signal_when_parent_ends("submitit.local._local", signal.SIGINT)
+
+
 def run_job(sweep_dir: str, index: int) -> Any:
     """Run job ``index`` of the sweep in ``sweep_dir`` and record its outcome in its run."""
     from .._signals import EarlySignals
 
     # First of all: a cancel or SLURM's signal that lands while the job starts is kept for its run.
     early = EarlySignals(_job_signals())
+    _end_with_local_controller()
     from .._types import RunStatus
     from ..identity import export_identity
     from ..relay import follow_relay

@@ -117,10 +117,15 @@ def test_a_zarr_run_missing_points_is_skipped_by_history_and_plot_and_ls_does_no
     assert [j["state"] for j in _status("zc")["jobs"]] == ["LOST", "LOST"]
 
 
-def test_a_job_whose_controller_was_killed_is_running_while_its_run_still_writes(hpctrack_root, tmp_path):
+def test_a_job_whose_controller_was_killed_stops_its_training_and_says_so(hpctrack_root, tmp_path):
+    """The local job is its controller (the job id `status` shows): when that process is gone, its training
+    must not run on as an orphan that no `hpctrack cancel` reaches (a cancel that lands while the controller
+    starts its task left one, which then completed a "cancelled" job)."""
     import hpctrack
 
-    proc = run_cli("launch", str(RESUMABLE), "x=1", "steps=80", "sleep_s=0.1", "--name", "orphan", "--detach",
+    from hpctrack._process import pid_alive
+
+    proc = run_cli("launch", str(RESUMABLE), "x=1", "steps=300", "sleep_s=0.1", "--name", "orphan", "--detach",
                    cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _wait(lambda: (_status("orphan")["jobs"][0]["last_step"] or 0) >= 3, "a few steps")
@@ -129,9 +134,12 @@ def test_a_job_whose_controller_was_killed_is_running_while_its_run_still_writes
     controller = int(sweep.manifest.jobs[0].job_id)
     assert controller != training  # submitit's controller runs the training in a child process
     os.kill(controller, signal.SIGKILL)
-    _wait(lambda: hpctrack.load_sweep("orphan").manifest.jobs[0].state.is_final, "the runner to record the kill")
-    job = _status("orphan")["jobs"][0]
-    if job["state"] != "COMPLETED":  # (a loaded machine may have let it finish meanwhile)
-        assert job["state"] == "RUNNING" and f"pid {training}" in job["note"], job
+    _wait(lambda: not pid_alive(training), "the training to stop with its controller", timeout_s=30)
+    job = _final("orphan")["jobs"][0]
+    assert job["state"] == "CANCELLED" and job["error"], job
+    steps = hpctrack.load_sweep("orphan").history("loss").step.tolist()
+    assert 3 <= len(steps) < 300 and steps == list(range(len(steps)))
+    # and it continues where it stopped
+    assert "requeued 1 job" in run_cli("requeue", "orphan", "--no-progress", cwd=tmp_path, check=True).stdout
     assert [j["state"] for j in _final("orphan")["jobs"]] == ["COMPLETED"]
-    assert hpctrack.load_sweep("orphan").history("loss").step.tolist() == list(range(80))
+    assert hpctrack.load_sweep("orphan").history("loss").step.tolist() == list(range(300))
