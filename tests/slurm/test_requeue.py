@@ -89,4 +89,13 @@ def test_timeout_cancel_and_failure_all_end_completed(slurm_root, tmp_path):
     # (a scancel that lands between two automatic attempts leaves the last one "requeued")
     assert "CANCELLED" in cancelled["outcome"] or cancelled["outcome"].startswith("requeued"), attempts1
     resubmitted = [a for a in attempts1 if a["job_id"] != first_job]
-    assert resubmitted and resubmitted[0]["restored_from"]["step"] >= 3, attempts1
+    restoring = [a for a in resubmitted if "restored_from" in a]
+    assert restoring and restoring[0]["restored_from"]["step"] >= 3, attempts1
+    # An attempt before it (the time-limit signal landed while a loaded machine was still starting the
+    # job, before the script restored anything) was requeued at once and logged nothing: no step ran twice.
+    from hpctrack.store import open_store
+
+    raw = open_store(sweep.manifest.run_path(1), manifest.store).read_history("loss", raw=True)
+    for early in resubmitted[: resubmitted.index(restoring[0])]:
+        assert early["outcome"].startswith("requeued"), attempts1
+        assert early["attempt"] not in set(raw.attempt.tolist()), (early, attempts1)
