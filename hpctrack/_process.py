@@ -84,15 +84,13 @@ def why_not_ours(recorded: Dict[str, Any], names: str) -> Optional[str]:
 _PR_SET_PDEATHSIG = 1
 
 
-def signal_when_parent_ends(parent_names: str, signum: int) -> bool:
-    """Have ``signum`` sent to this process when its parent ends; sent at once if it already has.
+def signal_when_parent_ends(parent: int, signum: int) -> bool:
+    """Have ``signum`` sent to this process when its parent ``parent`` ends; sent at once if it already has.
 
-    ``parent_names``: text in the parent's command line that tells it is still the
-    parent this process was started by (not the init process or a subreaper it was
-    handed to). A local job's task must not outlive its controller: a task left
-    running after its controller died (a cancel that interrupted the controller
-    while it started the task, a kill of the job id) is out of reach of every later
-    cancel. Linux only (``prctl(PR_SET_PDEATHSIG)``); returns False where it cannot be set.
+    A local job's task must not outlive its controller: a task left running after
+    its controller died (a cancel that interrupted the controller while it started
+    the task, a kill of the job id) is out of reach of every later cancel. Linux
+    only (``prctl(PR_SET_PDEATHSIG)``); returns False where it cannot be set.
     """
     import ctypes
     import signal
@@ -104,11 +102,6 @@ def signal_when_parent_ends(parent_names: str, signum: int) -> bool:
     except (OSError, AttributeError):
         return False
     # Set only now: a parent that ended before (this process already handed on) never sends it.
-    try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as fh:
-            alive = parent_names.encode() in fh.read()
-    except OSError:
-        alive = False
-    if not alive:
+    if os.getppid() != parent:
         signal.raise_signal(signum)
     return True

@@ -74,12 +74,24 @@ def _job_signals() -> List[int]:
 
 
 def _end_with_local_controller() -> None:
-    """A local job's task stops (SIGINT, as its controller's own cancel) when its controller process ends."""
+    """A local job's task stops (SIGINT, as its controller's own cancel) when its controller process ends.
+
+    Only the task the controller started is tied to it; a process the task starts that
+    runs a job again (a Lightning DDP rank) is the task's to stop. A task whose controller
+    is already gone is interrupted at once.
+    """
     if os.environ.get("SUBMITIT_EXECUTOR") != "local":
         return
-    from .._process import signal_when_parent_ends
+    try:
+        controller = int(os.environ["SUBMITIT_LOCAL_JOB_ID"])
+    except (KeyError, ValueError):
+        return
+    from .._process import pid_alive, signal_when_parent_ends
 
-    signal_when_parent_ends("submitit.local._local", signal.SIGINT)
+    if os.getppid() == controller:
+        signal_when_parent_ends(controller, signal.SIGINT)
+    elif not pid_alive(controller):
+        signal.raise_signal(signal.SIGINT)
 
 
 def run_job(sweep_dir: str, index: int) -> Any:

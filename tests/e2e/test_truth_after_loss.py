@@ -122,7 +122,6 @@ def test_a_job_whose_controller_was_killed_stops_its_training_and_says_so(hpctra
     must not run on as an orphan that no `hpctrack cancel` reaches (a cancel that lands while the controller
     starts its task left one, which then completed a "cancelled" job)."""
     import hpctrack
-
     from hpctrack._process import pid_alive
 
     proc = run_cli("launch", str(RESUMABLE), "x=1", "steps=300", "sleep_s=0.1", "--name", "orphan", "--detach",
