@@ -7,10 +7,9 @@
 #   bash slurm/down.sh [DIR] [--purge]
 #
 # Env knobs:
-#   HPCTRACK_SLURM_CPUS=8          CPUs declared for the node; more than the hardware is
-#                                  fine (SlurmdParameters=config_overrides), and 8 lets
-#                                  two SLURM tests run their array tasks side by side
-#                                  on a 2-core box (the jobs mostly sleep)
+#   HPCTRACK_SLURM_CPUS=4          CPUs declared for the node; more than the hardware is
+#                                  fine (SlurmdParameters=config_overrides), and 4 lets
+#                                  the tests run 4 array tasks at once on a 2-core box
 #   HPCTRACK_SLURM_MEM_MB=4096     RealMemory of the node
 #   HPCTRACK_SLURM_PORT_BASE=6817  slurmctld=BASE, slurmd=BASE+1, slurmdbd=BASE+2, MariaDB=BASE+3
 #   HPCTRACK_SLURM_TIMEOUT=60      seconds to wait for each daemon / for the node to be idle
@@ -23,7 +22,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DIR="${1:-${HPCTRACK_SLURM_DIR:-/tmp/hpctrack-slurm}}"
-CPUS="${HPCTRACK_SLURM_CPUS:-8}"
+CPUS="${HPCTRACK_SLURM_CPUS:-4}"
 MEM_MB="${HPCTRACK_SLURM_MEM_MB:-4096}"
 BASE="${HPCTRACK_SLURM_PORT_BASE:-6817}"
 TMO="${HPCTRACK_SLURM_TIMEOUT:-60}"

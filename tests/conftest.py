@@ -131,22 +131,16 @@ def small_tmpfs(tmp_path: Path):
         yield mount_point
 
 
-#: SLURM test modules of the second group (``tests/slurm/``; the rest are the first).
-SLURM_SECOND_GROUP = frozenset({"test_slurm_writers.py", "test_settled_slurm.py", "test_lightning_requeue.py",
-                                "test_optimize_slurm.py", "test_optuna_sweeper_slurm.py"})  # fmt: skip
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    """With pytest-xdist (``--dist loadgroup``), the SLURM tests run in two groups, each one test after another.
+    """With pytest-xdist (``--dist loadgroup``), the SLURM tests run one after another in one worker.
 
-    The test cluster is one node: more tests at once, each waiting for its own jobs,
-    would queue behind each other's and time out. Two at a time halve the time the
-    suite waits on SLURM's time-limit checks; the groups hold about the same wait.
+    The test cluster is one node: tests that each wait for their own jobs would
+    otherwise queue behind each other's and time out (two at a time failed on a
+    loaded machine). Markers go on before pytest-xdist reads them (``tryfirst``).
     """
     for item in items:
         if item.get_closest_marker("slurm") is not None:
-            module = item.path.name
-            item.add_marker(pytest.mark.xdist_group("slurm-b" if module in SLURM_SECOND_GROUP else "slurm"))
+            item.add_marker(pytest.mark.xdist_group("slurm"))
         elif item.get_closest_marker("browser") is not None:  # one root, server and Chromium for them all
             item.add_marker(pytest.mark.xdist_group("browser"))
