@@ -38,6 +38,31 @@ def _has_option(backend: str, key: str) -> bool:
     return conf is not None and key in {f.name for f in dataclasses.fields(conf)}
 
 
+def _check_launcher_settings(backend: str, args: List[str]) -> None:
+    """A ``hydra.launcher.KEY=...`` override that ``backend``'s launcher lacks: one line saying which backend has it.
+
+    Hydra's own words for it name a config class (``Key 'runs_per_task' not in
+    'LocalLauncherConf'``), not the ``--backend`` that takes it.
+    """
+    import dataclasses
+
+    prefix = "hydra.launcher."
+    for arg in args:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if arg.startswith("-") or not key.startswith(prefix):
+            continue
+        field = key[len(prefix) :].split(".")[0]
+        if _has_option(backend, field):
+            continue
+        owners = [n for n in backend_names() if n != backend and _has_option(n, field)]
+        if owners:
+            raise ConfigError(f"{arg}: a {' or '.join(backend_class(n).label for n in owners)} launcher setting; "
+                              f"add --backend {owners[0]}")  # fmt: skip
+        conf = backend_class(backend).conf
+        fields = sorted(f.name for f in dataclasses.fields(conf) if not f.name.startswith("_")) if conf else []
+        raise ConfigError(f"{arg}: the {backend} launcher has no setting {field!r} (it has: {', '.join(fields)})")
+
+
 def _quote(value: str) -> str:
     """A Hydra override value that stays one string whatever it contains."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -240,6 +265,7 @@ def launch_script(
 
         resolve_group(share_group)  # a bad group is said before the root is even created
     _check_overrides(overrides)
+    _check_launcher_settings(backend, overrides)
     # a dry run writes nothing under the root: Hydra's sweep directory (multirun.yaml) is a temporary one
     root_path = resolve_root(root) if dry_run else ensure_writable_root(resolve_root(root))
     path = path.absolute()

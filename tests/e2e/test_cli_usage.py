@@ -86,6 +86,12 @@ def test_an_id_prefix_two_sweeps_share_is_named_ambiguous_with_both_ids(ended, h
         (["--nope", "1"], "unknown option '--nope'"),  # was Hydra's "malformed override '1'"
         (["--mem-gb", "8"], "--mem-gb is a SLURM option; add --backend slurm"),
         (["--cpus-per-task", "4"], "--cpus-per-task is a SLURM option"),
+        # was Hydra's "Key 'runs_per_task' not in 'LocalLauncherConf'"
+        (
+            ["hydra.launcher.runs_per_task=2"],
+            "hydra.launcher.runs_per_task=2: a SLURM launcher setting; add --backend slurm",
+        ),
+        (["hydra.launcher.nodes_please=2"], "the local launcher has no setting 'nodes_please' (it has: "),
         (["--name", "latest"], "'latest' always means the newest sweep"),  # the sweep could never be named
         (["--name", "my/sweep"], "'/'"),  # SWEEP/JOB names a run: the name would be read as one
     ],
