@@ -16,7 +16,6 @@ finds it in ``$HPCTRACK_CODE_DIR``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shlex
@@ -27,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .._names import check_name, check_sweep_name
 from ..errors import ConfigError
 from ..manifest import Manifest, load_manifest
-from .registry import backend_class, backend_names
+from .registry import backend_class, backend_names, backends_with_setting, check_launcher_setting, launcher_fields
 
 __all__ = ["launch_command", "expand_overrides"]
 
@@ -111,10 +110,10 @@ def _launcher(backend: str, settings: Dict[str, Any], overrides: Sequence[str]) 
     conf = backend_class(backend).conf
     if conf is None:
         raise ConfigError(f"backend {backend!r} has no launcher config: --exec sweeps cannot run on it")
-    fields = _fields(backend)
+    fields = launcher_fields(backend)
     for key, value in settings.items():
         if value is not None and key not in fields:
-            owners = [n for n in backend_names() if key in _fields(n)]
+            owners = backends_with_setting(key)
             where = " or ".join(backend_class(n).label for n in owners) or "no backend's"
             raise ConfigError(f"--{key.replace('_', '-')} is a {where} option; add --backend {owners[0]}"
                               if owners else f"--{key.replace('_', '-')} is an option of no backend")  # fmt: skip
@@ -125,21 +124,13 @@ def _launcher(backend: str, settings: Dict[str, Any], overrides: Sequence[str]) 
             key = override.key_or_group[len(_LAUNCHER_PREFIX) :]
             if override.is_sweep_override():
                 raise ConfigError(f"{override.input_line}: a launcher setting is one value for the whole sweep")
-            if key.split(".")[0] not in fields:
-                raise ConfigError(f"{override.input_line}: the {backend} launcher has no setting {key!r} "
-                                  f"(it has: {', '.join(sorted(f for f in fields if not f.startswith('_')))})")  # fmt: skip
+            check_launcher_setting(backend, key, override.input_line)
             OmegaConf.update(merged, key, override.value(), merge=True)
     except OmegaConfBaseException as err:
         raise ConfigError(f"launcher setting: {' '.join(str(err).split()).split(' full_key:')[0]}") from None
     data = OmegaConf.to_container(merged, resolve=True)
     assert isinstance(data, dict)
     return {str(k): v for k, v in data.items()}
-
-
-def _fields(backend: str) -> "set[str]":
-    """The fields of ``backend``'s launcher config (none when it has no config)."""
-    conf = backend_class(backend).conf
-    return {f.name for f in dataclasses.fields(conf)} if conf is not None else set()
 
 
 def _words(template: str) -> List[str]:

@@ -25,42 +25,22 @@ from ..errors import FAILED_JOB_ATTR, ConfigError, HpctrackError
 from ..manifest import MANIFEST_FILE, RUNS_DIR, SWEEPS_DIR, Manifest, load_manifest, new_sweep_id
 from ..secrets import mask_argv
 from ..store import store_class
-from .registry import backend_class, backend_names
+from .registry import backend_class, backend_names, backends_with_setting, check_launcher_setting, launcher_fields
 
 __all__ = ["launch_script", "split_flags"]
 
 
-def _has_option(backend: str, key: str) -> bool:
-    """Whether ``backend``'s launcher config has the field ``key``."""
-    import dataclasses
-
-    conf = backend_class(backend).conf
-    return conf is not None and key in {f.name for f in dataclasses.fields(conf)}
-
-
 def _check_launcher_settings(backend: str, args: List[str]) -> None:
-    """A ``hydra.launcher.KEY=...`` override that ``backend``'s launcher lacks: one line saying which backend has it.
+    """Each ``hydra.launcher.KEY=...`` override checked against ``backend``'s launcher (:func:`check_launcher_setting`).
 
-    Hydra's own words for it name a config class (``Key 'runs_per_task' not in
+    Hydra's own words for a missing one name a config class (``Key 'runs_per_task' not in
     'LocalLauncherConf'``), not the ``--backend`` that takes it.
     """
-    import dataclasses
-
     prefix = "hydra.launcher."
     for arg in args:
         key = arg.lstrip("+~").split("=", 1)[0]
-        if arg.startswith("-") or not key.startswith(prefix):
-            continue
-        field = key[len(prefix) :].split(".")[0]
-        if _has_option(backend, field):
-            continue
-        owners = [n for n in backend_names() if n != backend and _has_option(n, field)]
-        if owners:
-            raise ConfigError(f"{arg}: a {' or '.join(backend_class(n).label for n in owners)} launcher setting; "
-                              f"add --backend {owners[0]}")  # fmt: skip
-        conf = backend_class(backend).conf
-        fields = sorted(f.name for f in dataclasses.fields(conf) if not f.name.startswith("_")) if conf else []
-        raise ConfigError(f"{arg}: the {backend} launcher has no setting {field!r} (it has: {', '.join(fields)})")
+        if not arg.startswith("-") and key.startswith(prefix):
+            check_launcher_setting(backend, key[len(prefix) :], arg)
 
 
 def _quote(value: str) -> str:
@@ -290,8 +270,8 @@ def launch_script(
         hydra_args.append(f"hydra.launcher.{backend_class(backend).parallel_option}={parallel}")
     for key, value in (slurm or {}).items():
         if value is not None:
-            if not _has_option(backend, key):
-                owners = [n for n in backend_names() if _has_option(n, key)]
+            if key not in launcher_fields(backend):
+                owners = backends_with_setting(key)
                 if not owners:
                     raise ConfigError(f"--{key.replace('_', '-')} is an option of no backend "
                                       f"({', '.join(backend_names())})")  # fmt: skip
