@@ -52,9 +52,20 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FilterError", "Expr", "parse", "filter_frame", "matches", "SYNTAX_HELP", "MAX_FILTER_LENGTH"]
+__all__ = [
+    "FilterError",
+    "Expr",
+    "parse",
+    "filter_frame",
+    "matches",
+    "SYNTAX_HELP",
+    "SYNTAX_EXAMPLE",
+    "MAX_FILTER_LENGTH",
+]
 
-SYNTAX_HELP = ("write conditions on columns, e.g. \"optimizer.lr < 0.1 and state == 'COMPLETED'\": "
+#: The example condition SYNTAX_HELP gives (on a sweep's columns); other tables swap in one of theirs.
+SYNTAX_EXAMPLE = "optimizer.lr < 0.1 and state == 'COMPLETED'"
+SYNTAX_HELP = (f"write conditions on columns, e.g. \"{SYNTAX_EXAMPLE}\": "
                "comparisons (== != < <= > >= in, not in), and/or/not, + - * / // % **, numbers, "
                "'strings', [lists], true/false/null")  # fmt: skip
 

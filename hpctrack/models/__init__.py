@@ -225,7 +225,7 @@ def get_path(ref: str, *, root: Optional[Union[str, Path]] = None) -> Path:
     if version.deleted is not None:
         raise ConfigError(f"{version.ref} is deleted ({version.deleted.get('reason') or 'no reason given'}); "
                           f"use another version (`hpctrack models versions {version.name}`)")  # fmt: skip
-    problems = [p for p in payload_problems(version.path, version.files) if "writable" not in p]
+    problems = payload_problems(version.path, version.files, modes=False)
     if problems:
         raise StoreError(f"{version.ref} is damaged, refusing its path: {problems[0]}"
                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -441,18 +441,18 @@ def aliases_at(
     """
     from ._read import aliases_at as replay
     from ._read import require_model
+    from ._state import read_events
 
     check_model_name(name)
     if alias is not None:
         check_alias_name(alias)
-    from ._state import read_events
-
     moment = parse_moment(when)
     layout = _layout(root)
     require_model(layout, name)
+    found = read_events(layout, name)  # one read of the events for the check and the replay
     if alias is not None:
-        _check_alias_in_history(name, alias, read_events(layout, name))
-    return replay(layout, name, moment, alias)
+        _check_alias_in_history(name, alias, found)
+    return replay(found, moment, alias)
 
 
 def parse_moment(when: Union[float, str]) -> float:

@@ -250,12 +250,16 @@ def claim(layout: Layout, model: str, staged: Path) -> int:
     return number
 
 
-def payload_problems(version_dir: Path, files: Dict[str, Any], *, contents: bool = True) -> List[str]:
+def payload_problems(
+    version_dir: Path, files: Dict[str, Any], *, contents: bool = True, modes: bool = True
+) -> List[str]:
     """What differs between the payload on disk and its manifest (one line each); empty when whole.
 
     Every file is read in full (sha256); links, missing files, other sizes, other contents and
-    files the manifest does not name are problems. ``contents=False``: sizes, links and modes
-    only, no file read (a quick check that cannot see a changed byte).
+    files the manifest does not name are problems, and so are modes that let the version be written.
+    ``contents=False``: no file read (a quick check that cannot see a changed byte).
+    ``modes=False``: no mode checked (a version killed right after its claim is still writable
+    until ``gc``, and is whole: fit for reading).
     """
     from ..safefs import sha256_file
     from ._layout import first_link, link_problem
@@ -288,6 +292,8 @@ def payload_problems(version_dir: Path, files: Dict[str, Any], *, contents: bool
             rel = (Path(folder) / name).relative_to(top).as_posix()
             if rel not in known:
                 out.append(f"{top / rel}: not part of the version (added after registration)")
+    if not modes:
+        return out
     for folder, dirs, names in os.walk(version_dir):
         for name in ["", *dirs, *names]:
             full = os.path.join(folder, name) if name else folder

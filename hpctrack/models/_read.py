@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError, HpctrackError, StoreError
 from ._layout import MODEL_FILE, PAYLOAD_DIR, VERSION_FILE, Layout, Ref, parse_ref, read_json
-from ._state import alias_contradiction, aliases_of, read_alias, read_events, read_tags, tombstone
+from ._state import alias_contradiction, aliases_of, read_alias, read_tags, tombstone
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,7 @@ class ModelVersion:
         sizes), one line each; a changed byte needs :func:`hpctrack.models.verify`."""
         from ._payload import payload_problems
 
-        return [p for p in payload_problems(self.path, self.files, contents=False) if "writable" not in p]
+        return payload_problems(self.path, self.files, contents=False, modes=False)
 
     def to_json(self) -> Dict[str, Any]:
         """Plain JSON data with stable keys (``models show --format json``)."""
@@ -194,21 +194,24 @@ def versions_frame(
 
 def _own_example(message: str, frame: "pd.DataFrame") -> str:
     """``message`` with the filter language's example (a sweep's columns) swapped for one on the versions'."""
-    from ..query import SYNTAX_HELP
+    from ..query import SYNTAX_EXAMPLE
 
     metric = next((str(c) for c in frame.columns if str(c).endswith(":max")), None)
     example = f"{metric} > 0.9 and version >= 2" if metric else "version >= 2 and deleted == false"
-    generic = SYNTAX_HELP.split('": ')[0].split('e.g. "', 1)[1]
-    return message.replace(generic, example)
+    return message.replace(SYNTAX_EXAMPLE, example)
 
 
-def aliases_at(layout: Layout, name: str, when: float, alias: Optional[str]) -> Dict[str, Optional[Dict[str, Any]]]:
+def aliases_at(
+    model_events: Sequence[Dict[str, Any]], when: float, alias: Optional[str]
+) -> Dict[str, Optional[Dict[str, Any]]]:
     """Alias -> the event that set the version it held at ``when`` (None: it held none then).
+
+    ``model_events``: the model's events (:func:`read_events`).
 
     The alias events are replayed in the order they were made (their per-alias sequence number,
     given under the model's lock, so a clock that differs between hosts cannot reorder them).
     """
-    events = [e for e in read_events(layout, name) if e.get("kind") in ("alias", "unalias")]
+    events = [e for e in model_events if e.get("kind") in ("alias", "unalias")]
     names = sorted({str(e["alias"]) for e in events}) if alias is None else [alias]
     out: Dict[str, Optional[Dict[str, Any]]] = {}
     for a in names:
