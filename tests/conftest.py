@@ -60,6 +60,16 @@ def error_lines(stderr: str) -> List[str]:
     return [line for line in stderr.splitlines() if line.startswith("Error:")]
 
 
+def one_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one error line of a command that failed with exit code 1 and printed nothing else; holds ``needles``."""
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 # -- the real SLURM test cluster from slurm/ ------------------------------------------------
 
 

@@ -226,19 +226,26 @@ def console() -> Console:
     return Console()
 
 
-@pytest.fixture
-def page(browser: Any, ui_server: Server, console: Console) -> Iterator[Any]:
-    """A fresh page (its own cookies) that has logged in with the printed URL; no console error allowed."""
+@contextlib.contextmanager
+def open_page(browser: Any, console: Console) -> Iterator[Any]:
+    """A fresh page (its own cookies) whose console errors, page errors and answers >= 400 go to ``console``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
     pg = context.new_page()
     pg.set_default_timeout(60_000)
     pg.on("console", lambda m: console.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
     pg.on("response", lambda r: console.failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    pg.goto(ui_server.url)  # the token: a cookie, then a redirect to the page without it
-    assert "token=" not in pg.url, pg.url
     try:
         yield pg
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Any, ui_server: Server, console: Console) -> Iterator[Any]:
+    """A fresh page that has logged in with the printed URL; no console error allowed."""
+    with open_page(browser, console) as pg:
+        pg.goto(ui_server.url)  # the token: a cookie, then a redirect to the page without it
+        assert "token=" not in pg.url, pg.url
+        yield pg
     assert console.unexpected() == [], (console.errors, console.failed)

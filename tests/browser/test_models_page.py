@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import pytest
 
 pytest.register_assert_rewrite("dashboard")
-from dashboard import Console, cli, cli_json, serve  # noqa: E402
+from dashboard import Console, cli, cli_json, open_page, serve  # noqa: E402
 from registry_fixtures import sweep_with_artifacts  # noqa: E402
 
 pytest_plugins = ["dashboard"]
@@ -29,12 +29,7 @@ def registry_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> 
 def test_models_list_and_model_page(browser: Any, registry_server: Any) -> None:
     root, server = registry_server
     console = Console()
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console.errors.append(str(e)))
-    try:
+    with open_page(browser, console) as page:
         page.goto(server.url)
         page.click("a.nav-models")
         page.wait_for_selector("#models tbody tr[data-name='m']")
@@ -49,8 +44,6 @@ def test_models_list_and_model_page(browser: Any, registry_server: Any) -> None:
         history = cli_json(root, "models", "history", "m")
         assert page.eval_on_selector_all("#history tbody tr", "rs => rs.length") == len(history)
         assert "production: - → 1" in page.text_content("#history")
-    finally:
-        context.close()
     assert console.errors == []
 
 
@@ -64,20 +57,12 @@ def test_a_models_problem_is_shown_on_its_row_and_page(browser: Any, tmp_path: A
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", root / "registry" / "bad" / "aliases" / "evil")
     console = Console()
-    with serve(root) as server:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: console.errors.append(str(e)))
-        try:
-            page.goto(server.url + "#/models")
-            page.wait_for_selector("#models tbody tr[data-name='good']")
-            assert "planted in the registry" in page.text_content("#models tbody tr[data-name='bad']")
-            assert page.query_selector("#models tbody tr[data-name='good'] .warn-line") is None
-            page.goto(server.url + "#/model/bad")
-            page.wait_for_selector("#versions tbody tr[data-version='1']")
-            assert "planted in the registry" in page.text_content("p.warn-line")
-        finally:
-            context.close()
+    with serve(root) as server, open_page(browser, console) as page:
+        page.goto(server.url + "#/models")
+        page.wait_for_selector("#models tbody tr[data-name='good']")
+        assert "planted in the registry" in page.text_content("#models tbody tr[data-name='bad']")
+        assert page.query_selector("#models tbody tr[data-name='good'] .warn-line") is None
+        page.goto(server.url + "#/model/bad")
+        page.wait_for_selector("#versions tbody tr[data-version='1']")
+        assert "planted in the registry" in page.text_content("p.warn-line")
     assert console.errors == []

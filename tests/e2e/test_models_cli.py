@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 
 import pytest
-from conftest import EXAMPLE, error_lines, run_cli
+from conftest import EXAMPLE, one_error, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +29,6 @@ def _json(*args: str):
 def _script(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ))  # fmt: skip
-
-
-def _one_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_register_promote_load_history_and_outlive_the_sweep(hpctrack_root, tmp_path):
@@ -94,7 +85,7 @@ def test_register_promote_load_history_and_outlive_the_sweep(hpctrack_root, tmp_
     assert len(versions.splitlines()) == 2 and versions.splitlines()[1].startswith("1,"), versions
 
     # the registered runs are pinned: rm refuses and says why; gc never touches run data
-    _one_error(run_cli("rm", "digits"), "registered as digits-mlp/1", "registered as digits-mlp/2", "hpctrack unpin")
+    one_error(run_cli("rm", "digits"), "registered as digits-mlp/1", "registered as digits-mlp/2", "hpctrack unpin")
     run_dir = hpctrack_root / "sweeps" / run["sweep_id"] / "runs" / str(best)
     run_cli("gc", "digits", check=True)  # removes submitit's pickles only, never run data
     assert (run_dir / "artifacts" / "model.npz").is_file() and _script(LOAD).returncode == 0
@@ -118,7 +109,7 @@ def test_register_promote_load_history_and_outlive_the_sweep(hpctrack_root, tmp_
         fh.write(bytes(data))
     proc = run_cli("models", "verify")
     assert proc.returncode == 1 and path in proc.stdout and "sha256" in proc.stdout, proc.stdout
-    _one_error(run_cli("models", "path", "digits-mlp@production"), "damaged, refusing its path", path)
+    one_error(run_cli("models", "path", "digits-mlp@production"), "damaged, refusing its path", path)
     assert _script(LOAD).returncode != 0
 
 
@@ -142,14 +133,14 @@ def test_hostile_names_and_planted_symlinks_are_one_line_and_write_nothing(hpctr
         (["models", "register", "src/7", "--artifact", "artifacts/model.bin", "--name", "ok"], "no job 7"),
         (["models", "show", "nosuch"], "no model 'nosuch'"),
     ]:
-        _one_error(run_cli(*args), needle)
+        one_error(run_cli(*args), needle)
     assert not (hpctrack_root / "registry").exists()
 
     # a symlink in the source run: never followed out of the run directory
     secret = tmp_path / "shadow"
     secret.write_text("root:x:0:0")
     os.symlink(secret, m.run_path(0) / "artifacts" / "evil.ckpt")
-    _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/evil.ckpt", "--name", "ok"),
+    one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/evil.ckpt", "--name", "ok"),
                "out of the run directory")  # fmt: skip
 
     # a symlink planted in the registry: refused, the place it points to untouched
@@ -157,8 +148,8 @@ def test_hostile_names_and_planted_symlinks_are_one_line_and_write_nothing(hpctr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.symlink(elsewhere, hpctrack_root / "registry" / "ok" / "aliases")
-    _one_error(run_cli("models", "alias", "ok", "1", "production"), "symlink")
-    _one_error(run_cli("models", "alias", "ok", "1", "v2"), "reserved")
+    one_error(run_cli("models", "alias", "ok", "1", "production"), "symlink")
+    one_error(run_cli("models", "alias", "ok", "1", "v2"), "reserved")
     assert list(elsewhere.iterdir()) == []
     proc = run_cli("models", "verify")
     assert proc.returncode == 1 and "symlink" in proc.stdout

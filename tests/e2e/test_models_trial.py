@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import error_lines, run_cli
+from conftest import error_lines, one_error, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +22,6 @@ def _registry(root, n: int = 2):
     from registry_fixtures import sweep_with_artifacts
 
     return sweep_with_artifacts(root, n)
-
-
-def _one_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-    lines = error_lines(proc.stderr)
-    assert len(lines) == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -49,14 +40,14 @@ def test_a_fifo_is_refused_in_one_line_without_hanging_and_nothing_is_staged(hpc
     m = _registry(hpctrack_root)
     os.mkfifo(m.run_path(0) / "artifacts" / "pipe")
     os.mkfifo(m.run_path(0) / "artifacts" / "model_dir" / "sub" / "pipe")
-    _one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/pipe", "--name", "m"),
+    one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/pipe", "--name", "m"),
                "not a regular file", "pipe")  # fmt: skip
-    _one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"),
+    one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"),
                "not a regular file", "sub/pipe")  # fmt: skip
     assert not (hpctrack_root / "registry" / "m").exists()
     # an existing model: the refusal leaves no staging directory either
     _register(name="m2")
-    _one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m2"),
+    one_error(_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m2"),
                "not a regular file")  # fmt: skip
     staging = hpctrack_root / "registry" / "m2" / ".staging"
     assert not staging.exists() or list(staging.iterdir()) == []
@@ -117,8 +108,8 @@ def test_symlinks_planted_as_payload_version_or_model_dir_are_never_followed(hpc
     os.symlink(reg / "m3", reg / "m4")
 
     for ref, planted in [("m/1", files), ("m2/1", v1), ("m4/1", reg / "m4")]:
-        _one_error(run_cli("models", "path", ref), "symlink", str(planted))
-        _one_error(run_cli("models", "download", ref, str(tmp_path / "dl" / ref.replace("/", "-"))), "symlink",
+        one_error(run_cli("models", "path", ref), "symlink", str(planted))
+        one_error(run_cli("models", "download", ref, str(tmp_path / "dl" / ref.replace("/", "-"))), "symlink",
                    str(planted))  # fmt: skip
         code = f"import hpctrack.models as hm; print(hm.get_path({ref!r}))"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -166,11 +157,11 @@ def test_alias_with_a_planted_events_link_is_refused_before_the_alias_is_written
     target.mkdir()
     os.rename(model / "events", model / "events.moved")
     os.symlink(target, model / "events")
-    _one_error(run_cli("models", "alias", "m", "1", "production"), "symlink", str(model / "events"))
+    one_error(run_cli("models", "alias", "m", "1", "production"), "symlink", str(model / "events"))
     assert not (model / "aliases" / "production").exists()
-    _one_error(run_cli("models", "tag", "m/1", "stage=prod"), "symlink", str(model / "events"))
+    one_error(run_cli("models", "tag", "m/1", "stage=prod"), "symlink", str(model / "events"))
     assert not (model / "tags").exists() or list((model / "tags").iterdir()) == []
-    _one_error(run_cli("models", "delete", "m/1"), "symlink", str(model / "events"))
+    one_error(run_cli("models", "delete", "m/1"), "symlink", str(model / "events"))
     assert not (model / "deleted").exists() or list((model / "deleted").iterdir()) == []
     assert list(target.iterdir()) == []
 
@@ -188,7 +179,7 @@ def test_a_hand_edited_alias_that_contradicts_its_own_event_is_reported_and_refu
     assert proc.returncode == 1, proc.stdout
     hits = [line for line in proc.stdout.splitlines() if "production" in line]
     assert len(hits) == 1 and "2" in hits[0] and "1" in hits[0] and "contradicts" in hits[0], proc.stdout
-    _one_error(run_cli("models", "path", "m@production"), "production", "contradicts")
+    one_error(run_cli("models", "path", "m@production"), "production", "contradicts")
     assert run_cli("models", "path", "m/2", check=True).stdout.strip().endswith("model.bin")
 
 
@@ -204,7 +195,7 @@ def test_download_refusals_say_download_and_leave_no_directory_behind(hpctrack_r
     payload.unlink()
     os.symlink(tmp_path / "copy.bin", payload)
     dest = tmp_path / "new" / "deploy"
-    line = _one_error(run_cli("models", "download", "linked/1", str(dest)), "symlink", str(payload), "download")
+    line = one_error(run_cli("models", "download", "linked/1", str(dest)), "symlink", str(payload), "download")
     assert "register" not in line and "copy the file" not in line, line
     assert not (tmp_path / "new").exists()
     flipped = hpctrack_root / "registry" / "flipped" / "versions" / "1" / "files" / "model.bin"
@@ -212,22 +203,22 @@ def test_download_refusals_say_download_and_leave_no_directory_behind(hpctrack_r
     data = bytearray(flipped.read_bytes())
     data[10] ^= 1
     flipped.write_bytes(bytes(data))
-    _one_error(run_cli("models", "download", "flipped/1", str(dest)), "nothing was downloaded")
+    one_error(run_cli("models", "download", "flipped/1", str(dest)), "nothing was downloaded")
     assert not (tmp_path / "new").exists()
     existing = tmp_path / "existing"
     existing.mkdir()
-    _one_error(run_cli("models", "download", "flipped/1", str(existing)), "nothing was downloaded")
+    one_error(run_cli("models", "download", "flipped/1", str(existing)), "nothing was downloaded")
     assert existing.is_dir() and list(existing.iterdir()) == []  # a directory the user had stays
 
 
 def test_registering_the_whole_run_directory_gets_safe_advice(hpctrack_root):
     m = _registry(hpctrack_root)
     assert os.path.islink(m.run_path(0) / "run.h5")
-    line = _one_error(run_cli("models", "register", "src/0", "--artifact", ".", "--name", "m"),
+    line = one_error(run_cli("models", "register", "src/0", "--artifact", ".", "--name", "m"),
                       "run stores are not artifacts", "file or subdirectory")  # fmt: skip
     assert "copy the file" not in line, line
     os.symlink("model.bin", m.run_path(0) / "artifacts" / "model_dir" / "alias.bin")
-    line = _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"),
+    line = one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model_dir", "--name", "m"),
                       "symlink", "file or subdirectory")  # fmt: skip
     assert "copy the file" not in line, line
     assert not (hpctrack_root / "registry").exists()
@@ -277,7 +268,7 @@ def test_a_long_model_name_still_pins_its_run(hpctrack_root):
     for name in (long_a, long_b):
         proc = _register(name=name)
         assert "not pinned" not in proc.stderr, proc.stderr
-    line = _one_error(run_cli("rm", "src"), "registered as aaaa")
+    line = one_error(run_cli("rm", "src"), "registered as aaaa")
     assert line.count("registered as") == 2, line  # two pins, one per version: the reasons stay unique
 
 
@@ -286,8 +277,8 @@ def test_history_of_an_alias_never_set_is_one_line_and_a_relative_at_shows_its_m
 
     _registry(hpctrack_root)
     _register("--alias", "production")
-    _one_error(run_cli("models", "history", "m", "--alias", "nosuch"), "model m has no alias nosuch in its history")
-    _one_error(run_cli("models", "history", "m", "--alias", "nosuch", "--at", "0d"), "no alias nosuch")
+    one_error(run_cli("models", "history", "m", "--alias", "nosuch"), "model m has no alias nosuch in its history")
+    one_error(run_cli("models", "history", "m", "--alias", "nosuch", "--at", "0d"), "no alias nosuch")
     out = run_cli("models", "history", "m", "--alias", "production", "--at", "0d", check=True).stdout.strip()
     assert out.startswith("m@production at ") and ": version 1" in out, out
     moment = datetime.fromisoformat(out[len("m@production at ") : len("m@production at ") + 19])
@@ -298,7 +289,7 @@ def test_a_bad_versions_filter_gives_an_example_of_the_versions_own_columns(hpct
     _registry(hpctrack_root)
     _register()
     _register(run="src/1")
-    line = _one_error(run_cli("models", "versions", "m", "--where", "loss:min >"), "ends too soon")
+    line = one_error(run_cli("models", "versions", "m", "--where", "loss:min >"), "ends too soon")
     assert "optimizer.lr" not in line and "state ==" not in line and "version" in line, line
     # the config's params are columns too, as in `hpctrack table`
     out = run_cli("models", "versions", "m", "--where", "x == 1", "--format", "csv", check=True).stdout
@@ -312,8 +303,8 @@ def test_small_cli_rough_edges(hpctrack_root, tmp_path):
     both = run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--checkpoint", "latest",
                    "--name", "m")  # fmt: skip
     assert both.returncode == 2 and len(error_lines(both.stderr)) == 1 and "--artifact" in both.stderr, both.stderr
-    _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "x..y"), "'..'")
-    uni = _one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "modèle"))
+    one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "x..y"), "'..'")
+    uni = one_error(run_cli("models", "register", "src/0", "--artifact", "artifacts/model.bin", "--name", "modèle"))
     assert "modèle" in uni and "\\\\" not in uni, uni
     with Checkpoints(m.run_path(1) / CHECKPOINTS_DIR).writing(step=7, attempt=1, state={}, keep=5) as folder:
         (folder / "weights.bin").write_bytes(b"w" * 64)
@@ -340,7 +331,7 @@ def test_deleting_a_version_unpins_its_run_for_that_version_only(hpctrack_root):
     _register(name="m")
     _register(name="keep")
     run_cli("models", "delete", "m/1", check=True)
-    line = _one_error(run_cli("rm", "src"), "registered as keep/1")
+    line = one_error(run_cli("rm", "src"), "registered as keep/1")
     assert "registered as m/1" not in line, line
     run_cli("models", "delete", "keep/1", check=True)
     run_cli("models", "gc", "--purge", check=True)
